@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is a step of those.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PYTHON := $(BIN)/python
+STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+
+.PHONY: run test venv migrate lint db-start db-stop clean-var bench
+
+$(STAMP): requirements.txt
+	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# Embedded PostgreSQL (var/pgdata) unless DATABASE_URL is set; the schema gate migrates.
+migrate: venv
+	$(PYTHON) manage.py migrate
+
+run: migrate
+	$(PYTHON) manage.py import_decisions halacha/samples
+	$(PYTHON) manage.py drain_halacha --trigger manual
+
+test: venv
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m pytest
+
+lint: venv
+	$(PYTHON) -m ruff check .
+
+db-start: venv
+	$(PYTHON) -m config.embedded_pg start
+
+db-stop: venv
+	$(PYTHON) -m config.embedded_pg stop
+
+bench: migrate
+	$(PYTHON) bench/schema_gate.py

@@ -1,0 +1,89 @@
+"""The embedded PostgreSQL used when DATABASE_URL is unset.
+
+Data lives in ``var/pgdata``. Whichever process first needs the database starts the server
+(``pgserver`` serialises concurrent starters with an inter-process file lock) and leaves it
+running for the next job; ``make db-stop`` stops it. The server listens on a Unix socket only.
+
+Finding an already running server must stay cheap, because every cron job pays for it: we read
+``postmaster.pid`` and probe the pid before importing ``pgserver`` at all.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from config.env import VAR_DIR
+
+PGDATA = Path(os.environ.get("DRAINS_PGDATA", VAR_DIR / "pgdata"))
+
+
+def _running_socket_dir(pgdata: Path) -> str | None:
+    """The socket directory of a live, ready server on ``pgdata``, or None."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    except (FileNotFoundError, PermissionError):
+        return None
+    if len(lines) < 8 or lines[7].strip() != "ready":
+        return None
+    try:
+        pid = int(lines[0])
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError):
+        return None
+    except PermissionError:
+        pass  # alive, owned by the pgserver system user
+    socket_dir = lines[4].strip()
+    port = lines[3].strip()
+    if not socket_dir or not Path(socket_dir, f".s.PGSQL.{port}").exists():
+        return None
+    return socket_dir
+
+
+def ensure_running(pgdata: Path = PGDATA) -> dict:
+    """Start the embedded server if needed; return libpq connection parameters for it."""
+    socket_dir = _running_socket_dir(pgdata)
+    if socket_dir is None:
+        import pgserver  # heavy import: only when the server must be started
+
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(pgdata, cleanup_mode=None)
+        info = server.get_postmaster_info()
+        socket_dir = str(info.socket_dir)
+    port = (pgdata / "postmaster.pid").read_text().splitlines()[3].strip()
+    return {"host": socket_dir, "port": port, "user": "postgres"}
+
+
+def url(database: str = "postgres", pgdata: Path = PGDATA) -> str:
+    params = ensure_running(pgdata)
+    return f"postgresql://postgres@/{database}?host={params['host']}&port={params['port']}"
+
+
+def stop(pgdata: Path = PGDATA) -> str:
+    if _running_socket_dir(pgdata) is None and not (pgdata / "postmaster.pid").exists():
+        return f"embedded PostgreSQL in {pgdata} is not running"
+    from pgserver._commands import pg_ctl
+
+    user = "pgserver" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    return f"embedded PostgreSQL in {pgdata} stopped"
+
+
+def main(argv: list[str]) -> int:
+    usage = "usage: python -m config.embedded_pg {start|stop|url [DATABASE]}"
+    if not argv or argv[0] not in {"start", "stop", "url"}:
+        print(usage, file=sys.stderr)  # noqa: T201
+        return 2
+    if argv[0] == "start":
+        params = ensure_running()
+        print(f"embedded PostgreSQL running in {PGDATA} (socket {params['host']})")  # noqa: T201
+    elif argv[0] == "stop":
+        print(stop())  # noqa: T201
+    else:
+        print(url(argv[1] if len(argv) > 1 else "postgres"))  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,184 @@
+"""Django settings, all read from the environment through config/env.py.
+
+DATABASE_URL selects the database (PostgreSQL only); unset, the embedded PostgreSQL in
+var/pgdata is used and started on first use. Production needs DJANGO_SECRET_KEY.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import (
+    BASE_DIR,
+    VAR_DIR,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    parse_database_url,
+)
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+_secret = env_str("DJANGO_SECRET_KEY")
+if _secret is None:
+    if not DEBUG and env_bool("DJANGO_REQUIRE_SECRET_KEY", False):
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production.")
+    # A per-checkout development key: good enough for the embedded demo, never for production.
+    _secret = "dev-only-insecure-key-set-DJANGO_SECRET_KEY-in-production"
+SECRET_KEY = _secret
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    # Our apps first: drains overrides the built-in `migrate` command with the locked gate.
+    "drains",
+    "halacha",
+    "operations",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_crontab",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database: PostgreSQL only ----------------------------------------------------------------
+_database_url = env_str("DATABASE_URL")
+if _database_url:
+    _default_db = parse_database_url(_database_url)
+else:
+    _default_db = {
+        "ENGINE": "config.embedded_pg",
+        "NAME": env_str("DRAINS_EMBEDDED_DB_NAME", "drains"),
+        "USER": "postgres",
+        "PASSWORD": "",
+        "HOST": "",  # filled with the socket directory when the server is started
+        "PORT": "",
+        "OPTIONS": {},
+    }
+_default_db["OPTIONS"].setdefault(
+    # Names the process in pg_stat_activity, so that lock reports say who holds what.
+    "application_name",
+    env_str("DRAINS_APPLICATION_NAME", f"drains@{socket.gethostname()}"),
+)
+_default_db["CONN_MAX_AGE"] = 0
+DATABASES = {"default": _default_db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "Asia/Jerusalem"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+LOGIN_URL = "/admin/login/"
+LOGIN_REDIRECT_URL = "/operations"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "pgserver": {"level": "WARNING"},
+    },
+}
+
+# --- REST framework ---------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Drain operations API",
+    "DESCRIPTION": "Snapshot of scheduled services and the burst toggle for drains.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Drains -----------------------------------------------------------------------------------
+DRAINS_VAR_DIR = VAR_DIR
+DRAINS_LOG_DIR = VAR_DIR / "log"
+# Schema gate (drains/schema_gate.py)
+DRAINS_MIGRATE_LOCK_WAIT_SECONDS = env_float("DRAINS_MIGRATE_LOCK_WAIT_SECONDS", 600.0, minimum=0)
+DRAINS_MIGRATE_LOCK_REPORT_SECONDS = env_float("DRAINS_MIGRATE_LOCK_REPORT_SECONDS", 10.0, minimum=0.1)
+DRAINS_MIGRATE_LOCK_TIMEOUT_MS = env_int("DRAINS_MIGRATE_LOCK_TIMEOUT_MS", 5000, minimum=1)
+DRAINS_MIGRATE_DDL_RETRIES = env_int("DRAINS_MIGRATE_DDL_RETRIES", 5, minimum=0)
+# Runtime
+DRAINS_DEFAULT_MAX_ITEMS = env_int("DRAINS_DEFAULT_MAX_ITEMS", 50, minimum=1)
+DRAINS_DEFAULT_MAX_MINUTES = env_float("DRAINS_DEFAULT_MAX_MINUTES", 12.0, minimum=0.1)
+DRAINS_CHUNK_SIZE = env_int("DRAINS_CHUNK_SIZE", 10, minimum=1)
+DRAINS_FALLBACK_BACKOFF_SECONDS = env_int("DRAINS_FALLBACK_BACKOFF_SECONDS", 900, minimum=1)
+DRAINS_HUNG_AFTER_SECONDS = env_int("DRAINS_HUNG_AFTER_SECONDS", 1800, minimum=1)
+DRAINS_HUNG_KILL_GRACE_SECONDS = env_float("DRAINS_HUNG_KILL_GRACE_SECONDS", 10.0, minimum=0)
+# The zone in which operators think and in which human reset times without a zone are read.
+DRAINS_OPERATOR_TZ = env_str("DRAINS_OPERATOR_TZ", "Asia/Jerusalem")
+
+# --- Halacha extraction -----------------------------------------------------------------------
+HALACHA_EXTRACTOR = env_str("HALACHA_EXTRACTOR", "offline")
+HALACHA_MODEL = env_str("HALACHA_MODEL", "claude-sonnet-4-5")
+HALACHA_MAX_TOKENS = env_int("HALACHA_MAX_TOKENS", 4096, minimum=256)
+ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
+CLAUDE_CLI = env_str("CLAUDE_CLI", "claude")
+HALACHA_CLI_TIMEOUT_SECONDS = env_float("HALACHA_CLI_TIMEOUT_SECONDS", 300.0, minimum=1)
+
+# --- Schedule (issue 7 fills this in) ---------------------------------------------------------
+CRONJOBS: list = []
+CRONTAB_LOCK_JOBS = True
+CRONTAB_COMMAND_PREFIX = ""
+
+BASE_DIR = BASE_DIR

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DrainsConfig(AppConfig):
+    name = "drains"
+    verbose_name = "Drains"

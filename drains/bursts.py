@@ -1,0 +1,199 @@
+"""The burst service: the only code that reads or writes ``DrainControl.burst_until`` (G1, G2).
+
+Admin, REST, the /operations page and the ``burst`` command all call these functions and show
+their ``ValidationError`` messages as they are. A burst spends *leftover* weekly quota, so its
+deadline may never pass the week boundary: the upcoming Saturday 18:00 Asia/Jerusalem.
+A burst whose deadline has passed is off everywhere, even before the supervisor clears it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from drains import registry
+from drains.events import record_event
+from drains.models import DrainControl
+
+WEEK_TZ = ZoneInfo("Asia/Jerusalem")
+WEEK_BOUNDARY_WEEKDAY = 5  # Saturday (Monday is 0)
+WEEK_BOUNDARY_TIME = time(18, 0)
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "DEFAULT_DEADLINE"
+
+
+DEFAULT_DEADLINE = _Default()
+"""Pass as ``until`` to start a burst until the upcoming week boundary."""
+
+MSG_UNPARSEABLE = (
+    "{value!r} is not a date and time. Use ISO 8601 with a UTC offset, "
+    "e.g. 2026-12-05T18:00:00+02:00."
+)
+MSG_NAIVE = (
+    "{value} has no time zone. Add a UTC offset (e.g. +02:00 for Israel in winter, +03:00 in "
+    "summer) so the deadline is unambiguous."
+)
+MSG_PAST = "The deadline {value} is not in the future (now is {now}). Pick a later time."
+MSG_BEYOND = (
+    "The deadline {value} is after the week boundary {boundary}. A burst spends leftover weekly "
+    "quota and must end by then; pick a time up to {boundary}."
+)
+
+
+@dataclass(frozen=True)
+class BurstState:
+    name: str
+    burst_until: datetime | None  # as stored (may be in the past until cleared)
+    active: bool
+
+    @property
+    def effective_until(self) -> datetime | None:
+        return self.burst_until if self.active else None
+
+
+def upcoming_week_boundary(now: datetime | None = None) -> datetime:
+    """The next Saturday 18:00 Asia/Jerusalem strictly after ``now`` (DST-aware).
+
+    On Saturday before 18:00 that is today; at 18:00 or later it is a week later.
+    """
+    now = now or timezone.now()
+    local = now.astimezone(WEEK_TZ)
+    days_ahead = (WEEK_BOUNDARY_WEEKDAY - local.weekday()) % 7
+    boundary = datetime.combine(local.date() + timedelta(days=days_ahead), WEEK_BOUNDARY_TIME, WEEK_TZ)
+    if boundary <= local:
+        boundary = datetime.combine(
+            local.date() + timedelta(days=days_ahead + 7), WEEK_BOUNDARY_TIME, WEEK_TZ
+        )
+    return boundary
+
+
+def _fmt(moment: datetime) -> str:
+    return moment.astimezone(WEEK_TZ).strftime("%a %Y-%m-%d %H:%M %Z")
+
+
+def parse_burst_until(value) -> datetime:
+    """Parse what an operator typed into an aware datetime, or raise a clear ValidationError."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = parse_datetime(value.strip())
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            raise ValidationError(MSG_UNPARSEABLE.format(value=value), code="unparseable")
+    else:
+        raise ValidationError(MSG_UNPARSEABLE.format(value=value), code="unparseable")
+    if timezone.is_naive(parsed):
+        raise ValidationError(MSG_NAIVE.format(value=parsed.isoformat()), code="naive")
+    return parsed
+
+
+def validate_burst_until(until: datetime, now: datetime | None = None) -> datetime:
+    now = now or timezone.now()
+    if timezone.is_naive(until):
+        raise ValidationError(MSG_NAIVE.format(value=until.isoformat()), code="naive")
+    if until <= now:
+        raise ValidationError(MSG_PAST.format(value=_fmt(until), now=_fmt(now)), code="past")
+    boundary = upcoming_week_boundary(now)
+    if until > boundary:
+        raise ValidationError(
+            MSG_BEYOND.format(value=_fmt(until), boundary=_fmt(boundary)), code="beyond_week"
+        )
+    return until
+
+
+def is_active(burst_until: datetime | None, now: datetime | None = None) -> bool:
+    return burst_until is not None and burst_until > (now or timezone.now())
+
+
+def _state(name: str, burst_until: datetime | None, now: datetime) -> BurstState:
+    return BurstState(name=name, burst_until=burst_until, active=is_active(burst_until, now))
+
+
+def ensure_control(name: str) -> DrainControl:
+    registry.get(name)  # raises UnknownDrain
+    control, _ = DrainControl.objects.get_or_create(name=name)
+    return control
+
+
+def set_drain_burst(name: str, until, actor: str) -> BurstState:
+    """Start (``until`` = a datetime or ``DEFAULT_DEADLINE``) or stop (``until=None``) a burst.
+
+    Raises ``registry.UnknownDrain`` or ``ValidationError``. Writes a DrainEvent.
+    """
+    registry.get(name)
+    now = timezone.now()
+    if until is DEFAULT_DEADLINE:
+        until = upcoming_week_boundary(now)
+    elif until is not None:
+        until = validate_burst_until(parse_burst_until(until), now)
+    with transaction.atomic():
+        DrainControl.objects.get_or_create(name=name)
+        control = DrainControl.objects.select_for_update().get(name=name)
+        previous = control.burst_until
+        control.burst_until = until
+        control.updated_by = actor
+        control.save(update_fields=["burst_until", "updated_by", "updated_at"])
+        if until is None:
+            kind, message = "burst_off", "burst stopped"
+        else:
+            kind, message = "burst_on", f"burst on until {_fmt(until)}"
+        record_event(
+            drain=name,
+            kind=kind,
+            message=message,
+            actor=actor,
+            data={
+                "until": until.isoformat() if until else None,
+                "previous": previous.isoformat() if previous else None,
+            },
+        )
+    return _state(name, until, now)
+
+
+def get_drain_burst(name: str) -> BurstState:
+    registry.get(name)
+    burst_until = (
+        DrainControl.objects.filter(name=name).values_list("burst_until", flat=True).first()
+    )
+    return _state(name, burst_until, timezone.now())
+
+
+def get_drain_bursts() -> dict[str, BurstState]:
+    """Every registered drain's burst, in one query."""
+    now = timezone.now()
+    stored = dict(
+        DrainControl.objects.filter(name__in=registry.names()).values_list("name", "burst_until")
+    )
+    return {name: _state(name, stored.get(name), now) for name in registry.names()}
+
+
+def clear_expired_burst(name: str, actor: str = "supervisor") -> BurstState | None:
+    """Clear a burst whose deadline has passed (the supervisor's step 1). None if nothing to do."""
+    now = timezone.now()
+    with transaction.atomic():
+        control = DrainControl.objects.select_for_update().filter(name=name).first()
+        if control is None or control.burst_until is None or control.burst_until > now:
+            return None
+        expired = control.burst_until
+        control.burst_until = None
+        control.updated_by = actor
+        control.save(update_fields=["burst_until", "updated_by", "updated_at"])
+        record_event(
+            drain=name,
+            kind="burst_expired",
+            message=f"burst reached its deadline {_fmt(expired)} and was cleared",
+            actor=actor,
+            data={"until": expired.isoformat()},
+        )
+    return _state(name, None, now)

@@ -1,0 +1,158 @@
+"""The drains tables: control rows (one per drain), runs, the event timeline, and staging.
+
+Only the service modules write these: bursts.py owns ``burst_until``; the runtime owns runs,
+checkpoints, backoff and staging; the supervisor owns run state transitions it decides on.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "running", "running"
+    SUCCEEDED = "succeeded", "succeeded"
+    STOPPED = "stopped", "stopped"
+    RATE_LIMITED = "rate_limited", "rate limited"
+    FAILED = "failed", "failed"
+    HUNG = "hung", "hung"
+    CRASHED = "crashed", "crashed"
+
+
+FINISHED_STATUSES = frozenset(s for s in RunStatus if s != RunStatus.RUNNING)
+
+
+class Trigger(models.TextChoices):
+    CRON = "cron", "cron"
+    SUPERVISOR = "supervisor", "supervisor"
+    MANUAL = "manual", "manual"
+
+
+class RunMode(models.TextChoices):
+    NORMAL = "normal", "normal (bounded batch)"
+    BURST = "burst", "burst (until the deadline)"
+    JOB = "job", "job (not a drain)"
+
+
+class DrainControl(models.Model):
+    """One row per drain: the single place a burst and a backoff live (G1)."""
+
+    name = models.CharField(max_length=64, unique=True)
+    enabled = models.BooleanField(default=True)
+    burst_until = models.DateTimeField(
+        null=True, blank=True, help_text="Burst deadline; empty means no burst."
+    )
+    quota_key = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="The quota (API key or CLI account) this drain's extractor draws on; "
+        "a rate limit backs off every drain with the same key.",
+    )
+    backoff_until = models.DateTimeField(null=True, blank=True)
+    backoff_reason = models.TextField(blank=True, default="")
+    backoff_observed_at = models.DateTimeField(null=True, blank=True)
+    backoff_from_run = models.ForeignKey(
+        "DrainRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    hung_after_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Override of DRAINS_HUNG_AFTER_SECONDS for this drain."
+    )
+    updated_by = models.CharField(max_length=150, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DrainRun(models.Model):
+    """One execution of a drain (or a sibling job). Its checkpoint is the liveness signal."""
+
+    drain = models.CharField(max_length=64)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.MANUAL)
+    mode = models.CharField(max_length=16, choices=RunMode.choices, default=RunMode.NORMAL)
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    backend_pid = models.IntegerField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    last_checkpoint_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    deadline = models.DateTimeField(null=True, blank=True, help_text="Burst deadline at start.")
+    backlog_at_start = models.IntegerField(null=True, blank=True)
+    items_done = models.IntegerField(default=0)
+    items_failed = models.IntegerField(default=0)
+    chunks = models.IntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cache_creation_input_tokens = models.BigIntegerField(default=0)
+    cache_read_input_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [
+            models.Index(fields=["drain", "-started_at"], name="drainrun_drain_started"),
+            models.Index(
+                fields=["drain"], condition=Q(status="running"), name="drainrun_running"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.drain} run {self.pk} ({self.status})"
+
+
+class DrainEvent(models.Model):
+    """The audit trail and timeline: who changed what, and what the supervisor decided."""
+
+    drain = models.CharField(max_length=64)
+    run = models.ForeignKey(
+        DrainRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    actor = models.CharField(max_length=150)
+    kind = models.CharField(max_length=48)
+    message = models.TextField()
+    data = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["drain", "-at"], name="drainevent_drain_at"),
+            models.Index(fields=["-at"], name="drainevent_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.drain} {self.kind}"
+
+
+class StagedResult(models.Model):
+    """A raw extractor response, persisted the moment it arrives and before anything else.
+
+    Promotion turns it into domain rows and deletes it, in one transaction. A row that
+    outlives its run is promoted by the next run or the supervisor; it is never paid for twice.
+    """
+
+    drain = models.CharField(max_length=64)
+    item_key = models.CharField(max_length=128)
+    run = models.ForeignKey(
+        DrainRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="staged"
+    )
+    payload = models.JSONField()
+    created_at = models.DateTimeField()
+    promote_attempts = models.IntegerField(default=0)
+    promote_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["drain", "item_key"], name="staged_one_per_item"),
+        ]
+
+    def __str__(self) -> str:
+        return f"staged {self.drain}:{self.item_key}"

@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class HalachaConfig(AppConfig):
+    name = "halacha"
+    verbose_name = "Halacha extraction"
+
+    def ready(self):
+        # The halacha drain registers itself with the drains runtime (drains imports no sibling).
+        from halacha import drain  # noqa: F401

@@ -1,0 +1,82 @@
+"""Court decisions (the backlog) and the halachot extracted from them."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class Language(models.TextChoices):
+    HEBREW = "he", "Hebrew"
+    ENGLISH = "en", "English"
+
+
+class ExtractionStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    DONE = "done", "done"
+    FAILED = "failed", "failed"
+
+
+class CourtDecision(models.Model):
+    external_id = models.CharField(max_length=200, unique=True)
+    court = models.CharField(max_length=200, blank=True, default="")
+    case_number = models.CharField(max_length=200, blank=True, default="")
+    decided_on = models.DateField(null=True, blank=True)
+    title = models.CharField(max_length=500, blank=True, default="")
+    text = models.TextField()
+    text_sha256 = models.CharField(max_length=64, default="")
+    language = models.CharField(max_length=2, choices=Language.choices, default=Language.ENGLISH)
+    url = models.URLField(max_length=1000, blank=True, default="")
+    # Halacha extraction (the halacha drain)
+    status = models.CharField(
+        max_length=16, choices=ExtractionStatus.choices, default=ExtractionStatus.PENDING
+    )
+    attempts = models.IntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    extracted_at = models.DateTimeField(null=True, blank=True)
+    # Metadata extraction (the metadata drain)
+    metadata_status = models.CharField(
+        max_length=16, choices=ExtractionStatus.choices, default=ExtractionStatus.PENDING
+    )
+    metadata_attempts = models.IntegerField(default=0)
+    metadata_error = models.TextField(blank=True, default="")
+    metadata_extracted_at = models.DateTimeField(null=True, blank=True)
+    judges = models.JSONField(default=list, blank=True)
+    parties = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # "Next pending work" is an index range scan however large the done part grows.
+            models.Index(fields=["id"], condition=Q(status="pending"), name="decision_pending"),
+            models.Index(
+                fields=["id"], condition=Q(metadata_status="pending"), name="decision_meta_pending"
+            ),
+            models.Index(fields=["status"], name="decision_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.external_id} {self.title}".strip()
+
+
+class Halacha(models.Model):
+    decision = models.ForeignKey(CourtDecision, on_delete=models.CASCADE, related_name="halachot")
+    ordinal = models.PositiveIntegerField()
+    rule = models.TextField()
+    quote = models.TextField(help_text="Verbatim supporting quote from the decision text.")
+    topics = models.JSONField(default=list, blank=True)
+    extractor = models.CharField(max_length=32)
+    model = models.CharField(max_length=100, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["decision_id", "ordinal"]
+        verbose_name_plural = "halachot"
+        constraints = [
+            models.UniqueConstraint(fields=["decision", "ordinal"], name="halacha_unique_ordinal"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision.external_id} #{self.ordinal}"
