@@ -12,7 +12,7 @@ def main():
     from django.core.management import execute_from_command_line
 
     try:
-        settings.INSTALLED_APPS  # load settings now: a bad environment is a user error
+        settings._setup()  # load settings now: a bad environment is a user error
     except ImproperlyConfigured as exc:
         sys.stderr.write(f"Configuration error: {exc}\n")
         sys.exit(2)
