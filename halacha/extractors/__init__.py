@@ -1,0 +1,39 @@
+"""Extractor backends and the factory that picks one by name (``HALACHA_EXTRACTOR``).
+
+Names: ``offline`` (default), ``anthropic``, ``claude-cli``; or ``module.path:ClassName`` for a
+class of your own (tests use this to plug in counting or blocking extractors).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+BACKENDS = {
+    "offline": "halacha.extractors.offline:OfflineExtractor",
+    "anthropic": "halacha.extractors.anthropic_api:AnthropicExtractor",
+    "claude-cli": "halacha.extractors.claude_cli:ClaudeCliExtractor",
+}
+
+
+def extractor_class(name: str | None = None):
+    name = name or settings.HALACHA_EXTRACTOR
+    target = BACKENDS.get(name, name)
+    if ":" not in target:
+        raise ImproperlyConfigured(
+            f"HALACHA_EXTRACTOR={name!r} is not a known backend; use one of "
+            f"{', '.join(BACKENDS)} or module.path:ClassName."
+        )
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ImproperlyConfigured(f"HALACHA_EXTRACTOR={name!r} cannot be loaded: {exc}") from exc
+
+
+def get_extractor(name: str | None = None):
+    """A ready extractor instance for ``name`` (default: settings.HALACHA_EXTRACTOR)."""
+    return extractor_class(name)()

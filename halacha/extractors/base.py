@@ -31,3 +31,21 @@ class ExtractionResult:
     rejected: int = 0
     extractor: str = ""
     model: str = ""
+
+
+class Extractor:
+    """Base class for backends.
+
+    ``name`` is the backend name stored on each Halacha; ``model`` the model it used;
+    ``quota_key()`` names the quota the backend draws on (the API key or the CLI account), so a
+    rate limit backs off every drain that shares it.
+    """
+
+    name = "base"
+    model = ""
+
+    def quota_key(self) -> str:
+        return self.name
+
+    def extract(self, decision) -> ExtractionResult:  # pragma: no cover - interface
+        raise NotImplementedError
