@@ -176,9 +176,29 @@ ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
 CLAUDE_CLI = env_str("CLAUDE_CLI", "claude")
 HALACHA_CLI_TIMEOUT_SECONDS = env_float("HALACHA_CLI_TIMEOUT_SECONDS", 300.0, minimum=1)
 
-# --- Schedule (issue 7 fills this in) ---------------------------------------------------------
-CRONJOBS: list = []
+# --- Schedule: the one schedule (django-crontab); `run_scheduler` reads the same list ---------
+# Each job fires in a minute no other job uses (see drains/schedule.py and `manage.py check`):
+# metadata :00, supervisor :05/:20/:35/:50, halacha :10/:25/:40/:55, digest 07:12, fetch :17.
+# Expressions are read in the host's cron time zone; the schedule's minutes never depend on it.
+
+def _job(expression: str, command: str) -> tuple:
+    return (
+        expression,
+        "django.core.management.call_command",
+        [command],
+        {},
+        f">> {DRAINS_LOG_DIR / (command + '.log')} 2>&1",
+    )
+
+
+CRONJOBS = [
+    _job("0 * * * *", "drain_metadata"),
+    _job("5-59/15 * * * *", "supervise_drains"),
+    _job("10-59/15 * * * *", "drain_halacha"),
+    _job("12 7 * * *", "send_digest"),
+    _job("17 * * * *", "fetch_decisions"),
+]
 CRONTAB_LOCK_JOBS = True
-CRONTAB_COMMAND_PREFIX = ""
+CRONTAB_DJANGO_PROJECT_NAME = "config"
 
 BASE_DIR = BASE_DIR
