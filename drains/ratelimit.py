@@ -34,7 +34,12 @@ class RateLimited(Exception):
     """
 
     def __init__(
-        self, reset_at: datetime, message: str, *, trusted: bool = True, info: ResetInfo | None = None
+        self,
+        reset_at: datetime,
+        message: str,
+        *,
+        trusted: bool = True,
+        info: ResetInfo | None = None,
     ):
         self.reset_at = reset_at
         self.message = message
@@ -73,20 +78,26 @@ def _fallback_seconds() -> int:
     return int(settings.DRAINS_FALLBACK_BACKOFF_SECONDS)
 
 
-def _verdict(parsed: datetime | None, *, now: datetime, source: str, raw: str, note: str = "") -> ResetInfo:
+def _verdict(
+    parsed: datetime | None, *, now: datetime, source: str, raw: str, note: str = ""
+) -> ResetInfo:
     """Apply the sanity bounds to a parsed reset and fill in the fallback when needed."""
     if parsed is not None:
         parsed = parsed.astimezone(UTC)
         if parsed <= now:
             note = f"the reset {parsed.isoformat()} is not after now ({now.isoformat()})"
         elif parsed - now > MAX_TRUSTED_AHEAD:
-            note = f"the reset {parsed.isoformat()} is more than {MAX_TRUSTED_AHEAD.days} days ahead"
+            note = (
+                f"the reset {parsed.isoformat()} is more than {MAX_TRUSTED_AHEAD.days} days ahead"
+            )
         else:
             return ResetInfo(parsed, True, source, parsed, "", raw)
     elif not note:
         note = "no reset time found"
     fallback = now + timedelta(seconds=_fallback_seconds())
-    return ResetInfo(fallback, False, source if parsed is not None else "fallback", parsed, note, raw)
+    return ResetInfo(
+        fallback, False, source if parsed is not None else "fallback", parsed, note, raw
+    )
 
 
 def _now(now: datetime | None) -> datetime:
@@ -157,9 +168,7 @@ _CLOCK = r"(?P<hour>\d{1,2})(?::(?P<minute>\d{2}))?\s*(?P<ampm>[ap]\.?m\.?)?"
 _HUMAN_RE = re.compile(
     r"\b(?:resets?|reset\s+at)\s+(?:at\s+|on\s+)?"
     r"(?:(?P<month>jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+(?P<day>\d{1,2})"
-    r"(?:\s*,\s*|\s+at\s+|\s+))?"
-    + _CLOCK
-    + r"(?:\s*\((?P<tz>[^)]+)\))?",
+    r"(?:\s*,\s*|\s+at\s+|\s+))?" + _CLOCK + r"(?:\s*\((?P<tz>[^)]+)\))?",
     re.IGNORECASE,
 )
 _EPOCH_RE = re.compile(r"\|\s*(?P<epoch>\d{9,14})(?:\.\d+)?\b")
@@ -214,8 +223,13 @@ def parse_reset(text: str, now: datetime | None = None) -> ResetInfo:
     match = _EPOCH_RE.search(raw) or _RESETS_AT_RE.search(raw)
     if match:
         parsed = _from_epoch(int(match["epoch"]))
-        return _verdict(parsed, now=now, source="epoch", raw=raw,
-                        note="" if parsed else f"epoch {match['epoch']} is out of range")
+        return _verdict(
+            parsed,
+            now=now,
+            source="epoch",
+            raw=raw,
+            note="" if parsed else f"epoch {match['epoch']} is out of range",
+        )
 
     match = _REGAIN_RE.search(raw)
     if match:
@@ -224,7 +238,9 @@ def parse_reset(text: str, now: datetime | None = None) -> ResetInfo:
             day = date.fromisoformat(match["date"])
             clock = time.fromisoformat(match["time"]) if match["time"] else time(0, 0)
         except (ValueError, ZoneInfoNotFoundError) as exc:
-            return _verdict(None, now=now, source="regain-access", raw=raw, note=f"unreadable date: {exc}")
+            return _verdict(
+                None, now=now, source="regain-access", raw=raw, note=f"unreadable date: {exc}"
+            )
         parsed = datetime.combine(day, clock).replace(tzinfo=tz)
         return _verdict(parsed, now=now, source="regain-access", raw=raw)
 
@@ -242,14 +258,24 @@ def parse_reset(text: str, now: datetime | None = None) -> ResetInfo:
         try:
             tz = _zone(match["tz"])
         except (ZoneInfoNotFoundError, ValueError):
-            return _verdict(None, now=now, source="wall-clock", raw=raw,
-                            note=f"unknown time zone {match['tz']!r}")
+            return _verdict(
+                None,
+                now=now,
+                source="wall-clock",
+                raw=raw,
+                note=f"unknown time zone {match['tz']!r}",
+            )
         month = _MONTHS[match["month"][:3].lower()] if match["month"] else None
         day = int(match["day"]) if match["day"] else None
         parsed = next_wall_clock(now, tz, clock, month=month, day=day)
         source = "wall-clock-date" if month else "wall-clock"
-        return _verdict(parsed, now=now, source=source, raw=raw,
-                        note="" if parsed else f"{match.group(0)!r} names no real date")
+        return _verdict(
+            parsed,
+            now=now,
+            source=source,
+            raw=raw,
+            note="" if parsed else f"{match.group(0)!r} names no real date",
+        )
 
     return _verdict(None, now=now, source="fallback", raw=raw)
 
@@ -289,7 +315,9 @@ def _header_candidates(h: dict[str, str], now: datetime) -> list[tuple[str, date
     candidates: list[tuple[str, datetime | None]] = []
     if "retry-after-ms" in h:
         try:
-            candidates.append(("retry-after-ms", now + timedelta(milliseconds=float(h["retry-after-ms"]))))
+            candidates.append(
+                ("retry-after-ms", now + timedelta(milliseconds=float(h["retry-after-ms"])))
+            )
         except (ValueError, OverflowError):
             candidates.append(("retry-after-ms", None))
     if "retry-after" in h:
@@ -324,7 +352,9 @@ def _header_candidates(h: dict[str, str], now: datetime) -> list[tuple[str, date
     return candidates
 
 
-def parse_reset_headers(headers: Mapping[str, str] | None, now: datetime | None = None) -> ResetInfo:
+def parse_reset_headers(
+    headers: Mapping[str, str] | None, now: datetime | None = None
+) -> ResetInfo:
     """Read the reset time out of a 429's headers (any subset of those in the samples file).
 
     Preference: ``retry-after-ms``, ``retry-after`` (seconds or HTTP date), the latest
@@ -334,12 +364,18 @@ def parse_reset_headers(headers: Mapping[str, str] | None, now: datetime | None 
     now = _now(now)
     h = _lower(headers)
     shown = "; ".join(
-        f"{name}: {value}" for name, value in sorted(h.items())
+        f"{name}: {value}"
+        for name, value in sorted(h.items())
         if name.startswith(("retry-after", "anthropic-ratelimit-"))
     )
     verdicts = [
-        _verdict(parsed, now=now, source=source, raw=shown,
-                 note="" if parsed else f"unreadable {source} header")
+        _verdict(
+            parsed,
+            now=now,
+            source=source,
+            raw=shown,
+            note="" if parsed else f"unreadable {source} header",
+        )
         for source, parsed in _header_candidates(h, now)
     ]
     for verdict in verdicts:
