@@ -1,0 +1,46 @@
+"""`manage.py schedule`: the one schedule as a table — job, expression, next fires, last run."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from drains import schedule
+
+
+class Command(BaseCommand):
+    help = (
+        "Print the schedule (settings.CRONJOBS): each job, its cron expression, its next fire "
+        "times in the operator zone (Asia/Jerusalem) and its last run with status. Run it by "
+        "hand; cron never runs it."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--count",
+            type=int,
+            default=3,
+            help="How many upcoming fire times to show per job (default 3).",
+        )
+
+    def handle(self, *args, count: int, **options):
+        if count < 1:
+            raise CommandError("--count must be at least 1.")
+        rows = schedule.schedule_rows(count=count)
+        table = [("job", "expression", f"next {count} (Asia/Jerusalem)", "last run", "status")]
+        for row in rows:
+            nexts = ", ".join(t.strftime("%a %d %b %H:%M") for t in row.next_fires)
+            run = row.last_run
+            if run is None:
+                last, status = "never", "-"
+            else:
+                last = run.started_at.astimezone(schedule.operator_tz()).strftime("%a %d %b %H:%M")
+                status = run.status
+                if run.error:
+                    status += ": " + run.error.strip().splitlines()[0][:80]
+            table.append((row.job.name, row.job.expression, nexts, last, status))
+        widths = [max(len(r[i]) for r in table) for i in range(4)]
+        for i, r in enumerate(table):
+            cells = [r[c].ljust(widths[c]) for c in range(4)] + [r[4]]
+            self.stdout.write("  ".join(cells).rstrip())
+            if i == 0:
+                self.stdout.write("  ".join("-" * w for w in [*widths, len(r[4])]))

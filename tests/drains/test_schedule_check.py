@@ -1,0 +1,203 @@
+"""The schedule check: the shipped CRONJOBS pass; any two jobs that can share a minute fail
+`manage.py check` with both names and the minute; jobs under 2 minutes apart warn."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from croniter import croniter
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from drains import schedule
+from drains.checks import check_schedule
+from tests.support.db import child_env, manage
+
+CALL = "django.core.management.call_command"
+
+
+def jobs(*pairs):
+    """CRONJOBS entries from (expression, command) pairs."""
+    return [(expr, CALL, [command], {}, "") for expr, command in pairs]
+
+
+def problems(cronjobs):
+    with override_settings(CRONJOBS=cronjobs):
+        return check_schedule()
+
+
+def errors(cronjobs):
+    return [p for p in problems(cronjobs) if p.id.startswith("drains.E")]
+
+
+def warnings(cronjobs):
+    return [p for p in problems(cronjobs) if p.id == "drains.W001"]
+
+
+def test_shipped_schedule_passes_the_check():
+    assert problems(settings.CRONJOBS) == []
+    names = [job.name for job in schedule.scheduled_jobs()]
+    assert names == [
+        "drain_metadata",
+        "supervise_drains",
+        "drain_halacha",
+        "send_digest",
+        "fetch_decisions",
+    ]
+
+
+def test_shipped_schedule_uses_the_staggered_minutes():
+    minutes = {
+        job.name: sorted({m % 60 for m in schedule.week_minutes(job.expression)})
+        for job in schedule.scheduled_jobs()
+    }
+    assert minutes == {
+        "drain_metadata": [0],
+        "supervise_drains": [5, 20, 35, 50],
+        "drain_halacha": [10, 25, 40, 55],
+        "send_digest": [12],
+        "fetch_decisions": [17],
+    }
+
+
+def test_hourly_vs_every_15_minutes_on_the_same_minute_is_an_error():
+    found = errors(jobs(("0 * * * *", "drain_metadata"), ("*/15 * * * *", "supervise_drains")))
+    assert [e.id for e in found] == ["drains.E001"]
+    assert "drain_metadata and supervise_drains both fire at Mon 00:00" in found[0].msg
+    assert "167 more times a week" in found[0].msg  # every hour, all week
+
+
+def test_different_expressions_that_meet_are_an_error():
+    # 7-59/15 fires at :07 :22 :37 :52; "52 8 * * *" meets it once a day at 08:52
+    found = errors(jobs(("7-59/15 * * * *", "supervise_drains"), ("52 8 * * *", "send_digest")))
+    assert len(found) == 1
+    assert "supervise_drains and send_digest both fire at Mon 08:52" in found[0].msg
+    assert "6 more times a week" in found[0].msg
+
+
+def test_day_of_week_overlap_is_an_error_naming_the_shared_day():
+    # weekdays 06:30 vs weekends-and-Friday 06:30: they meet on Friday only
+    found = errors(
+        jobs(("30 6 * * 1-5", "fetch_decisions"), ("30 6 * * fri,sat,sun", "send_digest"))
+    )
+    assert len(found) == 1
+    assert "fetch_decisions and send_digest both fire at Fri 06:30." == found[0].msg
+
+
+def test_sunday_as_0_and_7_is_the_same_day():
+    found = errors(jobs(("0 3 * * 0", "send_digest"), ("0 3 * * 7", "fetch_decisions")))
+    assert "both fire at Sun 03:00" in found[0].msg
+
+
+def test_disjoint_days_at_the_same_time_do_not_collide():
+    assert (
+        problems(jobs(("30 6 * * 1-4", "fetch_decisions"), ("30 6 * * 5-7", "send_digest"))) == []
+    )
+
+
+def test_a_day_of_month_job_can_fire_on_any_weekday_so_it_collides_with_a_weekly_one():
+    # the 1st of a month is a Sunday some months: 04:00 on the 1st meets 04:00 on Sundays
+    found = errors(jobs(("0 4 1 * *", "send_digest"), ("0 4 * * sun", "fetch_decisions")))
+    assert "send_digest and fetch_decisions both fire at Sun 04:00" in found[0].msg
+
+
+def test_a_near_miss_warns_and_names_both_minutes():
+    found = problems(jobs(("0 * * * *", "drain_metadata"), ("1 * * * *", "fetch_decisions")))
+    assert [p.id for p in found] == ["drains.W001"]
+    assert (
+        "drain_metadata fires at Mon 00:00 and fetch_decisions at Mon 00:01, 1 minute apart"
+        in found[0].msg
+    )
+
+
+def test_a_near_miss_across_midnight_and_the_week_boundary_warns():
+    found = warnings(jobs(("59 23 * * sun", "send_digest"), ("0 0 * * mon", "fetch_decisions")))
+    assert len(found) == 1
+    assert "send_digest fires at Sun 23:59 and fetch_decisions at Mon 00:00" in found[0].msg
+
+
+def test_two_minutes_apart_is_fine():
+    assert problems(jobs(("0 * * * *", "drain_metadata"), ("2 * * * *", "fetch_decisions"))) == []
+
+
+def test_the_same_command_twice_is_an_error():
+    found = errors(jobs(("0 * * * *", "drain_metadata"), ("30 * * * *", "drain_metadata")))
+    assert [e.id for e in found] == ["drains.E003"]
+
+
+@pytest.mark.parametrize(
+    "expression, fragment",
+    [
+        ("61 * * * *", "out of range"),
+        ("0 * * *", "has 4 fields"),
+        ("0 0 * * * *", "has 6 fields"),
+        ("0 0 L * *", "not crontab syntax"),
+        ("0 0 * * 5#2", "not crontab syntax"),
+        ("H * * * *", "not crontab syntax"),
+        ("@reboot", "fires at boot"),
+    ],
+)
+def test_an_expression_crontab_would_refuse_is_an_error_naming_the_job(expression, fragment):
+    found = errors(jobs(("0 * * * *", "drain_metadata"), (expression, "fetch_decisions")))
+    assert [e.id for e in found] == ["drains.E002"]
+    assert found[0].msg.startswith("fetch_decisions: ")
+    assert fragment in found[0].msg
+
+
+def test_aliases_are_expanded():
+    found = errors(jobs(("@hourly", "drain_metadata"), ("@daily", "send_digest")))
+    assert "drain_metadata and send_digest both fire at Mon 00:00" in found[0].msg
+
+
+def test_manage_py_check_fails_on_a_colliding_schedule(tmp_path):
+    (tmp_path / "colliding_settings.py").write_text(
+        "from config.settings import *  # noqa\n"
+        "CRONJOBS = [CRONJOBS[0], ('0 */2 * * *', 'django.core.management.call_command', "
+        "['fetch_decisions'], {}, '')]\n"
+    )
+    env = child_env(DJANGO_SETTINGS_MODULE="colliding_settings", PYTHONPATH=str(tmp_path))
+    result = manage("check", env=env)
+    assert result.returncode == 1
+    assert "drains.E001" in result.stderr
+    assert "drain_metadata and fetch_decisions both fire at Mon 00:00" in result.stderr
+
+
+def test_manage_py_check_passes_on_the_shipped_schedule():
+    result = manage("check", "--tag", "schedule", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_check_command_in_process_raises_for_a_collision():
+    with override_settings(CRONJOBS=jobs(("10 * * * *", "a"), ("10 3 * * *", "b"))):
+        with pytest.raises(SystemCheckError, match="a and b both fire at Mon 03:10"):
+            call_command("check", tags=["schedule"])
+
+
+_field = st.one_of(
+    st.just("*"),
+    st.integers(0, 59).map(str),
+    st.tuples(st.integers(0, 29), st.integers(30, 59), st.integers(1, 20)).map(
+        lambda t: f"{t[0]}-{t[1]}/{t[2]}"
+    ),
+)
+_hours = st.one_of(st.just("*"), st.integers(0, 23).map(str), st.just("*/5"), st.just("9-17"))
+_dows = st.one_of(st.just("*"), st.just("1-5"), st.just("0"), st.just("sat,sun"), st.just("7"))
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(minute=_field, hour=_hours, dow=_dows)
+def test_week_expansion_equals_stepping_croniter_through_a_week(minute, hour, dow):
+    expression = f"{minute} {hour} * * {dow}"
+    monday = datetime(2024, 1, 1, tzinfo=UTC)
+    it = croniter(expression, monday - timedelta(seconds=1))
+    stepped = set()
+    while (moment := it.get_next(datetime)) < monday + timedelta(days=7):
+        stepped.add(int((moment - monday).total_seconds()) // 60)
+    assert schedule.week_minutes(expression) == stepped
