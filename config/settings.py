@@ -6,7 +6,9 @@ var/pgdata is used and started on first use. Production needs DJANGO_SECRET_KEY.
 
 from __future__ import annotations
 
+import shlex
 import socket
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -46,6 +48,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI / Redoc files served locally: no CDN needed
     "django_crontab",
 ]
 
@@ -148,6 +151,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Snapshot of scheduled services and the burst toggle for drains.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The docs page loads its assets from drf-spectacular-sidecar, never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Drains -----------------------------------------------------------------------------------
@@ -187,7 +195,7 @@ def _job(expression: str, command: str) -> tuple:
         "django.core.management.call_command",
         [command],
         {},
-        f">> {DRAINS_LOG_DIR / (command + '.log')} 2>&1",
+        f">> {shlex.quote(str(DRAINS_LOG_DIR / (command + '.log')))} 2>&1",
     )
 
 
@@ -200,5 +208,31 @@ CRONJOBS = [
 ]
 CRONTAB_LOCK_JOBS = True
 CRONTAB_DJANGO_PROJECT_NAME = "config"
+# `manage.py crontab add` shells out to this (found on PATH); a prefix such as
+# "set -a; . /etc/drains.env; set +a;" gives the jobs the environment cron does not.
+CRONTAB_EXECUTABLE = env_str("CRONTAB_EXECUTABLE", "crontab")
+CRONTAB_COMMAND_PREFIX = env_str("CRONTAB_COMMAND_PREFIX", "")
+
+# --- Court fetch (fetch_decisions) ------------------------------------------------------------
+# JSON/JSONL files dropped here are imported and moved to imported/ (or failed/).
+FETCH_INBOX_DIR = Path(env_str("FETCH_INBOX_DIR", str(VAR_DIR / "inbox")))
+FETCH_FEED_URL = env_str("FETCH_FEED_URL")  # optional HTTP(S) feed: a JSON array or JSONL
+FETCH_FEED_TIMEOUT_SECONDS = env_float("FETCH_FEED_TIMEOUT_SECONDS", 60.0, minimum=1)
+
+# --- Email (send_digest): console unless EMAIL_HOST is set ------------------------------------
+EMAIL_HOST = env_str("EMAIL_HOST")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)  # implicit TLS, usually port 465
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", not EMAIL_USE_SSL)  # STARTTLS, usually port 587
+    EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
+else:
+    EMAIL_HOST = "localhost"
+    EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"drains@{socket.gethostname()}")
+DIGEST_RECIPIENTS = env_list("DIGEST_RECIPIENTS", [])
 
 BASE_DIR = BASE_DIR
