@@ -65,8 +65,10 @@ def test_schedule_prints_next_three_fires_in_jerusalem_and_the_last_run():
     assert "Mon 02 Mar 11:00, Mon 02 Mar 12:00, Mon 02 Mar 13:00" in rows["drain_metadata"]
     assert "Tue 03 Mar 07:12, Wed 04 Mar 07:12, Thu 05 Mar 07:12" in rows["send_digest"]
     assert rows["drain_halacha"].rstrip().endswith("Mon 02 Mar 09:55  succeeded")
-    assert rows["fetch_decisions"].rstrip().endswith(
-        "Mon 02 Mar 09:17  failed: HTTP 503 from the feed"
+    assert (
+        rows["fetch_decisions"]
+        .rstrip()
+        .endswith("Mon 02 Mar 09:17  failed: HTTP 503 from the feed")
     )
     assert rows["drain_metadata"].split()[-2:] == ["never", "-"]
 
