@@ -1,19 +1,35 @@
 """The extractor interface every backend implements.
 
 ``extract(decision) -> ExtractionResult`` or raises ``RateLimited`` (drains.ratelimit) when the
-quota is exhausted, or ``ExtractionError`` for any other failure.
+quota is exhausted, or ``ExtractionError`` for any other failure. ``extract_metadata(decision)
+-> MetadataResult`` is the same contract for the metadata drain.
+
+A backend never writes to the database: the drain runtime persists what it returns (staging
+first, so nothing paid for is lost). When a paid call came back unusable, the ``ExtractionError``
+carries the ``raw`` reply and its ``usage`` so the runtime can still record both.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from drains.ratelimit import RateLimited  # noqa: F401  (re-exported for backends)
 
 
 class ExtractionError(Exception):
-    """The extractor failed for a reason other than a rate limit."""
+    """The extractor failed for a reason other than a rate limit.
+
+    ``raw`` and ``usage`` are set when the model was called (and paid for) but its reply could not
+    be used: malformed JSON, a reply cut off at max_tokens, an error object from the CLI.
+    """
+
+    def __init__(self, message: str, *, raw: Any = None, usage: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.raw = raw
+        self.usage = usage or {}
 
 
 @dataclass(frozen=True)
@@ -25,12 +41,44 @@ class ExtractedHalacha:
 
 @dataclass
 class ExtractionResult:
+    """What one extraction produced.
+
+    ``halachot`` holds only rules whose quote occurs verbatim in the decision; ``rejected``
+    counts the others and ``problems`` says why each was dropped. ``raw`` is JSON-serialisable.
+    """
+
     halachot: list[ExtractedHalacha]
     usage: dict[str, Any]
     raw: Any
     rejected: int = 0
     extractor: str = ""
     model: str = ""
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MetadataResult:
+    """Metadata read from a decision's text; None/empty where the text does not say."""
+
+    court: str | None
+    case_number: str | None
+    decided_on: date | None
+    judges: list[str]
+    parties: list[str]
+    usage: dict[str, Any]
+    raw: Any
+    extractor: str = ""
+    model: str = ""
+
+
+def empty_usage() -> dict[str, Any]:
+    """The usage keys every backend reports (the drain runtime sums them onto DrainRun)."""
+    return {
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
 
 
 class Extractor:
@@ -48,4 +96,7 @@ class Extractor:
         return self.name
 
     def extract(self, decision) -> ExtractionResult:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def extract_metadata(self, decision) -> MetadataResult:  # pragma: no cover - interface
         raise NotImplementedError

@@ -1,0 +1,390 @@
+"""Importing court decisions: the one write path for CourtDecision rows from outside data.
+
+A record is one JSON object (see ``RECORD_HELP``); files are JSONL, one record a line. Every record
+is validated first and written in its own transaction, so a bad line is reported (source, line
+number, message) and skipped, and a record is never half-imported. Upsert by ``external_id``: a
+changed text resets the halacha and metadata extraction, because what was extracted no longer
+describes the decision. The ``import_decisions`` command and the court-fetch job both call this.
+
+This module never calls an extractor and never deletes a decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+from django.db import DataError, IntegrityError, transaction
+
+from halacha.models import CourtDecision, ExtractionStatus, Language
+
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+"""A line longer than this is refused unread (a runaway line is a broken file, not a decision)."""
+
+RECORD_FIELDS = (
+    "external_id",
+    "court",
+    "case_number",
+    "decided_on",
+    "title",
+    "text",
+    "language",
+    "url",
+)
+REQUIRED_FIELDS = ("external_id", "text")
+
+RECORD_HELP = """\
+Record format (one JSON object per line; UTF-8; blank lines are ignored):
+
+  {"external_id": "sc-2024-0012",        required, unique key, at most 200 characters
+   "text": "Full text of the decision", required, not blank
+   "court": "Supreme Court",             optional, at most 200 characters
+   "case_number": "CA 1234/23",          optional, at most 200 characters
+   "decided_on": "2024-03-01",           optional, YYYY-MM-DD or null
+   "title": "Levi v. Cohen",             optional, at most 500 characters
+   "language": "en",                     optional, "he" or "en" (guessed from the text if absent)
+   "url": "https://example.org/..."}     optional, an http(s) URL
+
+Other keys are refused (a misspelt key would otherwise be lost silently). A key left out keeps
+what the database already has; a key given replaces it. Importing the same record again changes
+nothing; a record whose text changed goes back to "pending" and loses its old halachot.
+A line longer than 4 MiB is refused without being read into memory.
+"""
+
+Outcome = Literal["added", "updated", "unchanged"]
+_MAX_LENGTHS = {"external_id": 200, "court": 200, "case_number": 200, "title": 500, "url": 1000}
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_HEBREW_RE = re.compile(r"[\u0590-\u05FF]")
+_LATIN_RE = re.compile(r"[A-Za-z]")
+_url_validator = URLValidator(schemes=["http", "https"])
+
+
+class RecordError(ValueError):
+    """A record that cannot be imported; the message says what to fix."""
+
+
+class ImportPathError(ValueError):
+    """A path given to import_paths that is neither a JSONL file nor a folder of them."""
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    bad: int = 0
+    errors: list[tuple[str, int, str]] = field(default_factory=list)
+    lines: int = 0
+    files: int = 0
+
+    @property
+    def good(self) -> int:
+        return self.added + self.updated + self.unchanged
+
+    def count(self, outcome: Outcome) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
+    def reject(self, source: str, line: int, message: str) -> None:
+        self.bad += 1
+        self.errors.append((source, line, message))
+
+    def merge(self, other: ImportReport) -> None:
+        self.added += other.added
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.bad += other.bad
+        self.errors.extend(other.errors)
+        self.lines += other.lines
+        self.files += other.files
+
+    def summary(self) -> str:
+        return (
+            f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{self.bad} bad"
+        )
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def _string(obj: dict, key: str, *, required: bool = False) -> str | None:
+    if key not in obj or obj[key] is None:
+        if required:
+            raise RecordError(f'"{key}" is missing; every record needs it')
+        return None
+    value = obj[key]
+    if not isinstance(value, str):
+        raise RecordError(f'"{key}" must be a string, not {type(value).__name__}')
+    if "\x00" in value:
+        raise RecordError(f'"{key}" contains a NUL character, which PostgreSQL cannot store')
+    limit = _MAX_LENGTHS.get(key)
+    if limit is not None and len(value) > limit:
+        raise RecordError(f'"{key}" is {len(value)} characters long; the limit is {limit}')
+    return value
+
+
+def guess_language(text: str) -> str:
+    """He when Hebrew letters outnumber Latin ones, else en."""
+    hebrew = len(_HEBREW_RE.findall(text))
+    latin = len(_LATIN_RE.findall(text))
+    return Language.HEBREW if hebrew > latin else Language.ENGLISH
+
+
+def validate_record(obj) -> dict:
+    """Check one decoded record and return the clean fields to store.
+
+    The result holds ``external_id`` and ``text`` and only those optional fields the record
+    gave (so that leaving a key out keeps the stored value). Raises ``RecordError``.
+    """
+    if not isinstance(obj, dict):
+        raise RecordError(f"a record must be a JSON object, not {type(obj).__name__}")
+    unknown = sorted(set(obj) - set(RECORD_FIELDS))
+    if unknown:
+        raise RecordError(
+            f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(RECORD_FIELDS)}"
+        )
+    external_id = _string(obj, "external_id", required=True).strip()
+    if not external_id:
+        raise RecordError('"external_id" is blank')
+    text = _string(obj, "text", required=True)
+    if not text.strip():
+        raise RecordError('"text" is blank')
+    clean: dict = {"external_id": external_id, "text": text}
+
+    for key in ("court", "case_number", "title"):
+        if key in obj:
+            clean[key] = (_string(obj, key) or "").strip()
+
+    if "decided_on" in obj:
+        raw = obj["decided_on"]
+        if raw is None or raw == "":
+            clean["decided_on"] = None
+        elif not isinstance(raw, str) or not _DATE_RE.match(raw):
+            raise RecordError(f'"decided_on" {raw!r} is not a date in the form YYYY-MM-DD')
+        else:
+            try:
+                clean["decided_on"] = date.fromisoformat(raw)
+            except ValueError:
+                raise RecordError(f'"decided_on" {raw!r} is not a real date') from None
+
+    if obj.get("language") is not None:
+        language = _string(obj, "language")
+        if language not in Language.values:
+            raise RecordError(f'"language" {language!r} must be "he" or "en"')
+        clean["language"] = language
+
+    if "url" in obj:
+        url = (_string(obj, "url") or "").strip()
+        if url:
+            try:
+                _url_validator(url)
+            except ValidationError:
+                raise RecordError(f'"url" {url!r} is not an http(s) URL') from None
+        clean["url"] = url
+    return clean
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def import_record(clean: dict) -> Outcome:
+    """Insert or update one validated record in one transaction; say which it was."""
+    digest = text_digest(clean["text"])
+    with transaction.atomic():
+        decision = (
+            CourtDecision.objects.select_for_update()
+            .filter(external_id=clean["external_id"])
+            .first()
+        )
+        if decision is None:
+            try:
+                with transaction.atomic():  # a savepoint: a concurrent importer may win the race
+                    fields = {"language": guess_language(clean["text"]), **clean}
+                    CourtDecision.objects.create(**fields, text_sha256=digest)
+                return "added"
+            except IntegrityError:
+                decision = CourtDecision.objects.select_for_update().get(
+                    external_id=clean["external_id"]
+                )
+
+        changed = [
+            key
+            for key, value in clean.items()
+            if key not in ("external_id", "text") and getattr(decision, key) != value
+        ]
+        for key in changed:
+            setattr(decision, key, clean[key])
+        text_changed = decision.text != clean["text"]
+        if text_changed:
+            decision.text = clean["text"]
+            decision.text_sha256 = digest
+            # What was extracted described the old text: the rules, their quotes and the
+            # metadata no longer match it. Delete the halachot in this same transaction and
+            # queue the decision for both drains again, so no stale rule survives beside it.
+            decision.halachot.all().delete()
+            decision.status = ExtractionStatus.PENDING
+            decision.attempts = 0
+            decision.last_error = ""
+            decision.extracted_at = None
+            decision.metadata_status = ExtractionStatus.PENDING
+            decision.metadata_attempts = 0
+            decision.metadata_error = ""
+            decision.metadata_extracted_at = None
+            decision.judges = []
+            decision.parties = []
+            changed += [
+                "text", "text_sha256", "status", "attempts", "last_error", "extracted_at",
+                "metadata_status", "metadata_attempts", "metadata_error",
+                "metadata_extracted_at", "judges", "parties",
+            ]  # fmt: skip
+        if not changed:
+            return "unchanged"
+        decision.save(update_fields=[*changed, "updated_at"])
+        return "updated"
+
+
+def _decode_error(exc: json.JSONDecodeError) -> str:
+    return f"not valid JSON: {exc.msg} at column {exc.colno}"
+
+
+def import_line(line: str, source: str, lineno: int, report: ImportReport) -> None:
+    """Validate and import one line into ``report``; a bad line is recorded, never raised."""
+    line = line.rstrip("\r\n")
+    if len(line) > MAX_RECORD_BYTES // 4 and len(line.encode("utf-8")) > MAX_RECORD_BYTES:
+        size = len(line.encode("utf-8"))
+        report.reject(source, lineno, _too_long(size))
+        return
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        report.reject(source, lineno, _decode_error(exc))
+        return
+    try:
+        clean = validate_record(obj)
+        report.count(import_record(clean))
+    except RecordError as exc:
+        report.reject(source, lineno, str(exc))
+    except (DataError, IntegrityError) as exc:
+        # The database refused this one record (its transaction rolled back); say so, go on.
+        report.reject(source, lineno, f"the database refused the record: {exc}".strip())
+
+
+def _too_long(size: int) -> str:
+    return (
+        f"the line is {size / 1024 / 1024:.1f} MiB; the limit is "
+        f"{MAX_RECORD_BYTES // 1024 // 1024} MiB per record"
+    )
+
+
+ProgressCallback = Callable[[ImportReport, str], None]
+
+
+def import_lines(
+    lines: Iterable[str],
+    source: str,
+    *,
+    progress: ProgressCallback | None = None,
+    progress_every: int = 1000,
+    report: ImportReport | None = None,
+) -> ImportReport:
+    """Import JSONL lines (numbered from 1) from ``source`` (a name for the report)."""
+    report = report if report is not None else ImportReport()
+    for lineno, line in enumerate(lines, 1):
+        if lineno == 1:
+            line = line.removeprefix("\ufeff")
+        if not line.strip():
+            continue
+        report.lines += 1
+        import_line(line, source, lineno, report)
+        if progress is not None and report.lines % progress_every == 0:
+            progress(report, source)
+    return report
+
+
+def _read_lines(handle: BinaryIO, source: str, report: ImportReport) -> Iterator[tuple[int, str]]:
+    """(line number, text) for each line, refusing over-long or non-UTF-8 lines as it goes.
+
+    An over-long line is skipped in chunks, never held in memory whole.
+    """
+    lineno = 0
+    while True:
+        chunk = handle.readline(MAX_RECORD_BYTES + 1)
+        if not chunk:
+            return
+        lineno += 1
+        if len(chunk) > MAX_RECORD_BYTES and not chunk.endswith(b"\n"):
+            size = len(chunk)
+            while chunk and not chunk.endswith(b"\n"):
+                chunk = handle.readline(1024 * 1024)
+                size += len(chunk)
+            report.lines += 1
+            report.reject(source, lineno, _too_long(size - 1 if chunk.endswith(b"\n") else size))
+            continue
+        try:
+            yield lineno, chunk.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            report.lines += 1
+            report.reject(source, lineno, f"not UTF-8: byte {exc.start + 1} of the line")
+
+
+def import_file(
+    path: Path, *, progress: ProgressCallback | None = None, progress_every: int = 1000,
+    report: ImportReport | None = None,
+) -> ImportReport:  # fmt: skip
+    report = report if report is not None else ImportReport()
+    source = str(path)
+    with open(path, "rb") as handle:
+        for lineno, line in _read_lines(handle, source, report):
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")
+            if not line.strip():
+                continue
+            report.lines += 1
+            import_line(line, source, lineno, report)
+            if progress is not None and report.lines % progress_every == 0:
+                progress(report, source)
+    report.files += 1
+    return report
+
+
+def jsonl_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand paths: a file as is, a folder to its ``*.jsonl`` files (sorted, recursively)."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*.jsonl") if p.is_file())
+            if not found:
+                raise ImportPathError(f"{path} is a folder with no *.jsonl files in it")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ImportPathError(f"{path} does not exist (expected a JSONL file or a folder)")
+    return files
+
+
+def import_paths(
+    paths: Iterable[str | Path],
+    *,
+    progress: ProgressCallback | None = None,
+    progress_every: int = 1000,
+) -> ImportReport:
+    """Import every JSONL file named, or found under a folder named. Raises ImportPathError
+    before importing anything when a path does not exist."""
+    report = ImportReport()
+    for path in jsonl_files(paths):
+        import_file(path, progress=progress, progress_every=progress_every, report=report)
+    return report
