@@ -183,6 +183,10 @@ HALACHA_MAX_TOKENS = env_int("HALACHA_MAX_TOKENS", 4096, minimum=256)
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
 CLAUDE_CLI = env_str("CLAUDE_CLI", "claude")
 HALACHA_CLI_TIMEOUT_SECONDS = env_float("HALACHA_CLI_TIMEOUT_SECONDS", 300.0, minimum=1)
+# The CLI's account lives in its config dir; part of the quota key (and passed to the CLI).
+CLAUDE_CONFIG_DIR = env_str("CLAUDE_CONFIG_DIR")
+# One Messages API call may take this long before it counts as failed (the SDK never retries).
+HALACHA_API_TIMEOUT_SECONDS = env_float("HALACHA_API_TIMEOUT_SECONDS", 300.0, minimum=1)
 
 # --- Schedule: the one schedule (django-crontab); `run_scheduler` reads the same list ---------
 # Each job fires in a minute no other job uses (see drains/schedule.py and `manage.py check`):
