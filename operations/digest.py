@@ -1,0 +1,248 @@
+"""The daily digest: what each drain did in the last 24 hours, mailed to the operators.
+
+Per drain: items done, halachot extracted, bursts, backoffs and failed runs; then the sibling
+jobs' runs and failures, so a failing court fetch is seen the next morning. It only reads
+(runs, events, decisions, controls) and sends one email through Django's email backend; it
+never changes a drain, a run or a burst.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.db.models import Q
+from django.utils import timezone
+
+from drains import registry
+from drains.models import DrainControl, DrainEvent, DrainRun, RunStatus
+from drains.schedule import scheduled_jobs
+from halacha.models import CourtDecision, ExtractionStatus, Halacha
+
+WINDOW = timedelta(hours=24)
+FAILED = (RunStatus.FAILED, RunStatus.CRASHED, RunStatus.HUNG)
+BURST_STARTED = "burst_on"
+BURST_ENDED = ("burst_off", "burst_expired")
+
+# How many decisions a drain finished in the window, from the decisions themselves: exact,
+# however long the runs that did the work lasted. Drains not named here fall back to the sum of
+# their runs' items_done.
+_DONE_AT = {
+    "halacha": ("status", "extracted_at"),
+    "metadata": ("metadata_status", "metadata_extracted_at"),
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    name: str
+    run_id: int
+    status: str
+    at: datetime
+    error: str
+
+
+@dataclass
+class DrainDigest:
+    name: str
+    items_done: int = 0
+    items_failed: int = 0
+    runs: int = 0
+    halachot: int | None = None  # only the halacha drain extracts halachot
+    bursts_started: list[DrainEvent] = field(default_factory=list)
+    bursts_ended: list[DrainEvent] = field(default_factory=list)
+    burst_until: datetime | None = None  # in force now
+    rate_limited_runs: int = 0
+    backoff_until: datetime | None = None  # in force now
+    backoff_reason: str = ""
+    failures: list[Failure] = field(default_factory=list)
+
+
+@dataclass
+class JobDigest:
+    name: str
+    runs: int = 0
+    succeeded: int = 0
+    failures: list[Failure] = field(default_factory=list)
+
+
+@dataclass
+class Digest:
+    since: datetime
+    until: datetime
+    drains: list[DrainDigest]
+    jobs: list[JobDigest]
+
+    @property
+    def failure_count(self) -> int:
+        return sum(len(d.failures) for d in self.drains) + sum(len(j.failures) for j in self.jobs)
+
+
+def _in_window(since: datetime, until: datetime) -> Q:
+    """Runs that did something in the window: finished in it, or still open and started before its end."""
+    return Q(finished_at__gte=since, finished_at__lt=until) | Q(
+        finished_at__isnull=True, started_at__lt=until
+    )
+
+
+def _failure(run: DrainRun, name: str) -> Failure:
+    first_line = (run.error or "").strip().splitlines()
+    return Failure(
+        name=name,
+        run_id=run.pk,
+        status=run.status,
+        at=run.finished_at or run.started_at,
+        error=first_line[0][:200] if first_line else "(no error recorded)",
+    )
+
+
+def build_digest(*, now: datetime | None = None) -> Digest:
+    until = now or timezone.now()
+    since = until - WINDOW
+    drain_names = registry.names()
+    job_names = [job.name for job in scheduled_jobs() if job.drain is None]
+    drains = {name: DrainDigest(name) for name in drain_names}
+    jobs = {name: JobDigest(name) for name in job_names}
+
+    runs = DrainRun.objects.filter(_in_window(since, until), drain__in=[*drain_names, *job_names])
+    for run in runs.order_by("started_at", "id"):
+        if run.drain in drains:
+            d = drains[run.drain]
+            d.runs += 1
+            d.items_failed += run.items_failed
+            if run.drain not in _DONE_AT:
+                d.items_done += run.items_done
+            if run.status == RunStatus.RATE_LIMITED:
+                d.rate_limited_runs += 1
+            if run.status in FAILED:
+                d.failures.append(_failure(run, run.drain))
+        else:
+            j = jobs[run.drain]
+            j.runs += 1
+            j.succeeded += run.status == RunStatus.SUCCEEDED
+            if run.status in FAILED:
+                j.failures.append(_failure(run, run.drain))
+
+    for name, (status_field, at_field) in _DONE_AT.items():
+        if name in drains:
+            drains[name].items_done = CourtDecision.objects.filter(
+                **{
+                    status_field: ExtractionStatus.DONE,
+                    f"{at_field}__gte": since,
+                    f"{at_field}__lt": until,
+                }
+            ).count()
+    if "halacha" in drains:
+        drains["halacha"].halachot = Halacha.objects.filter(
+            created_at__gte=since, created_at__lt=until
+        ).count()
+
+    events = DrainEvent.objects.filter(
+        drain__in=drain_names, at__gte=since, at__lt=until, kind__in=[BURST_STARTED, *BURST_ENDED]
+    ).order_by("at", "id")
+    for event in events:
+        target = (
+            drains[event.drain].bursts_started
+            if event.kind == BURST_STARTED
+            else drains[event.drain].bursts_ended
+        )
+        target.append(event)
+
+    for control in DrainControl.objects.filter(name__in=drain_names):
+        d = drains[control.name]
+        if control.burst_until and control.burst_until > until:
+            d.burst_until = control.burst_until
+        if control.backoff_until and control.backoff_until > until:
+            d.backoff_until = control.backoff_until
+            d.backoff_reason = (
+                control.backoff_reason.strip().splitlines()[0][:200]
+                if control.backoff_reason.strip()
+                else ""
+            )
+
+    return Digest(since=since, until=until, drains=list(drains.values()), jobs=list(jobs.values()))
+
+
+def _local(moment: datetime) -> str:
+    return moment.astimezone(ZoneInfo(settings.DRAINS_OPERATOR_TZ)).strftime("%a %d %b %H:%M")
+
+
+def render_digest(digest: Digest) -> tuple[str, str]:
+    """(subject, plain-text body)."""
+    done = sum(d.items_done for d in digest.drains)
+    day = digest.until.astimezone(ZoneInfo(settings.DRAINS_OPERATOR_TZ)).strftime("%a %d %b %Y")
+    failures = digest.failure_count
+    subject = (
+        f"[drains] digest {day}: {done} items done, "
+        f"{failures} failure{'s' if failures != 1 else ''}"
+    )
+    out = [
+        f"Drains digest for {_local(digest.since)} - {_local(digest.until)} "
+        f"({settings.DRAINS_OPERATOR_TZ}).",
+        "",
+    ]
+    for d in digest.drains:
+        out.append(f"Drain {d.name}")
+        out.append(
+            f"  items done:         {d.items_done} ({d.runs} runs, {d.items_failed} items failed)"
+        )
+        if d.halachot is not None:
+            out.append(f"  halachot extracted: {d.halachot}")
+        burst = f"{len(d.bursts_started)} started, {len(d.bursts_ended)} ended"
+        if d.burst_until:
+            burst += f"; active until {_local(d.burst_until)}"
+        out.append(f"  bursts:             {burst}")
+        for event in [*d.bursts_started, *d.bursts_ended]:
+            out.append(f"    {_local(event.at)}  {event.message} ({event.actor})")
+        backoff = f"{d.rate_limited_runs} rate-limited run{'s' if d.rate_limited_runs != 1 else ''}"
+        if d.backoff_until:
+            backoff += f"; backing off until {_local(d.backoff_until)}"
+            if d.backoff_reason:
+                backoff += f" ({d.backoff_reason})"
+        out.append(f"  backoffs:           {backoff}")
+        out.append(f"  failures:           {len(d.failures)}")
+        out.extend(_failure_lines(d.failures))
+        out.append("")
+    if digest.jobs:
+        out.append("Other jobs")
+        for j in digest.jobs:
+            out.append(
+                f"  {j.name}: {j.runs} runs, {j.succeeded} succeeded, {len(j.failures)} failed"
+            )
+            out.extend(_failure_lines(j.failures))
+        out.append("")
+    out.append(
+        "Details: the /operations page, or `manage.py schedule` for the last run of each job."
+    )
+    return subject, "\n".join(out) + "\n"
+
+
+def _failure_lines(failures: list[Failure]) -> list[str]:
+    return [f"    {_local(f.at)}  run {f.run_id} {f.status}: {f.error}" for f in failures]
+
+
+@dataclass(frozen=True)
+class DigestResult:
+    subject: str
+    body: str
+    recipients: list[str]
+    sent: int  # messages handed to the email backend (0 when there are no recipients)
+
+
+def send_digest(
+    *, now: datetime | None = None, recipients: list[str] | None = None, dry_run: bool = False
+) -> DigestResult:
+    """Build the digest and email it to ``recipients`` (default: DIGEST_RECIPIENTS).
+
+    Email errors propagate: the job that called this records the run as failed.
+    """
+    digest = build_digest(now=now)
+    subject, body = render_digest(digest)
+    to = list(settings.DIGEST_RECIPIENTS if recipients is None else recipients)
+    sent = 0
+    if to and not dry_run:
+        sent = EmailMessage(subject=subject, body=body, to=to).send(fail_silently=False)
+    return DigestResult(subject=subject, body=body, recipients=to, sent=sent)
