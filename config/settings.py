@@ -182,7 +182,8 @@ DRAINS_OPERATOR_TZ = env_str("DRAINS_OPERATOR_TZ", "Asia/Jerusalem")
 
 # --- Halacha extraction -----------------------------------------------------------------------
 HALACHA_EXTRACTOR = env_str("HALACHA_EXTRACTOR", "offline")
-HALACHA_MODEL = env_str("HALACHA_MODEL", "claude-sonnet-4-5")
+# claude-sonnet-4-5 reaches end-of-life on 2026-11-30 (the SDK's deprecation table); 4-6 follows it.
+HALACHA_MODEL = env_str("HALACHA_MODEL", "claude-sonnet-4-6")
 HALACHA_MAX_TOKENS = env_int("HALACHA_MAX_TOKENS", 4096, minimum=256)
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
 CLAUDE_CLI = env_str("CLAUDE_CLI", "claude")
