@@ -1,0 +1,200 @@
+"""The ``anthropic`` backend: the official SDK's Messages API, one HTTP request per call.
+
+Model from HALACHA_MODEL, key from ANTHROPIC_API_KEY, base URL from the SDK's own
+ANTHROPIC_BASE_URL, all read at call time. The SDK's retries are off (``max_retries=0``): the
+drain owns backoff, and a retry inside the SDK would spend quota the drain cannot see. The
+system prompt is marked for prompt caching, the reply is constrained to the JSON schema, and
+usage (input, output, cache tokens) is returned with every result.
+
+A 429 (or the spend-limit 400) becomes ``RateLimited`` with the reset read by drains.ratelimit;
+every other failure, including 529 overloaded and 5xx, is an ``ExtractionError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from typing import Any
+
+import anthropic
+from django.conf import settings
+
+from drains.ratelimit import is_limit_message, parse_reset, parse_reset_headers
+from halacha.extractors.base import (
+    ExtractionError,
+    ExtractionResult,
+    Extractor,
+    MetadataResult,
+    empty_usage,
+)
+from halacha.extractors.protocol import (
+    HALACHA_SCHEMA,
+    METADATA_SCHEMA,
+    METADATA_SYSTEM_PROMPT,
+    SYSTEM_PROMPT,
+    metadata_user_prompt,
+    parse_halachot,
+    parse_metadata,
+    user_prompt,
+)
+
+logger = logging.getLogger(__name__)
+
+USAGE_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
+
+
+def key_fingerprint(api_key: str) -> str:
+    """A short, stable name for an API key that reveals nothing about it."""
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:12]
+
+
+def usage_of(message) -> dict[str, Any]:
+    usage = empty_usage()
+    reported = getattr(message, "usage", None)
+    for key in USAGE_KEYS:
+        usage[key] = int(getattr(reported, key, 0) or 0)
+    return usage
+
+
+class AnthropicExtractor(Extractor):
+    name = "anthropic"
+
+    def __init__(self):
+        self._client: anthropic.Anthropic | None = None
+        self._client_for: tuple | None = None
+
+    @property
+    def model(self) -> str:  # read at call time, like every setting
+        return settings.HALACHA_MODEL
+
+    def quota_key(self) -> str:
+        api_key = settings.ANTHROPIC_API_KEY
+        return f"anthropic:{key_fingerprint(api_key)}" if api_key else "anthropic:no-key"
+
+    def client(self) -> anthropic.Anthropic:
+        api_key = settings.ANTHROPIC_API_KEY
+        if not api_key:
+            raise ExtractionError(
+                "ANTHROPIC_API_KEY is not set: set it for HALACHA_EXTRACTOR=anthropic, or use "
+                "HALACHA_EXTRACTOR=offline (no key) or claude-cli."
+            )
+        timeout = float(settings.HALACHA_API_TIMEOUT_SECONDS)
+        wanted = (api_key, timeout)
+        if self._client is None or self._client_for != wanted:
+            # base_url is left to the SDK, which reads ANTHROPIC_BASE_URL itself.
+            self._client = anthropic.Anthropic(api_key=api_key, max_retries=0, timeout=timeout)
+            self._client_for = wanted
+        return self._client
+
+    def _call(self, *, system: str, user: str, schema: dict):
+        """One Messages API request; returns (message, reply text, raw, usage) or raises."""
+        client = self.client()
+        caught: list[warnings.WarningMessage] = []
+        try:
+            # The SDK warns (DeprecationWarning, hidden by default) when HALACHA_MODEL is near its
+            # end of life; a cron job's log is where an operator will see that, so log it.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                message = client.messages.create(
+                    model=self.model,
+                    max_tokens=int(settings.HALACHA_MAX_TOKENS),
+                    system=[
+                        {"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}
+                    ],
+                    messages=[{"role": "user", "content": user}],
+                    output_config={"format": {"type": "json_schema", "schema": schema}},
+                )
+        except anthropic.RateLimitError as exc:
+            raise parse_reset_headers(exc.response.headers).rate_limited(_describe(exc)) from exc
+        except anthropic.BadRequestError as exc:
+            text = exc.api_message or str(exc)
+            if is_limit_message(text):  # the spend limit: "You will regain access on ..."
+                raise parse_reset(text).rate_limited(_describe(exc)) from exc
+            raise ExtractionError(_describe(exc)) from exc
+        except anthropic.APIStatusError as exc:  # 529 overloaded, 5xx, 401, ...: not a quota
+            raise ExtractionError(_describe(exc)) from exc
+        except anthropic.APIConnectionError as exc:
+            raise ExtractionError(f"could not reach the Anthropic API: {exc}") from exc
+        finally:
+            for warning in caught:
+                logger.warning("anthropic SDK: %s", warning.message)
+        usage = usage_of(message)
+        raw = message.model_dump(mode="json")
+        text = "".join(
+            block.text for block in message.content if getattr(block, "type", "") == "text"
+        )
+        if message.stop_reason == "max_tokens":
+            raise ExtractionError(
+                f"the reply was cut off at HALACHA_MAX_TOKENS={settings.HALACHA_MAX_TOKENS}; "
+                "raise it for long decisions",
+                raw=raw,
+                usage=usage,
+            )
+        if message.stop_reason == "refusal":
+            raise ExtractionError("the model refused to answer", raw=raw, usage=usage)
+        return message, text, raw, usage
+
+    def extract(self, decision) -> ExtractionResult:
+        message, text, raw, usage = self._call(
+            system=SYSTEM_PROMPT, user=user_prompt(decision), schema=HALACHA_SCHEMA
+        )
+        try:
+            parsed = parse_halachot(text, decision.text)
+        except ExtractionError as exc:
+            exc.raw, exc.usage = raw, usage  # paid for: the runtime records both
+            raise
+        return ExtractionResult(
+            halachot=parsed.halachot,
+            usage=usage,
+            raw=raw,
+            rejected=parsed.rejected,
+            extractor=self.name,
+            model=message.model or self.model,
+            problems=parsed.problems,
+        )
+
+    def extract_metadata(self, decision) -> MetadataResult:
+        message, text, raw, usage = self._call(
+            system=METADATA_SYSTEM_PROMPT,
+            user=metadata_user_prompt(decision),
+            schema=METADATA_SCHEMA,
+        )
+        try:
+            parsed = parse_metadata(text)
+        except ExtractionError as exc:
+            exc.raw, exc.usage = raw, usage
+            raise
+        return MetadataResult(
+            court=parsed.court,
+            case_number=parsed.case_number,
+            decided_on=parsed.decided_on,
+            judges=parsed.judges,
+            parties=parsed.parties,
+            usage=usage,
+            raw=raw,
+            extractor=self.name,
+            model=message.model or self.model,
+        )
+
+
+def _describe(exc: anthropic.APIStatusError) -> str:
+    """HTTP status, error type and message, request id, and the rate-limit headers as received."""
+    parts = [f"HTTP {exc.status_code}"]
+    if exc.type:
+        parts.append(str(exc.type))
+    parts.append(exc.api_message or exc.message)
+    described = " ".join(parts)
+    if exc.request_id:
+        described += f" (request {exc.request_id})"
+    limits = "; ".join(
+        f"{k}: {v}"
+        for k, v in sorted(exc.response.headers.items())
+        if k.lower().startswith(("retry-after", "anthropic-ratelimit-"))
+    )
+    return f"{described}; {limits}" if limits else described

@@ -1,0 +1,299 @@
+"""The ``anthropic`` backend with the real SDK against a local HTTP stub of the Messages API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from freezegun import freeze_time
+
+from drains.ratelimit import RateLimited
+from halacha.extractors import get_extractor
+from halacha.extractors.anthropic_api import AnthropicExtractor
+from halacha.extractors.base import ExtractionError
+from halacha.extractors.protocol import (
+    HALACHA_SCHEMA,
+    METADATA_SCHEMA,
+    METADATA_SYSTEM_PROMPT,
+    SYSTEM_PROMPT,
+)
+from halacha.models import CourtDecision
+from tests.support.anthropic_stub import AnthropicStub, error_body
+
+TEXT = (
+    "Supreme Court\nCase No. CA 1/24\n\n"
+    "The landlord kept the deposit. We hold that a landlord who keeps a deposit must show the "
+    "damage it covers. The appeal is allowed."
+)
+QUOTE = "We hold that a landlord who keeps a deposit must show the damage it covers."
+RULE = "A landlord who keeps a deposit must show the damage it covers."
+NOW = datetime(2026, 3, 20, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def decision():
+    return CourtDecision(external_id="sc-1", text=TEXT, language="en", court="Supreme Court")
+
+
+@pytest.fixture
+def stub(monkeypatch, settings):
+    with AnthropicStub() as running:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", running.url)
+        monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+        settings.ANTHROPIC_API_KEY = "sk-ant-test-key"
+        settings.HALACHA_MODEL = "claude-sonnet-4-6"
+        settings.HALACHA_MAX_TOKENS = 2048
+        settings.DRAINS_FALLBACK_BACKOFF_SECONDS = 900
+        yield running
+
+
+def halachot_json(*items) -> str:
+    return json.dumps({"halachot": [dict(rule=r, quote=q, topics=t) for r, q, t in items]})
+
+
+def test_good_reply(stub, decision):
+    stub.reply(halachot_json((RULE, QUOTE, ["property"])))
+    result = AnthropicExtractor().extract(decision)
+
+    assert [(h.rule, h.quote, h.topics) for h in result.halachot] == [(RULE, QUOTE, ["property"])]
+    assert result.rejected == 0
+    assert result.usage == {
+        "input_tokens": 1200,
+        "output_tokens": 85,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 1100,
+    }
+    assert (result.extractor, result.model) == ("anthropic", "claude-sonnet-4-5-20250929")
+    assert json.loads(json.dumps(result.raw))["id"] == "msg_stub_01"
+
+    (request,) = stub.requests  # exactly one HTTP request
+    assert request.path == "/v1/messages"
+    assert "sk-ant-test-key" in (
+        request.headers.get("x-api-key", "") + request.headers.get("authorization", "")
+    )
+    body = request.body
+    assert body["model"] == "claude-sonnet-4-6"
+    assert body["max_tokens"] == 2048
+    assert body["system"] == [
+        {"type": "text", "text": SYSTEM_PROMPT, "cache_control": {"type": "ephemeral"}}
+    ]
+    assert body["messages"][0]["role"] == "user"
+    assert f"<decision>\n{TEXT}\n</decision>" in body["messages"][0]["content"]
+    assert body["output_config"] == {"format": {"type": "json_schema", "schema": HALACHA_SCHEMA}}
+
+
+def test_fenced_reply_is_accepted(stub, decision):
+    stub.reply("```json\n" + halachot_json((RULE, QUOTE, [])) + "\n```")
+    assert len(AnthropicExtractor().extract(decision).halachot) == 1
+
+
+def test_fabricated_quote_is_rejected_and_counted(stub, decision):
+    stub.reply(
+        halachot_json(
+            (RULE, QUOTE, ["property"]),
+            ("Deposits are always forfeit.", "We hold that deposits are always forfeit.", []),
+        )
+    )
+    result = AnthropicExtractor().extract(decision)
+    assert [h.rule for h in result.halachot] == [RULE]
+    assert result.rejected == 1
+    assert "does not occur verbatim" in result.problems[0]
+    assert len(stub.requests) == 1
+
+
+def test_malformed_json_is_an_error_that_keeps_what_was_paid_for(stub, decision):
+    stub.reply('{"halachot": [{"rule": "unterminated')
+    with pytest.raises(ExtractionError) as info:
+        AnthropicExtractor().extract(decision)
+    assert not isinstance(info.value, RateLimited)
+    assert "not JSON" in str(info.value)
+    assert info.value.usage["input_tokens"] == 1200  # the call was paid for
+    assert info.value.raw["content"][0]["text"].startswith('{"halachot"')
+    assert len(stub.requests) == 1
+
+
+def test_reply_cut_off_at_max_tokens(stub, decision):
+    stub.reply('{"halachot": [', stop_reason="max_tokens", output_tokens=2048)
+    with pytest.raises(ExtractionError, match="HALACHA_MAX_TOKENS=2048") as info:
+        AnthropicExtractor().extract(decision)
+    assert info.value.usage["output_tokens"] == 2048
+
+
+RATE_LIMIT_BODY = error_body(
+    "rate_limit_error",
+    "This request would exceed your account's rate limit. Please try again later.",
+)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected", "trusted"),
+    [
+        # retry-after wins over the reset headers
+        (
+            {
+                "retry-after": "30",
+                "anthropic-ratelimit-tokens-remaining": "0",
+                "anthropic-ratelimit-tokens-reset": "2026-03-20T10:05:00Z",
+            },
+            NOW + timedelta(seconds=30),
+            True,
+        ),
+        # without retry-after: the latest reset among the exhausted limits
+        (
+            {
+                "anthropic-ratelimit-requests-remaining": "0",
+                "anthropic-ratelimit-requests-reset": "2026-03-20T10:01:00Z",
+                "anthropic-ratelimit-input-tokens-remaining": "0",
+                "anthropic-ratelimit-input-tokens-reset": "2026-03-20T10:02:30Z",
+                "anthropic-ratelimit-output-tokens-remaining": "7000",
+                "anthropic-ratelimit-output-tokens-reset": "2026-03-20T10:09:00Z",
+            },
+            datetime(2026, 3, 20, 10, 2, 30, tzinfo=UTC),
+            True,
+        ),
+        (
+            {"retry-after": "Fri, 20 Mar 2026 10:10:00 GMT"},
+            datetime(2026, 3, 20, 10, 10, tzinfo=UTC),
+            True,
+        ),
+        ({}, NOW + timedelta(seconds=900), False),
+    ],
+    ids=["retry-after", "exhausted-resets", "http-date", "no-headers-fallback"],
+)
+def test_429_becomes_rate_limited_at_the_right_time(stub, decision, headers, expected, trusted):
+    stub.enqueue(429, RATE_LIMIT_BODY, headers)
+    with freeze_time(NOW), pytest.raises(RateLimited) as info:
+        AnthropicExtractor().extract(decision)
+    assert info.value.reset_at == expected
+    assert info.value.trusted is trusted
+    assert info.value.message.startswith("HTTP 429 rate_limit_error This request would exceed")
+    for name, value in headers.items():
+        assert f"{name}: {value}" in info.value.message  # the raw signal is kept
+    assert len(stub.requests) == 1  # the SDK did not retry
+
+
+def test_spend_limit_400_is_a_rate_limit(stub, decision):
+    stub.enqueue(
+        400,
+        error_body(
+            "invalid_request_error",
+            "You have reached your specified API usage limits. You will regain access on "
+            "2026-04-01 at 00:00 UTC.",
+        ),
+    )
+    with freeze_time(NOW), pytest.raises(RateLimited) as info:
+        AnthropicExtractor().extract(decision)
+    assert info.value.reset_at == datetime(2026, 4, 1, tzinfo=UTC)
+    assert len(stub.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "words"),
+    [
+        (529, error_body("overloaded_error", "Overloaded"), ["HTTP 529", "overloaded_error"]),
+        (500, error_body("api_error", "Internal server error"), ["HTTP 500", "api_error"]),
+        (
+            400,
+            error_body("invalid_request_error", "max_tokens: too large"),
+            ["HTTP 400", "too large"],
+        ),
+        (401, error_body("authentication_error", "invalid x-api-key"), ["HTTP 401"]),
+    ],
+    ids=["529", "500", "400", "401"],
+)
+def test_other_failures_are_extraction_errors(stub, decision, status, body, words):
+    stub.enqueue(status, body, {"retry-after": "1"})
+    with pytest.raises(ExtractionError) as info:
+        AnthropicExtractor().extract(decision)
+    assert not isinstance(info.value, RateLimited)
+    for word in words:
+        assert word in str(info.value)
+    assert "req_stub" in str(info.value)
+    assert len(stub.requests) == 1  # not retried, even with retry-after
+
+
+def test_settings_are_read_at_call_time(stub, decision, settings):
+    extractor = AnthropicExtractor()
+    stub.reply(halachot_json())
+    stub.reply(halachot_json())
+    extractor.extract(decision)
+    settings.HALACHA_MODEL = "claude-opus-4-1"
+    settings.ANTHROPIC_API_KEY = "sk-ant-other-key"
+    extractor.extract(decision)
+    assert [r.body["model"] for r in stub.requests] == ["claude-sonnet-4-6", "claude-opus-4-1"]
+    second = stub.requests[1].headers
+    assert "sk-ant-other-key" in (second.get("x-api-key", "") + second.get("authorization", ""))
+
+
+def test_missing_key_is_an_error_without_a_request(stub, decision, settings):
+    settings.ANTHROPIC_API_KEY = None
+    with pytest.raises(ExtractionError, match="ANTHROPIC_API_KEY is not set"):
+        AnthropicExtractor().extract(decision)
+    assert stub.requests == []
+
+
+def test_unreachable_api_is_an_extraction_error(monkeypatch, settings, decision):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{port}")
+    settings.ANTHROPIC_API_KEY = "sk-ant-test-key"
+    with pytest.raises(ExtractionError, match="could not reach the Anthropic API"):
+        AnthropicExtractor().extract(decision)
+
+
+def test_quota_key(settings):
+    settings.ANTHROPIC_API_KEY = "sk-ant-test-key"
+    key = AnthropicExtractor().quota_key()
+    assert key == "anthropic:" + hashlib.sha256(b"sk-ant-test-key").hexdigest()[:12]
+    assert "test-key" not in key
+    settings.ANTHROPIC_API_KEY = "sk-ant-other"
+    assert AnthropicExtractor().quota_key() != key
+    settings.ANTHROPIC_API_KEY = None
+    assert AnthropicExtractor().quota_key() == "anthropic:no-key"
+    assert isinstance(get_extractor("anthropic"), AnthropicExtractor)
+
+
+def test_extract_metadata(stub, decision):
+    stub.reply(
+        json.dumps(
+            {
+                "court": "Supreme Court",
+                "case_number": "CA 1/24",
+                "decided_on": "2024-03-01",
+                "judges": ["Miriam Adler"],
+                "parties": ["Dana Shapiro", "Eli Ben-Ami"],
+            }
+        ),
+        input_tokens=300,
+    )
+    meta = AnthropicExtractor().extract_metadata(decision)
+    assert (meta.court, meta.case_number, meta.decided_on) == (
+        "Supreme Court",
+        "CA 1/24",
+        date(2024, 3, 1),
+    )
+    assert meta.judges == ["Miriam Adler"] and meta.parties == ["Dana Shapiro", "Eli Ben-Ami"]
+    assert meta.usage["input_tokens"] == 300
+    (request,) = stub.requests
+    assert request.body["system"][0]["text"] == METADATA_SYSTEM_PROMPT
+    assert request.body["output_config"]["format"]["schema"] == METADATA_SCHEMA
+
+
+def test_extract_metadata__bad_reply(stub, decision):
+    stub.reply('{"court": "X", "decided_on": "March 2024", "judges": [], "parties": []}')
+    with pytest.raises(ExtractionError, match="not a YYYY-MM-DD date") as info:
+        AnthropicExtractor().extract_metadata(decision)
+    assert info.value.usage["input_tokens"] == 1200
+
+
+def test_deprecated_model_is_logged_not_fatal(stub, decision, settings, caplog):
+    settings.HALACHA_MODEL = "claude-sonnet-4-5"  # end-of-life 2026-11-30 in the SDK's table
+    stub.reply(halachot_json((RULE, QUOTE, [])))
+    with caplog.at_level("WARNING", logger="halacha.extractors.anthropic_api"):
+        result = AnthropicExtractor().extract(decision)
+    assert len(result.halachot) == 1
+    assert any("claude-sonnet-4-5' is deprecated" in r.getMessage() for r in caplog.records)
