@@ -390,7 +390,8 @@ def parse_reset_headers(
 
 _LIMIT_RE = re.compile(
     r"usage limit reached|limit reached|you've hit your (?:\w+ )?limit|you have hit your (?:\w+ )?limit"
-    r"|out of extra usage|regain access on|rate limit|\|\s*\d{9,14}\s*$",
+    r"|out of extra usage|regain access on|rate limit|\|\s*\d{9,14}\s*$"
+    r"|\bresets?\s+(?:in\s+|at\s+)?\d|\bresets\s+[a-z]{3}\w*\s+\d",
     re.IGNORECASE,
 )
 

@@ -1,0 +1,268 @@
+"""The ``claude-cli`` backend with a fake ``claude`` executable (tests/support/fake_claude)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import UTC, date, datetime, timedelta
+
+import psutil
+import pytest
+from freezegun import freeze_time
+
+from drains.ratelimit import RateLimited
+from halacha.extractors import get_extractor
+from halacha.extractors.base import ExtractionError
+from halacha.extractors.claude_cli import ClaudeCliExtractor
+from halacha.extractors.protocol import cli_metadata_prompt, cli_prompt
+from halacha.models import CourtDecision
+from tests.drains.test_ratelimit import FALLBACK, TEXT_CASES
+from tests.support.db import ROOT
+
+FAKE = ROOT / "tests" / "support" / "fake_claude" / "claude"
+TEXT = (
+    "Tel Aviv District Court\n\n"
+    "The tenant said the monthly limit reached its cap. We hold that a landlord may not cut off "
+    "water to force a tenant out. The appeal is dismissed."
+)
+QUOTE = "We hold that a landlord may not cut off water to force a tenant out."
+RULE = "A landlord may not cut off water to force a tenant out."
+
+# Every usage-limit form the CLI prints (samples/rate-limits.md), with a moment and its reset.
+CLI_LIMITS = [
+    case
+    for case in TEXT_CASES
+    if case[0].startswith(("epoch", "reset-at", "5h", "weekly", "v2", "v21", "relative"))
+    and case[3] is not FALLBACK
+    and case[0] != "v21-shanghai-exactly-now"  # the clock ticks in these tests: not "exactly"
+]
+
+
+@pytest.fixture
+def decision():
+    return CourtDecision(external_id="dc-1", text=TEXT, language="en")
+
+
+@pytest.fixture
+def cli(settings, monkeypatch, tmp_path):
+    """The fake CLI, configured; returns a function that sets its behaviour."""
+    settings.CLAUDE_CLI = str(FAKE)
+    settings.CLAUDE_CONFIG_DIR = None
+    settings.HALACHA_CLI_TIMEOUT_SECONDS = 20
+    settings.DRAINS_OPERATOR_TZ = "Asia/Jerusalem"
+    settings.DRAINS_FALLBACK_BACKOFF_SECONDS = 900
+    for name in list(os.environ):
+        if name.startswith("FAKE_CLAUDE_"):
+            monkeypatch.delenv(name)
+    record = tmp_path / "record"
+    record.mkdir()
+    monkeypatch.setenv("FAKE_CLAUDE_RECORD", str(record))
+
+    def behave(**env):
+        for name, value in env.items():
+            monkeypatch.setenv(f"FAKE_CLAUDE_{name.upper()}", str(value))
+        return record
+
+    return behave
+
+
+def reply(*items) -> str:
+    return json.dumps({"halachot": [dict(rule=r, quote=q, topics=t) for r, q, t in items]})
+
+
+def test_success(cli, decision):
+    record = cli(result=reply((RULE, QUOTE, ["property"])))
+    result = ClaudeCliExtractor().extract(decision)
+    assert [(h.rule, h.quote) for h in result.halachot] == [(RULE, QUOTE)]
+    assert result.usage == {
+        "input_tokens": 2100,
+        "output_tokens": 140,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 1800,
+        "cost_usd": 0.024,
+    }
+    assert (result.extractor, result.model) == ("claude-cli", "claude-sonnet-4-6")
+    assert result.raw["session_id"] == "fake-session"
+    assert json.loads((record / "argv.json").read_text()) == ["-p", "--output-format", "json"]
+    assert (record / "stdin.txt").read_text(encoding="utf-8") == cli_prompt(decision)
+
+
+def test_success_with_fenced_reply_and_a_fabricated_quote(cli, decision):
+    cli(
+        result="```json\n"
+        + reply((RULE, QUOTE, []), ("Made up.", "We hold that nothing.", []))
+        + "\n```"
+    )
+    result = ClaudeCliExtractor().extract(decision)
+    assert len(result.halachot) == 1 and result.rejected == 1
+
+
+def test_successful_answer_mentioning_a_limit_is_not_a_rate_limit(cli):
+    text = "The contract said: Claude usage limit reached. Your limit will reset at 5pm (Europe/Warsaw)."
+    quote = "Your limit will reset at 5pm (Europe/Warsaw)."
+    decision = CourtDecision(external_id="q", text=text)
+    cli(result=reply(("A quoted notice is just text.", quote, [])))
+    result = ClaudeCliExtractor().extract(decision)
+    assert len(result.halachot) == 1  # read as an answer, not as a limit
+
+
+@pytest.mark.parametrize(
+    ("message", "now", "expected"), [c[1:] for c in CLI_LIMITS], ids=[c[0] for c in CLI_LIMITS]
+)
+@pytest.mark.parametrize("form", ["plain-text-exit-1", "json-is-error-exit-1", "json-429-exit-0"])
+def test_usage_limit_in_every_sample_form(cli, decision, form, message, now, expected):
+    if form == "plain-text-exit-1":
+        cli(stdout=message, exit=1)
+    elif form == "json-is-error-exit-1":
+        cli(result=message, is_error=1, exit=1)
+    else:
+        cli(result=message, is_error=1, api_error_status=429)
+    with freeze_time(now, tick=True), pytest.raises(RateLimited) as info:
+        ClaudeCliExtractor().extract(decision)
+    assert info.value.trusted, info.value.message
+    if "resets in" in message:  # relative to a clock that ticked while the fake ran
+        assert expected <= info.value.reset_at < expected + timedelta(seconds=30)
+    else:
+        assert info.value.reset_at == expected
+    assert info.value.message == message.strip()  # the raw text is kept
+
+
+def test_usage_limit_without_a_usable_reset_falls_back(cli, decision):
+    cli(stdout="Claude AI usage limit reached", exit=1)
+    with (
+        freeze_time(datetime(2026, 1, 1, tzinfo=UTC), tick=True),
+        pytest.raises(RateLimited) as info,
+    ):
+        ClaudeCliExtractor().extract(decision)
+    assert info.value.trusted is False
+    start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=900)
+    assert start <= info.value.reset_at < start + timedelta(seconds=60)
+    assert info.value.message.startswith("Claude AI usage limit reached")
+
+
+def test_limit_printed_on_stderr(cli, decision):
+    cli(stdout="", stderr="You've hit your limit · resets in 2h", exit=1)
+    with (
+        freeze_time(datetime(2026, 5, 5, 10, tzinfo=UTC), tick=True),
+        pytest.raises(RateLimited) as info,
+    ):
+        ClaudeCliExtractor().extract(decision)
+    assert info.value.reset_at - datetime(2026, 5, 5, 12, tzinfo=UTC) < timedelta(seconds=30)
+
+
+def test_429_without_limit_wording(cli, decision):
+    cli(
+        result='API Error: 429 {"type":"error","error":{"type":"rate_limit_error"}}',
+        is_error=1,
+        api_error_status=429,
+    )
+    with pytest.raises(RateLimited) as info:
+        ClaudeCliExtractor().extract(decision)
+    assert info.value.trusted is False  # nothing says when: the bounded fallback
+
+
+def test_non_zero_exit_carries_stderr(cli, decision):
+    cli(stdout="", stderr="Error: Invalid API key · Please run /login", exit=1)
+    with pytest.raises(ExtractionError) as info:
+        ClaudeCliExtractor().extract(decision)
+    assert not isinstance(info.value, RateLimited)
+    assert "exited with status 1" in str(info.value)
+    assert "Invalid API key" in str(info.value)
+
+
+def test_error_result_that_is_not_a_limit(cli, decision):
+    cli(result="API Error: 500 Internal server error", is_error=1, exit=1, stderr="trace here")
+    with pytest.raises(ExtractionError) as info:
+        ClaudeCliExtractor().extract(decision)
+    assert not isinstance(info.value, RateLimited)
+    assert "API Error: 500" in str(info.value) and "trace here" in str(info.value)
+
+
+def test_garbage_on_stdout(cli, decision):
+    cli(stdout="\x1b[31m???? segmentation fault ????")
+    with pytest.raises(ExtractionError, match="not its JSON result") as info:
+        ClaudeCliExtractor().extract(decision)
+    assert not isinstance(info.value, RateLimited)
+
+
+def test_result_that_is_not_the_json_asked_for(cli, decision):
+    cli(result="Sure! Here are the rules: none.")
+    with pytest.raises(ExtractionError, match="not JSON") as info:
+        ClaudeCliExtractor().extract(decision)
+    assert info.value.usage["cost_usd"] == 0.024  # paid for, and said so
+
+
+def test_hang_past_the_timeout_is_killed_without_a_zombie(cli, decision, settings):
+    settings.HALACHA_CLI_TIMEOUT_SECONDS = 1
+    record = cli(hang=60, grandchild=1, result=reply())
+    started = time.monotonic()
+    with pytest.raises(ExtractionError, match="did not answer within 1s") as info:
+        ClaudeCliExtractor().extract(decision)
+    elapsed = time.monotonic() - started
+    assert elapsed < 10, elapsed
+    assert not isinstance(info.value, RateLimited)
+
+    pid = int((record / "pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # reaped: a zombie would still answer signal 0
+    grandchild = int((record / "grandchild").read_text())
+    deadline = time.monotonic() + 5
+    while psutil.pid_exists(grandchild) and time.monotonic() < deadline:
+        try:
+            if psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE:
+                break  # killed; waiting for init to reap it, which is not ours to do
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    assert (
+        not psutil.pid_exists(grandchild)
+        or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
+    )
+
+
+def test_missing_executable(settings, decision, tmp_path):
+    settings.CLAUDE_CLI = str(tmp_path / "no-such-claude")
+    with pytest.raises(ExtractionError, match="cannot run the Claude CLI .*Set CLAUDE_CLI"):
+        ClaudeCliExtractor().extract(decision)
+
+
+def test_quota_key_and_config_dir(cli, decision, settings, tmp_path):
+    assert ClaudeCliExtractor().quota_key() == f"claude-cli:{FAKE}"
+    settings.CLAUDE_CONFIG_DIR = str(tmp_path / "account-b")
+    assert ClaudeCliExtractor().quota_key() == f"claude-cli:{FAKE}:{tmp_path / 'account-b'}"
+    record = cli(result=reply())
+    ClaudeCliExtractor().extract(decision)
+    assert json.loads((record / "env.json").read_text()) == {
+        "CLAUDE_CONFIG_DIR": str(tmp_path / "account-b")
+    }
+    assert isinstance(get_extractor("claude-cli"), ClaudeCliExtractor)
+
+
+def test_quota_key_resolves_the_path(settings, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", f"{FAKE.parent}{os.pathsep}{os.environ['PATH']}")
+    settings.CLAUDE_CLI = "claude"
+    settings.CLAUDE_CONFIG_DIR = None
+    assert ClaudeCliExtractor().quota_key() == f"claude-cli:{FAKE}"
+
+
+def test_extract_metadata(cli, decision):
+    record = cli(
+        result=json.dumps(
+            {
+                "court": "Tel Aviv District Court",
+                "case_number": None,
+                "decided_on": "2024-01-18",
+                "judges": ["Ronit Shapira"],
+                "parties": [],
+            }
+        )
+    )
+    meta = ClaudeCliExtractor().extract_metadata(decision)
+    assert (meta.court, meta.case_number, meta.decided_on) == (
+        "Tel Aviv District Court",
+        None,
+        date(2024, 1, 18),
+    )
+    assert meta.judges == ["Ronit Shapira"] and meta.usage["cost_usd"] == 0.024
+    assert (record / "stdin.txt").read_text(encoding="utf-8") == cli_metadata_prompt(decision)
