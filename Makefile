@@ -20,9 +20,11 @@ venv: $(STAMP)
 migrate: venv
 	$(PYTHON) manage.py migrate
 
+# The whole system until Ctrl-C: sample data, a staff user (password printed once), the web
+# server on 127.0.0.1:$(PORT) and the scheduler (CRONJOBS). Running it again reuses everything.
+PORT ?= 8000
 run: migrate
-	$(PYTHON) manage.py import_decisions halacha/samples
-	$(PYTHON) manage.py drain_halacha --trigger manual
+	PORT=$(PORT) $(PYTHON) scripts/run_demo.py
 
 test: venv
 	$(PYTHON) -m ruff check .

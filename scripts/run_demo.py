@@ -1,0 +1,150 @@
+"""`make run`: the whole system on one machine — sample data, a staff user, the web server and
+the scheduler — until Ctrl-C.
+
+The Makefile has already built the virtualenv and migrated (embedded PostgreSQL in var/pgdata
+unless DATABASE_URL is set). This script imports ``halacha/samples`` (idempotent), creates the
+staff user once with a random password that it prints once, starts ``runserver`` and
+``run_scheduler`` as child processes, prints where to log in, and on Ctrl-C or SIGTERM stops
+both (the scheduler gives running jobs their grace period). Running it again reuses everything.
+It never resets a password or deletes data.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+USERNAME = os.environ.get("DEMO_USERNAME", "operator")
+HOST = "127.0.0.1"
+READY_TIMEOUT_SECONDS = 120
+
+
+def say(message: str = "") -> None:
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
+def prepare() -> None:
+    """Sample decisions and the staff user, in this process; then let go of the database."""
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connections, transaction
+
+    # Static files for the admin, the page and the API docs, served by WhiteNoise.
+    call_command("collectstatic", interactive=False, verbosity=0)
+    say("Importing the sample decisions (halacha/samples) ...")
+    call_command("import_decisions", str(ROOT / "halacha" / "samples"), progress_every=0)
+
+    User = get_user_model()
+    password = secrets.token_urlsafe(12)
+    with transaction.atomic():
+        user, created = User.objects.get_or_create(
+            username=USERNAME, defaults={"is_staff": True, "is_superuser": True}
+        )
+        if created:
+            user.set_password(password)
+            user.save(update_fields=["password"])
+    if created:
+        say(f'Created the staff user "{USERNAME}" with the password  {password}')
+        say("  (shown this once; `manage.py changepassword " + USERNAME + "` sets a new one)")
+    else:
+        if not user.is_staff:
+            raise SystemExit(
+                f'The user "{USERNAME}" exists but is not staff; set DEMO_USERNAME to another '
+                "name or make it staff in the admin."
+            )
+        say(
+            f'Reusing the staff user "{USERNAME}" (its password was printed when it was '
+            f"created; `manage.py changepassword {USERNAME}` sets a new one)."
+        )
+    connections.close_all()
+
+
+def start(*args: str) -> subprocess.Popen:
+    # A session of its own: Ctrl-C reaches this script only, which stops each child once.
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, start_new_session=True
+    )
+
+
+def wait_until_serving(url: str, children: list[subprocess.Popen]) -> bool:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if any(child.poll() is not None for child in children):
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except urllib.error.HTTPError:
+            return True  # it answered (a redirect to log in, say): it is serving
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    return False
+
+
+def main() -> int:
+    port = os.environ.get("PORT", "8000")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        say(f"PORT={port!r} is not a TCP port number.")
+        return 2
+    prepare()
+    base = f"http://{HOST}:{port}"
+    stopping = {"signals": 0}
+    children: list[subprocess.Popen] = []
+
+    def stop(signum, frame):
+        stopping["signals"] += 1
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)  # a second Ctrl-C: the scheduler stops waiting
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+    say(f"Starting the web server on {base} and the scheduler (CRONJOBS) ...")
+    web = start("runserver", "--noreload", f"{HOST}:{port}")
+    children.append(web)
+    scheduler = start("run_scheduler")
+    children.append(scheduler)
+
+    if wait_until_serving(f"{base}/operations", children):
+        say("")
+        say(f"Ready. Operations page:  {base}/operations")
+        say(f'Log in as "{USERNAME}" at {base}/admin/login/?next=/operations')
+        say(f"API token for scripts:   .venv/bin/python manage.py mint_token {USERNAME}")
+        say("Ctrl-C stops the web server and the scheduler.")
+        say("")
+    elif not stopping["signals"]:
+        say(f"The web server did not answer on {base} - see its output above.")
+        stop(None, None)
+
+    # Whichever stops first (Ctrl-C, or a child dying), the other is stopped too.
+    while all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    if not stopping["signals"]:
+        failed = [c for c in children if c.poll() is not None]
+        name = "web server" if web in failed else "scheduler"
+        say(f"The {name} stopped (exit {failed[0].returncode}); stopping the rest.")
+        stop(None, None)
+    for child in children:
+        child.wait()
+    say("Stopped.")
+    return 0 if stopping["signals"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
