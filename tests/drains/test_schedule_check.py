@@ -191,7 +191,7 @@ _hours = st.one_of(st.just("*"), st.integers(0, 23).map(str), st.just("*/5"), st
 _dows = st.one_of(st.just("*"), st.just("1-5"), st.just("0"), st.just("sat,sun"), st.just("7"))
 
 
-@hsettings(max_examples=60, deadline=None)
+@hsettings(max_examples=60, deadline=None, database=None)
 @given(minute=_field, hour=_hours, dow=_dows)
 def test_week_expansion_equals_stepping_croniter_through_a_week(minute, hour, dow):
     expression = f"{minute} {hour} * * {dow}"
