@@ -20,9 +20,10 @@ from datetime import date
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+import psycopg
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError, OperationalError, transaction
 
 from halacha.models import CourtDecision, ExtractionStatus, Language
 
@@ -200,85 +201,105 @@ def text_digest(text: str) -> str:
 
 
 def import_record(clean: dict) -> Outcome:
-    """Insert or update one validated record in one transaction; say which it was."""
-    digest = text_digest(clean["text"])
+    """Insert or update one validated record in one transaction (a savepoint when the caller
+    already has one open); say which it was."""
     with transaction.atomic():
         decision = (
             CourtDecision.objects.select_for_update()
             .filter(external_id=clean["external_id"])
             .first()
         )
-        if decision is None:
-            try:
-                with transaction.atomic():  # a savepoint: a concurrent importer may win the race
-                    fields = {"language": guess_language(clean["text"]), **clean}
-                    CourtDecision.objects.create(**fields, text_sha256=digest)
-                return "added"
-            except IntegrityError:
-                decision = CourtDecision.objects.select_for_update().get(
-                    external_id=clean["external_id"]
-                )
+        outcome, _ = _write(decision, clean)
+        return outcome
 
-        changed = [
-            key
-            for key, value in clean.items()
-            if key not in ("external_id", "text") and getattr(decision, key) != value
-        ]
+
+_RESET_ON_NEW_TEXT = {
+    "status": ExtractionStatus.PENDING,
+    "attempts": 0,
+    "last_error": "",
+    "extracted_at": None,
+    "metadata_status": ExtractionStatus.PENDING,
+    "metadata_attempts": 0,
+    "metadata_error": "",
+    "metadata_extracted_at": None,
+    "judges": [],
+    "parties": [],
+}
+
+
+def _write(decision: CourtDecision | None, clean: dict) -> tuple[Outcome, CourtDecision]:
+    """Apply ``clean`` to ``decision`` (row-locked by the caller; None: not there yet).
+
+    Runs inside the caller's transaction; each write has its own savepoint, so a refused write
+    leaves the transaction usable and nothing of this record behind.
+    """
+    if decision is None:
+        try:
+            with transaction.atomic():  # a savepoint: a concurrent importer may win the race
+                fields = {"language": guess_language(clean["text"]), **clean}
+                created = CourtDecision.objects.create(
+                    **fields, text_sha256=text_digest(clean["text"])
+                )
+            return "added", created
+        except IntegrityError:
+            decision = CourtDecision.objects.select_for_update().get(
+                external_id=clean["external_id"]
+            )
+
+    changed = [
+        key
+        for key, value in clean.items()
+        if key not in ("external_id", "text") and getattr(decision, key) != value
+    ]
+    text_changed = decision.text != clean["text"]
+    if not changed and not text_changed:
+        return "unchanged", decision
+    with transaction.atomic():
         for key in changed:
             setattr(decision, key, clean[key])
-        text_changed = decision.text != clean["text"]
         if text_changed:
             decision.text = clean["text"]
-            decision.text_sha256 = digest
+            decision.text_sha256 = text_digest(clean["text"])
             # What was extracted described the old text: the rules, their quotes and the
             # metadata no longer match it. Delete the halachot in this same transaction and
             # queue the decision for both drains again, so no stale rule survives beside it.
             decision.halachot.all().delete()
-            decision.status = ExtractionStatus.PENDING
-            decision.attempts = 0
-            decision.last_error = ""
-            decision.extracted_at = None
-            decision.metadata_status = ExtractionStatus.PENDING
-            decision.metadata_attempts = 0
-            decision.metadata_error = ""
-            decision.metadata_extracted_at = None
-            decision.judges = []
-            decision.parties = []
-            changed += [
-                "text", "text_sha256", "status", "attempts", "last_error", "extracted_at",
-                "metadata_status", "metadata_attempts", "metadata_error",
-                "metadata_extracted_at", "judges", "parties",
-            ]  # fmt: skip
-        if not changed:
-            return "unchanged"
+            for key, value in _RESET_ON_NEW_TEXT.items():
+                setattr(decision, key, value)
+            changed += ["text", "text_sha256", *_RESET_ON_NEW_TEXT]
         decision.save(update_fields=[*changed, "updated_at"])
-        return "updated"
+    return "updated", decision
 
 
 def _decode_error(exc: json.JSONDecodeError) -> str:
     return f"not valid JSON: {exc.msg} at column {exc.colno}"
 
 
-def import_line(line: str, source: str, lineno: int, report: ImportReport) -> None:
-    """Validate and import one line into ``report``; a bad line is recorded, never raised."""
+def parse_line(line: str) -> dict:
+    """Decode and validate one JSONL line; raises ``RecordError``."""
     line = line.rstrip("\r\n")
     if len(line) > MAX_RECORD_BYTES // 4 and len(line.encode("utf-8")) > MAX_RECORD_BYTES:
-        size = len(line.encode("utf-8"))
-        report.reject(source, lineno, _too_long(size))
-        return
+        raise RecordError(_too_long(len(line.encode("utf-8"))))
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
-        report.reject(source, lineno, _decode_error(exc))
-        return
+        raise RecordError(_decode_error(exc)) from None
+    return validate_record(obj)
+
+
+def _refused(exc: Exception) -> str:
+    return f"the database refused the record: {exc}".strip()
+
+
+def import_line(line: str, source: str, lineno: int, report: ImportReport) -> None:
+    """Validate and import one line into ``report``; a bad line is recorded, never raised."""
     try:
-        clean = validate_record(obj)
-        report.count(import_record(clean))
+        report.count(import_record(parse_line(line)))
     except RecordError as exc:
         report.reject(source, lineno, str(exc))
     except (DataError, IntegrityError) as exc:
         # The database refused this one record (its transaction rolled back); say so, go on.
-        report.reject(source, lineno, f"the database refused the record: {exc}".strip())
+        report.reject(source, lineno, _refused(exc))
 
 
 def _too_long(size: int) -> str:
@@ -289,6 +310,94 @@ def _too_long(size: int) -> str:
 
 
 ProgressCallback = Callable[[ImportReport, str], None]
+
+BATCH_SIZE = 200
+"""Records committed together. Each record still has its own savepoint, so a record is never
+half-imported; batching only saves a commit (an fsync) per record."""
+
+
+def _is_deadlock(exc: OperationalError) -> bool:
+    return isinstance(exc.__cause__, psycopg.errors.DeadlockDetected)
+
+
+def _import_batch(batch: list[tuple[int, str]], source: str, report: ImportReport) -> None:
+    """Validate a batch, then write it in one transaction: its existing rows are locked with one
+    query, in external_id order (so two importers queue instead of deadlocking), and a record
+    that needs no change costs no further query."""
+    outcome = ImportReport()
+    cleaned: list[tuple[int, dict]] = []
+    for lineno, line in batch:
+        try:
+            cleaned.append((lineno, parse_line(line)))
+        except RecordError as exc:
+            outcome.reject(source, lineno, str(exc))
+    if cleaned:
+        try:
+            _write_batch(cleaned, source, outcome)
+        except OperationalError as exc:
+            # Another writer (the court fetch, an operator's import) can still cross our locks;
+            # PostgreSQL breaks the tie by failing one side. Redo the batch a record at a time,
+            # which holds one row lock at a time and so cannot deadlock.
+            if not _is_deadlock(exc):
+                raise
+            outcome = ImportReport(errors=list(outcome.errors), bad=outcome.bad)
+            for lineno, clean in cleaned:
+                try:
+                    outcome.count(import_record(clean))
+                except (DataError, IntegrityError) as exc:
+                    outcome.reject(source, lineno, _refused(exc))
+    outcome.errors.sort(key=lambda error: error[1])
+    report.merge(outcome)
+
+
+def _write_batch(cleaned: list[tuple[int, dict]], source: str, outcome: ImportReport) -> None:
+    ids = sorted({clean["external_id"] for _, clean in cleaned})
+    with transaction.atomic():
+        existing = {
+            d.external_id: d
+            for d in CourtDecision.objects.select_for_update()
+            .filter(external_id__in=ids)
+            .order_by("external_id")
+        }
+        for lineno, clean in cleaned:
+            key = clean["external_id"]
+            try:
+                result, existing[key] = _write(existing.get(key), clean)
+                outcome.count(result)
+            except (DataError, IntegrityError) as exc:
+                existing.pop(key, None)  # its in-memory state may be half-applied: re-read it
+                outcome.reject(source, lineno, _refused(exc))
+
+
+def _import_numbered(
+    numbered: Iterable[tuple[int, str]],
+    source: str,
+    report: ImportReport,
+    progress: ProgressCallback | None,
+    progress_every: int,
+) -> None:
+    batch: list[tuple[int, str]] = []
+    shown = report.lines // progress_every
+
+    def flush() -> None:
+        nonlocal shown
+        _import_batch(batch, source, report)
+        batch.clear()
+        if progress is not None and report.lines // progress_every > shown:
+            shown = report.lines // progress_every
+            progress(report, source)
+
+    for lineno, line in numbered:
+        if lineno == 1:
+            line = line.removeprefix("\ufeff")
+        if not line.strip():
+            continue
+        report.lines += 1
+        batch.append((lineno, line))
+        if len(batch) >= BATCH_SIZE or report.lines % progress_every == 0:
+            flush()
+    if batch:
+        flush()
 
 
 def import_lines(
@@ -301,15 +410,7 @@ def import_lines(
 ) -> ImportReport:
     """Import JSONL lines (numbered from 1) from ``source`` (a name for the report)."""
     report = report if report is not None else ImportReport()
-    for lineno, line in enumerate(lines, 1):
-        if lineno == 1:
-            line = line.removeprefix("\ufeff")
-        if not line.strip():
-            continue
-        report.lines += 1
-        import_line(line, source, lineno, report)
-        if progress is not None and report.lines % progress_every == 0:
-            progress(report, source)
+    _import_numbered(enumerate(lines, 1), source, report, progress, progress_every)
     return report
 
 
@@ -346,15 +447,9 @@ def import_file(
     report = report if report is not None else ImportReport()
     source = str(path)
     with open(path, "rb") as handle:
-        for lineno, line in _read_lines(handle, source, report):
-            if lineno == 1:
-                line = line.removeprefix("\ufeff")
-            if not line.strip():
-                continue
-            report.lines += 1
-            import_line(line, source, lineno, report)
-            if progress is not None and report.lines % progress_every == 0:
-                progress(report, source)
+        _import_numbered(
+            _read_lines(handle, source, report), source, report, progress, progress_every
+        )
     report.files += 1
     return report
 

@@ -268,3 +268,61 @@ def test_import_lines__progress_callback():
     lines = [f'{{"external_id": "p{i}", "text": "t"}}' for i in range(7)]
     import_lines(lines, "mem", progress=lambda r, s: seen.append((r.lines, r.added, s)), progress_every=3)
     assert seen == [(3, 3, "mem"), (6, 6, "mem")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_import_lines__deadlock_with_another_writer_is_retried_record_by_record():
+    """A batch that deadlocks is redone one record at a time: nothing lost, nothing doubled."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    from tests.support.db import admin_connect
+
+    for external_id in ("x", "y"):
+        import_record(validate_record({"external_id": external_id, "text": "old"}))
+    other = admin_connect(connection.settings_dict["NAME"])
+    other.autocommit = False
+    # The importer's session checks for deadlocks after the default 1 s; this one waits 10 s, so
+    # the importer is the one PostgreSQL picks to fail, every time.
+    other.execute("SET deadlock_timeout = '10s'")
+    other.execute("SELECT 1 FROM halacha_courtdecision WHERE external_id = 'y' FOR UPDATE")
+
+    result = {}
+
+    def run():
+        try:
+            # The batch locks its rows in external_id order: x, then y (held by the other
+            # writer), where it waits.
+            result["report"] = import_lines(
+                ['{"external_id": "y", "text": "new y"}', '{"external_id": "x", "text": "new x"}'],
+                "race",
+            )
+        finally:
+            connection.close()
+
+    importer = threading.Thread(target=run)
+    importer.start()
+    deadline = time.monotonic() + 10
+    with admin_connect(connection.settings_dict["NAME"]) as watcher:  # autocommit: fresh stats
+        while time.monotonic() < deadline:
+            waiting = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()"
+            ).fetchone()[0]
+            if waiting:
+                break
+            time.sleep(0.02)
+    assert waiting, "the importer never waited for the row the other writer holds"
+    # Now take x, which the importer holds: a deadlock, which the importer loses.
+    other.execute("UPDATE halacha_courtdecision SET title = 'touched' WHERE external_id = 'x'")
+    other.commit()
+    other.close()
+    importer.join(timeout=30)
+
+    report = result["report"]
+    assert (report.updated, report.bad, report.added) == (2, 0, 0)
+    rows = dict(CourtDecision.objects.values_list("external_id", "text"))
+    assert rows == {"x": "new x", "y": "new y"}
+    assert CourtDecision.objects.get(external_id="x").title == "touched"
