@@ -394,7 +394,7 @@ def _import_numbered(
             continue
         report.lines += 1
         batch.append((lineno, line))
-        if len(batch) >= BATCH_SIZE or report.lines % progress_every == 0:
+        if len(batch) >= BATCH_SIZE or (progress and report.lines % progress_every == 0):
             flush()
     if batch:
         flush()

@@ -41,6 +41,14 @@ def test_import__progress_lines(write_jsonl):
 
 
 @pytest.mark.django_db
+def test_import__progress_off(write_jsonl):
+    path = write_jsonl("q.jsonl", *({"external_id": f"q{i}", "text": "t"} for i in range(5)))
+    out, _ = _run(str(path), "--progress-every", "0")
+    assert not [line for line in out.splitlines() if line.startswith("...")]
+    assert "5 added" in out
+
+
+@pytest.mark.django_db
 def test_import__bad_lines_listed_and_exit_status(write_jsonl):
     path = write_jsonl("bad.jsonl", {"external_id": "good", "text": "t"}, "{oops", {"text": "no id"})
     out, err = StringIO(), StringIO()

@@ -67,7 +67,7 @@ class Command(BaseCommand):
             report = import_paths(
                 paths,
                 progress=progress if progress_every else None,
-                progress_every=progress_every or 1,
+                progress_every=progress_every or 1000,
             )
         except ImportPathError as exc:
             raise CommandError(str(exc)) from None
