@@ -1,0 +1,182 @@
+"""The drains in the Django admin: bursts and settings steered through the services, runs,
+events and staged results for inspection only.
+
+The admin never writes ``burst_until`` itself: the form validates with the burst service's own
+rule (``validate_burst_until``) and saving calls ``set_drain_burst`` (which records the event),
+exactly as the API, the page and ``manage.py burst`` do. Runs, events and staged results belong
+to the runtime and the supervisor, so they are read-only here.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+
+from drains import bursts, registry
+from drains.models import DrainControl, DrainEvent, DrainRun, StagedResult
+
+
+class DrainControlForm(forms.ModelForm):
+    class Meta:
+        model = DrainControl
+        fields = ["name", "burst_until"]
+        help_texts = {
+            "burst_until": "Asia/Jerusalem time. Empty = no burst. It must be in the future and "
+            "no later than the upcoming Saturday 18:00 (the weekly quota reset).",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "name" in self.fields:
+            taken = set(DrainControl.objects.values_list("name", flat=True))
+            free = [name for name in registry.names() if name not in taken]
+            self.fields["name"] = forms.ChoiceField(
+                choices=[(name, name) for name in free],
+                help_text="A registered drain that has no control row yet.",
+            )
+
+    def clean_burst_until(self):
+        value = self.cleaned_data.get("burst_until")
+        # Only a changed deadline is checked: an expired one left in the row (the supervisor
+        # clears it) must not block editing the other fields.
+        if value is not None and "burst_until" in self.changed_data:
+            try:
+                bursts.validate_burst_until(value)
+            except ValidationError as exc:
+                raise forms.ValidationError(exc.messages) from None
+        return value
+
+
+@admin.register(DrainControl)
+class DrainControlAdmin(admin.ModelAdmin):
+    form = DrainControlForm
+    list_display = ["name", "enabled", "burst", "backoff_until", "updated_by", "updated_at"]
+    list_filter = ["enabled"]
+    search_fields = ["name"]
+    readonly_fields = [
+        "burst",
+        # Settings the runtime and the supervisor read; no operator service writes them yet,
+        # so the admin shows them but does not change them behind the services' back.
+        "enabled",
+        "hung_after_seconds",
+        "quota_key",
+        "backoff_until",
+        "backoff_reason",
+        "backoff_observed_at",
+        "backoff_from_run",
+        "updated_by",
+        "updated_at",
+    ]
+    actions = ["start_burst_until_week_boundary", "stop_burst"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return ["name", *fields] if obj is not None else fields
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["name", "burst_until"]
+        return ["name", "burst_until", *self.readonly_fields]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is not None:
+            kwargs["fields"] = ["burst_until"]
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a drain's row is its control state and audit anchor: never deleted here
+
+    @admin.display(description="burst")
+    def burst(self, obj: DrainControl) -> str:
+        if obj.burst_until is None:
+            return "off"
+        if bursts.is_active(obj.burst_until):
+            return f"on until {bursts._fmt(obj.burst_until)}"
+        return f"over (deadline {bursts._fmt(obj.burst_until)} passed)"
+
+    def save_model(self, request, obj, form, change):
+        actor = request.user.get_username()
+        name = obj.name if change else form.cleaned_data["name"]
+        control = bursts.ensure_control(name)
+        if "burst_until" in form.changed_data:
+            try:
+                bursts.set_drain_burst(name, form.cleaned_data["burst_until"], actor)
+            except ValidationError as exc:  # time moved on between the form check and now
+                self.message_user(request, " ".join(exc.messages), messages.ERROR)
+        obj.pk = control.pk  # the admin logs and redirects to the row the services wrote
+        obj.refresh_from_db()
+
+    def _toggle(self, request, queryset, until):
+        actor = request.user.get_username()
+        for control in queryset:
+            try:
+                state = bursts.set_drain_burst(control.name, until, actor)
+            except (registry.UnknownDrain, ValidationError) as exc:
+                text = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+                self.message_user(request, f"{control.name}: {text}", messages.ERROR)
+                continue
+            if state.active:
+                text = f"{control.name}: burst on until {bursts._fmt(state.burst_until)}"
+            else:
+                text = f"{control.name}: burst stopped"
+            self.message_user(request, text, messages.SUCCESS)
+
+    @admin.action(
+        description="Start burst until the upcoming Saturday 18:00", permissions=["change"]
+    )
+    def start_burst_until_week_boundary(self, request, queryset):
+        self._toggle(request, queryset, bursts.DEFAULT_DEADLINE)
+
+    @admin.action(description="Stop burst", permissions=["change"])
+    def stop_burst(self, request, queryset):
+        self._toggle(request, queryset, None)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DrainRun)
+class DrainRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "drain",
+        "status",
+        "trigger",
+        "mode",
+        "host",
+        "pid",
+        "started_at",
+        "last_checkpoint_at",
+        "finished_at",
+        "items_done",
+        "items_failed",
+    ]
+    list_filter = ["drain", "status", "trigger", "mode", "started_at"]
+    search_fields = ["drain", "host", "error"]
+    show_full_result_count = False  # no COUNT(*) over every run ever on each page
+
+
+@admin.register(DrainEvent)
+class DrainEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "drain", "kind", "actor", "message", "run"]
+    list_filter = ["drain", "kind", "actor", "at"]
+    search_fields = ["message", "actor", "drain"]
+    list_select_related = ["run"]
+    show_full_result_count = False
+
+
+@admin.register(StagedResult)
+class StagedResultAdmin(ReadOnlyAdmin):
+    list_display = ["id", "drain", "item_key", "run", "created_at", "promote_attempts",
+                    "promote_error"]
+    list_filter = ["drain"]
+    search_fields = ["item_key", "promote_error"]

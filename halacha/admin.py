@@ -1,0 +1,65 @@
+"""Court decisions and halachot in the Django admin: searchable, with the extraction state shown
+but not edited (the drains own it; a hand-set status would hide an item from the drain or make
+it pay twice)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db import models
+
+from halacha.models import CourtDecision, Halacha
+
+
+class HalachaInline(admin.TabularInline):
+    model = Halacha
+    fields = ["ordinal", "rule", "quote", "topics", "extractor", "model"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CourtDecision)
+class CourtDecisionAdmin(admin.ModelAdmin):
+    list_display = ["external_id", "title", "court", "decided_on", "language", "status",
+                    "metadata_status", "attempts"]
+    list_filter = ["status", "metadata_status", "language", "court", "decided_on"]
+    search_fields = ["external_id", "case_number", "title", "court"]
+    readonly_fields = [
+        "text_sha256",
+        "status",
+        "attempts",
+        "last_error",
+        "extracted_at",
+        "metadata_status",
+        "metadata_attempts",
+        "metadata_error",
+        "metadata_extracted_at",
+        "judges",
+        "parties",
+        "created_at",
+        "updated_at",
+    ]
+    inlines = [HalachaInline]
+    show_full_result_count = False
+    # Court sites are https; say so explicitly (Django 6 makes it the default).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+
+@admin.register(Halacha)
+class HalachaAdmin(admin.ModelAdmin):
+    list_display = ["decision", "ordinal", "short_rule", "extractor", "model", "created_at"]
+    list_filter = ["extractor", "model", "decision__court"]
+    search_fields = ["rule", "quote", "decision__external_id", "decision__title",
+                     "decision__case_number"]
+    list_select_related = ["decision"]
+    raw_id_fields = ["decision"]
+    readonly_fields = ["extractor", "model", "created_at"]
+    show_full_result_count = False
+
+    @admin.display(description="rule")
+    def short_rule(self, obj: Halacha) -> str:
+        return obj.rule if len(obj.rule) <= 120 else obj.rule[:119] + "…"

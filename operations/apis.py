@@ -1,0 +1,133 @@
+"""The operations REST API: one view per operation, thin.
+
+Reads go through ``operations.selectors``; the burst toggle goes through
+``drains.bursts.set_drain_burst`` (the one write path, which records the DrainEvent) and shows
+its ValidationError messages as they are. Views hold no rules of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DatabaseError, connection
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from drains import registry
+from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
+from drains.schema_gate import unapplied_migrations
+from operations import selectors
+from operations.permissions import CanChangeDrains, CanViewDrains
+from operations.serializers import (
+    BurstInputSerializer,
+    ErrorSerializer,
+    HealthSerializer,
+    ServiceSerializer,
+    SnapshotSerializer,
+)
+
+logger = logging.getLogger(__name__)
+
+# Token first: an anonymous request then gets 401 with "WWW-Authenticate: Token" (DRF answers
+# 403 when the first class is session auth). Session auth enforces CSRF on unsafe methods.
+AUTHENTICATION = [TokenAuthentication, SessionAuthentication]
+
+AUTH_ERRORS = {
+    401: OpenApiResponse(ErrorSerializer, description="Not authenticated."),
+    403: OpenApiResponse(ErrorSerializer, description="Missing permission, or CSRF refused."),
+}
+
+
+class OperationsSnapshotApi(APIView):
+    authentication_classes = AUTHENTICATION
+    permission_classes = [CanViewDrains]
+
+    @extend_schema(
+        operation_id="operations_snapshot",
+        summary="Every scheduled service: state and reason, runs, burst, backoff, backlog, notes",
+        responses={200: SnapshotSerializer, **AUTH_ERRORS},
+    )
+    def get(self, request):
+        return Response(SnapshotSerializer(selectors.snapshot()).data)
+
+
+class DrainBurstApi(APIView):
+    authentication_classes = AUTHENTICATION
+    permission_classes = [CanChangeDrains]
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        operation_id="drain_burst",
+        summary="Start (on, optional until) or stop (off) a drain's burst",
+        request=BurstInputSerializer,
+        responses={
+            200: ServiceSerializer,
+            400: OpenApiResponse(description="Bad input: a message per field."),
+            **AUTH_ERRORS,
+            404: OpenApiResponse(ErrorSerializer, description="No drain of that name."),
+            415: OpenApiResponse(ErrorSerializer, description="The body is not JSON."),
+        },
+        examples=[
+            OpenApiExample("until the upcoming Saturday 18:00", value={"on": True},
+                           request_only=True),
+            OpenApiExample("until a chosen time", value={"on": True,
+                           "until": "2026-12-05T14:00:00+02:00"}, request_only=True),
+            OpenApiExample("stop", value={"on": False}, request_only=True),
+        ],
+    )
+    def post(self, request, name: str):
+        try:
+            registry.get(name)
+        except registry.UnknownDrain as exc:
+            raise NotFound(str(exc)) from None
+        serializer = BurstInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        if not data["on"]:
+            until = None
+        elif data.get("until") is None:
+            until = DEFAULT_DEADLINE
+        else:
+            until = data["until"]
+        try:
+            set_drain_burst(name, until, actor=request.user.get_username())
+        except DjangoValidationError as exc:
+            raise ValidationError({"until": exc.messages}) from None
+        return Response(ServiceSerializer(selectors.service_entry(name)).data)
+
+
+class HealthApi(APIView):
+    """For monitors: no authentication, and nothing disclosed beyond ok / the kind of failure."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="health",
+        summary="Database reachable and schema current",
+        auth=[],
+        responses={200: HealthSerializer, 503: HealthSerializer},
+    )
+    def get(self, request):
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            pending = unapplied_migrations()
+        except DatabaseError:
+            # The detail goes to the log for the operator, never to the (anonymous) caller.
+            logger.exception("health check: the database is unreachable")
+            return Response({"status": "unavailable", "reason": "database unreachable"}, status=503)
+        if pending:
+            logger.error("health check: %d unapplied migrations", len(pending))
+            return Response(
+                {"status": "unavailable",
+                 "reason": f"schema not current: {len(pending)} unapplied migrations"},
+                status=503,
+            )
+        return Response({"status": "ok"})

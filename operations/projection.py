@@ -1,0 +1,144 @@
+"""The finish-time projection and the burn-down chart: "will the backlog be done in time?"
+
+Pure functions over numbers the selectors already read (pending items, items done per hour,
+the deadline); they never query the database and never change anything. The deadline is the
+burst's when a burst is on, otherwise the week boundary (when the weekly quota resets).
+The rate is the items done in the last hour; the past backlog is reconstructed from the hourly
+throughput, so the chart is an estimate that ignores decisions imported in between.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from html import escape
+from zoneinfo import ZoneInfo
+
+TZ = ZoneInfo("Asia/Jerusalem")
+
+
+@dataclass(frozen=True)
+class Projection:
+    pending: int
+    rate_per_hour: float  # items done in the last hour
+    deadline: datetime
+    deadline_kind: str  # "burst" | "week"
+    finish_at: datetime | None  # None: backlog empty, or no progress to project from
+    fraction_by_deadline: float | None  # share of the pending backlog done by the deadline
+    on_time: bool | None
+    text: str
+
+
+def local(moment: datetime) -> datetime:
+    return moment.astimezone(TZ)
+
+
+def short_time(moment: datetime) -> str:
+    """``Thu 14:20`` in Asia/Jerusalem: the way operators read times on the page."""
+    return local(moment).strftime("%a %H:%M")
+
+
+def span(delta: timedelta) -> str:
+    """A rounded duration: ``40 min``, ``28 h``, ``3 d 4 h``."""
+    minutes = max(0, round(delta.total_seconds() / 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    hours = round(minutes / 60)
+    if hours < 72:
+        return f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def project(*, pending: int, rate_per_hour: float, now: datetime, deadline: datetime,
+            deadline_kind: str) -> Projection:
+    """When will ``pending`` items be done at ``rate_per_hour``, measured against ``deadline``?"""
+    def result(finish_at, fraction, on_time, text):
+        return Projection(pending, rate_per_hour, deadline, deadline_kind, finish_at, fraction,
+                          on_time, text)
+
+    what = "the burst deadline" if deadline_kind == "burst" else "the weekly reset"
+    if pending <= 0:
+        return result(None, 1.0, True, "backlog empty")
+    if rate_per_hour <= 0:
+        return result(None, 0.0, False,
+                      f"nothing done in the last hour: no projection ({pending} pending)")
+    finish_at = now + timedelta(hours=pending / rate_per_hour)
+    if finish_at <= deadline:
+        return result(finish_at, 1.0, True,
+                      f"done by {short_time(finish_at)}, {span(deadline - finish_at)} before {what}")
+    hours_left = max(0.0, (deadline - now).total_seconds() / 3600)
+    fraction = min(1.0, rate_per_hour * hours_left / pending)
+    return result(finish_at, fraction, False,
+                  f"about {fraction:.0%} by {what} ({short_time(deadline)}); "
+                  f"all done by {short_time(finish_at)}")
+
+
+def backlog_history(*, pending: int, done_per_bucket: list[int], now: datetime,
+                    bucket: timedelta = timedelta(hours=1)) -> list[tuple[datetime, int]]:
+    """Backlog at each bucket boundary, oldest first, ending with ``(now, pending)``.
+
+    ``done_per_bucket`` is oldest first; its last entry is the bucket that ends now.
+    """
+    points = [(now, pending)]
+    backlog = pending
+    for i, done in enumerate(reversed(done_per_bucket)):
+        backlog += done
+        points.append((now - bucket * (i + 1), backlog))
+    return list(reversed(points))
+
+
+def burndown_svg(*, history: list[tuple[datetime, int]], projection: Projection | None,
+                 now: datetime, title: str, width: int = 320, height: int = 120) -> str:
+    """A small self-contained SVG: the past backlog (solid), the projection to the deadline
+    (dashed) and the deadline (a red rule). No scripts, no external references."""
+    pad_l, pad_r, pad_t, pad_b = 34, 8, 8, 18
+    t0 = history[0][0] if history else now
+    t1 = now
+    if projection is not None:
+        t1 = max(t1, projection.deadline)
+    total = max((t1 - t0).total_seconds(), 1.0)
+    top = max([value for _, value in history] + [1])
+
+    def x(moment: datetime) -> float:
+        return pad_l + (width - pad_l - pad_r) * (moment - t0).total_seconds() / total
+
+    def y(value: float) -> float:
+        return pad_t + (height - pad_t - pad_b) * (1 - value / top)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff"/>',
+        f'<line x1="{pad_l}" y1="{y(0):.1f}" x2="{width - pad_r}" y2="{y(0):.1f}" '
+        'stroke="#999" stroke-width="1"/>',
+        f'<line x1="{pad_l}" y1="{pad_t}" x2="{pad_l}" y2="{y(0):.1f}" stroke="#999" '
+        'stroke-width="1"/>',
+        f'<text x="{pad_l - 4}" y="{pad_t + 8}" font-size="10" text-anchor="end" '
+        f'font-family="sans-serif">{top}</text>',
+        f'<text x="{pad_l - 4}" y="{y(0):.1f}" font-size="10" text-anchor="end" '
+        'font-family="sans-serif">0</text>',
+        f'<text x="{pad_l}" y="{height - 4}" font-size="10" font-family="sans-serif">'
+        f"{escape(short_time(t0))}</text>",
+    ]
+    if history:
+        points = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in history)
+        parts.append(f'<polyline points="{points}" fill="none" stroke="#1f6feb" '
+                     'stroke-width="2" class="history"/>')
+    if projection is not None:
+        dx = x(projection.deadline)
+        parts.append(f'<line x1="{dx:.1f}" y1="{pad_t}" x2="{dx:.1f}" y2="{y(0):.1f}" '
+                     'stroke="#d1242f" stroke-width="1.5" class="deadline"/>')
+        parts.append(f'<text x="{min(dx, width - pad_r):.1f}" y="{height - 4}" font-size="10" '
+                     f'text-anchor="end" font-family="sans-serif" fill="#d1242f">'
+                     f"{escape(short_time(projection.deadline))}</text>")
+        if projection.pending > 0 and projection.rate_per_hour > 0:
+            end = min(projection.finish_at, projection.deadline)
+            left = max(0.0, projection.pending - projection.rate_per_hour
+                       * (end - now).total_seconds() / 3600)
+            parts.append(f'<line x1="{x(now):.1f}" y1="{y(projection.pending):.1f}" '
+                         f'x2="{x(end):.1f}" y2="{y(left):.1f}" stroke="#1f6feb" '
+                         'stroke-width="2" stroke-dasharray="4 3" class="projection"/>')
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,0 +1,152 @@
+"""Input and output shapes of the operations API (and of its OpenAPI schema).
+
+Input serializers only check the *form* of a request (types, known fields); the burst rules
+(future, aware, before the week boundary) live in ``drains.bursts`` and nowhere else.
+Output serializers only shape the plain data ``operations.selectors`` returns.
+"""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from drains.models import RunMode, RunStatus, Trigger
+from operations.selectors import State
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """JSON true/false only: "yes", 1 or "on" are a client bug, not a choice."""
+
+    default_error_messages = {"invalid": "Must be true or false (a JSON boolean)."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            return data
+        self.fail("invalid")
+
+
+class StrictStringField(serializers.CharField):
+    """A JSON string only (a number is not silently turned into one)."""
+
+    default_error_messages = {"invalid": "Must be a string: an ISO 8601 date and time with a UTC offset."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class BurstInputSerializer(serializers.Serializer):
+    on = StrictBooleanField(help_text="true to start (or move) a burst, false to stop it.")
+    until = StrictStringField(
+        required=False,
+        allow_null=True,
+        help_text="Deadline, ISO 8601 with a UTC offset (e.g. 2026-12-05T18:00:00+02:00). "
+        "Omit it for the upcoming Saturday 18:00 Asia/Jerusalem. Not allowed with on=false.",
+    )
+
+    def validate(self, attrs):
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {name: ["Unknown field; the fields are 'on' and 'until'."] for name in unknown}
+            )
+        if attrs["on"] is False and attrs.get("until") is not None:
+            raise serializers.ValidationError(
+                {"until": ["A deadline only goes with on=true; send {\"on\": false} to stop."]}
+            )
+        return attrs
+
+
+class RunSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=RunStatus.choices)
+    trigger = serializers.ChoiceField(choices=Trigger.choices)
+    mode = serializers.ChoiceField(choices=RunMode.choices)
+    host = serializers.CharField()
+    pid = serializers.IntegerField()
+    backend_pid = serializers.IntegerField(allow_null=True)
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    last_checkpoint_at = serializers.DateTimeField(allow_null=True)
+    checkpoint_age_seconds = serializers.IntegerField(
+        allow_null=True, help_text="Seconds since the last checkpoint (or the start); running runs only."
+    )
+    items_done = serializers.IntegerField()
+    items_failed = serializers.IntegerField()
+    backlog_at_start = serializers.IntegerField(allow_null=True)
+    progress = serializers.FloatField(allow_null=True, help_text="items_done / backlog_at_start")
+    deadline = serializers.DateTimeField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+
+
+class BackoffSerializer(serializers.Serializer):
+    until = serializers.DateTimeField()
+    reason = serializers.CharField(allow_blank=True)
+    observed_at = serializers.DateTimeField(allow_null=True)
+
+
+class BacklogSerializer(serializers.Serializer):
+    pending = serializers.IntegerField()
+    staged = serializers.IntegerField(help_text="Paid-for results waiting to be promoted.")
+    done = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class HistoryPointSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    backlog = serializers.IntegerField()
+
+
+class ProjectionSerializer(serializers.Serializer):
+    deadline = serializers.DateTimeField(help_text="The burst deadline, else the weekly reset.")
+    deadline_kind = serializers.ChoiceField(choices=["burst", "week"])
+    rate_per_hour = serializers.FloatField(help_text="Items done in the last hour.")
+    finish_at = serializers.DateTimeField(allow_null=True)
+    fraction_by_deadline = serializers.FloatField(allow_null=True)
+    on_time = serializers.BooleanField(allow_null=True)
+    text = serializers.CharField()
+    history = HistoryPointSerializer(many=True)
+
+
+class EventSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    drain = serializers.CharField(allow_blank=True)
+    kind = serializers.CharField()
+    actor = serializers.CharField()
+    message = serializers.CharField(allow_blank=True)
+
+
+class ServiceSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The drain name for drains, else the command.")
+    command = serializers.CharField(allow_null=True)
+    kind = serializers.ChoiceField(choices=["drain", "supervisor", "job"])
+    schedule = serializers.CharField(allow_null=True, help_text="Cron expression, or null.")
+    next_fire_at = serializers.DateTimeField(allow_null=True)
+    state = serializers.ChoiceField(choices=State.choices)
+    reason = serializers.CharField(help_text="Why it is (not) running, in one line.")
+    enabled = serializers.BooleanField(allow_null=True)
+    burst_until = serializers.DateTimeField(allow_null=True)
+    burst_active = serializers.BooleanField()
+    backoff = BackoffSerializer(allow_null=True)
+    current_run = RunSerializer(allow_null=True)
+    last_run = RunSerializer(allow_null=True)
+    backlog = BacklogSerializer(allow_null=True)
+    projection = ProjectionSerializer(allow_null=True)
+    notes = EventSerializer(many=True)
+
+
+class SnapshotSerializer(serializers.Serializer):
+    generated_at = serializers.DateTimeField()
+    week_boundary = serializers.DateTimeField(help_text="The upcoming Saturday 18:00 Asia/Jerusalem.")
+    services = ServiceSerializer(many=True)
+    notes = EventSerializer(many=True, help_text="Notes not tied to a scheduled service.")
+    timeline = EventSerializer(many=True)
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "unavailable"])
+    reason = serializers.CharField(required=False)
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()

@@ -1,0 +1,235 @@
+// The /operations page: refreshes itself from the snapshot API and toggles bursts through the
+// burst API (the same endpoints scripts use). No build step, no dependencies.
+// Times are shown in Asia/Jerusalem whatever the browser's zone; the date picker's wall time is
+// read as Asia/Jerusalem and sent as ISO 8601 with that zone's offset on that date.
+"use strict";
+
+(function () {
+  const ZONE = "Asia/Jerusalem";
+  const REFRESH_MS = 15000;
+  const root = document.getElementById("operations");
+  if (!root) return;
+  const csrfToken = root.querySelector("input[name=csrfmiddlewaretoken]").value;
+  const canChange = root.dataset.canChange === "true";
+  let lastSnapshot = null;
+
+  // --- time ---------------------------------------------------------------------------------
+  const partsFormat = new Intl.DateTimeFormat("en-GB", {
+    timeZone: ZONE, year: "numeric", month: "2-digit", day: "2-digit", weekday: "short",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+  });
+  const monthFormat = new Intl.DateTimeFormat("en-GB", { timeZone: ZONE, month: "short" });
+
+  function zoneParts(date) {
+    const out = {};
+    for (const p of partsFormat.formatToParts(date)) out[p.type] = p.value;
+    return out;
+  }
+  function pad(n) { return String(n).padStart(2, "0"); }
+  function short(iso) { // "Sat 18:00"
+    if (!iso) return "—";
+    const p = zoneParts(new Date(iso));
+    return `${p.weekday} ${p.hour}:${p.minute}`;
+  }
+  function long(iso) { // "Sat 5 Dec 18:00"
+    const d = new Date(iso);
+    const p = zoneParts(d);
+    return `${p.weekday} ${Number(p.day)} ${monthFormat.format(d)} ${p.hour}:${p.minute}`;
+  }
+  function pickerValue(iso) { // the zone's wall time for <input type=datetime-local>
+    const p = zoneParts(new Date(iso));
+    return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
+  }
+  function offsetMinutes(utcMs) {
+    const p = zoneParts(new Date(utcMs));
+    const asUtc = Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second);
+    return Math.round((asUtc - Math.floor(utcMs / 1000) * 1000) / 60000);
+  }
+  // "2026-12-05T18:00" (Asia/Jerusalem wall time) -> "2026-12-05T18:00:00+02:00"
+  function wallTimeToIso(value) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})$/.exec(value);
+    if (!m) return null;
+    const wall = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]);
+    let offset = offsetMinutes(wall);
+    offset = offsetMinutes(wall - offset * 60000); // once more: the offset at that instant
+    const sign = offset >= 0 ? "+" : "-";
+    const abs = Math.abs(offset);
+    return `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:00${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
+  }
+  function age(seconds) {
+    if (seconds === null || seconds === undefined) return "";
+    if (seconds < 90) return `${seconds} s`;
+    if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+    return `${Math.round(seconds / 3600)} h`;
+  }
+
+  // --- rendering ----------------------------------------------------------------------------
+  function setText(scope, field, text) {
+    const el = scope.querySelector(`[data-f="${field}"]`);
+    if (el && el.textContent !== text) el.textContent = text;
+    return el;
+  }
+  function fillList(list, items, line, emptyText) {
+    list.replaceChildren();
+    if (!items.length) {
+      const li = document.createElement("li");
+      li.className = "none";
+      li.textContent = emptyText;
+      list.appendChild(li);
+      return;
+    }
+    for (const item of items) {
+      const li = document.createElement("li");
+      li.textContent = line(item);
+      list.appendChild(li);
+    }
+  }
+  function runText(r) {
+    if (!r) return "—";
+    const of = r.backlog_at_start ? ` of ${r.backlog_at_start}` : "";
+    const pct = r.progress !== null ? ` (${Math.round(r.progress * 100)}%)` : "";
+    return `run ${r.id} on ${r.host} · ${r.items_done}${of} done${pct} · checkpoint ${age(r.checkpoint_age_seconds)} ago`;
+  }
+  function lastRunText(r) {
+    if (!r) return "never";
+    const error = r.error ? `: ${r.error.split("\n")[0].slice(0, 120)}` : "";
+    return `${r.status} ${short(r.finished_at || r.started_at)}${error}`;
+  }
+
+  function renderService(s, weekBoundary) {
+    const body = root.querySelector(`tbody[data-service="${CSS.escape(s.name)}"]`);
+    if (!body) return false;
+    const state = setText(body, "state", s.state);
+    state.className = `state state-${s.state}`;
+    setText(body, "reason", s.reason);
+    setText(body, "burst", s.kind !== "drain" ? "—" : s.burst_active ? `on until ${short(s.burst_until)}` : "off");
+    setText(body, "run", runText(s.current_run));
+    const b = s.backlog;
+    setText(body, "backlog", b ? `${b.pending} pending · ${b.staged} staged · ${b.done} done · ${b.failed} failed` : "—");
+    setText(body, "backoff", s.backoff ? `until ${short(s.backoff.until)}: ${s.backoff.reason}` : "—");
+    setText(body, "next", short(s.next_fire_at));
+    setText(body, "last", lastRunText(s.last_run));
+    fillList(body.querySelector('[data-f="notes"]'), s.notes, (n) => `${short(n.at)} ${n.message}`, "none");
+    if (s.projection) {
+      setText(body, "projection", s.projection.text);
+      setText(body, "rate", `(${s.projection.rate_per_hour} done in the last hour)`);
+      const img = body.querySelector("img.chart");
+      img.src = root.dataset.chartUrl.replace("__NAME__", encodeURIComponent(s.name)) + `?t=${Date.now()}`;
+    }
+    const input = body.querySelector("input[name=until]");
+    if (input && !input.dataset.touched && document.activeElement !== input) {
+      input.value = pickerValue(s.burst_active ? s.burst_until : weekBoundary);
+    }
+    if (input) input.max = pickerValue(weekBoundary);
+    return true;
+  }
+
+  function render(snapshot) {
+    lastSnapshot = snapshot;
+    const known = new Set([...root.querySelectorAll("tbody[data-service]")].map((b) => b.dataset.service));
+    const names = new Set(snapshot.services.map((s) => s.name));
+    if (known.size !== names.size || [...names].some((n) => !known.has(n))) {
+      window.location.reload(); // the set of services changed (a deploy): re-render on the server
+      return;
+    }
+    for (const s of snapshot.services) renderService(s, snapshot.week_boundary);
+    const generated = document.getElementById("generated-at");
+    generated.textContent = long(snapshot.generated_at);
+    generated.dateTime = snapshot.generated_at;
+    const boundary = document.getElementById("week-boundary");
+    boundary.textContent = long(snapshot.week_boundary);
+    boundary.dateTime = snapshot.week_boundary;
+    fillList(document.getElementById("global-notes"), snapshot.notes, (n) => `${short(n.at)} ${n.drain}: ${n.message}`, "none");
+    fillList(document.getElementById("timeline"), snapshot.timeline,
+      (e) => `${long(e.at)} ${e.drain} ${e.kind} by ${e.actor}: ${e.message}`, "no events yet");
+  }
+
+  // --- talking to the API -------------------------------------------------------------------
+  // Every failure becomes one sentence an operator can act on.
+  async function explain(response) {
+    let body = null;
+    try { body = await response.json(); } catch (e) { body = null; }
+    if (response.status === 400 && body && typeof body === "object") {
+      return Object.entries(body).map(([field, msgs]) =>
+        (field === "until" || field === "non_field_errors" ? "" : `${field}: `) + [].concat(msgs).join(" ")).join(" ");
+    }
+    if (response.status === 401) return "You are not logged in any more: reload the page and log in.";
+    if (response.status === 403) return (body && body.detail) ? `Not allowed: ${body.detail}` : "Not allowed.";
+    if (response.status === 404) return (body && body.detail) || "No such drain.";
+    if (response.status >= 500) return `The server failed (HTTP ${response.status}); the error is in the server log. Try again in a minute.`;
+    return (body && body.detail) || `Unexpected answer from the server (HTTP ${response.status}).`;
+  }
+
+  function showPageError(text) {
+    const box = document.getElementById("page-error");
+    box.textContent = text || "";
+    box.hidden = !text;
+  }
+
+  async function refresh() {
+    const status = document.getElementById("refresh-status");
+    try {
+      const response = await fetch(root.dataset.api, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!response.ok) {
+        showPageError(`Could not refresh: ${await explain(response)}`);
+        return;
+      }
+      render(await response.json());
+      showPageError("");
+      status.textContent = `refreshed ${short(new Date().toISOString())}, every 15 s`;
+    } catch (err) {
+      showPageError("Could not reach the server to refresh; it may be down or the network is out. Retrying in 15 s.");
+    }
+  }
+
+  async function toggle(form, on) {
+    const name = form.dataset.drain;
+    const error = form.querySelector(".form-error");
+    const status = form.querySelector(".form-status");
+    error.hidden = true;
+    const payload = { on };
+    if (on) {
+      const raw = form.elements.until.value;
+      if (raw) {
+        const iso = wallTimeToIso(raw);
+        if (!iso) { error.textContent = `"${raw}" is not a date and time.`; error.hidden = false; return; }
+        payload.until = iso;
+      }
+    }
+    status.textContent = on ? "starting…" : "stopping…";
+    try {
+      const response = await fetch(root.dataset.burstUrl.replace("__NAME__", encodeURIComponent(name)), {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken },
+        body: JSON.stringify(payload),
+      });
+      if (!response.ok) {
+        status.textContent = "";
+        error.textContent = await explain(response);
+        error.hidden = false;
+        return;
+      }
+      const entry = await response.json();
+      delete form.elements.until.dataset.touched;
+      renderService(entry, lastSnapshot ? lastSnapshot.week_boundary : entry.projection.deadline);
+      status.textContent = on ? `burst on until ${short(entry.burst_until)}` : "burst stopped";
+      refresh(); // the timeline and the other rows
+    } catch (err) {
+      status.textContent = "";
+      error.textContent = "Could not reach the server; nothing was changed. Try again.";
+      error.hidden = false;
+    }
+  }
+
+  for (const form of root.querySelectorAll("form.burst-form")) {
+    form.elements.until.addEventListener("input", (e) => { e.target.dataset.touched = "1"; });
+    form.addEventListener("submit", (e) => { e.preventDefault(); if (canChange) toggle(form, true); });
+    form.querySelector("button.off").addEventListener("click", () => { if (canChange) toggle(form, false); });
+  }
+
+  const initial = document.getElementById("snapshot-data");
+  if (initial) render(JSON.parse(initial.textContent));
+  setInterval(refresh, REFRESH_MS);
+  window.operationsPage = { refresh, wallTimeToIso }; // for a console (and the browser test)
+})();

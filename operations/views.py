@@ -1,0 +1,60 @@
+"""The /operations page and its burn-down charts (staff only, server-rendered).
+
+The page renders the snapshot once on the server and then refreshes itself from the same API
+(``/api/operations/``) that scripts use; the burst toggle posts to the API too. Nothing here
+writes: there is no second control path beside the API and the burst service.
+"""
+
+from __future__ import annotations
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import ensure_csrf_cookie
+
+from drains import registry
+from operations import projection, selectors
+from operations.serializers import SnapshotSerializer
+
+page_access = [
+    staff_member_required,
+    permission_required("drains.view_draincontrol", raise_exception=True),
+]
+
+
+@method_decorator(page_access, name="dispatch")
+@method_decorator(ensure_csrf_cookie, name="dispatch")
+class OperationsPage(View):
+    def get(self, request):
+        snapshot = selectors.snapshot()
+        return render(
+            request,
+            "operations/page.html",
+            {
+                "snapshot": snapshot,
+                # The same JSON the API answers, for the script's first render.
+                "snapshot_data": SnapshotSerializer(snapshot).data,
+                "can_change": request.user.has_perm("drains.change_draincontrol"),
+            },
+        )
+
+
+@method_decorator(page_access, name="dispatch")
+class BurndownChart(View):
+    def get(self, request, name: str):
+        try:
+            chart = selectors.drain_chart(name)
+        except registry.UnknownDrain as exc:
+            return JsonResponse({"detail": str(exc)}, status=404)
+        svg = projection.burndown_svg(
+            history=chart.history,
+            projection=chart.projection,
+            now=chart.history[-1][0],
+            title=f"{name} backlog: {chart.projection.text}",
+        )
+        response = HttpResponse(svg, content_type="image/svg+xml")
+        response["Cache-Control"] = "no-store"
+        return response

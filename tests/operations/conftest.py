@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.utils import timezone
+from freezegun import freeze_time
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from drains import registry
+from drains.models import DrainRun
+from halacha.models import CourtDecision
+
+JERUSALEM = ZoneInfo("Asia/Jerusalem")
+# A Wednesday morning in winter (UTC+2): the week boundary is Sat 2026-12-05 18:00+02:00.
+WEDNESDAY = datetime(2026, 12, 2, 10, 0, tzinfo=JERUSALEM)
+BOUNDARY = datetime(2026, 12, 5, 18, 0, tzinfo=JERUSALEM)
+
+
+@pytest.fixture
+def frozen():
+    with freeze_time(WEDNESDAY) as clock:
+        yield clock
+
+
+def _user(django_user_model, username, *, staff, perms=()):
+    user = django_user_model.objects.create_user(username=username, password="pw-" + username,
+                                                 is_staff=staff)
+    for codename in perms:
+        user.user_permissions.add(Permission.objects.get(codename=codename,
+                                                         content_type__app_label="drains"))
+    return user
+
+
+@pytest.fixture
+def operator(db, django_user_model):
+    """Staff with both drains permissions: what an operator has."""
+    return _user(django_user_model, "olga", staff=True,
+                 perms=["view_draincontrol", "change_draincontrol"])
+
+
+@pytest.fixture
+def viewer(db, django_user_model):
+    return _user(django_user_model, "vera", staff=True, perms=["view_draincontrol"])
+
+
+@pytest.fixture
+def staff_without_perm(db, django_user_model):
+    return _user(django_user_model, "sam", staff=True)
+
+
+@pytest.fixture
+def non_staff(db, django_user_model):
+    # Has the permissions but is not staff: fine for the API (scripts), not for the page.
+    return _user(django_user_model, "nick", staff=False,
+                 perms=["view_draincontrol", "change_draincontrol"])
+
+
+@pytest.fixture
+def plain_user(db, django_user_model):
+    return _user(django_user_model, "pat", staff=False)
+
+
+@pytest.fixture
+def script_user(db, django_user_model):
+    """A non-staff service account reaching the API with a token."""
+    return _user(django_user_model, "cronbot", staff=False,
+                 perms=["view_draincontrol", "change_draincontrol"])
+
+
+@pytest.fixture
+def token(script_user):
+    return Token.objects.create(user=script_user).key
+
+
+@pytest.fixture
+def api(operator):
+    client = APIClient()
+    client.force_login(operator)
+    return client
+
+
+_run_ids = itertools.count(1)
+
+
+@pytest.fixture
+def make_run(db):
+    def make(drain="halacha", **fields) -> DrainRun:
+        now = timezone.now()
+        defaults = {
+            "drain": drain,
+            "host": "host-a",
+            "pid": 4000 + next(_run_ids),
+            "started_at": now - timedelta(minutes=30),
+            "status": "succeeded",
+        }
+        defaults.update(fields)
+        if defaults["status"] != "running":
+            defaults.setdefault("finished_at", defaults["started_at"] + timedelta(minutes=10))
+        return DrainRun.objects.create(**defaults)
+
+    return make
+
+
+@pytest.fixture
+def decisions(db):
+    """``decisions(pending=.., done=.., failed=..)`` creates that many decisions."""
+    counter = itertools.count(1)
+
+    def make(pending=0, done=0, failed=0):
+        rows = []
+        for status, n in (("pending", pending), ("done", done), ("failed", failed)):
+            for _ in range(n):
+                i = next(counter)
+                rows.append(CourtDecision(external_id=f"d-{status}-{i}", text="text", status=status,
+                                          text_sha256=f"{i:064d}"))
+        CourtDecision.objects.bulk_create(rows)
+
+    return make
+
+
+class _FakeDrain:
+    """A small drain for tests and benches: its backlog is the decisions' halacha status."""
+
+    backlog_status_field = "status"
+
+    @classmethod
+    def backlog_queryset(cls):
+        return CourtDecision.objects.all()
+
+
+@pytest.fixture
+def extra_drains():
+    """Register ``n`` more drains (named x00, x01, ...) for the test; removed afterwards."""
+    added = []
+
+    def register(n: int) -> list[str]:
+        for i in range(len(added), len(added) + n):
+            cls = type(f"Drain{i}", (_FakeDrain,), {"name": f"x{i:02d}"})
+            registry.register(cls)
+            added.append(cls.name)
+        return list(added)
+
+    yield register
+    for name in added:
+        registry._DRAINS.pop(name, None)
