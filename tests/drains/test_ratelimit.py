@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from datetime import time as _time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from freezegun import freeze_time
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from drains.ratelimit import (
     RateLimited,
@@ -206,10 +211,7 @@ def test_rate_limited_keeps_raw_message_and_verdict():
 
 
 def test_next_wall_clock__leap_day_skips_common_years():
-    from datetime import time
-    from zoneinfo import ZoneInfo
-
-    moment = next_wall_clock(utc(2026, 3, 1), ZoneInfo("UTC"), time(9, 0), month=2, day=29)
+    moment = next_wall_clock(utc(2026, 3, 1), ZoneInfo("UTC"), _time(9, 0), month=2, day=29)
     assert moment == utc(2028, 2, 29, 9, 0)
 
 
@@ -316,3 +318,40 @@ def _same_shape(line: str, known: str) -> bool:
         return False
     marker = re.sub(r'"(?:usage|session_id|request_id)".*', "", line)
     return known.startswith(marker[: len(marker) - 1])
+
+
+# --- a property over every zone the samples name, and any moment --------------------------
+
+SAMPLE_ZONES = [
+    "Asia/Jerusalem", "Europe/London", "Europe/Warsaw", "Etc/GMT+5", "America/Bogota",
+    "America/Chicago", "Pacific/Auckland", "Europe/Moscow", "Europe/Lisbon", "America/Toronto",
+    "Asia/Shanghai", "America/Recife", "America/Los_Angeles", "America/Detroit", "Asia/Tokyo",
+    "America/New_York",
+]  # fmt: skip
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    now=st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2030, 12, 31)),  # noqa: DTZ001
+    zone=st.sampled_from(SAMPLE_ZONES),
+    hour=st.integers(0, 23),
+    minute=st.sampled_from([0, 20, 30, 50, 59]),
+)
+def test_next_wall_clock__is_the_first_later_moment_showing_that_time(now, zone, hour, minute):
+    now = now.replace(tzinfo=UTC)
+    tz = ZoneInfo(zone)
+    moment = next_wall_clock(now, tz, _time(hour, minute))
+    assert moment is not None and now < moment <= now + timedelta(hours=26)
+    local = moment.astimezone(tz)
+    if (local.hour, local.minute) != (hour, minute):
+        # Only when that time does not exist that day (a spring-forward gap): then it is the
+        # moment just past the gap, and the wall time an hour before it is the one asked for.
+        before = (moment - timedelta(hours=1)).astimezone(tz)
+        assert local.utcoffset() > before.utcoffset()
+        assert ((local.hour - 1) % 24, local.minute) == (hour, minute)
+    # No earlier moment after now shows that wall time (every zone here is on whole minutes).
+    probe = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    while probe < moment:
+        shown = probe.astimezone(tz)
+        assert (shown.hour, shown.minute) != (hour, minute), probe
+        probe += timedelta(minutes=1)
