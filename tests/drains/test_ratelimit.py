@@ -330,7 +330,7 @@ SAMPLE_ZONES = [
 ]  # fmt: skip
 
 
-@hypothesis_settings(max_examples=300, deadline=None)
+@hypothesis_settings(max_examples=300, deadline=None, database=None)
 @given(
     now=st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2030, 12, 31)),  # noqa: DTZ001
     zone=st.sampled_from(SAMPLE_ZONES),
