@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: run test venv migrate lint db-start db-stop clean-var bench
+.PHONY: run test venv migrate lint db-start db-stop clean-var bench browser
 
 $(STAMP): requirements.txt
 	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -26,9 +26,18 @@ PORT ?= 8000
 run: migrate
 	PORT=$(PORT) $(PYTHON) scripts/run_demo.py
 
-test: venv
+test: venv browser
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest
+
+# The /operations browser test drives Debian's Chromium through Playwright's Python package
+# (launched with executable_path); it never downloads a browser of its own.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+	  echo "installing Debian's chromium for the browser test"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
 
 lint: venv
 	$(PYTHON) -m ruff check .

@@ -12,3 +12,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("", include((operations_pages, "operations"), namespace="operations")),
 ]
+
+# JSON 404s under /api/ (a path no route matches), Django's page elsewhere.
+handler404 = "operations.views.not_found"

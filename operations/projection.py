@@ -38,6 +38,12 @@ def short_time(moment: datetime) -> str:
     return local(moment).strftime("%a %H:%M")
 
 
+def axis_time(moment: datetime) -> str:
+    """``28 Nov 17:51``: the chart can span more than a week, so the weekday alone is ambiguous."""
+    at = local(moment)
+    return f"{at.day} {at:%b %H:%M}"
+
+
 def span(delta: timedelta) -> str:
     """A rounded duration: ``40 min``, ``28 h``, ``3 d 4 h``."""
     minutes = max(0, round(delta.total_seconds() / 60))
@@ -62,7 +68,8 @@ def project(*, pending: int, rate_per_hour: float, now: datetime, deadline: date
         return result(None, 1.0, True, "backlog empty")
     if rate_per_hour <= 0:
         return result(None, 0.0, False,
-                      f"nothing done in the last hour: no projection ({pending} pending)")
+                      f"nothing done in the last hour, so no projection: {pending} pending, "
+                      f"{what} is {short_time(deadline)}")
     finish_at = now + timedelta(hours=pending / rate_per_hour)
     if finish_at <= deadline:
         return result(finish_at, 1.0, True,
@@ -120,7 +127,7 @@ def burndown_svg(*, history: list[tuple[datetime, int]], projection: Projection 
         f'<text x="{pad_l - 4}" y="{y(0):.1f}" font-size="10" text-anchor="end" '
         'font-family="sans-serif">0</text>',
         f'<text x="{pad_l}" y="{height - 4}" font-size="10" font-family="sans-serif">'
-        f"{escape(short_time(t0))}</text>",
+        f"{escape(axis_time(t0))}</text>",
     ]
     if history:
         points = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in history)
@@ -132,7 +139,7 @@ def burndown_svg(*, history: list[tuple[datetime, int]], projection: Projection 
                      'stroke="#d1242f" stroke-width="1.5" class="deadline"/>')
         parts.append(f'<text x="{min(dx, width - pad_r):.1f}" y="{height - 4}" font-size="10" '
                      f'text-anchor="end" font-family="sans-serif" fill="#d1242f">'
-                     f"{escape(short_time(projection.deadline))}</text>")
+                     f"{escape(axis_time(projection.deadline))}</text>")
         if projection.pending > 0 and projection.rate_per_hour > 0:
             end = min(projection.finish_at, projection.deadline)
             left = max(0.0, projection.pending - projection.rate_per_hour

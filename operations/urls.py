@@ -4,11 +4,11 @@ from operations import apis, views
 
 api_urlpatterns = [
     path("operations/", apis.OperationsSnapshotApi.as_view(), name="snapshot"),
-    path("operations/drains/<str:name>/burst", apis.DrainBurstApi.as_view(), name="burst"),
+    path("operations/drains/<slug:name>/burst", apis.DrainBurstApi.as_view(), name="burst"),
     path("health/", apis.HealthApi.as_view(), name="health"),
 ]
 
 page_urlpatterns = [
     path("operations", views.OperationsPage.as_view(), name="page"),
-    path("operations/burndown/<str:name>.svg", views.BurndownChart.as_view(), name="burndown"),
+    path("operations/burndown/<slug:name>.svg", views.BurndownChart.as_view(), name="burndown"),
 ]

@@ -58,3 +58,12 @@ class BurndownChart(View):
         response = HttpResponse(svg, content_type="image/svg+xml")
         response["Cache-Control"] = "no-store"
         return response
+
+
+def not_found(request, exception=None):
+    """404 for the whole site: JSON under /api/ (clients parse it), Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
