@@ -88,6 +88,13 @@ class DrainRun(models.Model):
     items_failed = models.IntegerField(default=0)
     chunks = models.IntegerField(default=0)
     error = models.TextField(blank=True, default="")
+    stop_reason = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        help_text="Why the run ended: backlog_empty, max_items, max_minutes, deadline, "
+        "rate_limited, backoff, signal, disabled, burst_off, lock_lost, error.",
+    )
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
     cache_creation_input_tokens = models.BigIntegerField(default=0)

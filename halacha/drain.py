@@ -1,12 +1,26 @@
 """The halacha and metadata drains, registered with the drains runtime.
 
-(Skeleton: the runtime issue gives these classes their work loop; the backlog is real already.)
+HalachaDrain works off decisions whose ``status`` is pending: one extractor call per decision
+(``HALACHA_EXTRACTOR``), the reply staged by the runtime, then promoted into Halacha rows and the
+decision marked done. Promotion and failure marking are classmethods that need no extractor, so
+the supervisor can promote leftovers at zero quota. This module imports no extractor backend at
+import time: only ``make_extractor``/``process`` load one.
+
+MetadataDrain is a skeleton (backlog counts only) until its work loop lands.
 """
 
-from django.db.models import Count
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from django.db.models import Case, Count, F, Value, When
+from django.utils import timezone
 
 from drains import registry
-from halacha.models import CourtDecision
+from drains.runtime import Drain, ItemFailed, Processed
+from halacha.models import CourtDecision, ExtractionStatus, Halacha
+
+LAST_ERROR_MAX_CHARS = 4000
 
 
 def _counts(field: str) -> dict[str, int]:
@@ -18,18 +32,98 @@ def _counts(field: str) -> dict[str, int]:
 
 
 @registry.register
-class HalachaDrain:
+class HalachaDrain(Drain):
     name = "halacha"
+    command = "drain_halacha"
 
     @classmethod
     def backlog_counts(cls) -> dict[str, int]:
         return _counts("status")
 
+    @classmethod
+    def pending_queryset(cls):
+        return CourtDecision.objects.filter(status=ExtractionStatus.PENDING)
+
+    def make_extractor(self):
+        from halacha.extractors import get_extractor
+
+        return get_extractor()
+
+    def process(self, decision) -> Processed:
+        from halacha.extractors.base import ExtractionError
+
+        extractor = self.extractor
+        try:
+            result = extractor.extract(decision)
+        except ExtractionError as exc:
+            raise ItemFailed(str(exc), raw=exc.raw, usage=exc.usage) from exc
+        payload = {
+            "extractor": result.extractor or getattr(extractor, "name", ""),
+            "model": result.model or getattr(extractor, "model", "") or "",
+            "halachot": [asdict(halacha) for halacha in result.halachot],
+            "rejected": result.rejected,
+            "problems": result.problems,
+            "raw": result.raw,
+        }
+        return Processed(payload=payload, usage=result.usage)
+
+    @classmethod
+    def promote(cls, item_key: str, payload) -> bool:
+        """Halacha rows + decision done, in the caller's transaction.
+
+        A decision already done keeps what it has (False): a result promoted twice never
+        duplicates a halacha. A decision deleted since the call is skipped the same way.
+        """
+        now = timezone.now()
+        updated = (
+            CourtDecision.objects.filter(pk=int(item_key))
+            .exclude(status=ExtractionStatus.DONE)
+            .update(status=ExtractionStatus.DONE, extracted_at=now, last_error="", updated_at=now)
+        )
+        if not updated:
+            return False
+        extractor = str(payload.get("extractor") or "")[:32]
+        model = str(payload.get("model") or "")[:100]
+        Halacha.objects.bulk_create(
+            [
+                Halacha(
+                    decision_id=int(item_key),
+                    ordinal=ordinal,
+                    rule=item["rule"],
+                    quote=item["quote"],
+                    topics=item.get("topics") or [],
+                    extractor=extractor,
+                    model=model,
+                    created_at=now,
+                )
+                for ordinal, item in enumerate(payload.get("halachot") or [], 1)
+            ]
+        )
+        return True
+
+    @classmethod
+    def mark_failed(cls, item_key: str, error: str, *, max_attempts: int) -> None:
+        """attempts + 1 and the error; failed for good once attempts reach ``max_attempts``."""
+        CourtDecision.objects.filter(pk=int(item_key)).exclude(status=ExtractionStatus.DONE).update(
+            attempts=F("attempts") + 1,
+            last_error=error[:LAST_ERROR_MAX_CHARS],
+            status=Case(
+                When(attempts__gte=max_attempts - 1, then=Value(ExtractionStatus.FAILED)),
+                default=Value(ExtractionStatus.PENDING),
+            ),
+            updated_at=timezone.now(),
+        )
+
 
 @registry.register
-class MetadataDrain:
+class MetadataDrain(Drain):
     name = "metadata"
+    command = "drain_metadata"
 
     @classmethod
     def backlog_counts(cls) -> dict[str, int]:
         return _counts("metadata_status")
+
+    @classmethod
+    def pending_queryset(cls):
+        return CourtDecision.objects.filter(metadata_status=ExtractionStatus.PENDING)

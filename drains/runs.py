@@ -1,0 +1,427 @@
+"""Run, checkpoint, staging and backoff services: the only code that writes DrainRun,
+StagedResult and the backoff fields of DrainControl.
+
+Each function is one transaction (or one statement) and safe to call from any process: the
+runtime calls them while it works, the supervisor calls ``promote_leftovers``, ``finish_run``
+and ``backoff_in_force`` with zero quota. Nothing here imports or constructs an extractor, and
+nothing here decides *when* to stop: that is the runtime's (drains/runtime.py) or the
+supervisor's call.
+
+Staging contract (DESIGN.md, "nothing paid for is lost"): ``stage_result`` commits the raw
+extractor response in its own transaction the moment it arrives; ``promote_staged`` turns it into
+domain rows through the drain class's ``promote(item_key, payload)`` and deletes the staged row
+in one transaction, and is a no-op when the row is already gone — so a promotion repeated after a
+crash never duplicates anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from drains import registry
+from drains.events import record_event
+from drains.models import DrainControl, DrainRun, RunMode, RunStatus, StagedResult, Trigger
+
+logger = logging.getLogger(__name__)
+
+USAGE_TOKEN_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
+ERROR_MAX_CHARS = 4000
+
+
+class PromotionError(RuntimeError):
+    """A staged result could not be promoted; the staged row is kept (nothing is lost)."""
+
+    def __init__(self, drain: str, item_key: str, cause: BaseException):
+        self.drain = drain
+        self.item_key = item_key
+        self.cause = cause
+        super().__init__(
+            f"promoting the staged {drain} result for item {item_key} failed: "
+            f"{type(cause).__name__}: {cause}. The staged row is kept; fix the cause and the next "
+            "run (or the supervisor) promotes it."
+        )
+
+
+# --- usage ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Usage:
+    """Token usage and cost summed over extractor calls (the keys extractors report)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cost_usd: Decimal = field(default_factory=Decimal)
+
+    def add(self, usage: Mapping[str, Any] | None) -> None:
+        if not usage:
+            return
+        for key in USAGE_TOKEN_KEYS:
+            value = usage.get(key)
+            if value:
+                setattr(self, key, getattr(self, key) + int(value))
+        cost = usage.get("cost_usd")
+        if cost:
+            try:
+                self.cost_usd += Decimal(str(cost))
+            except InvalidOperation:
+                logger.warning("ignoring an unreadable cost_usd %r in extractor usage", cost)
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, key) for key in USAGE_TOKEN_KEYS) or bool(self.cost_usd)
+
+
+def error_text(exc: BaseException) -> str:
+    """What a run's ``error`` shows: type, message and the innermost frames, bounded."""
+    text = "".join(traceback.format_exception(exc)).strip()
+    head = f"{type(exc).__name__}: {exc}"
+    if len(text) > ERROR_MAX_CHARS:
+        text = head + "\n…\n" + text[-(ERROR_MAX_CHARS - len(head) - 3) :]
+    return text
+
+
+# --- runs -------------------------------------------------------------------------------------
+
+
+def start_run(
+    *,
+    drain: str,
+    trigger: str = Trigger.CRON,
+    mode: str = RunMode.NORMAL,
+    deadline: datetime | None = None,
+    backlog_at_start: int | None = None,
+    backend_pid: int | None = None,
+) -> DrainRun:
+    """Record that this process starts a run now (status running)."""
+    return DrainRun.objects.create(
+        drain=drain,
+        trigger=trigger,
+        mode=mode,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        backend_pid=backend_pid,
+        started_at=timezone.now(),
+        deadline=deadline,
+        backlog_at_start=backlog_at_start,
+    )
+
+
+def record_checkpoint(
+    *, run: DrainRun, done: int = 0, failed: int = 0, usage: Usage | None = None, chunks: int = 1
+) -> bool:
+    """Commit a chunk's counters and the liveness signal (``last_checkpoint_at``).
+
+    One UPDATE. Returns False when the run is no longer ``running`` (the supervisor marked it
+    hung or crashed): its process should stop.
+    """
+    now = timezone.now()
+    values: dict[str, Any] = {
+        "last_checkpoint_at": now,
+        "items_done": F("items_done") + done,
+        "items_failed": F("items_failed") + failed,
+        "chunks": F("chunks") + chunks,
+    }
+    if usage:
+        for key in USAGE_TOKEN_KEYS:
+            if getattr(usage, key):
+                values[key] = F(key) + getattr(usage, key)
+        if usage.cost_usd:
+            values["cost_usd"] = F("cost_usd") + usage.cost_usd
+    updated = DrainRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(**values)
+    run.last_checkpoint_at = now
+    return bool(updated)
+
+
+def finish_run(*, run: DrainRun, status: str, stop_reason: str = "", error: str = "") -> bool:
+    """Move a run from ``running`` to a final ``status``. Guarded and idempotent.
+
+    A run that is no longer running (e.g. the supervisor already marked it ``hung``) keeps its
+    status: returns False and changes nothing.
+    """
+    if status == RunStatus.RUNNING or status not in RunStatus.values:
+        raise ValueError(f"{status!r} is not a final run status")
+    now = timezone.now()
+    updated = DrainRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+        status=status, finished_at=now, stop_reason=stop_reason[:32], error=error
+    )
+    if updated:
+        run.status, run.finished_at, run.stop_reason, run.error = status, now, stop_reason, error
+    return bool(updated)
+
+
+def mark_dead_runs(
+    *, drain: str, status: str = RunStatus.CRASHED, reason: str, actor: str, exclude=None
+) -> list[int]:
+    """Mark every ``running`` run of ``drain`` as dead (``crashed`` by default), with events.
+
+    Only call this when the runs are known to be dead — e.g. while holding the drain's lock,
+    which no live runner could have let go.
+    """
+    runs = DrainRun.objects.filter(drain=drain, status=RunStatus.RUNNING)
+    if exclude is not None:
+        runs = runs.exclude(pk=exclude.pk)
+    marked = []
+    for run in runs.order_by("pk"):
+        if finish_run(run=run, status=status, stop_reason="dead", error=reason):
+            record_event(
+                drain=drain,
+                run=run,
+                actor=actor,
+                kind=f"run_{status}",
+                message=f"run {run.pk} (pid {run.pid} on {run.host}) marked {status}: {reason}",
+                data={"run": run.pk, "pid": run.pid, "host": run.host},
+            )
+            marked.append(run.pk)
+    return marked
+
+
+@contextmanager
+def job_run(name: str, trigger: str = Trigger.CRON) -> Iterator[DrainRun]:
+    """Record a sibling job (not a drain) as a DrainRun with mode ``job``.
+
+    ``with job_run("fetch_decisions", "cron") as run: ...`` — the run ends ``succeeded``, or
+    ``failed`` with the error recorded *before* the exception goes on (django-crontab swallows
+    exceptions, so the row is where an operator sees the failure). Ctrl-C ends it ``stopped``.
+    The body may call ``record_checkpoint(run=run, done=n)`` to report progress.
+    """
+    run = start_run(drain=name, trigger=trigger, mode=RunMode.JOB)
+    try:
+        yield run
+    except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        _finish_even_after_db_error(
+            run=run,
+            status=RunStatus.STOPPED if interrupted else RunStatus.FAILED,
+            stop_reason="signal" if interrupted else "error",
+            error=error_text(exc),
+        )
+        raise
+    else:
+        finish_run(run=run, status=RunStatus.SUCCEEDED)
+
+
+def _finish_even_after_db_error(
+    *, run: DrainRun, status: str, stop_reason: str, error: str
+) -> None:
+    """finish_run, retried once on a fresh connection when the failure broke the old one."""
+    try:
+        finish_run(run=run, status=status, stop_reason=stop_reason, error=error)
+        return
+    except DatabaseError as first:
+        logger.warning("recording the end of run %s failed (%s); reconnecting", run.pk, first)
+    connection.close()
+    finish_run(run=run, status=status, stop_reason=stop_reason, error=error)
+
+
+# --- staging and promotion --------------------------------------------------------------------
+
+_STAGE_SQL = (
+    f"INSERT INTO {StagedResult._meta.db_table} "
+    "(drain, item_key, run_id, payload, created_at, promote_attempts, promote_error) "
+    "VALUES (%s, %s, %s, %s::jsonb, %s, 0, '') "
+    "ON CONFLICT (drain, item_key) DO NOTHING RETURNING id"
+)
+
+
+def stage_result(*, drain: str, item_key: str, payload: Any, run: DrainRun | None = None) -> bool:
+    """Commit an extractor response at once, in its own transaction (never inside another).
+
+    Returns False when the item already had a staged row: the earlier (also paid-for) result is
+    kept and is the one promoted. Values that JSON cannot hold are stored as their ``str()``.
+    """
+    body = json.dumps(payload, ensure_ascii=False, default=str)
+    with transaction.atomic(durable=True), connection.cursor() as cursor:
+        cursor.execute(_STAGE_SQL, [drain, item_key, run.pk if run else None, body, timezone.now()])
+        return cursor.fetchone() is not None
+
+
+def promote_staged(*, drain: str, item_key: str, payload: Any = None) -> bool:
+    """Promote one staged result: domain rows + staged-row removal, in one transaction.
+
+    ``payload`` may be passed by a caller that holds it (the runtime, right after staging) to
+    save reading it back. Returns False when there was nothing to promote (already promoted, or
+    the drain's ``promote`` found the item already done). Raises ``PromotionError`` after
+    recording the failure on the staged row, which is kept.
+    """
+    drain_cls = registry.get(drain)
+    try:
+        with transaction.atomic(durable=True):
+            staged = StagedResult.objects.filter(drain=drain, item_key=item_key)
+            if payload is None:
+                row = staged.select_for_update(skip_locked=True).only("payload").first()
+                if row is None:
+                    return False
+                payload = row.payload
+            if not staged.delete()[0]:
+                return False
+            return bool(drain_cls.promote(item_key, payload))
+    except Exception as exc:
+        _record_promotion_failure(drain, item_key, exc)
+        raise PromotionError(drain, item_key, exc) from exc
+
+
+def _record_promotion_failure(drain: str, item_key: str, exc: BaseException) -> None:
+    StagedResult.objects.filter(drain=drain, item_key=item_key).update(
+        promote_attempts=F("promote_attempts") + 1,
+        promote_error=f"{type(exc).__name__}: {exc}"[:ERROR_MAX_CHARS],
+    )
+
+
+@dataclass
+class PromotionReport:
+    promoted: int = 0
+    already_done: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (item_key, error)
+
+    @property
+    def failed_keys(self) -> set[str]:
+        return {key for key, _ in self.failed}
+
+    def __bool__(self) -> bool:
+        return bool(self.promoted or self.already_done or self.failed)
+
+
+def promote_leftovers(drain_name: str, *, run_ids=None) -> PromotionReport:
+    """Promote every staged row of ``drain_name`` (or of the runs ``run_ids``), oldest first.
+
+    Zero quota: needs only the drain class's ``promote``, never an extractor. Call it while no
+    live run works on these rows (holding the drain's lock, or having checked the lock is free);
+    a row a live run is promoting right now is skipped, not promoted twice. A row that fails is
+    kept, its failure recorded on it, and listed in the report; the others go on.
+    """
+    report = PromotionReport()
+    rows = StagedResult.objects.filter(drain=drain_name)
+    if run_ids is not None:
+        rows = rows.filter(run_id__in=list(run_ids))
+    for item_key in list(rows.order_by("id").values_list("item_key", flat=True)):
+        try:
+            promoted = promote_staged(drain=drain_name, item_key=item_key)
+        except PromotionError as exc:
+            report.failed.append((item_key, f"{type(exc.cause).__name__}: {exc.cause}"))
+            continue
+        if promoted:
+            report.promoted += 1
+        else:
+            report.already_done += 1
+    return report
+
+
+# --- backoff ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backoff:
+    drain: str  # whose DrainControl row holds it
+    until: datetime
+    reason: str
+    observed_at: datetime | None
+    quota_key: str
+
+
+def set_quota_key(*, drain: str, quota_key: str) -> None:
+    """Remember which quota the drain's extractor draws on (set at every run start)."""
+    DrainControl.objects.filter(name=drain).exclude(quota_key=quota_key).update(
+        quota_key=quota_key, updated_at=timezone.now()
+    )
+
+
+def record_backoff(
+    *,
+    drain: str,
+    quota_key: str,
+    reset_at: datetime,
+    reason: str,
+    run: DrainRun | None = None,
+    actor: str = "runtime",
+) -> list[str]:
+    """Write a rate limit's backoff on every drain that draws on ``quota_key`` (and ``drain``).
+
+    One transaction; an event per drain. Returns the names of the drains now backing off.
+    """
+    if timezone.is_naive(reset_at):
+        raise ValueError("reset_at must be timezone-aware")
+    now = timezone.now()
+    with transaction.atomic():
+        DrainControl.objects.get_or_create(name=drain)
+        same_quota = Q(name=drain) | Q(quota_key=quota_key) if quota_key else Q(name=drain)
+        targets = DrainControl.objects.filter(same_quota)
+        names = sorted(targets.values_list("name", flat=True))
+        targets.update(
+            backoff_until=reset_at,
+            backoff_reason=reason,
+            backoff_observed_at=now,
+            backoff_from_run=run,
+            updated_by=actor,
+            updated_at=now,
+        )
+        for name in names:
+            shared = "" if name == drain else f" (shares quota {quota_key!r} with {drain})"
+            record_event(
+                drain=name,
+                run=run if name == drain else None,
+                actor=actor,
+                kind="backoff",
+                message=f"rate limited until {reset_at.isoformat()}{shared}: {reason}"[:2000],
+                data={
+                    "until": reset_at.isoformat(),
+                    "quota_key": quota_key,
+                    "observed_by": drain,
+                    "run": run.pk if run else None,
+                },
+            )
+    return names
+
+
+def backoff_in_force(
+    drain: str, *, quota_key: str | None = None, now: datetime | None = None
+) -> Backoff | None:
+    """The latest backoff that stops ``drain`` now, or None. One query.
+
+    It is the drain's own, or that of any drain on the same quota (``quota_key``, default the
+    key stored on the drain's row): a rate limit belongs to the quota, not to one drain.
+    """
+    now = now or timezone.now()
+    if quota_key is None:
+        same_quota = Q(
+            quota_key__in=DrainControl.objects.filter(name=drain)
+            .exclude(quota_key="")
+            .values("quota_key")
+        )
+    else:
+        same_quota = Q(quota_key=quota_key) if quota_key else Q(pk__in=[])
+    row = (
+        DrainControl.objects.filter(Q(name=drain) | same_quota, backoff_until__gt=now)
+        .order_by("-backoff_until")
+        .values("name", "backoff_until", "backoff_reason", "backoff_observed_at", "quota_key")
+        .first()
+    )
+    if row is None:
+        return None
+    return Backoff(
+        drain=row["name"],
+        until=row["backoff_until"],
+        reason=row["backoff_reason"],
+        observed_at=row["backoff_observed_at"],
+        quota_key=row["quota_key"],
+    )

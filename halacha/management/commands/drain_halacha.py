@@ -1,0 +1,12 @@
+"""``manage.py drain_halacha``: extract halachot from pending decisions on the drain runtime."""
+
+from drains.runtime import DrainCommand
+
+
+class Command(DrainCommand):
+    help = (
+        "Extract halachot from pending court decisions with HALACHA_EXTRACTOR. Cron runs it at "
+        ":10/:25/:40/:55 (a bounded batch); during a burst the supervisor starts it to run until "
+        "the deadline. One runner at a time: a second copy exits 0 at once."
+    )
+    drain_name = "halacha"

@@ -1,0 +1,181 @@
+"""Test extractors for the drain runtime, chosen with ``HALACHA_EXTRACTOR=tests.support.extractors:Name``.
+
+They are honest fakes of a paid backend: each call is appended to a call log (one line per call,
+written when the call *starts*: ``<unix time> <pid> <decision pk> <outcome>``) so a test can
+count calls across real processes, and the reply is a halacha quoted verbatim from the decision.
+Behaviour is set through the environment, so child ``manage.py`` processes get it too:
+
+- ``TEST_EXTRACTOR_CALL_LOG``: the call log file (no log when unset);
+- ``TEST_EXTRACTOR_SLEEP``: seconds each call takes (SleepingExtractor: default 0.2);
+- ``TEST_EXTRACTOR_FAIL_MARK``: decisions whose text contains it raise ``ExtractionError``
+  (with a paid raw reply and usage);
+- ``TEST_EXTRACTOR_RATE_LIMIT_AFTER``: calls this process makes before every later call raises
+  ``RateLimited`` (RateLimitingExtractor: default 0);
+- ``TEST_EXTRACTOR_LIMIT_MESSAGE``: the limit text, read by the one reset parser (default
+  "Claude AI usage limit reached|<now + 1 h>");
+- ``TEST_EXTRACTOR_QUOTA_KEY``: the quota key (default "test-quota").
+
+``HookExtractor.hook`` (in-process tests only) is called with each decision before it returns.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+from django.utils import timezone
+
+from drains.ratelimit import parse_reset
+from halacha.extractors.base import (
+    ExtractedHalacha,
+    ExtractionError,
+    ExtractionResult,
+    Extractor,
+)
+
+USAGE = {
+    "input_tokens": 120,
+    "output_tokens": 30,
+    "cache_creation_input_tokens": 7,
+    "cache_read_input_tokens": 50,
+    "cost_usd": 0.0015,
+}
+_LOG_LOCK = threading.Lock()
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+def read_call_log(path: Path) -> list[tuple[float, int, int, str]]:
+    """The calls in a call log: (unix time, pid, decision pk, outcome)."""
+    if not Path(path).exists():
+        return []
+    calls = []
+    for line in Path(path).read_text().splitlines():
+        stamp, pid, pk, outcome = line.split()
+        calls.append((float(stamp), int(pid), int(pk), outcome))
+    return calls
+
+
+def first_sentence(text: str) -> str:
+    match = re.match(r"\s*(.+?[.!?])(?=\s|$)", text, re.S)
+    return (match.group(1) if match else text).strip()
+
+
+class InstantExtractor(Extractor):
+    """Answers at once: one halacha whose quote is the decision's first sentence."""
+
+    name = "test"
+    model = "test-model-1"
+    default_sleep = 0.0
+
+    def quota_key(self) -> str:
+        return os.environ.get("TEST_EXTRACTOR_QUOTA_KEY", "test-quota")
+
+    def _log(self, decision, outcome: str) -> None:
+        path = os.environ.get("TEST_EXTRACTOR_CALL_LOG")
+        if not path:
+            return
+        line = f"{time.time():.6f} {os.getpid()} {decision.pk} {outcome}\n"
+        with _LOG_LOCK, open(path, "a", encoding="utf-8") as log:
+            log.write(line)
+
+    def _result(self, decision) -> ExtractionResult:
+        quote = first_sentence(decision.text)
+        return ExtractionResult(
+            halachot=[ExtractedHalacha(rule=f"Rule of {decision.external_id}", quote=quote)],
+            usage=dict(USAGE),
+            raw={"reply": quote, "decision": decision.external_id},
+            extractor=self.name,
+            model=self.model,
+        )
+
+    def extract(self, decision) -> ExtractionResult:
+        return self._result(decision)
+
+
+class CountingExtractor(InstantExtractor):
+    """Logs every call, then behaves as the environment says (sleep, fail mark)."""
+
+    def extract(self, decision) -> ExtractionResult:
+        mark = os.environ.get("TEST_EXTRACTOR_FAIL_MARK")
+        failing = bool(mark) and mark in decision.text
+        self._log(decision, "fail" if failing else "ok")
+        pause = _env_float("TEST_EXTRACTOR_SLEEP", self.default_sleep)
+        if pause:
+            time.sleep(pause)
+        if failing:
+            raise ExtractionError(
+                f"the reply for {decision.external_id} is not JSON",
+                raw="I cannot help with that.",
+                usage=dict(USAGE),
+            )
+        return self._result(decision)
+
+
+class SleepingExtractor(CountingExtractor):
+    """Each call takes TEST_EXTRACTOR_SLEEP seconds (default 0.2): a slow paid API."""
+
+    default_sleep = 0.2
+
+
+class BlockingExtractor(CountingExtractor):
+    """Logs the call and never returns: a hung backend."""
+
+    def extract(self, decision) -> ExtractionResult:
+        self._log(decision, "block")
+        threading.Event().wait()
+        raise AssertionError("unreachable")
+
+
+class RateLimitingExtractor(CountingExtractor):
+    """Answers TEST_EXTRACTOR_RATE_LIMIT_AFTER calls, then every call is a usage limit."""
+
+    def __init__(self):
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def extract(self, decision) -> ExtractionResult:
+        allowed = int(_env_float("TEST_EXTRACTOR_RATE_LIMIT_AFTER", 0))
+        with self._lock:
+            self.calls += 1
+            limited = self.calls > allowed
+        if not limited:
+            return super().extract(decision)
+        self._log(decision, "limited")
+        message = os.environ.get("TEST_EXTRACTOR_LIMIT_MESSAGE") or (
+            f"Claude AI usage limit reached|{int(timezone.now().timestamp()) + 3600}"
+        )
+        raise parse_reset(message, timezone.now()).rate_limited(message)
+
+
+class RaisingExtractor(CountingExtractor):
+    """Every call fails with an unexpected error (not an item failure): a broken backend."""
+
+    def extract(self, decision) -> ExtractionResult:
+        self._log(decision, "crash")
+        raise RuntimeError("backend exploded")
+
+
+class UnconstructibleExtractor(CountingExtractor):
+    """Cannot even be constructed (a missing key): nothing may need it to promote."""
+
+    def __init__(self):
+        raise RuntimeError("UnconstructibleExtractor was constructed")
+
+
+class HookExtractor(CountingExtractor):
+    """Calls ``HookExtractor.hook(decision)`` before answering (in-process tests)."""
+
+    hook = None
+
+    def extract(self, decision) -> ExtractionResult:
+        result = super().extract(decision)
+        if HookExtractor.hook is not None:
+            HookExtractor.hook(decision)
+        return result
