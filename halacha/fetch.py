@@ -32,7 +32,12 @@ MAX_FEED_BYTES = 256 * 1024 * 1024
 
 
 class FetchError(Exception):
-    """A source could not be read (feed error, unreachable, not JSON); the message says which."""
+    """A source could not be read (feed error, unreachable, not JSON); the message says which.
+
+    ``report`` holds what was imported before the failure (the inbox), once known.
+    """
+
+    report: FetchReport | None = None
 
 
 class NotJson(ValueError):
@@ -200,5 +205,9 @@ def fetch_decisions(
     fetch_inbox(Path(inbox or settings.FETCH_INBOX_DIR), report)
     url = feed_url if feed_url is not None else settings.FETCH_FEED_URL
     if url:
-        fetch_feed(url, report, timeout=timeout or settings.FETCH_FEED_TIMEOUT_SECONDS)
+        try:
+            fetch_feed(url, report, timeout=timeout or settings.FETCH_FEED_TIMEOUT_SECONDS)
+        except FetchError as exc:
+            exc.report = report
+            raise
     return report

@@ -3,13 +3,17 @@ malformed record, a duplicate and a server error."""
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
+from drains.models import DrainRun, RunMode, RunStatus, Trigger
 from halacha.fetch import FetchError, fetch_decisions
 from halacha.models import CourtDecision
 
@@ -191,3 +195,36 @@ def test_unreachable_feed_raises(inbox):
         port = s.getsockname()[1]
     with pytest.raises(FetchError, match="could not be reached"):
         fetch_decisions(inbox=inbox, feed_url=f"http://127.0.0.1:{port}/decisions", timeout=5)
+
+
+@pytest.mark.django_db
+def test_command_records_a_job_run_with_counts(feed, inbox, settings):
+    (inbox / "a.jsonl").write_text(json.dumps(rec(1)) + "\n{oops\n")
+    (inbox / "broken.json").write_text("[nope")
+    feed.routes["/decisions"] = (200, "application/json", json.dumps([rec(1), rec(2)]).encode())
+    settings.FETCH_INBOX_DIR = inbox
+    settings.FETCH_FEED_URL = feed.url("/decisions")
+    out, err = io.StringIO(), io.StringIO()
+    call_command("fetch_decisions", stdout=out, stderr=err)
+    run = DrainRun.objects.get(drain="fetch_decisions")
+    assert (run.mode, run.trigger, run.status) == (RunMode.JOB, Trigger.CRON, RunStatus.SUCCEEDED)
+    # feed-1 added from the inbox, feed-2 from the feed (feed-1 again is unchanged: not counted)
+    assert (run.items_done, run.items_failed) == (2, 2)
+    assert "inbox/a.jsonl:2: not valid JSON" in err.getvalue()
+    assert "broken.json: FAILED" in out.getvalue()
+    assert "Fetched: 1 inbox file(s) imported, 1 failed, feed 2 records" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_command_records_a_server_error_as_a_failed_run_and_exits_non_zero(feed, inbox, settings):
+    (inbox / "a.jsonl").write_text(json.dumps(rec(1)) + "\n")
+    feed.routes["/decisions"] = (500, "text/plain", b"internal error")
+    settings.FETCH_INBOX_DIR = inbox
+    settings.FETCH_FEED_URL = feed.url("/decisions")
+    with pytest.raises(CommandError, match="answered HTTP 500"):
+        call_command("fetch_decisions", trigger="manual", stdout=io.StringIO())
+    run = DrainRun.objects.get(drain="fetch_decisions")
+    assert (run.status, run.trigger) == (RunStatus.FAILED, Trigger.MANUAL)
+    assert "FetchError: the feed" in run.error and "HTTP 500" in run.error
+    assert run.items_done == 1  # the inbox part was imported and counted before the feed failed
+    assert run.finished_at is not None

@@ -3,11 +3,14 @@ failures in the last 24 hours — and nothing from before the window."""
 
 from __future__ import annotations
 
+import io
+import socket
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from django.core import mail
+from django.core.management import call_command
 from django.test import override_settings
 from freezegun import freeze_time
 
@@ -202,3 +205,50 @@ def test_digest_query_count_does_not_grow_with_runs(prepared_day, django_assert_
         run("halacha", at(10, i), RunStatus.FAILED, error=f"e{i}")
     with django_assert_max_num_queries(7):
         build_digest()
+
+
+@freeze_time(NOW)
+@override_settings(DIGEST_RECIPIENTS=["ops@example.com"])
+def test_send_digest_command_mails_and_records_a_job_run(prepared_day):
+    out = io.StringIO()
+    call_command("send_digest", stdout=out)
+    assert len(mail.outbox) == 1
+    assert "Digest sent to ops@example.com" in out.getvalue()
+    run = DrainRun.objects.filter(drain="send_digest").latest("started_at")
+    assert (run.mode, run.trigger, run.status) == (RunMode.JOB, "cron", RunStatus.SUCCEEDED)
+    assert run.started_at == NOW
+
+
+@override_settings(
+    DIGEST_RECIPIENTS=["ops@example.com"],
+    EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+    EMAIL_HOST="127.0.0.1",
+    EMAIL_TIMEOUT=5,
+)
+def test_an_unreachable_mail_server_fails_the_recorded_run(db, settings):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        settings.EMAIL_PORT = s.getsockname()[1]
+    with pytest.raises(ConnectionRefusedError):
+        call_command("send_digest", stdout=io.StringIO())
+    run = DrainRun.objects.get(drain="send_digest")
+    assert run.status == RunStatus.FAILED
+    assert "ConnectionRefusedError" in run.error
+
+
+@override_settings(DIGEST_RECIPIENTS=[])
+def test_send_digest_without_recipients_prints_it_and_says_so(db):
+    out, err = io.StringIO(), io.StringIO()
+    call_command("send_digest", stdout=out, stderr=err)
+    assert mail.outbox == []
+    assert "DIGEST_RECIPIENTS is empty" in err.getvalue()
+    assert out.getvalue().startswith("Subject: [drains] digest ")
+
+
+@override_settings(DIGEST_RECIPIENTS=["ops@example.com"])
+def test_send_digest_dry_run_sends_nothing(db):
+    out = io.StringIO()
+    call_command("send_digest", dry_run=True, trigger="manual", stdout=out)
+    assert mail.outbox == []
+    assert "Drain halacha" in out.getvalue()
+    assert DrainRun.objects.get(drain="send_digest").trigger == "manual"

@@ -1,0 +1,46 @@
+"""`manage.py send_digest`: the daily digest email (cron, 07:12)."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+
+from drains.models import Trigger
+from drains.runs import job_run
+from drains.schema_gate import ensure_schema
+from operations.digest import send_digest
+
+JOB = "send_digest"
+
+
+class Command(BaseCommand):
+    help = (
+        "Email the last 24 hours per drain (items done, halachot extracted, bursts, backoffs, "
+        "failures) to DIGEST_RECIPIENTS through Django's email backend (console unless "
+        "EMAIL_HOST is set). Cron runs it daily at 07:12; the run is recorded as a job run."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--trigger",
+            choices=Trigger.values,
+            default=Trigger.CRON,
+            help="What started this run, as recorded on it (default: cron).",
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Print the digest instead of sending it (the run is still recorded).",
+        )
+
+    def handle(self, *args, trigger: str, dry_run: bool, **options):
+        ensure_schema()
+        with job_run(JOB, trigger):
+            result = send_digest(dry_run=dry_run)
+        if dry_run or not result.recipients:
+            if not result.recipients:
+                self.stderr.write(
+                    "DIGEST_RECIPIENTS is empty: the digest was not emailed. It reads:"
+                )
+            self.stdout.write(f"Subject: {result.subject}\n\n{result.body}")
+        else:
+            self.stdout.write(f"Digest sent to {', '.join(result.recipients)}: {result.subject}")

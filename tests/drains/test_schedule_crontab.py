@@ -1,0 +1,103 @@
+"""Installing the schedule into a crontab: `manage.py crontab add` against a `crontab`
+executable of the test's own (first on PATH), and every job line checked."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import stat
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+from drains.models import DrainRun, RunStatus
+from tests.support.db import ROOT, child_env, manage
+
+FAKE_CRONTAB = """#!/bin/sh
+# A crontab(1) stand-in: `-l` lists the stored table, `crontab FILE` replaces it.
+if [ "$1" = "-l" ]; then
+    if [ -f "$FAKE_CRONTAB_STORE" ]; then exec cat "$FAKE_CRONTAB_STORE"; fi
+    echo "no crontab for $(id -un)" >&2
+    exit 1
+fi
+echo "$@" >> "$FAKE_CRONTAB_STORE.calls"
+cp "$1" "$FAKE_CRONTAB_STORE"
+"""
+COMMENT = "# django-cronjobs for config"
+EXISTING = "MAILTO=ops@example.com\n30 2 * * * /usr/local/bin/backup --nightly\n"
+
+
+@pytest.fixture
+def crontab_env(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "crontab"
+    fake.write_text(FAKE_CRONTAB)
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    store = tmp_path / "crontab.txt"
+    store.write_text(EXISTING)  # the user's own lines must survive
+    var = tmp_path / "var"
+    env = child_env(
+        PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        FAKE_CRONTAB_STORE=str(store),
+        DRAINS_VAR_DIR=str(var),
+    )
+    return env, store, var
+
+
+def job_lines(store):
+    return [line for line in store.read_text().splitlines() if line.endswith(COMMENT)]
+
+
+def test_crontab_add_installs_every_job_line(crontab_env):
+    env, store, var = crontab_env
+    result = manage("crontab", "add", env=env)
+    assert result.returncode == 0, result.stderr
+    assert store.read_text().startswith(EXISTING)
+    lines = job_lines(store)
+    expected = [(job[0], job[2][0]) for job in settings.CRONJOBS]
+    assert len(lines) == len(expected) == 5
+
+    show = manage("crontab", "show", env=env)
+    hashes = dict(re.findall(r"^(\w{32}) -> \('[^']*', '[^']*', \['(\w+)'\]", show.stdout, re.M))
+    assert sorted(hashes.values()) == sorted(command for _, command in expected)
+
+    for line, (expression, command) in zip(lines, expected, strict=True):
+        # "<m h dom mon dow> <python> <manage.py> crontab run <hash> >> <log> 2>&1 # comment"
+        assert line.startswith(expression + " "), line
+        words = shlex.split(line[len(expression) : -len(COMMENT)])
+        python, manage_py, crontab, run, job_hash, redirect, log, stderr = words
+        assert (python, manage_py) == (sys.executable, str(ROOT / "manage.py"))
+        assert (crontab, run) == ("crontab", "run")
+        assert hashes[job_hash] == command
+        assert (redirect, log, stderr) == (">>", str(var / "log" / f"{command}.log"), "2>&1")
+    # the log folder exists, so cron's redirection cannot fail before the job starts
+    assert (var / "log").is_dir()
+
+
+def test_crontab_add_twice_keeps_one_line_per_job_and_remove_restores_the_table(crontab_env):
+    env, store, _ = crontab_env
+    assert manage("crontab", "add", env=env).returncode == 0
+    first = job_lines(store)
+    assert manage("crontab", "add", env=env).returncode == 0
+    assert job_lines(store) == first
+    assert manage("crontab", "remove", env=env).returncode == 0
+    assert store.read_text() == EXISTING
+
+
+def test_an_installed_line_runs_its_job_through_the_shell(crontab_env, transactional_db):
+    """What cron does with the send_digest line: the job runs and writes its log file."""
+    env, store, var = crontab_env
+    env["DIGEST_RECIPIENTS"] = "ops@example.com"  # console backend: the mail lands in the log
+    assert manage("crontab", "add", env=env).returncode == 0
+    line = next(line for line in job_lines(store) if line.startswith("12 7 * * * "))
+    command = line[len("12 7 * * * ") : -len(COMMENT)]
+    subprocess.run(["/bin/sh", "-c", command], env=env, cwd="/", timeout=120, check=True)
+    log = (var / "log" / "send_digest.log").read_text()
+    assert "Subject: [drains] digest " in log, log
+    assert "To: ops@example.com" in log
+    run = DrainRun.objects.get(drain="send_digest")
+    assert (run.status, run.trigger) == (RunStatus.SUCCEEDED, "cron")
