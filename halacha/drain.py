@@ -6,12 +6,16 @@ decision marked done. Promotion and failure marking are classmethods that need n
 the supervisor can promote leftovers at zero quota. This module imports no extractor backend at
 import time: only ``make_extractor``/``process`` load one.
 
-MetadataDrain is a skeleton (backlog counts only) until its work loop lands.
+MetadataDrain works off decisions whose ``metadata_status`` is pending with the same extractor
+backends' ``extract_metadata`` (offline: rules over the header lines): it fills court, case
+number and decision date where the import left them blank (an imported value comes from the
+source and is kept), and sets judges and parties.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import date
 
 from django.db.models import Case, Count, F, Value, When
 from django.utils import timezone
@@ -127,3 +131,75 @@ class MetadataDrain(Drain):
     @classmethod
     def pending_queryset(cls):
         return CourtDecision.objects.filter(metadata_status=ExtractionStatus.PENDING)
+
+    def make_extractor(self):
+        from halacha.extractors import get_extractor
+
+        return get_extractor()
+
+    def process(self, decision) -> Processed:
+        from halacha.extractors.base import ExtractionError
+
+        extractor = self.extractor
+        try:
+            result = extractor.extract_metadata(decision)
+        except ExtractionError as exc:
+            raise ItemFailed(str(exc), raw=exc.raw, usage=exc.usage) from exc
+        payload = {
+            "extractor": result.extractor or getattr(extractor, "name", ""),
+            "model": result.model or getattr(extractor, "model", "") or "",
+            "court": result.court,
+            "case_number": result.case_number,
+            "decided_on": result.decided_on.isoformat() if result.decided_on else None,
+            "judges": list(result.judges),
+            "parties": list(result.parties),
+            "raw": result.raw,
+        }
+        return Processed(payload=payload, usage=result.usage)
+
+    @classmethod
+    def promote(cls, item_key: str, payload) -> bool:
+        """The decision's metadata filled and marked done, in the caller's transaction.
+
+        Blank court / case number / date are filled; judges and parties are set. A decision
+        already done (or deleted) is left as it is (False), so promoting twice changes nothing.
+        """
+        decision = (
+            CourtDecision.objects.select_for_update()
+            .filter(pk=int(item_key))
+            .exclude(metadata_status=ExtractionStatus.DONE)
+            .first()
+        )
+        if decision is None:
+            return False
+        fields = ["metadata_status", "metadata_extracted_at", "metadata_error", "judges", "parties"]
+        for field, limit in (("court", 200), ("case_number", 200)):
+            value = (payload.get(field) or "").strip()[:limit]
+            if value and not getattr(decision, field):
+                setattr(decision, field, value)
+                fields.append(field)
+        if payload.get("decided_on") and decision.decided_on is None:
+            decision.decided_on = date.fromisoformat(payload["decided_on"])
+            fields.append("decided_on")
+        decision.judges = [str(name) for name in payload.get("judges") or []]
+        decision.parties = [str(name) for name in payload.get("parties") or []]
+        decision.metadata_status = ExtractionStatus.DONE
+        decision.metadata_extracted_at = timezone.now()
+        decision.metadata_error = ""
+        decision.save(update_fields=[*fields, "updated_at"])
+        return True
+
+    @classmethod
+    def mark_failed(cls, item_key: str, error: str, *, max_attempts: int) -> None:
+        """metadata_attempts + 1 and the error; failed for good at ``max_attempts``."""
+        CourtDecision.objects.filter(pk=int(item_key)).exclude(
+            metadata_status=ExtractionStatus.DONE
+        ).update(
+            metadata_attempts=F("metadata_attempts") + 1,
+            metadata_error=error[:LAST_ERROR_MAX_CHARS],
+            metadata_status=Case(
+                When(metadata_attempts__gte=max_attempts - 1, then=Value(ExtractionStatus.FAILED)),
+                default=Value(ExtractionStatus.PENDING),
+            ),
+            updated_at=timezone.now(),
+        )

@@ -1,0 +1,144 @@
+"""The metadata drain on the shared runtime: every sample decision's court, case number, date,
+judges and parties filled by the offline rules; a re-run changes nothing."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+
+from drains.models import DrainRun, RunStatus, StagedResult
+from drains.runs import promote_staged, stage_result
+from halacha.extractors.base import ExtractionError
+from halacha.extractors.offline import OfflineExtractor
+from halacha.importer import import_lines
+from halacha.models import CourtDecision, ExtractionStatus
+from tests.support.db import ROOT, manage
+
+SAMPLES = ROOT / "halacha" / "samples"
+EXPECTED = json.loads((SAMPLES / "expected_offline.json").read_text())
+HEADER_FIELDS = ("court", "case_number", "decided_on")
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the runtime commits as it goes
+
+
+def import_samples(*, keep_header_fields: bool) -> int:
+    lines = []
+    for path in sorted(SAMPLES.glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if not keep_header_fields:
+                for field in HEADER_FIELDS:
+                    record.pop(field, None)
+            lines.append(json.dumps(record, ensure_ascii=False))
+    return import_lines(lines, "samples").added
+
+
+def metadata(decision: CourtDecision) -> dict:
+    return {
+        "court": decision.court,
+        "case_number": decision.case_number,
+        "decided_on": decision.decided_on.isoformat() if decision.decided_on else None,
+        "judges": decision.judges,
+        "parties": decision.parties,
+    }
+
+
+def drain(*args: str) -> str:
+    out = io.StringIO()
+    call_command("drain_metadata", "--trigger", "manual", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def test_drain_metadata_fills_every_sample_from_the_text():
+    assert import_samples(keep_header_fields=False) == len(EXPECTED) == 33
+    assert set(CourtDecision.objects.values_list("court", flat=True)) == {""}
+
+    drain("--max-items", "100")
+
+    decisions = list(CourtDecision.objects.all())
+    assert {d.external_id: metadata(d) for d in decisions} == {
+        key: value["metadata"] for key, value in EXPECTED.items()
+    }
+    assert {d.metadata_status for d in decisions} == {ExtractionStatus.DONE}
+    assert all(d.metadata_extracted_at is not None for d in decisions)
+    # the other drain's work is untouched: no halacha was extracted on the way
+    assert {d.status for d in decisions} == {ExtractionStatus.PENDING}
+    run = DrainRun.objects.get(drain="metadata")
+    assert (run.status, run.items_done, run.items_failed) == (RunStatus.SUCCEEDED, 33, 0)
+
+
+def test_a_rerun_is_idempotent():
+    import_samples(keep_header_fields=False)
+    drain("--max-items", "100")
+    before = {d.pk: (metadata(d), d.updated_at) for d in CourtDecision.objects.all()}
+
+    drain("--max-items", "100")
+
+    assert {d.pk: (metadata(d), d.updated_at) for d in CourtDecision.objects.all()} == before
+    second = DrainRun.objects.filter(drain="metadata").order_by("-started_at", "-id").first()
+    assert second.items_done == 0
+    # a leftover staged result for a done decision is promoted as a no-op and cleared
+    decision = CourtDecision.objects.first()
+    key = str(decision.pk)
+    assert stage_result(drain="metadata", item_key=key, payload={"court": "Other", "judges": ["X"]})
+    assert promote_staged(drain="metadata", item_key=key) is False
+    assert not StagedResult.objects.filter(drain="metadata").exists()
+    decision.refresh_from_db()
+    assert metadata(decision) == before[decision.pk][0]
+
+
+def test_imported_header_fields_are_kept_and_blanks_filled():
+    record = {
+        "external_id": "kept-1",
+        "court": "Haifa Magistrates Court",
+        "text": "Supreme Court\nCase No. CA 99/24\nBefore: Justice Yael Katz\n"
+        "Appellant: A. Levi\nRespondent: B. Cohen\nDecided: 2 May 2024\n\nWe hold nothing.",
+    }
+    import_lines([json.dumps(record)], "test")
+    drain()
+    decision = CourtDecision.objects.get(external_id="kept-1")
+    assert metadata(decision) == {
+        "court": "Haifa Magistrates Court",  # from the source, not overwritten by the text
+        "case_number": "CA 99/24",
+        "decided_on": "2024-05-02",
+        "judges": ["Yael Katz"],
+        "parties": ["A. Levi", "B. Cohen"],
+    }
+
+
+def test_drain_metadata_as_cron_runs_it(transactional_db):
+    """A child process, as the crontab line or run_scheduler starts it: no arguments."""
+    import_samples(keep_header_fields=True)
+    result = manage("drain_metadata", timeout=120)
+    assert result.returncode == 0, result.stderr
+    run = DrainRun.objects.get(drain="metadata")
+    assert (run.trigger, run.status) == ("cron", RunStatus.SUCCEEDED)
+    assert run.items_done == 33  # the default batch cap (DRAINS_DEFAULT_MAX_ITEMS=50) covers them
+    assert not CourtDecision.objects.exclude(metadata_status=ExtractionStatus.DONE).exists()
+
+
+class UnreadableMetadata(OfflineExtractor):
+    """Offline halachot, but every metadata reply is unusable (a paid call gone wrong)."""
+
+    def extract_metadata(self, decision):
+        raise ExtractionError("the reply was not JSON", raw="<html>", usage={"input_tokens": 7})
+
+
+def test_an_unusable_reply_is_counted_and_fails_the_decision_after_max_attempts(settings):
+    settings.HALACHA_EXTRACTOR = f"{__name__}:UnreadableMetadata"
+    settings.DRAINS_MAX_ATTEMPTS = 2
+    import_lines([json.dumps({"external_id": "x-1", "text": "Court\nWe hold."})], "test")
+    drain()
+    decision = CourtDecision.objects.get(external_id="x-1")
+    assert (decision.metadata_status, decision.metadata_attempts) == (ExtractionStatus.PENDING, 1)
+    assert decision.metadata_error == "the reply was not JSON"
+    drain()
+    decision.refresh_from_db()
+    assert (decision.metadata_status, decision.metadata_attempts) == (ExtractionStatus.FAILED, 2)
+    runs = DrainRun.objects.filter(drain="metadata").order_by("id")
+    assert [r.items_failed for r in runs] == [1, 1]
+    assert runs[0].input_tokens == 7  # the paid call's usage is kept
+    assert decision.status == ExtractionStatus.PENDING  # the halacha drain's state is its own
