@@ -86,15 +86,23 @@ def test_burst_default_deadline__saturday_from_18_is_next_week(now):
         # Spring forward (Fri 27 Mar 2026 02:00 +02:00 -> 03:00 +03:00): the boundary is 18:00
         # summer time, 15:00 UTC — not 16:00, which counting whole days from winter time gives.
         pytest.param(il(2026, 3, 26, 12, 0), utc(2026, 3, 28, 15, 0), id="spring-thursday"),
-        pytest.param(utc(2026, 3, 26, 23, 30), utc(2026, 3, 28, 15, 0), id="spring-just-before-jump"),
+        pytest.param(
+            utc(2026, 3, 26, 23, 30), utc(2026, 3, 28, 15, 0), id="spring-just-before-jump"
+        ),
         pytest.param(il(2026, 3, 27, 3, 30), utc(2026, 3, 28, 15, 0), id="spring-just-after-jump"),
-        pytest.param(il(2026, 3, 21, 18, 0), utc(2026, 3, 28, 15, 0), id="spring-saturday-18-before"),
+        pytest.param(
+            il(2026, 3, 21, 18, 0), utc(2026, 3, 28, 15, 0), id="spring-saturday-18-before"
+        ),
         # Fall back (Sun 25 Oct 2026 02:00 +03:00 -> 01:00 +02:00): Sat 24 Oct is still summer
         # (15:00 UTC); from Sat 18:00 on, the next boundary is in winter time (16:00 UTC).
         pytest.param(il(2026, 10, 23, 12, 0), utc(2026, 10, 24, 15, 0), id="fall-friday"),
         pytest.param(il(2026, 10, 24, 18, 0), utc(2026, 10, 31, 16, 0), id="fall-saturday-18"),
-        pytest.param(utc(2026, 10, 24, 22, 30), utc(2026, 10, 31, 16, 0), id="fall-repeated-hour-1st"),
-        pytest.param(utc(2026, 10, 24, 23, 30), utc(2026, 10, 31, 16, 0), id="fall-repeated-hour-2nd"),
+        pytest.param(
+            utc(2026, 10, 24, 22, 30), utc(2026, 10, 31, 16, 0), id="fall-repeated-hour-1st"
+        ),
+        pytest.param(
+            utc(2026, 10, 24, 23, 30), utc(2026, 10, 31, 16, 0), id="fall-repeated-hour-2nd"
+        ),
     ],
 )
 def test_burst_default_deadline__across_dst_transitions(now, expected):
@@ -122,13 +130,30 @@ def test_burst_chosen_deadline__exactly_the_boundary_is_allowed():
     ("value", "code", "words"),
     [
         pytest.param("2026-12-03T20:30:00", "naive", "has no time zone", id="naive-string"),
-        pytest.param(datetime(2026, 12, 3, 20, 30), "naive", "has no time zone", id="naive-datetime"),  # noqa: DTZ001
+        pytest.param(
+            datetime(2026, 12, 3, 20, 30),  # noqa: DTZ001 (naive on purpose)
+            "naive",
+            "has no time zone",
+            id="naive-datetime",
+        ),
         pytest.param("2026-12-01T09:00:00+02:00", "past", "not in the future", id="past"),
         pytest.param("2026-12-01T12:00:00+02:00", "past", "not in the future", id="now"),
-        pytest.param("2026-12-05T18:01:00+02:00", "beyond_week", "after the week boundary", id="beyond-by-a-minute"),
-        pytest.param("2026-12-09T12:00:00+02:00", "beyond_week", "after the week boundary", id="next-week"),
+        pytest.param(
+            "2026-12-05T18:01:00+02:00",
+            "beyond_week",
+            "after the week boundary",
+            id="beyond-by-a-minute",
+        ),
+        pytest.param(
+            "2026-12-09T12:00:00+02:00", "beyond_week", "after the week boundary", id="next-week"
+        ),
         pytest.param("next friday", "unparseable", "is not a date and time", id="unparseable"),
-        pytest.param("2026-13-40T25:00:00+02:00", "unparseable", "is not a date and time", id="impossible-date"),
+        pytest.param(
+            "2026-13-40T25:00:00+02:00",
+            "unparseable",
+            "is not a date and time",
+            id="impossible-date",
+        ),
     ],
 )
 def test_burst_chosen_deadline__rejected_with_a_clear_message(value, code, words):

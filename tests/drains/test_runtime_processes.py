@@ -1,0 +1,219 @@
+"""The drain runtime with real processes: SIGKILL crashes, two runners, a deadline, a rate
+limit and SIGTERM, each against ``manage.py drain_halacha`` children on the test database.
+
+The children's extractor is a test extractor (tests/support/extractors.py) that writes one line
+per call, when the call starts, to a call log: that log is how calls are counted and timed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+from freezegun import freeze_time
+
+from drains.bursts import set_drain_burst
+from drains.models import DrainControl, DrainRun, StagedResult
+from drains.runtime import run_drain
+from halacha.models import CourtDecision, Halacha
+from tests.support.db import child_env, popen_manage
+from tests.support.extractors import read_call_log
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def make_decisions(n: int) -> list[CourtDecision]:
+    return CourtDecision.objects.bulk_create(
+        [
+            CourtDecision(
+                external_id=f"p-{i:04d}", text=f"Decision {i} holds. We hold that rule {i} binds."
+            )
+            for i in range(1, n + 1)
+        ]
+    )
+
+
+@pytest.fixture
+def call_log(tmp_path):
+    return tmp_path / "calls.log"
+
+
+def env_for(call_log, extractor: str, **extra: str) -> dict[str, str]:
+    return child_env(
+        HALACHA_EXTRACTOR=f"tests.support.extractors:{extractor}",
+        TEST_EXTRACTOR_CALL_LOG=str(call_log),
+        **extra,
+    )
+
+
+def drain_child(env: dict, *args: str) -> subprocess.Popen:
+    return popen_manage("drain_halacha", "--trigger", "manual", *args, env=env)
+
+
+def wait_for_calls(path, count: int, process: subprocess.Popen, timeout: float = 60) -> bool:
+    """Poll until the call log has ``count`` lines; False if the process ended first."""
+    limit = time.monotonic() + timeout
+    while time.monotonic() < limit:
+        if len(read_call_log(path)) >= count:
+            return True
+        if process.poll() is not None:
+            return False
+        time.sleep(0.01)
+    raise AssertionError(f"no {count} calls within {timeout} s")
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments__every_decision_promoted_exactly_once(call_log):
+    """200 decisions; killed with SIGKILL at 10 random moments while it works, restarted each
+    time. At most one call per kill is paid twice (the one in flight), nothing is lost."""
+    decisions = make_decisions(200)
+    env = env_for(call_log, "SleepingExtractor", TEST_EXTRACTOR_SLEEP="0.02")
+    seed = int.from_bytes(os.urandom(4), "big")
+    rng = random.Random(seed)
+    kills = 0
+    while kills < 10:
+        before = len(read_call_log(call_log))
+        child = drain_child(env, "--max-items", "1000")
+        if wait_for_calls(call_log, before + 1, child):
+            time.sleep(rng.uniform(0, 0.15))  # the moment: anywhere in call/stage/promote
+        if child.poll() is None:
+            child.send_signal(signal.SIGKILL)
+            kills += 1
+        child.communicate(timeout=60)
+        assert CourtDecision.objects.filter(status="pending").exists(), f"seed {seed}: too fast"
+
+    final = drain_child(env, "--max-items", "1000")
+    out, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err
+
+    calls = read_call_log(call_log)
+    called = [pk for _, _, pk, _ in calls]
+    assert set(CourtDecision.objects.values_list("status", flat=True)) == {"done"}
+    per_decision = {d.pk: d.halachot.count() for d in decisions}
+    assert set(per_decision.values()) == {1}, f"seed {seed}"
+    assert Halacha.objects.count() == 200
+    assert not StagedResult.objects.exists()
+    assert set(called) == {d.pk for d in decisions}
+    assert len(calls) <= 200 + kills, f"seed {seed}: {len(calls)} calls"
+    runs = list(DrainRun.objects.order_by("pk").values_list("status", flat=True))
+    assert runs[-1] == "succeeded" and runs.count("crashed") >= kills - 1, runs
+
+
+def test_two_runners_started_together__one_works_the_other_exits_0_at_once(call_log):
+    make_decisions(30)
+    env = env_for(call_log, "SleepingExtractor", TEST_EXTRACTOR_SLEEP="0.05")
+    children = [drain_child(env), drain_child(env)]
+    ended: dict[int, float] = {}
+    while len(ended) < 2:
+        for index, child in enumerate(children):
+            if index not in ended and child.poll() is not None:
+                ended[index] = time.monotonic()
+        time.sleep(0.01)
+    outputs = [child.communicate() for child in children]
+
+    assert [child.returncode for child in children] == [0, 0]
+    losers = [i for i, (out, err) in enumerate(outputs) if "already running" in out + err]
+    assert len(losers) == 1, outputs
+    loser, winner = losers[0], 1 - losers[0]
+    assert ended[loser] < ended[winner] - 0.5  # gone while the winner still had work to do
+    assert DrainRun.objects.count() == 1
+    assert {pid for _, pid, _, _ in read_call_log(call_log)} == {children[winner].pid}
+    assert CourtDecision.objects.filter(status="done").count() == 30
+
+
+def test_burst_deadline_mid_run__stopped_and_no_call_started_after_it(call_log):
+    make_decisions(200)
+    env = env_for(call_log, "SleepingExtractor", TEST_EXTRACTOR_SLEEP="0.2")
+    state = set_drain_burst("halacha", timezone.now() + timedelta(seconds=4), "test")
+    deadline = state.burst_until.timestamp()
+
+    child = drain_child(env)
+    out, err = child.communicate(timeout=60)
+
+    assert child.returncode == 0, err
+    run = DrainRun.objects.get()
+    assert (run.status, run.stop_reason, run.mode) == ("stopped", "deadline", "burst")
+    stamps = [stamp for stamp, *_ in read_call_log(call_log)]
+    assert stamps, "the run made no call before the deadline"
+    # 10 ms is the gap between the runtime's deadline check and the extractor's first line.
+    assert max(stamps) <= deadline + 0.01
+    assert max(stamps) > deadline - 0.2 - 0.3  # it kept calling until the deadline
+    assert run.items_done == len(stamps) < 200
+
+
+def test_rate_limit_mid_run__backoff_until_the_parsed_reset_then_works_again(
+    call_log, settings, monkeypatch
+):
+    make_decisions(20)
+    reset_epoch = int(time.time()) + 3600
+    reset_at = datetime.fromtimestamp(reset_epoch, UTC)
+    message = f"Claude AI usage limit reached|{reset_epoch}"
+    limited_env = env_for(
+        call_log,
+        "RateLimitingExtractor",
+        TEST_EXTRACTOR_RATE_LIMIT_AFTER="5",
+        TEST_EXTRACTOR_LIMIT_MESSAGE=message,
+    )
+
+    first = drain_child(limited_env)
+    out, err = first.communicate(timeout=60)
+
+    assert first.returncode == 0, err
+    run = DrainRun.objects.get()
+    assert (run.status, run.items_done) == ("rate_limited", 5)
+    control = DrainControl.objects.get(name="halacha")
+    assert control.backoff_until == reset_at
+    assert control.backoff_reason == message and control.backoff_from_run_id == run.pk
+    assert control.quota_key == "test-quota"
+    assert len(read_call_log(call_log)) == 6  # 5 answered, the 6th was the limit
+
+    # Before the reset: a run (whose extractor would answer) makes no call at all.
+    second = drain_child(env_for(call_log, "CountingExtractor"))
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert "backs off until" in out + err
+    assert len(read_call_log(call_log)) == 6
+    assert DrainRun.objects.count() == 1
+
+    # After the reset (a frozen clock past it): it works again.
+    monkeypatch.setenv("TEST_EXTRACTOR_CALL_LOG", str(call_log))
+    settings.HALACHA_EXTRACTOR = "tests.support.extractors:CountingExtractor"
+    with freeze_time(reset_at + timedelta(minutes=1)):
+        result = run_drain("halacha", trigger="manual", tty=False)
+    assert (result.status, result.done) == ("succeeded", 15)
+    assert len(read_call_log(call_log)) == 6 + 15
+
+
+def test_sigterm__finishes_the_current_item_checkpoints_and_exits_0(call_log):
+    make_decisions(20)
+    env = env_for(call_log, "SleepingExtractor", TEST_EXTRACTOR_SLEEP="0.3")
+    child = drain_child(env)
+    assert wait_for_calls(call_log, 2, child)
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=60)
+
+    assert child.returncode == 0, err
+    assert "SIGTERM received" in err
+    run = DrainRun.objects.get()
+    assert (run.status, run.stop_reason) == ("stopped", "signal")
+    calls = len(read_call_log(call_log))
+    assert calls == run.items_done == CourtDecision.objects.filter(status="done").count()
+    assert 2 <= calls < 20
+    assert run.last_checkpoint_at is not None
+    assert not StagedResult.objects.exists()
+
+
+def test_failing_child__records_the_error_and_exits_non_zero(call_log):
+    make_decisions(2)
+    child = drain_child(env_for(call_log, "RaisingExtractor"))
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 1
+    assert "backend exploded" in err and "Traceback" not in err
+    run = DrainRun.objects.get()
+    assert run.status == "failed" and "backend exploded" in run.error

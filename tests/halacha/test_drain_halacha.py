@@ -1,0 +1,162 @@
+"""``manage.py drain_halacha`` with the real offline extractor, and the HalachaDrain hooks.
+
+Expected halachot come from halacha/samples/expected_offline.json (written by hand for the
+offline rules); the drain must store exactly those, in order, once, however often it runs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+
+from drains.models import DrainRun, StagedResult
+from drains.runs import promote_staged, stage_result
+from drains.runtime import Processed
+from halacha.drain import HalachaDrain
+from halacha.importer import import_paths
+from halacha.models import CourtDecision, ExtractionStatus, Halacha
+from tests.support.db import ROOT, child_env, manage
+
+SAMPLES = ROOT / "halacha" / "samples"
+EXPECTED = json.loads((SAMPLES / "expected_offline.json").read_text(encoding="utf-8"))
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the runtime commits as it goes
+
+
+def drain(*args: str) -> str:
+    out = io.StringIO()
+    call_command("drain_halacha", "--trigger", "manual", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def stored_rules() -> dict[str, list[dict]]:
+    rules: dict[str, list[dict]] = {}
+    for halacha in Halacha.objects.select_related("decision").order_by("decision_id", "ordinal"):
+        rules.setdefault(halacha.decision.external_id, []).append(
+            {"rule": halacha.rule, "topics": halacha.topics}
+        )
+    return rules
+
+
+def test_drain_halacha__offline_extracts_every_sample_once():
+    import_paths([SAMPLES])
+    assert CourtDecision.objects.count() == len(EXPECTED) == 33
+
+    out = drain("--max-items", "100")
+
+    assert "succeeded (backlog_empty): 33 done, 0 failed" in out
+    expected = {key: value["rules"] for key, value in EXPECTED.items() if value["rules"]}
+    assert stored_rules() == expected
+    for halacha in Halacha.objects.select_related("decision"):
+        assert halacha.quote in halacha.decision.text  # verbatim
+        assert (halacha.extractor, halacha.model) == ("offline", "cue-rules-1")
+    assert set(CourtDecision.objects.values_list("status", flat=True)) == {"done"}
+    assert not StagedResult.objects.exists()
+    run = DrainRun.objects.get()
+    assert (run.items_done, run.backlog_at_start, run.trigger) == (33, 33, "manual")
+
+    again = drain()
+    assert "0 done" in again
+    assert stored_rules() == expected  # nothing added, nothing duplicated
+
+
+def test_drain_halacha__the_default_batch_cap_bounds_a_cron_run(settings):
+    settings.DRAINS_DEFAULT_MAX_ITEMS = 10
+    import_paths([SAMPLES])
+    out = drain()
+    assert "succeeded (max_items): 10 done" in out
+    assert CourtDecision.objects.filter(status=ExtractionStatus.PENDING).count() == 23
+
+
+def test_drain_halacha__as_cron_runs_it_in_a_child_process():
+    import_paths([SAMPLES])
+    env = child_env()
+    env.pop("HALACHA_EXTRACTOR", None)  # the default backend: offline
+    result = manage("drain_halacha", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "33 done" in result.stdout
+    assert DrainRun.objects.get().trigger == "cron"
+
+
+# --- the hooks ----------------------------------------------------------------------------------
+
+
+def test_process__returns_a_json_payload_of_the_extraction(settings):
+    settings.HALACHA_EXTRACTOR = "offline"
+    decision = CourtDecision.objects.create(
+        external_id="x-1",
+        text="The appellant argued that the rule is that silence binds. We hold that a promise made "
+        "without consideration is not binding.",
+    )
+    processed = HalachaDrain().process(decision)
+    assert isinstance(processed, Processed)
+    payload = json.loads(json.dumps(processed.payload))
+    assert payload == processed.payload
+    assert payload["extractor"] == "offline" and payload["model"] == "cue-rules-1"
+    assert payload["halachot"] == [
+        {
+            "rule": "A promise made without consideration is not binding.",
+            "quote": "We hold that a promise made without consideration is not binding.",
+            "topics": ["contract"],
+        }
+    ]
+    assert set(processed.usage) >= {"input_tokens", "output_tokens"}
+
+
+def test_promote__writes_ordered_halachot_and_marks_the_decision_done():
+    decision = CourtDecision.objects.create(external_id="x-2", text="T.", attempts=2)
+    payload = {
+        "extractor": "anthropic",
+        "model": "claude-sonnet-4-6",
+        "halachot": [
+            {"rule": "First.", "quote": "q1", "topics": ["tort"]},
+            {"rule": "Second.", "quote": "q2", "topics": []},
+        ],
+    }
+    assert HalachaDrain.promote(str(decision.pk), payload) is True
+    assert HalachaDrain.promote(str(decision.pk), payload) is False  # already done
+    decision.refresh_from_db()
+    assert decision.status == "done" and decision.extracted_at is not None
+    assert list(decision.halachot.values_list("ordinal", "rule", "extractor", "model")) == [
+        (1, "First.", "anthropic", "claude-sonnet-4-6"),
+        (2, "Second.", "anthropic", "claude-sonnet-4-6"),
+    ]
+
+
+def test_promote__a_decision_with_no_halacha_is_done_with_none():
+    decision = CourtDecision.objects.create(external_id="x-3", text="Appeal dismissed.")
+    assert stage_result(
+        drain="halacha", item_key=str(decision.pk), payload={"extractor": "offline", "halachot": []}
+    )
+    assert promote_staged(drain="halacha", item_key=str(decision.pk)) is True
+    decision.refresh_from_db()
+    assert decision.status == "done" and decision.halachot.count() == 0
+
+
+def test_mark_failed__counts_attempts_and_fails_at_the_limit():
+    decision = CourtDecision.objects.create(external_id="x-4", text="T.")
+    for attempt in (1, 2, 3):
+        HalachaDrain.mark_failed(str(decision.pk), f"boom {attempt}", max_attempts=3)
+        decision.refresh_from_db()
+        assert decision.attempts == attempt and decision.last_error == f"boom {attempt}"
+        assert decision.status == ("failed" if attempt == 3 else "pending")
+
+
+def test_mark_failed__never_touches_a_done_decision():
+    decision = CourtDecision.objects.create(external_id="x-5", text="T.", status="done")
+    HalachaDrain.mark_failed(str(decision.pk), "late failure", max_attempts=1)
+    decision.refresh_from_db()
+    assert (decision.status, decision.attempts, decision.last_error) == ("done", 0, "")
+
+
+def test_backlog_counts_and_pending():
+    CourtDecision.objects.create(external_id="a", text="T.")
+    CourtDecision.objects.create(external_id="b", text="T.", status="done")
+    CourtDecision.objects.create(external_id="c", text="T.", status="failed")
+    CourtDecision.objects.create(external_id="d", text="T.")
+    assert HalachaDrain.backlog_counts() == {"pending": 2, "done": 1, "failed": 1}
+    assert HalachaDrain.pending_count() == 2
+    assert HalachaDrain.command_name() == "drain_halacha"
