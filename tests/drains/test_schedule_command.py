@@ -93,3 +93,11 @@ def test_schedule_command_makes_a_constant_number_of_queries(django_assert_num_q
         run_row("metadata", datetime(2026, 1, 1, i, tzinfo=TLV), RunStatus.SUCCEEDED)
     with django_assert_num_queries(1):
         call_command("schedule", stdout=io.StringIO())
+
+
+@pytest.mark.django_db
+@freeze_time("2026-03-02 08:03:00+00:00")
+def test_expressions_read_in_drains_cron_tz_are_shown_in_jerusalem(settings):
+    settings.DRAINS_CRON_TZ = "UTC"  # a host whose cron runs in UTC
+    rows = table(count=1)
+    assert "Tue 03 Mar 09:12" in rows["send_digest"]  # 07:12 UTC is 09:12 in Jerusalem
