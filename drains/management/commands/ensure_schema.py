@@ -1,0 +1,34 @@
+"""``manage.py ensure_schema``: the start-up gate as a command of its own.
+
+A thin wrapper of ``drains.schema_gate.ensure_schema()`` for deploy scripts, health checks,
+the tests and the benchmark; it must never migrate any other way.
+"""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from drains.schema_gate import ensure_schema
+
+
+class Command(BaseCommand):
+    help = (
+        "Bring the schema up to date if, and only if, a migration is unapplied: a one-query "
+        "check without the lock, then the locked `migrate` path. Cron does not run this "
+        "command: every job calls the same ensure_schema() at start-up. Use it in deploy "
+        "scripts or health checks. Exit status 1 (with the reason) if the gate fails."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--database",
+            default=DEFAULT_DB_ALIAS,
+            choices=tuple(connections),
+            help='The database alias to check and migrate (default "default").',
+        )
+
+    def handle(self, *args, database, verbosity, **options):
+        applied = ensure_schema(using=database, stdout=self.stdout if verbosity >= 2 else None)
+        if verbosity >= 1:
+            self.stdout.write("migrated" if applied else "up to date")

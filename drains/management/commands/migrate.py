@@ -1,0 +1,65 @@
+"""``manage.py migrate`` behind the schema gate: Django's migrate, run while holding the lock.
+
+This override only wraps Django's command: it takes the schema lock before Django builds its
+plan, arms the DDL session, checks before every migration that the lock is still held, and
+retries a migration whose DDL hit ``lock_timeout``. The rules live in drains/schema_gate.py;
+this command must never migrate outside ``schema_gate.schema_lock()``.
+"""
+
+from __future__ import annotations
+
+from django.core.management.commands.migrate import Command as DjangoMigrateCommand
+
+from drains import schema_gate
+
+
+class Command(DjangoMigrateCommand):
+    help = (
+        "Updates the database schema behind the schema gate: waits (bounded) for the "
+        "session-level advisory lock, then plans, applies and runs post_migrate while holding "
+        "it, with DDL under lock_timeout and bounded retries. Run at deploy and by `make run`; "
+        "cron never runs it directly: every job calls the same gate at start-up through "
+        "ensure_schema()."
+    )
+
+    def handle(self, *args, **options):
+        database = options["database"]
+        self._schema_lock = None
+        self._current_migration = None
+        self._line_open = False
+        django_handle = super().handle
+        with schema_gate.schema_lock(using=database) as lock:
+            self._schema_lock = lock
+            self._database = database
+            with schema_gate.ddl_session(using=database):
+                try:
+                    return schema_gate.run_with_ddl_retries(
+                        lambda: django_handle(*args, **options),
+                        using=database,
+                        lock=lock,
+                        current=lambda: self._current_migration,
+                        on_retry=self._report_retry,
+                    )
+                except schema_gate.MigrationBlocked:
+                    self._close_line(" LOCK TIMEOUT")
+                    raise
+
+    def migration_progress_callback(self, action, migration=None, fake=False):
+        if action in ("apply_start", "unapply_start"):
+            self._current_migration = migration
+            schema_gate.before_migration(using=self._database, lock=self._schema_lock)
+            self._line_open = self.verbosity >= 1
+        elif action in ("apply_success", "unapply_success"):
+            self._line_open = False
+        super().migration_progress_callback(action, migration, fake)
+
+    def _close_line(self, ending: str) -> None:
+        if self._line_open:
+            # Django printed "  Applying x..." without a newline; close that line.
+            self.stdout.write(self.style.WARNING(ending))
+            self._line_open = False
+
+    def _report_retry(self, message: str) -> None:
+        self._close_line(" LOCK TIMEOUT")
+        if self.verbosity >= 1:
+            self.stdout.write(self.style.WARNING(f"  {message}"))
