@@ -207,6 +207,10 @@ def acquire_schema_lock(*, using: str = DEFAULT_DB_ALIAS) -> SchemaLock:
     report_every = float(settings.DRAINS_MIGRATE_LOCK_REPORT_SECONDS)
     conn = _connect_lock_session(using)
     try:
+        if conn.info.server_version >= 140000:
+            # An idle_session_timeout set by the DBA must not end the lock session (and with it
+            # the lock) while this process migrates on its other connection.
+            conn.execute("SET idle_session_timeout = 0")
         oid, database, backend_pid, backend_start = conn.execute(
             "SELECT d.oid::bigint, d.datname, a.pid, a.backend_start"
             " FROM pg_database d JOIN pg_stat_activity a ON a.pid = pg_backend_pid()"
