@@ -30,6 +30,7 @@ from operations.serializers import (
     HealthSerializer,
     ServiceSerializer,
     SnapshotSerializer,
+    as_json,
 )
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class OperationsSnapshotApi(APIView):
         responses={200: SnapshotSerializer, **AUTH_ERRORS},
     )
     def get(self, request):
-        return Response(SnapshotSerializer(selectors.snapshot()).data)
+        return Response(as_json(selectors.snapshot()))
 
 
 class DrainBurstApi(APIView):
@@ -99,7 +100,7 @@ class DrainBurstApi(APIView):
             set_drain_burst(name, until, actor=request.user.get_username())
         except DjangoValidationError as exc:
             raise ValidationError({"until": exc.messages}) from None
-        return Response(ServiceSerializer(selectors.service_entry(name)).data)
+        return Response(as_json(selectors.service_entry(name)))
 
 
 class HealthApi(APIView):

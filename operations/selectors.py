@@ -18,8 +18,8 @@ queries however many drains, runs and events exist:
    A drain class takes part by exposing ``backlog_queryset()`` (its items) and
    ``backlog_status_field`` (a field whose values are pending / done / failed). A class that
    only has ``backlog_counts()`` is asked separately: one extra query per such class;
-6. notes: the newest ``NOTES_PER_SERVICE`` note events per drain of the last day (a window query);
-7. the event timeline: the newest ``TIMELINE_LENGTH`` events.
+6. notes (the newest ``NOTES_PER_SERVICE`` note events per drain of the last day, a window
+   query) and the event timeline (the newest ``TIMELINE_LENGTH`` events), in one UNION ALL.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import CharField, Count, F, Q, Value, Window
-from django.db.models.functions import RowNumber
+from django.db.models import CharField, Count, F, Value
 from django.utils import timezone
 
 from drains import bursts, registry, schedule
@@ -42,6 +42,8 @@ from operations import projection as proj
 HISTORY_HOURS = 12
 NOTES_PER_SERVICE = 5
 NOTES_WINDOW = timedelta(hours=24)
+# Notes are events of kind "note" (anything surfaced for an operator) and the supervisor's
+# decisions ("supervisor_*").
 TIMELINE_LENGTH = 30
 # A run never lasts longer than a week (a burst ends at the week boundary); this bounds the
 # history query to an index range instead of every run ever recorded.
@@ -60,11 +62,6 @@ class State:
     choices = (IDLE, RUNNING, HUNG, BACKING_OFF, DISABLED, FAILING)
 
 
-def note_filter() -> Q:
-    """What the snapshot shows as notes: events the supervisor (or anything else) surfaced."""
-    return Q(kind="note") | Q(kind__startswith="supervisor")
-
-
 @dataclass(frozen=True)
 class _Job:
     name: str  # service name: the drain name for drains, else the command
@@ -72,6 +69,17 @@ class _Job:
     kind: str
     expression: str | None
     drain: str | None  # registered drain name, when this is a drain
+
+
+@lru_cache(maxsize=512)
+def _next_fire(expression: str, minute: datetime, zone: str) -> datetime:
+    # The next fire after any moment within a minute is the next fire after the minute's start
+    # (cron has no seconds), so one answer per expression and minute serves every refresh.
+    return schedule.next_fire_times(expression, 1, minute)[0]
+
+
+def next_fire(expression: str, now: datetime) -> datetime:
+    return _next_fire(expression, now.replace(second=0, microsecond=0), str(schedule.cron_tz()))
 
 
 def _services() -> list[_Job]:
@@ -134,14 +142,15 @@ def _done_per_hour(names: list[str], now: datetime) -> dict[str, list[float]]:
             SELECT i, %(now)s::timestamptz - (i + 1) * interval '1 hour' AS b0,
                       %(now)s::timestamptz - i * interval '1 hour' AS b1
             FROM generate_series(0, %(hours)s - 1) AS i),
-        spans AS (
+        runs AS (
             SELECT drain, started_at AS s, items_done AS n,
                    GREATEST(started_at, CASE WHEN status = 'running'
                         THEN COALESCE(last_checkpoint_at, started_at)
                         ELSE COALESCE(finished_at, last_checkpoint_at, started_at) END) AS e
             FROM {table}
             WHERE drain = ANY(%(names)s) AND items_done > 0
-              AND started_at > %(since)s AND started_at < %(now)s)
+              AND started_at > %(since)s AND started_at < %(now)s),
+        spans AS MATERIALIZED (SELECT * FROM runs WHERE e > %(window_start)s)
         SELECT s.drain, b.i,
                SUM(CASE WHEN s.e = s.s THEN s.n
                         ELSE s.n * EXTRACT(EPOCH FROM LEAST(s.e, b.b1) - GREATEST(s.s, b.b0))
@@ -155,7 +164,7 @@ def _done_per_hour(names: list[str], now: datetime) -> dict[str, list[float]]:
         cursor.execute(
             sql,
             {"now": now, "hours": HISTORY_HOURS, "names": names,
-             "since": window_start - LONGEST_RUN},
+             "since": window_start - LONGEST_RUN, "window_start": window_start},
         )
         for drain, i, done in cursor.fetchall():
             result[drain][HISTORY_HOURS - 1 - i] = float(done)
@@ -193,24 +202,33 @@ def _backlogs(drain_names: list[str]) -> dict[str, dict[str, int]]:
     return counts
 
 
-def _notes(now: datetime) -> dict[str, list[DrainEvent]]:
-    rows = (
-        DrainEvent.objects.filter(note_filter(), at__gte=now - NOTES_WINDOW)
-        .annotate(
-            rank=Window(RowNumber(), partition_by=[F("drain")], order_by=[F("at").desc(),
-                                                                           F("id").desc()])
-        )
-        .filter(rank__lte=NOTES_PER_SERVICE)
-        .order_by("drain", "-at", "-id")
+def _events(now: datetime, *, with_timeline: bool) -> tuple[dict[str, list[DrainEvent]],
+                                                          list[DrainEvent]]:
+    """(notes per drain name, the timeline) in one query: the newest NOTES_PER_SERVICE note
+    events per drain of the last NOTES_WINDOW, and the newest TIMELINE_LENGTH events."""
+    table = DrainEvent._meta.db_table
+    sql = f"""
+        (SELECT id, drain, run_id, actor, kind, message, data, at, 'note' AS part FROM (
+            SELECT *, row_number() OVER (PARTITION BY drain ORDER BY at DESC, id DESC) AS rank
+            FROM {table}
+            WHERE (kind = 'note' OR kind LIKE 'supervisor%%') AND at >= %s) AS recent
+         WHERE rank <= %s)
+        UNION ALL
+        (SELECT id, drain, run_id, actor, kind, message, data, at, 'timeline' AS part
+         FROM {table} ORDER BY at DESC, id DESC LIMIT %s)
+    """
+    notes: dict[str, list[DrainEvent]] = defaultdict(list)
+    events = []
+    rows = DrainEvent.objects.raw(
+        sql, [now - NOTES_WINDOW, NOTES_PER_SERVICE, TIMELINE_LENGTH if with_timeline else 0]
     )
-    notes = defaultdict(list)
     for event in rows:
-        notes[event.drain].append(event)
-    return notes
-
-
-def timeline(limit: int = TIMELINE_LENGTH) -> list[DrainEvent]:
-    return list(DrainEvent.objects.order_by("-at", "-id")[:limit])
+        (notes[event.drain] if event.part == "note" else events).append(event)
+    order = lambda e: (e.at, e.id)  # noqa: E731 - newest first, as the timeline reads
+    for drain_notes in notes.values():
+        drain_notes.sort(key=order, reverse=True)
+    events.sort(key=order, reverse=True)
+    return notes, events
 
 
 # --- shaping --------------------------------------------------------------------------------------
@@ -368,19 +386,17 @@ def snapshot(*, now: datetime | None = None, only: str | None = None) -> dict:
     holders = drain_lock_holders(drain_names)
     done = _done_per_hour(drain_names, now)
     backlogs = _backlogs(drain_names)
-    notes = _notes(now)
+    notes, recent = _events(now, with_timeline=only is None)
 
     entries = []
     for service in services:
-        next_fire = (
-            schedule.next_fire_times(service.expression, 1, now)[0] if service.expression else None
-        )
+        next_fire_at = next_fire(service.expression, now) if service.expression else None
         entry = {
             "name": service.name,
             "command": service.command,
             "kind": service.kind,
             "schedule": service.expression,
-            "next_fire_at": next_fire,
+            "next_fire_at": next_fire_at,
             "current_run": _run(current.get(service.name), now),
             "last_run": _run(last.get(service.name), now),
             "notes": [_event(e) for e in notes.pop(service.name, [])],
@@ -397,7 +413,7 @@ def snapshot(*, now: datetime | None = None, only: str | None = None) -> dict:
             backlog = backlogs[service.name]
             state, reason = _drain_state(
                 control=control, burst=burst, current=current.get(service.name),
-                last=last.get(service.name), backlog=backlog, next_fire=next_fire,
+                last=last.get(service.name), backlog=backlog, next_fire=next_fire_at,
                 holder=holders.get(service.name), now=now,
             )
             p, history = _projection(name=service.name, backlog=backlog, burst=burst,
@@ -429,7 +445,7 @@ def snapshot(*, now: datetime | None = None, only: str | None = None) -> dict:
         else:
             state, reason = _job_state(
                 current=current.get(service.name), last=last.get(service.name),
-                next_fire=next_fire, now=now,
+                next_fire=next_fire_at, now=now,
             )
         entry["state"], entry["reason"] = state, reason
         entries.append(entry)
@@ -441,7 +457,7 @@ def snapshot(*, now: datetime | None = None, only: str | None = None) -> dict:
         "week_boundary": bursts.upcoming_week_boundary(now),
         "services": entries,
         "notes": [] if only is not None else [_event(e) for e in leftover],
-        "timeline": [] if only is not None else [_event(e) for e in timeline()],
+        "timeline": [_event(e) for e in recent],
     }
 
 

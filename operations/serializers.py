@@ -2,11 +2,16 @@
 
 Input serializers only check the *form* of a request (types, known fields); the burst rules
 (future, aware, before the week boundary) live in ``drains.bursts`` and nowhere else.
-Output serializers only shape the plain data ``operations.selectors`` returns.
+Output serializers document the shape of the plain data ``operations.selectors`` returns (the
+OpenAPI schema); ``as_json`` produces that same representation directly, because the snapshot is
+fetched by every open page every 15 seconds (a test holds the two equal).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from django.utils import timezone
 from rest_framework import serializers
 
 from drains.models import RunMode, RunStatus, Trigger
@@ -150,3 +155,15 @@ class HealthSerializer(serializers.Serializer):
 
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
+
+
+def as_json(value):
+    """What the output serializers above return for ``value``, without their per-field cost:
+    datetimes as ISO 8601 in the current time zone (Asia/Jerusalem) with their offset."""
+    if isinstance(value, datetime):
+        return timezone.localtime(value).isoformat()
+    if isinstance(value, dict):
+        return {key: as_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [as_json(item) for item in value]
+    return value

@@ -17,7 +17,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 
 from drains import registry
 from operations import projection, selectors
-from operations.serializers import SnapshotSerializer
+from operations.serializers import as_json
 
 page_access = [
     staff_member_required,
@@ -36,7 +36,7 @@ class OperationsPage(View):
             {
                 "snapshot": snapshot,
                 # The same JSON the API answers, for the script's first render.
-                "snapshot_data": SnapshotSerializer(snapshot).data,
+                "snapshot_data": as_json(snapshot),
                 "can_change": request.user.has_perm("drains.change_draincontrol"),
             },
         )

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from drains.bursts import set_drain_burst
+from drains.bursts import set_drain_burst, upcoming_week_boundary
 from drains.events import record_event
 from drains.locks import DrainLock
 from drains.models import DrainControl, StagedResult
@@ -250,3 +250,34 @@ def test_snapshot__constant_number_of_queries_for_1_vs_many_drains_and_runs(
     assert services["x29"]["backlog"] == {"pending": 2, "staged": 0, "done": 1, "failed": 0}
     assert services["x29"]["schedule"] is None
     assert "not scheduled" in services["x29"]["reason"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_snapshot__the_fast_rendering_equals_the_documented_serializers(make_run):
+    """as_json (what the API sends) and SnapshotSerializer (what the schema documents) agree on
+    a snapshot with every optional part filled in."""
+    from operations import selectors
+    from operations.serializers import SnapshotSerializer, as_json
+
+    now = timezone.now()
+    DrainControl.objects.create(name="metadata", backoff_until=now + timedelta(hours=3),
+                                backoff_reason="429", backoff_observed_at=now)
+    set_drain_burst("halacha", upcoming_week_boundary(now), actor="olga")
+    lock = DrainLock("halacha")
+    assert lock.acquire()
+    try:
+        make_run(status="running", backend_pid=lock.backend_pid, started_at=now - timedelta(hours=2),
+                 last_checkpoint_at=now, items_done=7, backlog_at_start=9, deadline=now)
+        make_run(status="failed", error="boom", started_at=now - timedelta(hours=3), items_done=2)
+        make_run(drain="send_digest", status="succeeded", mode="job")
+        record_event(drain="halacha", kind="note", message="a note", actor="supervisor")
+        record_event(drain="", kind="note", message="a global note", actor="supervisor")
+        snapshot = selectors.snapshot()
+    finally:
+        lock.release()
+    fast = as_json(snapshot)
+    assert fast == SnapshotSerializer(snapshot).data
+    halacha = by_name(fast)["halacha"]
+    assert halacha["current_run"] and halacha["last_run"] and halacha["notes"]
+    assert by_name(fast)["metadata"]["backoff"]
+    assert fast["notes"] and fast["timeline"]
