@@ -117,10 +117,20 @@ def test_operations_page__burst_on_with_a_picked_date_off_and_a_past_date_error(
             expect(error).to_contain_text("is not in the future")
             expect(error).to_contain_text("Pick a later time.")
             page.screenshot(path=str(output_dir / "operations.png"), full_page=True)
-            # The page refreshes itself from the API.
+            # The page refreshes itself from the API ...
             with page.expect_response(lambda r: r.url.endswith("/api/operations/")) as refreshed:
                 page.evaluate("window.operationsPage.refresh()")
             assert refreshed.value.status == 200
+            expect(page.locator("#page-error")).to_be_hidden()
+            # ... and says in plain words when the API fails (the browser is handed a 500).
+            page.route("**/api/operations/", lambda route: route.fulfill(
+                status=500, content_type="text/html", body="<h1>Server Error (500)</h1>"))
+            page.evaluate("window.operationsPage.refresh()")
+            banner = page.locator("#page-error")
+            expect(banner).to_be_visible()
+            expect(banner).to_have_text("Could not refresh: The server failed (HTTP 500); the error "
+                                        "is in the server log. Try again in a minute.")
+            page.unroute("**/api/operations/")
         finally:
             browser.close()
             # Inside Playwright's sync API this code runs in a context of its own, so Django
