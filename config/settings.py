@@ -221,6 +221,9 @@ CRONJOBS = [
     _job("17 * * * *", "fetch_decisions"),
 ]
 CRONTAB_LOCK_JOBS = True
+# The zone run_scheduler and `manage.py schedule` read the expressions in; cron uses the host's
+# (set CRON_TZ in the crontab or run the host in this zone). Default: DRAINS_OPERATOR_TZ.
+DRAINS_CRON_TZ = env_str("DRAINS_CRON_TZ")
 CRONTAB_DJANGO_PROJECT_NAME = "config"
 # `manage.py crontab add` shells out to this (found on PATH); a prefix such as
 # "set -a; . /etc/drains.env; set +a;" gives the jobs the environment cron does not.
