@@ -15,6 +15,7 @@ databases (bench_gate_<pid>_<n>). Children run with byte-code caching on, as dep
 (PYTHONPYCACHEPREFIX=var/bench-pycache), whatever PYTHONDONTWRITEBYTECODE says here.
 
     .venv/bin/python bench/schema_gate.py [--runs 15] [--racers 16] [--cold-repeats 3]
+                                          [--only warm|cold] [--instructions]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import itertools
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -202,6 +204,42 @@ def in_process(n: int) -> None:
     )
 
 
+def instructions(command: list[str], env: dict[str, str]) -> int:
+    """Instructions one run executes, counted by valgrind (independent of the machine's load)."""
+    result = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode:
+        raise SystemExit(f"valgrind {' '.join(command[1:])} failed:\n{result.stderr[-2000:]}")
+    for line in result.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.rsplit(":", 1)[1].strip())
+    raise SystemExit(f"no instruction count in valgrind's output:\n{result.stderr[-2000:]}")
+
+
+def warm_instructions() -> None:
+    if shutil.which("valgrind") is None:
+        print("    (valgrind not installed: no instruction counts)")
+        return
+    database = create_database()
+    try:
+        env = env_for(database)
+        run_timed(manage("migrate", "-v0"), env)
+        run_timed(manage("ensure_schema"), env)  # byte-code cached before counting
+        check = instructions(manage("check"), env)
+        gate = instructions(manage("ensure_schema"), env)
+    finally:
+        drop_database(database)
+    print(
+        f"    instructions (valgrind): check {check / 1e6:,.1f} M, ensure_schema "
+        f"{gate / 1e6:,.1f} M, ratio {gate / check:.4f}"
+    )
+
+
 def cold(racers: int, repeats: int) -> None:
     single, many, floor, one_check = [], [], [], []
     for _ in range(repeats):
@@ -237,11 +275,18 @@ def main() -> None:
     parser.add_argument("--racers", type=int, default=16, help="processes in the cold start")
     parser.add_argument("--cold-repeats", type=int, default=3, help="cold start repetitions")
     parser.add_argument("--only", choices=["warm", "cold"], help="run one part only")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count (a)'s instructions under valgrind: slow, but blind to other load",
+    )
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
     if args.only != "cold":
         warm(args.runs)
         in_process(50)
+        if args.instructions:
+            warm_instructions()
     if args.only != "warm":
         cold(args.racers, args.cold_repeats)
     print(f"load average {os.getloadavg()[0]:.2f} at end")

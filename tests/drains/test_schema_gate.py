@@ -352,12 +352,18 @@ def test_ddl_behind_a_long_transaction__fails_clearly__then_retried_until_the_bl
 # --- in-process: the cheap check, the lock object, the status -------------------------------------
 
 
-def test_up_to_date_database__the_gate_costs_one_query_and_takes_no_lock(
-    transactional_db, django_assert_num_queries
+def test_up_to_date_database__the_gate_costs_one_query_and_never_waits_for_the_lock(
+    transactional_db, django_assert_num_queries, settings
 ):
-    connection.ensure_connection()
-    with django_assert_num_queries(1) as captured:
-        assert schema_gate.ensure_schema() is False
+    # Another migrator holds the lock, and this gate may not wait at all: it must not need it.
+    settings.DRAINS_MIGRATE_LOCK_WAIT_SECONDS = 0
+    other = schema_gate.acquire_schema_lock()
+    try:
+        connection.ensure_connection()
+        with django_assert_num_queries(1) as captured:
+            assert schema_gate.ensure_schema() is False
+    finally:
+        other.release()
     assert "django_migrations" in captured.captured_queries[0]["sql"]
     assert schema_gate.missing_migrations() == set()
     assert schema_gate.unapplied_migrations() == []
