@@ -8,7 +8,7 @@ queries however many drains, runs and events exist:
 2. every DrainControl row;
 3. per run name, the newest running run and the newest finished one: one UNION ALL of two
    LATERAL joins over ``unnest(names)``, each an index probe on (drain, started_at), with
-   ``EXISTS (... pg_stat_activity ...)`` telling whether a running job's database session is
+   ``pg_stat_get_activity(backend_pid)`` telling whether a running job's database session is
    still there (its process is alive);
 3b. who holds each drain's runner lock: ``drains.locks.drain_lock_holders()`` (one query) —
    a drain's run is alive exactly when its ``backend_pid`` holds the lock;
@@ -45,9 +45,6 @@ NOTES_WINDOW = timedelta(hours=24)
 # Notes are events of kind "note" (anything surfaced for an operator) and the supervisor's
 # decisions ("supervisor_*").
 TIMELINE_LENGTH = 30
-# A run never lasts longer than a week (a burst ends at the week boundary); this bounds the
-# history query to an index range instead of every run ever recorded.
-LONGEST_RUN = timedelta(days=7)
 FAILED_STATUSES = {RunStatus.FAILED, RunStatus.CRASHED, RunStatus.HUNG}
 
 
@@ -107,7 +104,7 @@ def _runs(names: list[str]) -> tuple[dict[str, DrainRun], dict[str, DrainRun]]:
     table = DrainRun._meta.db_table
     sql = f"""
         SELECT r.*, 'current' AS slot,
-               EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.backend_pid) AS backend_alive
+               EXISTS (SELECT 1 FROM pg_stat_get_activity(r.backend_pid)) AS backend_alive
         FROM unnest(%s::text[]) AS n(name)
         CROSS JOIN LATERAL (
             SELECT * FROM {table} WHERE drain = n.name AND status = 'running'
@@ -135,6 +132,9 @@ def _done_per_hour(names: list[str], now: datetime) -> dict[str, list[float]]:
 
     A run's items are spread evenly over its span (start to its last checkpoint, or to its end
     when finished): counters are only known per checkpoint, so this is the best estimate.
+    The runs read are those started inside the window plus, per drain, the one run started
+    last before it (the single-runner lock means no earlier run can still reach into the
+    window): index probes on (drain, started_at), however long the history.
     """
     table = DrainRun._meta.db_table
     sql = f"""
@@ -142,15 +142,24 @@ def _done_per_hour(names: list[str], now: datetime) -> dict[str, list[float]]:
             SELECT i, %(now)s::timestamptz - (i + 1) * interval '1 hour' AS b0,
                       %(now)s::timestamptz - i * interval '1 hour' AS b1
             FROM generate_series(0, %(hours)s - 1) AS i),
-        runs AS (
+        picked AS (
+            SELECT drain, started_at, finished_at, last_checkpoint_at, status, items_done
+            FROM {table}
+            WHERE drain = ANY(%(names)s)
+              AND started_at >= %(window_start)s AND started_at < %(now)s
+            UNION ALL
+            SELECT r.drain, r.started_at, r.finished_at, r.last_checkpoint_at, r.status,
+                   r.items_done
+            FROM unnest(%(names)s::text[]) AS n(name)
+            CROSS JOIN LATERAL (
+                SELECT * FROM {table} WHERE drain = n.name AND started_at < %(window_start)s
+                ORDER BY started_at DESC LIMIT 1) r),
+        spans AS (
             SELECT drain, started_at AS s, items_done AS n,
                    GREATEST(started_at, CASE WHEN status = 'running'
                         THEN COALESCE(last_checkpoint_at, started_at)
                         ELSE COALESCE(finished_at, last_checkpoint_at, started_at) END) AS e
-            FROM {table}
-            WHERE drain = ANY(%(names)s) AND items_done > 0
-              AND started_at > %(since)s AND started_at < %(now)s),
-        spans AS MATERIALIZED (SELECT * FROM runs WHERE e > %(window_start)s)
+            FROM picked WHERE items_done > 0)
         SELECT s.drain, b.i,
                SUM(CASE WHEN s.e = s.s THEN s.n
                         ELSE s.n * EXTRACT(EPOCH FROM LEAST(s.e, b.b1) - GREATEST(s.s, b.b0))
@@ -163,8 +172,7 @@ def _done_per_hour(names: list[str], now: datetime) -> dict[str, list[float]]:
     with connection.cursor() as cursor:
         cursor.execute(
             sql,
-            {"now": now, "hours": HISTORY_HOURS, "names": names,
-             "since": window_start - LONGEST_RUN, "window_start": window_start},
+            {"now": now, "hours": HISTORY_HOURS, "names": names, "window_start": window_start},
         )
         for drain, i, done in cursor.fetchall():
             result[drain][HISTORY_HOURS - 1 - i] = float(done)
