@@ -244,16 +244,32 @@ _STAGE_SQL = (
 )
 
 
+_UNSTAGE_SQL = f"DELETE FROM {StagedResult._meta.db_table} WHERE drain = %s AND item_key = %s"
+
+
 def stage_result(*, drain: str, item_key: str, payload: Any, run: DrainRun | None = None) -> bool:
     """Commit an extractor response at once, in its own transaction (never inside another).
 
     Returns False when the item already had a staged row: the earlier (also paid-for) result is
     kept and is the one promoted. Values that JSON cannot hold are stored as their ``str()``.
     """
+    _require_own_commit("stage_result")
     body = json.dumps(payload, ensure_ascii=False, default=str)
-    with transaction.atomic(durable=True), connection.cursor() as cursor:
+    # One statement in autocommit mode is its own transaction: committed when execute returns,
+    # at one round trip (an atomic block would add BEGIN and COMMIT round trips per item).
+    with connection.cursor() as cursor:
         cursor.execute(_STAGE_SQL, [drain, item_key, run.pk if run else None, body, timezone.now()])
         return cursor.fetchone() is not None
+
+
+def _require_own_commit(what: str) -> None:
+    """Refuse to run inside someone's transaction: a rollback there would lose a paid result.
+
+    The same rule as ``atomic(durable=True)``: the atomic blocks Django's TestCase opens around
+    a test do not count.
+    """
+    if any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks):
+        raise RuntimeError(f"{what} must commit on its own: call it outside transaction.atomic()")
 
 
 def promote_staged(*, drain: str, item_key: str, payload: Any = None) -> bool:
@@ -267,14 +283,21 @@ def promote_staged(*, drain: str, item_key: str, payload: Any = None) -> bool:
     drain_cls = registry.get(drain)
     try:
         with transaction.atomic(durable=True):
-            staged = StagedResult.objects.filter(drain=drain, item_key=item_key)
             if payload is None:
-                row = staged.select_for_update(skip_locked=True).only("payload").first()
+                row = (
+                    StagedResult.objects.filter(drain=drain, item_key=item_key)
+                    .select_for_update(skip_locked=True)
+                    .only("payload")
+                    .first()
+                )
                 if row is None:
                     return False
                 payload = row.payload
-            if not staged.delete()[0]:
-                return False
+            # Deleting the row first makes a concurrent or repeated promotion a no-op.
+            with connection.cursor() as cursor:
+                cursor.execute(_UNSTAGE_SQL, [drain, item_key])
+                if not cursor.rowcount:
+                    return False
             return bool(drain_cls.promote(item_key, payload))
     except Exception as exc:
         _record_promotion_failure(drain, item_key, exc)

@@ -14,9 +14,11 @@ source and is kept), and sets judges and parties.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from datetime import date
 
+from django.db import connection
 from django.db.models import Case, Count, F, Value, When
 from django.utils import timezone
 
@@ -25,6 +27,16 @@ from drains.runtime import Drain, ItemFailed, Processed
 from halacha.models import CourtDecision, ExtractionStatus, Halacha
 
 LAST_ERROR_MAX_CHARS = 4000
+
+
+_DONE_SQL = (
+    f"UPDATE {CourtDecision._meta.db_table} SET status = %s, extracted_at = %s, "
+    "last_error = '', updated_at = %s WHERE id = %s AND status <> %s"
+)
+_INSERT_HALACHOT_SQL = (
+    f"INSERT INTO {Halacha._meta.db_table} "
+    "(decision_id, ordinal, rule, quote, topics, extractor, model, created_at) VALUES "
+)
 
 
 def _counts(field: str) -> dict[str, int]:
@@ -77,32 +89,35 @@ class HalachaDrain(Drain):
 
         A decision already done keeps what it has (False): a result promoted twice never
         duplicates a halacha. A decision deleted since the call is skipped the same way.
+        Two plain statements: this is the per-decision hot path of every drain run (see
+        docs/performance.md), so it skips the ORM's per-query overhead.
         """
         now = timezone.now()
-        updated = (
-            CourtDecision.objects.filter(pk=int(item_key))
-            .exclude(status=ExtractionStatus.DONE)
-            .update(status=ExtractionStatus.DONE, extracted_at=now, last_error="", updated_at=now)
-        )
-        if not updated:
-            return False
+        decision_id = int(item_key)
         extractor = str(payload.get("extractor") or "")[:32]
         model = str(payload.get("model") or "")[:100]
-        Halacha.objects.bulk_create(
-            [
-                Halacha(
-                    decision_id=int(item_key),
-                    ordinal=ordinal,
-                    rule=item["rule"],
-                    quote=item["quote"],
-                    topics=item.get("topics") or [],
-                    extractor=extractor,
-                    model=model,
-                    created_at=now,
-                )
-                for ordinal, item in enumerate(payload.get("halachot") or [], 1)
-            ]
-        )
+        halachot = payload.get("halachot") or []
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _DONE_SQL, [ExtractionStatus.DONE, now, now, decision_id, ExtractionStatus.DONE]
+            )
+            if not cursor.rowcount:
+                return False
+            if halachot:
+                values = ", ".join(["(%s, %s, %s, %s, %s::jsonb, %s, %s, %s)"] * len(halachot))
+                params = []
+                for ordinal, item in enumerate(halachot, 1):
+                    params += [
+                        decision_id,
+                        ordinal,
+                        item["rule"],
+                        item["quote"],
+                        json.dumps(item.get("topics") or [], ensure_ascii=False),
+                        extractor,
+                        model,
+                        now,
+                    ]
+                cursor.execute(_INSERT_HALACHOT_SQL + values, params)
         return True
 
     @classmethod

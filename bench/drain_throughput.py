@@ -1,0 +1,285 @@
+"""What the drain runtime costs around the extractor call.
+
+(a) Throughput with an instant extractor on 1,000 and 10,000 pending decisions: decisions per
+    second and queries per decision (Django's connection, counted with an execute wrapper; the
+    lock connection's one check per chunk is extra). Queries per decision must not grow with the
+    backlog. Baseline, in the same run on the same rows: a minimal psycopg loop doing the same
+    statements (select a chunk, stage, delete staged + update decision + insert halacha in one
+    transaction, a checkpoint per chunk) with the same extractor call. Target: runtime ≥ 0.5× it.
+    Passes alternate (runtime, raw, runtime, ...) and the best of each counts, so that other
+    load on the machine hits both alike.
+(b) Resident memory of this process before and after a 10,000-decision run with DEBUG on
+    (Django's query log must not accumulate). Target: growth < 20 MB.
+(c) A 200 ms extractor with ``concurrency=8`` on 100 decisions: wall time against the ideal
+    100 × 0.2 / 8 = 2.5 s. Target ≤ 1.3×.
+
+Uses DATABASE_URL's server when set, else the embedded PostgreSQL; creates and drops its own
+database (bench_drain_<pid>).
+
+    .venv/bin/python bench/drain_throughput.py [--small 1000] [--large 10000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psutil
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from config.env import env_str  # noqa: E402
+
+CHUNK = 10
+
+
+def server_url(database: str) -> str:
+    base = env_str("DATABASE_URL")
+    if base is None:
+        from config import embedded_pg
+
+        return embedded_pg.url(database)
+    return urlunsplit(urlsplit(base)._replace(path=f"/{database}"))
+
+
+def admin_execute(statement) -> None:
+    with psycopg.connect(server_url("postgres"), autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def setup_django(database: str) -> None:
+    os.environ["DATABASE_URL"] = server_url(database)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    os.environ["HALACHA_EXTRACTOR"] = "tests.support.extractors:InstantExtractor"
+    os.environ.pop("TEST_EXTRACTOR_CALL_LOG", None)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    logging.getLogger("drains").setLevel(logging.WARNING)
+
+
+def load_backlog(n: int) -> None:
+    """``n`` pending decisions, written by the server (no Python objects left behind)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE halacha_halacha, halacha_courtdecision, drains_stagedresult, "
+            "drains_drainevent, drains_drainrun, drains_draincontrol CASCADE"
+        )
+        cursor.execute(
+            """
+            INSERT INTO halacha_courtdecision (external_id, court, case_number, title, text,
+                text_sha256, language, url, status, attempts, last_error, metadata_status,
+                metadata_attempts, metadata_error, judges, parties, created_at, updated_at)
+            SELECT 'b-' || i, '', '', '', 'Decision ' || i || ' lays down a rule for the bench. '
+                || 'We hold that rule ' || i || ' binds every party to a contract made in '
+                || 'writing. ' || repeat('Background facts. ', 20),
+                '', 'en', '', 'pending', 0, '', 'pending', 0, '', '[]', '[]', now(), now()
+            FROM generate_series(1, %s) AS i
+            """,
+            [n],
+        )
+        cursor.execute("ANALYZE halacha_courtdecision")
+
+
+def runtime_pass(n: int) -> dict:
+    from django.db import connection
+
+    from drains.runtime import run_drain
+
+    load_backlog(n)
+    count = [0]
+
+    def counter(execute, sql_text, params, many, context):
+        count[0] += 1
+        return execute(sql_text, params, many, context)
+
+    started = time.perf_counter()
+    with connection.execute_wrapper(counter):
+        result = run_drain("halacha", trigger="manual", max_items=n, chunk_size=CHUNK, tty=False)
+    elapsed = time.perf_counter() - started
+    assert result.done == n, result
+    return {"per_s": n / elapsed, "queries": count[0] / n, "elapsed": elapsed}
+
+
+def raw_pass(n: int, database: str) -> dict:
+    """The same statements with bare psycopg: the floor any runtime sits on."""
+    from tests.support.extractors import InstantExtractor
+
+    load_backlog(n)
+    extractor = InstantExtractor()
+
+    class Row:  # what the extractor reads from a decision
+        def __init__(self, pk, external_id, text):
+            self.pk, self.external_id, self.text = pk, external_id, text
+
+    started = time.perf_counter()
+    with psycopg.connect(server_url(database), autocommit=True) as conn:
+        run_id = conn.execute(
+            "INSERT INTO drains_drainrun (drain, trigger, mode, host, pid, started_at, status, "
+            "items_done, items_failed, chunks, error, stop_reason, input_tokens, output_tokens, "
+            "cache_creation_input_tokens, cache_read_input_tokens, cost_usd) VALUES "
+            "('halacha', 'manual', 'normal', 'bench', 0, now(), 'running', 0, 0, 0, '', '', "
+            "0, 0, 0, 0, 0) RETURNING id"
+        ).fetchone()[0]
+        last, done = 0, 0
+        while True:
+            rows = conn.execute(
+                "SELECT id, external_id, text FROM halacha_courtdecision "
+                "WHERE status = 'pending' AND id > %s ORDER BY id LIMIT %s",
+                (last, CHUNK),
+            ).fetchall()
+            if not rows:
+                break
+            for pk, external_id, text in rows:
+                result = extractor.extract(Row(pk, external_id, text))
+                payload = {
+                    "extractor": result.extractor,
+                    "model": result.model,
+                    "halachot": [h.__dict__ for h in result.halachot],
+                    "raw": result.raw,
+                }
+                conn.execute(
+                    "INSERT INTO drains_stagedresult (drain, item_key, run_id, payload, "
+                    "created_at, promote_attempts, promote_error) VALUES "
+                    "('halacha', %s, %s, %s::jsonb, now(), 0, '') "
+                    "ON CONFLICT (drain, item_key) DO NOTHING RETURNING id",
+                    (str(pk), run_id, json.dumps(payload)),
+                ).fetchone()
+                with conn.transaction():
+                    conn.execute(
+                        "DELETE FROM drains_stagedresult WHERE drain = 'halacha' AND item_key = %s",
+                        (str(pk),),
+                    )
+                    conn.execute(
+                        "UPDATE halacha_courtdecision SET status = 'done', extracted_at = now(), "
+                        "last_error = '', updated_at = now() WHERE id = %s AND status <> 'done'",
+                        (pk,),
+                    )
+                    for ordinal, h in enumerate(payload["halachot"], 1):
+                        conn.execute(
+                            "INSERT INTO halacha_halacha (decision_id, ordinal, rule, quote, "
+                            "topics, extractor, model, created_at) "
+                            "VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s, now())",
+                            (pk, ordinal, h["rule"], h["quote"], json.dumps(h["topics"]),
+                             payload["extractor"], payload["model"]),
+                        )  # fmt: skip
+                done += 1
+            last = rows[-1][0]
+            conn.execute(
+                "UPDATE drains_drainrun SET items_done = items_done + %s, chunks = chunks + 1, "
+                "last_checkpoint_at = now() WHERE id = %s",
+                (len(rows), run_id),
+            )
+    elapsed = time.perf_counter() - started
+    assert done == n
+    return {"per_s": n / elapsed, "elapsed": elapsed}
+
+
+def rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def memory_pass(n: int) -> dict:
+    from django.conf import settings
+    from django.db import connection
+
+    from drains.runtime import run_drain
+
+    settings.DEBUG = True
+    try:
+        runtime_pass(1000)  # warm: imports, caches, allocator pools
+        load_backlog(n)
+        gc.collect()
+        before = rss_mb()
+        result = run_drain("halacha", trigger="manual", max_items=n, chunk_size=CHUNK, tty=False)
+        gc.collect()
+        after = rss_mb()
+        assert result.done == n
+        return {"before": before, "after": after, "queries_logged": len(connection.queries)}
+    finally:
+        settings.DEBUG = False
+
+
+def concurrency_pass(n: int, concurrency: int, pause: float) -> dict:
+    from django.conf import settings
+
+    from drains.runtime import run_drain
+
+    load_backlog(n)
+    os.environ["TEST_EXTRACTOR_SLEEP"] = str(pause)
+    settings.HALACHA_EXTRACTOR = "tests.support.extractors:SleepingExtractor"
+    try:
+        started = time.perf_counter()
+        result = run_drain("halacha", trigger="manual", max_items=n, concurrency=concurrency)
+        wall = time.perf_counter() - started
+    finally:
+        settings.HALACHA_EXTRACTOR = "tests.support.extractors:InstantExtractor"
+    assert result.done == n
+    ideal = n * pause / concurrency
+    return {"wall": wall, "ideal": ideal, "ratio": wall / ideal}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--small", type=int, default=1000, help="the smaller backlog")
+    parser.add_argument("--large", type=int, default=10000, help="the larger backlog")
+    parser.add_argument("--concurrency", type=int, default=8, help="threads for part (c)")
+    parser.add_argument("--repeat", type=int, default=3, help="passes of (a); the best counts")
+    args = parser.parse_args()
+
+    database = f"bench_drain_{os.getpid()}"
+    admin_execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    try:
+        setup_django(database)
+        print(f"(a) instant extractor, chunk {CHUNK}; best of {args.repeat}, interleaved")
+        print(
+            f"{'backlog':>8} {'runtime/s':>10} {'raw/s':>8} {'ratio':>6} {'queries/decision':>17}"
+        )
+        for n in (args.small, args.large):
+            runtimes, raws = [], []
+            for _ in range(args.repeat):
+                runtimes.append(runtime_pass(n))
+                raws.append(raw_pass(n, database))
+            best = max(runtimes, key=lambda r: r["per_s"])
+            raw_best = max(r["per_s"] for r in raws)
+            print(
+                f"{n:>8} {best['per_s']:>10.0f} {raw_best:>8.0f} "
+                f"{best['per_s'] / raw_best:>6.2f} {best['queries']:>17.2f}"
+            )
+        memory = memory_pass(args.large)
+        print(
+            f"(b) RSS with DEBUG on: {memory['before']:.1f} MB before, {memory['after']:.1f} MB "
+            f"after {args.large} decisions: growth {memory['after'] - memory['before']:+.1f} MB; "
+            f"{memory['queries_logged']} queries left in the DEBUG log"
+        )
+        conc = concurrency_pass(100, args.concurrency, 0.2)
+        print(
+            f"(c) 100 decisions x 0.2 s, concurrency {args.concurrency}: wall {conc['wall']:.2f} s "
+            f"vs ideal {conc['ideal']:.2f} s = {conc['ratio']:.2f}x"
+        )
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        admin_execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+        )
+
+
+if __name__ == "__main__":
+    main()
