@@ -50,3 +50,4 @@ db-stop: venv
 
 bench: migrate
 	$(PYTHON) bench/schema_gate.py
+	$(PYTHON) bench/drain_throughput.py
