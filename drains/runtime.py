@@ -6,8 +6,8 @@ payload into domain rows, how to mark an item failed. The runtime owns everythin
 (DESIGN.md "Runtime"):
 
 - one runner per drain (``drains.locks``; a second copy returns ``already_running`` at once),
-  the schema gate at start, a DrainRun row, a committed checkpoint per chunk (the liveness
-  signal);
+  the schema gate at start, a DrainRun row, a committed checkpoint per chunk of items (or per
+  minute of slow items, whichever comes first: the liveness signal);
 - every response staged in its own transaction the moment it arrives, promoted in another, and
   leftover staged rows promoted before any new call (``drains.runs``);
 - the stop conditions: backlog empty, the normal-mode batch cap, the burst deadline (no call
@@ -69,6 +69,9 @@ from drains.schema_gate import ensure_schema
 logger = logging.getLogger(__name__)
 
 ALREADY_RUNNING = "already_running"
+# A checkpoint also comes at least this often while items complete, so that slow items (minutes
+# each) never make a healthy run look hung for a whole chunk.
+CHECKPOINT_EVERY_SECONDS = 60.0
 SKIPPED = "skipped"
 
 # Why a run ended (DrainRun.stop_reason) and the status each reason gives.
@@ -312,6 +315,7 @@ class _Runner:
         self.chunk_done = 0
         self.chunk_failed = 0
         self.chunk_usage = Usage()
+        self.last_checkpoint = self.started
         self.stop_reason: str | None = None
         self.halted = False  # a hard stop: no further call starts, even for queued items
         self.error: BaseException | None = None
@@ -611,7 +615,10 @@ class _Runner:
                 logger.error("%s: item %s: %s", self.name, outcome.key, outcome.error)
             self._stop("error")
         self.progress.item(done=self.done, failed=self.failed)
-        if self.chunk_done + self.chunk_failed >= self.chunk_size:
+        if (
+            self.chunk_done + self.chunk_failed >= self.chunk_size
+            or time.monotonic() - self.last_checkpoint >= CHECKPOINT_EVERY_SECONDS
+        ):
             self._checkpoint()
 
     def _note_item_failure(self, outcome: _Outcome) -> None:
@@ -656,6 +663,7 @@ class _Runner:
         )
         if counted:
             self.chunks += 1
+        self.last_checkpoint = time.monotonic()
         self.chunk_done = self.chunk_failed = 0
         self.chunk_usage = Usage()
         if not still_running:

@@ -187,6 +187,19 @@ def test_drain__checkpoint_is_committed_after_each_chunk(
     assert DrainRun.objects.get().chunks == 3
 
 
+def test_drain__slow_items_checkpoint_at_least_every_minute(
+    settings, call_log, use_extractor, hook
+):
+    settings.DRAINS_CHUNK_SIZE = 10
+    use_extractor("HookExtractor")
+    make_decisions(3)
+    with freeze_time("2026-12-01T10:00:00Z") as frozen:
+        hook(lambda decision: frozen.tick(timedelta(seconds=61)))  # a 61-second call
+        drain()
+    run = DrainRun.objects.get()
+    assert (run.items_done, run.chunks) == (3, 3)
+
+
 def test_drain__each_response_is_staged_and_committed_before_promotion(
     call_log, use_extractor, side_connection
 ):
