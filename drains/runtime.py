@@ -407,13 +407,20 @@ class _Runner:
     def _skip(self, reason: str, message: str, **data) -> RunResult:
         """Exit without a run and without any extractor call; say why once in the timeline."""
         logger.info(message)
+        # Once per episode: cron retries every 15 minutes and the timeline must stay readable.
         last = (
-            DrainEvent.objects.filter(drain=self.name)
+            DrainEvent.objects.filter(drain=self.name, kind="skipped")
             .order_by("-at", "-id")
-            .values("kind", "message")
+            .values("message", "at")
             .first()
         )
-        if last != {"kind": "skipped", "message": message}:
+        last_run = (
+            DrainRun.objects.filter(drain=self.name)
+            .order_by("-started_at")
+            .values_list("started_at", flat=True)
+            .first()
+        )
+        if last is None or last["message"] != message or (last_run and last["at"] < last_run):
             record_event(
                 drain=self.name,
                 kind="skipped",
@@ -435,14 +442,20 @@ class _Runner:
                 data={"promoted": report.promoted, "already_done": report.already_done},
             )
         for item_key, error in report.failed:
-            record_event(
-                drain=self.name,
-                kind="note",
-                message=f"staged result for item {item_key} cannot be promoted (kept, not "
-                f"re-extracted): {error}"[:2000],
-                actor=self.actor,
-                data={"item_key": item_key, "error": error},
+            message = (
+                f"staged result for item {item_key} cannot be promoted (kept, not "
+                f"re-extracted): {error}"[:2000]
             )
+            if not DrainEvent.objects.filter(
+                drain=self.name, kind="note", message=message
+            ).exists():
+                record_event(
+                    drain=self.name,
+                    kind="note",
+                    message=message,
+                    actor=self.actor,
+                    data={"item_key": item_key, "error": error},
+                )
         # Never pay again for an item whose paid result is still waiting in staging.
         self.unpromotable = report.failed_keys
 

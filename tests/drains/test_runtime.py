@@ -292,6 +292,10 @@ def test_drain__unpromotable_leftover_is_kept_noted_and_never_paid_again(call_lo
     assert f"item {broken.pk} cannot be promoted" in note.message
     assert CourtDecision.objects.get(pk=broken.pk).status == "pending"
 
+    drain()  # tried again, still failing: counted on the row, noted once
+    assert StagedResult.objects.get().promote_attempts == 2
+    assert DrainEvent.objects.filter(kind="note").count() == 1
+
 
 # --- promotion services -----------------------------------------------------------------------
 
@@ -487,6 +491,13 @@ def test_drain__disabled_exits_at_once_without_calling_and_says_so_once(call_log
     assert not DrainRun.objects.exists()
     events = DrainEvent.objects.filter(kind="skipped")
     assert events.count() == 1 and "disabled" in events.get().message
+
+    # Enabled, ran, disabled again: a new episode is noted again.
+    DrainControl.objects.filter(name="halacha").update(enabled=True)
+    assert drain().status == "succeeded"
+    DrainControl.objects.filter(name="halacha").update(enabled=False)
+    drain()
+    assert events.count() == 2
 
 
 def test_drain__backoff_of_another_drain_on_the_same_quota_stops_it_before_any_call(
