@@ -2,29 +2,31 @@
 
 Owns: turning the drains tables, the schedule and the registry into plain data, with a state
 and a one-line reason per service. It must never write, and it reads in a CONSTANT number of
-queries however many drains, runs and events exist:
+queries however many drains, runs and events exist — three round trips for the shipped drains:
 
 1. burst state of every drain: ``drains.bursts.get_drain_bursts()`` (the service, G2);
-2. every DrainControl row;
-3. per run name, the newest running run and the newest finished one: one UNION ALL of two
-   LATERAL joins over ``unnest(names)``, each an index probe on (drain, started_at), with
-   ``pg_stat_get_activity(backend_pid)`` telling whether a running job's database session is
-   still there (its process is alive);
-3b. who holds each drain's runner lock: ``drains.locks.drain_lock_holders()`` (one query) —
-   a drain's run is alive exactly when its ``backend_pid`` holds the lock;
-4. items done per drain per hour for the last ``HISTORY_HOURS`` hours (rate and burn-down): one
-   ``generate_series`` join over the runs of the window;
-5. backlog counts of every drain plus staged rows: ONE ``UNION ALL`` of per-drain GROUP BYs.
-   A drain class takes part by exposing ``backlog_queryset()`` (its items) and
-   ``backlog_status_field`` (a field whose values are pending / done / failed). A class that
-   only has ``backlog_counts()`` is asked separately: one extra query per such class;
-6. notes (the newest ``NOTES_PER_SERVICE`` note events per drain of the last day, a window
-   query) and the event timeline (the newest ``TIMELINE_LENGTH`` events), in one UNION ALL.
+2. who holds each drain's runner lock: ``drains.locks.drain_lock_holders()`` — a drain's run
+   is alive exactly when its ``backend_pid`` holds the lock;
+3. one round trip of five statements (``_fetch``):
+   a. every DrainControl row;
+   b. per run name, the newest running run and the newest finished one: a UNION ALL of two
+      LATERAL joins over ``unnest(names)``, each an index probe on (drain, started_at), with
+      ``pg_stat_get_activity(backend_pid)`` telling whether a running job's session is there;
+   c. items done per drain per hour for the last ``HISTORY_HOURS`` hours (the rate and the
+      burn-down): a ``generate_series`` join over the runs that reach into the window;
+   d. backlog counts of every drain plus staged rows: ONE ``UNION ALL`` of per-drain GROUP
+      BYs. A drain class takes part by exposing ``backlog_queryset()`` (its items) and
+      ``backlog_status_field`` (a field whose values are pending / done / failed). A class
+      that only has ``backlog_counts()`` is asked separately: one more query per such class
+      (the shipped halacha and metadata drains, for now);
+   e. notes (the newest ``NOTES_PER_SERVICE`` note events per drain of the last day) and the
+      event timeline (the newest ``TIMELINE_LENGTH`` events).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -97,37 +99,98 @@ def _services() -> list[_Job]:
 
 
 # --- the queries ---------------------------------------------------------------------------------
+#
+# Each read below is a _Statement: its SQL and parameters, and how to turn its rows into data.
+# ``_fetch`` sends them together, so the snapshot's own reads cost one round trip.
 
 
-def _runs(names: list[str]) -> tuple[dict[str, DrainRun], dict[str, DrainRun]]:
+@dataclass(frozen=True)
+class _Statement:
+    sql: str
+    params: list
+    read: Callable[[list[tuple]], object]
+
+
+def _fetch(statements: list[_Statement]) -> list:
+    """Run SELECT statements in one round trip, one result per statement.
+
+    psycopg's client-side binding (Django's default) sends several statements as one message
+    and returns a result set for each (``nextset``). Server-side binding (the
+    ``server_side_binding`` database option) allows one statement per message: then they run
+    one by one.
+    """
+    results = []
+    with connection.cursor() as cursor:
+        if connection.settings_dict["OPTIONS"].get("server_side_binding"):
+            for statement in statements:
+                cursor.execute(statement.sql, statement.params)
+                results.append(statement.read(cursor.fetchall()))
+            return results
+        cursor.execute(";\n".join(s.sql for s in statements),
+                       [param for s in statements for param in s.params])
+        for i, statement in enumerate(statements):
+            if i:
+                cursor.nextset()
+            results.append(statement.read(cursor.fetchall()))
+    return results
+
+
+def _columns(model, skip=()) -> tuple[list[str], list[str]]:
+    """(SQL column list, attnames) of a model's concrete fields, in model order."""
+    fields = [f for f in model._meta.concrete_fields if f.attname not in skip]
+    return [f'"{f.column}"' for f in fields], [f.attname for f in fields]
+
+
+def _controls(drain_names: list[str]) -> _Statement:
+    sql, params = DrainControl.objects.filter(name__in=drain_names).query.sql_with_params()
+    attnames = [f.attname for f in DrainControl._meta.concrete_fields]
+
+    def read(rows):
+        controls = {}
+        for row in rows:
+            control = DrainControl.from_db(connection.alias, attnames, row)
+            controls[control.name] = control
+        return controls
+
+    return _Statement(sql, list(params), read)
+
+
+def _runs(names: list[str]) -> _Statement:
     """(current running run, newest finished run) per name; runs carry ``backend_alive``."""
     table = DrainRun._meta.db_table
+    columns, attnames = _columns(DrainRun)
+    select = ", ".join(f"r.{c}" for c in columns)
     sql = f"""
-        SELECT r.*, 'current' AS slot,
-               EXISTS (SELECT 1 FROM pg_stat_get_activity(r.backend_pid)) AS backend_alive
-        FROM unnest(%s::text[]) AS n(name)
-        CROSS JOIN LATERAL (
-            SELECT * FROM {table} WHERE drain = n.name AND status = 'running'
-            ORDER BY started_at DESC, id DESC LIMIT 1) r
+        (SELECT {select}, 'current' AS slot,
+                EXISTS (SELECT 1 FROM pg_stat_get_activity(r.backend_pid)) AS backend_alive
+         FROM unnest(%s::text[]) AS n(name)
+         CROSS JOIN LATERAL (
+             SELECT * FROM {table} WHERE drain = n.name AND status = 'running'
+             ORDER BY started_at DESC, id DESC LIMIT 1) r)
         UNION ALL
-        SELECT r.*, 'last' AS slot, NULL AS backend_alive
-        FROM unnest(%s::text[]) AS n(name)
-        CROSS JOIN LATERAL (
-            SELECT * FROM {table} WHERE drain = n.name AND status <> 'running'
-            ORDER BY started_at DESC, id DESC LIMIT 1) r
+        (SELECT {select}, 'last' AS slot, NULL AS backend_alive
+         FROM unnest(%s::text[]) AS n(name)
+         CROSS JOIN LATERAL (
+             SELECT * FROM {table} WHERE drain = n.name AND status <> 'running'
+             ORDER BY started_at DESC, id DESC LIMIT 1) r)
     """
-    current, last = {}, {}
-    for run in DrainRun.objects.raw(sql, [names, names]):
-        if run.slot == "current":
-            if run.backend_pid is None:
-                run.backend_alive = None  # not recorded: liveness unknown
-            current[run.drain] = run
-        else:
-            last[run.drain] = run
-    return current, last
+
+    def read(rows):
+        current, last = {}, {}
+        for *values, slot, alive in rows:
+            run = DrainRun.from_db(connection.alias, attnames, values)
+            if slot == "current":
+                # Not recorded (no backend pid): liveness unknown.
+                run.backend_alive = alive if run.backend_pid is not None else None
+                current[run.drain] = run
+            else:
+                last[run.drain] = run
+        return current, last
+
+    return _Statement(sql, [names, names], read)
 
 
-def _done_per_hour(names: list[str], now: datetime) -> dict[str, list[float]]:
+def _done_per_hour(names: list[str], now: datetime) -> _Statement:
     """Items done per drain in each of the last HISTORY_HOURS hours, oldest first.
 
     A run's items are spread evenly over its span (start to its last checkpoint, or to its end
@@ -137,22 +200,22 @@ def _done_per_hour(names: list[str], now: datetime) -> dict[str, list[float]]:
     window): index probes on (drain, started_at), however long the history.
     """
     table = DrainRun._meta.db_table
+    window_start = now - timedelta(hours=HISTORY_HOURS)
     sql = f"""
         WITH buckets AS (
-            SELECT i, %(now)s::timestamptz - (i + 1) * interval '1 hour' AS b0,
-                      %(now)s::timestamptz - i * interval '1 hour' AS b1
-            FROM generate_series(0, %(hours)s - 1) AS i),
+            SELECT i, %s::timestamptz - (i + 1) * interval '1 hour' AS b0,
+                      %s::timestamptz - i * interval '1 hour' AS b1
+            FROM generate_series(0, %s - 1) AS i),
         picked AS (
             SELECT drain, started_at, finished_at, last_checkpoint_at, status, items_done
             FROM {table}
-            WHERE drain = ANY(%(names)s)
-              AND started_at >= %(window_start)s AND started_at < %(now)s
+            WHERE drain = ANY(%s) AND started_at >= %s AND started_at < %s
             UNION ALL
             SELECT r.drain, r.started_at, r.finished_at, r.last_checkpoint_at, r.status,
                    r.items_done
-            FROM unnest(%(names)s::text[]) AS n(name)
+            FROM unnest(%s::text[]) AS n(name)
             CROSS JOIN LATERAL (
-                SELECT * FROM {table} WHERE drain = n.name AND started_at < %(window_start)s
+                SELECT * FROM {table} WHERE drain = n.name AND started_at < %s
                 ORDER BY started_at DESC LIMIT 1) r),
         spans AS (
             SELECT drain, started_at AS s, items_done AS n,
@@ -167,21 +230,25 @@ def _done_per_hour(names: list[str], now: datetime) -> dict[str, list[float]]:
         FROM spans s JOIN buckets b ON s.s < b.b1 AND s.e > b.b0
         GROUP BY s.drain, b.i
     """
-    window_start = now - timedelta(hours=HISTORY_HOURS)
-    result = {name: [0.0] * HISTORY_HOURS for name in names}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            {"now": now, "hours": HISTORY_HOURS, "names": names, "window_start": window_start},
-        )
-        for drain, i, done in cursor.fetchall():
+    params = [now, now, HISTORY_HOURS, names, window_start, now, names, window_start]
+
+    def read(rows):
+        result = {name: [0.0] * HISTORY_HOURS for name in names}
+        for drain, i, done in rows:
             result[drain][HISTORY_HOURS - 1 - i] = float(done)
-    return result
+        return result
+
+    return _Statement(sql, params, read)
 
 
-def _backlogs(drain_names: list[str]) -> dict[str, dict[str, int]]:
-    counts = {name: {"pending": 0, "staged": 0, "done": 0, "failed": 0} for name in drain_names}
+def _backlogs(drain_names: list[str]) -> _Statement:
+    """Backlog counts and staged rows of every drain: one UNION ALL of per-drain GROUP BYs.
+
+    A class without ``backlog_queryset()`` is asked for its ``backlog_counts()`` here and now
+    (its own query); the statement then only adds the staged rows to it.
+    """
     label = CharField()
+    separate = {}
     parts = [
         StagedResult.objects.filter(drain__in=drain_names)
         .order_by()
@@ -200,43 +267,56 @@ def _backlogs(drain_names: list[str]) -> dict[str, dict[str, int]]:
                 .values_list("_d", "_s", "_n")
             )
         else:
-            # Not combinable: one query for this class (see the module docstring).
-            for status, n in cls.backlog_counts().items():
+            separate[name] = cls.backlog_counts()  # not combinable (see the module docstring)
+    union = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
+    sql, params = union.query.sql_with_params()
+
+    def read(rows):
+        counts = {name: {"pending": 0, "staged": 0, "done": 0, "failed": 0}
+                  for name in drain_names}
+        for name, known in separate.items():
+            for status, n in known.items():
                 if status in counts[name]:
                     counts[name][status] = n
-    for drain, status, n in parts[0].union(*parts[1:], all=True):
-        if status in counts.get(drain, {}):
-            counts[drain][status] = n
-    return counts
+        for drain, status, n in rows:
+            if status in counts.get(drain, {}):
+                counts[drain][status] = n
+        return counts
+
+    return _Statement(sql, list(params), read)
 
 
-def _events(now: datetime, *, with_timeline: bool) -> tuple[dict[str, list[DrainEvent]],
-                                                          list[DrainEvent]]:
-    """(notes per drain name, the timeline) in one query: the newest NOTES_PER_SERVICE note
-    events per drain of the last NOTES_WINDOW, and the newest TIMELINE_LENGTH events."""
+def _events(now: datetime, *, with_timeline: bool) -> _Statement:
+    """(notes per drain name, the timeline): the newest NOTES_PER_SERVICE note events per drain
+    of the last NOTES_WINDOW, and the newest TIMELINE_LENGTH events."""
     table = DrainEvent._meta.db_table
+    columns, attnames = _columns(DrainEvent, skip={"data"})  # the snapshot shows no data
+    select = ", ".join(columns)
     sql = f"""
-        (SELECT id, drain, run_id, actor, kind, message, data, at, 'note' AS part FROM (
+        (SELECT {select}, 'note' AS part FROM (
             SELECT *, row_number() OVER (PARTITION BY drain ORDER BY at DESC, id DESC) AS rank
             FROM {table}
             WHERE (kind = 'note' OR kind LIKE 'supervisor%%') AND at >= %s) AS recent
          WHERE rank <= %s)
         UNION ALL
-        (SELECT id, drain, run_id, actor, kind, message, data, at, 'timeline' AS part
+        (SELECT {select}, 'timeline' AS part
          FROM {table} ORDER BY at DESC, id DESC LIMIT %s)
     """
-    notes: dict[str, list[DrainEvent]] = defaultdict(list)
-    events = []
-    rows = DrainEvent.objects.raw(
-        sql, [now - NOTES_WINDOW, NOTES_PER_SERVICE, TIMELINE_LENGTH if with_timeline else 0]
-    )
-    for event in rows:
-        (notes[event.drain] if event.part == "note" else events).append(event)
-    order = lambda e: (e.at, e.id)  # noqa: E731 - newest first, as the timeline reads
-    for drain_notes in notes.values():
-        drain_notes.sort(key=order, reverse=True)
-    events.sort(key=order, reverse=True)
-    return notes, events
+
+    def read(rows):
+        notes: dict[str, list[DrainEvent]] = defaultdict(list)
+        events = []
+        for *values, part in rows:
+            event = DrainEvent.from_db(connection.alias, attnames, values)
+            (notes[event.drain] if part == "note" else events).append(event)
+        order = lambda e: (e.at, e.id)  # noqa: E731 - newest first, as the timeline reads
+        for drain_notes in notes.values():
+            drain_notes.sort(key=order, reverse=True)
+        events.sort(key=order, reverse=True)
+        return notes, events
+
+    params = [now - NOTES_WINDOW, NOTES_PER_SERVICE, TIMELINE_LENGTH if with_timeline else 0]
+    return _Statement(sql, params, read)
 
 
 # --- shaping --------------------------------------------------------------------------------------
@@ -389,12 +469,14 @@ def snapshot(*, now: datetime | None = None, only: str | None = None) -> dict:
     run_names = [s.name for s in services]
 
     burst_states = bursts.get_drain_bursts()
-    controls = {c.name: c for c in DrainControl.objects.filter(name__in=drain_names)}
-    current, last = _runs(run_names)
     holders = drain_lock_holders(drain_names)
-    done = _done_per_hour(drain_names, now)
-    backlogs = _backlogs(drain_names)
-    notes, recent = _events(now, with_timeline=only is None)
+    controls, (current, last), done, backlogs, (notes, recent) = _fetch([
+        _controls(drain_names),
+        _runs(run_names),
+        _done_per_hour(drain_names, now),
+        _backlogs(drain_names),
+        _events(now, with_timeline=only is None),
+    ])
 
     entries = []
     for service in services:
@@ -480,7 +562,7 @@ def drain_chart(name: str, *, now: datetime | None = None) -> DrainChart:
     registry.get(name)
     now = now or timezone.now()
     burst = bursts.get_drain_burst(name)
-    backlog = _backlogs([name])[name]
-    done = _done_per_hour([name], now)[name]
+    backlogs, done = _fetch([_backlogs([name]), _done_per_hour([name], now)])
+    backlog, done = backlogs[name], done[name]
     p, history = _projection(name=name, backlog=backlog, burst=burst, done_per_hour=done, now=now)
     return DrainChart(name, p, history)
