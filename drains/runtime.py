@@ -544,7 +544,9 @@ class _Runner:
     def _stop(self, reason: str, *, hard: bool = True) -> None:
         """Stop dispatching; a hard stop (not a batch cap) also stops calls already queued."""
         with self._stop_lock:
-            if self.stop_reason is None:
+            # A hard reason (deadline, signal, ...) replaces a batch cap reached just before it:
+            # the queued items it skipped are why the run ended.
+            if self.stop_reason is None or (hard and not self.halted):
                 self.stop_reason = reason
             if hard:
                 self.halted = True
