@@ -281,3 +281,28 @@ def test_snapshot__the_fast_rendering_equals_the_documented_serializers(make_run
     assert halacha["current_run"] and halacha["last_run"] and halacha["notes"]
     assert by_name(fast)["metadata"]["backoff"]
     assert fast["notes"] and fast["timeline"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_snapshot__same_answer_when_the_database_uses_server_side_binding(make_run):
+    """Server-side binding takes one statement per message: the batched reads then run one by
+    one and give the same snapshot."""
+    from django.db import connection
+
+    from operations import selectors
+    from operations.serializers import as_json
+
+    now = timezone.now()
+    make_run(status="failed", error="boom", items_done=3, started_at=now - timedelta(minutes=30))
+    record_event(drain="halacha", kind="note", message="a note", actor="supervisor")
+    batched = as_json(selectors.snapshot(now=now))
+    options = connection.settings_dict["OPTIONS"]
+    connection.close()
+    options["server_side_binding"] = True
+    try:
+        one_by_one = as_json(selectors.snapshot(now=now))  # batched, this would be refused
+    finally:
+        connection.close()
+        del options["server_side_binding"]
+    assert one_by_one == batched
+    assert by_name(batched)["halacha"]["notes"][0]["message"] == "a note"
