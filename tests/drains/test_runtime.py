@@ -664,14 +664,15 @@ def test_concurrency__calls_in_parallel_each_staged_and_promoted_once(
     sessions = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
     sessions_before = side_connection.execute(sessions).fetchone()[0]
 
-    started = time.monotonic()
     result = drain(concurrency=4)
-    wall = time.monotonic() - started
 
     assert (result.status, result.done) == ("succeeded", 24)
     assert sorted(called_pks(call_log)) == [d.pk for d in decisions]
     assert Halacha.objects.count() == 24 and not StagedResult.objects.exists()
-    assert wall < 24 * 0.1 * 0.75  # serially 2.4 s; ideally 0.6 s (slack for a busy machine)
+    # Calls overlapped: each lasts at least 0.1 s from its logged start, so this many were in
+    # flight at once (however slow a busy machine makes the rest).
+    starts = sorted(stamp for stamp, *_ in read_call_log(call_log))
+    assert max(sum(1 for other in starts if s <= other < s + 0.1) for s in starts) >= 3
     assert not [t for t in threading.enumerate() if t.name.startswith("drain-halacha-")]
     # Each worker closed its connection (a backend leaves pg_stat_activity just after).
     for _ in range(200):
