@@ -10,13 +10,24 @@ Finding an already running server must stay cheap, because every cron job pays f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from config.env import VAR_DIR
 
 PGDATA = Path(os.environ.get("DRAINS_PGDATA", VAR_DIR / "pgdata"))
+
+
+@contextlib.contextmanager
+def _quiet_runtime_dir_warning():
+    """platformdirs warns when XDG_RUNTIME_DIR is unset (cron, CI, containers) and falls back to
+    /tmp/runtime-<uid>, which is what we want; don't let that fail a warnings-as-errors run."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        yield
 
 
 def _running_socket_dir(pgdata: Path) -> str | None:
@@ -45,11 +56,12 @@ def ensure_running(pgdata: Path = PGDATA) -> dict:
     """Start the embedded server if needed; return libpq connection parameters for it."""
     socket_dir = _running_socket_dir(pgdata)
     if socket_dir is None:
-        import pgserver  # heavy import: only when the server must be started
+        with _quiet_runtime_dir_warning():
+            import pgserver  # heavy import: only when the server must be started
 
-        pgdata.parent.mkdir(parents=True, exist_ok=True)
-        server = pgserver.get_server(pgdata, cleanup_mode=None)
-        info = server.get_postmaster_info()
+            pgdata.parent.mkdir(parents=True, exist_ok=True)
+            server = pgserver.get_server(pgdata, cleanup_mode=None)
+            info = server.get_postmaster_info()
         socket_dir = str(info.socket_dir)
     port = (pgdata / "postmaster.pid").read_text().splitlines()[3].strip()
     return {"host": socket_dir, "port": port, "user": "postgres"}
@@ -63,7 +75,8 @@ def url(database: str = "postgres", pgdata: Path = PGDATA) -> str:
 def stop(pgdata: Path = PGDATA) -> str:
     if _running_socket_dir(pgdata) is None and not (pgdata / "postmaster.pid").exists():
         return f"embedded PostgreSQL in {pgdata} is not running"
-    from pgserver._commands import pg_ctl
+    with _quiet_runtime_dir_warning():
+        from pgserver._commands import pg_ctl
 
     user = "pgserver" if os.geteuid() == 0 else None
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
@@ -85,5 +98,3 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
