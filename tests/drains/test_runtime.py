@@ -422,7 +422,7 @@ def test_normal_mode__stops_at_max_minutes(call_log, use_extractor, monkeypatch)
     make_decisions(40)
     result = drain(max_minutes=0.25 / 60)
     assert (result.status, result.reason) == ("succeeded", "max_minutes")
-    assert 2 <= result.done <= 8
+    assert 1 <= result.done <= 5  # no item starts after 0.25 s; each takes at least 0.05 s
     assert len(read_call_log(call_log)) == result.done
 
 
