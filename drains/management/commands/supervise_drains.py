@@ -1,0 +1,73 @@
+"""``manage.py supervise_drains [--dry-run] [--drain NAME]``: one supervisor tick (drains/supervisor.py)."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+
+from drains import registry
+from drains.events import record_event
+from drains.schema_gate import ensure_schema, missing_migrations
+from drains.supervisor import ACTOR, SupervisorLock, supervise
+
+
+class Command(BaseCommand):
+    help = (
+        "Supervise every drain once: expire bursts, mark crashed and hung runs, clear stale "
+        "backoffs, promote leftover staged results, and restart a drain a burst wants running. "
+        "Cron runs it every 15 minutes (:05, :20, :35, :50); zero quota."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Print the plan (one line per decision) and change nothing, not even events.",
+        )
+        parser.add_argument(
+            "--drain", metavar="NAME", help="Supervise only this drain (default: every drain)."
+        )
+
+    def handle(self, *args, dry_run, drain, **options):
+        if drain is not None and drain not in registry.names():
+            raise CommandError(
+                f"There is no drain named {drain!r}; known drains: {', '.join(registry.names())}."
+            )
+        lock = SupervisorLock()
+        if not lock.acquire():
+            holder = lock.holder_pid()
+            self.stdout.write(
+                f"Another supervisor is running (backend pid {holder}); this copy exits."
+            )
+            return
+        try:
+            if dry_run:
+                missing = missing_migrations(connection)
+                if missing:
+                    raise CommandError(
+                        f"The schema lacks {len(missing)} migration(s); a dry run applies none. "
+                        "Run manage.py migrate (or the supervisor without --dry-run) first."
+                    )
+            else:
+                ensure_schema(stdout=self.stdout)
+            result = supervise(
+                names=[drain] if drain else None, dry_run=dry_run, write=self.stdout.write
+            )
+        except CommandError:
+            raise
+        except Exception as exc:
+            message = f"supervisor tick failed: {type(exc).__name__}: {exc}"[:2000]
+            if not dry_run:
+                try:
+                    record_event(
+                        drain="supervisor", kind="supervisor_error", message=message, actor=ACTOR
+                    )
+                except Exception as db_exc:
+                    self.stderr.write(f"could not record the failure: {db_exc}")
+            raise CommandError(message) from exc
+        finally:
+            lock.release()
+        if result.failed:
+            raise CommandError(
+                f"the supervisor failed on {', '.join(result.failed)} (see the events)."
+            )

@@ -1,0 +1,31 @@
+"""Test extractors for the supervisor's process tests (``HALACHA_EXTRACTOR=tests.support.supervisor_extractors:Name``).
+
+``BlockOnceExtractor`` hangs forever on the decision whose text contains
+``TEST_EXTRACTOR_BLOCK_MARK`` — but only while the flag file ``TEST_EXTRACTOR_BLOCK_FLAG`` exists;
+the call that blocks removes it, so a restarted run gets an answer for the same decision. Every
+call goes to the call log of tests/support/extractors.py.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from halacha.extractors.base import ExtractionResult
+from tests.support.extractors import CountingExtractor
+
+
+class BlockOnceExtractor(CountingExtractor):
+    def extract(self, decision) -> ExtractionResult:
+        mark = os.environ.get("TEST_EXTRACTOR_BLOCK_MARK")
+        flag = os.environ.get("TEST_EXTRACTOR_BLOCK_FLAG")
+        if mark and flag and mark in decision.text:
+            try:
+                os.remove(flag)
+                first = True
+            except FileNotFoundError:
+                first = False  # already consumed: this is the restarted run, answer normally
+            if first:
+                self._log(decision, "block")
+                threading.Event().wait()
+        return super().extract(decision)
