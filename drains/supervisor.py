@@ -59,7 +59,8 @@ class Decision:
     reason: str
     run_id: int | None = None
     data: dict = field(default_factory=dict)
-    apply: Callable[[], str | None] | None = None  # returns a replacement reason, or None
+    apply: Callable[[], str | None] | None = None  # returns what to add to the reason, or None
+    followups: list[Decision] = field(default_factory=list)  # notes found while applying
 
     def line(self) -> str:
         return f"{self.drain}  {self.action}  {self.reason}"
@@ -185,14 +186,38 @@ def _last_progress(states: dict[str, DrainState], now: datetime) -> dict[str, da
         return dict(cursor.fetchall())
 
 
-def _last_supervisor_events(names: list[str]) -> dict[str, tuple[str, str]]:
-    rows = (
-        DrainEvent.objects.filter(drain__in=names, actor=ACTOR)
-        .order_by("drain", "-at", "-id")
-        .distinct("drain")
-        .values_list("drain", "kind", "message")
-    )
-    return {drain: (kind, message) for drain, kind, message in rows}
+_RECENT_EVENTS_SQL = f"""
+SELECT d.name, e.kind, e.message
+FROM unnest(%s::text[]) AS d(name)
+CROSS JOIN LATERAL (
+    SELECT kind, message FROM {DrainEvent._meta.db_table}
+    WHERE drain = d.name AND actor = %s
+    ORDER BY at DESC, id DESC
+    LIMIT %s
+) AS e
+"""
+RECENT_EVENTS = 10
+
+
+def _recent_supervisor_events(names: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """Each drain's latest supervisor events, newest first: one query, index probes only."""
+    recent: dict[str, list[tuple[str, str]]] = {name: [] for name in names}
+    with connection.cursor() as cursor:
+        cursor.execute(_RECENT_EVENTS_SQL, [names, ACTOR, RECENT_EVENTS])
+        for name, kind, message in cursor.fetchall():
+            recent[name].append((kind, message))
+    return recent
+
+
+def _already_said(recent: list[tuple[str, str]], kind: str, message: str) -> bool:
+    """True when this quiet decision was recorded in its current episode: no other (acting)
+    supervisor event of the drain came after the same one."""
+    for seen_kind, seen_message in recent:
+        if (seen_kind, seen_message) == (kind, message):
+            return True
+        if seen_kind not in QUIET_ACTIONS:
+            return False
+    return False
 
 
 # --- deciding ----------------------------------------------------------------------------------
@@ -317,15 +342,14 @@ def plan_drain(
 
     # 5. staged rows left by dead runs are promoted (never while a live run works on them).
     if state.staged and not still_live:
-        decisions.append(
-            Decision(
-                name,
-                "promote",
-                f"{state.staged} staged result(s) left by dead runs",
-                data={"staged": state.staged},
-                apply=lambda: _promote(name),
-            )
+        promote = Decision(
+            name,
+            "promote",
+            f"{state.staged} staged result(s) left by dead runs",
+            data={"staged": state.staged},
         )
+        promote.apply = lambda: _promote(name, promote.followups)
+        decisions.append(promote)
 
     # 6. start the drain when a burst wants it running and nothing stops it.
     if burst_until is None or burst_until <= now:
@@ -448,21 +472,18 @@ def _clear_backoff(name: str, until: datetime) -> str | None:
     return None if updated else "the backoff had changed; left as it is"
 
 
-def _promote(name: str) -> str | None:
+def _promote(name: str, notes: list[Decision]) -> str | None:
     report = promote_leftovers(name)
     for item_key, error in report.failed:
         message = (
             f"staged result for item {item_key} cannot be promoted (kept, not re-extracted): "
             f"{error}"
         )[:2000]
-        _NOTES.append(Decision(name, "note", message, data={"item_key": item_key, "error": error}))
+        notes.append(Decision(name, "note", message, data={"item_key": item_key, "error": error}))
     return (
         f"promoted {report.promoted}, {report.already_done} already done, "
         f"{len(report.failed)} cannot be promoted"
     )
-
-
-_NOTES: list[Decision] = []
 
 
 def _start_if_backlog(name: str) -> str | None:
@@ -504,7 +525,7 @@ def supervise(*, names: list[str] | None = None, dry_run: bool = False, write=No
     now = timezone.now()
     states, controls = _load(names)
     progress = _last_progress(states, now)
-    last_events = {} if dry_run else _last_supervisor_events(names)
+    last_events = {} if dry_run else _recent_supervisor_events(names)
     decisions: list[Decision] = []
     failed: list[str] = []
     cleared: set[str] = set()
@@ -538,13 +559,11 @@ def supervise(*, names: list[str] | None = None, dry_run: bool = False, write=No
                     continue
                 _apply(decision, write, last_events)
                 decisions.append(decision)
-                while _NOTES:
-                    note = _NOTES.pop(0)
+                for note in decision.followups:
                     _apply(note, write, last_events, dedupe_kind="note")
                     decisions.append(note)
         except Exception as exc:
             failed.append(name)
-            _NOTES.clear()
             logger.exception("supervisor: %s failed", name)
             reason = f"the supervisor failed on this drain: {type(exc).__name__}: {exc}"[:2000]
             write(f"{name}  error  {reason}")
@@ -567,9 +586,10 @@ def _apply(decision: Decision, write, last_events, dedupe_kind: str | None = Non
         else:
             if outcome:
                 decision.reason = f"{decision.reason}: {outcome}"
+    decision.reason = decision.reason[:2000]
     write(decision.line())
-    quiet = decision.action in QUIET_ACTIONS or dedupe_kind is not None
-    if quiet and last_events.get(decision.drain) == (decision.action, decision.reason):
+    recent = last_events.setdefault(decision.drain, [])
+    if decision.action in QUIET_ACTIONS and _already_said(recent, decision.action, decision.reason):
         return
     if (
         dedupe_kind
@@ -581,9 +601,9 @@ def _apply(decision: Decision, write, last_events, dedupe_kind: str | None = Non
     record_event(
         drain=decision.drain,
         kind=decision.action,
-        message=decision.reason[:2000],
+        message=decision.reason,
         actor=ACTOR,
         run=DrainRun(pk=decision.run_id) if decision.run_id else None,
         data={**decision.data, **({"run": decision.run_id} if decision.run_id else {})},
     )
-    last_events[decision.drain] = (decision.action, decision.reason)
+    recent.insert(0, (decision.action, decision.reason))

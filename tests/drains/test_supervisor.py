@@ -45,6 +45,7 @@ def make_decisions(n: int, start: int = 1) -> list[CourtDecision]:
 def tick(*args: str) -> str:
     out = io.StringIO()
     call_command("supervise_drains", *args, stdout=out)
+    assert "Another supervisor" not in out.getvalue(), out.getvalue()
     return out.getvalue()
 
 
