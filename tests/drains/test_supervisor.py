@@ -443,3 +443,37 @@ def test_supervisor_does_not_import_extractor_backends():
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
     assert os.path.exists(ROOT / "halacha" / "extractors" / "offline.py")  # the check can fail
+
+
+def test_a_failure_of_the_supervisor_itself_is_recorded_then_exits_non_zero():
+    """A step that cannot do its change (here the runs table refuses updates, for real) is an
+    event of kind supervisor_error and a non-zero exit; the other drains are still handled."""
+    dead = make_run("halacha", checkpoint=timezone.now())
+    DrainControl.objects.create(name="metadata", burst_until=timezone.now() - timedelta(minutes=1))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            CREATE FUNCTION supervisor_test_refuse_run() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'runs are frozen for an audit'; END $$;
+            CREATE TRIGGER supervisor_test_refuse_run BEFORE UPDATE ON drains_drainrun
+            FOR EACH ROW EXECUTE FUNCTION supervisor_test_refuse_run();
+            """
+        )
+    out = io.StringIO()
+    try:
+        with pytest.raises(CommandError, match="the supervisor failed on halacha"):
+            call_command("supervise_drains", stdout=out)
+        child = manage("supervise_drains")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DROP TRIGGER supervisor_test_refuse_run ON drains_drainrun; "
+                "DROP FUNCTION supervisor_test_refuse_run();"
+            )
+    dead.refresh_from_db()
+    assert dead.status == RunStatus.RUNNING
+    (error,) = sup_events(kind="supervisor_error")[:1]
+    assert "runs are frozen for an audit" in error[1]
+    assert "halacha  error  the supervisor failed on this drain" in out.getvalue()
+    assert DrainControl.objects.get(name="metadata").burst_until is None  # the others went on
+    assert child.returncode == 1 and "the supervisor failed on halacha" in child.stderr
