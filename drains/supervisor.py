@@ -128,10 +128,12 @@ class DrainState:
 _LAST_PROGRESS_SQL = f"""
 SELECT d.name, (
     SELECT max(r.last_checkpoint_at) FROM {DrainRun._meta.db_table} r
-    WHERE r.drain = d.name AND r.started_at >= d.observed AND r.last_checkpoint_at > d.observed
+    WHERE r.drain = ANY(string_to_array(d.peers, E'\\n'))
+      AND r.started_at >= d.observed AND r.last_checkpoint_at > d.observed
       AND r.items_done > 0 AND r.id IS DISTINCT FROM d.from_run
 )
-FROM unnest(%s::text[], %s::timestamptz[], %s::bigint[]) AS d(name, observed, from_run)
+FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::bigint[])
+    AS d(name, peers, observed, from_run)
 """
 
 
@@ -164,9 +166,18 @@ def _load(names: list[str]) -> tuple[dict[str, DrainState], dict[str, dict]]:
     return states, controls
 
 
-def _last_progress(states: dict[str, DrainState], now: datetime) -> dict[str, datetime | None]:
-    """Per drain with a backoff: its latest checkpoint with items done after the backoff was
-    observed (by a run other than the one that hit the limit). One query for all of them."""
+def _last_progress(
+    states: dict[str, DrainState], controls: dict[str, dict]
+) -> dict[str, datetime | None]:
+    """Per drain with a backoff: the latest checkpoint with items done after the backoff was
+    observed, by a run of this drain or of any drain on the same quota (the quota is what was
+    limited) other than the run that hit the limit. One query for all of them."""
+
+    def peers(control: dict) -> str:
+        key = control.get("quota_key") or ""
+        same = {c["name"] for c in controls.values() if key and c["quota_key"] == key}
+        return "\n".join(sorted(same | {control["name"]}))
+
     rows = [
         s.control
         for s in states.values()
@@ -179,6 +190,7 @@ def _last_progress(states: dict[str, DrainState], now: datetime) -> dict[str, da
             _LAST_PROGRESS_SQL,
             [
                 [r["name"] for r in rows],
+                [peers(r) for r in rows],
                 [r["backoff_observed_at"] for r in rows],
                 [r["backoff_from_run_id"] for r in rows],
             ],
@@ -524,7 +536,7 @@ def supervise(*, names: list[str] | None = None, dry_run: bool = False, write=No
     names = names or registry.names()
     now = timezone.now()
     states, controls = _load(names)
-    progress = _last_progress(states, now)
+    progress = _last_progress(states, controls)
     last_events = {} if dry_run else _recent_supervisor_events(names)
     decisions: list[Decision] = []
     failed: list[str] = []

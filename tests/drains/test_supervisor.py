@@ -258,6 +258,29 @@ def test_backoff_fresh_is_kept_stale_is_cleared(case, kept):
         assert [k for k, _ in sup_events()] == ["clear_backoff"]
 
 
+def test_progress_on_one_drain_of_a_quota_makes_every_copy_of_its_backoff_stale():
+    with freeze_time("2026-12-01T10:00:00Z") as frozen:
+        t0 = timezone.now()
+        for name in ("halacha", "metadata"):
+            DrainControl.objects.create(
+                name=name,
+                quota_key="shared",
+                backoff_until=t0 + timedelta(hours=2),
+                backoff_observed_at=t0,
+            )
+        make_run(
+            "halacha",
+            started_at=t0 + timedelta(minutes=1),
+            checkpoint=t0 + timedelta(minutes=2),
+            items_done=1,
+            status=RunStatus.SUCCEEDED,
+        )
+        frozen.tick(timedelta(minutes=30))
+        out = tick()
+    assert "halacha  clear_backoff" in out and "metadata  clear_backoff" in out
+    assert not DrainControl.objects.filter(backoff_until__isnull=False).exists()
+
+
 # --- step 5: staging -----------------------------------------------------------------------------
 
 
