@@ -13,7 +13,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
-from drains import bursts, registry
+from drains import bursts, controls, registry
 from drains.models import DrainControl, DrainEvent, DrainRun, StagedResult
 
 
@@ -56,8 +56,7 @@ class DrainControlAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     readonly_fields = [
         "burst",
-        # Settings the runtime and the supervisor read; no operator service writes them yet,
-        # so the admin shows them but does not change them behind the services' back.
+        # Switched only through drains.controls (the enable/disable actions), never edited here.
         "enabled",
         "hung_after_seconds",
         "quota_key",
@@ -68,7 +67,7 @@ class DrainControlAdmin(admin.ModelAdmin):
         "updated_by",
         "updated_at",
     ]
-    actions = ["start_burst_until_week_boundary", "stop_burst"]
+    actions = ["start_burst_until_week_boundary", "stop_burst", "enable_drains", "disable_drains"]
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
@@ -131,6 +130,30 @@ class DrainControlAdmin(admin.ModelAdmin):
     @admin.action(description="Stop burst", permissions=["change"])
     def stop_burst(self, request, queryset):
         self._toggle(request, queryset, None)
+
+
+    def _switch(self, request, queryset, enabled: bool):
+        actor = request.user.get_username()
+        for control in queryset:
+            try:
+                changed = controls.set_drain_enabled(control.name, enabled=enabled, actor=actor)
+            except registry.UnknownDrain as exc:
+                self.message_user(request, f"{control.name}: {exc}", messages.ERROR)
+                continue
+            word = "enabled" if enabled else "disabled"
+            self.message_user(
+                request,
+                f"{control.name}: {word}" + ("" if changed else " already"),
+                messages.SUCCESS,
+            )
+
+    @admin.action(description="Enable drain", permissions=["change"])
+    def enable_drains(self, request, queryset):
+        self._switch(request, queryset, True)
+
+    @admin.action(description="Disable drain (no run starts, bursts included)", permissions=["change"])
+    def disable_drains(self, request, queryset):
+        self._switch(request, queryset, False)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
