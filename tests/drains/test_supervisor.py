@@ -425,6 +425,7 @@ def test_dry_run_prints_every_planned_action_and_changes_nothing(held_lock, chil
         lock = held_lock("metadata")
         make_run("metadata", host="other-host", backend_pid=lock.backend_pid, checkpoint=now)
         dead = make_run("halacha", checkpoint=now)
+        set_drain_burst("halacha", DEFAULT_DEADLINE, actor="op")
         stage_result(
             drain="halacha",
             item_key=str(decisions[0].pk),
@@ -439,6 +440,7 @@ def test_dry_run_prints_every_planned_action_and_changes_nothing(held_lock, chil
         assert actions == [
             ("halacha", "crashed"),
             ("halacha", "promote"),
+            ("halacha", "start"),
             ("metadata", "clear_burst"),
             ("metadata", "hung"),
             ("metadata", "keep_backoff"),
@@ -446,6 +448,8 @@ def test_dry_run_prints_every_planned_action_and_changes_nothing(held_lock, chil
         real = tick()
     assert [tuple(line.split("  ")[:2]) for line in real.splitlines()] == actions
     assert _dump() != before
+    (started,) = wait_supervisor_runs_end()  # the drain it started (this test's extractor)
+    assert started.status == RunStatus.SUCCEEDED and started.items_done == 2
 
 
 def test_supervisor_does_not_import_extractor_backends():
