@@ -210,12 +210,17 @@ def job_run(name: str, trigger: str = Trigger.CRON) -> Iterator[DrainRun]:
         yield run
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
-        _finish_even_after_db_error(
-            run=run,
-            status=RunStatus.STOPPED if interrupted else RunStatus.FAILED,
-            stop_reason="signal" if interrupted else "error",
-            error=error_text(exc),
-        )
+        try:
+            _finish_even_after_db_error(
+                run=run,
+                status=RunStatus.STOPPED if interrupted else RunStatus.FAILED,
+                stop_reason="signal" if interrupted else "error",
+                error=error_text(exc),
+            )
+        except DatabaseError:
+            # The job's own failure is what the operator must see; it goes on below. The
+            # bookkeeping failure is logged with its traceback, not dropped.
+            logger.exception("could not record the end of job run %s (%s)", run.pk, name)
         raise
     else:
         finish_run(run=run, status=RunStatus.SUCCEEDED)

@@ -7,8 +7,11 @@ from django.db import connection
 
 from drains import registry
 from drains.events import record_event
+from drains.runs import job_run, record_checkpoint
 from drains.schema_gate import ensure_schema, missing_migrations
 from drains.supervisor import ACTOR, SupervisorLock, supervise
+
+COMMAND_NAME = "supervise_drains"
 
 
 class Command(BaseCommand):
@@ -48,11 +51,21 @@ class Command(BaseCommand):
                         f"The schema lacks {len(missing)} migration(s); a dry run applies none. "
                         "Run manage.py migrate (or the supervisor without --dry-run) first."
                     )
+                result = supervise(names=[drain] if drain else None, dry_run=True,
+                                   write=self.stdout.write)
             else:
                 ensure_schema(stdout=self.stdout)
-            result = supervise(
-                names=[drain] if drain else None, dry_run=dry_run, write=self.stdout.write
-            )
+                # Recorded as a job run, so the schedule, the snapshot and the digest show when
+                # the supervisor last ran and whether it failed.
+                with job_run(COMMAND_NAME) as run:
+                    result = supervise(
+                        names=[drain] if drain else None, dry_run=False, write=self.stdout.write
+                    )
+                    if result.failed:
+                        raise CommandError(
+                            f"the supervisor failed on {', '.join(result.failed)} (see the events)."
+                        )
+                    record_checkpoint(run=run, done=len(result.decisions))
         except CommandError:
             raise
         except Exception as exc:
@@ -67,7 +80,7 @@ class Command(BaseCommand):
             raise CommandError(message) from exc
         finally:
             lock.release()
-        if result.failed:
+        if result.failed:  # dry run: nothing recorded, but still say so
             raise CommandError(
                 f"the supervisor failed on {', '.join(result.failed)} (see the events)."
             )
