@@ -56,10 +56,16 @@ def _counts(field: str) -> dict[str, int]:
 class HalachaDrain(Drain):
     name = "halacha"
     command = "drain_halacha"
+    # The snapshot counts every drain's backlog in one UNION ALL from these two.
+    backlog_status_field = "status"
+
+    @classmethod
+    def backlog_queryset(cls):
+        return CourtDecision.objects.all()
 
     @classmethod
     def backlog_counts(cls) -> dict[str, int]:
-        return _counts("status")
+        return _counts(cls.backlog_status_field)
 
     @classmethod
     def pending_queryset(cls):
@@ -132,10 +138,16 @@ class HalachaDrain(Drain):
 class MetadataDrain(Drain):
     name = "metadata"
     command = "drain_metadata"
+    # The snapshot counts every drain's backlog in one UNION ALL from these two.
+    backlog_status_field = "metadata_status"
+
+    @classmethod
+    def backlog_queryset(cls):
+        return CourtDecision.objects.all()
 
     @classmethod
     def backlog_counts(cls) -> dict[str, int]:
-        return _counts("metadata_status")
+        return _counts(cls.backlog_status_field)
 
     @classmethod
     def pending_queryset(cls):
