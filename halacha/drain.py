@@ -52,12 +52,11 @@ def _counts(field: str) -> dict[str, int]:
     return counts
 
 
-@registry.register
-class HalachaDrain(Drain):
-    name = "halacha"
-    command = "drain_halacha"
+class _DecisionDrain(Drain):
+    """What both decision drains share: the backlog is every decision, its state one field."""
+
     # The snapshot counts every drain's backlog in one UNION ALL from these two.
-    backlog_status_field = "status"
+    backlog_status_field: str
 
     @classmethod
     def backlog_queryset(cls):
@@ -69,12 +68,19 @@ class HalachaDrain(Drain):
 
     @classmethod
     def pending_queryset(cls):
-        return CourtDecision.objects.filter(status=ExtractionStatus.PENDING)
+        return CourtDecision.objects.filter(**{cls.backlog_status_field: ExtractionStatus.PENDING})
 
     def make_extractor(self):
         from halacha.extractors import get_extractor
 
         return get_extractor()
+
+
+@registry.register
+class HalachaDrain(_DecisionDrain):
+    name = "halacha"
+    command = "drain_halacha"
+    backlog_status_field = "status"
 
     def process(self, decision) -> Processed:
         from halacha.extractors.base import ExtractionError
@@ -135,28 +141,10 @@ class HalachaDrain(Drain):
 
 
 @registry.register
-class MetadataDrain(Drain):
+class MetadataDrain(_DecisionDrain):
     name = "metadata"
     command = "drain_metadata"
-    # The snapshot counts every drain's backlog in one UNION ALL from these two.
     backlog_status_field = "metadata_status"
-
-    @classmethod
-    def backlog_queryset(cls):
-        return CourtDecision.objects.all()
-
-    @classmethod
-    def backlog_counts(cls) -> dict[str, int]:
-        return _counts(cls.backlog_status_field)
-
-    @classmethod
-    def pending_queryset(cls):
-        return CourtDecision.objects.filter(metadata_status=ExtractionStatus.PENDING)
-
-    def make_extractor(self):
-        from halacha.extractors import get_extractor
-
-        return get_extractor()
 
     def process(self, decision) -> Processed:
         from halacha.extractors.base import ExtractionError
