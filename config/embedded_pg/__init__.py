@@ -67,6 +67,38 @@ def ensure_running(pgdata: Path = PGDATA) -> dict:
     return {"host": socket_dir, "port": port, "user": "postgres"}
 
 
+_databases_present: set[tuple[str, str]] = set()
+
+
+def ensure_database(params: dict, dbname: str | None) -> None:
+    """Create ``dbname`` on the embedded server if it does not exist yet.
+
+    Called from the engine's ``get_connection_params()``, the one place that prepares connection
+    parameters, so the database exists before anyone connects to it: Django's own connection and
+    every lock session opened with the same parameters (schema gate, drain lock, supervisor).
+    One query per process and database; concurrent creators are fine (the loser's
+    ``DuplicateDatabase`` means the database exists).
+    """
+    if not dbname or dbname == "postgres" or (params["host"], dbname) in _databases_present:
+        return
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(
+        host=params["host"], port=params["port"], user=params["user"], dbname="postgres",
+        autocommit=True, application_name="drains embedded-pg setup",
+    ) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+        if not exists:
+            try:
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+            except psycopg.errors.DuplicateDatabase:
+                pass  # another process created it first: exactly what we wanted
+            except psycopg.errors.UniqueViolation:
+                pass  # the same race, reported from pg_database's unique index
+    _databases_present.add((params["host"], dbname))
+
+
 def url(database: str = "postgres", pgdata: Path = PGDATA) -> str:
     params = ensure_running(pgdata)
     return f"postgresql://postgres@/{database}?host={params['host']}&port={params['port']}"
