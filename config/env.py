@@ -68,6 +68,12 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def settings_module_if_not(default: str) -> str | None:
+    """The settings module this process runs with, when it is not ``default``."""
+    module = os.environ.get("DJANGO_SETTINGS_MODULE")
+    return module if module and module != default else None
+
+
 class NotPostgres(ImproperlyConfigured):
     """DATABASE_URL names a database other than PostgreSQL."""
 

@@ -1,7 +1,7 @@
 """Django settings, all read from the environment through config/env.py.
 
 DATABASE_URL selects the database (PostgreSQL only); unset, the embedded PostgreSQL in
-var/pgdata is used and started on first use. Production needs DJANGO_SECRET_KEY.
+var/pgdata is used and started on first use. docs/deploy.md lists the production variables.
 """
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ from __future__ import annotations
 import shlex
 import socket
 from pathlib import Path
-
-from django.core.exceptions import ImproperlyConfigured
 
 from config.env import (
     BASE_DIR,
@@ -21,20 +19,43 @@ from config.env import (
     env_list,
     env_str,
     parse_database_url,
+    settings_module_if_not,
 )
+from config.secret_key import read_or_create as read_or_create_secret_key
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-_secret = env_str("DJANGO_SECRET_KEY")
-if _secret is None:
-    if not DEBUG and env_bool("DJANGO_REQUIRE_SECRET_KEY", False):
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production.")
-    # A per-checkout development key: good enough for the embedded demo, never for production.
-    _secret = "dev-only-insecure-key-set-DJANGO_SECRET_KEY-in-production"
-SECRET_KEY = _secret
+# Never a key that anyone else knows: DJANGO_SECRET_KEY, else one generated once into var/
+# (config/secret_key.py). Several web hosts need one shared key: `check --deploy` says so.
+SECRET_KEY_FILE = VAR_DIR / "secret_key"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+SECRET_KEY_SOURCE = "environment"
+if SECRET_KEY is None:
+    SECRET_KEY = read_or_create_secret_key(SECRET_KEY_FILE)
+    SECRET_KEY_SOURCE = "file"
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
+# --- Behind TLS or a proxy (docs/deploy.md) ---------------------------------------------------
+# DJANGO_HTTPS=1: the site is served over HTTPS only (by this host or a proxy in front of it):
+# secure cookies, a redirect from http://, and HSTS. Each can be set on its own too.
+HTTPS = env_bool("DJANGO_HTTPS", False)
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = env_bool("DJANGO_CSRF_COOKIE_SECURE", HTTPS)
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", HTTPS)
+# A load balancer probing plain HTTP must still reach the health check.
+SECURE_REDIRECT_EXEMPT = [r"^api/health/$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+# A TLS-terminating proxy says the original scheme in a header; name it (X-Forwarded-Proto)
+# only when the proxy always sets it, or any client could claim https.
+_proxy_header = env_str("DJANGO_PROXY_SSL_HEADER")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https") if _proxy_header else None
+)
+
 INSTALLED_APPS = [
+    "config",  # the project's own deployment checks (config/checks.py)
     # Our apps first: drains overrides the built-in `migrate` command with the locked gate.
     "drains",
     "halacha",
@@ -225,6 +246,8 @@ CRONTAB_LOCK_JOBS = True
 # (set CRON_TZ in the crontab or run the host in this zone). Default: DRAINS_OPERATOR_TZ.
 DRAINS_CRON_TZ = env_str("DRAINS_CRON_TZ")
 CRONTAB_DJANGO_PROJECT_NAME = "config"
+# Installed lines carry --settings when a host runs with its own settings module.
+CRONTAB_DJANGO_SETTINGS_MODULE = settings_module_if_not("config.settings")
 # `manage.py crontab add` shells out to this (found on PATH); a prefix such as
 # "set -a; . /etc/drains.env; set +a;" gives the jobs the environment cron does not.
 CRONTAB_EXECUTABLE = env_str("CRONTAB_EXECUTABLE", "crontab")
