@@ -3,9 +3,10 @@ the scheduler — until Ctrl-C.
 
 The Makefile has already built the virtualenv and migrated (embedded PostgreSQL in var/pgdata
 unless DATABASE_URL is set). This script imports ``halacha/samples`` (idempotent), creates the
-staff user once with a random password that it prints once, starts ``runserver`` and
-``run_scheduler`` as child processes, prints where to log in, and on Ctrl-C or SIGTERM stops
-both (the scheduler gives running jobs their grace period). Running it again reuses everything.
+staff user once with a random password that it prints once, starts the production web server
+(gunicorn, with config/gunicorn.conf.py) and ``run_scheduler`` as child processes, prints where
+to log in, and on Ctrl-C or SIGTERM stops both (the scheduler gives running jobs their grace
+period). Running it again reuses everything.
 It never resets a password or deletes data.
 """
 
@@ -35,11 +36,12 @@ def say(message: str = "") -> None:
     sys.stdout.flush()
 
 
-def prepare() -> None:
+def prepare() -> Path:
     """Sample decisions and the staff user, in this process; then let go of the database."""
     import django
 
     django.setup()
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connections, transaction
@@ -72,13 +74,22 @@ def prepare() -> None:
             f"created; `manage.py changepassword {USERNAME}` sets a new one)."
         )
     connections.close_all()
+    settings.DRAINS_LOG_DIR.mkdir(parents=True, exist_ok=True)
+    return settings.DRAINS_LOG_DIR
 
 
-def start(*args: str) -> subprocess.Popen:
+def start(*argv: str, env: dict | None = None) -> subprocess.Popen:
     # A session of its own: Ctrl-C reaches this script only, which stops each child once.
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, start_new_session=True
-    )
+    return subprocess.Popen([sys.executable, *argv], cwd=ROOT, env=env, start_new_session=True)
+
+
+def start_web(port: str, log_dir: Path) -> subprocess.Popen:
+    """gunicorn, as in production; its access log goes to var/log, not over the terminal."""
+    env = dict(os.environ)
+    env["DRAINS_WEB_BIND"] = f"{HOST}:{port}"
+    env.setdefault("DRAINS_WEB_ACCESS_LOG", str(log_dir / "web-access.log"))
+    config = ROOT / "config" / "gunicorn.conf.py"
+    return start("-m", "gunicorn", "-c", str(config), "config.wsgi", env=env)
 
 
 def wait_until_serving(url: str, children: list[subprocess.Popen]) -> bool:
@@ -101,7 +112,7 @@ def main() -> int:
     if not port.isdigit() or not 0 < int(port) < 65536:
         say(f"PORT={port!r} is not a TCP port number.")
         return 2
-    prepare()
+    log_dir = prepare()
     base = f"http://{HOST}:{port}"
     stopping = {"signals": 0}
     children: list[subprocess.Popen] = []
@@ -116,9 +127,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
 
     say(f"Starting the web server on {base} and the scheduler (CRONJOBS) ...")
-    web = start("runserver", "--noreload", f"{HOST}:{port}")
+    web = start_web(port, log_dir)
     children.append(web)
-    scheduler = start("run_scheduler")
+    scheduler = start(str(ROOT / "manage.py"), "run_scheduler")
     children.append(scheduler)
 
     if wait_until_serving(f"{base}/operations", children):
@@ -126,6 +137,7 @@ def main() -> int:
         say(f"Ready. Operations page:  {base}/operations")
         say(f'Log in as "{USERNAME}" at {base}/admin/login/?next=/operations')
         say(f"API token for scripts:   .venv/bin/python manage.py mint_token {USERNAME}")
+        say(f"Web access log:          {log_dir / 'web-access.log'}")
         say("Ctrl-C stops the web server and the scheduler.")
         say("")
     elif not stopping["signals"]:

@@ -1,6 +1,7 @@
-"""`make run`: every step after the virtualenv — migrate, sample data, the staff user, the web
-server and the scheduler — up to a live /operations page, a clean Ctrl-C, and a second run that
-reuses what the first one made.
+"""`make run` on the new user's road: a fresh copy of the checkout (committed files only, no
+var/), DATABASE_URL unset — so the embedded PostgreSQL is created from nothing — then every step
+after the virtualenv: migrate, sample data, the staff user, gunicorn and the scheduler, up to a
+live /operations page, a clean Ctrl-C, and a second run that reuses what the first one made.
 
 The test runs ``make -o venv run`` so that it never reinstalls the shared virtualenv (that step
 is make's own and needs the network); it checks that ``make run`` does include it.
@@ -24,25 +25,21 @@ import urllib.request
 import psutil
 import pytest
 
-from tests.support.db import ROOT, child_env
+from tests.support.db import ROOT
+from tests.support.fresh_copy import fresh_copy, user_env
+from tests.support.web import free_port
 
 pytestmark = pytest.mark.slow
 STARTUP_LIMIT = 180  # seconds from `make` to "Ready." on a loaded 2-core machine
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Run:
     """`make -o venv run` in a process group of its own, as a terminal would run it."""
 
-    def __init__(self, env):
+    def __init__(self, env, cwd):
         self.process = subprocess.Popen(
             ["make", "--no-print-directory", "-o", "venv", "run"],
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -150,66 +147,83 @@ def test_make_run_includes_the_virtualenv_step():
     assert -1 not in positions and positions == sorted(positions), plan
 
 
-def test_make_run_serves_operations_and_stops_cleanly_and_reuses_on_a_second_run(transactional_db):
+def test_make_run_in_a_fresh_copy_serves_operations_and_stops_cleanly_and_reuses_on_a_second_run():
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = child_env(PORT=str(port), DEMO_USERNAME="demo-operator")
+    env = user_env(PORT=str(port), DEMO_USERNAME="demo-operator")
+    assert "DATABASE_URL" not in env
 
-    first = Run(env)
-    try:
-        ready = first.read_until(r"Ready\. Operations page:\s+(\S+)", STARTUP_LIMIT)
-        assert ready, first.output()
-        assert ready[1] == f"{base}/operations"
-        assert first.read_until(r"Ctrl-C stops the web server and the scheduler", 10)
-        out = first.output()
-        password = re.search(
-            r'Created the staff user "demo-operator" with the password\s+(\S+)', out
-        )[1]
-        assert re.search(
-            r"33 records: 33 added|33 records: 0 added, 0 updated, 33 unchanged", out
-        ), out
-        assert "scheduler started: 5 jobs" in out
-        assert f'Log in as "demo-operator" at {base}/admin/login/?next=/operations' in out
+    with fresh_copy("make-run") as copy:
+        first = Run(env, copy)
+        try:
+            ready = first.read_until(r"Ready\. Operations page:\s+(\S+)", STARTUP_LIMIT)
+            assert ready, first.output()
+            assert ready[1] == f"{base}/operations"
+            assert first.read_until(r"Ctrl-C stops the web server and the scheduler", 10)
+            out = first.output()
+            password = re.search(
+                r'Created the staff user "demo-operator" with the password\s+(\S+)', out
+            )[1]
+            assert "33 records: 33 added" in out, out
+            assert "scheduler started: 5 jobs" in out
+            assert f'Log in as "demo-operator" at {base}/admin/login/?next=/operations' in out
+            # the embedded default was used: its data folder is the copy's own
+            assert (copy / "var" / "pgdata" / "PG_VERSION").exists()
+            key_file = copy / "var" / "secret_key"
+            assert key_file.stat().st_mode & 0o777 == 0o600
 
-        # staff only: anonymous is sent to log in; the printed password logs in; the page answers
-        status, location = status_without_login(f"{base}/operations")
-        assert status in (302, 403), status
-        opener = log_in(base, "demo-operator", password)
-        page = opener.open(f"{base}/operations", timeout=30)
-        assert page.status == 200
-        assert "halacha" in page.read().decode()
+            # staff only: anonymous is sent to log in; the printed password logs in; the page answers
+            status, location = status_without_login(f"{base}/operations")
+            assert status in (302, 403), status
+            opener = log_in(base, "demo-operator", password)
+            page = opener.open(f"{base}/operations", timeout=30)
+            assert page.status == 200
+            assert "halacha" in page.read().decode()
 
-        pids = [p.pid for p in first.descendants()]
-        names = " ".join(" ".join(psutil.Process(pid).cmdline()) for pid in pids)
-        assert "runserver" in names and "run_scheduler" in names
-        first.ctrl_c()
-        first.finish()
-    except BaseException:
-        print(first.output())  # the servers' own output, shown with the failure
-        raise
-    finally:
-        first.kill()
-    assert "Stopped." in first.output()
-    assert "scheduler stopped" in first.output()
-    assert not [
-        pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
-    ]
-    with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", port)) != 0  # nothing listens any more
+            # the web process is gunicorn (a master and its workers), not Django's dev server
+            processes = first.descendants()
+            pids = [p.pid for p in processes]
+            cmdlines = [" ".join(p.cmdline()) for p in processes]
+            web = [c for c in cmdlines if "gunicorn" in c]
+            assert len(web) >= 2, cmdlines  # the master and at least one worker
+            assert all("config/gunicorn.conf.py" in c and "config.wsgi" in c for c in web), web
+            assert not [c for c in cmdlines if "runserver" in c], cmdlines
+            assert any("run_scheduler" in c for c in cmdlines), cmdlines
+            # its access log went to var/log, where the banner said
+            access_log = copy / "var" / "log" / "web-access.log"
+            assert f"Web access log:          {access_log}" in first.output()
+            assert '"GET /operations HTTP/1.1" 200' in access_log.read_text()
+            first.ctrl_c()
+            first.finish()
+        except BaseException:
+            print(first.output())  # the servers' own output, shown with the failure
+            raise
+        finally:
+            first.kill()
+        assert "Stopped." in first.output()
+        assert "scheduler stopped" in first.output()
+        assert "Shutting down: Master" in first.output()  # gunicorn's own graceful stop
+        assert not [
+            pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
+        ]
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0  # nothing listens any more
+        key = key_file.read_text()
 
-    second = Run(env)
-    try:
-        assert second.read_until(r"Ready\. Operations page:", STARTUP_LIMIT), second.output()
-        out = second.output()
-        assert 'Reusing the staff user "demo-operator"' in out
-        assert password not in out and "with the password" not in out
-        assert "33 records: 0 added, 0 updated, 33 unchanged" in out
-        log_in(base, "demo-operator", password)  # the first run's password still works
-        second.ctrl_c()
-        second.finish()
-    except BaseException:
-        print(second.output())
-        raise
-    finally:
-        second.kill()
-    assert "Stopped." in second.output()
+        second = Run(env, copy)
+        try:
+            assert second.read_until(r"Ready\. Operations page:", STARTUP_LIMIT), second.output()
+            out = second.output()
+            assert 'Reusing the staff user "demo-operator"' in out
+            assert password not in out and "with the password" not in out
+            assert "33 records: 0 added, 0 updated, 33 unchanged" in out
+            log_in(base, "demo-operator", password)  # the first run's password still works
+            second.ctrl_c()
+            second.finish()
+        except BaseException:
+            print(second.output())
+            raise
+        finally:
+            second.kill()
+        assert "Stopped." in second.output()
+        assert key_file.read_text() == key  # the generated key is made once, then reused

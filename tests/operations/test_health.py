@@ -1,12 +1,10 @@
-"""GET /api/health/ against real servers in child processes: a healthy database, an unreachable
+"""GET /api/health/ against the production server (gunicorn) in child processes: a healthy database, an unreachable
 one, and one whose schema is behind."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -14,24 +12,14 @@ from contextlib import contextmanager
 import pytest
 from django.test import Client
 
-from tests.support.db import ROOT, admin_connect, child_env
+from tests.support.db import admin_connect, child_env
+from tests.support.web import gunicorn
 
 
 @contextmanager
 def served(env):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.operations.support.wsgi_server"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        line = process.stdout.readline()
-        assert line.startswith("PORT "), (line, process.stderr.read() if process.poll() else "")
-        yield f"http://127.0.0.1:{int(line.split()[1])}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        process.stdout.close()
-        process.stderr.close()
+    with gunicorn(env) as base:
+        yield base
 
 
 def get(url):
