@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: run test venv migrate lint db-start db-stop clean-var bench browser
+.PHONY: run test venv migrate lint db-start db-stop clean-var bench test-packages
 
 $(STAMP): requirements.txt
 	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -26,18 +26,24 @@ PORT ?= 8000
 run: migrate
 	PORT=$(PORT) $(PYTHON) scripts/run_demo.py
 
-test: venv browser
+test: venv test-packages
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest
 
-# The /operations browser test drives Debian's Chromium through Playwright's Python package
-# (launched with executable_path); it never downloads a browser of its own.
-CHROMIUM := /usr/bin/chromium
-browser:
-	@test -x $(CHROMIUM) || { \
-	  echo "installing Debian's chromium for the browser test"; \
+# Debian packages the tests drive, installed when missing (as root, or with sudo):
+# - chromium: the /operations browser test, through Playwright's Python package launched with
+#   executable_path; it never downloads a browser of its own;
+# - nftables: the many-host tests cut a host's connections without closing them;
+# - pgbouncer: the many-host tests run every job through a session-pooling PgBouncer.
+TEST_PACKAGES := chromium:/usr/bin/chromium nftables:/usr/sbin/nft pgbouncer:/usr/sbin/pgbouncer
+test-packages:
+	@missing=""; for entry in $(TEST_PACKAGES); do \
+	  test -x "$${entry#*:}" || missing="$$missing $${entry%%:*}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for the tests:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
 
 lint: venv
 	$(PYTHON) -m ruff check .

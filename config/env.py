@@ -113,3 +113,40 @@ def parse_database_url(url: str) -> dict:
         "PORT": str(parts.port or ""),
         "OPTIONS": options,
     }
+
+
+def dead_peer_options(bound_seconds: int, options: dict) -> dict:
+    """libpq parameters so that a peer that vanished without a FIN or RST (powered off,
+    partitioned) is noticed within about ``bound_seconds``, on both ends of every connection.
+
+    Client side (libpq): TCP keepalives and ``tcp_user_timeout``, so this process notices a
+    vanished server. Server side (``options=-c …``, the session's own settings): the same, so
+    the server ends the session of a vanished *client* and frees its advisory locks (a drain's
+    lock, the schema lock) instead of holding them for the kernel's default of over two hours.
+    Idle for a third of the bound, then four probes spread over the rest. Unix-socket
+    connections ignore all of it. Values already in ``options`` (DATABASE_URL's query) win.
+    0 turns it off.
+    """
+    if bound_seconds <= 0:
+        return options
+    idle = max(1, bound_seconds // 3)
+    count = 4
+    interval = max(1, (bound_seconds - idle) // count)
+    timeout_ms = bound_seconds * 1000
+    merged = {
+        "keepalives": "1",
+        "keepalives_idle": str(idle),
+        "keepalives_interval": str(interval),
+        "keepalives_count": str(count),
+        "tcp_user_timeout": str(timeout_ms),
+        **options,
+    }
+    # client_connection_check_interval: a backend busy in a long statement (waiting for a lock,
+    # say) also checks now and then that its client is still there.
+    server = (
+        f"-c tcp_keepalives_idle={idle} -c tcp_keepalives_interval={interval} "
+        f"-c tcp_keepalives_count={count} -c tcp_user_timeout={timeout_ms} "
+        f"-c client_connection_check_interval={interval * 1000}"
+    )
+    merged["options"] = f"{server} {options['options']}" if options.get("options") else server
+    return merged

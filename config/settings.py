@@ -13,6 +13,7 @@ from pathlib import Path
 from config.env import (
     BASE_DIR,
     VAR_DIR,
+    dead_peer_options,
     env_bool,
     env_float,
     env_int,
@@ -123,6 +124,11 @@ _default_db["OPTIONS"].setdefault(
     "application_name",
     env_str("DRAINS_APPLICATION_NAME", f"drains@{socket.gethostname()}"),
 )
+# A vanished host's sessions end, and its advisory locks are freed, within this bound
+# (TCP keepalives on both ends; docs/deploy.md). 0 turns it off, e.g. behind a PgBouncer that
+# refuses the `options` startup parameter (or set its ignore_startup_parameters = options).
+DRAINS_DB_DEAD_PEER_SECONDS = env_int("DRAINS_DB_DEAD_PEER_SECONDS", 60, minimum=0)
+_default_db["OPTIONS"] = dead_peer_options(DRAINS_DB_DEAD_PEER_SECONDS, _default_db["OPTIONS"])
 _default_db["CONN_MAX_AGE"] = 0
 DATABASES = {"default": _default_db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -33,3 +33,29 @@ def test_postgres_url_parses_socket_host_and_options():
 def test_url_without_database_name_is_refused():
     with pytest.raises(ImproperlyConfigured, match="names no database"):
         parse_database_url("postgres://localhost:5432")
+
+
+def test_dead_peer_options_bound_both_ends_and_keep_what_the_url_says():
+    from config.env import dead_peer_options
+
+    opts = dead_peer_options(60, {"sslmode": "require"})
+    idle, interval, count = (int(opts[k]) for k in ("keepalives_idle", "keepalives_interval", "keepalives_count"))
+    assert opts["keepalives"] == "1" and opts["sslmode"] == "require"
+    assert idle + interval * count <= 60 and (idle, interval, count) == (20, 10, 4)
+    assert opts["tcp_user_timeout"] == "60000"
+    assert opts["options"] == (
+        "-c tcp_keepalives_idle=20 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=4 "
+        "-c tcp_user_timeout=60000 -c client_connection_check_interval=10000"
+    )
+    # what DATABASE_URL sets wins; its own server options are kept after ours
+    mine = dead_peer_options(60, {"keepalives_idle": "5", "options": "-c search_path=x"})
+    assert mine["keepalives_idle"] == "5" and mine["options"].endswith(" -c search_path=x")
+    assert dead_peer_options(0, {"a": "b"}) == {"a": "b"}
+
+
+def test_every_connection_carries_the_keepalives(settings):
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    assert params["keepalives_idle"] == str(settings.DRAINS_DB_DEAD_PEER_SECONDS // 3)
+    assert "tcp_keepalives_idle" in params["options"]
