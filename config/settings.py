@@ -235,7 +235,9 @@ def _job(expression: str, command: str) -> tuple:
         expression,
         "django.core.management.call_command",
         [command],
-        {},
+        # Says on the run that cron started it; a cron start of a job that is not a drain also
+        # claims its slot, so that with the crontab on several hosts it runs once (drains/slots.py).
+        {"trigger": "cron"},
         f">> {shlex.quote(str(DRAINS_LOG_DIR / (command + '.log')))} 2>&1",
     )
 
@@ -248,6 +250,9 @@ CRONJOBS = [
     _job("17 * * * *", "fetch_decisions"),
 ]
 CRONTAB_LOCK_JOBS = True
+# The fire time a job started by run_scheduler serves (it sets this in the job's environment);
+# unset, a cron-started job derives its slot from CRONJOBS and the clock.
+DRAINS_SCHEDULED_FOR = env_str("DRAINS_SCHEDULED_FOR")
 # The zone run_scheduler and `manage.py schedule` read the expressions in; cron uses the host's
 # (set CRON_TZ in the crontab or run the host in this zone). Default: DRAINS_OPERATOR_TZ.
 DRAINS_CRON_TZ = env_str("DRAINS_CRON_TZ")
@@ -278,6 +283,8 @@ if EMAIL_HOST:
 else:
     EMAIL_HOST = "localhost"
     EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+    # For EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend: one file per message.
+    EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"drains@{socket.gethostname()}")
 DIGEST_RECIPIENTS = env_list("DIGEST_RECIPIENTS", [])
 

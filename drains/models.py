@@ -100,9 +100,22 @@ class DrainRun(models.Model):
     cache_creation_input_tokens = models.BigIntegerField(default=0)
     cache_read_input_tokens = models.BigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    slot = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The scheduled fire time a cron-started job serves (drains/slots.py): one run "
+        "per job and slot across all hosts.",
+    )
 
     class Meta:
         ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["drain", "slot"],
+                condition=Q(slot__isnull=False),
+                name="drainrun_one_run_per_job_slot",
+            ),
+        ]
         indexes = [
             models.Index(fields=["drain", "-started_at"], name="drainrun_drain_started"),
             models.Index(

@@ -112,6 +112,7 @@ def start_run(
     deadline: datetime | None = None,
     backlog_at_start: int | None = None,
     backend_pid: int | None = None,
+    slot: datetime | None = None,
 ) -> DrainRun:
     """Record that this process starts a run now (status running)."""
     return DrainRun.objects.create(
@@ -124,6 +125,7 @@ def start_run(
         started_at=timezone.now(),
         deadline=deadline,
         backlog_at_start=backlog_at_start,
+        slot=slot,
     )
 
 
@@ -204,8 +206,17 @@ def job_run(name: str, trigger: str = Trigger.CRON) -> Iterator[DrainRun]:
     ``failed`` with the error recorded *before* the exception goes on (django-crontab swallows
     exceptions, so the row is where an operator sees the failure). Ctrl-C ends it ``stopped``.
     The body may call ``record_checkpoint(run=run, done=n)`` to report progress.
+
+    A cron start claims the job's slot first (drains/slots.py): when another host, or an
+    earlier start, already has it, ``SlotTaken`` is raised before anything is done.
     """
-    run = start_run(drain=name, trigger=trigger, mode=RunMode.JOB)
+    from drains import slots
+
+    slot = slots.current_slot(name) if slots.claims_a_slot(trigger) else None
+    if slot is not None:
+        run = slots.claim(name=name, trigger=trigger, slot=slot)
+    else:
+        run = start_run(drain=name, trigger=trigger, mode=RunMode.JOB)
     try:
         yield run
     except BaseException as exc:

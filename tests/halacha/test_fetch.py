@@ -205,9 +205,10 @@ def test_command_records_a_job_run_with_counts(feed, inbox, settings):
     settings.FETCH_INBOX_DIR = inbox
     settings.FETCH_FEED_URL = feed.url("/decisions")
     out, err = io.StringIO(), io.StringIO()
-    call_command("fetch_decisions", stdout=out, stderr=err)
+    call_command("fetch_decisions", trigger="cron", stdout=out, stderr=err)  # as cron does
     run = DrainRun.objects.get(drain="fetch_decisions")
     assert (run.mode, run.trigger, run.status) == (RunMode.JOB, Trigger.CRON, RunStatus.SUCCEEDED)
+    assert run.slot is not None and run.slot.minute == 17  # the fetch's cron slot
     # feed-1 added from the inbox, feed-2 from the feed (feed-1 again is unchanged: not counted)
     assert (run.items_done, run.items_failed) == (2, 2)
     assert "inbox/a.jsonl:2: not valid JSON" in err.getvalue()

@@ -211,12 +211,15 @@ def test_digest_query_count_does_not_grow_with_runs(prepared_day, django_assert_
 @override_settings(DIGEST_RECIPIENTS=["ops@example.com"])
 def test_send_digest_command_mails_and_records_a_job_run(prepared_day):
     out = io.StringIO()
-    call_command("send_digest", stdout=out)
+    call_command("send_digest", trigger="cron", stdout=out)  # as its cron line calls it
     assert len(mail.outbox) == 1
     assert "Digest sent to ops@example.com" in out.getvalue()
     run = DrainRun.objects.filter(drain="send_digest").latest("started_at")
     assert (run.mode, run.trigger, run.status) == (RunMode.JOB, "cron", RunStatus.SUCCEEDED)
     assert run.started_at == NOW
+    # the run holds the digest's cron slot: the latest 07:12 at or before now
+    slot = run.slot.astimezone(ZoneInfo("Asia/Jerusalem"))
+    assert (slot.hour, slot.minute) == (7, 12) and timedelta(0) <= NOW - run.slot < timedelta(days=1)
 
 
 @override_settings(

@@ -7,8 +7,10 @@ from django.db import connection
 
 from drains import registry
 from drains.events import record_event
+from drains.models import Trigger
 from drains.runs import job_run, record_checkpoint
 from drains.schema_gate import ensure_schema, missing_migrations
+from drains.slots import SlotTaken
 from drains.supervisor import ACTOR, SupervisorLock, supervise
 
 COMMAND_NAME = "supervise_drains"
@@ -30,8 +32,16 @@ class Command(BaseCommand):
         parser.add_argument(
             "--drain", metavar="NAME", help="Supervise only this drain (default: every drain)."
         )
+        parser.add_argument(
+            "--trigger",
+            choices=[Trigger.CRON, Trigger.MANUAL],
+            default=Trigger.MANUAL,
+            help="What started this tick, as recorded on its run. Cron lines pass cron, which "
+            "claims the cron slot: with the crontab on several hosts one tick acts per slot "
+            "(default: manual, never refused).",
+        )
 
-    def handle(self, *args, dry_run, drain, **options):
+    def handle(self, *args, dry_run, drain, trigger, **options):
         if drain is not None and drain not in registry.names():
             raise CommandError(
                 f"There is no drain named {drain!r}; known drains: {', '.join(registry.names())}."
@@ -57,7 +67,7 @@ class Command(BaseCommand):
                 ensure_schema(stdout=self.stdout)
                 # Recorded as a job run, so the schedule, the snapshot and the digest show when
                 # the supervisor last ran and whether it failed.
-                with job_run(COMMAND_NAME) as run:
+                with job_run(COMMAND_NAME, trigger) as run:
                     result = supervise(
                         names=[drain] if drain else None, dry_run=False, write=self.stdout.write
                     )
@@ -66,6 +76,9 @@ class Command(BaseCommand):
                             f"the supervisor failed on {', '.join(result.failed)} (see the events)."
                         )
                     record_checkpoint(run=run, done=len(result.decisions))
+        except SlotTaken as taken:
+            self.stdout.write(f"{COMMAND_NAME}: {taken}")
+            return
         except CommandError:
             raise
         except Exception as exc:

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from drains.models import Trigger
 from drains.runs import job_run, record_checkpoint
 from drains.schema_gate import ensure_schema
+from drains.slots import SlotTaken
 from halacha.fetch import FetchError, FetchReport, fetch_decisions
 
 JOB = "fetch_decisions"
@@ -25,8 +26,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--trigger",
             choices=Trigger.values,
-            default=Trigger.CRON,
-            help="What started this run, as recorded on it (default: cron).",
+            default=Trigger.MANUAL,
+            help="What started this run, as recorded on it. Cron lines pass cron, which also "
+            "claims the cron slot so that one host of several does the work (default: manual, "
+            "never refused).",
         )
 
     def handle(self, *args, trigger: str, **options):
@@ -43,6 +46,9 @@ class Command(BaseCommand):
         except FetchError as exc:
             # Recorded on the run as failed already; say it plainly and exit non-zero.
             raise CommandError(str(exc)) from None
+        except SlotTaken as taken:
+            self.stdout.write(f"{JOB}: {taken}")
+            return
         for moved in report.files:
             self.stdout.write(
                 f"{moved.name}: "

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand
 from drains.models import Trigger
 from drains.runs import job_run
 from drains.schema_gate import ensure_schema
+from drains.slots import SlotTaken
 from operations.digest import send_digest
 
 JOB = "send_digest"
@@ -23,8 +24,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--trigger",
             choices=Trigger.values,
-            default=Trigger.CRON,
-            help="What started this run, as recorded on it (default: cron).",
+            default=Trigger.MANUAL,
+            help="What started this run, as recorded on it. Cron lines pass cron, which also "
+            "claims the cron slot so that one host of several does the work (default: manual, "
+            "never refused).",
         )
         parser.add_argument(
             "--dry-run",
@@ -34,8 +37,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, trigger: str, dry_run: bool, **options):
         ensure_schema()
-        with job_run(JOB, trigger):
-            result = send_digest(dry_run=dry_run)
+        try:
+            with job_run(JOB, trigger):
+                result = send_digest(dry_run=dry_run)
+        except SlotTaken as taken:
+            self.stdout.write(f"{JOB}: {taken}")
+            return
         if dry_run or not result.recipients:
             if not result.recipients:
                 self.stderr.write(

@@ -1,0 +1,92 @@
+"""Once per cron slot across all hosts, for every scheduled job that is not a drain.
+
+Several hosts may install the same crontab (docs/deploy.md). A drain guards itself with its
+lock, but a sibling job — the digest, the court fetch, the supervisor tick — would simply run
+once per host: the digest emailed twice, the feed fetched twice. So a job started by cron
+claims its *slot*, the scheduled fire time it serves, on its run row: the first host to start
+the slot does the work, the others are told "already done for the 07:12 slot by host-b (run
+42)" and exit 0. A manual run (``--trigger manual``, the default from a shell) claims nothing
+and is never refused.
+
+The slot comes from the schedule, not from the moment the process happened to start: the fire
+time ``run_scheduler`` passes in (``DRAINS_SCHEDULED_FOR``), else the job's latest fire time in
+``CRONJOBS`` at or before now. A host whose clock runs up to ``EARLY_TOLERANCE`` ahead, or one
+that starts late, still names the same slot as the others. The claim is a check and an insert
+under a transaction-scoped advisory lock on (job, slot), with a unique constraint on the run
+row's (drain, slot) behind it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from datetime import datetime, timedelta
+
+from croniter import croniter
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from drains import schedule
+from drains.models import DrainRun, RunMode, Trigger
+
+#: First half of the slot lock key: ASCII "SLOT". Fixed; never reuse it.
+SLOT_LOCK_NAMESPACE = 0x534C4F54
+#: A host whose clock is this far ahead of the others still names the slot they name.
+EARLY_TOLERANCE = timedelta(seconds=30)
+
+
+class SlotTaken(Exception):
+    """This job's slot was already started, by this host or another."""
+
+    def __init__(self, *, slot: datetime, run: DrainRun):
+        self.slot = slot
+        self.run = run
+        local = timezone.localtime(slot, schedule.cron_tz())
+        super().__init__(
+            f"already done for the {local:%H:%M} slot by {run.host} (run {run.pk}); this copy exits."
+        )
+
+
+def current_slot(name: str, *, now: datetime | None = None) -> datetime | None:
+    """The fire time that a cron start of the job whose runs are named ``name`` serves."""
+    given = settings.DRAINS_SCHEDULED_FOR
+    if given:
+        parsed = parse_datetime(given)
+        if parsed is None or timezone.is_naive(parsed):
+            raise ValueError(
+                f"DRAINS_SCHEDULED_FOR={given!r} is not an ISO 8601 time with a UTC offset."
+            )
+        return parsed.replace(second=0, microsecond=0)
+    job = next((j for j in schedule.scheduled_jobs() if schedule.run_name(j) == name), None)
+    if job is None:
+        return None  # not in the schedule: nothing to share with other hosts
+    start = (now or timezone.now()).astimezone(schedule.cron_tz()) + EARLY_TOLERANCE
+    return croniter(job.expression, start + timedelta(seconds=1)).get_prev(datetime)
+
+
+def slot_key(name: str, slot: datetime) -> int:
+    return zlib.crc32(f"{name}@{slot.timestamp():.0f}".encode()) & 0x7FFFFFFF
+
+
+def claim(*, name: str, trigger: str, slot: datetime) -> DrainRun:
+    """Start ``name``'s run for ``slot``, or raise SlotTaken naming the run that has it."""
+    from drains.runs import start_run
+
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)",
+                           [SLOT_LOCK_NAMESPACE, slot_key(name, slot)])
+        taken = DrainRun.objects.filter(drain=name, slot=slot).first()
+        if taken is not None:
+            raise SlotTaken(slot=slot, run=taken)
+        try:
+            with transaction.atomic():
+                return start_run(drain=name, trigger=trigger, mode=RunMode.JOB, slot=slot)
+        except IntegrityError:
+            # The unique constraint behind the lock: someone got there without taking it.
+            raise SlotTaken(slot=slot, run=DrainRun.objects.get(drain=name, slot=slot)) from None
+
+
+def claims_a_slot(trigger: str) -> bool:
+    return trigger == Trigger.CRON
