@@ -48,6 +48,10 @@ browser:
 # native executable, and Node (20 here) only runs that small link step.
 CLAUDE_CLI_STAMP := node_modules/.installed-$(shell cksum package-lock.json | cut -d' ' -f1)
 $(CLAUDE_CLI_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { \
+	  echo "installing Debian's nodejs and npm for the real Claude CLI"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q nodejs npm; }
 	npm ci --ignore-scripts --no-audit --no-fund --registry=https://registry.npmjs.org/
 	node node_modules/@anthropic-ai/claude-code/install.cjs
 	node_modules/.bin/claude --version
