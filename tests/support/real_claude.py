@@ -14,7 +14,6 @@ any request meant for another host is recorded by the stub instead of leaving th
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -61,16 +60,12 @@ def real_cli() -> Path:
     return CLAUDE
 
 
-def use_real_cli(monkeypatch, settings, tmp_path: Path, stub: AnthropicStub) -> Path:
-    """Configure the claude-cli backend to run the real CLI against ``stub``; returns HOME."""
-    home = tmp_path / "home"
-    (home / ".claude").mkdir(parents=True)
-    for name in FOREIGN:
-        monkeypatch.delenv(name, raising=False)
-    environment = {
+def isolated_env(stub_url: str, home: Path) -> dict[str, str]:
+    """Environment for the real CLI: its own HOME, the stub as API and proxy, no other traffic."""
+    return {
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),
-        "ANTHROPIC_BASE_URL": stub.url,
+        "ANTHROPIC_BASE_URL": stub_url,
         "ANTHROPIC_API_KEY": "test",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_AUTOUPDATER": "1",
@@ -78,14 +73,22 @@ def use_real_cli(monkeypatch, settings, tmp_path: Path, stub: AnthropicStub) -> 
         "DISABLE_ERROR_REPORTING": "1",
         "CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY": "1",
         # Anything not for the stub goes to the stub as a proxy request, and is recorded there.
-        "HTTPS_PROXY": stub.url,
-        "HTTP_PROXY": stub.url,
-        "https_proxy": stub.url,
-        "http_proxy": stub.url,
+        "HTTPS_PROXY": stub_url,
+        "HTTP_PROXY": stub_url,
+        "https_proxy": stub_url,
+        "http_proxy": stub_url,
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
     }
-    for name, value in environment.items():
+
+
+def use_real_cli(monkeypatch, settings, tmp_path: Path, stub: AnthropicStub) -> Path:
+    """Configure the claude-cli backend to run the real CLI against ``stub``; returns HOME."""
+    home = tmp_path / "home"
+    (home / ".claude").mkdir(parents=True)
+    for name in FOREIGN:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in isolated_env(stub.url, home).items():
         monkeypatch.setenv(name, value)
     settings.CLAUDE_CLI = str(real_cli())
     settings.CLAUDE_CONFIG_DIR = str(home / ".claude")
@@ -93,7 +96,6 @@ def use_real_cli(monkeypatch, settings, tmp_path: Path, stub: AnthropicStub) -> 
     settings.HALACHA_CLI_MODEL = "claude-sonnet-4-6"
     settings.HALACHA_CLI_EXTRA_ARGS = ""
     settings.DRAINS_FALLBACK_BACKOFF_SECONDS = 900
-    assert os.environ["HOME"] == str(home)
     return home
 
 
