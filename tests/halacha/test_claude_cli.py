@@ -6,6 +6,7 @@ What the real CLI sends and how it reports API errors is in test_claude_cli_real
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -13,8 +14,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import psutil
 import pytest
+from django.core.management import CommandError, call_command
 from freezegun import freeze_time
 
+from drains.models import DrainRun, RunStatus
 from drains.ratelimit import RateLimited
 from halacha.extractors import get_extractor
 from halacha.extractors.base import ExtractionError
@@ -377,3 +380,23 @@ def test_extract_metadata(cli, decision):
     assert meta.judges == ["Ronit Shapira"] and meta.usage["cost_usd"] == 0.024
     assert (record / "system-prompt.txt").read_text(encoding="utf-8") == METADATA_SYSTEM_PROMPT
     assert (record / "stdin.txt").read_text(encoding="utf-8") == metadata_user_prompt(decision)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_extra_arg_fails_the_drain_run_without_spending_a_decisions_attempts(
+    cli, settings
+):
+    settings.HALACHA_EXTRACTOR = "claude-cli"
+    settings.HALACHA_CLI_EXTRA_ARGS = "--allowedTools Bash"
+    record = cli(result=reply())
+    decision = CourtDecision.objects.create(external_id="cfg-1", text=TEXT, language="en")
+    with pytest.raises(CommandError, match="HALACHA_CLI_EXTRA_ARGS: --allowedTools could give"):
+        call_command(
+            "drain_halacha", "--trigger", "manual", stdout=io.StringIO(), stderr=io.StringIO()
+        )
+    run = DrainRun.objects.get()
+    assert run.status == RunStatus.FAILED
+    assert "HALACHA_CLI_EXTRA_ARGS: --allowedTools could give the model tools" in run.error
+    decision.refresh_from_db()
+    assert (decision.status, decision.attempts) == ("pending", 0)
+    assert not (record / "argv.json").exists()
