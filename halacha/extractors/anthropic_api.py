@@ -40,6 +40,7 @@ from halacha.extractors.protocol import (
 
 logger = logging.getLogger(__name__)
 
+
 def key_fingerprint(api_key: str) -> str:
     """A short, stable name for an API key that reveals nothing about it."""
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:12]
@@ -125,9 +126,9 @@ class AnthropicExtractor(Extractor):
         message, text, raw, usage = self._call(
             system=SYSTEM_PROMPT, user=user_prompt(decision), schema=HALACHA_SCHEMA
         )
+        model = message.model or self.model
         return halachot_result(
-            text, decision, raw=raw, usage=usage, extractor=self.name,
-            model=message.model or self.model,
+            text, decision, raw=raw, usage=usage, extractor=self.name, model=model
         )
 
     def extract_metadata(self, decision) -> MetadataResult:
