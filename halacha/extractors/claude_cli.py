@@ -35,7 +35,8 @@ files (CLAUDE.md, .claude/, .mcp.json) and the request names nothing of the proj
 environment adds, unless the operator set them: ``CLAUDE_CODE_MAX_RETRIES=0`` (the drain owns
 backoff, as with the SDK's ``max_retries=0``; the CLI would otherwise retry a 529 for minutes),
 ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`` and ``DISABLE_AUTOUPDATER=1`` (a cron job neither
-phones home nor updates itself mid-run). ``CLAUDE_CONFIG_DIR`` picks the account.
+phones home nor updates itself mid-run); its ``TMPDIR`` is inside the scratch folder too (it
+leaves a probe folder in /tmp on every call otherwise). ``CLAUDE_CONFIG_DIR`` picks the account.
 
 Not used, on purpose: ``--bare`` (it turns off OAuth, i.e. subscription login, and the bursts spend
 subscription quota), and ``--json-schema``: the CLI implements it as a ``StructuredOutput`` tool
@@ -287,10 +288,14 @@ class ClaudeCliExtractor(Extractor):
 
     # --- running the CLI ------------------------------------------------------------------
 
-    def _env(self) -> dict[str, str]:
+    def _env(self, tmp: Path) -> dict[str, str]:
         env = dict(os.environ)
         for name, value in CLI_ENV_DEFAULTS.items():
             env.setdefault(name, value)
+        # The CLI leaves files in its temporary folder on every call (/tmp/claude-<uid>/...):
+        # give it one inside the scratch folder, which goes with it.
+        for name in ("TMPDIR", "CLAUDE_CODE_TMPDIR"):
+            env[name] = str(tmp)
         if settings.CLAUDE_CONFIG_DIR:
             env["CLAUDE_CONFIG_DIR"] = settings.CLAUDE_CONFIG_DIR
         return env
@@ -311,17 +316,22 @@ class ClaudeCliExtractor(Extractor):
     def run(self, system_prompt: str, user: str) -> tuple[int, str, str]:
         """Run the CLI once: ``system_prompt`` as its system prompt, ``user`` on stdin.
 
-        Returns (exit status, stdout, stderr). The CLI works in an empty temporary folder that is
-        removed afterwards, whatever happens.
+        Returns (exit status, stdout, stderr). The CLI works in an empty temporary folder (and
+        keeps its temporary files beside it) that is removed afterwards, whatever happens.
         """
         with tempfile.TemporaryDirectory(prefix="halacha-cli-") as scratch:
             prompt_file = Path(scratch) / "system-prompt.md"
             prompt_file.write_text(system_prompt, encoding="utf-8")
             workdir = Path(scratch) / "work"
             workdir.mkdir()
-            return self._run_in(self.command(system_prompt_file=str(prompt_file)), user, workdir)
+            tmp = Path(scratch) / "tmp"
+            tmp.mkdir()
+            command = self.command(system_prompt_file=str(prompt_file))
+            return self._run_in(command, user, workdir, self._env(tmp))
 
-    def _run_in(self, command: list[str], user: str, workdir: Path) -> tuple[int, str, str]:
+    def _run_in(
+        self, command: list[str], user: str, workdir: Path, env: dict[str, str]
+    ) -> tuple[int, str, str]:
         executable = command[0]
         timeout = float(settings.HALACHA_CLI_TIMEOUT_SECONDS)
         try:
@@ -333,7 +343,7 @@ class ClaudeCliExtractor(Extractor):
                 text=True,
                 encoding="utf-8",
                 errors="replace",
-                env=self._env(),
+                env=env,
                 cwd=workdir,
                 # Its own process group, so a timeout kills whatever the CLI started as well.
                 start_new_session=True,

@@ -70,9 +70,15 @@ def test_the_pinned_cli_is_installed():
     assert PINNED == "2.1.332"
 
 
-def test_good_reply__one_lean_request_parsed_into_verbatim_halachot(stub, decision):
+def test_good_reply__one_lean_request_parsed_into_verbatim_halachot(
+    stub, decision, tmp_path, monkeypatch
+):
+    outer_tmp = tmp_path / "outer-tmp"  # the drain's own TMPDIR: the CLI must leave nothing here
+    outer_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(outer_tmp))
     stub.reply(reply((RULE, QUOTE, ["property"])), model=MODEL)
     result = ClaudeCliExtractor().extract(decision)
+    assert list(outer_tmp.iterdir()) == []
 
     assert [(h.rule, h.quote, h.topics) for h in result.halachot] == [(RULE, QUOTE, ["property"])]
     assert all(h.quote in TEXT for h in result.halachot)
