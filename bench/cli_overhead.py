@@ -120,6 +120,8 @@ def main() -> int:
         (home / ".claude").mkdir(parents=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE_"))}
         env.update(isolated_env(stub.url, home), CLAUDE_CONFIG_DIR=str(home / ".claude"))
+        env["TMPDIR"] = str(Path(scratch) / "tmp")  # the old call's leftovers go with the scratch
+        Path(env["TMPDIR"]).mkdir()
         for _ in range(2 * len(decisions)):
             stub.reply('{"halachot": []}')
 
