@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: run test venv migrate lint db-start db-stop clean-var bench test-packages
+.PHONY: run test venv migrate lint db-start db-stop clean-var bench test-packages claude-cli
 
 $(STAMP): requirements.txt
 	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -26,7 +26,7 @@ PORT ?= 8000
 run: migrate
 	PORT=$(PORT) $(PYTHON) scripts/run_demo.py
 
-test: venv test-packages
+test: venv test-packages claude-cli
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest
 
@@ -44,6 +44,26 @@ test-packages:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
+
+# The real Claude CLI for the claude-cli backend's tests and bench/cli_overhead.py: the version
+# pinned in package.json + package-lock.json, from the npm registry only, into node_modules/
+# (git-ignored). npm fetches the wrapper and this platform's native binary (an optional
+# dependency, also on the registry). The wrapper's postinstall only hard-links that binary over
+# its placeholder, so it runs here explicitly rather than as an npm lifecycle script; it
+# downloads nothing. npm warns that the package's engines field asks for Node 22: the CLI is a
+# native executable, and Node (20 here) only runs that small link step.
+CLAUDE_CLI_STAMP := node_modules/.installed-$(shell cksum package-lock.json | cut -d' ' -f1)
+$(CLAUDE_CLI_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { \
+	  echo "installing Debian's nodejs and npm for the real Claude CLI"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q nodejs npm; }
+	npm ci --ignore-scripts --no-audit --no-fund --registry=https://registry.npmjs.org/
+	node node_modules/@anthropic-ai/claude-code/install.cjs
+	node_modules/.bin/claude --version
+	@touch $@
+
+claude-cli: $(CLAUDE_CLI_STAMP)
 
 lint: venv
 	$(PYTHON) -m ruff check .

@@ -220,6 +220,11 @@ HALACHA_MAX_TOKENS = env_int("HALACHA_MAX_TOKENS", 4096, minimum=256)
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
 CLAUDE_CLI = env_str("CLAUDE_CLI", "claude")
 HALACHA_CLI_TIMEOUT_SECONDS = env_float("HALACHA_CLI_TIMEOUT_SECONDS", 300.0, minimum=1)
+# The model the CLI runs (--model): an alias or a full name. Sonnet, not the CLI's own default
+# (the most expensive model, with its own weekly limit); see the README.
+HALACHA_CLI_MODEL = env_str("HALACHA_CLI_MODEL", "sonnet")
+# Extra CLI flags, shell syntax; flags that could give the model tools are refused (claude_cli).
+HALACHA_CLI_EXTRA_ARGS = env_str("HALACHA_CLI_EXTRA_ARGS", "")
 # The CLI's account lives in its config dir; part of the quota key (and passed to the CLI).
 CLAUDE_CONFIG_DIR = env_str("CLAUDE_CONFIG_DIR")
 # One Messages API call may take this long before it counts as failed (the SDK never retries).

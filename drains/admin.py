@@ -182,10 +182,16 @@ class DrainRunAdmin(ReadOnlyAdmin):
         "finished_at",
         "items_done",
         "items_failed",
+        "models_used",
     ]
     list_filter = ["drain", "status", "trigger", "mode", "started_at"]
     search_fields = ["drain", "host", "error"]
     show_full_result_count = False  # no COUNT(*) over every run ever on each page
+
+    @admin.display(description="models")
+    def models_used(self, run: DrainRun) -> str:
+        """The models the run's calls used (its model_usage has their calls, tokens and cost)."""
+        return ", ".join(sorted(run.model_usage or {})) or "—"
 
 
 @admin.register(DrainEvent)

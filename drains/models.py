@@ -100,6 +100,12 @@ class DrainRun(models.Model):
     cache_creation_input_tokens = models.BigIntegerField(default=0)
     cache_read_input_tokens = models.BigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    model_usage = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Per model the extractor reported (e.g. the CLI's modelUsage): calls, tokens, "
+        "cost_usd, summed over the run.",
+    )
     slot = models.DateTimeField(
         null=True,
         blank=True,

@@ -73,10 +73,14 @@ class Usage:
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
     cost_usd: Decimal = field(default_factory=Decimal)
+    # model -> {"calls", token keys, "cost_usd"}: the extractors' ``model_usage``, summed.
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def add(self, usage: Mapping[str, Any] | None) -> None:
         if not usage:
             return
+        if isinstance(usage.get("model_usage"), Mapping):
+            self.models = merge_model_usage(self.models, usage["model_usage"])
         for key in USAGE_TOKEN_KEYS:
             value = usage.get(key)
             if value:
@@ -89,7 +93,25 @@ class Usage:
                 logger.warning("ignoring an unreadable cost_usd %r in extractor usage", cost)
 
     def __bool__(self) -> bool:
-        return any(getattr(self, key) for key in USAGE_TOKEN_KEYS) or bool(self.cost_usd)
+        return (
+            any(getattr(self, key) for key in USAGE_TOKEN_KEYS)
+            or bool(self.cost_usd)
+            or bool(self.models)
+        )
+
+
+def merge_model_usage(total: Mapping[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:
+    """Per-model usage ``total`` plus ``more``, summed key by key (numbers only; cost rounded)."""
+    merged = {model: dict(spent) for model, spent in total.items()}
+    for model, spent in more.items():
+        if not isinstance(spent, Mapping):
+            continue
+        entry = merged.setdefault(str(model), {})
+        for key, value in spent.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                summed = entry.get(key, 0) + value
+                entry[key] = round(summed, 6) if isinstance(summed, float) else summed
+    return merged
 
 
 def error_text(exc: BaseException) -> str:
@@ -150,8 +172,14 @@ def record_checkpoint(
                 values[key] = F(key) + getattr(usage, key)
         if usage.cost_usd:
             values["cost_usd"] = F("cost_usd") + usage.cost_usd
+        if usage.models:
+            # Only this run's own process writes its row while it runs (the update is guarded),
+            # so the total it holds is the stored one.
+            values["model_usage"] = merge_model_usage(run.model_usage or {}, usage.models)
     updated = DrainRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(**values)
     run.last_checkpoint_at = now
+    if updated and "model_usage" in values:
+        run.model_usage = values["model_usage"]
     return bool(updated)
 
 

@@ -25,6 +25,7 @@ queries however many drains, runs and events exist — three round trips for the
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -359,7 +360,16 @@ def _run(run: DrainRun | None, now: datetime) -> dict | None:
         "progress": progress,
         "deadline": run.deadline,
         "error": run.error,
+        "models": _models(run.model_usage),
     }
+
+
+def _models(model_usage) -> list[str]:
+    """The models a run's calls were spent on, most calls first (``DrainRun.model_usage``)."""
+    if isinstance(model_usage, str):  # the snapshot's raw SQL hands jsonb over as text
+        model_usage = json.loads(model_usage)
+    spent = model_usage if isinstance(model_usage, dict) else {}
+    return sorted(spent, key=lambda m: (-(spent[m] or {}).get("calls", 0), m))
 
 
 def _first_line(text: str, limit: int = 160) -> str:

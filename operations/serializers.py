@@ -82,6 +82,9 @@ class RunSerializer(serializers.Serializer):
     progress = serializers.FloatField(allow_null=True, help_text="items_done / backlog_at_start")
     deadline = serializers.DateTimeField(allow_null=True)
     error = serializers.CharField(allow_blank=True)
+    models = serializers.ListField(
+        child=serializers.CharField(), help_text="Models the run's calls used, most calls first."
+    )
 
 
 class BackoffSerializer(serializers.Serializer):

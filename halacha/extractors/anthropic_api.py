@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import warnings
-from typing import Any
 
 import anthropic
 from django.conf import settings
@@ -26,27 +25,20 @@ from halacha.extractors.base import (
     ExtractionResult,
     Extractor,
     MetadataResult,
-    empty_usage,
 )
 from halacha.extractors.protocol import (
     HALACHA_SCHEMA,
     METADATA_SCHEMA,
     METADATA_SYSTEM_PROMPT,
     SYSTEM_PROMPT,
+    halachot_result,
+    metadata_result,
     metadata_user_prompt,
-    parse_halachot,
-    parse_metadata,
+    usage_from,
     user_prompt,
 )
 
 logger = logging.getLogger(__name__)
-
-USAGE_KEYS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_input_tokens",
-    "cache_read_input_tokens",
-)
 
 
 def key_fingerprint(api_key: str) -> str:
@@ -54,20 +46,8 @@ def key_fingerprint(api_key: str) -> str:
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:12]
 
 
-def usage_of(message) -> dict[str, Any]:
-    usage = empty_usage()
-    reported = getattr(message, "usage", None)
-    for key in USAGE_KEYS:
-        usage[key] = int(getattr(reported, key, 0) or 0)
-    return usage
-
-
 class AnthropicExtractor(Extractor):
     name = "anthropic"
-
-    def __init__(self):
-        self._client: anthropic.Anthropic | None = None
-        self._client_for: tuple | None = None
 
     @property
     def model(self) -> str:  # read at call time, like every setting
@@ -78,6 +58,11 @@ class AnthropicExtractor(Extractor):
         return f"anthropic:{key_fingerprint(api_key)}" if api_key else "anthropic:no-key"
 
     def client(self) -> anthropic.Anthropic:
+        """A client for one call (the caller closes it), from the settings as they are now.
+
+        One per call, closed right after: a call takes seconds, so a fresh connection costs
+        nothing worth keeping one open (and never closing it) for the life of the extractor.
+        """
         api_key = settings.ANTHROPIC_API_KEY
         if not api_key:
             raise ExtractionError(
@@ -85,12 +70,8 @@ class AnthropicExtractor(Extractor):
                 "HALACHA_EXTRACTOR=offline (no key) or claude-cli."
             )
         timeout = float(settings.HALACHA_API_TIMEOUT_SECONDS)
-        wanted = (api_key, timeout)
-        if self._client is None or self._client_for != wanted:
-            # base_url is left to the SDK, which reads ANTHROPIC_BASE_URL itself.
-            self._client = anthropic.Anthropic(api_key=api_key, max_retries=0, timeout=timeout)
-            self._client_for = wanted
-        return self._client
+        # base_url is left to the SDK, which reads ANTHROPIC_BASE_URL itself.
+        return anthropic.Anthropic(api_key=api_key, max_retries=0, timeout=timeout)
 
     def _call(self, *, system: str, user: str, schema: dict):
         """One Messages API request; returns (message, reply text, raw, usage) or raises."""
@@ -122,9 +103,10 @@ class AnthropicExtractor(Extractor):
         except anthropic.APIConnectionError as exc:
             raise ExtractionError(f"could not reach the Anthropic API: {exc}") from exc
         finally:
+            client.close()
             for warning in caught:
                 logger.warning("anthropic SDK: %s", warning.message)
-        usage = usage_of(message)
+        usage = usage_from(getattr(message, "usage", None))
         raw = message.model_dump(mode="json")
         text = "".join(
             block.text for block in message.content if getattr(block, "type", "") == "text"
@@ -144,19 +126,9 @@ class AnthropicExtractor(Extractor):
         message, text, raw, usage = self._call(
             system=SYSTEM_PROMPT, user=user_prompt(decision), schema=HALACHA_SCHEMA
         )
-        try:
-            parsed = parse_halachot(text, decision.text)
-        except ExtractionError as exc:
-            exc.raw, exc.usage = raw, usage  # paid for: the runtime records both
-            raise
-        return ExtractionResult(
-            halachot=parsed.halachot,
-            usage=usage,
-            raw=raw,
-            rejected=parsed.rejected,
-            extractor=self.name,
-            model=message.model or self.model,
-            problems=parsed.problems,
+        model = message.model or self.model
+        return halachot_result(
+            text, decision, raw=raw, usage=usage, extractor=self.name, model=model
         )
 
     def extract_metadata(self, decision) -> MetadataResult:
@@ -165,21 +137,8 @@ class AnthropicExtractor(Extractor):
             user=metadata_user_prompt(decision),
             schema=METADATA_SCHEMA,
         )
-        try:
-            parsed = parse_metadata(text)
-        except ExtractionError as exc:
-            exc.raw, exc.usage = raw, usage
-            raise
-        return MetadataResult(
-            court=parsed.court,
-            case_number=parsed.case_number,
-            decided_on=parsed.decided_on,
-            judges=parsed.judges,
-            parties=parsed.parties,
-            usage=usage,
-            raw=raw,
-            extractor=self.name,
-            model=message.model or self.model,
+        return metadata_result(
+            text, raw=raw, usage=usage, extractor=self.name, model=message.model or self.model
         )
 
 

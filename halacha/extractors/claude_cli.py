@@ -1,13 +1,59 @@
-"""The ``claude-cli`` backend: the Claude CLI in headless mode, ``claude -p --output-format json``.
+"""The ``claude-cli`` backend: the Claude CLI in headless mode, as a plain model call.
 
-The executable comes from CLAUDE_CLI, the prompt goes on standard input, and the call is killed
-(its whole process group, then reaped) after HALACHA_CLI_TIMEOUT_SECONDS. The final JSON object's
-``result`` is validated like any model reply; its usage and ``total_cost_usd`` are kept.
+Claude Code is an agent: called bare (``claude -p``) it sends its whole agent system prompt and a
+dozen tool definitions (Bash, Read, Write, Edit, ...) with every request, about 47 KB, on the most
+expensive default model, from the project's folder. A court decision is untrusted text, so this
+backend runs the CLI as a lean, tool-less model call instead. Every flag, and why:
+
+``-p --output-format json``
+    Headless; one JSON result object on stdout (result text, usage, ``total_cost_usd``,
+    ``modelUsage``).
+``--system-prompt-file <file>``
+    The extraction (or metadata) instructions are the system prompt, replacing Claude Code's
+    agent prompt; the decision alone goes on standard input as the user message. A file, not an
+    argument, so the prompt does not show in process listings.
+``--tools ""``
+    No built-in tools: the request carries none, so a decision that says "run this command" has
+    nothing to call. A reply that asks for a tool anyway finds none.
+``--max-turns 1``
+    One model request per call: a reply that asks for a tool ends the call as an error instead of
+    a second, paid, request.
+``--model <HALACHA_CLI_MODEL>``
+    The CLI's default is the most expensive model (and its own weekly limit); extraction runs on
+    the model named here, a Sonnet alias by default.
+``--no-session-persistence``
+    No session transcript written for every call.
+``--strict-mcp-config``
+    No MCP servers (none are given with ``--mcp-config``), whatever the account configured.
+``--setting-sources ""``
+    No user, project or local settings: no hooks, permissions, env or tools from settings files.
+``--disable-slash-commands``
+    No skills or commands loaded.
+
+The CLI runs in a fresh, empty temporary folder (removed afterwards), so it discovers no project
+files (CLAUDE.md, .claude/, .mcp.json) and the request names nothing of the project. Its
+environment adds, unless the operator set them: ``CLAUDE_CODE_MAX_RETRIES=0`` (the drain owns
+backoff, as with the SDK's ``max_retries=0``; the CLI would otherwise retry a 529 for minutes),
+``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`` and ``DISABLE_AUTOUPDATER=1`` (a cron job neither
+phones home nor updates itself mid-run); its ``TMPDIR`` is inside the scratch folder too (it
+leaves a probe folder in /tmp on every call otherwise). ``CLAUDE_CONFIG_DIR`` picks the account.
+
+Not used, on purpose: ``--bare`` (it turns off OAuth, i.e. subscription login, and the bursts spend
+subscription quota), and ``--json-schema``: the CLI implements it as a ``StructuredOutput`` tool
+plus a placeholder tool in every request, and a reply in plain text costs a second request. The
+schema is spelled out in the system prompt and every reply goes through protocol's validator.
+
+``HALACHA_CLI_EXTRA_ARGS`` adds flags (shell syntax). Only flags known to leave the call tool-less
+are accepted; one that could bring tools back (``--tools``, ``--allowedTools``, ``--mcp-config``,
+``--settings``, ``--permission-mode``, ...) or that the backend sets itself is refused with a
+``CliConfigError`` that stops the run (never a silent change of what the model may do).
 
 A reply is a usage limit only when the CLI says it failed — ``is_error`` true, ``api_error_status``
 429, or a non-zero exit — and its text is a limit notice; then it becomes ``RateLimited`` with the
 reset read by drains.ratelimit. Text inside a successful answer is never read as a limit (a
-decision may well say "limit reached"). Every other failure is an ``ExtractionError`` with stderr.
+decision may well say "limit reached"). Every other failure (a 529 included) is an
+``ExtractionError`` with stderr. The call is killed (its whole process group, then reaped) after
+HALACHA_CLI_TIMEOUT_SECONDS.
 """
 
 from __future__ import annotations
@@ -15,12 +61,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from drains.ratelimit import is_limit_message, parse_reset
 from halacha.extractors.base import (
@@ -28,18 +78,138 @@ from halacha.extractors.base import (
     ExtractionResult,
     Extractor,
     MetadataResult,
-    empty_usage,
 )
 from halacha.extractors.protocol import (
-    cli_metadata_prompt,
-    cli_prompt,
-    parse_halachot,
-    parse_metadata,
+    METADATA_SYSTEM_PROMPT,
+    SYSTEM_PROMPT,
+    halachot_result,
+    metadata_result,
+    metadata_user_prompt,
+    usage_from,
+    user_prompt,
 )
 
-ARGS = ("-p", "--output-format", "json")
 EXCERPT = 2000
 REAP_SECONDS = 5.0
+
+# Set for the CLI unless the operator's environment already sets them (see the docstring).
+CLI_ENV_DEFAULTS = {
+    "CLAUDE_CODE_MAX_RETRIES": "0",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "DISABLE_AUTOUPDATER": "1",
+}
+
+# Flags an operator may add, and whether each takes a value ("many": one or more).
+ALLOWED_EXTRA = {
+    "--effort": 1,
+    "--fallback-model": 1,
+    "--max-budget-usd": 1,
+    "--betas": "many",
+    "--append-system-prompt": 1,
+    "--append-system-prompt-file": 1,
+    "--debug-file": 1,
+    "--verbose": 0,
+    "--bare": 0,
+    "--exclude-dynamic-system-prompt-sections": 0,
+}
+
+# Why the others are refused: the backend sets them, or they could hand the model tools.
+OWNED = "is set by the backend itself"
+TOOLS = "could give the model tools, and a decision is untrusted text"
+REFUSED_EXTRA = {
+    "-p": OWNED,
+    "--print": OWNED,
+    "--output-format": OWNED,
+    "--input-format": OWNED,
+    "--system-prompt": OWNED,
+    "--system-prompt-file": OWNED,
+    "--max-turns": OWNED,
+    "--model": "is set by HALACHA_CLI_MODEL",
+    "--no-session-persistence": OWNED,
+    "--strict-mcp-config": OWNED,
+    "--disable-slash-commands": OWNED,
+    "--setting-sources": TOOLS,
+    "--tools": TOOLS,
+    "--allowedTools": TOOLS,
+    "--allowed-tools": TOOLS,
+    "--disallowedTools": "is pointless: no tool is available",
+    "--disallowed-tools": "is pointless: no tool is available",
+    "--mcp-config": TOOLS,
+    "--settings": TOOLS,
+    "--permission-mode": TOOLS,
+    "--permission-prompt-tool": TOOLS,
+    "--dangerously-skip-permissions": TOOLS,
+    "--allow-dangerously-skip-permissions": TOOLS,
+    "--agent": TOOLS,
+    "--agents": TOOLS,
+    "--plugin-dir": TOOLS,
+    "--plugin-url": TOOLS,
+    "--add-dir": TOOLS,
+    "--chrome": TOOLS,
+    "--brief": TOOLS,
+    "--ide": TOOLS,
+    "--json-schema": "adds a StructuredOutput tool to every request (see claude_cli's docstring)",
+}
+
+
+class CliConfigError(ImproperlyConfigured):
+    """HALACHA_CLI_MODEL or HALACHA_CLI_EXTRA_ARGS is unusable; the message says how to fix it."""
+
+
+def extra_args(value: str | None = None) -> list[str]:
+    """HALACHA_CLI_EXTRA_ARGS split like a shell would, each flag checked; or CliConfigError."""
+    value = settings.HALACHA_CLI_EXTRA_ARGS if value is None else value
+    try:
+        tokens = shlex.split(value or "")
+    except ValueError as exc:
+        raise CliConfigError(f"HALACHA_CLI_EXTRA_ARGS cannot be split ({exc}): {value!r}") from None
+    takes: int | str = 0  # values still expected by the flag before
+    for token in tokens:
+        if not token.startswith("-") or token == "-":
+            if takes == 0:
+                raise CliConfigError(
+                    f"HALACHA_CLI_EXTRA_ARGS: {token!r} is not a flag nor the value of one "
+                    "(the prompt goes on standard input; remove it)"
+                )
+            takes = takes - 1 if isinstance(takes, int) else takes
+            continue
+        flag = token.split("=", 1)[0]
+        if flag in REFUSED_EXTRA:
+            raise CliConfigError(
+                f"HALACHA_CLI_EXTRA_ARGS: {flag} {REFUSED_EXTRA[flag]}; remove it"
+            )
+        if flag not in ALLOWED_EXTRA:
+            raise CliConfigError(
+                f"HALACHA_CLI_EXTRA_ARGS: {flag} is not among the flags known to keep the call "
+                f"tool-less ({', '.join(ALLOWED_EXTRA)}); remove it"
+            )
+        takes = 0 if "=" in token else ALLOWED_EXTRA[flag]
+    if isinstance(takes, int) and takes > 0:
+        raise CliConfigError(f"HALACHA_CLI_EXTRA_ARGS: {tokens[-1]} needs a value")
+    return tokens
+
+
+def cli_args(*, model: str, system_prompt_file: str, extra: list[str]) -> list[str]:
+    """The CLI's arguments after the executable (each one is explained in the docstring)."""
+    return [
+        "-p",
+        "--output-format",
+        "json",
+        "--system-prompt-file",
+        system_prompt_file,
+        "--tools",
+        "",
+        "--max-turns",
+        "1",
+        "--model",
+        model,
+        "--no-session-persistence",
+        "--strict-mcp-config",
+        "--setting-sources",
+        "",
+        "--disable-slash-commands",
+        *extra,
+    ]
 
 
 def _tail(text: str, limit: int = EXCERPT) -> str:
@@ -73,17 +243,29 @@ def _json_objects(stdout: str) -> list[dict]:
     return objects
 
 
+_MODEL_USAGE_KEYS = {
+    "inputTokens": "input_tokens",
+    "outputTokens": "output_tokens",
+    "cacheCreationInputTokens": "cache_creation_input_tokens",
+    "cacheReadInputTokens": "cache_read_input_tokens",
+}
+
+
 def usage_of(result: dict) -> dict[str, Any]:
-    usage = empty_usage()
-    reported = result.get("usage") if isinstance(result.get("usage"), dict) else {}
-    for key in usage:
-        try:
-            usage[key] = int(reported.get(key) or 0)
-        except (TypeError, ValueError):
-            usage[key] = 0
-    cost = result.get("total_cost_usd")
-    if isinstance(cost, int | float):
-        usage["cost_usd"] = float(cost)
+    """Usage, ``total_cost_usd`` and ``modelUsage`` (per model) of the CLI's result object."""
+    usage = usage_from(
+        result.get("usage") if isinstance(result.get("usage"), dict) else {},
+        cost_usd=result.get("total_cost_usd"),
+    )
+    per_model = result.get("modelUsage")
+    if isinstance(per_model, dict) and per_model:
+        usage["model_usage"] = {}
+        for model, spent in per_model.items():
+            spent = spent if isinstance(spent, dict) else {}
+            entry = {"calls": 1, **usage_from({k: spent.get(c) for c, k in _MODEL_USAGE_KEYS.items()})}
+            if isinstance(spent.get("costUSD"), int | float):
+                entry["cost_usd"] = float(spent["costUSD"])
+            usage["model_usage"][str(model)] = entry
     return usage
 
 
@@ -91,8 +273,8 @@ class ClaudeCliExtractor(Extractor):
     name = "claude-cli"
 
     @property
-    def model(self) -> str:
-        return ""  # the CLI account's own model; the reply names the one it used
+    def model(self) -> str:  # read at call time, like every setting
+        return settings.HALACHA_CLI_MODEL
 
     def executable(self) -> str:
         configured = settings.CLAUDE_CLI or "claude"
@@ -106,26 +288,63 @@ class ClaudeCliExtractor(Extractor):
 
     # --- running the CLI ------------------------------------------------------------------
 
-    def _env(self) -> dict[str, str]:
+    def _env(self, tmp: Path) -> dict[str, str]:
         env = dict(os.environ)
+        for name, value in CLI_ENV_DEFAULTS.items():
+            env.setdefault(name, value)
+        # The CLI leaves files in its temporary folder on every call (/tmp/claude-<uid>/...):
+        # give it one inside the scratch folder, which goes with it.
+        for name in ("TMPDIR", "CLAUDE_CODE_TMPDIR"):
+            env[name] = str(tmp)
         if settings.CLAUDE_CONFIG_DIR:
             env["CLAUDE_CONFIG_DIR"] = settings.CLAUDE_CONFIG_DIR
         return env
 
-    def run(self, prompt: str) -> tuple[int, str, str]:
-        """Run the CLI once with ``prompt`` on stdin; (exit status, stdout, stderr)."""
-        executable = self.executable()
+    def command(self, *, system_prompt_file: str) -> list[str]:
+        """The whole command line, or ``CliConfigError`` for a bad model or extra argument."""
+        model = (self.model or "").strip()
+        if not model or model.startswith("-"):
+            raise CliConfigError(
+                f"HALACHA_CLI_MODEL={self.model!r} is not a model; set an alias such as sonnet "
+                "or a full model name"
+            )
+        return [
+            self.executable(),
+            *cli_args(model=model, system_prompt_file=system_prompt_file, extra=extra_args()),
+        ]
+
+    def run(self, system_prompt: str, user: str) -> tuple[int, str, str]:
+        """Run the CLI once: ``system_prompt`` as its system prompt, ``user`` on stdin.
+
+        Returns (exit status, stdout, stderr). The CLI works in an empty temporary folder (and
+        keeps its temporary files beside it) that is removed afterwards, whatever happens.
+        """
+        with tempfile.TemporaryDirectory(prefix="halacha-cli-") as scratch:
+            prompt_file = Path(scratch) / "system-prompt.md"
+            prompt_file.write_text(system_prompt, encoding="utf-8")
+            workdir = Path(scratch) / "work"
+            workdir.mkdir()
+            tmp = Path(scratch) / "tmp"
+            tmp.mkdir()
+            command = self.command(system_prompt_file=str(prompt_file))
+            return self._run_in(command, user, workdir, self._env(tmp))
+
+    def _run_in(
+        self, command: list[str], user: str, workdir: Path, env: dict[str, str]
+    ) -> tuple[int, str, str]:
+        executable = command[0]
         timeout = float(settings.HALACHA_CLI_TIMEOUT_SECONDS)
         try:
             process = subprocess.Popen(
-                [executable, *ARGS],
+                command,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
                 encoding="utf-8",
                 errors="replace",
-                env=self._env(),
+                env=env,
+                cwd=workdir,
                 # Its own process group, so a timeout kills whatever the CLI started as well.
                 start_new_session=True,
             )
@@ -134,7 +353,7 @@ class ClaudeCliExtractor(Extractor):
                 f"cannot run the Claude CLI {executable!r}: {exc}. Set CLAUDE_CLI to its path."
             ) from exc
         try:
-            stdout, stderr = process.communicate(prompt, timeout=timeout)
+            stdout, stderr = process.communicate(user, timeout=timeout)
         except subprocess.TimeoutExpired:
             stdout, stderr = self._kill(process)
             raise ExtractionError(
@@ -163,9 +382,9 @@ class ClaudeCliExtractor(Extractor):
 
     # --- reading the reply ------------------------------------------------------------------
 
-    def _answer(self, prompt: str) -> tuple[str, dict, dict[str, Any], str]:
+    def _answer(self, system_prompt: str, user: str) -> tuple[str, dict, dict[str, Any], str]:
         """(result text, the JSON object, usage, model) of a successful answer, or raise."""
-        status, stdout, stderr = self.run(prompt)
+        status, stdout, stderr = self.run(system_prompt, user)
         objects = _json_objects(stdout)
         results = [o for o in objects if o.get("type") == "result"] or objects[-1:]
         if not results:
@@ -181,16 +400,20 @@ class ClaudeCliExtractor(Extractor):
                 if not info.trusted:
                     info = self._stream_reset(objects) or info
                 raise info.rate_limited(text)
+            errors = result.get("errors")
+            said = text or ("; ".join(map(str, errors)) if isinstance(errors, list) else "")
+            subtype = result.get("subtype")
             raise ExtractionError(
                 f"the Claude CLI reported an error (exit status {status}"
                 f"{', API status ' + str(result['api_error_status']) if result.get('api_error_status') else ''}"
-                f"): {_head(text) or '(no text)'}; stderr: {_tail(stderr) or '(empty)'}",
+                f"{', ' + str(subtype) if subtype and subtype != 'success' else ''}"
+                f"): {_head(said) or '(no text)'}; stderr: {_tail(stderr) or '(empty)'}",
                 raw=result,
                 usage=usage,
             )
         model_usage = result.get("modelUsage")
         model = next(iter(model_usage), "") if isinstance(model_usage, dict) else ""
-        return text, result, usage, model
+        return text, result, usage, model or self.model
 
     @staticmethod
     def _stream_reset(objects: list[dict]):
@@ -223,37 +446,13 @@ class ClaudeCliExtractor(Extractor):
         )
 
     def extract(self, decision) -> ExtractionResult:
-        text, result, usage, model = self._answer(cli_prompt(decision))
-        try:
-            parsed = parse_halachot(text, decision.text)
-        except ExtractionError as exc:
-            exc.raw, exc.usage = result, usage  # paid for: the runtime records both
-            raise
-        return ExtractionResult(
-            halachot=parsed.halachot,
-            usage=usage,
-            raw=result,
-            rejected=parsed.rejected,
-            extractor=self.name,
-            model=model,
-            problems=parsed.problems,
+        text, result, usage, model = self._answer(SYSTEM_PROMPT, user_prompt(decision))
+        return halachot_result(
+            text, decision, raw=result, usage=usage, extractor=self.name, model=model
         )
 
     def extract_metadata(self, decision) -> MetadataResult:
-        text, result, usage, model = self._answer(cli_metadata_prompt(decision))
-        try:
-            parsed = parse_metadata(text)
-        except ExtractionError as exc:
-            exc.raw, exc.usage = result, usage
-            raise
-        return MetadataResult(
-            court=parsed.court,
-            case_number=parsed.case_number,
-            decided_on=parsed.decided_on,
-            judges=parsed.judges,
-            parties=parsed.parties,
-            usage=usage,
-            raw=result,
-            extractor=self.name,
-            model=model,
+        text, result, usage, model = self._answer(
+            METADATA_SYSTEM_PROMPT, metadata_user_prompt(decision)
         )
+        return metadata_result(text, raw=result, usage=usage, extractor=self.name, model=model)

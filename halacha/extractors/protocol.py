@@ -5,6 +5,11 @@ produced it: the reply must be ``{"halachot": [{"rule", "quote", "topics"}]}`` (
 fence around it is tolerated), every rule non-empty, and every quote must occur verbatim in the
 decision text. A rule whose quote does not is rejected and counted, never stored as if good.
 
+The backends that call a model (anthropic, claude-cli) build their results here as well
+(``halachot_result``, ``metadata_result``), so a paid-for reply that fails validation carries its
+raw reply and usage the same way from either, and each result's usage names the model it was spent
+on (``model_usage``, summed per run by the drain runtime).
+
 This module never calls a model and never touches the database.
 """
 
@@ -14,8 +19,15 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
-from halacha.extractors.base import ExtractedHalacha, ExtractionError
+from halacha.extractors.base import (
+    ExtractedHalacha,
+    ExtractionError,
+    ExtractionResult,
+    MetadataResult,
+    empty_usage,
+)
 
 MAX_TOPICS = 8
 PROBLEM_EXCERPT = 120
@@ -165,17 +177,8 @@ def user_prompt(decision) -> str:
     return "\n".join(details) + f"\n\n<decision>\n{decision.text}\n</decision>"
 
 
-def cli_prompt(decision) -> str:
-    """The CLI takes one prompt on standard input: the instructions, then the decision."""
-    return SYSTEM_PROMPT + "\n\n" + user_prompt(decision)
-
-
 def metadata_user_prompt(decision) -> str:
     return f"<decision>\n{decision.text}\n</decision>"
-
-
-def cli_metadata_prompt(decision) -> str:
-    return METADATA_SYSTEM_PROMPT + "\n\n" + metadata_user_prompt(decision)
 
 
 # --- reply validation -------------------------------------------------------------------------
@@ -319,4 +322,83 @@ def parse_metadata(reply: str) -> ParsedMetadata:
         decided_on=decided_on,
         judges=_str_list(data, "judges"),
         parties=_str_list(data, "parties"),
+    )
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+def usage_from(reported: Any, *, cost_usd: Any = None) -> dict[str, Any]:
+    """The usage keys every backend reports, read from a mapping (the CLI's JSON) or an object
+    (the SDK's ``Usage``); anything missing or unreadable counts 0. ``cost_usd`` is kept when the
+    backend states one (the CLI's ``total_cost_usd``)."""
+    usage = empty_usage()
+    for key in usage:
+        value = reported.get(key) if isinstance(reported, dict) else getattr(reported, key, 0)
+        try:
+            usage[key] = int(value or 0)
+        except (TypeError, ValueError):
+            usage[key] = 0
+    if isinstance(cost_usd, int | float) and not isinstance(cost_usd, bool):
+        usage["cost_usd"] = float(cost_usd)
+    return usage
+
+
+def with_model_usage(usage: dict[str, Any], model: str) -> dict[str, Any]:
+    """``usage`` with ``model_usage`` (model -> calls, tokens, cost) when the backend gave none.
+
+    The drain runtime sums ``model_usage`` onto the run, so the page and the admin can say which
+    model a run spent its quota on.
+    """
+    if model and "model_usage" not in usage:
+        spent = {key: value for key, value in usage.items() if key != "model_usage"}
+        usage = dict(usage, model_usage={model: {"calls": 1, **spent}})
+    return usage
+
+
+def halachot_result(
+    reply: str, decision, *, raw: Any, usage: dict[str, Any], extractor: str, model: str
+) -> ExtractionResult:
+    """Validate a paid-for halachot ``reply`` against ``decision`` and build the result.
+
+    A reply that cannot be used raises ``ReplyError`` carrying ``raw`` and ``usage``, so the
+    runtime records what the call cost even though it produced nothing.
+    """
+    usage = with_model_usage(usage, model)
+    try:
+        parsed = parse_halachot(reply, decision.text)
+    except ExtractionError as exc:
+        exc.raw, exc.usage = raw, usage
+        raise
+    return ExtractionResult(
+        halachot=parsed.halachot,
+        usage=usage,
+        raw=raw,
+        rejected=parsed.rejected,
+        extractor=extractor,
+        model=model,
+        problems=parsed.problems,
+    )
+
+
+def metadata_result(
+    reply: str, *, raw: Any, usage: dict[str, Any], extractor: str, model: str
+) -> MetadataResult:
+    """Validate a paid-for metadata ``reply`` and build the result (same contract as above)."""
+    usage = with_model_usage(usage, model)
+    try:
+        parsed = parse_metadata(reply)
+    except ExtractionError as exc:
+        exc.raw, exc.usage = raw, usage
+        raise
+    return MetadataResult(
+        court=parsed.court,
+        case_number=parsed.case_number,
+        decided_on=parsed.decided_on,
+        judges=parsed.judges,
+        parties=parsed.parties,
+        usage=usage,
+        raw=raw,
+        extractor=extractor,
+        model=model,
     )

@@ -16,7 +16,7 @@ from django.db import connections
 from django.utils import timezone
 
 from drains.bursts import upcoming_week_boundary
-from drains.models import DrainControl, DrainEvent
+from drains.models import DrainControl, DrainEvent, DrainRun
 from halacha.models import CourtDecision
 
 CHROMIUM = "/usr/bin/chromium"
@@ -45,6 +45,12 @@ def operator_login(transactional_db, django_user_model):
         user.user_permissions.add(Permission.objects.get(codename=codename))
     CourtDecision.objects.bulk_create(
         CourtDecision(external_id=f"e2e-{i}", text="text", status="pending") for i in range(7)
+    )
+    started = timezone.now() - timedelta(hours=2)
+    DrainRun.objects.create(
+        drain="halacha", host="host-a", pid=4100, started_at=started, status="succeeded",
+        finished_at=started + timedelta(minutes=5), items_done=3,
+        model_usage={"claude-sonnet-4-6": {"calls": 3, "input_tokens": 6300, "cost_usd": 0.07}},
     )
     return "olga", "a-long-pass-phrase"
 
@@ -87,6 +93,8 @@ def test_operations_page__burst_on_with_a_picked_date_off_and_a_past_date_error(
             expect(row.locator('[data-f="burst"]')).to_have_text("off")
             expect(row.locator('[data-f="state"]')).to_have_text("idle")
             expect(row.locator('[data-f="reason"]')).to_contain_text("7 pending")
+            # The last run says which model its calls were spent on.
+            expect(row.locator('[data-f="last"]')).to_contain_text("model claude-sonnet-4-6")
             # The picker starts at the upcoming Saturday 18:00 Asia/Jerusalem.
             assert form.locator("input[name=until]").input_value() == boundary.strftime("%Y-%m-%dT%H:%M")
 

@@ -60,11 +60,16 @@ def test_good_reply(stub, decision):
 
     assert [(h.rule, h.quote, h.topics) for h in result.halachot] == [(RULE, QUOTE, ["property"])]
     assert result.rejected == 0
-    assert result.usage == {
+    tokens = {
         "input_tokens": 1200,
         "output_tokens": 85,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 1100,
+    }
+    # The run sums model_usage, so it can say which model the quota was spent on.
+    assert result.usage == {
+        **tokens,
+        "model_usage": {"claude-sonnet-4-5-20250929": {"calls": 1, **tokens}},
     }
     assert (result.extractor, result.model) == ("anthropic", "claude-sonnet-4-5-20250929")
     assert json.loads(json.dumps(result.raw))["id"] == "msg_stub_01"

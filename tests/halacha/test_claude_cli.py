@@ -1,7 +1,12 @@
-"""The ``claude-cli`` backend with a fake ``claude`` executable (tests/support/fake_claude)."""
+"""The ``claude-cli`` backend with a fake ``claude`` executable (tests/support/fake_claude).
+
+The fake shows what the real CLI cannot offline: every subscription limit text, hangs, crashes.
+What the real CLI sends and how it reports API errors is in test_claude_cli_real.py.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -9,13 +14,20 @@ from datetime import UTC, date, datetime, timedelta
 
 import psutil
 import pytest
+from django.core.management import CommandError, call_command
 from freezegun import freeze_time
 
+from drains.models import DrainRun, RunStatus
 from drains.ratelimit import RateLimited
 from halacha.extractors import get_extractor
 from halacha.extractors.base import ExtractionError
-from halacha.extractors.claude_cli import ClaudeCliExtractor
-from halacha.extractors.protocol import cli_metadata_prompt, cli_prompt
+from halacha.extractors.claude_cli import ClaudeCliExtractor, CliConfigError, extra_args
+from halacha.extractors.protocol import (
+    METADATA_SYSTEM_PROMPT,
+    SYSTEM_PROMPT,
+    metadata_user_prompt,
+    user_prompt,
+)
 from halacha.models import CourtDecision
 from tests.drains.test_ratelimit import FALLBACK, TEXT_CASES
 from tests.support.db import ROOT
@@ -50,6 +62,8 @@ def cli(settings, monkeypatch, tmp_path):
     settings.CLAUDE_CLI = str(FAKE)
     settings.CLAUDE_CONFIG_DIR = None
     settings.HALACHA_CLI_TIMEOUT_SECONDS = 20
+    settings.HALACHA_CLI_MODEL = "sonnet"
+    settings.HALACHA_CLI_EXTRA_ARGS = ""
     settings.DRAINS_OPERATOR_TZ = "Asia/Jerusalem"
     settings.DRAINS_FALLBACK_BACKOFF_SECONDS = 900
     for name in list(os.environ):
@@ -81,11 +95,110 @@ def test_success(cli, decision):
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 1800,
         "cost_usd": 0.024,
+        "model_usage": {
+            "claude-sonnet-4-6": {
+                "calls": 1,
+                "input_tokens": 2100,
+                "output_tokens": 0,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+            }
+        },
     }
     assert (result.extractor, result.model) == ("claude-cli", "claude-sonnet-4-6")
     assert result.raw["session_id"] == "fake-session"
-    assert json.loads((record / "argv.json").read_text()) == ["-p", "--output-format", "json"]
-    assert (record / "stdin.txt").read_text(encoding="utf-8") == cli_prompt(decision)
+
+    argv = json.loads((record / "argv.json").read_text())
+    prompt_file = argv[argv.index("--system-prompt-file") + 1]
+    assert argv == [
+        "-p",
+        "--output-format",
+        "json",
+        "--system-prompt-file",
+        prompt_file,
+        "--tools",
+        "",
+        "--max-turns",
+        "1",
+        "--model",
+        "sonnet",
+        "--no-session-persistence",
+        "--strict-mcp-config",
+        "--setting-sources",
+        "",
+        "--disable-slash-commands",
+    ]
+    # The instructions are the system prompt; only the decision goes on stdin.
+    assert (record / "system-prompt.txt").read_text(encoding="utf-8") == SYSTEM_PROMPT
+    assert (record / "stdin.txt").read_text(encoding="utf-8") == user_prompt(decision)
+    # An empty scratch folder, not the project's, removed afterwards with the prompt file.
+    cwd = json.loads((record / "cwd.json").read_text())
+    assert cwd["entries"] == [] and cwd["cwd"] != os.getcwd()
+    assert not os.path.exists(cwd["cwd"]) and not os.path.exists(prompt_file)
+    assert json.loads((record / "env.json").read_text()) == {
+        "CLAUDE_CONFIG_DIR": None,
+        "CLAUDE_CODE_MAX_RETRIES": "0",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+    }
+
+
+def test_model_and_extra_args_from_settings(cli, decision, settings, monkeypatch):
+    settings.HALACHA_CLI_MODEL = "claude-haiku-4-5"
+    settings.HALACHA_CLI_EXTRA_ARGS = "--effort low --betas a b --verbose"
+    monkeypatch.setenv("CLAUDE_CODE_MAX_RETRIES", "2")  # the operator's own setting wins
+    record = cli(result=reply())
+    ClaudeCliExtractor().extract(decision)
+    argv = json.loads((record / "argv.json").read_text())
+    assert argv[argv.index("--model") + 1] == "claude-haiku-4-5"
+    assert argv[-6:] == ["--effort", "low", "--betas", "a", "b", "--verbose"]
+    assert json.loads((record / "env.json").read_text())["CLAUDE_CODE_MAX_RETRIES"] == "2"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('--tools "Bash"', "--tools could give the model tools"),
+        ("--tools=default", "--tools could give the model tools"),
+        ("--allowedTools Bash", "--allowedTools could give the model tools"),
+        ("--mcp-config servers.json", "--mcp-config could give the model tools"),
+        ("--settings '{\"permissions\": {}}'", "--settings could give the model tools"),
+        ("--setting-sources user,project", "--setting-sources could give the model tools"),
+        ("--permission-mode bypassPermissions", "--permission-mode could give"),
+        ("--dangerously-skip-permissions", "--dangerously-skip-permissions could give"),
+        ("--json-schema {}", "--json-schema adds a StructuredOutput tool"),
+        ("--model opus", "--model is set by HALACHA_CLI_MODEL"),
+        ("--system-prompt hi", "--system-prompt is set by the backend"),
+        ("--frobnicate", "--frobnicate is not among the flags known to keep the call tool-less"),
+        ("--effort", "--effort needs a value"),
+        ("stray words", "'stray' is not a flag nor the value of one"),
+        ('--effort "low', "cannot be split"),
+    ],
+)
+def test_extra_args_that_could_enable_tools_are_refused(cli, decision, settings, extra, message):
+    settings.HALACHA_CLI_EXTRA_ARGS = extra
+    record = cli(result=reply())
+    with pytest.raises(CliConfigError, match="HALACHA_CLI_EXTRA_ARGS") as info:
+        ClaudeCliExtractor().extract(decision)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert not (record / "argv.json").exists()  # refused before the CLI ever ran
+
+
+def test_extra_args_accepted_forms():
+    assert extra_args("") == []
+    assert extra_args("--effort=low --max-budget-usd 0.5 --bare") == [
+        "--effort=low",
+        "--max-budget-usd",
+        "0.5",
+        "--bare",
+    ]
+
+
+@pytest.mark.parametrize("model", ["", "  ", "--tools"])
+def test_unusable_model_is_refused(cli, decision, settings, model):
+    settings.HALACHA_CLI_MODEL = model
+    with pytest.raises(CliConfigError, match="HALACHA_CLI_MODEL"):
+        ClaudeCliExtractor().extract(decision)
 
 
 def test_success_with_fenced_reply_and_a_fabricated_quote(cli, decision):
@@ -233,9 +346,9 @@ def test_quota_key_and_config_dir(cli, decision, settings, tmp_path):
     assert ClaudeCliExtractor().quota_key() == f"claude-cli:{FAKE}:{tmp_path / 'account-b'}"
     record = cli(result=reply())
     ClaudeCliExtractor().extract(decision)
-    assert json.loads((record / "env.json").read_text()) == {
-        "CLAUDE_CONFIG_DIR": str(tmp_path / "account-b")
-    }
+    assert json.loads((record / "env.json").read_text())["CLAUDE_CONFIG_DIR"] == str(
+        tmp_path / "account-b"
+    )
     assert isinstance(get_extractor("claude-cli"), ClaudeCliExtractor)
 
 
@@ -265,4 +378,25 @@ def test_extract_metadata(cli, decision):
         date(2024, 1, 18),
     )
     assert meta.judges == ["Ronit Shapira"] and meta.usage["cost_usd"] == 0.024
-    assert (record / "stdin.txt").read_text(encoding="utf-8") == cli_metadata_prompt(decision)
+    assert (record / "system-prompt.txt").read_text(encoding="utf-8") == METADATA_SYSTEM_PROMPT
+    assert (record / "stdin.txt").read_text(encoding="utf-8") == metadata_user_prompt(decision)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_extra_arg_fails_the_drain_run_without_spending_a_decisions_attempts(
+    cli, settings
+):
+    settings.HALACHA_EXTRACTOR = "claude-cli"
+    settings.HALACHA_CLI_EXTRA_ARGS = "--allowedTools Bash"
+    record = cli(result=reply())
+    decision = CourtDecision.objects.create(external_id="cfg-1", text=TEXT, language="en")
+    with pytest.raises(CommandError, match="HALACHA_CLI_EXTRA_ARGS: --allowedTools could give"):
+        call_command(
+            "drain_halacha", "--trigger", "manual", stdout=io.StringIO(), stderr=io.StringIO()
+        )
+    run = DrainRun.objects.get()
+    assert run.status == RunStatus.FAILED
+    assert "HALACHA_CLI_EXTRA_ARGS: --allowedTools could give the model tools" in run.error
+    decision.refresh_from_db()
+    assert (decision.status, decision.attempts) == ("pending", 0)
+    assert not (record / "argv.json").exists()

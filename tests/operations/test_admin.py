@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -160,3 +161,22 @@ def test_admin__decisions_and_halachot_are_searchable(admin_client_, db):
     by_decision = admin_client_.get("/admin/halacha/halacha/?q=ISR-2024-17")
     assert len(by_decision.context["cl"].result_list) == 1
     assert admin_client_.get(f"/admin/halacha/courtdecision/{hit.pk}/change/").status_code == 200
+
+
+def test_admin__runs_show_the_models_their_calls_used(admin_client_, db):
+    DrainRun.objects.create(
+        drain="halacha", host="h", pid=1, started_at=timezone.now(), status="succeeded",
+        model_usage={"claude-sonnet-4-6": {"calls": 3, "input_tokens": 900, "cost_usd": 0.02}},
+    )
+    DrainRun.objects.create(drain="metadata", host="h", pid=2, started_at=timezone.now(),
+                            status="succeeded")
+    listing = admin_client_.get("/admin/drains/drainrun/")
+    assert listing.status_code == 200
+    cells = dict(
+        re.findall(
+            r'<td class="field-drain">([^<]*)</td>.*?<td class="field-models_used">([^<]*)</td>',
+            listing.content.decode(),
+            re.S,
+        )
+    )
+    assert cells == {"halacha": "claude-sonnet-4-6", "metadata": "—"}

@@ -306,3 +306,16 @@ def test_snapshot__same_answer_when_the_database_uses_server_side_binding(make_r
         del options["server_side_binding"]
     assert one_by_one == batched
     assert by_name(batched)["halacha"]["notes"][0]["message"] == "a note"
+
+
+def test_snapshot__a_run_names_the_models_its_calls_used(api, frozen, make_run):
+    make_run(
+        model_usage={
+            "claude-haiku-4-5": {"calls": 1, "input_tokens": 10},
+            "claude-sonnet-4-6": {"calls": 7, "input_tokens": 9000, "cost_usd": 0.3},
+        }
+    )
+    make_run(drain="metadata")
+    services = by_name(api.get(URL).json())
+    assert services["halacha"]["last_run"]["models"] == ["claude-sonnet-4-6", "claude-haiku-4-5"]
+    assert services["metadata"]["last_run"]["models"] == []

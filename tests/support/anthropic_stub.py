@@ -1,12 +1,20 @@
 """A local stand-in for the Anthropic Messages API: a real HTTP server on 127.0.0.1.
 
 Tests queue responses (status, JSON body, headers); every request is recorded (method, path,
-headers, decoded body), so a test can prove what the real SDK sent and how many requests it made.
-Point the SDK at it with ``ANTHROPIC_BASE_URL=stub.url``.
+headers, decoded body and its size in bytes), so a test can prove what a client sent and how many
+requests it made. Point a client at it with ``ANTHROPIC_BASE_URL=stub.url``.
+
+Two clients use it: the official SDK (plain JSON replies) and the real Claude CLI, which asks for
+``"stream": true``. A queued 200 message is then sent as the Messages API's server-sent events
+(``message_start``, one ``content_block_*`` group per block, ``message_delta``,
+``message_stop``), so the CLI parses the same reply the SDK would get. Errors are plain JSON with
+their status, as the real API sends them before a stream starts. Any request the stub does not
+serve (a GET, another path) is recorded too and answered 404, so a test sees stray traffic.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import deque
@@ -21,6 +29,11 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: Any
+    size: int = 0  # bytes of the request body as sent
+
+    @property
+    def streamed(self) -> bool:
+        return isinstance(self.body, dict) and bool(self.body.get("stream"))
 
 
 @dataclass
@@ -31,8 +44,9 @@ class StubResponse:
 
 
 def message_body(
-    text: str,
+    text: str | None = None,
     *,
+    content: list[dict] | None = None,
     model: str = "claude-sonnet-4-5-20250929",
     stop_reason: str = "end_turn",
     input_tokens: int = 1200,
@@ -40,13 +54,15 @@ def message_body(
     cache_creation_input_tokens: int = 0,
     cache_read_input_tokens: int = 1100,
 ) -> dict:
-    """A Messages API success body whose only content block is ``text``."""
+    """A Messages API success body: one text block ``text``, or the given ``content`` blocks."""
+    if content is None:
+        content = [{"type": "text", "text": text or ""}]
     return {
         "id": "msg_stub_01",
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": text}],
+        "content": content,
         "stop_reason": stop_reason,
         "stop_sequence": None,
         "usage": {
@@ -58,8 +74,53 @@ def message_body(
     }
 
 
+def tool_use_body(name: str, tool_input: dict, **kwargs) -> dict:
+    """A reply in which the "model" asks to call tool ``name`` (what an obeyed injection does)."""
+    block = {"type": "tool_use", "id": "toolu_stub_01", "name": name, "input": tool_input}
+    return message_body(content=[block], stop_reason="tool_use", **kwargs)
+
+
 def error_body(kind: str, message: str) -> dict:
     return {"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_stub"}
+
+
+def sse_events(message: dict) -> bytes:
+    """``message`` as the Messages API's stream of server-sent events."""
+    events: list[tuple[str, dict]] = []
+    start = dict(message, content=[], stop_reason=None, stop_sequence=None)
+    start["usage"] = dict(message["usage"], output_tokens=1)
+    events.append(("message_start", {"type": "message_start", "message": start}))
+    for index, block in enumerate(message["content"]):
+        if block["type"] == "text":
+            empty = {"type": "text", "text": ""}
+            delta = {"type": "text_delta", "text": block["text"]}
+        elif block["type"] == "tool_use":
+            empty = dict(block, input={})
+            delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+        else:  # pragma: no cover - the stub only sends the two kinds above
+            raise ValueError(f"the stub cannot stream a {block['type']!r} block")
+        events.append(
+            (
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": empty},
+            )
+        )
+        events.append(
+            ("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+        )
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+    events.append(
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": message["usage"]["output_tokens"]},
+            },
+        )
+    )
+    events.append(("message_stop", {"type": "message_stop"}))
+    return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events).encode()
 
 
 class AnthropicStub:
@@ -72,19 +133,44 @@ class AnthropicStub:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self):  # noqa: N802 - the http.server API
+            def _record(self) -> RecordedRequest:
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 try:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = raw.decode("utf-8", "replace")
+                recorded = RecordedRequest(
+                    self.command,
+                    self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                    len(raw),
+                )
                 with stub._lock:
-                    stub.requests.append(
-                        RecordedRequest(
-                            "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body
-                        )
-                    )
+                    stub.requests.append(recorded)
+                return recorded
+
+            def _send(self, status: int, payload: bytes, content_type: str, headers=None):
+                self.send_response(status)
+                self.send_header("content-type", content_type)
+                self.send_header("content-length", str(len(payload)))
+                self.send_header("request-id", "req_stub")
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                if self.command != "HEAD":
+                    # A client that gave up (a CONNECT it does not wait for) is not the stub's
+                    # failure: the request is already recorded for the test to see.
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        self.wfile.write(payload)
+
+            def do_POST(self):  # noqa: N802 - the http.server API
+                recorded = self._record()
+                if recorded.path.split("?")[0] != "/v1/messages":
+                    self._not_served()
+                    return
+                with stub._lock:
                     response = (
                         stub._responses.popleft()
                         if stub._responses
@@ -92,15 +178,30 @@ class AnthropicStub:
                             500, error_body("api_error", "the stub has no response queued")
                         )
                     )
-                payload = json.dumps(response.body).encode()
-                self.send_response(response.status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.send_header("request-id", "req_stub")
-                for name, value in response.headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
+                if recorded.streamed and response.status == 200:
+                    self._send(
+                        200, sse_events(response.body), "text/event-stream", response.headers
+                    )
+                else:
+                    payload = json.dumps(response.body).encode()
+                    self._send(response.status, payload, "application/json", response.headers)
+
+            def _not_served(self):
+                payload = json.dumps(error_body("not_found_error", "not served by the stub"))
+                self._send(404, payload.encode(), "application/json")
+
+            def do_GET(self):  # noqa: N802
+                self._record()
+                self._not_served()
+
+            def do_CONNECT(self):  # noqa: N802 - a client that uses the stub as its proxy
+                self._record()
+                self._not_served()
+                self.close_connection = True
+
+            do_HEAD = do_GET  # noqa: N815
+            do_PUT = do_GET  # noqa: N815
+            do_DELETE = do_GET  # noqa: N815
 
             def log_message(self, format, *args):  # keep test output clean
                 return
@@ -115,6 +216,14 @@ class AnthropicStub:
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    def messages(self) -> list[RecordedRequest]:
+        """The Messages API calls among the recorded requests."""
+        return [
+            r
+            for r in self.requests
+            if r.method == "POST" and r.path.split("?")[0] == "/v1/messages"
+        ]
 
     def enqueue(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         with self._lock:

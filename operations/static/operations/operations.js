@@ -88,12 +88,15 @@
     if (!r) return "—";
     const of = r.backlog_at_start ? ` of ${r.backlog_at_start}` : "";
     const pct = r.progress !== null ? ` (${Math.round(r.progress * 100)}%)` : "";
-    return `run ${r.id} on ${r.host} · ${r.items_done}${of} done${pct} · checkpoint ${age(r.checkpoint_age_seconds)} ago`;
+    return `run ${r.id} on ${r.host} · ${r.items_done}${of} done${pct}${modelText(r)} · checkpoint ${age(r.checkpoint_age_seconds)} ago`;
+  }
+  function modelText(r) {
+    return r.models && r.models.length ? ` · model ${r.models.join(", ")}` : "";
   }
   function lastRunText(r) {
     if (!r) return "never";
     const error = r.error ? `: ${r.error.split("\n")[0].slice(0, 120)}` : "";
-    return `${r.status} ${short(r.finished_at || r.started_at)}${error}`;
+    return `${r.status} ${short(r.finished_at || r.started_at)}${modelText(r)}${error}`;
   }
 
   function renderService(s, weekBoundary) {

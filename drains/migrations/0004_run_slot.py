@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('drains', '0002_run_stop_reason'),
+        ('drains', '0003_run_model_usage'),
     ]
 
     operations = [
