@@ -280,7 +280,11 @@ def plan_drain(
             continue
         reason = (
             f"run {run.pk} (pid {run.pid} on {run.host}) is marked running but its drain lock "
-            + ("is free" if state.holder is None else f"is held by backend {state.holder}")
+            + (
+                "is free"
+                if state.holder is None
+                else f"is held by backend {state.holder}, not by the run's backend {run.backend_pid}"
+            )
         )
         decisions.append(
             Decision(

@@ -274,6 +274,7 @@ def test_burst_command__bad_input_is_a_command_error_with_the_service_message(ar
     assert DrainControl.objects.filter(burst_until__isnull=False).count() == 0
 
 
+@pytest.mark.django_db(transaction=True)  # the child commits to the test database
 def test_burst_command__bad_input_from_the_shell_exits_1_without_a_traceback():
     from tests.support.db import manage
 
@@ -281,3 +282,4 @@ def test_burst_command__bad_input_from_the_shell_exits_1_without_a_traceback():
     assert result.returncode == 1
     assert "has no time zone" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not DrainControl.objects.filter(burst_until__isnull=False).exists()

@@ -454,6 +454,52 @@ def test_burst_mode__no_call_starts_after_the_deadline(call_log, use_extractor, 
     assert len(stamps) == 3 and max(stamps) < state.burst_until.timestamp()
 
 
+def test_burst_mode__deadline_between_two_calls_stops_before_the_next_call(
+    settings, call_log, use_extractor, hook
+):
+    """Calls of 20 s and a chunk far larger than the run: no checkpoint (every 60 s) comes
+    between the deadline and the next call, so only the loop's own deadline check can stop it."""
+    settings.DRAINS_CHUNK_SIZE = 100
+    use_extractor("HookExtractor")
+    make_decisions(10)
+    with freeze_time("2026-12-01T10:00:00Z") as frozen:
+        state = set_drain_burst("halacha", "2026-12-01T10:00:30+00:00", "ops")
+        hook(lambda decision: frozen.tick(timedelta(seconds=20)))
+        result = drain()
+    # Call 1 ends at +20 s, call 2 at +40 s: past the deadline (+30 s), before any checkpoint.
+    assert (result.status, result.reason, result.done) == ("stopped", "deadline", 2)
+    stamps = [stamp for stamp, *_ in read_call_log(call_log)]
+    assert len(stamps) == 2 and max(stamps) < state.burst_until.timestamp()
+
+
+def test_concurrency__no_queued_item_is_called_after_the_deadline(
+    call_log, use_extractor, hook
+):
+    """Two workers and four items in flight: the deadline passes while the first two are being
+    called, so the two queued behind them must be skipped by the worker, not called."""
+    use_extractor("HookExtractor")
+    first, *_ = make_decisions(8)
+    with freeze_time("2026-12-01T10:00:00Z") as frozen:
+        state = set_drain_burst("halacha", "2026-12-01T10:00:10+00:00", "ops")
+
+        def past_the_deadline_once_both_calls_started(decision):
+            if decision.pk != first.pk:
+                return
+            for _ in range(2000):  # both workers are calling (each logs when its call starts)
+                if len(read_call_log(call_log)) >= 2:
+                    break
+                threading.Event().wait(0.005)
+            frozen.tick(timedelta(seconds=20))
+
+        hook(past_the_deadline_once_both_calls_started)
+        result = drain(concurrency=2)
+    assert (result.status, result.reason) == ("stopped", "deadline")
+    stamps = [stamp for stamp, *_ in read_call_log(call_log)]
+    assert len(stamps) == result.done == 2
+    assert max(stamps) < state.burst_until.timestamp()
+    assert CourtDecision.objects.filter(status="done").count() == 2
+
+
 def test_burst_mode__turned_off_mid_run_stops_at_the_next_checkpoint(
     settings, call_log, use_extractor, hook
 ):

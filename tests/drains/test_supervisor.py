@@ -170,6 +170,32 @@ def test_running_run_without_its_lock_is_crashed_one_with_its_lock_is_left(held_
     assert [k for k, _ in sup_events()] == ["crashed"]
 
 
+def test_running_run_whose_backend_is_not_the_lock_holder_is_crashed_never_signalled(
+    held_lock, reaped_process
+):
+    """The drain lock is held, but by another session than the run recorded: the run's process
+    is gone and its pid may have been reused. Even hung-looking, it is marked crashed and its
+    pid is never signalled."""
+    lock = held_lock("halacha")
+    bystander = reaped_process()  # stands for whatever now has the run's old pid
+    with connection.cursor() as cursor:  # a live backend that is not the lock's
+        cursor.execute("SELECT pg_backend_pid()")
+        stale_backend = cursor.fetchone()[0]
+    with freeze_time("2026-12-01T10:00:00Z") as frozen:
+        run = make_run(pid=bystander.pid, backend_pid=stale_backend, checkpoint=timezone.now())
+        frozen.tick(timedelta(days=1))  # far past any hung threshold
+        out = tick()
+    run.refresh_from_db()
+    assert (run.status, run.stop_reason) == (RunStatus.CRASHED, "dead")
+    assert (
+        f"its drain lock is held by backend {lock.backend_pid}, not by the run's backend "
+        f"{stale_backend}" in run.error
+    )
+    assert bystander.poll() is None  # not signalled
+    assert f"halacha  crashed  run {run.pk}" in out and "hung" not in out
+    assert [k for k, _ in sup_events()] == ["crashed"]
+
+
 # --- step 3: hung --------------------------------------------------------------------------------
 
 
@@ -322,6 +348,25 @@ def test_all_preconditions_true__the_drain_is_started_detached(child_world):
     assert run.status == RunStatus.SUCCEEDED and run.items_done == 3
     assert [k for k, _ in sup_events()] == ["start"]
     assert (child_world / "halacha-supervisor.log").exists()
+
+
+def test_the_drains_own_fresh_backoff__holds_and_starts_nothing(child_world):
+    make_decisions(3)
+    set_drain_burst("halacha", DEFAULT_DEADLINE, actor="op")
+    until = timezone.now() + timedelta(hours=1)
+    DrainControl.objects.filter(name="halacha").update(
+        quota_key="test-quota",
+        backoff_until=until,
+        backoff_observed_at=timezone.now(),
+        backoff_reason="usage limit",
+    )
+    out = tick("--drain", "halacha")
+    assert f"halacha  keep_backoff  backoff until {until.isoformat()} is fresh" in out
+    assert f"halacha  hold  burst active but not starting: backoff in force until {until.isoformat()}\n" in out
+    assert "start" not in [line.split("  ")[1] for line in out.splitlines()]
+    assert not DrainRun.objects.filter(drain="halacha").exists()
+    assert not (child_world / "halacha-supervisor.log").exists()
+    assert [k for k, _ in sup_events()] == ["keep_backoff", "hold"]
 
 
 @pytest.mark.parametrize("missing", ["burst", "enabled", "no_backoff", "backlog", "no_live_run"])
