@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,23 +22,19 @@ from django.utils import timezone
 from freezegun import freeze_time
 
 from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
-from drains.locks import DrainLock, drain_lock_holders
+from drains.locks import DrainLock, SupervisorLock, drain_lock_holders
 from drains.models import DrainControl, DrainEvent, DrainRun, RunStatus, StagedResult
 from drains.runs import stage_result
-from drains.supervisor import SupervisorLock
 from halacha.models import CourtDecision, Halacha
+from tests import factories
+from tests.factories import make_run
 from tests.support.db import ROOT, child_env, database_url, manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def make_decisions(n: int, start: int = 1) -> list[CourtDecision]:
-    return CourtDecision.objects.bulk_create(
-        [
-            CourtDecision(external_id=f"s-{i:04d}", text=f"Decision {i} holds. Rule {i} binds.")
-            for i in range(start, start + n)
-        ]
-    )
+    return factories.make_decisions(n, start=start, prefix="s")
 
 
 def tick(*args: str) -> str:
@@ -47,18 +42,6 @@ def tick(*args: str) -> str:
     call_command("supervise_drains", *args, stdout=out)
     assert "Another supervisor" not in out.getvalue(), out.getvalue()
     return out.getvalue()
-
-
-def make_run(drain="halacha", *, started_at=None, checkpoint=None, **fields) -> DrainRun:
-    values = {
-        "host": socket.gethostname(),
-        "pid": 999_999,
-        "started_at": started_at or timezone.now(),
-        "last_checkpoint_at": checkpoint,
-        "status": RunStatus.RUNNING,
-        **fields,
-    }
-    return DrainRun.objects.create(drain=drain, **values)
 
 
 def sup_events(drain="halacha", kind=None):
@@ -109,7 +92,7 @@ def wait_supervisor_runs_end(timeout: float = 60) -> list[DrainRun]:
 
 def test_burst_past_its_deadline_is_cleared_with_a_line_and_events():
     with freeze_time("2026-12-01T10:00:00Z") as frozen:
-        set_drain_burst("halacha", timezone.now() + timedelta(hours=2), actor="op")
+        set_drain_burst(name="halacha", until=timezone.now() + timedelta(hours=2), actor="op")
         frozen.tick(timedelta(hours=1))
         out = tick()
         assert DrainControl.objects.get(name="halacha").burst_until is not None
@@ -341,7 +324,7 @@ def test_staged_rows_are_left_to_a_live_run(held_lock):
 
 def test_all_preconditions_true__the_drain_is_started_detached(child_world):
     make_decisions(3)
-    set_drain_burst("halacha", DEFAULT_DEADLINE, actor="op")
+    set_drain_burst(name="halacha", until=DEFAULT_DEADLINE, actor="op")
     out = tick("--drain", "halacha")
     assert "halacha  start  burst active until" in out
     (run,) = wait_supervisor_runs_end()
@@ -352,7 +335,7 @@ def test_all_preconditions_true__the_drain_is_started_detached(child_world):
 
 def test_the_drains_own_fresh_backoff__holds_and_starts_nothing(child_world):
     make_decisions(3)
-    set_drain_burst("halacha", DEFAULT_DEADLINE, actor="op")
+    set_drain_burst(name="halacha", until=DEFAULT_DEADLINE, actor="op")
     until = timezone.now() + timedelta(hours=1)
     DrainControl.objects.filter(name="halacha").update(
         quota_key="test-quota",
@@ -374,7 +357,7 @@ def test_each_precondition_false__no_start(missing, child_world, held_lock):
     if missing != "backlog":
         make_decisions(3)
     if missing != "burst":
-        set_drain_burst("halacha", DEFAULT_DEADLINE, actor="op")
+        set_drain_burst(name="halacha", until=DEFAULT_DEADLINE, actor="op")
     control, _ = DrainControl.objects.get_or_create(name="halacha")
     if missing == "enabled":
         control.enabled = False
@@ -470,7 +453,7 @@ def test_dry_run_prints_every_planned_action_and_changes_nothing(held_lock, chil
         lock = held_lock("metadata")
         make_run("metadata", host="other-host", backend_pid=lock.backend_pid, checkpoint=now)
         dead = make_run("halacha", checkpoint=now)
-        set_drain_burst("halacha", DEFAULT_DEADLINE, actor="op")
+        set_drain_burst(name="halacha", until=DEFAULT_DEADLINE, actor="op")
         stage_result(
             drain="halacha",
             item_key=str(decisions[0].pk),

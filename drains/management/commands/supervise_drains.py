@@ -7,9 +7,11 @@ from django.db import connection
 
 from drains import registry
 from drains.events import record_event
+from drains.locks import SupervisorLock
+from drains.models import EventKind
 from drains.runs import job_run, record_checkpoint
 from drains.schema_gate import ensure_schema, missing_migrations
-from drains.supervisor import ACTOR, SupervisorLock, supervise
+from drains.supervisor import ACTOR, supervise
 
 COMMAND_NAME = "supervise_drains"
 
@@ -57,7 +59,7 @@ class Command(BaseCommand):
                 ensure_schema(stdout=self.stdout)
                 # Recorded as a job run, so the schedule, the snapshot and the digest show when
                 # the supervisor last ran and whether it failed.
-                with job_run(COMMAND_NAME) as run:
+                with job_run(name=COMMAND_NAME) as run:
                     result = supervise(
                         names=[drain] if drain else None, dry_run=False, write=self.stdout.write
                     )
@@ -73,7 +75,7 @@ class Command(BaseCommand):
             if not dry_run:
                 try:
                     record_event(
-                        drain="supervisor", kind="supervisor_error", message=message, actor=ACTOR
+                        drain="supervisor", kind=EventKind.SUPERVISOR_ERROR, message=message, actor=ACTOR
                     )
                 except Exception as db_exc:
                     self.stderr.write(f"could not record the failure: {db_exc}")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from drains.models import Trigger
 from drains.runs import job_run, record_checkpoint
 from drains.schema_gate import ensure_schema
+from drains.trigger import add_trigger_argument
 from halacha.fetch import FetchError, FetchReport, fetch_decisions
 
 JOB = "fetch_decisions"
@@ -22,17 +22,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--trigger",
-            choices=Trigger.values,
-            default=Trigger.CRON,
-            help="What started this run, as recorded on it (default: cron).",
-        )
+        add_trigger_argument(parser)
 
     def handle(self, *args, trigger: str, **options):
         ensure_schema()
         try:
-            with job_run(JOB, trigger) as run:
+            with job_run(name=JOB, trigger=trigger) as run:
                 try:
                     report = fetch_decisions()
                 except FetchError as exc:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from drains.models import Trigger
 from drains.runs import job_run
 from drains.schema_gate import ensure_schema
+from drains.trigger import add_trigger_argument
 from operations.digest import send_digest
 
 JOB = "send_digest"
@@ -20,12 +20,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--trigger",
-            choices=Trigger.values,
-            default=Trigger.CRON,
-            help="What started this run, as recorded on it (default: cron).",
-        )
+        add_trigger_argument(parser)
         parser.add_argument(
             "--dry-run",
             action="store_true",
@@ -34,7 +29,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, trigger: str, dry_run: bool, **options):
         ensure_schema()
-        with job_run(JOB, trigger):
+        with job_run(name=JOB, trigger=trigger):
             result = send_digest(dry_run=dry_run)
         if dry_run or not result.recipients:
             if not result.recipients:
