@@ -99,7 +99,7 @@ def load_backlog(n: int) -> None:
 def runtime_pass(n: int) -> dict:
     from django.db import connection
 
-    from drains.runtime import run_drain
+    from drains.runner import run_drain
 
     load_backlog(n)
     count = [0]
@@ -198,7 +198,7 @@ def memory_pass(n: int) -> dict:
     from django.conf import settings
     from django.db import connection
 
-    from drains.runtime import run_drain
+    from drains.runner import run_drain
 
     settings.DEBUG = True
     try:
@@ -218,7 +218,7 @@ def memory_pass(n: int) -> dict:
 def concurrency_pass(n: int, concurrency: int, pause: float) -> dict:
     from django.conf import settings
 
-    from drains.runtime import run_drain
+    from drains.runner import run_drain
 
     load_backlog(n)
     os.environ["TEST_EXTRACTOR_SLEEP"] = str(pause)

@@ -72,18 +72,19 @@ def fake_drain_names(total: int) -> list[str]:
 def use_drains(total: int) -> list[str]:
     """Make the registry hold ``total`` drains: halacha plus small bench drains."""
     from drains import registry
+    from drains.runner import Drain
     from halacha.models import CourtDecision
 
-    class BenchDrain:
+    class BenchDrain(Drain):
         backlog_status_field = "status"
 
         @classmethod
         def backlog_queryset(cls):
             return CourtDecision.objects.all()
 
-    for name in list(registry._DRAINS):
+    for name in registry.names():
         if name != "halacha":
-            registry._DRAINS.pop(name)
+            registry.unregister(name)
     for name in fake_drain_names(total):
         registry.register(type(name, (BenchDrain,), {"name": name}))
     return registry.names()
@@ -269,10 +270,10 @@ def main() -> None:
         django.setup()
         from django.core.management import call_command
 
-        from drains.schedule import DRAIN_COMMANDS, scheduled_jobs
+        from drains.schedule import scheduled_jobs
 
         call_command("migrate", verbosity=0)
-        jobs = [job.name for job in scheduled_jobs() if job.name not in DRAIN_COMMANDS]
+        jobs = [job.name for job in scheduled_jobs() if job.drain is None]
         token = seed(args.runs, ["halacha", "metadata", *fake_drain_names(args.drains)], jobs)
 
         print(f"database {database}; {args.runs} runs per drain and per job; 2,000 decisions")

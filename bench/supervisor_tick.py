@@ -54,7 +54,7 @@ def admin_sql(statement: str) -> None:
 def use_drains(total: int) -> list[str]:
     """The registry holds ``total`` drains: halacha plus bench drains with an empty backlog."""
     from drains import registry
-    from drains.runtime import Drain
+    from drains.runner import Drain
     from halacha.models import CourtDecision
 
     class BenchDrain(Drain):
@@ -62,9 +62,9 @@ def use_drains(total: int) -> list[str]:
         def pending_queryset(cls):
             return CourtDecision.objects.none()
 
-    for name in list(registry._DRAINS):
+    for name in registry.names():
         if name != "halacha":
-            registry._DRAINS.pop(name)
+            registry.unregister(name)
     for i in range(1, total):
         registry.register(type(f"Bench{i}", (BenchDrain,), {"name": f"bench{i:02d}"}))
     return registry.names()

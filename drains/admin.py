@@ -12,9 +12,11 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
-from drains import bursts, controls, registry
+from drains import bursts, controls, registry, rules
 from drains.models import DrainControl, DrainEvent, DrainRun, StagedResult
+from drains.zone import format_local
 
 
 class DrainControlForm(forms.ModelForm):
@@ -90,17 +92,17 @@ class DrainControlAdmin(admin.ModelAdmin):
     def burst(self, obj: DrainControl) -> str:
         if obj.burst_until is None:
             return "off"
-        if bursts.is_active(obj.burst_until):
-            return f"on until {bursts._fmt(obj.burst_until)}"
-        return f"over (deadline {bursts._fmt(obj.burst_until)} passed)"
+        if rules.burst_active(obj.burst_until, now=timezone.now()):
+            return f"on until {format_local(obj.burst_until)}"
+        return f"over (deadline {format_local(obj.burst_until)} passed)"
 
     def save_model(self, request, obj, form, change):
         actor = request.user.get_username()
         name = obj.name if change else form.cleaned_data["name"]
-        control = bursts.ensure_control(name)
+        control = bursts.ensure_control(name=name)
         if "burst_until" in form.changed_data:
             try:
-                bursts.set_drain_burst(name, form.cleaned_data["burst_until"], actor)
+                bursts.set_drain_burst(name=name, until=form.cleaned_data["burst_until"], actor=actor)
             except ValidationError as exc:  # time moved on between the form check and now
                 self.message_user(request, " ".join(exc.messages), messages.ERROR)
         obj.pk = control.pk  # the admin logs and redirects to the row the services wrote
@@ -110,13 +112,13 @@ class DrainControlAdmin(admin.ModelAdmin):
         actor = request.user.get_username()
         for control in queryset:
             try:
-                state = bursts.set_drain_burst(control.name, until, actor)
+                state = bursts.set_drain_burst(name=control.name, until=until, actor=actor)
             except (registry.UnknownDrain, ValidationError) as exc:
                 text = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
                 self.message_user(request, f"{control.name}: {text}", messages.ERROR)
                 continue
             if state.active:
-                text = f"{control.name}: burst on until {bursts._fmt(state.burst_until)}"
+                text = f"{control.name}: burst on until {format_local(state.burst_until)}"
             else:
                 text = f"{control.name}: burst stopped"
             self.message_user(request, text, messages.SUCCESS)
@@ -136,7 +138,7 @@ class DrainControlAdmin(admin.ModelAdmin):
         actor = request.user.get_username()
         for control in queryset:
             try:
-                changed = controls.set_drain_enabled(control.name, enabled=enabled, actor=actor)
+                changed = controls.set_drain_enabled(name=control.name, enabled=enabled, actor=actor)
             except registry.UnknownDrain as exc:
                 self.message_user(request, f"{control.name}: {exc}", messages.ERROR)
                 continue

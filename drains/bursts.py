@@ -2,7 +2,8 @@
 
 Admin, REST, the /operations page and the ``burst`` command all call these functions and show
 their ``ValidationError`` messages as they are. A burst spends *leftover* weekly quota, so its
-deadline may never pass the week boundary: the upcoming Saturday 18:00 Asia/Jerusalem.
+deadline may never pass the week boundary: the upcoming Saturday 18:00 in the operator zone
+(``DRAINS_OPERATOR_TZ``, Asia/Jerusalem).
 A burst whose deadline has passed is off everywhere, even before the supervisor clears it.
 """
 
@@ -10,18 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from drains import registry
+from drains import registry, rules
 from drains.events import record_event
-from drains.models import DrainControl
+from drains.models import DrainControl, EventKind
+from drains.zone import format_local, operator_tz
 
-WEEK_TZ = ZoneInfo("Asia/Jerusalem")
 WEEK_BOUNDARY_WEEKDAY = 5  # Saturday (Monday is 0)
 WEEK_BOUNDARY_TIME = time(18, 0)
 
@@ -61,23 +61,20 @@ class BurstState:
 
 
 def upcoming_week_boundary(now: datetime | None = None) -> datetime:
-    """The next Saturday 18:00 Asia/Jerusalem strictly after ``now`` (DST-aware).
+    """The next Saturday 18:00 in the operator zone strictly after ``now`` (DST-aware).
 
     On Saturday before 18:00 that is today; at 18:00 or later it is a week later.
     """
     now = now or timezone.now()
-    local = now.astimezone(WEEK_TZ)
+    zone = operator_tz()
+    local = now.astimezone(zone)
     days_ahead = (WEEK_BOUNDARY_WEEKDAY - local.weekday()) % 7
-    boundary = datetime.combine(local.date() + timedelta(days=days_ahead), WEEK_BOUNDARY_TIME, WEEK_TZ)
+    boundary = datetime.combine(local.date() + timedelta(days=days_ahead), WEEK_BOUNDARY_TIME, zone)
     if boundary <= local:
         boundary = datetime.combine(
-            local.date() + timedelta(days=days_ahead + 7), WEEK_BOUNDARY_TIME, WEEK_TZ
+            local.date() + timedelta(days=days_ahead + 7), WEEK_BOUNDARY_TIME, zone
         )
     return boundary
-
-
-def _fmt(moment: datetime) -> str:
-    return moment.astimezone(WEEK_TZ).strftime("%a %Y-%m-%d %H:%M %Z")
 
 
 def parse_burst_until(value) -> datetime:
@@ -103,30 +100,30 @@ def validate_burst_until(until: datetime, now: datetime | None = None) -> dateti
     if timezone.is_naive(until):
         raise ValidationError(MSG_NAIVE.format(value=until.isoformat()), code="naive")
     if until <= now:
-        raise ValidationError(MSG_PAST.format(value=_fmt(until), now=_fmt(now)), code="past")
+        raise ValidationError(MSG_PAST.format(value=format_local(until), now=format_local(now)), code="past")
     boundary = upcoming_week_boundary(now)
     if until > boundary:
         raise ValidationError(
-            MSG_BEYOND.format(value=_fmt(until), boundary=_fmt(boundary)), code="beyond_week"
+            MSG_BEYOND.format(value=format_local(until), boundary=format_local(boundary)), code="beyond_week"
         )
     return until
 
 
-def is_active(burst_until: datetime | None, now: datetime | None = None) -> bool:
-    return burst_until is not None and burst_until > (now or timezone.now())
-
-
 def _state(name: str, burst_until: datetime | None, now: datetime) -> BurstState:
-    return BurstState(name=name, burst_until=burst_until, active=is_active(burst_until, now))
+    return BurstState(
+        name=name, burst_until=burst_until, active=rules.burst_active(burst_until, now=now)
+    )
 
 
-def ensure_control(name: str) -> DrainControl:
+def ensure_control(*, name: str) -> DrainControl:
     registry.get(name)  # raises UnknownDrain
     control, _ = DrainControl.objects.get_or_create(name=name)
     return control
 
 
-def set_drain_burst(name: str, until, actor: str) -> BurstState:
+def set_drain_burst(
+    *, name: str, until: datetime | str | _Default | None, actor: str
+) -> BurstState:
     """Start (``until`` = a datetime or ``DEFAULT_DEADLINE``) or stop (``until=None``) a burst.
 
     Raises ``registry.UnknownDrain`` or ``ValidationError``. Writes a DrainEvent.
@@ -145,9 +142,9 @@ def set_drain_burst(name: str, until, actor: str) -> BurstState:
         control.updated_by = actor
         control.save(update_fields=["burst_until", "updated_by", "updated_at"])
         if until is None:
-            kind, message = "burst_off", "burst stopped"
+            kind, message = EventKind.BURST_OFF, "burst stopped"
         else:
-            kind, message = "burst_on", f"burst on until {_fmt(until)}"
+            kind, message = EventKind.BURST_ON, f"burst on until {format_local(until)}"
         record_event(
             drain=name,
             kind=kind,
@@ -178,12 +175,12 @@ def get_drain_bursts() -> dict[str, BurstState]:
     return {name: _state(name, stored.get(name), now) for name in registry.names()}
 
 
-def clear_expired_burst(name: str, actor: str = "supervisor") -> BurstState | None:
+def clear_expired_burst(*, name: str, actor: str) -> BurstState | None:
     """Clear a burst whose deadline has passed (the supervisor's step 1). None if nothing to do."""
     now = timezone.now()
     with transaction.atomic():
         control = DrainControl.objects.select_for_update().filter(name=name).first()
-        if control is None or control.burst_until is None or control.burst_until > now:
+        if control is None or control.burst_until is None or rules.burst_active(control.burst_until, now=now):
             return None
         expired = control.burst_until
         control.burst_until = None
@@ -191,8 +188,8 @@ def clear_expired_burst(name: str, actor: str = "supervisor") -> BurstState | No
         control.save(update_fields=["burst_until", "updated_by", "updated_at"])
         record_event(
             drain=name,
-            kind="burst_expired",
-            message=f"burst reached its deadline {_fmt(expired)} and was cleared",
+            kind=EventKind.BURST_EXPIRED,
+            message=f"burst reached its deadline {format_local(expired)} and was cleared",
             actor=actor,
             data={"until": expired.isoformat()},
         )

@@ -11,10 +11,10 @@ from django.db import transaction
 
 from drains import registry
 from drains.events import record_event
-from drains.models import DrainControl
+from drains.models import DrainControl, EventKind
 
 
-def set_drain_enabled(name: str, *, enabled: bool, actor: str, reason: str = "") -> bool:
+def set_drain_enabled(*, name: str, enabled: bool, actor: str, reason: str = "") -> bool:
     """Enable or disable drain ``name``. Returns whether anything changed.
 
     Raises ``registry.UnknownDrain`` for a name no drain is registered under.
@@ -31,7 +31,7 @@ def set_drain_enabled(name: str, *, enabled: bool, actor: str, reason: str = "")
         word = "enabled" if enabled else "disabled"
         record_event(
             drain=name,
-            kind=word,
+            kind=EventKind.ENABLED if enabled else EventKind.DISABLED,
             message=f"drain {word}" + (f": {reason}" if reason else ""),
             actor=actor,
             data={"enabled": enabled, "reason": reason},

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from drains.models import DrainEvent
+from drains.models import DrainEvent, DrainRun
 
 
-def record_event(*, drain: str, kind: str, message: str, actor: str, run=None, data=None) -> DrainEvent:
+def record_event(
+    *,
+    drain: str,
+    kind: str,
+    message: str,
+    actor: str,
+    run: DrainRun | None = None,
+    data: dict | None = None,
+) -> DrainEvent:
     return DrainEvent.objects.create(
         drain=drain,
         run=run,

@@ -1,4 +1,5 @@
-"""The one-runner-per-drain lock: a session-level PostgreSQL advisory lock per drain.
+"""The project's own advisory locks: one runner per drain, one supervisor, and the one helper
+that opens a lock session (``open_lock_session``; the schema gate's lock uses it too).
 
 ``DrainLock(name)`` opens a dedicated connection that the process owns for as long as it runs
 and takes ``pg_try_advisory_lock(DRAIN_LOCK_NAMESPACE, drain_lock_key(name))`` on it. Because
@@ -9,6 +10,7 @@ as ``backend_pid``, and what ``drain_lock_holders()`` reports.
 This module never waits for a lock (a second runner exits at once) and never writes a table.
 The keys are in the two-int4 form, so pg_locks shows ``classid = DRAIN_LOCK_NAMESPACE``,
 ``objid = drain_lock_key(name)``, ``objsubid = 2``; the schema gate uses its own namespace.
+Reading ``pg_locks`` (who holds a key) is drains/pglock.py's.
 """
 
 from __future__ import annotations
@@ -20,12 +22,19 @@ import zlib
 from dataclasses import dataclass
 
 import psycopg
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import connection as default_connection
+
+from drains import pglock
 
 logger = logging.getLogger(__name__)
 
 # "DRN1" as an int4: the namespace of per-drain runner locks.
 DRAIN_LOCK_NAMESPACE = 0x44524E31
+# "SUPV" as an int4: the supervisor's lock namespace (key 1: the one supervisor).
+SUPERVISOR_LOCK_NAMESPACE = 0x53555056
+SUPERVISOR_LOCK_KEY = 1
+_DJANGO_ONLY_PARAMS = ("cursor_factory", "context", "prepare_threshold", "server_side_binding")
 
 
 def drain_lock_key(name: str) -> int:
@@ -41,13 +50,19 @@ class LockLost(RuntimeError):
 class LockHolder:
     backend_pid: int
     application_name: str
-    client_addr: str | None
+    client: str  # address, or 'local socket'
 
 
-def _own_connection(application_name: str) -> psycopg.Connection:
-    """A new autocommit connection to the project's database, separate from Django's."""
-    params = dict(default_connection.get_connection_params())
-    for key in ("cursor_factory", "context", "prepare_threshold", "server_side_binding"):
+def open_lock_session(*, application_name: str, using: str = DEFAULT_DB_ALIAS) -> psycopg.Connection:
+    """A new autocommit connection to ``using``'s database that nothing else uses.
+
+    A session-level advisory lock lives exactly as long as this session: a crash of the
+    process (even SIGKILL) ends it and frees the lock. The parameters come from Django's
+    ``get_connection_params()``, the one place that prepares them (it also starts the embedded
+    server when there is one); the keys only Django's wrapper understands are dropped.
+    """
+    params = dict(connections[using].get_connection_params())
+    for key in _DJANGO_ONLY_PARAMS:
         params.pop(key, None)
     params["application_name"] = application_name[:63]
     return psycopg.connect(autocommit=True, **params)
@@ -69,7 +84,9 @@ class DrainLock:
     def acquire(self) -> bool:
         if self._conn is not None:
             raise RuntimeError(f"the {self.name} drain lock is already held by this process")
-        conn = _own_connection(f"drain-{self.name} host={socket.gethostname()} pid={os.getpid()}")
+        conn = open_lock_session(
+            application_name=f"drain-{self.name} host={socket.gethostname()} pid={os.getpid()}"
+        )
         try:
             got = conn.execute(
                 "SELECT pg_try_advisory_lock(%s, %s), pg_backend_pid()",
@@ -120,18 +137,6 @@ class DrainLock:
         self.release()
 
 
-_HOLDERS_SQL = """
-SELECT l.objid::bigint, l.pid
-FROM pg_locks l
-WHERE l.locktype = 'advisory'
-  AND l.granted
-  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND l.classid::bigint = %s
-  AND l.objsubid = 2
-  AND l.objid::bigint = ANY(%s)
-"""
-
-
 def drain_lock_holders(names) -> dict[str, int | None]:
     """``{name: backend pid holding its lock, or None}`` for every name, in one query."""
     names = list(names)
@@ -140,8 +145,7 @@ def drain_lock_holders(names) -> dict[str, int | None]:
     if not names:
         return holders
     with default_connection.cursor() as cursor:
-        cursor.execute(_HOLDERS_SQL, [DRAIN_LOCK_NAMESPACE, list(by_key)])
-        for key, pid in cursor.fetchall():
+        for key, pid in pglock.holder_pids(cursor, DRAIN_LOCK_NAMESPACE, list(by_key)).items():
             holders[by_key[key]] = pid
     return holders
 
@@ -149,19 +153,38 @@ def drain_lock_holders(names) -> dict[str, int | None]:
 def lock_holder(name: str) -> LockHolder | None:
     """The session holding ``name``'s lock, with its application_name, or None when free."""
     with default_connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT a.pid, a.application_name, a.client_addr::text
-            FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-            WHERE l.locktype = 'advisory'
-              AND l.granted
-              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-              AND l.classid::bigint = %s
-              AND l.objsubid = 2
-              AND l.objid::bigint = %s
-            LIMIT 1
-            """,
-            [DRAIN_LOCK_NAMESPACE, drain_lock_key(name)],
+        session = pglock.holder(
+            cursor, pglock.AdvisoryKey.two_part(DRAIN_LOCK_NAMESPACE, drain_lock_key(name))
         )
-        row = cursor.fetchone()
-    return LockHolder(*row) if row else None
+    return LockHolder(session.pid, session.application_name, session.client) if session else None
+
+
+class SupervisorLock:
+    """The one supervisor: ``pg_try_advisory_lock`` on its own session; the session ending
+    frees it."""
+
+    def __init__(self):
+        self._conn: psycopg.Connection | None = None
+
+    def acquire(self) -> bool:
+        conn = open_lock_session(
+            application_name=f"supervisor host={socket.gethostname()} pid={os.getpid()}"
+        )
+        got = conn.execute(
+            "SELECT pg_try_advisory_lock(%s, %s)", (SUPERVISOR_LOCK_NAMESPACE, SUPERVISOR_LOCK_KEY)
+        ).fetchone()[0]
+        if not got:
+            conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def holder_pid(self) -> int | None:
+        with default_connection.cursor() as cursor:
+            holders = pglock.holder_pids(cursor, SUPERVISOR_LOCK_NAMESPACE, [SUPERVISOR_LOCK_KEY])
+        return holders.get(SUPERVISOR_LOCK_KEY)
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()

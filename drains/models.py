@@ -20,7 +20,56 @@ class RunStatus(models.TextChoices):
     CRASHED = "crashed", "crashed"
 
 
-FINISHED_STATUSES = frozenset(s for s in RunStatus if s != RunStatus.RUNNING)
+class StopReason(models.TextChoices):
+    """Why a run ended (``DrainRun.stop_reason``), or why a drain command did not start one."""
+
+    BACKLOG_EMPTY = "backlog_empty", "backlog empty"
+    MAX_ITEMS = "max_items", "normal-mode item cap"
+    MAX_MINUTES = "max_minutes", "normal-mode time cap"
+    DEADLINE = "deadline", "burst deadline"
+    BURST_OFF = "burst_off", "burst switched off"
+    DISABLED = "disabled", "drain disabled"
+    BACKOFF = "backoff", "another drain on the quota hit the limit"
+    SIGNAL = "signal", "SIGTERM/SIGINT"
+    SUPERSEDED = "superseded", "the supervisor marked the run hung/crashed"
+    RATE_LIMITED = "rate_limited", "rate limited"
+    LOCK_LOST = "lock_lost", "drain lock lost"
+    ERROR = "error", "error"
+    DEAD = "dead", "process gone (marked by a new runner or the supervisor)"
+    HUNG = "hung", "no checkpoint within the hung threshold"
+    LOCKED = "locked", "another runner holds the drain lock"
+
+
+class EventKind(models.TextChoices):
+    """``DrainEvent.kind``: one list, used by the code that writes events and by every reader."""
+
+    # operators (bursts.py, controls.py)
+    BURST_ON = "burst_on", "burst on"
+    BURST_OFF = "burst_off", "burst off"
+    BURST_EXPIRED = "burst_expired", "burst expired"
+    ENABLED = "enabled", "enabled"
+    DISABLED = "disabled", "disabled"
+    # the runtime (drains/runner)
+    BACKOFF = "backoff", "backoff recorded"
+    SKIPPED = "skipped", "run skipped"
+    LEFTOVERS_PROMOTED = "leftovers_promoted", "leftovers promoted"
+    ITEM_FAILED = "item_failed", "item failed"
+    RUN_CRASHED = "run_crashed", "run marked crashed"
+    NOTE = "note", "note"
+    # the supervisor: one kind per decision (its action), and its own failure
+    CLEAR_BURST = "clear_burst", "supervisor: clear burst"
+    CRASHED = "crashed", "supervisor: crashed"
+    HUNG = "hung", "supervisor: hung"
+    CLEAR_BACKOFF = "clear_backoff", "supervisor: clear backoff"
+    KEEP_BACKOFF = "keep_backoff", "supervisor: keep backoff"
+    PROMOTE = "promote", "supervisor: promote"
+    HOLD = "hold", "supervisor: hold"
+    START = "start", "supervisor: start"
+    SUPERVISOR_ERROR = "supervisor_error", "supervisor error"
+
+
+# Events the snapshot lists as notes: what an operator must look at.
+NOTE_KINDS = (EventKind.NOTE, EventKind.SUPERVISOR_ERROR)
 
 
 class Trigger(models.TextChoices):

@@ -150,8 +150,43 @@ def lock_sessions(cursor, key: AdvisoryKey) -> list[LockSession]:
     return [_session(tuple(row[2:]), granted=row[0], waiting=row[1]) for row in cursor.fetchall()]
 
 
-def holders(cursor, key: AdvisoryKey) -> list[LockSession]:
-    return [s for s in lock_sessions(cursor, key) if s.granted]
+def holder(cursor, key: AdvisoryKey) -> LockSession | None:
+    """The session holding ``key``, or None when it is free."""
+    return next((s for s in lock_sessions(cursor, key) if s.granted), None)
+
+
+_HOLDER_PIDS_SQL = """
+SELECT l.objid::bigint, l.pid
+FROM pg_locks l
+WHERE l.locktype = 'advisory'
+  AND l.granted
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid::bigint = %s
+  AND l.objsubid = 2
+  AND l.objid::bigint = ANY(%s)
+"""
+
+
+def holder_pids(cursor, namespace: int, keys: list[int]) -> dict[int, int]:
+    """``{key: backend pid}`` for each two-part key ``(namespace, key)`` that is held, in one
+    query (non-negative int4 halves: their oid reading is the same number)."""
+    cursor.execute(_HOLDER_PIDS_SQL, [namespace, list(keys)])
+    return {key: pid for key, pid in cursor.fetchall()}
+
+
+#: A boolean SQL expression: session ``%s`` (pid) started at ``%s`` (backend_start) holds the
+#: two-part key ``%s``/``%s`` (classid, objid as oids) in this database. Callers embed it in
+#: their own round trip (the schema gate re-arms its DDL session in the same statement).
+HELD_BY_SESSION_SQL = """
+EXISTS (
+    SELECT 1
+    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted
+      AND l.pid = %s AND a.backend_start = %s
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid = %s::oid AND l.objid = %s::oid AND l.objsubid = 2
+)
+"""
 
 
 _SESSIONS_BY_NAME_SQL = f"""

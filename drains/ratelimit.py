@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.utils import timezone
 
+from drains.zone import operator_tz
+
 MAX_TRUSTED_AHEAD = timedelta(days=32)
 EPOCH_MS_THRESHOLD = 10**11  # an epoch above this is in milliseconds
 
@@ -188,7 +190,9 @@ _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 def _zone(name: str | None) -> ZoneInfo:
     """The named zone, or the operator's (DRAINS_OPERATOR_TZ) when the message names none."""
-    name = (name or "").strip() or settings.DRAINS_OPERATOR_TZ
+    name = (name or "").strip()
+    if not name:
+        return operator_tz()
     if name.upper() in {"UTC", "GMT", "Z"}:
         name = "UTC"
     return ZoneInfo(name)
@@ -217,6 +221,9 @@ def parse_reset(text: str, now: datetime | None = None) -> ResetInfo:
     (Europe/Moscow)``, ``resets Apr 23 at 4pm (America/Recife)``, ``reset at 5pm (Europe/Warsaw)``,
     ``resets Oct 6, 1pm`` (no zone → DRAINS_OPERATOR_TZ).
     """
+    # Kept whole on purpose: the forms are tried in this order, most specific first (an epoch
+    # beats a date, a date beats a wall clock), and reading that order in one place is the
+    # parser's contract with samples/rate-limits.md.
     now = _now(now)
     raw = text or ""
 

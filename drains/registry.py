@@ -25,6 +25,11 @@ def register(drain_cls):
     return drain_cls
 
 
+def unregister(name: str) -> None:
+    """Forget a drain (tests and benches that registered their own); no error if unknown."""
+    _DRAINS.pop(name, None)
+
+
 def get(name: str):
     try:
         return _DRAINS[name]
@@ -36,5 +41,6 @@ def names() -> list[str]:
     return sorted(_DRAINS)
 
 
-def all_drains() -> dict[str, Any]:
-    return dict(sorted(_DRAINS.items()))
+def drain_for_command(command: str) -> str | None:
+    """The drain that the management command ``command`` runs, or None for another job."""
+    return next((name for name, cls in _DRAINS.items() if cls.command_name() == command), None)

@@ -1,10 +1,10 @@
-"""Run, checkpoint, staging and backoff services: the only code that writes DrainRun,
-StagedResult and the backoff fields of DrainControl.
+"""Run, checkpoint and staging services: the only code that writes DrainRun and StagedResult
+(the backoff fields of DrainControl are drains/backoff.py's).
 
 Each function is one transaction (or one statement) and safe to call from any process: the
-runtime calls them while it works, the supervisor calls ``promote_leftovers``, ``finish_run``
-and ``backoff_in_force`` with zero quota. Nothing here imports or constructs an extractor, and
-nothing here decides *when* to stop: that is the runtime's (drains/runtime.py) or the
+runtime calls them while it works, the supervisor calls ``promote_leftovers`` and ``finish_run``
+with zero quota. Nothing here imports or constructs an extractor, and
+nothing here decides *when* to stop: that is the runner's (drains/runner/) or the
 supervisor's call.
 
 Staging contract (DESIGN.md, "nothing paid for is lost"): ``stage_result`` commits the raw
@@ -29,12 +29,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from drains import registry
 from drains.events import record_event
-from drains.models import DrainControl, DrainRun, RunMode, RunStatus, StagedResult, Trigger
+from drains.models import DrainRun, EventKind, RunMode, RunStatus, StagedResult, StopReason, Trigger
 
 logger = logging.getLogger(__name__)
 
@@ -200,10 +200,8 @@ def finish_run(*, run: DrainRun, status: str, stop_reason: str = "", error: str 
     return bool(updated)
 
 
-def mark_dead_runs(
-    *, drain: str, status: str = RunStatus.CRASHED, reason: str, actor: str, exclude=None
-) -> list[int]:
-    """Mark every ``running`` run of ``drain`` as dead (``crashed`` by default), with events.
+def mark_dead_runs(*, drain: str, reason: str, actor: str, exclude: DrainRun | None = None) -> list[int]:
+    """Mark every ``running`` run of ``drain`` as ``crashed``, with an event each.
 
     Only call this when the runs are known to be dead — e.g. while holding the drain's lock,
     which no live runner could have let go.
@@ -213,13 +211,15 @@ def mark_dead_runs(
         runs = runs.exclude(pk=exclude.pk)
     marked = []
     for run in runs.order_by("pk"):
-        if finish_run(run=run, status=status, stop_reason="dead", error=reason):
+        if finish_run(
+            run=run, status=RunStatus.CRASHED, stop_reason=StopReason.DEAD, error=reason
+        ):
             record_event(
                 drain=drain,
                 run=run,
                 actor=actor,
-                kind=f"run_{status}",
-                message=f"run {run.pk} (pid {run.pid} on {run.host}) marked {status}: {reason}",
+                kind=EventKind.RUN_CRASHED,
+                message=f"run {run.pk} (pid {run.pid} on {run.host}) marked crashed: {reason}",
                 data={"run": run.pk, "pid": run.pid, "host": run.host},
             )
             marked.append(run.pk)
@@ -227,10 +227,10 @@ def mark_dead_runs(
 
 
 @contextmanager
-def job_run(name: str, trigger: str = Trigger.CRON) -> Iterator[DrainRun]:
+def job_run(*, name: str, trigger: str = Trigger.CRON) -> Iterator[DrainRun]:
     """Record a sibling job (not a drain) as a DrainRun with mode ``job``.
 
-    ``with job_run("fetch_decisions", "cron") as run: ...`` — the run ends ``succeeded``, or
+    ``with job_run(name="fetch_decisions", trigger="cron") as run: ...`` — the run ends ``succeeded``, or
     ``failed`` with the error recorded *before* the exception goes on (django-crontab swallows
     exceptions, so the row is where an operator sees the failure). Ctrl-C ends it ``stopped``.
     The body may call ``record_checkpoint(run=run, done=n)`` to report progress.
@@ -253,7 +253,7 @@ def job_run(name: str, trigger: str = Trigger.CRON) -> Iterator[DrainRun]:
             _finish_even_after_db_error(
                 run=run,
                 status=RunStatus.STOPPED if interrupted else RunStatus.FAILED,
-                stop_reason="signal" if interrupted else "error",
+                stop_reason=StopReason.SIGNAL if interrupted else StopReason.ERROR,
                 error=error_text(exc),
             )
         except DatabaseError:
@@ -369,7 +369,7 @@ class PromotionReport:
         return bool(self.promoted or self.already_done or self.failed)
 
 
-def promote_leftovers(drain_name: str, *, run_ids=None) -> PromotionReport:
+def promote_leftovers(*, drain_name: str, run_ids=None) -> PromotionReport:
     """Promote every staged row of ``drain_name`` (or of the runs ``run_ids``), oldest first.
 
     Zero quota: needs only the drain class's ``promote``, never an extractor. Call it while no
@@ -392,103 +392,3 @@ def promote_leftovers(drain_name: str, *, run_ids=None) -> PromotionReport:
         else:
             report.already_done += 1
     return report
-
-
-# --- backoff ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Backoff:
-    drain: str  # whose DrainControl row holds it
-    until: datetime
-    reason: str
-    observed_at: datetime | None
-    quota_key: str
-
-
-def set_quota_key(*, drain: str, quota_key: str) -> None:
-    """Remember which quota the drain's extractor draws on (set at every run start)."""
-    DrainControl.objects.filter(name=drain).exclude(quota_key=quota_key).update(
-        quota_key=quota_key, updated_at=timezone.now()
-    )
-
-
-def record_backoff(
-    *,
-    drain: str,
-    quota_key: str,
-    reset_at: datetime,
-    reason: str,
-    run: DrainRun | None = None,
-    actor: str = "runtime",
-) -> list[str]:
-    """Write a rate limit's backoff on every drain that draws on ``quota_key`` (and ``drain``).
-
-    One transaction; an event per drain. Returns the names of the drains now backing off.
-    """
-    if timezone.is_naive(reset_at):
-        raise ValueError("reset_at must be timezone-aware")
-    now = timezone.now()
-    with transaction.atomic():
-        DrainControl.objects.get_or_create(name=drain)
-        same_quota = Q(name=drain) | Q(quota_key=quota_key) if quota_key else Q(name=drain)
-        targets = DrainControl.objects.filter(same_quota)
-        names = sorted(targets.values_list("name", flat=True))
-        targets.update(
-            backoff_until=reset_at,
-            backoff_reason=reason,
-            backoff_observed_at=now,
-            backoff_from_run=run,
-            updated_by=actor,
-            updated_at=now,
-        )
-        for name in names:
-            shared = "" if name == drain else f" (shares quota {quota_key!r} with {drain})"
-            record_event(
-                drain=name,
-                run=run if name == drain else None,
-                actor=actor,
-                kind="backoff",
-                message=f"rate limited until {reset_at.isoformat()}{shared}: {reason}"[:2000],
-                data={
-                    "until": reset_at.isoformat(),
-                    "quota_key": quota_key,
-                    "observed_by": drain,
-                    "run": run.pk if run else None,
-                },
-            )
-    return names
-
-
-def backoff_in_force(
-    drain: str, *, quota_key: str | None = None, now: datetime | None = None
-) -> Backoff | None:
-    """The latest backoff that stops ``drain`` now, or None. One query.
-
-    It is the drain's own, or that of any drain on the same quota (``quota_key``, default the
-    key stored on the drain's row): a rate limit belongs to the quota, not to one drain.
-    """
-    now = now or timezone.now()
-    if quota_key is None:
-        same_quota = Q(
-            quota_key__in=DrainControl.objects.filter(name=drain)
-            .exclude(quota_key="")
-            .values("quota_key")
-        )
-    else:
-        same_quota = Q(quota_key=quota_key) if quota_key else Q(pk__in=[])
-    row = (
-        DrainControl.objects.filter(Q(name=drain) | same_quota, backoff_until__gt=now)
-        .order_by("-backoff_until")
-        .values("name", "backoff_until", "backoff_reason", "backoff_observed_at", "quota_key")
-        .first()
-    )
-    if row is None:
-        return None
-    return Backoff(
-        drain=row["name"],
-        until=row["backoff_until"],
-        reason=row["backoff_reason"],
-        observed_at=row["backoff_observed_at"],
-        quota_key=row["quota_key"],
-    )

@@ -26,8 +26,8 @@ from croniter import CroniterError, croniter
 from django.conf import settings
 from django.utils import timezone
 
-# Jobs that are drains, by command name -> drain name.
-DRAIN_COMMANDS = {"drain_halacha": "halacha", "drain_metadata": "metadata"}
+from drains import registry
+from drains.zone import operator_tz
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class ScheduledJob:
 
     @property
     def kind(self) -> str:
-        if self.name in DRAIN_COMMANDS:
+        if self.drain is not None:
             return "drain"
         if self.name == "supervise_drains":
             return "supervisor"
@@ -48,7 +48,7 @@ class ScheduledJob:
 
     @property
     def drain(self) -> str | None:
-        return DRAIN_COMMANDS.get(self.name)
+        return registry.drain_for_command(self.name)
 
 
 def scheduled_jobs(cronjobs=None) -> list[ScheduledJob]:
@@ -70,7 +70,8 @@ def scheduled_jobs(cronjobs=None) -> list[ScheduledJob]:
 
 def cron_tz() -> ZoneInfo:
     """The zone cron expressions are evaluated in (the operator zone by default)."""
-    return ZoneInfo(getattr(settings, "DRAINS_CRON_TZ", None) or settings.DRAINS_OPERATOR_TZ)
+    cron_zone = getattr(settings, "DRAINS_CRON_TZ", None)
+    return ZoneInfo(cron_zone) if cron_zone else operator_tz()
 
 
 def next_fire_times(expression: str, count: int = 1, now: datetime | None = None) -> list[datetime]:
@@ -232,25 +233,9 @@ def duplicate_jobs(jobs: Iterable[ScheduledJob]) -> list[str]:
 # --- The table `manage.py schedule` prints ------------------------------------------------------
 
 
-def operator_tz() -> ZoneInfo:
-    return ZoneInfo(settings.DRAINS_OPERATOR_TZ)
-
-
 def run_name(job: ScheduledJob) -> str:
     """The name a job's DrainRun rows carry: drains by drain name, other jobs by command name."""
     return job.drain or job.name
-
-
-def last_runs(names: Iterable[str]) -> dict:
-    """The newest DrainRun per name, in one query (PostgreSQL DISTINCT ON)."""
-    from drains.models import DrainRun
-
-    rows = (
-        DrainRun.objects.filter(drain__in=list(names))
-        .order_by("drain", "-started_at", "-id")
-        .distinct("drain")
-    )
-    return {run.drain: run for run in rows}
 
 
 @dataclass(frozen=True)
@@ -263,7 +248,9 @@ class ScheduleRow:
 def schedule_rows(now: datetime | None = None, count: int = 3) -> list[ScheduleRow]:
     now = now or timezone.now()
     jobs = scheduled_jobs()
-    runs = last_runs(run_name(job) for job in jobs)
+    from drains.selectors import newest_runs  # the models load after the apps
+
+    runs = newest_runs(run_name(job) for job in jobs)
     tz = operator_tz()
     return [
         ScheduleRow(

@@ -23,7 +23,7 @@ from django.db.models import Case, Count, F, Value, When
 from django.utils import timezone
 
 from drains import registry
-from drains.runtime import Drain, ItemFailed, Processed
+from drains.runner import Drain, ItemFailed, Processed
 from halacha.models import CourtDecision, ExtractionStatus, Halacha
 
 LAST_ERROR_MAX_CHARS = 4000
@@ -57,6 +57,17 @@ class _DecisionDrain(Drain):
 
     # The snapshot counts every drain's backlog in one UNION ALL from these two.
     backlog_status_field: str
+    done_at_field: str  # when the item was finished: the digest counts from it
+
+    @classmethod
+    def done_between(cls, since, until) -> int:
+        return CourtDecision.objects.filter(
+            **{
+                cls.backlog_status_field: ExtractionStatus.DONE,
+                f"{cls.done_at_field}__gte": since,
+                f"{cls.done_at_field}__lt": until,
+            }
+        ).count()
 
     @classmethod
     def backlog_queryset(cls):
@@ -81,6 +92,11 @@ class HalachaDrain(_DecisionDrain):
     name = "halacha"
     command = "drain_halacha"
     backlog_status_field = "status"
+    done_at_field = "extracted_at"
+
+    @classmethod
+    def produced_between(cls, since, until) -> int:
+        return Halacha.objects.filter(created_at__gte=since, created_at__lt=until).count()
 
     def process(self, decision) -> Processed:
         from halacha.extractors.base import ExtractionError
@@ -145,6 +161,7 @@ class MetadataDrain(_DecisionDrain):
     name = "metadata"
     command = "drain_metadata"
     backlog_status_field = "metadata_status"
+    done_at_field = "metadata_extracted_at"
 
     def process(self, decision) -> Processed:
         from halacha.extractors.base import ExtractionError

@@ -12,64 +12,45 @@ This module never calls an extractor and never deletes a decision.
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 import psycopg
-from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
 from django.db import DataError, IntegrityError, OperationalError, transaction
 
-from halacha.models import CourtDecision, ExtractionStatus, Language
-
-MAX_RECORD_BYTES = 4 * 1024 * 1024
-"""A line longer than this is refused unread (a runaway line is a broken file, not a decision)."""
-
-RECORD_FIELDS = (
-    "external_id",
-    "court",
-    "case_number",
-    "decided_on",
-    "title",
-    "text",
-    "language",
-    "url",
+from halacha.models import CourtDecision, ExtractionStatus
+from halacha.records import (  # the record format; re-exported for the importer's callers
+    MAX_RECORD_BYTES,
+    RECORD_FIELDS,
+    RECORD_HELP,
+    RecordError,
+    guess_language,
+    parse_line,
+    too_long,
+    validate_record,
 )
-REQUIRED_FIELDS = ("external_id", "text")
 
-RECORD_HELP = """\
-Record format (one JSON object per line; UTF-8; blank lines are ignored):
-
-  {"external_id": "sc-2024-0012",        required, unique key, at most 200 characters
-   "text": "Full text of the decision", required, not blank
-   "court": "Supreme Court",             optional, at most 200 characters
-   "case_number": "CA 1234/23",          optional, at most 200 characters
-   "decided_on": "2024-03-01",           optional, YYYY-MM-DD or null
-   "title": "Levi v. Cohen",             optional, at most 500 characters
-   "language": "en",                     optional, "he" or "en" (guessed from the text if absent)
-   "url": "https://example.org/..."}     optional, an http(s) URL
-
-Other keys are refused (a misspelt key would otherwise be lost silently). A key left out keeps
-what the database already has; a key given replaces it. Importing the same record again changes
-nothing; a record whose text changed goes back to "pending" and loses its old halachot.
-A line longer than 4 MiB is refused without being read into memory.
-"""
+__all__ = [
+    "MAX_RECORD_BYTES",
+    "RECORD_FIELDS",
+    "RECORD_HELP",
+    "ImportPathError",
+    "ImportReport",
+    "RecordError",
+    "guess_language",
+    "import_file",
+    "import_lines",
+    "import_paths",
+    "import_record",
+    "jsonl_files",
+    "parse_line",
+    "text_digest",
+    "validate_record",
+]
 
 Outcome = Literal["added", "updated", "unchanged"]
-_MAX_LENGTHS = {"external_id": 200, "court": 200, "case_number": 200, "title": 500, "url": 1000}
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_HEBREW_RE = re.compile(r"[\u0590-\u05FF]")
-_LATIN_RE = re.compile(r"[A-Za-z]")
-_url_validator = URLValidator(schemes=["http", "https"])
-
-
-class RecordError(ValueError):
-    """A record that cannot be imported; the message says what to fix."""
 
 
 class ImportPathError(ValueError):
@@ -111,86 +92,6 @@ class ImportReport:
             f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
             f"{self.bad} bad"
         )
-
-
-# --- validation -------------------------------------------------------------------------------
-
-
-def _string(obj: dict, key: str, *, required: bool = False) -> str | None:
-    if key not in obj or obj[key] is None:
-        if required:
-            raise RecordError(f'"{key}" is missing; every record needs it')
-        return None
-    value = obj[key]
-    if not isinstance(value, str):
-        raise RecordError(f'"{key}" must be a string, not {type(value).__name__}')
-    if "\x00" in value:
-        raise RecordError(f'"{key}" contains a NUL character, which PostgreSQL cannot store')
-    limit = _MAX_LENGTHS.get(key)
-    if limit is not None and len(value) > limit:
-        raise RecordError(f'"{key}" is {len(value)} characters long; the limit is {limit}')
-    return value
-
-
-def guess_language(text: str) -> str:
-    """He when Hebrew letters outnumber Latin ones, else en."""
-    hebrew = len(_HEBREW_RE.findall(text))
-    latin = len(_LATIN_RE.findall(text))
-    return Language.HEBREW if hebrew > latin else Language.ENGLISH
-
-
-def validate_record(obj) -> dict:
-    """Check one decoded record and return the clean fields to store.
-
-    The result holds ``external_id`` and ``text`` and only those optional fields the record
-    gave (so that leaving a key out keeps the stored value). Raises ``RecordError``.
-    """
-    if not isinstance(obj, dict):
-        raise RecordError(f"a record must be a JSON object, not {type(obj).__name__}")
-    unknown = sorted(set(obj) - set(RECORD_FIELDS))
-    if unknown:
-        raise RecordError(
-            f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(RECORD_FIELDS)}"
-        )
-    external_id = _string(obj, "external_id", required=True).strip()
-    if not external_id:
-        raise RecordError('"external_id" is blank')
-    text = _string(obj, "text", required=True)
-    if not text.strip():
-        raise RecordError('"text" is blank')
-    clean: dict = {"external_id": external_id, "text": text}
-
-    for key in ("court", "case_number", "title"):
-        if key in obj:
-            clean[key] = (_string(obj, key) or "").strip()
-
-    if "decided_on" in obj:
-        raw = obj["decided_on"]
-        if raw is None or raw == "":
-            clean["decided_on"] = None
-        elif not isinstance(raw, str) or not _DATE_RE.match(raw):
-            raise RecordError(f'"decided_on" {raw!r} is not a date in the form YYYY-MM-DD')
-        else:
-            try:
-                clean["decided_on"] = date.fromisoformat(raw)
-            except ValueError:
-                raise RecordError(f'"decided_on" {raw!r} is not a real date') from None
-
-    if obj.get("language") is not None:
-        language = _string(obj, "language")
-        if language not in Language.values:
-            raise RecordError(f'"language" {language!r} must be "he" or "en"')
-        clean["language"] = language
-
-    if "url" in obj:
-        url = (_string(obj, "url") or "").strip()
-        if url:
-            try:
-                _url_validator(url)
-            except ValidationError:
-                raise RecordError(f'"url" {url!r} is not an http(s) URL') from None
-        clean["url"] = url
-    return clean
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -271,42 +172,8 @@ def _write(decision: CourtDecision | None, clean: dict) -> tuple[Outcome, CourtD
     return "updated", decision
 
 
-def _decode_error(exc: json.JSONDecodeError) -> str:
-    return f"not valid JSON: {exc.msg} at column {exc.colno}"
-
-
-def parse_line(line: str) -> dict:
-    """Decode and validate one JSONL line; raises ``RecordError``."""
-    line = line.rstrip("\r\n")
-    if len(line) > MAX_RECORD_BYTES // 4 and len(line.encode("utf-8")) > MAX_RECORD_BYTES:
-        raise RecordError(_too_long(len(line.encode("utf-8"))))
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise RecordError(_decode_error(exc)) from None
-    return validate_record(obj)
-
-
 def _refused(exc: Exception) -> str:
     return f"the database refused the record: {exc}".strip()
-
-
-def import_line(line: str, source: str, lineno: int, report: ImportReport) -> None:
-    """Validate and import one line into ``report``; a bad line is recorded, never raised."""
-    try:
-        report.count(import_record(parse_line(line)))
-    except RecordError as exc:
-        report.reject(source, lineno, str(exc))
-    except (DataError, IntegrityError) as exc:
-        # The database refused this one record (its transaction rolled back); say so, go on.
-        report.reject(source, lineno, _refused(exc))
-
-
-def _too_long(size: int) -> str:
-    return (
-        f"the line is {size / 1024 / 1024:.1f} MiB; the limit is "
-        f"{MAX_RECORD_BYTES // 1024 // 1024} MiB per record"
-    )
 
 
 ProgressCallback = Callable[[ImportReport, str], None]
@@ -431,7 +298,7 @@ def _read_lines(handle: BinaryIO, source: str, report: ImportReport) -> Iterator
                 chunk = handle.readline(1024 * 1024)
                 size += len(chunk)
             report.lines += 1
-            report.reject(source, lineno, _too_long(size - 1 if chunk.endswith(b"\n") else size))
+            report.reject(source, lineno, too_long(size - 1 if chunk.endswith(b"\n") else size))
             continue
         try:
             yield lineno, chunk.decode("utf-8")

@@ -97,7 +97,7 @@ class DrainBurstApi(APIView):
         else:
             until = data["until"]
         try:
-            set_drain_burst(name, until, actor=request.user.get_username())
+            set_drain_burst(name=name, until=until, actor=request.user.get_username())
         except DjangoValidationError as exc:
             raise ValidationError({"until": exc.messages}) from None
         return Response(as_json(selectors.service_entry(name)))

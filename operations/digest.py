@@ -10,30 +10,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db.models import Q
 from django.utils import timezone
 
-from drains import registry
-from drains.models import DrainControl, DrainEvent, DrainRun, RunStatus
+from drains import registry, rules
+from drains.models import DrainEvent, DrainRun, RunStatus
 from drains.schedule import scheduled_jobs
-from halacha.models import CourtDecision, ExtractionStatus, Halacha
+from drains.selectors import digest as reads
+from drains.zone import format_local
 
 WINDOW = timedelta(hours=24)
 FAILED = (RunStatus.FAILED, RunStatus.CRASHED, RunStatus.HUNG)
-BURST_STARTED = "burst_on"
-BURST_ENDED = ("burst_off", "burst_expired")
-
-# How many decisions a drain finished in the window, from the decisions themselves: exact,
-# however long the runs that did the work lasted. Drains not named here fall back to the sum of
-# their runs' items_done.
-_DONE_AT = {
-    "halacha": ("status", "extracted_at"),
-    "metadata": ("metadata_status", "metadata_extracted_at"),
-}
+BURST_STARTED = reads.BURST_STARTED
 
 
 @dataclass(frozen=True)
@@ -51,7 +41,7 @@ class DrainDigest:
     items_done: int = 0
     items_failed: int = 0
     runs: int = 0
-    halachot: int | None = None  # only the halacha drain extracts halachot
+    halachot: int | None = None  # rows the drain produced (the halacha drain: halachot)
     bursts_started: list[DrainEvent] = field(default_factory=list)
     bursts_ended: list[DrainEvent] = field(default_factory=list)
     burst_until: datetime | None = None  # in force now
@@ -81,13 +71,6 @@ class Digest:
         return sum(len(d.failures) for d in self.drains) + sum(len(j.failures) for j in self.jobs)
 
 
-def _in_window(since: datetime, until: datetime) -> Q:
-    """Runs that did something in the window: finished in it, or still open and started before its end."""
-    return Q(finished_at__gte=since, finished_at__lt=until) | Q(
-        finished_at__isnull=True, started_at__lt=until
-    )
-
-
 def _failure(run: DrainRun, name: str) -> Failure:
     first_line = (run.error or "").strip().splitlines()
     return Failure(
@@ -105,15 +88,17 @@ def build_digest(*, now: datetime | None = None) -> Digest:
     drain_names = registry.names()
     job_names = [job.name for job in scheduled_jobs() if job.drain is None]
     drains = {name: DrainDigest(name) for name in drain_names}
+    # How many items a drain finished in the window, from the items themselves when the drain
+    # can say (exact, however long the runs that did the work lasted); else its runs' sum.
+    done_exactly = {name: registry.get(name).done_between(since, until) for name in drain_names}
     jobs = {name: JobDigest(name) for name in job_names}
 
-    runs = DrainRun.objects.filter(_in_window(since, until), drain__in=[*drain_names, *job_names])
-    for run in runs.order_by("started_at", "id"):
+    for run in reads.runs_in_window([*drain_names, *job_names], since=since, until=until):
         if run.drain in drains:
             d = drains[run.drain]
             d.runs += 1
             d.items_failed += run.items_failed
-            if run.drain not in _DONE_AT:
+            if done_exactly[run.drain] is None:
                 d.items_done += run.items_done
             if run.status == RunStatus.RATE_LIMITED:
                 d.rate_limited_runs += 1
@@ -126,24 +111,12 @@ def build_digest(*, now: datetime | None = None) -> Digest:
             if run.status in FAILED:
                 j.failures.append(_failure(run, run.drain))
 
-    for name, (status_field, at_field) in _DONE_AT.items():
-        if name in drains:
-            drains[name].items_done = CourtDecision.objects.filter(
-                **{
-                    status_field: ExtractionStatus.DONE,
-                    f"{at_field}__gte": since,
-                    f"{at_field}__lt": until,
-                }
-            ).count()
-    if "halacha" in drains:
-        drains["halacha"].halachot = Halacha.objects.filter(
-            created_at__gte=since, created_at__lt=until
-        ).count()
+    for name, d in drains.items():
+        if done_exactly[name] is not None:
+            d.items_done = done_exactly[name]
+        d.halachot = registry.get(name).produced_between(since, until)
 
-    events = DrainEvent.objects.filter(
-        drain__in=drain_names, at__gte=since, at__lt=until, kind__in=[BURST_STARTED, *BURST_ENDED]
-    ).order_by("at", "id")
-    for event in events:
+    for event in reads.burst_events(drain_names, since=since, until=until):
         target = (
             drains[event.drain].bursts_started
             if event.kind == BURST_STARTED
@@ -151,11 +124,11 @@ def build_digest(*, now: datetime | None = None) -> Digest:
         )
         target.append(event)
 
-    for control in DrainControl.objects.filter(name__in=drain_names):
+    for control in reads.controls(drain_names):
         d = drains[control.name]
-        if control.burst_until and control.burst_until > until:
+        if rules.burst_active(control.burst_until, now=until):
             d.burst_until = control.burst_until
-        if control.backoff_until and control.backoff_until > until:
+        if rules.backoff_active(control.backoff_until, now=until):
             d.backoff_until = control.backoff_until
             d.backoff_reason = (
                 control.backoff_reason.strip().splitlines()[0][:200]
@@ -167,13 +140,13 @@ def build_digest(*, now: datetime | None = None) -> Digest:
 
 
 def _local(moment: datetime) -> str:
-    return moment.astimezone(ZoneInfo(settings.DRAINS_OPERATOR_TZ)).strftime("%a %d %b %H:%M")
+    return format_local(moment, "%a %d %b %H:%M")
 
 
 def render_digest(digest: Digest) -> tuple[str, str]:
     """(subject, plain-text body)."""
     done = sum(d.items_done for d in digest.drains)
-    day = digest.until.astimezone(ZoneInfo(settings.DRAINS_OPERATOR_TZ)).strftime("%a %d %b %Y")
+    day = format_local(digest.until, "%a %d %b %Y")
     failures = digest.failure_count
     subject = (
         f"[drains] digest {day}: {done} items done, "

@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
-from zoneinfo import ZoneInfo
 
-TZ = ZoneInfo("Asia/Jerusalem")
+from drains.zone import local
 
 
 @dataclass(frozen=True)
@@ -29,12 +28,8 @@ class Projection:
     text: str
 
 
-def local(moment: datetime) -> datetime:
-    return moment.astimezone(TZ)
-
-
 def short_time(moment: datetime) -> str:
-    """``Thu 14:20`` in Asia/Jerusalem: the way operators read times on the page."""
+    """``Thu 14:20`` in the operator zone: the way operators read times on the page."""
     return local(moment).strftime("%a %H:%M")
 
 

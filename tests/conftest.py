@@ -1,4 +1,35 @@
+import uuid
+
 import pytest
+
+from tests.support import processes
+
+_TOKEN = pytest.StashKey[tuple[str, set[int]]]()
+
+
+def pytest_configure(config):
+    # Orphans of a test (a detached drain whose parent exited) come back to us to be reaped.
+    processes.become_subreaper()
+
+
+@pytest.fixture(autouse=True)
+def _own_the_test_processes(request, monkeypatch):
+    """Every process this test starts inherits a token; the teardown hook below ends them."""
+    token = uuid.uuid4().hex
+    request.node.stash[_TOKEN] = (token, processes.children())
+    monkeypatch.setenv(processes.ENV_KEY, token)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Before any fixture is torn down (so before the test database is flushed): kill and reap
+    what the test left running, whether it passed or failed."""
+    owner = item.stash.get(_TOKEN, None)
+    if owner is None:
+        return
+    killed = processes.reap(*owner)
+    if killed:
+        item.add_report_section("teardown", "reaped", "killed at the end of the test: " + ", ".join(killed))
 
 
 @pytest.fixture
@@ -9,3 +40,22 @@ def output_dir(request, tmp_path_factory):
     path = ROOT / "test-output" / request.node.name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture
+def reaped_process():
+    """Start a harmless long-lived process (``sleep``) whose pid a test can point at; it is
+    killed and reaped when the test ends."""
+    import subprocess
+
+    started = []
+
+    def start() -> subprocess.Popen:
+        process = subprocess.Popen(["sleep", "600"])
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()

@@ -61,7 +61,7 @@ NEXT_WINTER_BOUNDARY = utc(2026, 12, 12, 16, 0)
 )
 def test_burst_default_deadline__every_day_of_the_week_ends_this_saturday_18(now):
     with freeze_time(now):
-        state = set_drain_burst("halacha", DEFAULT_DEADLINE, "ops")
+        state = set_drain_burst(name="halacha", until=DEFAULT_DEADLINE, actor="ops")
     assert state.burst_until == WINTER_BOUNDARY
     assert state.active
 
@@ -76,7 +76,7 @@ def test_burst_default_deadline__every_day_of_the_week_ends_this_saturday_18(now
 )
 def test_burst_default_deadline__saturday_from_18_is_next_week(now):
     with freeze_time(now):
-        state = set_drain_burst("halacha", DEFAULT_DEADLINE, "ops")
+        state = set_drain_burst(name="halacha", until=DEFAULT_DEADLINE, actor="ops")
     assert state.burst_until == NEXT_WINTER_BOUNDARY
 
 
@@ -107,7 +107,7 @@ def test_burst_default_deadline__saturday_from_18_is_next_week(now):
 )
 def test_burst_default_deadline__across_dst_transitions(now, expected):
     with freeze_time(now):
-        state = set_drain_burst("halacha", DEFAULT_DEADLINE, "ops")
+        state = set_drain_burst(name="halacha", until=DEFAULT_DEADLINE, actor="ops")
         assert upcoming_week_boundary() == expected
     assert state.burst_until == expected
     assert state.burst_until.astimezone(IL).hour == 18
@@ -115,14 +115,14 @@ def test_burst_default_deadline__across_dst_transitions(now, expected):
 
 def test_burst_chosen_deadline__aware_future_within_the_week_is_stored():
     with freeze_time(il(2026, 12, 1, 12, 0)):
-        state = set_drain_burst("halacha", "2026-12-03T20:30:00+02:00", "ops")
+        state = set_drain_burst(name="halacha", until="2026-12-03T20:30:00+02:00", actor="ops")
         assert get_drain_burst("halacha").burst_until == utc(2026, 12, 3, 18, 30)
     assert state.active
 
 
 def test_burst_chosen_deadline__exactly_the_boundary_is_allowed():
     with freeze_time(il(2026, 12, 1, 12, 0)):
-        state = set_drain_burst("halacha", "2026-12-05T18:00:00+02:00", "ops")
+        state = set_drain_burst(name="halacha", until="2026-12-05T18:00:00+02:00", actor="ops")
     assert state.burst_until == WINTER_BOUNDARY
 
 
@@ -159,7 +159,7 @@ def test_burst_chosen_deadline__exactly_the_boundary_is_allowed():
 def test_burst_chosen_deadline__rejected_with_a_clear_message(value, code, words):
     DrainControl.objects.create(name="halacha")
     with freeze_time(il(2026, 12, 1, 12, 0)), pytest.raises(ValidationError) as caught:
-        set_drain_burst("halacha", value, "ops")
+        set_drain_burst(name="halacha", until=value, actor="ops")
     assert caught.value.code == code
     assert words in caught.value.messages[0]
     assert DrainControl.objects.get(name="halacha").burst_until is None
@@ -168,14 +168,14 @@ def test_burst_chosen_deadline__rejected_with_a_clear_message(value, code, words
 
 def test_burst_beyond_message__names_the_boundary_in_israel_time():
     with freeze_time(il(2026, 12, 1, 12, 0)), pytest.raises(ValidationError) as caught:
-        set_drain_burst("halacha", "2026-12-06T10:00:00+02:00", "ops")
+        set_drain_burst(name="halacha", until="2026-12-06T10:00:00+02:00", actor="ops")
     assert "Sat 2026-12-05 18:00" in caught.value.messages[0]
 
 
 def test_burst_off__writes_null_and_an_event():
     with freeze_time(il(2026, 12, 1, 12, 0)):
-        set_drain_burst("halacha", DEFAULT_DEADLINE, "alice")
-        state = set_drain_burst("halacha", None, "bob")
+        set_drain_burst(name="halacha", until=DEFAULT_DEADLINE, actor="alice")
+        state = set_drain_burst(name="halacha", until=None, actor="bob")
     assert state.burst_until is None and not state.active
     assert DrainControl.objects.get(name="halacha").burst_until is None
     events = list(DrainEvent.objects.filter(drain="halacha").order_by("id"))
@@ -188,14 +188,14 @@ def test_burst_off__writes_null_and_an_event():
 
 def test_burst_past_its_deadline__is_off_everywhere_before_it_is_cleared():
     with freeze_time(il(2026, 12, 1, 12, 0)):
-        set_drain_burst("halacha", "2026-12-01T13:00:00+02:00", "ops")
+        set_drain_burst(name="halacha", until="2026-12-01T13:00:00+02:00", actor="ops")
         assert get_drain_burst("halacha").active
     with freeze_time(il(2026, 12, 1, 13, 0)):
         state = get_drain_burst("halacha")
         assert state.burst_until == utc(2026, 12, 1, 11, 0)  # still stored
         assert not state.active and state.effective_until is None
         assert not get_drain_bursts()["halacha"].active
-        cleared = clear_expired_burst("halacha")
+        cleared = clear_expired_burst(name="halacha", actor="supervisor")
     assert cleared is not None and cleared.burst_until is None
     assert DrainControl.objects.get(name="halacha").burst_until is None
     assert DrainEvent.objects.filter(kind="burst_expired", actor="supervisor").count() == 1
@@ -203,14 +203,14 @@ def test_burst_past_its_deadline__is_off_everywhere_before_it_is_cleared():
 
 def test_clear_expired_burst__leaves_an_active_burst_alone():
     with freeze_time(il(2026, 12, 1, 12, 0)):
-        set_drain_burst("halacha", DEFAULT_DEADLINE, "ops")
-        assert clear_expired_burst("halacha") is None
+        set_drain_burst(name="halacha", until=DEFAULT_DEADLINE, actor="ops")
+        assert clear_expired_burst(name="halacha", actor="supervisor") is None
     assert DrainControl.objects.get(name="halacha").burst_until == WINTER_BOUNDARY
 
 
 def test_get_drain_bursts__every_registered_drain_in_one_query(django_assert_num_queries):
     with freeze_time(il(2026, 12, 1, 12, 0)):
-        set_drain_burst("halacha", DEFAULT_DEADLINE, "ops")
+        set_drain_burst(name="halacha", until=DEFAULT_DEADLINE, actor="ops")
         with django_assert_num_queries(1):
             bursts = get_drain_bursts()
     assert set(bursts) == set(registry.names()) >= {"halacha", "metadata"}
@@ -219,7 +219,7 @@ def test_get_drain_bursts__every_registered_drain_in_one_query(django_assert_num
 
 def test_burst_unknown_drain__lists_the_known_ones():
     with pytest.raises(registry.UnknownDrain, match="known drains: halacha, metadata"):
-        set_drain_burst("nope", DEFAULT_DEADLINE, "ops")
+        set_drain_burst(name="nope", until=DEFAULT_DEADLINE, actor="ops")
 
 
 # --- manage.py burst ------------------------------------------------------------------------
@@ -274,6 +274,7 @@ def test_burst_command__bad_input_is_a_command_error_with_the_service_message(ar
     assert DrainControl.objects.filter(burst_until__isnull=False).count() == 0
 
 
+@pytest.mark.django_db(transaction=True)  # the child commits to the test database
 def test_burst_command__bad_input_from_the_shell_exits_1_without_a_traceback():
     from tests.support.db import manage
 
@@ -281,3 +282,4 @@ def test_burst_command__bad_input_from_the_shell_exits_1_without_a_traceback():
     assert result.returncode == 1
     assert "has no time zone" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not DrainControl.objects.filter(burst_until__isnull=False).exists()

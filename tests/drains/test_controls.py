@@ -12,11 +12,11 @@ from drains.models import DrainControl, DrainEvent
 
 def test_disable_then_enable__writes_the_flag_and_one_event_each(db):
     assert is_enabled("halacha")  # no row yet: enabled by default
-    assert set_drain_enabled("halacha", enabled=False, actor="olga", reason="model misbehaves")
+    assert set_drain_enabled(name="halacha", enabled=False, actor="olga", reason="model misbehaves")
     assert not is_enabled("halacha")
     control = DrainControl.objects.get(name="halacha")
     assert control.updated_by == "olga"
-    assert set_drain_enabled("halacha", enabled=True, actor="dan")
+    assert set_drain_enabled(name="halacha", enabled=True, actor="dan")
     assert is_enabled("halacha")
     events = list(DrainEvent.objects.order_by("id").values_list("kind", "actor", "message"))
     assert events == [
@@ -26,8 +26,8 @@ def test_disable_then_enable__writes_the_flag_and_one_event_each(db):
 
 
 def test_repeating_a_switch_is_a_no_op_without_an_event(db):
-    set_drain_enabled("metadata", enabled=False, actor="olga")
-    assert set_drain_enabled("metadata", enabled=False, actor="olga") is False
+    set_drain_enabled(name="metadata", enabled=False, actor="olga")
+    assert set_drain_enabled(name="metadata", enabled=False, actor="olga") is False
     assert DrainEvent.objects.count() == 1
 
 

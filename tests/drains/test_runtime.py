@@ -25,6 +25,7 @@ from django.db import connection
 from django.utils import timezone
 from freezegun import freeze_time
 
+from drains.backoff import backoff_in_force, record_backoff
 from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
 from drains.locks import DrainLock, drain_lock_holders
 from drains.models import (
@@ -37,19 +38,18 @@ from drains.models import (
     Trigger,
 )
 from drains.progress import Progress, describe, format_duration
+from drains.runner import ALREADY_RUNNING, SKIPPED, DrainRunFailed, run_drain
 from drains.runs import (
-    backoff_in_force,
     finish_run,
     job_run,
     promote_leftovers,
     promote_staged,
-    record_backoff,
     record_checkpoint,
     stage_result,
     start_run,
 )
-from drains.runtime import ALREADY_RUNNING, SKIPPED, DrainRunFailed, run_drain
 from halacha.models import CourtDecision, Halacha
+from tests import factories
 from tests.support.db import admin_connect
 from tests.support.extractors import USAGE, HookExtractor, first_sentence, read_call_log
 
@@ -92,16 +92,11 @@ def side_connection():
 
 
 def make_decisions(n: int, *, start: int = 1, marked: frozenset[int] = frozenset()) -> list:
-    return CourtDecision.objects.bulk_create(
-        [
-            CourtDecision(
-                external_id=f"d-{i:04d}",
-                text=f"Decision {i} states its rule. We hold that rule {i} binds"
-                + (" FAIL" if i in marked else "")
-                + ".",
-            )
-            for i in range(start, start + n)
-        ]
+    return factories.make_decisions(
+        n,
+        start=start,
+        text="Decision {i} states its rule. We hold that rule {i} binds{mark}.",
+        marks=dict.fromkeys(marked, " FAIL"),
     )
 
 
@@ -331,7 +326,7 @@ def test_promote_leftovers__needs_no_extractor(settings):
             payload=halacha_payload("R.", first_sentence(decision.text)),
         )
 
-    report = promote_leftovers("halacha")
+    report = promote_leftovers(drain_name="halacha")
 
     assert (report.promoted, report.already_done, report.failed) == (3, 0, [])
     assert Halacha.objects.count() == 3
@@ -341,7 +336,7 @@ def test_promote_leftovers__imports_no_extractor_backend():
     from tests.support.db import child_env, manage
 
     code = (
-        "import sys; from drains.runs import promote_leftovers; r = promote_leftovers('halacha'); "
+        "import sys; from drains.runs import promote_leftovers; r = promote_leftovers(drain_name='halacha'); "
         "print(r.promoted, sorted(m for m in sys.modules if m.startswith(("
         "'halacha.extractors.offline', 'halacha.extractors.anthropic_api', "
         "'halacha.extractors.claude_cli', 'tests.support.extractors', 'anthropic'))))"
@@ -431,7 +426,7 @@ def test_burst_mode__runs_past_the_normal_cap_and_records_the_deadline(
 ):
     settings.DRAINS_DEFAULT_MAX_ITEMS = 5
     make_decisions(12)
-    state = set_drain_burst("halacha", DEFAULT_DEADLINE, "ops")
+    state = set_drain_burst(name="halacha", until=DEFAULT_DEADLINE, actor="ops")
     result = drain()
     run = DrainRun.objects.get(pk=result.run_id)
     assert (result.reason, result.done) == ("backlog_empty", 12)
@@ -442,7 +437,7 @@ def test_burst_mode__no_call_starts_after_the_deadline(call_log, use_extractor, 
     use_extractor("HookExtractor")
     make_decisions(10)
     with freeze_time("2026-12-01T10:00:00Z") as frozen:
-        state = set_drain_burst("halacha", "2026-12-01T12:30:00+02:00", "ops")
+        state = set_drain_burst(name="halacha", until="2026-12-01T12:30:00+02:00", actor="ops")
 
         def clock_forward(decision):
             frozen.tick(timedelta(minutes=10))  # the 3rd call ends exactly at the deadline
@@ -454,14 +449,60 @@ def test_burst_mode__no_call_starts_after_the_deadline(call_log, use_extractor, 
     assert len(stamps) == 3 and max(stamps) < state.burst_until.timestamp()
 
 
+def test_burst_mode__deadline_between_two_calls_stops_before_the_next_call(
+    settings, call_log, use_extractor, hook
+):
+    """Calls of 20 s and a chunk far larger than the run: no checkpoint (every 60 s) comes
+    between the deadline and the next call, so only the loop's own deadline check can stop it."""
+    settings.DRAINS_CHUNK_SIZE = 100
+    use_extractor("HookExtractor")
+    make_decisions(10)
+    with freeze_time("2026-12-01T10:00:00Z") as frozen:
+        state = set_drain_burst(name="halacha", until="2026-12-01T10:00:30+00:00", actor="ops")
+        hook(lambda decision: frozen.tick(timedelta(seconds=20)))
+        result = drain()
+    # Call 1 ends at +20 s, call 2 at +40 s: past the deadline (+30 s), before any checkpoint.
+    assert (result.status, result.reason, result.done) == ("stopped", "deadline", 2)
+    stamps = [stamp for stamp, *_ in read_call_log(call_log)]
+    assert len(stamps) == 2 and max(stamps) < state.burst_until.timestamp()
+
+
+def test_concurrency__no_queued_item_is_called_after_the_deadline(
+    call_log, use_extractor, hook
+):
+    """Two workers and four items in flight: the deadline passes while the first two are being
+    called, so the two queued behind them must be skipped by the worker, not called."""
+    use_extractor("HookExtractor")
+    first, *_ = make_decisions(8)
+    with freeze_time("2026-12-01T10:00:00Z") as frozen:
+        state = set_drain_burst(name="halacha", until="2026-12-01T10:00:10+00:00", actor="ops")
+
+        def past_the_deadline_once_both_calls_started(decision):
+            if decision.pk != first.pk:
+                return
+            for _ in range(2000):  # both workers are calling (each logs when its call starts)
+                if len(read_call_log(call_log)) >= 2:
+                    break
+                threading.Event().wait(0.005)
+            frozen.tick(timedelta(seconds=20))
+
+        hook(past_the_deadline_once_both_calls_started)
+        result = drain(concurrency=2)
+    assert (result.status, result.reason) == ("stopped", "deadline")
+    stamps = [stamp for stamp, *_ in read_call_log(call_log)]
+    assert len(stamps) == result.done == 2
+    assert max(stamps) < state.burst_until.timestamp()
+    assert CourtDecision.objects.filter(status="done").count() == 2
+
+
 def test_burst_mode__turned_off_mid_run_stops_at_the_next_checkpoint(
     settings, call_log, use_extractor, hook
 ):
     settings.DRAINS_CHUNK_SIZE = 5
     use_extractor("HookExtractor")
     make_decisions(20)
-    set_drain_burst("halacha", DEFAULT_DEADLINE, "ops")
-    hook(lambda d: len(read_call_log(call_log)) == 3 and set_drain_burst("halacha", None, "ops"))
+    set_drain_burst(name="halacha", until=DEFAULT_DEADLINE, actor="ops")
+    hook(lambda d: len(read_call_log(call_log)) == 3 and set_drain_burst(name="halacha", until=None, actor="ops"))
     result = drain()
     assert (result.status, result.reason, result.done) == ("stopped", "burst_off", 5)
 
@@ -514,8 +555,8 @@ def test_drain__backoff_of_another_drain_on_the_same_quota_stops_it_before_any_c
     assert "observed by metadata" in result.message
     assert read_call_log(call_log) == []
     assert DrainControl.objects.get(name="halacha").quota_key == "test-quota"
-    assert backoff_in_force("halacha").until == reset  # through the stored quota key
-    assert backoff_in_force("halacha", quota_key="other-quota") is None
+    assert backoff_in_force(drain="halacha").until == reset  # through the stored quota key
+    assert backoff_in_force(drain="halacha", quota_key="other-quota") is None
 
 
 def test_drain__another_drains_rate_limit_mid_run_stops_it(settings, call_log, use_extractor, hook):
@@ -730,7 +771,7 @@ def test_drain__a_second_runner_returns_already_running_without_working(call_log
 
 
 def test_job_run__records_success():
-    with job_run("fetch_decisions", Trigger.CRON) as run:
+    with job_run(name="fetch_decisions", trigger=Trigger.CRON) as run:
         record_checkpoint(run=run, done=4)
     run.refresh_from_db()
     assert (run.drain, run.mode, run.status, run.items_done) == (
@@ -743,7 +784,7 @@ def test_job_run__records_success():
 
 
 def test_job_run__records_the_failure_before_reraising():
-    with pytest.raises(ValueError, match="feed down"), job_run("fetch_decisions") as run:
+    with pytest.raises(ValueError, match="feed down"), job_run(name="fetch_decisions") as run:
         raise ValueError("feed down")
     run.refresh_from_db()
     assert (run.status, run.stop_reason) == ("failed", "error")
@@ -778,7 +819,7 @@ def test_progress__one_log_line_per_chunk_when_not_on_a_terminal(
 
 def test_progress__a_bar_on_a_terminal(call_log, use_extractor):
     make_decisions(12)
-    set_drain_burst("halacha", DEFAULT_DEADLINE, "ops")
+    set_drain_burst(name="halacha", until=DEFAULT_DEADLINE, actor="ops")
     stream = io.StringIO()
     drain(progress_stream=stream, tty=True)
     text = stream.getvalue()

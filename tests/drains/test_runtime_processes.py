@@ -20,8 +20,9 @@ from freezegun import freeze_time
 
 from drains.bursts import set_drain_burst
 from drains.models import DrainControl, DrainRun, StagedResult
-from drains.runtime import run_drain
+from drains.runner import run_drain
 from halacha.models import CourtDecision, Halacha
+from tests import factories
 from tests.support.db import child_env, popen_manage
 from tests.support.extractors import read_call_log
 
@@ -29,13 +30,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def make_decisions(n: int) -> list[CourtDecision]:
-    return CourtDecision.objects.bulk_create(
-        [
-            CourtDecision(
-                external_id=f"p-{i:04d}", text=f"Decision {i} holds. We hold that rule {i} binds."
-            )
-            for i in range(1, n + 1)
-        ]
+    return factories.make_decisions(
+        n, prefix="p", text="Decision {i} holds. We hold that rule {i} binds.{mark}"
     )
 
 
@@ -133,11 +129,11 @@ def test_burst_deadline_mid_run__stopped_and_no_call_started_after_it(call_log):
     here), calls until it, and stops there."""
     make_decisions(200)
     env = env_for(call_log, "SleepingExtractor", TEST_EXTRACTOR_SLEEP="0.2", DRAINS_CHUNK_SIZE="1")
-    first = set_drain_burst("halacha", timezone.now() + timedelta(minutes=10), "test")
+    first = set_drain_burst(name="halacha", until=timezone.now() + timedelta(minutes=10), actor="test")
     child = drain_child(env)
     assert wait_for_calls(call_log, 2, child)
     moved_at = time.time()
-    deadline = set_drain_burst("halacha", timezone.now() + timedelta(seconds=1.5), "test")
+    deadline = set_drain_burst(name="halacha", until=timezone.now() + timedelta(seconds=1.5), actor="test")
     deadline = deadline.burst_until.timestamp()
 
     out, err = child.communicate(timeout=60)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,23 +22,19 @@ from django.utils import timezone
 from freezegun import freeze_time
 
 from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
-from drains.locks import DrainLock, drain_lock_holders
+from drains.locks import DrainLock, SupervisorLock, drain_lock_holders
 from drains.models import DrainControl, DrainEvent, DrainRun, RunStatus, StagedResult
 from drains.runs import stage_result
-from drains.supervisor import SupervisorLock
 from halacha.models import CourtDecision, Halacha
+from tests import factories
+from tests.factories import make_run
 from tests.support.db import ROOT, child_env, database_url, manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def make_decisions(n: int, start: int = 1) -> list[CourtDecision]:
-    return CourtDecision.objects.bulk_create(
-        [
-            CourtDecision(external_id=f"s-{i:04d}", text=f"Decision {i} holds. Rule {i} binds.")
-            for i in range(start, start + n)
-        ]
-    )
+    return factories.make_decisions(n, start=start, prefix="s")
 
 
 def tick(*args: str) -> str:
@@ -47,18 +42,6 @@ def tick(*args: str) -> str:
     call_command("supervise_drains", *args, stdout=out)
     assert "Another supervisor" not in out.getvalue(), out.getvalue()
     return out.getvalue()
-
-
-def make_run(drain="halacha", *, started_at=None, checkpoint=None, **fields) -> DrainRun:
-    values = {
-        "host": socket.gethostname(),
-        "pid": 999_999,
-        "started_at": started_at or timezone.now(),
-        "last_checkpoint_at": checkpoint,
-        "status": RunStatus.RUNNING,
-        **fields,
-    }
-    return DrainRun.objects.create(drain=drain, **values)
 
 
 def sup_events(drain="halacha", kind=None):
@@ -109,7 +92,7 @@ def wait_supervisor_runs_end(timeout: float = 60) -> list[DrainRun]:
 
 def test_burst_past_its_deadline_is_cleared_with_a_line_and_events():
     with freeze_time("2026-12-01T10:00:00Z") as frozen:
-        set_drain_burst("halacha", timezone.now() + timedelta(hours=2), actor="op")
+        set_drain_burst(name="halacha", until=timezone.now() + timedelta(hours=2), actor="op")
         frozen.tick(timedelta(hours=1))
         out = tick()
         assert DrainControl.objects.get(name="halacha").burst_until is not None
@@ -167,6 +150,32 @@ def test_running_run_without_its_lock_is_crashed_one_with_its_lock_is_left(held_
     assert alive.status == RunStatus.RUNNING
     assert f"halacha  crashed  run {dead.pk}" in out
     assert "metadata  crashed" not in out
+    assert [k for k, _ in sup_events()] == ["crashed"]
+
+
+def test_running_run_whose_backend_is_not_the_lock_holder_is_crashed_never_signalled(
+    held_lock, reaped_process
+):
+    """The drain lock is held, but by another session than the run recorded: the run's process
+    is gone and its pid may have been reused. Even hung-looking, it is marked crashed and its
+    pid is never signalled."""
+    lock = held_lock("halacha")
+    bystander = reaped_process()  # stands for whatever now has the run's old pid
+    with connection.cursor() as cursor:  # a live backend that is not the lock's
+        cursor.execute("SELECT pg_backend_pid()")
+        stale_backend = cursor.fetchone()[0]
+    with freeze_time("2026-12-01T10:00:00Z") as frozen:
+        run = make_run(pid=bystander.pid, backend_pid=stale_backend, checkpoint=timezone.now())
+        frozen.tick(timedelta(days=1))  # far past any hung threshold
+        out = tick()
+    run.refresh_from_db()
+    assert (run.status, run.stop_reason) == (RunStatus.CRASHED, "dead")
+    assert (
+        f"its drain lock is held by backend {lock.backend_pid}, not by the run's backend "
+        f"{stale_backend}" in run.error
+    )
+    assert bystander.poll() is None  # not signalled
+    assert f"halacha  crashed  run {run.pk}" in out and "hung" not in out
     assert [k for k, _ in sup_events()] == ["crashed"]
 
 
@@ -315,7 +324,7 @@ def test_staged_rows_are_left_to_a_live_run(held_lock):
 
 def test_all_preconditions_true__the_drain_is_started_detached(child_world):
     make_decisions(3)
-    set_drain_burst("halacha", DEFAULT_DEADLINE, actor="op")
+    set_drain_burst(name="halacha", until=DEFAULT_DEADLINE, actor="op")
     out = tick("--drain", "halacha")
     assert "halacha  start  burst active until" in out
     (run,) = wait_supervisor_runs_end()
@@ -324,12 +333,31 @@ def test_all_preconditions_true__the_drain_is_started_detached(child_world):
     assert (child_world / "halacha-supervisor.log").exists()
 
 
+def test_the_drains_own_fresh_backoff__holds_and_starts_nothing(child_world):
+    make_decisions(3)
+    set_drain_burst(name="halacha", until=DEFAULT_DEADLINE, actor="op")
+    until = timezone.now() + timedelta(hours=1)
+    DrainControl.objects.filter(name="halacha").update(
+        quota_key="test-quota",
+        backoff_until=until,
+        backoff_observed_at=timezone.now(),
+        backoff_reason="usage limit",
+    )
+    out = tick("--drain", "halacha")
+    assert f"halacha  keep_backoff  backoff until {until.isoformat()} is fresh" in out
+    assert f"halacha  hold  burst active but not starting: backoff in force until {until.isoformat()}\n" in out
+    assert "start" not in [line.split("  ")[1] for line in out.splitlines()]
+    assert not DrainRun.objects.filter(drain="halacha").exists()
+    assert not (child_world / "halacha-supervisor.log").exists()
+    assert [k for k, _ in sup_events()] == ["keep_backoff", "hold"]
+
+
 @pytest.mark.parametrize("missing", ["burst", "enabled", "no_backoff", "backlog", "no_live_run"])
 def test_each_precondition_false__no_start(missing, child_world, held_lock):
     if missing != "backlog":
         make_decisions(3)
     if missing != "burst":
-        set_drain_burst("halacha", DEFAULT_DEADLINE, actor="op")
+        set_drain_burst(name="halacha", until=DEFAULT_DEADLINE, actor="op")
     control, _ = DrainControl.objects.get_or_create(name="halacha")
     if missing == "enabled":
         control.enabled = False
@@ -425,7 +453,7 @@ def test_dry_run_prints_every_planned_action_and_changes_nothing(held_lock, chil
         lock = held_lock("metadata")
         make_run("metadata", host="other-host", backend_pid=lock.backend_pid, checkpoint=now)
         dead = make_run("halacha", checkpoint=now)
-        set_drain_burst("halacha", DEFAULT_DEADLINE, actor="op")
+        set_drain_burst(name="halacha", until=DEFAULT_DEADLINE, actor="op")
         stage_result(
             drain="halacha",
             item_key=str(decisions[0].pk),

@@ -23,6 +23,7 @@ from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
 from drains.locks import drain_lock_holders
 from drains.models import DrainControl, DrainRun, RunStatus
 from halacha.models import CourtDecision
+from tests import factories
 from tests.support.db import child_env, database_url, popen_manage
 from tests.support.extractors import read_call_log
 
@@ -30,16 +31,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def make_decisions(n: int, block_at: int | None = None) -> list[CourtDecision]:
-    return CourtDecision.objects.bulk_create(
-        [
-            CourtDecision(
-                external_id=f"h-{i:04d}",
-                text=f"Decision {i} holds. Rule {i} binds."
-                + (" BLOCKHERE" if i == block_at else ""),
-            )
-            for i in range(1, n + 1)
-        ]
-    )
+    return factories.make_decisions(n, prefix="h", marks={block_at: " BLOCKHERE"})
 
 
 def tick() -> str:
@@ -112,7 +104,7 @@ def test_hung_run_is_stopped_marked_and_restarted_and_resumes_from_its_checkpoin
     SIGKILL: the call never returns), marks it hung and starts a new run, which calls 5 and 6
     only."""
     decisions = make_decisions(6, block_at=5)
-    set_drain_burst("halacha", DEFAULT_DEADLINE, actor="op")
+    set_drain_burst(name="halacha", until=DEFAULT_DEADLINE, actor="op")
     DrainControl.objects.filter(name="halacha").update(hung_after_seconds=5)
     child = popen_manage("drain_halacha", "--trigger", "manual", env=child_env())
     try:

@@ -13,8 +13,8 @@ import pytest
 from django.core.management import call_command
 
 from drains.models import DrainRun, StagedResult
+from drains.runner import Processed
 from drains.runs import promote_staged, stage_result
-from drains.runtime import Processed
 from halacha.drain import HalachaDrain
 from halacha.importer import import_paths
 from halacha.models import CourtDecision, ExtractionStatus, Halacha

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from drains import registry
 from drains.models import DrainRun
+from drains.runner import Drain
 from halacha.models import CourtDecision
 
 JERUSALEM = ZoneInfo("Asia/Jerusalem")
@@ -123,7 +124,7 @@ def decisions(db):
     return make
 
 
-class _FakeDrain:
+class _FakeDrain(Drain):
     """A small drain for tests and benches: its backlog is the decisions' halacha status."""
 
     backlog_status_field = "status"
@@ -147,4 +148,4 @@ def extra_drains():
 
     yield register
     for name in added:
-        registry._DRAINS.pop(name, None)
+        registry.unregister(name)

@@ -43,7 +43,7 @@ def test_admin_action__start_burst_until_the_upcoming_saturday_18(admin_client_,
 
 
 def test_admin_action__stop_burst(admin_client_, frozen):
-    set_drain_burst("halacha", BOUNDARY, actor="olga")
+    set_drain_burst(name="halacha", until=BOUNDARY, actor="olga")
     _action(admin_client_, "stop_burst", "halacha")
     assert DrainControl.objects.get(name="halacha").burst_until is None
     assert DrainEvent.objects.order_by("-id").values_list("kind", "actor")[0] == ("burst_off", "admin")
@@ -93,7 +93,7 @@ def test_admin_form__the_service_rule_refuses_with_its_message(admin_client_, fr
 
 
 def test_admin_form__clearing_the_deadline_stops_the_burst(admin_client_, frozen):
-    set_drain_burst("halacha", BOUNDARY, actor="olga")
+    set_drain_burst(name="halacha", until=BOUNDARY, actor="olga")
     control = DrainControl.objects.get(name="halacha")
     assert _change(admin_client_, control, "", "").status_code == 302
     control.refresh_from_db()
@@ -102,7 +102,7 @@ def test_admin_form__clearing_the_deadline_stops_the_burst(admin_client_, frozen
 
 
 def test_admin_form__an_expired_deadline_left_unchanged_saves_without_an_event(admin_client_, frozen):
-    set_drain_burst("halacha", timezone.now() + timedelta(minutes=1), actor="olga")
+    set_drain_burst(name="halacha", until=timezone.now() + timedelta(minutes=1), actor="olga")
     frozen.tick(timedelta(minutes=5))
     control = DrainControl.objects.get(name="halacha")
     local = timezone.localtime(control.burst_until)

@@ -48,7 +48,7 @@ def test_page__shows_every_service_with_picker_defaulting_to_saturday_18(operato
 
 
 def test_page__picker_shows_the_active_burst_deadline(operator, frozen):
-    set_drain_burst("halacha", "2026-12-04T09:30:00+02:00", actor="olga")
+    set_drain_burst(name="halacha", until="2026-12-04T09:30:00+02:00", actor="olga")
     html = _client(operator).get("/operations").content.decode()
     assert 'value="2026-12-04T09:30"' in html
     assert "on until Fri 09:30" in html

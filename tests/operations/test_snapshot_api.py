@@ -61,7 +61,7 @@ def test_snapshot__empty_backlog_says_so(api, frozen):
 
 def test_snapshot__burst_until_is_iso_with_offset_and_active(api, frozen, operator, decisions):
     decisions(pending=1)
-    set_drain_burst("halacha", BOUNDARY - timedelta(hours=2), actor="olga")
+    set_drain_burst(name="halacha", until=BOUNDARY - timedelta(hours=2), actor="olga")
     halacha = by_name(api.get(URL).json())["halacha"]
     assert halacha["burst_until"] == "2026-12-05T16:00:00+02:00"
     assert halacha["burst_active"] is True
@@ -71,7 +71,7 @@ def test_snapshot__burst_until_is_iso_with_offset_and_active(api, frozen, operat
 def test_snapshot__expired_burst_is_shown_off_even_before_the_supervisor_clears_it(
     api, frozen
 ):
-    set_drain_burst("halacha", timezone.now() + timedelta(minutes=5), actor="olga")
+    set_drain_burst(name="halacha", until=timezone.now() + timedelta(minutes=5), actor="olga")
     frozen.tick(timedelta(minutes=6))
     halacha = by_name(api.get(URL).json())["halacha"]
     assert DrainControl.objects.get(name="halacha").burst_until is not None
@@ -262,7 +262,7 @@ def test_snapshot__the_fast_rendering_equals_the_documented_serializers(make_run
     now = timezone.now()
     DrainControl.objects.create(name="metadata", backoff_until=now + timedelta(hours=3),
                                 backoff_reason="429", backoff_observed_at=now)
-    set_drain_burst("halacha", upcoming_week_boundary(now), actor="olga")
+    set_drain_burst(name="halacha", until=upcoming_week_boundary(now), actor="olga")
     lock = DrainLock("halacha")
     assert lock.acquire()
     try:

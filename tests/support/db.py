@@ -42,7 +42,18 @@ def admin_connect(dbname: str = "postgres") -> psycopg.Connection:
 
 
 def child_env(database: str | None = None, **extra: str) -> dict[str, str]:
-    """Environment for a child ``manage.py`` pointed at ``database`` (default: the test DB)."""
+    """Environment for a child ``manage.py`` pointed at ``database`` (default: the test DB).
+
+    A child commits: pointed at the test database from inside a test's transaction (a plain
+    ``django_db`` test), its writes would survive the roll-back and leak into later tests. Such
+    a test must be ``django_db(transaction=True)``, whose database is flushed when it ends (after
+    every process it started has been killed: tests/support/processes.py).
+    """
+    if database is None and connection.in_atomic_block:
+        raise RuntimeError(
+            "a child process would commit to the test database inside this test's transaction; "
+            "mark the test django_db(transaction=True)"
+        )
     env = dict(os.environ)
     env["DATABASE_URL"] = database_url(database)
     env["DJANGO_SETTINGS_MODULE"] = "config.settings"

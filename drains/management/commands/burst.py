@@ -10,21 +10,19 @@ from django.core.management.base import BaseCommand, CommandError
 from drains import registry
 from drains.bursts import (
     DEFAULT_DEADLINE,
-    WEEK_TZ,
     BurstState,
     get_drain_burst,
     set_drain_burst,
 )
-
-WEEK_FORMAT = "%a %Y-%m-%d %H:%M %Z"
+from drains.zone import format_local
 
 
 def describe(state: BurstState) -> str:
     if state.active:
-        return f"{state.name}: burst on until {state.burst_until.astimezone(WEEK_TZ):{WEEK_FORMAT}}"
+        return f"{state.name}: burst on until {format_local(state.burst_until)}"
     if state.burst_until is not None:
-        ended = state.burst_until.astimezone(WEEK_TZ)
-        return f"{state.name}: burst off (the deadline {ended:{WEEK_FORMAT}} has passed)"
+        ended = format_local(state.burst_until)
+        return f"{state.name}: burst off (the deadline {ended} has passed)"
     return f"{state.name}: burst off"
 
 
@@ -58,9 +56,9 @@ class Command(BaseCommand):
             if action == "status":
                 state = get_drain_burst(name)
             elif action == "on":
-                state = set_drain_burst(name, until or DEFAULT_DEADLINE, actor)
+                state = set_drain_burst(name=name, until=until or DEFAULT_DEADLINE, actor=actor)
             else:
-                state = set_drain_burst(name, None, actor)
+                state = set_drain_burst(name=name, until=None, actor=actor)
         except registry.UnknownDrain as exc:
             raise CommandError(str(exc)) from None
         except ValidationError as exc:

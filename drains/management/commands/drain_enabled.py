@@ -33,7 +33,7 @@ class Command(BaseCommand):
         try:
             if action != "status":
                 changed = set_drain_enabled(
-                    name, enabled=action == "on", actor=actor or getpass.getuser(), reason=reason
+                    name=name, enabled=action == "on", actor=actor or getpass.getuser(), reason=reason
                 )
             enabled = is_enabled(name)
         except registry.UnknownDrain as exc:

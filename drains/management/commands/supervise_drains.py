@@ -7,11 +7,13 @@ from django.db import connection
 
 from drains import registry
 from drains.events import record_event
-from drains.models import Trigger
+from drains.locks import SupervisorLock
+from drains.models import EventKind, Trigger
 from drains.runs import job_run, record_checkpoint
 from drains.schema_gate import ensure_schema, missing_migrations
 from drains.slots import SlotTaken
-from drains.supervisor import ACTOR, SupervisorLock, supervise
+from drains.supervisor import ACTOR, supervise
+from drains.trigger import add_trigger_argument
 
 COMMAND_NAME = "supervise_drains"
 
@@ -32,14 +34,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--drain", metavar="NAME", help="Supervise only this drain (default: every drain)."
         )
-        parser.add_argument(
-            "--trigger",
-            choices=[Trigger.CRON, Trigger.MANUAL],
-            default=Trigger.MANUAL,
-            help="What started this tick, as recorded on its run. Cron lines pass cron, which "
-            "claims the cron slot: with the crontab on several hosts one tick acts per slot "
-            "(default: manual, never refused).",
-        )
+        add_trigger_argument(parser, default=Trigger.MANUAL, choices=[Trigger.CRON, Trigger.MANUAL])
 
     def handle(self, *args, dry_run, drain, trigger, **options):
         if drain is not None and drain not in registry.names():
@@ -67,7 +62,7 @@ class Command(BaseCommand):
                 ensure_schema(stdout=self.stdout)
                 # Recorded as a job run, so the schedule, the snapshot and the digest show when
                 # the supervisor last ran and whether it failed.
-                with job_run(COMMAND_NAME, trigger) as run:
+                with job_run(name=COMMAND_NAME, trigger=trigger) as run:
                     result = supervise(
                         names=[drain] if drain else None, dry_run=False, write=self.stdout.write
                     )
@@ -86,7 +81,7 @@ class Command(BaseCommand):
             if not dry_run:
                 try:
                     record_event(
-                        drain="supervisor", kind="supervisor_error", message=message, actor=ACTOR
+                        drain="supervisor", kind=EventKind.SUPERVISOR_ERROR, message=message, actor=ACTOR
                     )
                 except Exception as db_exc:
                     self.stderr.write(f"could not record the failure: {db_exc}")

@@ -1,6 +1,6 @@
 """``manage.py drain_halacha``: extract halachot from pending decisions on the drain runtime."""
 
-from drains.runtime import DrainCommand
+from drains.runner.command import DrainCommand
 
 
 class Command(DrainCommand):

@@ -8,6 +8,7 @@ from drains.models import Trigger
 from drains.runs import job_run, record_checkpoint
 from drains.schema_gate import ensure_schema
 from drains.slots import SlotTaken
+from drains.trigger import add_trigger_argument
 from halacha.fetch import FetchError, FetchReport, fetch_decisions
 
 JOB = "fetch_decisions"
@@ -23,19 +24,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--trigger",
-            choices=Trigger.values,
-            default=Trigger.MANUAL,
-            help="What started this run, as recorded on it. Cron lines pass cron, which also "
-            "claims the cron slot so that one host of several does the work (default: manual, "
-            "never refused).",
-        )
+        add_trigger_argument(parser, default=Trigger.MANUAL)
 
     def handle(self, *args, trigger: str, **options):
         ensure_schema()
         try:
-            with job_run(JOB, trigger) as run:
+            with job_run(name=JOB, trigger=trigger) as run:
                 try:
                     report = fetch_decisions()
                 except FetchError as exc:

@@ -8,6 +8,7 @@ from drains.models import Trigger
 from drains.runs import job_run
 from drains.schema_gate import ensure_schema
 from drains.slots import SlotTaken
+from drains.trigger import add_trigger_argument
 from operations.digest import send_digest
 
 JOB = "send_digest"
@@ -21,14 +22,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--trigger",
-            choices=Trigger.values,
-            default=Trigger.MANUAL,
-            help="What started this run, as recorded on it. Cron lines pass cron, which also "
-            "claims the cron slot so that one host of several does the work (default: manual, "
-            "never refused).",
-        )
+        add_trigger_argument(parser, default=Trigger.MANUAL)
         parser.add_argument(
             "--dry-run",
             action="store_true",
@@ -38,7 +32,7 @@ class Command(BaseCommand):
     def handle(self, *args, trigger: str, dry_run: bool, **options):
         ensure_schema()
         try:
-            with job_run(JOB, trigger):
+            with job_run(name=JOB, trigger=trigger):
                 result = send_digest(dry_run=dry_run)
         except SlotTaken as taken:
             self.stdout.write(f"{JOB}: {taken}")

@@ -1,0 +1,141 @@
+"""Backoff: the only code that writes, clears or reads the backoff fields of DrainControl.
+
+A rate limit belongs to a quota, not to one drain: ``record_backoff`` writes it on every drain
+that draws on the same quota (``quota_key``, remembered by ``set_quota_key`` at each run start),
+``clear_backoff`` removes one that the supervisor found stale, and ``backoff_in_force`` says
+which backoff stops a drain now. Whether a backoff is in force or stale is decided by
+drains/rules.py; this module reads and writes the rows. Each function is one transaction (or
+one statement); each change writes a DrainEvent or is recorded by its caller's decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from drains import rules
+from drains.events import record_event
+from drains.models import DrainControl, DrainRun, EventKind
+
+
+@dataclass(frozen=True)
+class Backoff:
+    drain: str  # whose DrainControl row holds it
+    until: datetime
+    reason: str
+    observed_at: datetime | None
+    quota_key: str
+
+
+def set_quota_key(*, drain: str, quota_key: str) -> None:
+    """Remember which quota the drain's extractor draws on (set at every run start)."""
+    DrainControl.objects.filter(name=drain).exclude(quota_key=quota_key).update(
+        quota_key=quota_key, updated_at=timezone.now()
+    )
+
+
+def record_backoff(
+    *,
+    drain: str,
+    quota_key: str,
+    reset_at: datetime,
+    reason: str,
+    run: DrainRun | None = None,
+    actor: str = "runtime",
+) -> list[str]:
+    """Write a rate limit's backoff on every drain that draws on ``quota_key`` (and ``drain``).
+
+    One transaction; an event per drain. Returns the names of the drains now backing off.
+    """
+    if timezone.is_naive(reset_at):
+        raise ValueError("reset_at must be timezone-aware")
+    now = timezone.now()
+    with transaction.atomic():
+        DrainControl.objects.get_or_create(name=drain)
+        same_quota = Q(name=drain) | Q(quota_key=quota_key) if quota_key else Q(name=drain)
+        targets = DrainControl.objects.filter(same_quota)
+        names = sorted(targets.values_list("name", flat=True))
+        targets.update(
+            backoff_until=reset_at,
+            backoff_reason=reason,
+            backoff_observed_at=now,
+            backoff_from_run=run,
+            updated_by=actor,
+            updated_at=now,
+        )
+        for name in names:
+            shared = "" if name == drain else f" (shares quota {quota_key!r} with {drain})"
+            record_event(
+                drain=name,
+                run=run if name == drain else None,
+                actor=actor,
+                kind=EventKind.BACKOFF,
+                message=f"rate limited until {reset_at.isoformat()}{shared}: {reason}"[:2000],
+                data={
+                    "until": reset_at.isoformat(),
+                    "quota_key": quota_key,
+                    "observed_by": drain,
+                    "run": run.pk if run else None,
+                },
+            )
+    return names
+
+
+def clear_backoff(*, drain: str, until: datetime, actor: str) -> bool:
+    """Clear ``drain``'s backoff if it is still the one that ends at ``until``.
+
+    Guarded: a backoff written again meanwhile (a newer rate limit) is left as it is. Returns
+    whether it was cleared; the caller (the supervisor) records the decision as its event.
+    """
+    return bool(
+        DrainControl.objects.filter(name=drain, backoff_until=until).update(
+            backoff_until=None,
+            backoff_reason="",
+            backoff_observed_at=None,
+            backoff_from_run=None,
+            updated_by=actor,
+            updated_at=timezone.now(),
+        )
+    )
+
+
+def backoff_in_force(
+    *, drain: str, quota_key: str | None = None, now: datetime | None = None
+) -> Backoff | None:
+    """The latest backoff that stops ``drain`` now, or None. One query.
+
+    It is the drain's own, or that of any drain on the same quota (``quota_key``, default the
+    key stored on the drain's row): a rate limit belongs to the quota, not to one drain.
+    """
+    now = now or timezone.now()
+    if quota_key is None:
+        same_quota = Q(
+            quota_key__in=DrainControl.objects.filter(name=drain)
+            .exclude(quota_key="")
+            .values("quota_key")
+        )
+    else:
+        same_quota = Q(quota_key=quota_key) if quota_key else Q(pk__in=[])
+    rows = list(
+        DrainControl.objects.filter(Q(name=drain) | same_quota, backoff_until__gt=now).values(
+            "name", "backoff_until", "backoff_reason", "backoff_observed_at", "quota_key"
+        )
+    )
+    # Every row but the drain's own came in through the quota key (given or stored).
+    key = quota_key if quota_key is not None else next(
+        (r["quota_key"] for r in rows if r["name"] != drain), ""
+    )
+    row = rules.backoff_in_force(drain=drain, quota_key=key, controls=rows, now=now)
+    if row is None:
+        return None
+    return Backoff(
+        drain=row["name"],
+        until=row["backoff_until"],
+        reason=row["backoff_reason"],
+        observed_at=row["backoff_observed_at"],
+        quota_key=row["quota_key"],
+    )

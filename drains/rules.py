@@ -1,0 +1,127 @@
+"""The drain rules: pure functions over plain data, the one place each rule is decided.
+
+Run liveness (alive / dead / hung), a burst being active, a backoff being in force and a
+backoff going stale are asked here by every reader — the runtime, the supervisor, the
+operations snapshot and the digest — instead of each re-deriving them from raw fields.
+
+Nothing here touches the database, reads settings or looks at a clock: the caller reads the
+state (drains/selectors.py) and passes ``now`` in, so a rule is the same under a frozen test
+clock, in a dry run and in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+
+class Liveness(StrEnum):
+    ALIVE = "alive"
+    DEAD = "dead"  # marked running, but its session no longer holds the drain lock
+    HUNG = "hung"  # holds its lock, but no checkpoint for longer than the threshold
+
+
+def holds_lock(*, backend_pid: int | None, holder: int | None) -> bool:
+    """A run is alive exactly when its recorded backend holds the drain lock.
+
+    A run that has not recorded its backend pid (an older row) counts as alive while any
+    session holds the lock. A recorded pid that differs from the holder's is a dead run whose
+    lock another runner took since: its process is gone and its pid may have been reused.
+    """
+    return holder is not None and (backend_pid is None or backend_pid == holder)
+
+
+def hung_after(*, override_seconds: int | None, default_seconds: float) -> timedelta:
+    """The hung threshold: the drain's own override, else the settings default."""
+    return timedelta(seconds=int(override_seconds or default_seconds))
+
+
+def last_sign_of_life(*, last_checkpoint_at: datetime | None, started_at: datetime) -> datetime:
+    """Liveness is the last committed checkpoint, or the start when there is none yet."""
+    return last_checkpoint_at or started_at
+
+
+def is_hung(
+    *, last_checkpoint_at: datetime | None, started_at: datetime, threshold: timedelta, now: datetime
+) -> bool:
+    seen = last_sign_of_life(last_checkpoint_at=last_checkpoint_at, started_at=started_at)
+    return now - seen > threshold
+
+
+def run_liveness(
+    *,
+    backend_pid: int | None,
+    holder: int | None,
+    last_checkpoint_at: datetime | None,
+    started_at: datetime,
+    threshold: timedelta,
+    now: datetime,
+) -> Liveness:
+    """Alive, dead (lock not held by its backend) or hung (lock held, checkpoint too old)."""
+    if not holds_lock(backend_pid=backend_pid, holder=holder):
+        return Liveness.DEAD
+    if is_hung(
+        last_checkpoint_at=last_checkpoint_at, started_at=started_at, threshold=threshold, now=now
+    ):
+        return Liveness.HUNG
+    return Liveness.ALIVE
+
+
+def burst_active(burst_until: datetime | None, *, now: datetime) -> bool:
+    """A burst is on until its deadline; past it, it is off whether or not it was cleared."""
+    return burst_until is not None and burst_until > now
+
+
+def backoff_active(backoff_until: datetime | None, *, now: datetime) -> bool:
+    """A backoff stops calls until its reset time."""
+    return backoff_until is not None and backoff_until > now
+
+
+def backoff_in_force(
+    *,
+    drain: str,
+    quota_key: str,
+    controls: Iterable[Mapping[str, Any]],
+    now: datetime,
+    ignore: Iterable[str] = (),
+) -> Mapping[str, Any] | None:
+    """The control row whose backoff stops ``drain`` now, or None.
+
+    A rate limit belongs to the quota, not to one drain: the drain's own backoff stops it, and
+    so does the backoff of any drain on the same ``quota_key`` (none when the key is empty).
+    ``controls`` are rows with ``name``, ``quota_key`` and ``backoff_until``; the latest reset
+    wins. ``ignore`` names drains whose backoff is being cleared.
+    """
+    skipped = set(ignore)
+    found = None
+    for row in controls:
+        if row["name"] in skipped or not backoff_active(row["backoff_until"], now=now):
+            continue
+        if row["name"] == drain or (quota_key and row.get("quota_key") == quota_key):
+            if found is None or row["backoff_until"] > found["backoff_until"]:
+                found = row
+    return found
+
+
+def backoff_stale_because(
+    *,
+    until: datetime,
+    observed_at: datetime | None,
+    last_progress: datetime | None,
+    now: datetime,
+) -> str | None:
+    """Why a backoff no longer holds (its reset passed, or the quota has worked since it was
+    observed), or None while it is fresh. ``last_progress`` is the latest checkpoint with items
+    done after the backoff was observed, by any run on the quota but the one that hit the limit.
+    """
+    if until <= now:
+        return f"its reset {until.isoformat()} has passed"
+    if last_progress is not None:
+        observed = observed_at.isoformat() if observed_at else "at an unknown time"
+        return (
+            f"observed {observed}, before the last successful checkpoint "
+            f"{last_progress.isoformat()}"
+        )
+    return None

@@ -1,0 +1,39 @@
+"""The drain runner: the work loop around a paid extractor, and the ``Drain`` plugin API.
+
+A drain class (registered in ``drains.registry``) says what its work is: which items are
+pending, how to process one (call the extractor, return a JSON-able payload), how to promote a
+payload into domain rows, how to mark an item failed. The runtime owns everything else
+(DESIGN.md "Runtime"):
+
+- one runner per drain (``drains.locks``; a second copy returns ``already_running`` at once),
+  the schema gate at start, a DrainRun row, a committed checkpoint per chunk of items (or per
+  minute of slow items, whichever comes first: the liveness signal);
+- every response staged in its own transaction the moment it arrives, promoted in another, and
+  leftover staged rows promoted before any new call (``drains.runs``);
+- the stop conditions: backlog empty, the normal-mode batch cap, the burst deadline (no call
+  starts after it), a rate limit (backoff on every drain of the quota), SIGTERM/SIGINT (finish
+  the item, checkpoint, stop), the drain disabled or a backoff in force (no call at all), and any
+  exception (run ``failed`` with the error recorded, then ``DrainRunFailed``).
+
+It never reads the environment, never sleeps to wait out a limit (the supervisor restarts the
+drain after the reset), and never calls an extractor while a backoff is in force or after the
+deadline.
+
+Modules: ``plugin`` (the ``Drain`` base class a drain subclasses), ``run`` (``run_drain``: one
+run from lock to finish), ``loop`` (dispatching, the deadline check, checkpoints), ``command``
+(``DrainCommand``, the base of every ``manage.py drain_<name>``).
+"""
+
+from drains.runner.plugin import Drain, ItemFailed, Processed
+from drains.runner.run import ALREADY_RUNNING, SKIPPED, DrainRunFailed, RunResult, run_drain
+
+__all__ = [
+    "ALREADY_RUNNING",
+    "SKIPPED",
+    "Drain",
+    "DrainRunFailed",
+    "ItemFailed",
+    "Processed",
+    "RunResult",
+    "run_drain",
+]

@@ -1,0 +1,125 @@
+"""The drain plugin API: what a drain class says about its work (``Drain``), what its
+``process`` returns (``Processed``) and how it reports an item-level failure (``ItemFailed``).
+
+A drain class registered in ``drains.registry`` fills in the hooks; the runner
+(drains/runner/run.py) owns everything else. A drain never reads the environment and never
+decides when to stop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+
+class ItemFailed(Exception):
+    """Processing one item failed for a reason other than a rate limit; the run goes on.
+
+    A drain's ``process`` raises it (wrapping its extractor's error). ``raw`` and ``usage`` are
+    set when the call was paid for but its reply was unusable: the runtime records both.
+    """
+
+    def __init__(self, message: str, *, raw: Any = None, usage: Mapping | None = None):
+        super().__init__(message)
+        self.message = message
+        self.raw = raw
+        self.usage = usage or {}
+
+@dataclass
+class Processed:
+    """What ``Drain.process`` returns: a JSON-able payload to stage, and the call's usage."""
+
+    payload: Any
+    usage: Mapping | None = None
+
+
+class Drain:
+    """Base class of a drain: subclass, set ``name``, fill in the five hooks, register it.
+
+    ``pending_queryset`` (items to do, in primary-key order), ``make_extractor``, ``process``
+    (one extractor call → ``Processed``; raise ``ItemFailed`` for an item-level failure, let
+    ``RateLimited`` through), ``promote`` (payload → domain rows, inside the caller's
+    transaction; must be idempotent and must not need an extractor) and ``mark_failed``. The
+    default item key is the primary key as text; override ``select_pending``/``item_key``/
+    ``item_cursor`` for another order.
+    """
+
+    name: ClassVar[str] = ""
+    command: ClassVar[str] = ""  # the management command that runs it; default drain_<name>
+
+    def __init__(self):
+        self._extractor = None
+
+    @classmethod
+    def command_name(cls) -> str:
+        return cls.command or f"drain_{cls.name}"
+
+    # --- the backlog ---------------------------------------------------------------------
+    @classmethod
+    def pending_queryset(cls):
+        raise NotImplementedError(f"{cls.__name__}.pending_queryset()")
+
+    @classmethod
+    def pending_count(cls) -> int:
+        return cls.pending_queryset().count()
+
+    @classmethod
+    def backlog_counts(cls) -> dict[str, int]:
+        return {"pending": cls.pending_count()}
+
+    # --- the digest (optional) --------------------------------------------------------------
+    @classmethod
+    def done_between(cls, since: datetime, until: datetime) -> int | None:
+        """Items finished in [since, until), counted from the items themselves; None: the
+        digest sums its runs' ``items_done`` instead."""
+        return None
+
+    @classmethod
+    def produced_between(cls, since: datetime, until: datetime) -> int | None:
+        """Domain rows the drain produced in [since, until) (the halacha drain: halachot);
+        None when it produces none of its own."""
+        return None
+
+    def select_pending(self, *, after: Any, limit: int) -> list:
+        """The next ``limit`` pending items after the cursor ``after`` (None: from the start)."""
+        items = self.pending_queryset()
+        if after is not None:
+            items = items.filter(pk__gt=after)
+        return list(items.order_by("pk")[:limit])
+
+    def item_key(self, item) -> str:
+        return str(item.pk)
+
+    def item_cursor(self, item) -> Any:
+        return item.pk
+
+    # --- the paid part ---------------------------------------------------------------------
+    def make_extractor(self):
+        raise NotImplementedError(f"{type(self).__name__}.make_extractor()")
+
+    @property
+    def extractor(self):
+        if self._extractor is None:
+            self._extractor = self.make_extractor()
+        return self._extractor
+
+    def quota_key(self) -> str:
+        """The quota the extractor draws on: a rate limit backs off every drain sharing it."""
+        quota_key = getattr(self.extractor, "quota_key", None)
+        return str(quota_key() if callable(quota_key) else self.extractor.__class__.__name__)
+
+    def process(self, item) -> Processed:
+        raise NotImplementedError(f"{type(self).__name__}.process()")
+
+    # --- persistence (classmethods: no extractor needed) ----------------------------------
+    @classmethod
+    def promote(cls, item_key: str, payload: Any) -> bool:
+        """Write ``payload`` as domain rows; False when the item needs nothing (already done)."""
+        raise NotImplementedError(f"{cls.__name__}.promote()")
+
+    @classmethod
+    def mark_failed(cls, item_key: str, error: str, *, max_attempts: int) -> None:
+        """Count a failed attempt; after ``max_attempts`` the item is failed for good."""
+        raise NotImplementedError(f"{cls.__name__}.mark_failed()")

@@ -1,0 +1,36 @@
+"""The read side of ``drains``: the one place the runtime, the supervisor, the operations
+snapshot and the digest read drain state (DrainControl, DrainRun, DrainEvent, StagedResult).
+
+- ``drains.selectors.runs``: what the runtime and the supervisor read while they work;
+- ``drains.selectors.snapshot``: the batched reads behind the operations snapshot;
+- ``drains.selectors.digest``: what the daily digest reads.
+
+Each returns plain data or model rows in a fixed number of queries whatever the history. What
+the rows mean (alive, hung, backoff in force, burst active, stale) is decided by
+drains/rules.py, never here; who holds an advisory lock is read by drains/pglock.py. Nothing
+here writes. The runtime's and the supervisor's reads are re-exported here.
+"""
+
+from drains.selectors.runs import (
+    DrainState,
+    controls_for_run,
+    event_exists,
+    last_progress,
+    latest_event,
+    latest_run_start,
+    newest_runs,
+    recent_events,
+    supervisor_states,
+)
+
+__all__ = [
+    "DrainState",
+    "controls_for_run",
+    "event_exists",
+    "last_progress",
+    "latest_event",
+    "latest_run_start",
+    "newest_runs",
+    "recent_events",
+    "supervisor_states",
+]

@@ -1,0 +1,168 @@
+"""What the runtime and the supervisor read while they work (see drains/selectors/__init__.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection
+from django.db.models import Count, Q
+
+from drains.locks import drain_lock_holders
+from drains.models import DrainControl, DrainEvent, DrainRun, RunStatus, StagedResult
+
+# --- the runtime --------------------------------------------------------------------------------
+
+
+def latest_event(*, drain: str, kind: str) -> dict | None:
+    """The newest event of ``kind`` for ``drain``: ``{"message", "at"}`` or None."""
+    return (
+        DrainEvent.objects.filter(drain=drain, kind=kind)
+        .order_by("-at", "-id")
+        .values("message", "at")
+        .first()
+    )
+
+
+def latest_run_start(*, drain: str) -> datetime | None:
+    return (
+        DrainRun.objects.filter(drain=drain)
+        .order_by("-started_at")
+        .values_list("started_at", flat=True)
+        .first()
+    )
+
+
+def event_exists(*, drain: str, kind: str, message: str) -> bool:
+    """Whether this exact event was already recorded (notes are written once)."""
+    return DrainEvent.objects.filter(drain=drain, kind=kind, message=message).exists()
+
+
+def controls_for_run(*, drain: str, quota_key: str, now: datetime) -> list[dict]:
+    """The control rows a running drain re-reads between chunks: its own, and those of drains
+    on its quota that back off now (``name``, ``enabled``, ``quota_key``, ``backoff_until``)."""
+    same_quota = Q(quota_key=quota_key, backoff_until__gt=now) if quota_key else Q(pk__in=[])
+    return list(
+        DrainControl.objects.filter(Q(name=drain) | same_quota).values(
+            "name", "enabled", "quota_key", "backoff_until"
+        )
+    )
+
+
+def newest_runs(names: Iterable[str]) -> dict[str, DrainRun]:
+    """The newest DrainRun per name (a drain, or a job's command), in one query (DISTINCT ON)."""
+    rows = (
+        DrainRun.objects.filter(drain__in=list(names))
+        .order_by("drain", "-started_at", "-id")
+        .distinct("drain")
+    )
+    return {run.drain: run for run in rows}
+
+
+# --- the supervisor -----------------------------------------------------------------------------
+
+
+@dataclass
+class DrainState:
+    name: str
+    control: dict | None
+    running: list[DrainRun]
+    holder: int | None
+    staged: int
+
+
+_LAST_PROGRESS_SQL = f"""
+SELECT d.name, (
+    SELECT max(r.last_checkpoint_at) FROM {DrainRun._meta.db_table} r
+    WHERE r.drain = ANY(string_to_array(d.peers, E'\\n'))
+      AND r.started_at >= d.observed AND r.last_checkpoint_at > d.observed
+      AND r.items_done > 0 AND r.id IS DISTINCT FROM d.from_run
+)
+FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::bigint[])
+    AS d(name, peers, observed, from_run)
+"""
+
+
+def supervisor_states(names: list[str]) -> tuple[dict[str, DrainState], dict[str, dict]]:
+    """Everything a tick decides on, in a fixed number of queries whatever the history."""
+    controls = {row["name"]: row for row in DrainControl.objects.values()}
+    # Runs before lock holders: a run seen running whose lock is then free has died (or has
+    # just finished, and then the guarded state change below does nothing).
+    running: dict[str, list[DrainRun]] = {name: [] for name in names}
+    for run in DrainRun.objects.filter(status=RunStatus.RUNNING, drain__in=names).order_by("pk"):
+        running[run.drain].append(run)
+    holders = drain_lock_holders(names)
+    staged = {
+        row["drain"]: row["n"]
+        for row in StagedResult.objects.filter(drain__in=names)
+        .values("drain")
+        .order_by()
+        .annotate(n=Count("id"))
+    }
+    states = {
+        name: DrainState(
+            name=name,
+            control=controls.get(name),
+            running=running[name],
+            holder=holders[name],
+            staged=staged.get(name, 0),
+        )
+        for name in names
+    }
+    return states, controls
+
+
+def last_progress(
+    states: dict[str, DrainState], controls: dict[str, dict]
+) -> dict[str, datetime | None]:
+    """Per drain with a backoff: the latest checkpoint with items done after the backoff was
+    observed, by a run of this drain or of any drain on the same quota (the quota is what was
+    limited) other than the run that hit the limit. One query for all of them."""
+
+    def peers(control: dict) -> str:
+        key = control.get("quota_key") or ""
+        same = {c["name"] for c in controls.values() if key and c["quota_key"] == key}
+        return "\n".join(sorted(same | {control["name"]}))
+
+    rows = [
+        s.control
+        for s in states.values()
+        if s.control and s.control["backoff_until"] and s.control["backoff_observed_at"]
+    ]
+    if not rows:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _LAST_PROGRESS_SQL,
+            [
+                [r["name"] for r in rows],
+                [peers(r) for r in rows],
+                [r["backoff_observed_at"] for r in rows],
+                [r["backoff_from_run_id"] for r in rows],
+            ],
+        )
+        return dict(cursor.fetchall())
+
+
+_RECENT_EVENTS_SQL = f"""
+SELECT d.name, e.kind, e.message
+FROM unnest(%s::text[]) AS d(name)
+CROSS JOIN LATERAL (
+    SELECT kind, message FROM {DrainEvent._meta.db_table}
+    WHERE drain = d.name AND actor = %s
+    ORDER BY at DESC, id DESC
+    LIMIT %s
+) AS e
+"""
+RECENT_EVENTS = 10
+
+
+def recent_events(names: list[str], *, actor: str) -> dict[str, list[tuple[str, str]]]:
+    """Each drain's latest supervisor events, newest first: one query, index probes only."""
+    recent: dict[str, list[tuple[str, str]]] = {name: [] for name in names}
+    with connection.cursor() as cursor:
+        cursor.execute(_RECENT_EVENTS_SQL, [names, actor, RECENT_EVENTS])
+        for name, kind, message in cursor.fetchall():
+            recent[name].append((kind, message))
+    return recent

@@ -1,0 +1,259 @@
+"""The reads behind the operations snapshot: every drains table the page and the API show, in
+a CONSTANT number of round trips however many drains, runs and events exist.
+
+Each read is a ``Statement`` (its SQL and parameters, and how to turn its rows into data);
+``fetch`` sends several together, so the snapshot's own reads cost one round trip:
+
+a. every DrainControl row (``controls``);
+b. per run name, the newest running run and the newest finished one (``runs``): a UNION ALL of
+   two LATERAL joins over ``unnest(names)``, each an index probe on (drain, started_at), with
+   ``pg_stat_get_activity(backend_pid)`` telling whether a running job's session is there;
+c. items done per drain per hour for the last ``HISTORY_HOURS`` hours (``done_per_hour``): a
+   ``generate_series`` join over the runs that reach into the window;
+d. backlog counts of every drain plus staged rows (``backlogs``): ONE ``UNION ALL`` of
+   per-drain GROUP BYs. A drain class takes part by exposing ``backlog_queryset()`` and
+   ``backlog_status_field``; a class that only has ``backlog_counts()`` is asked separately;
+e. notes (the newest ``NOTES_PER_SERVICE`` events per drain of the last day whose kind is one
+   of ``NOTE_KINDS``) and the event timeline (``events``).
+
+Shaping these into the snapshot (states, reasons, the projection) is operations/selectors.py's.
+Nothing here writes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connection
+from django.db.models import CharField, Count, F, Value
+
+from drains import registry
+from drains.models import NOTE_KINDS, DrainControl, DrainEvent, DrainRun, StagedResult
+
+HISTORY_HOURS = 12
+NOTES_PER_SERVICE = 5
+NOTES_WINDOW = timedelta(hours=24)
+TIMELINE_LENGTH = 30
+
+
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    params: list
+    read: Callable[[list[tuple]], object]
+
+
+def fetch(statements: list[Statement]) -> list:
+    """Run SELECT statements in one round trip, one result per statement.
+
+    psycopg's client-side binding (Django's default) sends several statements as one message
+    and returns a result set for each (``nextset``). Server-side binding (the
+    ``server_side_binding`` database option) allows one statement per message: then they run
+    one by one.
+    """
+    results = []
+    with connection.cursor() as cursor:
+        if connection.settings_dict["OPTIONS"].get("server_side_binding"):
+            for statement in statements:
+                cursor.execute(statement.sql, statement.params)
+                results.append(statement.read(cursor.fetchall()))
+            return results
+        cursor.execute(";\n".join(s.sql for s in statements),
+                       [param for s in statements for param in s.params])
+        for i, statement in enumerate(statements):
+            if i:
+                cursor.nextset()
+            results.append(statement.read(cursor.fetchall()))
+    return results
+
+
+def _columns(model, skip=()) -> tuple[list[str], list[str]]:
+    """(SQL column list, attnames) of a model's concrete fields, in model order."""
+    fields = [f for f in model._meta.concrete_fields if f.attname not in skip]
+    return [f'"{f.column}"' for f in fields], [f.attname for f in fields]
+
+
+def controls(drain_names: list[str]) -> Statement:
+    sql, params = DrainControl.objects.filter(name__in=drain_names).query.sql_with_params()
+    attnames = [f.attname for f in DrainControl._meta.concrete_fields]
+
+    def read(rows):
+        controls = {}
+        for row in rows:
+            control = DrainControl.from_db(connection.alias, attnames, row)
+            controls[control.name] = control
+        return controls
+
+    return Statement(sql, list(params), read)
+
+
+def runs(names: list[str]) -> Statement:
+    """(current running run, newest finished run) per name; runs carry ``backend_alive``."""
+    table = DrainRun._meta.db_table
+    columns, attnames = _columns(DrainRun)
+    select = ", ".join(f"r.{c}" for c in columns)
+    sql = f"""
+        (SELECT {select}, 'current' AS slot,
+                EXISTS (SELECT 1 FROM pg_stat_get_activity(r.backend_pid)) AS backend_alive
+         FROM unnest(%s::text[]) AS n(name)
+         CROSS JOIN LATERAL (
+             SELECT * FROM {table} WHERE drain = n.name AND status = 'running'
+             ORDER BY started_at DESC, id DESC LIMIT 1) r)
+        UNION ALL
+        (SELECT {select}, 'last' AS slot, NULL AS backend_alive
+         FROM unnest(%s::text[]) AS n(name)
+         CROSS JOIN LATERAL (
+             SELECT * FROM {table} WHERE drain = n.name AND status <> 'running'
+             ORDER BY started_at DESC, id DESC LIMIT 1) r)
+    """
+
+    def read(rows):
+        current, last = {}, {}
+        for *values, slot, alive in rows:
+            run = DrainRun.from_db(connection.alias, attnames, values)
+            if slot == "current":
+                # Not recorded (no backend pid): liveness unknown.
+                run.backend_alive = alive if run.backend_pid is not None else None
+                current[run.drain] = run
+            else:
+                last[run.drain] = run
+        return current, last
+
+    return Statement(sql, [names, names], read)
+
+
+def done_per_hour(names: list[str], now: datetime) -> Statement:
+    """Items done per drain in each of the last HISTORY_HOURS hours, oldest first.
+
+    A run's items are spread evenly over its span (start to its last checkpoint, or to its end
+    when finished): counters are only known per checkpoint, so this is the best estimate.
+    The runs read are those started inside the window plus, per drain, the one run started
+    last before it (the single-runner lock means no earlier run can still reach into the
+    window): index probes on (drain, started_at), however long the history.
+    """
+    table = DrainRun._meta.db_table
+    window_start = now - timedelta(hours=HISTORY_HOURS)
+    sql = f"""
+        WITH buckets AS (
+            SELECT i, %s::timestamptz - (i + 1) * interval '1 hour' AS b0,
+                      %s::timestamptz - i * interval '1 hour' AS b1
+            FROM generate_series(0, %s - 1) AS i),
+        picked AS (
+            SELECT drain, started_at, finished_at, last_checkpoint_at, status, items_done
+            FROM {table}
+            WHERE drain = ANY(%s) AND started_at >= %s AND started_at < %s
+            UNION ALL
+            SELECT r.drain, r.started_at, r.finished_at, r.last_checkpoint_at, r.status,
+                   r.items_done
+            FROM unnest(%s::text[]) AS n(name)
+            CROSS JOIN LATERAL (
+                SELECT * FROM {table} WHERE drain = n.name AND started_at < %s
+                ORDER BY started_at DESC LIMIT 1) r),
+        spans AS (
+            SELECT drain, started_at AS s, items_done AS n,
+                   GREATEST(started_at, CASE WHEN status = 'running'
+                        THEN COALESCE(last_checkpoint_at, started_at)
+                        ELSE COALESCE(finished_at, last_checkpoint_at, started_at) END) AS e
+            FROM picked WHERE items_done > 0)
+        SELECT s.drain, b.i,
+               SUM(CASE WHEN s.e = s.s THEN s.n
+                        ELSE s.n * EXTRACT(EPOCH FROM LEAST(s.e, b.b1) - GREATEST(s.s, b.b0))
+                                 / EXTRACT(EPOCH FROM s.e - s.s) END)
+        FROM spans s JOIN buckets b ON s.s < b.b1 AND s.e > b.b0
+        GROUP BY s.drain, b.i
+    """
+    params = [now, now, HISTORY_HOURS, names, window_start, now, names, window_start]
+
+    def read(rows):
+        result = {name: [0.0] * HISTORY_HOURS for name in names}
+        for drain, i, done in rows:
+            result[drain][HISTORY_HOURS - 1 - i] = float(done)
+        return result
+
+    return Statement(sql, params, read)
+
+
+def backlogs(drain_names: list[str]) -> Statement:
+    """Backlog counts and staged rows of every drain: one UNION ALL of per-drain GROUP BYs.
+
+    A class without ``backlog_queryset()`` is asked for its ``backlog_counts()`` here and now
+    (its own query); the statement then only adds the staged rows to it.
+    """
+    label = CharField()
+    separate = {}
+    parts = [
+        StagedResult.objects.filter(drain__in=drain_names)
+        .order_by()
+        .values(_d=F("drain"))
+        .annotate(_n=Count("pk"), _s=Value("staged", output_field=label))
+        .values_list("_d", "_s", "_n")
+    ]
+    for name in drain_names:
+        cls = registry.get(name)
+        if hasattr(cls, "backlog_queryset"):
+            parts.append(
+                cls.backlog_queryset()
+                .order_by()
+                .values(_s=F(cls.backlog_status_field))
+                .annotate(_n=Count("pk"), _d=Value(name, output_field=label))
+                .values_list("_d", "_s", "_n")
+            )
+        else:
+            separate[name] = cls.backlog_counts()  # not combinable (see the module docstring)
+    union = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
+    sql, params = union.query.sql_with_params()
+
+    def read(rows):
+        counts = {name: {"pending": 0, "staged": 0, "done": 0, "failed": 0}
+                  for name in drain_names}
+        for name, known in separate.items():
+            for status, n in known.items():
+                if status in counts[name]:
+                    counts[name][status] = n
+        for drain, status, n in rows:
+            if status in counts.get(drain, {}):
+                counts[drain][status] = n
+        return counts
+
+    return Statement(sql, list(params), read)
+
+
+def events(now: datetime, *, with_timeline: bool) -> Statement:
+    """(notes per drain name, the timeline): the newest NOTES_PER_SERVICE note events per drain
+    of the last NOTES_WINDOW, and the newest TIMELINE_LENGTH events."""
+    table = DrainEvent._meta.db_table
+    columns, attnames = _columns(DrainEvent, skip={"data"})  # the snapshot shows no data
+    select = ", ".join(columns)
+    sql = f"""
+        (SELECT {select}, 'note' AS part FROM (
+            SELECT *, row_number() OVER (PARTITION BY drain ORDER BY at DESC, id DESC) AS rank
+            FROM {table}
+            WHERE kind = ANY(%s) AND at >= %s) AS recent
+         WHERE rank <= %s)
+        UNION ALL
+        (SELECT {select}, 'timeline' AS part
+         FROM {table} ORDER BY at DESC, id DESC LIMIT %s)
+    """
+
+    def read(rows):
+        notes: dict[str, list[DrainEvent]] = defaultdict(list)
+        events = []
+        for *values, part in rows:
+            event = DrainEvent.from_db(connection.alias, attnames, values)
+            (notes[event.drain] if part == "note" else events).append(event)
+        order = lambda e: (e.at, e.id)  # noqa: E731 - newest first, as the timeline reads
+        for drain_notes in notes.values():
+            drain_notes.sort(key=order, reverse=True)
+        events.sort(key=order, reverse=True)
+        return notes, events
+
+    params = [
+        [str(kind) for kind in NOTE_KINDS],
+        now - NOTES_WINDOW,
+        NOTES_PER_SERVICE,
+        TIMELINE_LENGTH if with_timeline else 0,
+    ]
+    return Statement(sql, params, read)

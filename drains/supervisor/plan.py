@@ -1,0 +1,216 @@
+"""The supervisor's six steps for one drain: what to do, from the state read and ``now``.
+
+Every rule it applies (liveness, burst active, backoff in force or stale) is asked of
+drains/rules.py. It changes nothing: each decision carries the action that would carry it out
+(drains/supervisor/actions.py), so a dry run prints the same plan without applying it.
+"""
+
+from __future__ import annotations
+
+import socket
+from datetime import datetime
+
+from django.conf import settings
+
+from drains import rules
+from drains.models import DrainRun, EventKind, RunStatus
+from drains.selectors import DrainState
+from drains.supervisor import actions
+from drains.supervisor.decision import Decision
+
+
+def plan_drain(
+    state: DrainState,
+    *,
+    now: datetime,
+    controls: dict[str, dict],
+    last_progress: datetime | None,
+    cleared_backoffs: set[str],
+) -> list[Decision]:
+    """The decisions of the six steps for one drain, in order (later steps assume the earlier
+    decisions were applied)."""
+    control = state.control
+    decisions: list[Decision] = []
+    burst_until = _expired_burst(state, now, decisions)  # step 1
+    live = _crashed(state, decisions)  # step 2
+    still_live = _hung(state, live, now, decisions)  # step 3
+    if control and control["backoff_until"] is not None:  # step 4
+        decisions.append(_backoff(state.name, control, now, last_progress, cleared_backoffs))
+    if state.staged and not still_live:  # step 5 (never while a live run works on them)
+        decisions.append(_promote(state))
+    if rules.burst_active(burst_until, now=now):  # step 6
+        decisions.append(_start_or_hold(state, burst_until, still_live, controls, now, cleared_backoffs))
+    return decisions
+
+
+def _expired_burst(state: DrainState, now: datetime, decisions: list[Decision]) -> datetime | None:
+    """Step 1: a burst past its deadline is cleared. Returns the burst still on, if any."""
+    burst_until = state.control["burst_until"] if state.control else None
+    if burst_until is None or rules.burst_active(burst_until, now=now):
+        return burst_until
+    name = state.name
+    decisions.append(
+        Decision(
+            name,
+            EventKind.CLEAR_BURST,
+            f"burst deadline {burst_until.isoformat()} has passed",
+            data={"until": burst_until.isoformat()},
+            apply=lambda: actions.clear_burst(name),
+        )
+    )
+    return None
+
+
+def _crashed(state: DrainState, decisions: list[Decision]) -> list[DrainRun]:
+    """Step 2: a run marked running whose lock is not held by its backend has died (a recorded
+    backend that is not the holder's is a dead run too: never signal its possibly reused pid).
+    Returns the runs that hold their lock."""
+    live: list[DrainRun] = []
+    for run in state.running:
+        if rules.holds_lock(backend_pid=run.backend_pid, holder=state.holder):
+            live.append(run)
+            continue
+        reason = (
+            f"run {run.pk} (pid {run.pid} on {run.host}) is marked running but its drain lock "
+            + (
+                "is free"
+                if state.holder is None
+                else f"is held by backend {state.holder}, not by the run's backend {run.backend_pid}"
+            )
+        )
+        decisions.append(
+            Decision(
+                state.name,
+                EventKind.CRASHED,
+                reason,
+                run_id=run.pk,
+                data={"pid": run.pid, "host": run.host},
+                apply=actions.marker(run, RunStatus.CRASHED, reason),
+            )
+        )
+    return live
+
+
+def _hung(
+    state: DrainState, live: list[DrainRun], now: datetime, decisions: list[Decision]
+) -> list[DrainRun]:
+    """Step 3: a live run without a checkpoint for longer than the threshold is stopped.
+    Returns the runs still live."""
+    control = state.control
+    hung_after = rules.hung_after(
+        override_seconds=control.get("hung_after_seconds") if control else None,
+        default_seconds=settings.DRAINS_HUNG_AFTER_SECONDS,
+    )
+    threshold = int(hung_after.total_seconds())
+    still_live: list[DrainRun] = []
+    for run in live:
+        if not rules.is_hung(
+            last_checkpoint_at=run.last_checkpoint_at,
+            started_at=run.started_at,
+            threshold=hung_after,
+            now=now,
+        ):
+            still_live.append(run)
+            continue
+        last = rules.last_sign_of_life(
+            last_checkpoint_at=run.last_checkpoint_at, started_at=run.started_at
+        )
+        what = "last checkpoint" if run.last_checkpoint_at else "start (no checkpoint yet)"
+        local = run.host == socket.gethostname()
+        how = "SIGTERM then SIGKILL" if local else f"pg_terminate_backend({run.backend_pid})"
+        reason = (
+            f"run {run.pk} (pid {run.pid} on {run.host}): {what} {int((now - last).total_seconds())} s "
+            f"ago, over the {threshold} s threshold; stopping it ({how})"
+        )
+        decisions.append(
+            Decision(
+                state.name,
+                EventKind.HUNG,
+                reason,
+                run_id=run.pk,
+                data={"pid": run.pid, "host": run.host, "threshold": threshold},
+                apply=lambda run=run, reason=reason: actions.stop_hung(run, reason),
+            )
+        )
+    return still_live
+
+
+def _backoff(
+    name: str,
+    control: dict,
+    now: datetime,
+    last_progress: datetime | None,
+    cleared_backoffs: set[str],
+) -> Decision:
+    """Step 4: a backoff is kept while fresh, cleared when stale or past its reset."""
+    until, observed = control["backoff_until"], control["backoff_observed_at"]
+    stale_because = rules.backoff_stale_because(
+        until=until, observed_at=observed, last_progress=last_progress, now=now
+    )
+    if stale_because:
+        cleared_backoffs.add(name)
+        return Decision(
+            name,
+            EventKind.CLEAR_BACKOFF,
+            f"backoff until {until.isoformat()} is stale: {stale_because}",
+            data={"until": until.isoformat()},
+            apply=lambda: actions.clear_backoff_of(name, until),
+        )
+    return Decision(
+        name,
+        EventKind.KEEP_BACKOFF,
+        f"backoff until {until.isoformat()} is fresh (no successful checkpoint since "
+        f"it was observed{' at ' + observed.isoformat() if observed else ''})",
+        data={"until": until.isoformat()},
+    )
+
+
+def _promote(state: DrainState) -> Decision:
+    """Step 5: staged rows left by dead runs are promoted."""
+    name = state.name
+    promote = Decision(
+        name,
+        EventKind.PROMOTE,
+        f"{state.staged} staged result(s) left by dead runs",
+        data={"staged": state.staged},
+    )
+    promote.apply = lambda: actions.promote(name, promote.followups)
+    return promote
+
+
+def _start_or_hold(
+    state: DrainState,
+    burst_until: datetime,
+    still_live: list[DrainRun],
+    controls: dict[str, dict],
+    now: datetime,
+    cleared_backoffs: set[str],
+) -> Decision:
+    """Step 6: start the drain when a burst wants it running and nothing stops it."""
+    name, control = state.name, state.control
+    why_not = None
+    if not control["enabled"]:
+        why_not = "the drain is disabled"
+    else:
+        blocking = rules.backoff_in_force(
+            drain=name,
+            quota_key=control.get("quota_key") or "",
+            controls=controls.values(),
+            now=now,
+            ignore=cleared_backoffs,
+        )
+        if blocking:
+            source = "" if blocking["name"] == name else f" (observed by {blocking['name']})"
+            why_not = f"backoff in force until {blocking['backoff_until'].isoformat()}{source}"
+        elif still_live:
+            run = still_live[0]
+            why_not = f"run {run.pk} is live (pid {run.pid} on {run.host})"
+    if why_not:
+        return Decision(name, EventKind.HOLD, f"burst active but not starting: {why_not}")
+    return Decision(
+        name,
+        EventKind.START,
+        f"burst active until {burst_until.isoformat()}, enabled, no backoff, no live run",
+        data={"until": burst_until.isoformat()},
+        apply=lambda: actions.start_if_backlog(name),
+    )

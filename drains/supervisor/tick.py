@@ -1,0 +1,126 @@
+"""One supervisor tick: read every drain's state, plan, apply, print a line and record an event
+per decision (once per episode for the quiet ones). A drain whose step raises is recorded as a
+``supervisor_error`` and the tick goes on with the next drain.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.utils import timezone
+
+from drains import registry, selectors
+from drains.events import record_event
+from drains.models import DrainRun, EventKind
+from drains.supervisor.decision import (
+    ACTOR,
+    QUIET_ACTIONS,
+    Decision,
+    Noted,
+    NotStarted,
+    TickResult,
+)
+from drains.supervisor.plan import plan_drain
+
+logger = logging.getLogger(__name__)
+
+
+def supervise(*, names: list[str] | None = None, dry_run: bool = False, write=None) -> TickResult:
+    """One tick over ``names`` (default: every registered drain). ``write(line)`` prints."""
+    write = write or (lambda line: logger.info("%s", line))
+    names = names or registry.names()
+    now = timezone.now()
+    states, controls = selectors.supervisor_states(names)
+    progress = selectors.last_progress(states, controls)
+    last_events = {} if dry_run else selectors.recent_events(names, actor=ACTOR)
+    decisions: list[Decision] = []
+    failed: list[str] = []
+    cleared: set[str] = set()
+    for name in names:
+        state = states[name]
+        if state.control is None:
+            state.control = {
+                "name": name,
+                "enabled": True,
+                "burst_until": None,
+                "backoff_until": None,
+                "hung_after_seconds": None,
+                "quota_key": "",
+            }
+        try:
+            planned = plan_drain(
+                state,
+                now=now,
+                controls=controls,
+                last_progress=progress.get(name),
+                cleared_backoffs=cleared,
+            )
+            for decision in planned:
+                if dry_run:
+                    if decision.action == EventKind.START and not registry.get(name).pending_count():
+                        decision.action = EventKind.HOLD
+                        decision.reason = "burst active but not starting: the backlog is empty"
+                        decision.apply = None
+                    write(decision.line())
+                    decisions.append(decision)
+                    continue
+                _apply(decision, write, last_events)
+                decisions.append(decision)
+                for note in decision.followups:
+                    _apply(note, write, last_events, dedupe_kind=EventKind.NOTE)
+                    decisions.append(note)
+        except Exception as exc:
+            failed.append(name)
+            logger.exception("supervisor: %s failed", name)
+            reason = f"the supervisor failed on this drain: {type(exc).__name__}: {exc}"[:2000]
+            write(f"{name}  error  {reason}")
+            try:
+                record_event(
+                    drain=name, kind=EventKind.SUPERVISOR_ERROR, message=reason, actor=ACTOR
+                )
+            except Exception as db_exc:  # the database itself may be the failure
+                logger.critical("supervisor: could not record the failure: %s", db_exc)
+    return TickResult(decisions=decisions, failed=failed)
+
+
+def _apply(decision: Decision, write, last_events, dedupe_kind: str | None = None) -> None:
+    if decision.apply is not None:
+        try:
+            outcome = decision.apply()
+        except NotStarted as held:
+            decision.action, decision.reason, decision.apply = EventKind.HOLD, str(held), None
+        except Noted as noted:
+            decision.action, decision.reason = EventKind.NOTE, f"{decision.reason}, but {noted}"
+            dedupe_kind = EventKind.NOTE
+        else:
+            if outcome:
+                decision.reason = f"{decision.reason}: {outcome}"
+    decision.reason = decision.reason[:2000]
+    write(decision.line())
+    recent = last_events.setdefault(decision.drain, [])
+    if decision.action in QUIET_ACTIONS and _already_said(recent, decision.action, decision.reason):
+        return
+    if dedupe_kind and selectors.event_exists(
+        drain=decision.drain, kind=dedupe_kind, message=decision.reason
+    ):
+        return
+    record_event(
+        drain=decision.drain,
+        kind=decision.action,
+        message=decision.reason,
+        actor=ACTOR,
+        run=DrainRun(pk=decision.run_id) if decision.run_id else None,
+        data={**decision.data, **({"run": decision.run_id} if decision.run_id else {})},
+    )
+    recent.insert(0, (decision.action, decision.reason))
+
+
+def _already_said(recent: list[tuple[str, str]], kind: str, message: str) -> bool:
+    """True when this quiet decision was recorded in its current episode: no other (acting)
+    supervisor event of the drain came after the same one."""
+    for seen_kind, seen_message in recent:
+        if (seen_kind, seen_message) == (kind, message):
+            return True
+        if seen_kind not in QUIET_ACTIONS:
+            return False
+    return False

@@ -1,0 +1,25 @@
+"""The ``--trigger`` option every job command takes, written once: who started a run, as the
+run row records it (cron, the supervisor, or an operator)."""
+
+from __future__ import annotations
+
+from drains.models import Trigger
+
+OPTION = "--trigger"
+
+
+def add_trigger_argument(parser, *, default: Trigger = Trigger.CRON, choices=None) -> None:
+    """Drains default to cron. A job that is not a drain defaults to manual: its cron line
+    passes cron, which claims the cron slot (drains/slots.py), and a manual run is never refused."""
+    help_text = f"Who started this run, as recorded on it (default: {default})."
+    if default == Trigger.MANUAL:
+        help_text += (
+            " Cron lines pass cron, which claims the cron slot, so that with the crontab on "
+            "several hosts one of them does the work; a manual run is never refused."
+        )
+    parser.add_argument(OPTION, choices=choices or Trigger.values, default=default, help=help_text)
+
+
+def trigger_args(trigger: Trigger) -> list[str]:
+    """The command-line words that start a job with ``trigger``."""
+    return [OPTION, str(trigger)]

@@ -1,0 +1,47 @@
+"""Small factories the tests share: court decisions and drain runs with sensible defaults."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+
+from django.utils import timezone
+
+from drains.models import DrainRun, RunStatus
+from halacha.models import CourtDecision
+
+HOLDS = "Decision {i} holds. Rule {i} binds.{mark}"
+
+
+def make_decisions(
+    n: int,
+    *,
+    start: int = 1,
+    prefix: str = "d",
+    text: str = HOLDS,
+    marks: Mapping[int, str] | None = None,
+) -> list[CourtDecision]:
+    """``n`` pending decisions ``<prefix>-0001``…, each text ``text`` formatted with its number
+    ``{i}`` and ``{mark}`` (``marks[i]``, e.g. a phrase a test extractor reacts to, or "")."""
+    marks = marks or {}
+    return CourtDecision.objects.bulk_create(
+        [
+            CourtDecision(
+                external_id=f"{prefix}-{i:04d}", text=text.format(i=i, mark=marks.get(i, ""))
+            )
+            for i in range(start, start + n)
+        ]
+    )
+
+
+def make_run(drain: str = "halacha", *, started_at=None, checkpoint=None, **fields) -> DrainRun:
+    """A DrainRun, by default running on this host (pid 999999) since now."""
+    values = {
+        "host": socket.gethostname(),
+        "pid": 999_999,
+        "started_at": started_at or timezone.now(),
+        "last_checkpoint_at": checkpoint,
+        "status": RunStatus.RUNNING,
+        **fields,
+    }
+    return DrainRun.objects.create(drain=drain, **values)
