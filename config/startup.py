@@ -6,6 +6,8 @@ It does three things Django's own ``execute_from_command_line`` does too late or
   settings on top of the project's with them, or with ``DJANGO_SETTINGS_MODULE``);
 - turns a bad environment (a malformed variable, a settings module that does not import) into
   one line on stderr and exit status 2;
+- turns a deployment error found only once connected (a lock session that a transaction-pooling
+  PgBouncer would share) into one line and exit status 2;
 - turns a failure to *connect* to PostgreSQL into one line and exit status 2 — the database does
   not exist (with the ``createdb`` to run), the server refuses, the password is wrong — instead
   of a traceback. Errors after a connection was made are not touched: they are the command's.
@@ -89,6 +91,9 @@ def run(argv: list[str]) -> None:
 
     try:
         execute_from_command_line(argv)
+    except ImproperlyConfigured as exc:  # found only once connected, e.g. a transaction pooler
+        sys.stderr.write(f"Configuration error: {exc}\n")
+        sys.exit(EXIT_ENVIRONMENT)
     except (OperationalError, psycopg.OperationalError) as exc:
         line = connection_failure_line(exc, connections[DEFAULT_DB_ALIAS].settings_dict)
         if line is None:

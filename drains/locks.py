@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+import select
 import socket
 import zlib
 from dataclasses import dataclass
 
 import psycopg
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import connection as default_connection
 
@@ -46,6 +49,12 @@ class LockLost(RuntimeError):
     """The lock connection died (e.g. ``pg_terminate_backend``): another runner may start now."""
 
 
+class SessionNotOwned(ImproperlyConfigured):
+    """The lock session is not a server session of its own: a pooler (PgBouncer in transaction
+    or statement mode) hands its statements to shared server sessions, where a session-level
+    advisory lock means nothing. Refused before any lock is taken."""
+
+
 @dataclass(frozen=True)
 class LockHolder:
     backend_pid: int
@@ -65,7 +74,38 @@ def open_lock_session(*, application_name: str, using: str = DEFAULT_DB_ALIAS) -
     for key in _DJANGO_ONLY_PARAMS:
         params.pop(key, None)
     params["application_name"] = application_name[:63]
-    return psycopg.connect(autocommit=True, **params)
+    conn = psycopg.connect(autocommit=True, **params)
+    try:
+        _require_own_session(conn, params)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _require_own_session(conn: psycopg.Connection, params: dict) -> None:
+    """Refuse a lock session that a transaction-pooling proxy shares with other clients.
+
+    A mark set for the session must still be there on the session's next statement, and a
+    second, new connection must not see it. Directly, or through PgBouncer in session mode,
+    both hold. Through PgBouncer in transaction mode, statements run on whichever server
+    session is free, so the next statement, or the other connection, lands on another one.
+    One extra short connection, once per lock session (once per run or tick).
+    """
+    mark = secrets.token_hex(8)
+    conn.execute("SELECT set_config('drains.session_mark', %s, false)", (mark,))
+    with psycopg.connect(autocommit=True, **params) as other:
+        seen_elsewhere = other.execute(
+            "SELECT current_setting('drains.session_mark', true)"
+        ).fetchone()[0]
+    kept = conn.execute("SELECT current_setting('drains.session_mark', true)").fetchone()[0]
+    if kept != mark or seen_elsewhere == mark:
+        raise SessionNotOwned(
+            "the database connection does not keep a server session of its own (PgBouncer in "
+            "pool_mode = transaction or statement?): the schema gate and the one-runner-per-drain "
+            "lock are session-level advisory locks and cannot work through it. Connect directly, "
+            "or through PgBouncer in pool_mode = session (docs/deploy.md)."
+        )
 
 
 class DrainLock:
@@ -113,6 +153,20 @@ class DrainLock:
                 f"the {self.name} drain lock's connection (backend pid {self.backend_pid}) was "
                 f"lost, so another runner may already have started: {exc}"
             ) from exc
+
+    def check_if_told(self) -> None:
+        """``check()``, but without a round trip while the server has said nothing.
+
+        A session ended by ``pg_terminate_backend`` (the supervisor, here or on another host)
+        or by the server gets a FATAL message and the socket's end, which make it readable;
+        an idle, healthy lock session never is. So the runner can ask before every paid call.
+        """
+        conn = self._conn
+        if conn is None or conn.closed:
+            raise LockLost(f"the {self.name} drain lock is not held")
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        if readable:
+            self.check()
 
     def holder(self) -> LockHolder | None:
         """Who holds this drain's lock now (for the "already running" message)."""

@@ -11,7 +11,7 @@ import pytest
 
 from drains.models import DrainRun, StagedResult
 from halacha.models import CourtDecision, Halacha
-from tests.support.db import child_env, popen_manage
+from tests.support.db import admin_connect, child_env, manage, popen_manage
 from tests.support.extractors import read_call_log
 from tests.support.gate_db import fresh_database, schema_problems
 from tests.support.pgbouncer import pgbouncer
@@ -84,3 +84,23 @@ def test_session_mode__sigkill_at_random_moments__every_decision_promoted_exactl
     runs = list(DrainRun.objects.order_by("pk").values_list("status", flat=True))
     # a killed run's lock went with its PgBouncer session (DISCARD ALL): the next run saw it dead
     assert runs[-1] == "succeeded" and runs.count("crashed") >= kills - 1, runs
+
+
+@pytest.mark.parametrize("command", ["migrate", "drain_halacha", "supervise_drains"])
+def test_transaction_mode__refused_before_any_lock_with_one_line_naming_the_pool_mode(command):
+    with pgbouncer("transaction") as bouncer, fresh_database("bouncer_tx") as dbname:
+        if command != "migrate":  # the schema is current: the job goes straight for its lock
+            direct = manage("migrate", "-v0", env=child_env(dbname), timeout=300)
+            assert direct.returncode == 0, direct.stderr
+        done = manage(command, env=through(bouncer, dbname))
+        assert done.returncode == 2, done.stdout + done.stderr
+        line = done.stderr.strip()
+        assert "\n" not in line and "Traceback" not in line, done.stderr
+        assert line.startswith("Configuration error: the database connection does not keep a "
+                               "server session of its own (PgBouncer in pool_mode = transaction")
+        assert bouncer.logins(dbname) >= 1  # it really went through the transaction pooler
+        with admin_connect(dbname) as conn:
+            locks = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0]
+            runs = conn.execute("SELECT count(*) FROM drains_drainrun").fetchone()[0] \
+                if command != "migrate" else 0
+        assert locks == 0 and runs == 0
