@@ -47,6 +47,12 @@ USAGE_TOKEN_KEYS = (
 ERROR_MAX_CHARS = 4000
 
 
+class RunSuperseded(RuntimeError):
+    """The run is no longer its drain's current run (the supervisor marked it hung or crashed,
+    here or on another host): it must promote nothing more. What it staged stays staged, for
+    whoever finds it to promote once."""
+
+
 class PromotionError(RuntimeError):
     """A staged result could not be promoted; the staged row is kept (nothing is lost)."""
 
@@ -289,6 +295,16 @@ _STAGE_SQL = (
 
 
 _UNSTAGE_SQL = f"DELETE FROM {StagedResult._meta.db_table} WHERE drain = %s AND item_key = %s"
+# The fenced form, for a promotion by a run: in one statement, the run row is locked (FOR SHARE,
+# so the supervisor's status change waits for this transaction) and checked to still be running,
+# and the staged row is removed only then. A conditional write, never a read and then a write.
+_FENCED_UNSTAGE_SQL = (
+    f"WITH fence AS (SELECT id FROM {DrainRun._meta.db_table} WHERE id = %s AND status = %s "
+    "FOR SHARE), "
+    f"gone AS (DELETE FROM {StagedResult._meta.db_table} WHERE drain = %s AND item_key = %s "
+    "AND EXISTS (SELECT 1 FROM fence) RETURNING 1) "
+    "SELECT (SELECT count(*) FROM fence), (SELECT count(*) FROM gone)"
+)
 
 
 def stage_result(*, drain: str, item_key: str, payload: Any, run: DrainRun | None = None) -> bool:
@@ -316,13 +332,18 @@ def _require_own_commit(what: str) -> None:
         raise RuntimeError(f"{what} must commit on its own: call it outside transaction.atomic()")
 
 
-def promote_staged(*, drain: str, item_key: str, payload: Any = None) -> bool:
+def promote_staged(
+    *, drain: str, item_key: str, payload: Any = None, run: DrainRun | None = None
+) -> bool:
     """Promote one staged result: domain rows + staged-row removal, in one transaction.
 
     ``payload`` may be passed by a caller that holds it (the runtime, right after staging) to
     save reading it back. Returns False when there was nothing to promote (already promoted, or
     the drain's ``promote`` found the item already done). Raises ``PromotionError`` after
     recording the failure on the staged row, which is kept.
+
+    With ``run`` (a run promoting its own result) the promotion is fenced: it happens only while
+    that run is still ``running``, else ``RunSuperseded`` is raised and nothing is promoted.
     """
     drain_cls = registry.get(drain)
     try:
@@ -339,10 +360,24 @@ def promote_staged(*, drain: str, item_key: str, payload: Any = None) -> bool:
                 payload = row.payload
             # Deleting the row first makes a concurrent or repeated promotion a no-op.
             with connection.cursor() as cursor:
-                cursor.execute(_UNSTAGE_SQL, [drain, item_key])
-                if not cursor.rowcount:
+                if run is None:
+                    cursor.execute(_UNSTAGE_SQL, [drain, item_key])
+                    removed = cursor.rowcount
+                else:
+                    cursor.execute(
+                        _FENCED_UNSTAGE_SQL, [run.pk, RunStatus.RUNNING, drain, item_key]
+                    )
+                    current, removed = cursor.fetchone()
+                    if not current:
+                        raise RunSuperseded(
+                            f"{drain} run {run.pk} is no longer running (marked by the "
+                            f"supervisor): its result for {item_key} stays staged"
+                        )
+                if not removed:
                     return False
             return bool(drain_cls.promote(item_key, payload))
+    except RunSuperseded:
+        raise
     except Exception as exc:
         _record_promotion_failure(drain, item_key, exc)
         raise PromotionError(drain, item_key, exc) from exc

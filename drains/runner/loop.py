@@ -30,7 +30,7 @@ from drains.locks import LockLost
 from drains.models import EventKind, RunMode, StopReason
 from drains.ratelimit import RateLimited
 from drains.runner.plugin import ItemFailed
-from drains.runs import Usage, promote_staged, record_checkpoint, stage_result
+from drains.runs import RunSuperseded, Usage, promote_staged, record_checkpoint, stage_result
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ CHECKPOINT_EVERY_SECONDS = 60.0
 
 @dataclass
 class _Outcome:
-    kind: str  # done | failed | rate_limited | skipped | error
+    kind: str  # done | failed | rate_limited | skipped | superseded | error
     key: str
     usage: Mapping | None = None
     error: BaseException | None = None
@@ -169,6 +169,15 @@ class WorkLoop:
             return False
         return True
 
+    def _lock_held(self) -> bool:
+        try:
+            self.lock.check_if_told()
+        except LockLost as exc:
+            self.error = self.error or exc
+            self._stop(StopReason.LOCK_LOST)
+            return False
+        return True
+
     def _elapsed(self) -> float:
         return time.monotonic() - self.started
 
@@ -176,8 +185,9 @@ class WorkLoop:
         """Process one item: call, stage, promote. Runs in a worker (or inline); never raises."""
         key = self.drain.item_key(item)
         try:
-            # The last check before money is spent: no call starts after a stop or the deadline.
-            if self.halted or not self._before_deadline():
+            # The last check before money is spent: no call starts after a stop, the deadline,
+            # or the loss of the drain lock (a supervisor may have started another runner).
+            if self.halted or not self._before_deadline() or not self._lock_held():
                 return _Outcome("skipped", key)
             try:
                 processed = self.drain.process(item)
@@ -195,7 +205,10 @@ class WorkLoop:
                     drain=self.name,
                     item_key=key,
                     payload=processed.payload if inserted else None,
+                    run=self.run_row,
                 )
+            except RunSuperseded:
+                return _Outcome("superseded", key, usage=processed.usage)
             except Exception as exc:
                 return _Outcome("error", key, usage=processed.usage, error=exc)
             return _Outcome("done", key, usage=processed.usage)
@@ -218,6 +231,9 @@ class WorkLoop:
                 self.rate_limit = outcome.error
                 self._record_rate_limit(outcome.error)
             self._stop(StopReason.RATE_LIMITED)
+        elif outcome.kind == "superseded":
+            # Fenced: paid for and staged, but this run may promote nothing more.
+            self._stop(StopReason.SUPERSEDED)
         elif outcome.kind == "error":
             if self.error is None:
                 self.error = outcome.error

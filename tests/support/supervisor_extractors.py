@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 from halacha.extractors.base import ExtractionResult
 from tests.support.extractors import CountingExtractor
@@ -28,4 +29,20 @@ class BlockOnceExtractor(CountingExtractor):
             if first:
                 self._log(decision, "block")
                 threading.Event().wait()
+        return super().extract(decision)
+
+
+class BlockUntilReleasedExtractor(CountingExtractor):
+    """Blocks on the decision marked ``TEST_EXTRACTOR_BLOCK_MARK`` until the file
+    ``TEST_EXTRACTOR_RELEASE`` exists, then answers it: a hung call that finally comes back.
+    Other decisions behave as CountingExtractor's (``TEST_EXTRACTOR_SLEEP`` per call)."""
+
+    def extract(self, decision) -> ExtractionResult:
+        mark = os.environ.get("TEST_EXTRACTOR_BLOCK_MARK")
+        release = os.environ.get("TEST_EXTRACTOR_RELEASE")
+        if mark and release and mark in decision.text:
+            self._log(decision, "block")
+            while not os.path.exists(release):
+                time.sleep(0.05)
+            return self._result(decision)
         return super().extract(decision)
