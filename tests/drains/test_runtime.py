@@ -606,6 +606,30 @@ def test_rate_limit__backs_off_every_drain_on_the_quota_and_ends_the_run(
     assert [outcome for *_, outcome in read_call_log(call_log)] == ["ok"] * 3 + ["limited"]
 
 
+def test_rate_limit__the_kind_of_limit_is_stored_with_the_backoff_and_its_events(
+    call_log, use_extractor, monkeypatch
+):
+    use_extractor("RateLimitingExtractor")
+    monkeypatch.setenv("TEST_EXTRACTOR_LIMIT_MESSAGE", "Opus weekly limit reached ∙ resets Dec 3, 5pm")
+    make_decisions(2)
+    DrainControl.objects.create(name="metadata", quota_key="test-quota")
+    with freeze_time("2026-12-01T10:00:00Z"):
+        result = drain()
+    assert result.status == "rate_limited"
+    for control in DrainControl.objects.all():  # the whole quota backs off, knowing which limit
+        assert (control.backoff_kind, control.backoff_model) == ("weekly_model", "opus")
+    for event in DrainEvent.objects.filter(kind="backoff"):
+        assert (event.data["kind"], event.data["model"]) == ("weekly_model", "opus")
+        assert event.message.startswith("weekly limit of opus: rate limited until")
+    # clearing the backoff clears its kind
+    from drains.backoff import clear_backoff
+
+    control = DrainControl.objects.get(name="halacha")
+    assert clear_backoff(drain="halacha", until=control.backoff_until, actor="test")
+    control.refresh_from_db()
+    assert (control.backoff_until, control.backoff_kind, control.backoff_model) == (None, "", "")
+
+
 def test_signal__finishes_the_current_item_checkpoints_and_stops(call_log, use_extractor, hook):
     use_extractor("HookExtractor")
     make_decisions(8)
@@ -671,8 +695,12 @@ def test_drain__stops_when_the_supervisor_marked_it_hung(settings, call_log, use
 
     hook(mark_hung)
     result = drain()
-    assert result.status == "hung" and result.done == 3
+    # Fenced at once, not at the end of its chunk: the call in flight when it was marked (the
+    # 2nd) is staged but not promoted, and no call starts after it.
+    assert result.status == "hung" and result.done == 1
     assert DrainRun.objects.get().error == "no checkpoint"
+    assert len(read_call_log(call_log)) == 2
+    assert StagedResult.objects.count() == 1
 
 
 def test_drain__a_lost_lock_fails_the_run(settings, call_log, use_extractor, hook):
@@ -690,7 +718,10 @@ def test_drain__a_lost_lock_fails_the_run(settings, call_log, use_extractor, hoo
     with pytest.raises(DrainRunFailed, match="lost"):
         drain()
     run = DrainRun.objects.get()
-    assert (run.status, run.stop_reason, run.items_done) == ("failed", "lock_lost", 3)
+    # The lock went during the 1st call; its result is still this run's (the run row is still
+    # running), but the lock check before the next paid call stops the run.
+    assert (run.status, run.stop_reason, run.items_done) == ("failed", "lock_lost", 1)
+    assert len(read_call_log(call_log)) == 1
 
 
 # --- concurrency ------------------------------------------------------------------------------

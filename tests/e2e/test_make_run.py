@@ -165,7 +165,8 @@ def test_make_run_in_a_fresh_copy_serves_operations_and_stops_cleanly_and_reuses
                 r'Created the staff user "demo-operator" with the password\s+(\S+)', out
             )[1]
             assert "33 records: 33 added" in out, out
-            assert "scheduler started: 5 jobs" in out
+            # the scheduler starts beside the web server: wait for its line, don't race it
+            assert first.read_until(r"scheduler started: 5 jobs", 60), first.output()
             assert f'Log in as "demo-operator" at {base}/admin/login/?next=/operations' in out
             # the embedded default was used: its data folder is the copy's own
             assert (copy / "var" / "pgdata" / "PG_VERSION").exists()
