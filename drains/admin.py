@@ -53,7 +53,9 @@ class DrainControlForm(forms.ModelForm):
 @admin.register(DrainControl)
 class DrainControlAdmin(admin.ModelAdmin):
     form = DrainControlForm
-    list_display = ["name", "enabled", "burst", "backoff_until", "updated_by", "updated_at"]
+    list_display = [
+        "name", "enabled", "burst", "backoff_until", "backoff_kind", "updated_by", "updated_at"
+    ]
     list_filter = ["enabled"]
     search_fields = ["name"]
     readonly_fields = [
@@ -64,6 +66,8 @@ class DrainControlAdmin(admin.ModelAdmin):
         "quota_key",
         "backoff_until",
         "backoff_reason",
+        "backoff_kind",
+        "backoff_model",
         "backoff_observed_at",
         "backoff_from_run",
         "updated_by",

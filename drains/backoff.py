@@ -20,6 +20,7 @@ from django.utils import timezone
 from drains import rules
 from drains.events import record_event
 from drains.models import DrainControl, DrainRun, EventKind
+from drains.ratelimit import Kind, describe_kind
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Backoff:
     reason: str
     observed_at: datetime | None
     quota_key: str
+    kind: str = ""
+    model: str = ""
 
 
 def set_quota_key(*, drain: str, quota_key: str) -> None:
@@ -46,6 +49,7 @@ def record_backoff(
     reason: str,
     run: DrainRun | None = None,
     actor: str = "runtime",
+    kind: Kind | None = None,
 ) -> list[str]:
     """Write a rate limit's backoff on every drain that draws on ``quota_key`` (and ``drain``).
 
@@ -54,6 +58,8 @@ def record_backoff(
     if timezone.is_naive(reset_at):
         raise ValueError("reset_at must be timezone-aware")
     now = timezone.now()
+    kind = kind or Kind()
+    described = describe_kind(kind.kind, kind.model)
     with transaction.atomic():
         DrainControl.objects.get_or_create(name=drain)
         same_quota = Q(name=drain) | Q(quota_key=quota_key) if quota_key else Q(name=drain)
@@ -64,6 +70,8 @@ def record_backoff(
             backoff_reason=reason,
             backoff_observed_at=now,
             backoff_from_run=run,
+            backoff_kind=kind.kind,
+            backoff_model=kind.model,
             updated_by=actor,
             updated_at=now,
         )
@@ -74,9 +82,12 @@ def record_backoff(
                 run=run if name == drain else None,
                 actor=actor,
                 kind=EventKind.BACKOFF,
-                message=f"rate limited until {reset_at.isoformat()}{shared}: {reason}"[:2000],
+                message=f"{described}: rate limited until {reset_at.isoformat()}{shared}: "
+                f"{reason}"[:2000],
                 data={
                     "until": reset_at.isoformat(),
+                    "kind": kind.kind,
+                    "model": kind.model,
                     "quota_key": quota_key,
                     "observed_by": drain,
                     "run": run.pk if run else None,
@@ -97,6 +108,8 @@ def clear_backoff(*, drain: str, until: datetime, actor: str) -> bool:
             backoff_reason="",
             backoff_observed_at=None,
             backoff_from_run=None,
+            backoff_kind="",
+            backoff_model="",
             updated_by=actor,
             updated_at=timezone.now(),
         )
@@ -122,7 +135,8 @@ def backoff_in_force(
         same_quota = Q(quota_key=quota_key) if quota_key else Q(pk__in=[])
     rows = list(
         DrainControl.objects.filter(Q(name=drain) | same_quota, backoff_until__gt=now).values(
-            "name", "backoff_until", "backoff_reason", "backoff_observed_at", "quota_key"
+            "name", "backoff_until", "backoff_reason", "backoff_observed_at", "quota_key",
+            "backoff_kind", "backoff_model",
         )
     )
     # Every row but the drain's own came in through the quota key (given or stored).
@@ -138,4 +152,6 @@ def backoff_in_force(
         reason=row["backoff_reason"],
         observed_at=row["backoff_observed_at"],
         quota_key=row["quota_key"],
+        kind=row["backoff_kind"],
+        model=row["backoff_model"],
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from drains.ratelimit import LimitKind
+
 
 class RunStatus(models.TextChoices):
     RUNNING = "running", "running"
@@ -102,6 +104,13 @@ class DrainControl(models.Model):
     backoff_until = models.DateTimeField(null=True, blank=True)
     backoff_reason = models.TextField(blank=True, default="")
     backoff_observed_at = models.DateTimeField(null=True, blank=True)
+    backoff_kind = models.CharField(
+        max_length=24, choices=LimitKind.choices, blank=True, default="",
+        help_text="Which limit the backoff is for (drains/ratelimit.py).",
+    )
+    backoff_model = models.CharField(
+        max_length=32, blank=True, default="", help_text="For a weekly limit of one model."
+    )
     backoff_from_run = models.ForeignKey(
         "DrainRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

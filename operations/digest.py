@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from drains import registry, rules
 from drains.models import DrainEvent, DrainRun, RunStatus
+from drains.ratelimit import describe_kind
 from drains.schedule import scheduled_jobs
 from drains.selectors import digest as reads
 from drains.zone import format_local
@@ -48,6 +49,7 @@ class DrainDigest:
     rate_limited_runs: int = 0
     backoff_until: datetime | None = None  # in force now
     backoff_reason: str = ""
+    backoff_kind: str = ""
     failures: list[Failure] = field(default_factory=list)
 
 
@@ -130,6 +132,7 @@ def build_digest(*, now: datetime | None = None) -> Digest:
             d.burst_until = control.burst_until
         if rules.backoff_active(control.backoff_until, now=until):
             d.backoff_until = control.backoff_until
+            d.backoff_kind = describe_kind(control.backoff_kind, control.backoff_model)
             d.backoff_reason = (
                 control.backoff_reason.strip().splitlines()[0][:200]
                 if control.backoff_reason.strip()
@@ -173,6 +176,8 @@ def render_digest(digest: Digest) -> tuple[str, str]:
         backoff = f"{d.rate_limited_runs} rate-limited run{'s' if d.rate_limited_runs != 1 else ''}"
         if d.backoff_until:
             backoff += f"; backing off until {_local(d.backoff_until)}"
+            if d.backoff_kind:
+                backoff += f", {d.backoff_kind}"
             if d.backoff_reason:
                 backoff += f" ({d.backoff_reason})"
         out.append(f"  backoffs:           {backoff}")

@@ -21,6 +21,7 @@ from django.utils import timezone
 from drains import bursts, registry, rules, schedule
 from drains.locks import drain_lock_holders
 from drains.models import DrainControl, DrainEvent, DrainRun, RunStatus
+from drains.ratelimit import describe_kind
 from drains.selectors import snapshot as reads
 from drains.selectors.snapshot import HISTORY_HOURS, NOTES_PER_SERVICE, TIMELINE_LENGTH
 from operations import projection as proj
@@ -198,7 +199,11 @@ def _drain_state(*, control, burst, current, last, backlog, next_fire, holder,
         return State.DISABLED, f"disabled{by}: no run starts until it is enabled again"
     if control is not None and rules.backoff_active(control.backoff_until, now=now):
         reason = _first_line(control.backoff_reason) or "rate limited"
-        return State.BACKING_OFF, f"backing off until {proj.short_time(control.backoff_until)}: {reason}"
+        which = describe_kind(control.backoff_kind, control.backoff_model)
+        return State.BACKING_OFF, (
+            f"backing off until {proj.short_time(control.backoff_until)}"
+            f"{' (' + which + ')' if which else ''}: {reason}"
+        )
     if last is not None and last.status in FAILED_STATUSES:
         return State.FAILING, _failed_reason(last)
     if backlog["pending"] == 0:
@@ -280,6 +285,9 @@ def _drain_entry(entry: dict, name: str, *, now, control, burst, current, last, 
             "until": control.backoff_until,
             "reason": control.backoff_reason,
             "observed_at": control.backoff_observed_at,
+            "kind": control.backoff_kind,
+            "model": control.backoff_model,
+            "kind_label": describe_kind(control.backoff_kind, control.backoff_model),
         }
     entry.update(
         enabled=control.enabled if control is not None else True,

@@ -15,6 +15,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from drains.models import RunMode, RunStatus, Trigger
+from drains.ratelimit import LimitKind
 from operations.selectors import State
 
 
@@ -91,6 +92,13 @@ class BackoffSerializer(serializers.Serializer):
     until = serializers.DateTimeField()
     reason = serializers.CharField(allow_blank=True)
     observed_at = serializers.DateTimeField(allow_null=True)
+    kind = serializers.ChoiceField(
+        choices=[("", "not known (an older backoff)"), *LimitKind.choices],
+        help_text="Which limit: session, weekly, weekly_model, extra_usage, spend_cap, "
+        "api_requests, api_input_tokens, api_output_tokens, overloaded or unknown.",
+    )
+    model = serializers.CharField(allow_blank=True, help_text="For weekly_model: the model.")
+    kind_label = serializers.CharField(allow_blank=True, help_text="The kind, for people.")
 
 
 class BacklogSerializer(serializers.Serializer):

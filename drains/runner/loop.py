@@ -272,6 +272,7 @@ class WorkLoop:
             reason=exc.message,
             run=self.run_row,
             actor=self.actor,
+            kind=exc.kind,
         )
         logger.warning(
             "%s: rate limited until %s; backing off %s", self.name, exc.reset_at, ", ".join(names)

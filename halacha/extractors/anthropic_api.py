@@ -92,7 +92,9 @@ class AnthropicExtractor(Extractor):
                     output_config={"format": {"type": "json_schema", "schema": schema}},
                 )
         except anthropic.RateLimitError as exc:
-            raise parse_reset_headers(exc.response.headers).rate_limited(_describe(exc)) from exc
+            raise parse_reset_headers(
+                exc.response.headers, status=exc.response.status_code
+            ).rate_limited(_describe(exc)) from exc
         except anthropic.BadRequestError as exc:
             text = exc.api_message or str(exc)
             if is_limit_message(text):  # the spend limit: "You will regain access on ..."

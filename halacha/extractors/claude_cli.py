@@ -66,13 +66,14 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from drains.ratelimit import is_limit_message, parse_reset
+from drains.ratelimit import LimitKind, is_limit_message, parse_reset
 from halacha.extractors.base import (
     ExtractionError,
     ExtractionResult,
@@ -397,8 +398,11 @@ class ClaudeCliExtractor(Extractor):
         if failed or limited:
             if limited or is_limit_message(text):
                 info = parse_reset(text)
-                if not info.trusted:
-                    info = self._stream_reset(objects) or info
+                stream = self._stream_reset(objects)
+                if stream is not None and not info.trusted and stream.trusted:
+                    info = stream
+                elif stream is not None and info.kind.kind == LimitKind.UNKNOWN:
+                    info = replace(info, kind=stream.kind)  # the event names the window
                 raise info.rate_limited(text)
             errors = result.get("errors")
             said = text or ("; ".join(map(str, errors)) if isinstance(errors, list) else "")
@@ -417,13 +421,12 @@ class ClaudeCliExtractor(Extractor):
 
     @staticmethod
     def _stream_reset(objects: list[dict]):
-        """A rejected ``rate_limit_event`` (stream-json) names its reset as an epoch."""
+        """The last rejected ``rate_limit_event`` (stream-json): its reset (an epoch) and its
+        window (``rateLimitType``), as the one parser reads them."""
         for event in reversed(objects):
             info = event.get("rate_limit_info") if event.get("type") == "rate_limit_event" else None
-            if isinstance(info, dict) and info.get("status") == "rejected" and info.get("resetsAt"):
-                parsed = parse_reset(json.dumps({"resetsAt": info["resetsAt"]}))
-                if parsed.trusted:
-                    return parsed
+            if isinstance(info, dict) and info.get("status") == "rejected":
+                return parse_reset(json.dumps(event))
         return None
 
     @staticmethod

@@ -356,3 +356,92 @@ def test_next_wall_clock__is_the_first_later_moment_showing_that_time(now, zone,
         shown = probe.astimezone(tz)
         assert (shown.hour, shown.minute) != (hour, minute), probe
         probe += timedelta(minutes=1)
+
+
+# --- which limit: the kind beside the reset -----------------------------------------------------
+
+# Every text case above, with the kind (and model) the message reports. Worked out from the
+# words of each sample and the window names in the samples file, not read back from the parser.
+S, W, WM, X, SC, U = "session", "weekly", "weekly_model", "extra_usage", "spend_cap", "unknown"
+KIND_BY_CASE = {
+    "epoch-1": U, "epoch-2": U, "epoch-ms": U, "epoch-in-past": U,  # "usage limit reached": no window
+    "reset-at-warsaw": U, "reset-at-etc-gmt+5": U, "reset-at-bogota": U, "reset-at-chicago-dst": U,
+    "5h-1am": S, "5h-5am-jerusalem-dst": S, "weekly-date-no-zone": (WM, "opus"),
+    "v2-auckland-dst-end": S, "v2-moscow-date": W,
+    "v21-lisbon-dst-end": U, "v21-toronto": U, "v21-moscow-minutes": U, "v21-shanghai-exactly-now": U,
+    "v21-recife-date-at": U, "v21-session-la": S, "v21-weekly-detroit": W,
+    "v21-extra-usage-tokyo": X, "v21-extra-usage-next-year": X,
+    "relative-2h": U, "relative-2h30m": S, "usage-screen": U, "usage-screen-new-year": U,
+    "stream-json-event": S, "json-result-epoch": U, "json-result-success-no-reset": U,
+    "api-429-body": U, "api-spend-limit": SC,
+    "jerusalem-spring-gap": S, "jerusalem-fall-first": S, "jerusalem-fall-second": S,
+    "london-3pm-across-spring": U, "london-spring-gap": U, "london-fall-first": U, "london-fall-second": U,
+    "unknown-zone": U, "not-a-clock": U, "spend-limit-too-far": SC, "garbage": U, "empty": U,
+}
+
+
+def _kind_of(expected) -> tuple[str, str]:
+    return expected if isinstance(expected, tuple) else (expected, "")
+
+
+def test_every_text_case_has_its_kind():
+    assert sorted(KIND_BY_CASE) == sorted(case[0] for case in TEXT_CASES)
+
+
+@pytest.mark.parametrize(("case", "message", "now"), [(c[0], c[1], c[2]) for c in TEXT_CASES],
+                         ids=[c[0] for c in TEXT_CASES])
+def test_parse_reset__every_sample_has_its_kind(case, message, now):
+    info = parse_reset(message, now)
+    assert (info.kind.kind, info.kind.model) == _kind_of(KIND_BY_CASE[case])
+    # and the signal the runtime gets carries it
+    assert info.rate_limited().kind == info.kind
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        # the real CLI (2.1.332, API key) on a 429: no window named
+        ('{"type":"result","subtype":"success","is_error":true,"api_error_status":429,'
+         '"api_error_type":"rate_limit_error","result":"API Error: Request rejected (429) · This '
+         "request would exceed your account's rate limit. Please try again later.\"}", U),
+        ('{"type":"result","is_error":true,"api_error_status":529,"api_error_type":"overloaded_error",'
+         '"result":"API Error: Repeated 529 Overloaded errors"}', "overloaded"),
+        ('{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}', "overloaded"),
+        ('{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":1774447200,'
+         '"rateLimitType":"seven_day"}}', W),
+        ('{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":1774447200,'
+         '"rateLimitType":"seven_day_opus"}}', (WM, "opus")),
+        ('{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":1774447200,'
+         '"rateLimitType":"overage"}}', X),
+        ("Sonnet weekly limit reached · resets Dec 2, 7pm", (WM, "sonnet")),
+        # a decision that quotes a limit inside a successful answer is not read here at all (the
+        # backends ask only failures), but its words alone name no window
+        ("the court found the limit reached by the tenant", U),
+    ],
+)
+def test_classify_text__json_stream_and_model_forms(message, expected):
+    from drains.ratelimit import classify_text
+
+    kind = classify_text(message)
+    assert (kind.kind, kind.model) == _kind_of(expected)
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "expected"),
+    [
+        ({"retry-after": "30"}, 429, U),
+        ({}, 529, "overloaded"),
+        ({"anthropic-ratelimit-requests-remaining": "0", "anthropic-ratelimit-requests-reset":
+          "2025-02-24T22:25:30Z", "retry-after": "30"}, 429, "api_requests"),
+        ({"anthropic-ratelimit-requests-remaining": "12", "anthropic-ratelimit-input-tokens-remaining":
+          "0"}, 429, "api_input_tokens"),
+        ({"anthropic-ratelimit-output-tokens-remaining": "0"}, 429, "api_output_tokens"),
+        ({"anthropic-ratelimit-unified-status": "rejected", "anthropic-ratelimit-unified-reset":
+          "1770685200", "anthropic-ratelimit-unified-representative-claim": "five_hour"}, 429, S),
+        ({"anthropic-ratelimit-unified-status": "rejected",
+          "anthropic-ratelimit-unified-representative-claim": "seven_day_sonnet"}, 429, (WM, "sonnet")),
+    ],
+)
+def test_parse_reset_headers__the_kind_from_status_and_headers(headers, status, expected):
+    info = parse_reset_headers(headers, utc(2025, 2, 24, 22, 25), status=status)
+    assert (info.kind.kind, info.kind.model) == _kind_of(expected)

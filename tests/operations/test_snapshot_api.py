@@ -93,6 +93,10 @@ def test_snapshot__backing_off_shows_until_and_reason(api, frozen):
         "until": "2026-12-05T18:00:00+02:00",
         "reason": "weekly limit",
         "observed_at": "2026-12-02T10:00:00+02:00",
+        # a backoff written before limit kinds were recorded: no kind to show
+        "kind": "",
+        "model": "",
+        "kind_label": "",
     }
 
 

@@ -109,7 +109,9 @@
     setText(body, "run", runText(s.current_run));
     const b = s.backlog;
     setText(body, "backlog", b ? `${b.pending} pending · ${b.staged} staged · ${b.done} done · ${b.failed} failed` : "—");
-    setText(body, "backoff", s.backoff ? `until ${short(s.backoff.until)}: ${s.backoff.reason}` : "—");
+    setText(body, "backoff", s.backoff
+      ? `${s.backoff.kind_label ? s.backoff.kind_label + " · " : ""}until ${short(s.backoff.until)}: ${s.backoff.reason}`
+      : "—");
     setText(body, "next", short(s.next_fire_at));
     setText(body, "last", lastRunText(s.last_run));
     fillList(body.querySelector('[data-f="notes"]'), s.notes, (n) => `${short(n.at)} ${n.message}`, "none");
