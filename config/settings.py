@@ -149,6 +149,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # --- Errors: every API error is JSON in one shape (operations/errors.py) ---
+    "EXCEPTION_HANDLER": "operations.errors.api_exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["operations.errors.LimitedJSONParser"],
+    # JSON only: the browsable API would answer HTML (and HTML errors) to a browser.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Drain operations API",
@@ -160,7 +165,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Request bodies refuse unknown fields, so the schema says so (additionalProperties: false).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "operations.openapi.closed_request_bodies",
+    ],
 }
+# The largest request body the API reads (bytes); larger ones get a JSON 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 64 * 1024, minimum=1024)
 
 # --- Drains -----------------------------------------------------------------------------------
 DRAINS_VAR_DIR = VAR_DIR

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from operations.errors import json_error_view
 from operations.urls import api_urlpatterns as operations_api
 from operations.urls import page_urlpatterns as operations_pages
 
@@ -13,5 +14,8 @@ urlpatterns = [
     path("", include((operations_pages, "operations"), namespace="operations")),
 ]
 
-# JSON 404s under /api/ (a path no route matches), Django's page elsewhere.
-handler404 = "operations.views.not_found"
+# Under /api/ every error is JSON in the one shape (operations/errors.py), Django's page elsewhere.
+handler400 = json_error_view(400)
+handler403 = json_error_view(403)
+handler404 = json_error_view(404)
+handler500 = json_error_view(500)

@@ -42,6 +42,16 @@ MSG_NAIVE = (
     "{value} has no time zone. Add a UTC offset (e.g. +02:00 for Israel in winter, +03:00 in "
     "summer) so the deadline is unambiguous."
 )
+MSG_NON_ASCII = (
+    "{value!r} contains characters other than ASCII digits, letters and punctuation. Write the "
+    "date and time with the digits 0-9, e.g. 2026-12-05T18:00:00+02:00."
+)
+MSG_OFFSET = (
+    "{value} has the UTC offset {offset}, beyond the ±15:59 a time zone can have (PostgreSQL "
+    "stores no more). Israel is +02:00 in winter and +03:00 in summer."
+)
+# PostgreSQL refuses a time zone displacement of 16 hours or more ("out of range").
+MAX_UTC_OFFSET = timedelta(hours=15, minutes=59)
 MSG_PAST = "The deadline {value} is not in the future (now is {now}). Pick a later time."
 MSG_BEYOND = (
     "The deadline {value} is after the week boundary {boundary}. A burst spends leftover weekly "
@@ -85,6 +95,10 @@ def parse_burst_until(value) -> datetime:
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str):
+        # Python and Django read any Unicode digit ("٢٠٢٦-…") as a number; an operator's
+        # deadline is written in ASCII, and anything else is a typo or a trick.
+        if not value.isascii():
+            raise ValidationError(MSG_NON_ASCII.format(value=value), code="non_ascii")
         try:
             parsed = parse_datetime(value.strip())
         except ValueError:
@@ -95,6 +109,14 @@ def parse_burst_until(value) -> datetime:
         raise ValidationError(MSG_UNPARSEABLE.format(value=value), code="unparseable")
     if timezone.is_naive(parsed):
         raise ValidationError(MSG_NAIVE.format(value=parsed.isoformat()), code="naive")
+    offset = parsed.utcoffset()
+    if abs(offset) > MAX_UTC_OFFSET:
+        sign = "-" if offset < timedelta(0) else "+"
+        minutes = int(abs(offset).total_seconds() // 60)
+        raise ValidationError(
+            MSG_OFFSET.format(value=parsed.isoformat(), offset=f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"),
+            code="offset_range",
+        )
     return parsed
 
 

@@ -11,10 +11,14 @@ import logging
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, connection
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,6 +27,7 @@ from drains import registry
 from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
 from drains.schema_gate import unapplied_migrations
 from operations import selectors
+from operations.errors import LimitedJSONParser
 from operations.permissions import CanChangeDrains, CanViewDrains
 from operations.serializers import (
     BurstInputSerializer,
@@ -39,10 +44,32 @@ logger = logging.getLogger(__name__)
 # 403 when the first class is session auth). Session auth enforces CSRF on unsafe methods.
 AUTHENTICATION = [TokenAuthentication, SessionAuthentication]
 
-AUTH_ERRORS = {
-    401: OpenApiResponse(ErrorSerializer, description="Not authenticated."),
-    403: OpenApiResponse(ErrorSerializer, description="Missing permission, or CSRF refused."),
+ERROR_DESCRIPTIONS = {
+    400: "Bad input: one message per field in error.fields (\"body\" for the body as a whole).",
+    401: "Not authenticated, or the token is unknown, revoked or expired.",
+    403: "Missing permission (the message names it), or CSRF refused.",
+    404: "No drain of that name.",
+    405: "Method not allowed on this path (the Allow header lists the allowed ones).",
+    406: "The Accept header asks for something other than JSON.",
+    413: "The body is larger than the upload limit.",
+    415: "The body is not JSON.",
+    429: "Too many requests: wait Retry-After seconds.",
+    500: "The server failed; the error is in the server log.",
 }
+RETRY_AFTER = OpenApiParameter(
+    "Retry-After", int, location=OpenApiParameter.HEADER, response=[429],
+    description="Seconds to wait before trying again.",
+)
+
+
+def error_responses(*codes: int) -> dict:
+    """The documented error answers of an endpoint: every one has the shape of ErrorSerializer."""
+    return {code: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[code])
+            for code in codes}
+
+
+# Any endpoint can answer these, whatever its input.
+COMMON_ERRORS = (405, 406, 429, 500)
 
 
 class OperationsSnapshotApi(APIView):
@@ -52,7 +79,8 @@ class OperationsSnapshotApi(APIView):
     @extend_schema(
         operation_id="operations_snapshot",
         summary="Every scheduled service: state and reason, runs, burst, backoff, backlog, notes",
-        responses={200: SnapshotSerializer, **AUTH_ERRORS},
+        responses={200: SnapshotSerializer, **error_responses(401, 403, *COMMON_ERRORS)},
+        parameters=[RETRY_AFTER],
     )
     def get(self, request):
         return Response(as_json(selectors.snapshot()))
@@ -61,7 +89,7 @@ class OperationsSnapshotApi(APIView):
 class DrainBurstApi(APIView):
     authentication_classes = AUTHENTICATION
     permission_classes = [CanChangeDrains]
-    parser_classes = [JSONParser]
+    parser_classes = [LimitedJSONParser]
 
     @extend_schema(
         operation_id="drain_burst",
@@ -69,11 +97,9 @@ class DrainBurstApi(APIView):
         request=BurstInputSerializer,
         responses={
             200: ServiceSerializer,
-            400: OpenApiResponse(description="Bad input: a message per field."),
-            **AUTH_ERRORS,
-            404: OpenApiResponse(ErrorSerializer, description="No drain of that name."),
-            415: OpenApiResponse(ErrorSerializer, description="The body is not JSON."),
+            **error_responses(400, 401, 403, 404, 413, 415, *COMMON_ERRORS),
         },
+        parameters=[RETRY_AFTER],
         examples=[
             OpenApiExample("until the upcoming Saturday 18:00", value={"on": True},
                            request_only=True),
@@ -113,7 +139,9 @@ class HealthApi(APIView):
         operation_id="health",
         summary="Database reachable and schema current",
         auth=[],
-        responses={200: HealthSerializer, 503: HealthSerializer},
+        responses={200: HealthSerializer, 503: HealthSerializer,
+                   **error_responses(*COMMON_ERRORS)},
+        parameters=[RETRY_AFTER],
     )
     def get(self, request):
         try:

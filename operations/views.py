@@ -17,6 +17,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 
 from drains import registry
 from operations import projection, selectors
+from operations.errors import error_body
 from operations.serializers import as_json
 
 page_access = [
@@ -48,7 +49,7 @@ class BurndownChart(View):
         try:
             chart = selectors.drain_chart(name)
         except registry.UnknownDrain as exc:
-            return JsonResponse({"detail": str(exc)}, status=404)
+            return JsonResponse(error_body(404, str(exc)), status=404)
         svg = projection.burndown_svg(
             history=chart.history,
             projection=chart.projection,
@@ -58,12 +59,3 @@ class BurndownChart(View):
         response = HttpResponse(svg, content_type="image/svg+xml")
         response["Cache-Control"] = "no-store"
         return response
-
-
-def not_found(request, exception=None):
-    """404 for the whole site: JSON under /api/ (clients parse it), Django's page elsewhere."""
-    if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Not found."}, status=404)
-    from django.views.defaults import page_not_found
-
-    return page_not_found(request, exception)

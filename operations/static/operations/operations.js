@@ -149,15 +149,23 @@
   async function explain(response) {
     let body = null;
     try { body = await response.json(); } catch (e) { body = null; }
-    if (response.status === 400 && body && typeof body === "object") {
-      return Object.entries(body).map(([field, msgs]) =>
-        (field === "until" || field === "non_field_errors" ? "" : `${field}: `) + [].concat(msgs).join(" ")).join(" ");
+    // Every API error is {"error": {"code", "message", "fields"}} (operations/errors.py).
+    const error = body && typeof body === "object" && body.error ? body.error : null;
+    if (response.status === 400 && error) {
+      const fields = Object.entries(error.fields || {});
+      if (!fields.length) return error.message;
+      return fields.map(([field, msgs]) =>
+        (field === "until" || field === "non_field_errors" || field === "body" ? "" : `${field}: `) + [].concat(msgs).join(" ")).join(" ");
     }
     if (response.status === 401) return "You are not logged in any more: reload the page and log in.";
-    if (response.status === 403) return (body && body.detail) ? `Not allowed: ${body.detail}` : "Not allowed.";
-    if (response.status === 404) return (body && body.detail) || "No such drain.";
+    if (response.status === 403) return error ? `Not allowed: ${error.message}` : "Not allowed.";
+    if (response.status === 404) return (error && error.message) || "No such drain.";
+    if (response.status === 429) {
+      const wait = response.headers.get("Retry-After");
+      return `Too many requests; try again in ${wait || "a few"} seconds.`;
+    }
     if (response.status >= 500) return `The server failed (HTTP ${response.status}); the error is in the server log. Try again in a minute.`;
-    return (body && body.detail) || `Unexpected answer from the server (HTTP ${response.status}).`;
+    return (error && error.message) || `Unexpected answer from the server (HTTP ${response.status}).`;
   }
 
   function showPageError(text) {
