@@ -202,7 +202,6 @@ def load_threads(port: int, path: str, token: str, seconds: float, connections: 
 def seed(runs: int, all_names: list[str], jobs: list[str]) -> str:
     from django.contrib.auth.models import Permission, User
     from django.utils import timezone
-    from rest_framework.authtoken.models import Token
 
     from drains.models import DrainRun
     from halacha.models import CourtDecision
@@ -224,7 +223,9 @@ def seed(runs: int, all_names: list[str], jobs: list[str]) -> str:
     user = User.objects.create_user(TOKEN_USER, is_staff=False)
     user.user_permissions.add(*Permission.objects.filter(
         content_type__app_label="drains", codename__in=["view_draincontrol", "change_draincontrol"]))
-    return Token.objects.create(user=user).key
+    from operations.models import ApiToken
+
+    return ApiToken.objects.create(user=user, expiry=timedelta(days=1), name="bench")[1]
 
 
 def measure_in_process(token: str, repeat: int) -> tuple[int, float, int]:

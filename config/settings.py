@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -46,7 +47,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # hashed, expiring API tokens (the model is operations.ApiToken)
+    "axes",  # login lockout after repeated failures
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI / Redoc files served locally: no CDN needed
     "django_crontab",
@@ -63,6 +65,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: answers a locked-out login before the view runs.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -137,14 +141,15 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "pgserver": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # not its start-up banner in every command's output
     },
 }
 
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "operations.authentication.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -171,6 +176,57 @@ SPECTACULAR_SETTINGS = {
         "operations.openapi.closed_request_bodies",
     ],
 }
+# --- Shared cache: throttle counters (every worker and host must see the same counts) ---------
+# The database by default (table django_cache, created by a migration), Redis when REDIS_URL is set.
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
+                          "LOCATION": "django_cache"}}
+
+# --- API throttles (operations/throttles.py): answered 429 with Retry-After ------------------
+DRAINS_API_THROTTLE_RATES = {
+    # every request from one client address, counted before authentication
+    "address": env_str("DRAINS_API_THROTTLE_ADDRESS", "300/min"),
+    # rejected tokens from one client address (guessing tokens)
+    "auth_failure": env_str("DRAINS_API_THROTTLE_AUTH_FAILURE", "10/min"),
+    # one user's requests, and one user's burst toggles
+    "user": env_str("DRAINS_API_THROTTLE_USER", "120/min"),
+    "burst": env_str("DRAINS_API_THROTTLE_BURST", "20/min"),
+}
+# How many reverse proxies add X-Forwarded-For in front of the app; 0 = use the peer address
+# (a client could otherwise pick its own address by sending the header).
+REST_FRAMEWORK["NUM_PROXIES"] = env_int("DRAINS_NUM_PROXIES", 0, minimum=0)
+
+# --- Login lockout (django-axes): lifted by `manage.py axes_reset_username USER` etc. ---------
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("DRAINS_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+# A username is locked from the address that failed; other addresses are locked on their own.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("DRAINS_LOGIN_LOCKOUT_MINUTES", 60.0, minimum=1))
+AXES_RESET_ON_SUCCESS = True
+AXES_IPWARE_PROXY_COUNT = REST_FRAMEWORK["NUM_PROXIES"] or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if REST_FRAMEWORK["NUM_PROXIES"] else ["REMOTE_ADDR"]
+)
+AXES_COOLOFF_MESSAGE = (
+    "This login is locked after too many failed attempts. Try again later, or ask an operator "
+    "to run: manage.py axes_reset_username <username>"
+)
+
+# --- API tokens (django-rest-knox): stored as a SHA-512 digest, each with a name and expiry ----
+KNOX_TOKEN_MODEL = "operations.ApiToken"
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=env_float("DRAINS_TOKEN_DAYS", 90.0, minimum=0.01)),
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
+}
+
 # The largest request body the API reads (bytes); larger ones get a JSON 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 64 * 1024, minimum=1024)
 

@@ -17,8 +17,8 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
 )
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import AuthenticationFailed, NotFound, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -27,6 +27,7 @@ from drains import registry
 from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
 from drains.schema_gate import unapplied_migrations
 from operations import selectors
+from operations.authentication import HashedTokenAuthentication
 from operations.errors import LimitedJSONParser
 from operations.permissions import CanChangeDrains, CanViewDrains
 from operations.serializers import (
@@ -37,12 +38,37 @@ from operations.serializers import (
     SnapshotSerializer,
     as_json,
 )
+from operations.throttles import (
+    PRE_AUTH_THROTTLES,
+    AuthFailureThrottle,
+    BurstToggleThrottle,
+    UserThrottle,
+)
 
 logger = logging.getLogger(__name__)
 
 # Token first: an anonymous request then gets 401 with "WWW-Authenticate: Token" (DRF answers
 # 403 when the first class is session auth). Session auth enforces CSRF on unsafe methods.
-AUTHENTICATION = [TokenAuthentication, SessionAuthentication]
+AUTHENTICATION = [HashedTokenAuthentication, SessionAuthentication]
+
+
+class ThrottledApiView(APIView):
+    """An API view whose address throttles run before authentication (operations/throttles.py),
+    and whose rejected credentials count against the caller's address."""
+
+    throttle_classes = [UserThrottle]
+    pre_auth_throttles = PRE_AUTH_THROTTLES
+
+    def initial(self, request, *args, **kwargs):
+        for throttle in (cls() for cls in self.pre_auth_throttles):
+            if not throttle.allow_request(request, self):
+                self.throttled(request, throttle.wait())
+        super().initial(request, *args, **kwargs)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, AuthenticationFailed):
+            AuthFailureThrottle().record_failure(self.request, self)
+        return super().handle_exception(exc)
 
 ERROR_DESCRIPTIONS = {
     400: "Bad input: one message per field in error.fields (\"body\" for the body as a whole).",
@@ -72,7 +98,7 @@ def error_responses(*codes: int) -> dict:
 COMMON_ERRORS = (405, 406, 429, 500)
 
 
-class OperationsSnapshotApi(APIView):
+class OperationsSnapshotApi(ThrottledApiView):
     authentication_classes = AUTHENTICATION
     permission_classes = [CanViewDrains]
 
@@ -86,9 +112,10 @@ class OperationsSnapshotApi(APIView):
         return Response(as_json(selectors.snapshot()))
 
 
-class DrainBurstApi(APIView):
+class DrainBurstApi(ThrottledApiView):
     authentication_classes = AUTHENTICATION
     permission_classes = [CanChangeDrains]
+    throttle_classes = [UserThrottle, BurstToggleThrottle]
     parser_classes = [LimitedJSONParser]
 
     @extend_schema(
@@ -129,19 +156,23 @@ class DrainBurstApi(APIView):
         return Response(as_json(selectors.service_entry(name)))
 
 
-class HealthApi(APIView):
-    """For monitors: no authentication, and nothing disclosed beyond ok / the kind of failure."""
+class HealthApi(ThrottledApiView):
+    """For monitors: no authentication, and nothing disclosed beyond ok / the kind of failure.
+
+    Not throttled: the counters live in the database (or Redis), and the probe that reports the
+    database down must not need it to answer."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
+    throttle_classes = []
+    pre_auth_throttles = ()
 
     @extend_schema(
         operation_id="health",
         summary="Database reachable and schema current",
         auth=[],
         responses={200: HealthSerializer, 503: HealthSerializer,
-                   **error_responses(*COMMON_ERRORS)},
-        parameters=[RETRY_AFTER],
+                   **error_responses(405, 406, 500)},
     )
     def get(self, request):
         try:
