@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "knox",  # hashed, expiring API tokens (the model is operations.ApiToken)
     "axes",  # login lockout after repeated failures
+    "csp",  # Content-Security-Policy header (django-csp)
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI / Redoc files served locally: no CDN needed
     "django_crontab",
@@ -65,6 +66,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",  # Content-Security-Policy (see the CSP block below)
+    "operations.middleware.NoStoreApiMiddleware",  # Cache-Control: no-store on /api/ and /metrics
     # Last, as django-axes requires: answers a locked-out login before the view runs.
     "axes.middleware.AxesMiddleware",
 ]
@@ -176,6 +179,24 @@ SPECTACULAR_SETTINGS = {
         "operations.openapi.closed_request_bodies",
     ],
 }
+# --- Content-Security-Policy (django-csp): scripts and styles from this origin only ------------
+# The /operations page, the admin and the API docs (SpectacularSwaggerSplitView) run no inline
+# script. The burn-down charts are same-origin SVG images; nothing is loaded from elsewhere.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
 # --- Shared cache: throttle counters (every worker and host must see the same counts) ---------
 # The database by default (table django_cache, created by a migration), Redis when REDIS_URL is set.
 REDIS_URL = env_str("REDIS_URL")
