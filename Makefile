@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: run test venv migrate lint db-start db-stop clean-var bench browser
+.PHONY: run test venv migrate lint db-start db-stop clean-var bench browser promtool
 
 $(STAMP): requirements.txt
 	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -26,7 +26,7 @@ PORT ?= 8000
 run: migrate
 	PORT=$(PORT) $(PYTHON) scripts/run_demo.py
 
-test: venv browser
+test: venv browser promtool
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest
 
@@ -38,6 +38,16 @@ browser:
 	  echo "installing Debian's chromium for the browser test"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+
+# The alert rules (deploy/prometheus/alerts.yml) are checked with promtool, from Debian's
+# prometheus package (installed once when missing; the server it brings is not started).
+PROMTOOL := /usr/bin/promtool
+promtool:
+	@test -x $(PROMTOOL) || { \
+	  echo "installing Debian's prometheus package for promtool"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; }
 
 lint: venv
 	$(PYTHON) -m ruff check .

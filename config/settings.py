@@ -6,6 +6,7 @@ var/pgdata is used and started on first use. Production needs DJANGO_SECRET_KEY.
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 import socket
 from datetime import timedelta
@@ -247,6 +248,19 @@ REST_KNOX = {
     "AUTH_HEADER_PREFIX": "Token",
     "AUTO_REFRESH": False,
 }
+
+# --- Prometheus metrics (GET /metrics, operations/metrics.py) -------------------------------
+# Open to these addresses/networks (the peer address), or to "Authorization: Bearer <token>".
+DRAINS_METRICS_ALLOWED_IPS = env_list("DRAINS_METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+for _network in DRAINS_METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"DRAINS_METRICS_ALLOWED_IPS: {_network!r} is not an address or network "
+            "(e.g. 10.0.0.5 or 10.0.0.0/24)."
+        ) from None
+DRAINS_METRICS_TOKEN = env_str("DRAINS_METRICS_TOKEN")
 
 # The largest request body the API reads (bytes); larger ones get a JSON 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 64 * 1024, minimum=1024)

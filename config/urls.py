@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from operations.errors import json_error_view
+from operations.metrics import metrics_view
 from operations.urls import api_urlpatterns as operations_api
 from operations.urls import page_urlpatterns as operations_pages
 
@@ -12,6 +13,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script as a file: the strict CSP allows no inline script.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+    path("metrics", metrics_view, name="metrics"),
     path("", include((operations_pages, "operations"), namespace="operations")),
 ]
 
