@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from operations.errors import json_error_view
@@ -14,6 +16,8 @@ urlpatterns = [
     # The split view serves its start-up script as a file: the strict CSP allows no inline script.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("metrics", metrics_view, name="metrics"),
+    # Browsers ask for it on every page (the admin's too); a 404 would be a console error.
+    path("favicon.ico", RedirectView.as_view(url=static("operations/favicon.svg"), permanent=True)),
     path("", include((operations_pages, "operations"), namespace="operations")),
 ]
 

@@ -39,6 +39,9 @@ class OperationsPage(View):
                 # The same JSON the API answers, for the script's first render.
                 "snapshot_data": as_json(snapshot),
                 "can_change": request.user.has_perm("drains.change_draincontrol"),
+                # The picker's 24-hour clock: the page and the picker read times the same way.
+                "hours": [f"{h:02d}" for h in range(24)],
+                "minutes": [f"{m:02d}" for m in range(60)],
             },
         )
 

@@ -1,7 +1,9 @@
 // The /operations page: refreshes itself from the snapshot API and toggles bursts through the
 // burst API (the same endpoints scripts use). No build step, no dependencies.
-// Times are shown in Asia/Jerusalem whatever the browser's zone; the date picker's wall time is
-// read as Asia/Jerusalem and sent as ISO 8601 with that zone's offset on that date.
+// Times are shown in Asia/Jerusalem whatever the browser's zone, on a 24-hour clock. The picker
+// (a date, an hour 00-23 and a minute) is read as Asia/Jerusalem wall time and sent as ISO 8601
+// with that zone's offset on that date; a wall time that does not exist (the hour skipped when
+// the clocks go forward) is refused here with a message, never moved silently.
 "use strict";
 
 (function () {
@@ -36,22 +38,27 @@
     const p = zoneParts(d);
     return `${p.weekday} ${Number(p.day)} ${monthFormat.format(d)} ${p.hour}:${p.minute}`;
   }
-  function pickerValue(iso) { // the zone's wall time for <input type=datetime-local>
+  function pickerValue(iso) { // the zone's wall time: {date: "2026-12-05", hour: "18", minute: "00"}
     const p = zoneParts(new Date(iso));
-    return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
+    return { date: `${p.year}-${p.month}-${p.day}`, hour: p.hour, minute: p.minute };
   }
   function offsetMinutes(utcMs) {
     const p = zoneParts(new Date(utcMs));
     const asUtc = Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second);
     return Math.round((asUtc - Math.floor(utcMs / 1000) * 1000) / 60000);
   }
-  // "2026-12-05T18:00" (Asia/Jerusalem wall time) -> "2026-12-05T18:00:00+02:00"
+  // "2026-12-05T18:00" (Asia/Jerusalem wall time) -> "2026-12-05T18:00:00+02:00"; null when
+  // the text is not a wall time; {gap: true} when that wall time does not exist in the zone.
   function wallTimeToIso(value) {
     const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})$/.exec(value);
     if (!m) return null;
     const wall = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]);
     let offset = offsetMinutes(wall);
     offset = offsetMinutes(wall - offset * 60000); // once more: the offset at that instant
+    const back = zoneParts(new Date(wall - offset * 60000));
+    if (`${back.year}-${back.month}-${back.day}T${back.hour}:${back.minute}` !== value) {
+      return { gap: true };
+    }
     const sign = offset >= 0 ? "+" : "-";
     const abs = Math.abs(offset);
     return `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:00${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
@@ -116,11 +123,19 @@
       const img = body.querySelector("img.chart");
       img.src = root.dataset.chartUrl.replace("__NAME__", encodeURIComponent(s.name)) + `?t=${Date.now()}`;
     }
-    const input = body.querySelector("input[name=until]");
-    if (input && !input.dataset.touched && document.activeElement !== input) {
-      input.value = pickerValue(s.burst_active ? s.burst_until : weekBoundary);
+    const form = body.querySelector("form.burst-form");
+    if (form) {
+      const { date, hour, minute } = form.elements;
+      if (!form.dataset.touched && !form.contains(document.activeElement)) {
+        const value = pickerValue(s.burst_active ? s.burst_until : weekBoundary);
+        date.value = value.date;
+        hour.value = value.hour;
+        minute.value = value.minute;
+      }
+      // The picker offers no day before today and none after the week boundary.
+      date.min = pickerValue(new Date().toISOString()).date;
+      date.max = pickerValue(weekBoundary).date;
     }
-    if (input) input.max = pickerValue(weekBoundary);
     return true;
   }
 
@@ -197,12 +212,18 @@
     error.hidden = true;
     const payload = { on };
     if (on) {
-      const raw = form.elements.until.value;
-      if (raw) {
-        const iso = wallTimeToIso(raw);
-        if (!iso) { error.textContent = `"${raw}" is not a date and time.`; error.hidden = false; return; }
-        payload.until = iso;
+      const { date, hour, minute } = form.elements;
+      if (!date.value) { error.textContent = "Pick a date (or leave the default: the week boundary)."; error.hidden = false; return; }
+      const raw = `${date.value}T${hour.value}:${minute.value}`;
+      const iso = wallTimeToIso(raw);
+      if (!iso) { error.textContent = `"${raw}" is not a date and time.`; error.hidden = false; return; }
+      if (iso.gap) {
+        error.textContent = `${hour.value}:${minute.value} does not exist on ${date.value} in Asia/Jerusalem: ` +
+          "the clocks jump forward an hour that night. Pick a time outside the skipped hour.";
+        error.hidden = false;
+        return;
       }
+      payload.until = iso;
     }
     status.textContent = on ? "starting…" : "stopping…";
     try {
@@ -219,7 +240,7 @@
         return;
       }
       const entry = await response.json();
-      delete form.elements.until.dataset.touched;
+      delete form.dataset.touched;
       renderService(entry, lastSnapshot ? lastSnapshot.week_boundary : entry.projection.deadline);
       status.textContent = on ? `burst on until ${short(entry.burst_until)}` : "burst stopped";
       refresh(); // the timeline and the other rows
@@ -231,7 +252,7 @@
   }
 
   for (const form of root.querySelectorAll("form.burst-form")) {
-    form.elements.until.addEventListener("input", (e) => { e.target.dataset.touched = "1"; });
+    form.addEventListener("input", () => { form.dataset.touched = "1"; });
     form.addEventListener("submit", (e) => { e.preventDefault(); if (canChange) toggle(form, true); });
     form.querySelector("button.off").addEventListener("click", () => { if (canChange) toggle(form, false); });
   }
