@@ -16,7 +16,9 @@ from django.views import View
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from drains import registry
-from operations import projection, selectors
+from drains.bursts import upcoming_week_boundary
+from operations import selectors
+from operations.chart import burndown_svg
 from operations.errors import error_body
 from operations.serializers import as_json
 
@@ -53,10 +55,12 @@ class BurndownChart(View):
             chart = selectors.drain_chart(name)
         except registry.UnknownDrain as exc:
             return JsonResponse(error_body(404, str(exc)), status=404)
-        svg = projection.burndown_svg(
+        now = chart.history[-1][0]
+        svg = burndown_svg(
             history=chart.history,
             projection=chart.projection,
-            now=chart.history[-1][0],
+            now=now,
+            week_reset=upcoming_week_boundary(now),
             title=f"{name} backlog: {chart.projection.text}",
         )
         response = HttpResponse(svg, content_type="image/svg+xml")
