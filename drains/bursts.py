@@ -59,11 +59,20 @@ MSG_BEYOND = (
 )
 
 
+MSG_DISABLED_BURST = "burst on, but the drain is disabled: nothing will run"
+
+
 @dataclass(frozen=True)
 class BurstState:
     name: str
     burst_until: datetime | None  # as stored (may be in the past until cleared)
     active: bool
+    enabled: bool = True  # the drain's switch: a burst on a disabled drain runs nothing
+
+    @property
+    def notice(self) -> str:
+        """What an operator must know beside the deadline ("" when nothing)."""
+        return MSG_DISABLED_BURST if self.active and not self.enabled else ""
 
     @property
     def effective_until(self) -> datetime | None:
@@ -138,8 +147,9 @@ def is_active(burst_until: datetime | None, now: datetime | None = None) -> bool
     return burst_until is not None and burst_until > (now or timezone.now())
 
 
-def _state(name: str, burst_until: datetime | None, now: datetime) -> BurstState:
-    return BurstState(name=name, burst_until=burst_until, active=is_active(burst_until, now))
+def _state(name: str, burst_until: datetime | None, now: datetime, enabled: bool = True) -> BurstState:
+    return BurstState(name=name, burst_until=burst_until, active=is_active(burst_until, now),
+                      enabled=enabled)
 
 
 def ensure_control(name: str) -> DrainControl:
@@ -170,6 +180,8 @@ def set_drain_burst(name: str, until, actor: str) -> BurstState:
             kind, message = "burst_off", "burst stopped"
         else:
             kind, message = "burst_on", f"burst on until {_fmt(until)}"
+            if not control.enabled:
+                message += f" ({MSG_DISABLED_BURST})"
         record_event(
             drain=name,
             kind=kind,
@@ -180,24 +192,31 @@ def set_drain_burst(name: str, until, actor: str) -> BurstState:
                 "previous": previous.isoformat() if previous else None,
             },
         )
-    return _state(name, until, now)
+    return _state(name, until, now, control.enabled)
 
 
 def get_drain_burst(name: str) -> BurstState:
     registry.get(name)
-    burst_until = (
-        DrainControl.objects.filter(name=name).values_list("burst_until", flat=True).first()
+    burst_until, enabled = (
+        DrainControl.objects.filter(name=name).values_list("burst_until", "enabled").first()
+        or (None, True)
     )
-    return _state(name, burst_until, timezone.now())
+    return _state(name, burst_until, timezone.now(), enabled)
 
 
 def get_drain_bursts() -> dict[str, BurstState]:
     """Every registered drain's burst, in one query."""
     now = timezone.now()
-    stored = dict(
-        DrainControl.objects.filter(name__in=registry.names()).values_list("name", "burst_until")
-    )
-    return {name: _state(name, stored.get(name), now) for name in registry.names()}
+    stored = {
+        name: (until, enabled)
+        for name, until, enabled in DrainControl.objects.filter(
+            name__in=registry.names()).values_list("name", "burst_until", "enabled")
+    }
+    states = {}
+    for name in registry.names():
+        until, enabled = stored.get(name, (None, True))
+        states[name] = _state(name, until, now, enabled)
+    return states
 
 
 def clear_expired_burst(name: str, actor: str = "supervisor") -> BurstState | None:

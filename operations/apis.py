@@ -32,9 +32,9 @@ from operations.errors import LimitedJSONParser
 from operations.permissions import CanChangeDrains, CanViewDrains
 from operations.serializers import (
     BurstInputSerializer,
+    BurstResultSerializer,
     ErrorSerializer,
     HealthSerializer,
-    ServiceSerializer,
     SnapshotSerializer,
     as_json,
 )
@@ -123,7 +123,7 @@ class DrainBurstApi(ThrottledApiView):
         summary="Start (on, optional until) or stop (off) a drain's burst",
         request=BurstInputSerializer,
         responses={
-            200: ServiceSerializer,
+            200: BurstResultSerializer,
             **error_responses(400, 401, 403, 404, 413, 415, *COMMON_ERRORS),
         },
         parameters=[RETRY_AFTER],
@@ -150,10 +150,12 @@ class DrainBurstApi(ThrottledApiView):
         else:
             until = data["until"]
         try:
-            set_drain_burst(name, until, actor=request.user.get_username())
+            state = set_drain_burst(name, until, actor=request.user.get_username())
         except DjangoValidationError as exc:
             raise ValidationError({"until": exc.messages}) from None
-        return Response(as_json(selectors.service_entry(name)))
+        # A disabled drain still takes the burst (it starts when the drain is enabled again);
+        # the answer says so, so that nobody waits for a run that cannot start.
+        return Response({**as_json(selectors.service_entry(name)), "notice": state.notice})
 
 
 class HealthApi(ThrottledApiView):

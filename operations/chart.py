@@ -115,11 +115,15 @@ def burndown_svg(*, history: list[tuple[datetime, int]], projection: Projection 
         parts.append(f'<polyline points="{points}" fill="none" stroke="#1f6feb" '
                      'stroke-width="2" class="history"/>')
     if projection is not None and projection.pending > 0 and projection.rate_per_hour > 0:
+        # The work resumes at ``begin`` (later than now while a backoff is in force).
+        begin = projection.finish_at - timedelta(hours=projection.pending / projection.rate_per_hour)
+        begin = min(max(begin, now), t1)
         end = min(projection.finish_at, t1)
         left_over = max(0.0, projection.pending - projection.rate_per_hour
-                        * (end - now).total_seconds() / 3600)
-        parts.append(f'<line x1="{nx:.1f}" y1="{y(projection.pending):.1f}" x2="{x(end):.1f}" '
-                     f'y2="{y(left_over):.1f}" stroke="#1f6feb" stroke-width="2" '
+                        * (end - begin).total_seconds() / 3600)
+        points = [(now, projection.pending), (begin, projection.pending), (end, left_over)]
+        path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in points)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="#1f6feb" stroke-width="2" '
                      'stroke-dasharray="4 3" class="projection"/>')
     parts.append("</svg>")
     return "".join(parts)

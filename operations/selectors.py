@@ -33,7 +33,7 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import CharField, Count, F, Value
+from django.db.models import CharField, Count, F, OuterRef, Subquery, Value
 from django.utils import timezone
 
 from drains import bursts, registry, schedule
@@ -142,13 +142,19 @@ def _columns(model, skip=()) -> tuple[list[str], list[str]]:
 
 
 def _controls(drain_names: list[str]) -> _Statement:
-    sql, params = DrainControl.objects.filter(name__in=drain_names).query.sql_with_params()
+    # ``disabled_by``: who last switched the drain off (its newest "disabled" event), since
+    # ``updated_by`` also names whoever last toggled a burst.
+    disabled_by = DrainEvent.objects.filter(drain=OuterRef("name"), kind="disabled").order_by(
+        "-at", "-id").values("actor")[:1]
+    sql, params = (DrainControl.objects.filter(name__in=drain_names)
+                   .annotate(disabled_by=Subquery(disabled_by)).query.sql_with_params())
     attnames = [f.attname for f in DrainControl._meta.concrete_fields]
 
     def read(rows):
         controls = {}
         for row in rows:
-            control = DrainControl.from_db(connection.alias, attnames, row)
+            control = DrainControl.from_db(connection.alias, attnames, row[:len(attnames)])
+            control.disabled_by = row[len(attnames)]
             controls[control.name] = control
         return controls
 
@@ -408,7 +414,7 @@ def _drain_state(*, control, burst, current, last, backlog, next_fire, holder,
     if holder is not None:
         return State.RUNNING, f"lock held by database session {holder}; its run is starting"
     if control is not None and not control.enabled:
-        by = f" by {control.updated_by}" if control.updated_by else ""
+        by = f" by {control.disabled_by}" if getattr(control, "disabled_by", None) else ""
         return State.DISABLED, f"disabled{by}: no run starts until it is enabled again"
     if control is not None and control.backoff_until and control.backoff_until > now:
         reason = _first_line(control.backoff_reason) or "rate limited"
@@ -439,13 +445,21 @@ def _job_state(*, current, last, next_fire, now) -> tuple[str, str]:
     return State.IDLE, f"last run {last.status} at {when}{after}"
 
 
-def _projection(*, name, backlog, burst, done_per_hour, now) -> tuple[dict, list]:
+def _backoff_end(control, now: datetime) -> datetime | None:
+    if control is not None and control.backoff_until and control.backoff_until > now:
+        return control.backoff_until
+    return None
+
+
+def _projection(*, name, backlog, burst, done_per_hour, now, backoff_until=None) -> tuple[dict, list]:
     pending = backlog["pending"] + backlog["staged"]
     if burst.active:
         deadline, kind = burst.burst_until, "burst"
     else:
         deadline, kind = bursts.upcoming_week_boundary(now), "week"
-    p = proj.project(pending=pending, rate_per_hour=round(done_per_hour[-1], 2), now=now,
+    # No item is done while a backoff is in force: the work resumes when it ends.
+    start = max(now, backoff_until) if backoff_until else now
+    p = proj.project(pending=pending, rate_per_hour=round(done_per_hour[-1], 2), now=start,
                      deadline=deadline, deadline_kind=kind)
     history = proj.backlog_history(pending=pending, done_per_bucket=[round(d) for d in
                                                                        done_per_hour], now=now)
@@ -507,7 +521,8 @@ def snapshot(*, now: datetime | None = None, only: str | None = None) -> dict:
                 holder=holders.get(service.name), now=now,
             )
             p, history = _projection(name=service.name, backlog=backlog, burst=burst,
-                                     done_per_hour=done[service.name], now=now)
+                                     done_per_hour=done[service.name], now=now,
+                                     backoff_until=_backoff_end(control, now))
             backoff = None
             if control is not None and control.backoff_until and control.backoff_until > now:
                 backoff = {
@@ -562,7 +577,9 @@ def drain_chart(name: str, *, now: datetime | None = None) -> DrainChart:
     registry.get(name)
     now = now or timezone.now()
     burst = bursts.get_drain_burst(name)
-    backlogs, done = _fetch([_backlogs([name]), _done_per_hour([name], now)])
+    backlogs, done, controls = _fetch([_backlogs([name]), _done_per_hour([name], now),
+                                       _controls([name])])
     backlog, done = backlogs[name], done[name]
-    p, history = _projection(name=name, backlog=backlog, burst=burst, done_per_hour=done, now=now)
+    p, history = _projection(name=name, backlog=backlog, burst=burst, done_per_hour=done, now=now,
+                             backoff_until=_backoff_end(controls.get(name), now))
     return DrainChart(name, p, history)

@@ -142,6 +142,15 @@ class ServiceSerializer(serializers.Serializer):
     notes = EventSerializer(many=True)
 
 
+class BurstResultSerializer(ServiceSerializer):
+    """The drain's entry after a burst toggle, with what the operator must know about it."""
+
+    notice = serializers.CharField(
+        allow_blank=True,
+        help_text="Empty, or e.g. \"burst on, but the drain is disabled: nothing will run\".",
+    )
+
+
 class SnapshotSerializer(serializers.Serializer):
     generated_at = serializers.DateTimeField()
     week_boundary = serializers.DateTimeField(help_text="The upcoming Saturday 18:00 Asia/Jerusalem.")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from datetime import timedelta
 
+import pytest
+
 from operations.chart import burndown_svg, nice_top
 from operations.projection import backlog_history, project
 from tests.operations.conftest import BOUNDARY, WEDNESDAY
@@ -61,8 +63,21 @@ def test_a_burst_shows_its_deadline_and_the_weekly_reset():
     assert float(deadline.get("x1")) == 40 + 308  # the window ends at the burst deadline
     assert _by_class(root, "reset-beyond")[0].text == "weekly reset Sat 18:00 →"
     projection = _by_class(root, "projection")[0]
-    assert float(projection.get("x2")) == float(deadline.get("x1"))
+    assert float(projection.get("points").split()[-1].split(",")[0]) == float(deadline.get("x1"))
     assert "<script" not in svg and "href" not in svg
+
+
+def test_the_projection_is_flat_until_a_backoff_ends():
+    history = backlog_history(pending=20, done_per_bucket=[10] * 6, now=WEDNESDAY)
+    resume = WEDNESDAY + timedelta(hours=2)
+    p = project(pending=20, rate_per_hour=10, now=resume, deadline=BOUNDARY, deadline_kind="week")
+    _, root = _svg(history=history, projection=p, now=WEDNESDAY, week_reset=BOUNDARY, title="t")
+    points = [tuple(map(float, pt.split(","))) for pt in
+              _by_class(root, "projection")[0].get("points").split()]
+    (x0, y0), (x1, y1), (x2, y2) = points
+    assert y0 == y1 and x1 > x0  # flat while backing off
+    assert y2 > y1 and x2 > x1  # then down to zero (SVG y grows downwards)
+    assert x2 - x1 == pytest.approx(x1 - x0, abs=0.2)  # 2 h of backoff, then 2 h of work at 10/h
 
 
 def test_the_page_chart_endpoint_uses_it(operator, frozen, client):

@@ -21,7 +21,8 @@ WEEK_FORMAT = "%a %Y-%m-%d %H:%M %Z"
 
 def describe(state: BurstState) -> str:
     if state.active:
-        return f"{state.name}: burst on until {state.burst_until.astimezone(WEEK_TZ):{WEEK_FORMAT}}"
+        line = f"{state.name}: burst on until {state.burst_until.astimezone(WEEK_TZ):{WEEK_FORMAT}}"
+        return f"{line} ({state.notice})" if state.notice else line
     if state.burst_until is not None:
         ended = state.burst_until.astimezone(WEEK_TZ)
         return f"{state.name}: burst off (the deadline {ended:{WEEK_FORMAT}} has passed)"

@@ -109,7 +109,16 @@
     const state = setText(body, "state", s.state);
     state.className = `state state-${s.state}`;
     setText(body, "reason", s.reason);
-    setText(body, "burst", s.kind !== "drain" ? "—" : s.burst_active ? `on until ${short(s.burst_until)}` : "off");
+    const burstCell = body.querySelector('[data-f="burst"]');
+    if (burstCell) {
+      burstCell.replaceChildren(s.kind !== "drain" ? "—" : s.burst_active ? `on until ${short(s.burst_until)}` : "off");
+      if (s.burst_active && s.enabled === false) { // a burst on a disabled drain runs nothing
+        const notice = document.createElement("span");
+        notice.className = "burst-notice";
+        notice.textContent = root.dataset.disabledBurstNotice;
+        burstCell.append(" ", notice);
+      }
+    }
     setText(body, "run", runText(s.current_run));
     const b = s.backlog;
     setText(body, "backlog", b ? `${b.pending} pending · ${b.staged} staged · ${b.done} done · ${b.failed} failed` : "—");
@@ -243,6 +252,7 @@
       delete form.dataset.touched;
       renderService(entry, lastSnapshot ? lastSnapshot.week_boundary : entry.projection.deadline);
       status.textContent = on ? `burst on until ${short(entry.burst_until)}` : "burst stopped";
+      if (entry.notice) status.textContent += ` (${entry.notice})`;
       refresh(); // the timeline and the other rows
     } catch (err) {
       status.textContent = "";
