@@ -58,6 +58,8 @@ class AuthFailureThrottle(AddressThrottle):
         return True
 
     def record_failure(self, request, view) -> None:
+        if self.rate is None:
+            return  # this throttle is off
         self.key = self.get_cache_key(request, view)
         self.now = self.timer()
         history = [t for t in self.cache.get(self.key, []) if t > self.now - self.duration]

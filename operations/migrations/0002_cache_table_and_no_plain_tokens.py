@@ -1,10 +1,6 @@
 """The database cache's table (throttle counters shared by every worker), and the end of the
 plain-text tokens of rest_framework.authtoken: the table that held usable keys is dropped; scripts
-get new, hashed tokens from `manage.py mint_token`.
-
-knox's own migrations create its default token table even though KNOX_TOKEN_MODEL swaps it for
-operations.ApiToken; nothing uses it, and its foreign key to auth_user would stop `flush`, so it
-is dropped too."""
+get new, hashed tokens from `manage.py mint_token`."""
 
 from django.core.management import call_command
 from django.db import migrations
@@ -19,7 +15,6 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("operations", "0001_api_tokens"),
-        ("knox", "0009_extend_authtoken_field"),
     ]
 
     operations = [
@@ -27,7 +22,6 @@ class Migration(migrations.Migration):
         migrations.RunSQL(
             [
                 "DROP TABLE IF EXISTS authtoken_token",
-                "DROP TABLE IF EXISTS knox_authtoken",
                 "DELETE FROM django_migrations WHERE app = 'authtoken'",
             ],
             migrations.RunSQL.noop,

@@ -14,6 +14,7 @@ from django.db import connections
 from django.utils import timezone
 
 from drains.bursts import upcoming_week_boundary
+from drains.controls import set_drain_enabled
 from drains.models import DrainControl, DrainRun
 from halacha.models import CourtDecision
 from tests.e2e.test_operations_page import ARGS, CHROMIUM, JERUSALEM, pick
@@ -126,7 +127,15 @@ def test_operations_page_fits_is_accessible_and_csp_clean(
                 "02:30 does not exist on 2027-03-26 in Asia/Jerusalem: the clocks jump forward an "
                 "hour that night. Pick a time outside the skipped hour.")
             assert DrainControl.objects.get(name="halacha").burst_until is None
-            pick(form, boundary)  # back to a valid choice for the screenshots below
+            pick(form, boundary)  # back to a valid choice
+
+            # A burst on a disabled drain: accepted, and the page says nothing will run.
+            set_drain_enabled("halacha", enabled=False, actor="vera")
+            start.click()
+            notice = "burst on, but the drain is disabled: nothing will run"
+            expect(form.locator(".form-status")).to_contain_text(notice)
+            expect(row.locator('[data-f="burst"] .burst-notice')).to_have_text(notice)
+            expect(row.locator('[data-f="reason"]')).to_contain_text("disabled by vera")
 
             # Accessibility: no serious or critical axe-core finding.
             results = Axe().run(page)
