@@ -34,15 +34,18 @@ test: venv test-packages claude-cli
 # - chromium: the /operations browser test, through Playwright's Python package launched with
 #   executable_path; it never downloads a browser of its own;
 # - nftables: the many-host tests cut a host's connections without closing them;
-# - pgbouncer: the many-host tests run every job through a session-pooling PgBouncer.
-TEST_PACKAGES := chromium:/usr/bin/chromium nftables:/usr/sbin/nft pgbouncer:/usr/sbin/pgbouncer
+# - pgbouncer: the many-host tests run every job through a session-pooling PgBouncer;
+# - prometheus: its promtool checks and unit-tests deploy/prometheus/alerts.yml (the server it
+#   brings is not started).
+TEST_PACKAGES := chromium:/usr/bin/chromium nftables:/usr/sbin/nft pgbouncer:/usr/sbin/pgbouncer \
+  prometheus:/usr/bin/promtool
 test-packages:
 	@missing=""; for entry in $(TEST_PACKAGES); do \
 	  test -x "$${entry#*:}" || missing="$$missing $${entry%%:*}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for the tests:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
 # The real Claude CLI for the claude-cli backend's tests and bench/cli_overhead.py: the version

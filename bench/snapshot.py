@@ -11,7 +11,8 @@
     alternating rounds on the same server.
 
 Uses DATABASE_URL's server when set, else the embedded PostgreSQL; creates and drops its own
-database (bench_snapshot_<pid>).
+database (bench_snapshot_<pid>). The API throttles are off in the bench (DRAINS_API_THROTTLE_*=off):
+a load test from one address is exactly what they exist to refuse.
 
     .venv/bin/python bench/snapshot.py [--runs 1000] [--drains 50] [--repeat 30] [--seconds 5]
                                        [--rounds 3] [--connections 8]
@@ -37,6 +38,8 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+for _scope in ("ADDRESS", "AUTH_FAILURE", "USER", "BURST"):
+    os.environ[f"DRAINS_API_THROTTLE_{_scope}"] = "off"
 
 from config.env import env_str  # noqa: E402
 
@@ -203,7 +206,6 @@ def load_threads(port: int, path: str, token: str, seconds: float, connections: 
 def seed(runs: int, all_names: list[str], jobs: list[str]) -> str:
     from django.contrib.auth.models import Permission, User
     from django.utils import timezone
-    from rest_framework.authtoken.models import Token
 
     from drains.models import DrainRun
     from halacha.models import CourtDecision
@@ -225,7 +227,9 @@ def seed(runs: int, all_names: list[str], jobs: list[str]) -> str:
     user = User.objects.create_user(TOKEN_USER, is_staff=False)
     user.user_permissions.add(*Permission.objects.filter(
         content_type__app_label="drains", codename__in=["view_draincontrol", "change_draincontrol"]))
-    return Token.objects.create(user=user).key
+    from operations.models import ApiToken
+
+    return ApiToken.objects.create(user=user, expiry=timedelta(days=1), name="bench")[1]
 
 
 def measure_in_process(token: str, repeat: int) -> tuple[int, float, int]:

@@ -6,9 +6,13 @@ var/pgdata is used and started on first use. docs/deploy.md lists the production
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 import socket
+from datetime import timedelta
 from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
 
 from config.env import (
     BASE_DIR,
@@ -68,7 +72,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # hashed, expiring API tokens (the model is operations.ApiToken)
+    "axes",  # login lockout after repeated failures
+    "csp",  # Content-Security-Policy header (django-csp)
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI / Redoc files served locally: no CDN needed
     "django_crontab",
@@ -85,6 +91,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",  # Content-Security-Policy (see the CSP block below)
+    "operations.middleware.NoStoreApiMiddleware",  # Cache-Control: no-store on /api/ and /metrics
+    # Last, as django-axes requires: answers a locked-out login before the view runs.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -164,18 +174,24 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "pgserver": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # not its start-up banner in every command's output
     },
 }
 
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "operations.authentication.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # --- Errors: every API error is JSON in one shape (operations/errors.py) ---
+    "EXCEPTION_HANDLER": "operations.errors.api_exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["operations.errors.LimitedJSONParser"],
+    # JSON only: the browsable API would answer HTML (and HTML errors) to a browser.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Drain operations API",
@@ -187,7 +203,105 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Request bodies refuse unknown fields, so the schema says so (additionalProperties: false).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "operations.openapi.closed_request_bodies",
+    ],
 }
+# --- Content-Security-Policy (django-csp): scripts and styles from this origin only ------------
+# The /operations page, the admin and the API docs (SpectacularSwaggerSplitView) run no inline
+# script. The burn-down charts are same-origin SVG images; nothing is loaded from elsewhere.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# --- Shared cache: throttle counters (every worker and host must see the same counts) ---------
+# The database by default (table django_cache, created by a migration), Redis when REDIS_URL is set.
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
+                          "LOCATION": "django_cache"}}
+
+# --- API throttles (operations/throttles.py): answered 429 with Retry-After ------------------
+def _throttle_rate(name: str, default: str) -> str | None:
+    """A DRF rate such as "300/min"; "off" turns that throttle off (benchmarks)."""
+    value = env_str(name, default)
+    return None if value.strip().lower() == "off" else value
+
+
+DRAINS_API_THROTTLE_RATES = {
+    # every request from one client address, counted before authentication
+    "address": _throttle_rate("DRAINS_API_THROTTLE_ADDRESS", "300/min"),
+    # rejected tokens from one client address (guessing tokens)
+    "auth_failure": _throttle_rate("DRAINS_API_THROTTLE_AUTH_FAILURE", "10/min"),
+    # one user's requests, and one user's burst toggles
+    "user": _throttle_rate("DRAINS_API_THROTTLE_USER", "120/min"),
+    "burst": _throttle_rate("DRAINS_API_THROTTLE_BURST", "20/min"),
+}
+# How many reverse proxies add X-Forwarded-For in front of the app; 0 = use the peer address
+# (a client could otherwise pick its own address by sending the header).
+REST_FRAMEWORK["NUM_PROXIES"] = env_int("DRAINS_NUM_PROXIES", 0, minimum=0)
+
+# --- Login lockout (django-axes): lifted by `manage.py axes_reset_username USER` etc. ---------
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("DRAINS_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+# A username is locked from the address that failed; other addresses are locked on their own.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("DRAINS_LOGIN_LOCKOUT_MINUTES", 60.0, minimum=1))
+AXES_RESET_ON_SUCCESS = True
+AXES_IPWARE_PROXY_COUNT = REST_FRAMEWORK["NUM_PROXIES"] or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if REST_FRAMEWORK["NUM_PROXIES"] else ["REMOTE_ADDR"]
+)
+AXES_COOLOFF_MESSAGE = (
+    "This login is locked after too many failed attempts. Try again later, or ask an operator "
+    "to run: manage.py axes_reset_username <username>"
+)
+
+# --- API tokens (django-rest-knox): stored as a SHA-512 digest, each with a name and expiry ----
+KNOX_TOKEN_MODEL = "operations.ApiToken"
+# knox's own migrations would create its default token table (and its content type) although
+# the model is swapped for operations.ApiToken; the app has nothing else to migrate.
+MIGRATION_MODULES = {"knox": None}
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=env_float("DRAINS_TOKEN_DAYS", 90.0, minimum=0.01)),
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
+}
+
+# --- Prometheus metrics (GET /metrics, operations/metrics.py) -------------------------------
+# Open to these addresses/networks (the peer address), or to "Authorization: Bearer <token>".
+DRAINS_METRICS_ALLOWED_IPS = env_list("DRAINS_METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+for _network in DRAINS_METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"DRAINS_METRICS_ALLOWED_IPS: {_network!r} is not an address or network "
+            "(e.g. 10.0.0.5 or 10.0.0.0/24)."
+        ) from None
+DRAINS_METRICS_TOKEN = env_str("DRAINS_METRICS_TOKEN")
+
+# The largest request body the API reads (bytes); larger ones get a JSON 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 64 * 1024, minimum=1024)
 
 # --- Drains -----------------------------------------------------------------------------------
 DRAINS_VAR_DIR = VAR_DIR

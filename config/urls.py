@@ -1,7 +1,11 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from operations.errors import json_error_view
+from operations.metrics import metrics_view
 from operations.urls import api_urlpatterns as operations_api
 from operations.urls import page_urlpatterns as operations_pages
 
@@ -9,9 +13,16 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include((operations_api, "operations"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The split view serves its start-up script as a file: the strict CSP allows no inline script.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+    path("metrics", metrics_view, name="metrics"),
+    # Browsers ask for it on every page (the admin's too); a 404 would be a console error.
+    path("favicon.ico", RedirectView.as_view(url=static("operations/favicon.svg"), permanent=True)),
     path("", include((operations_pages, "operations"), namespace="operations")),
 ]
 
-# JSON 404s under /api/ (a path no route matches), Django's page elsewhere.
-handler404 = "operations.views.not_found"
+# Under /api/ every error is JSON in the one shape (operations/errors.py), Django's page elsewhere.
+handler400 = json_error_view(400)
+handler403 = json_error_view(403)
+handler404 = json_error_view(404)
+handler500 = json_error_view(500)

@@ -42,6 +42,16 @@ MSG_NAIVE = (
     "{value} has no time zone. Add a UTC offset (e.g. +02:00 for Israel in winter, +03:00 in "
     "summer) so the deadline is unambiguous."
 )
+MSG_NON_ASCII = (
+    "{value!r} contains characters other than ASCII digits, letters and punctuation. Write the "
+    "date and time with the digits 0-9, e.g. 2026-12-05T18:00:00+02:00."
+)
+MSG_OFFSET = (
+    "{value} has the UTC offset {offset}, beyond the ±15:59 a time zone can have (PostgreSQL "
+    "stores no more). Israel is +02:00 in winter and +03:00 in summer."
+)
+# PostgreSQL refuses a time zone displacement of 16 hours or more ("out of range").
+MAX_UTC_OFFSET = timedelta(hours=15, minutes=59)
 MSG_PAST = "The deadline {value} is not in the future (now is {now}). Pick a later time."
 MSG_BEYOND = (
     "The deadline {value} is after the week boundary {boundary}. A burst spends leftover weekly "
@@ -49,11 +59,20 @@ MSG_BEYOND = (
 )
 
 
+MSG_DISABLED_BURST = "burst on, but the drain is disabled: nothing will run"
+
+
 @dataclass(frozen=True)
 class BurstState:
     name: str
     burst_until: datetime | None  # as stored (may be in the past until cleared)
     active: bool
+    enabled: bool = True  # the drain's switch: a burst on a disabled drain runs nothing
+
+    @property
+    def notice(self) -> str:
+        """What an operator must know beside the deadline ("" when nothing)."""
+        return MSG_DISABLED_BURST if self.active and not self.enabled else ""
 
     @property
     def effective_until(self) -> datetime | None:
@@ -82,6 +101,10 @@ def parse_burst_until(value) -> datetime:
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str):
+        # Python and Django read any Unicode digit ("٢٠٢٦-…") as a number; an operator's
+        # deadline is written in ASCII, and anything else is a typo or a trick.
+        if not value.isascii():
+            raise ValidationError(MSG_NON_ASCII.format(value=value), code="non_ascii")
         try:
             parsed = parse_datetime(value.strip())
         except ValueError:
@@ -92,6 +115,14 @@ def parse_burst_until(value) -> datetime:
         raise ValidationError(MSG_UNPARSEABLE.format(value=value), code="unparseable")
     if timezone.is_naive(parsed):
         raise ValidationError(MSG_NAIVE.format(value=parsed.isoformat()), code="naive")
+    offset = parsed.utcoffset()
+    if abs(offset) > MAX_UTC_OFFSET:
+        sign = "-" if offset < timedelta(0) else "+"
+        minutes = int(abs(offset).total_seconds() // 60)
+        raise ValidationError(
+            MSG_OFFSET.format(value=parsed.isoformat(), offset=f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"),
+            code="offset_range",
+        )
     return parsed
 
 
@@ -109,9 +140,10 @@ def validate_burst_until(until: datetime, now: datetime | None = None) -> dateti
     return until
 
 
-def _state(name: str, burst_until: datetime | None, now: datetime) -> BurstState:
+def _state(name: str, burst_until: datetime | None, now: datetime, enabled: bool = True) -> BurstState:
     return BurstState(
-        name=name, burst_until=burst_until, active=rules.burst_active(burst_until, now=now)
+        name=name, burst_until=burst_until, active=rules.burst_active(burst_until, now=now),
+        enabled=enabled,
     )
 
 
@@ -145,6 +177,8 @@ def set_drain_burst(
             kind, message = EventKind.BURST_OFF, "burst stopped"
         else:
             kind, message = EventKind.BURST_ON, f"burst on until {format_local(until)}"
+            if not control.enabled:
+                message += f" ({MSG_DISABLED_BURST})"
         record_event(
             drain=name,
             kind=kind,
@@ -155,24 +189,31 @@ def set_drain_burst(
                 "previous": previous.isoformat() if previous else None,
             },
         )
-    return _state(name, until, now)
+    return _state(name, until, now, control.enabled)
 
 
 def get_drain_burst(name: str) -> BurstState:
     registry.get(name)
-    burst_until = (
-        DrainControl.objects.filter(name=name).values_list("burst_until", flat=True).first()
+    burst_until, enabled = (
+        DrainControl.objects.filter(name=name).values_list("burst_until", "enabled").first()
+        or (None, True)
     )
-    return _state(name, burst_until, timezone.now())
+    return _state(name, burst_until, timezone.now(), enabled)
 
 
 def get_drain_bursts() -> dict[str, BurstState]:
     """Every registered drain's burst, in one query."""
     now = timezone.now()
-    stored = dict(
-        DrainControl.objects.filter(name__in=registry.names()).values_list("name", "burst_until")
-    )
-    return {name: _state(name, stored.get(name), now) for name in registry.names()}
+    stored = {
+        name: (until, enabled)
+        for name, until, enabled in DrainControl.objects.filter(
+            name__in=registry.names()).values_list("name", "burst_until", "enabled")
+    }
+    states = {}
+    for name in registry.names():
+        until, enabled = stored.get(name, (None, True))
+        states[name] = _state(name, until, now, enabled)
+    return states
 
 
 def clear_expired_burst(*, name: str, actor: str) -> BurstState | None:

@@ -11,10 +11,14 @@ import logging
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, connection
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.parsers import JSONParser
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import AuthenticationFailed, NotFound, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,57 +27,106 @@ from drains import registry
 from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
 from drains.schema_gate import unapplied_migrations
 from operations import selectors
+from operations.authentication import HashedTokenAuthentication
+from operations.errors import LimitedJSONParser
 from operations.permissions import CanChangeDrains, CanViewDrains
 from operations.serializers import (
     BurstInputSerializer,
+    BurstResultSerializer,
     ErrorSerializer,
     HealthSerializer,
-    ServiceSerializer,
     SnapshotSerializer,
     as_json,
+)
+from operations.throttles import (
+    PRE_AUTH_THROTTLES,
+    AuthFailureThrottle,
+    BurstToggleThrottle,
+    UserThrottle,
 )
 
 logger = logging.getLogger(__name__)
 
 # Token first: an anonymous request then gets 401 with "WWW-Authenticate: Token" (DRF answers
 # 403 when the first class is session auth). Session auth enforces CSRF on unsafe methods.
-AUTHENTICATION = [TokenAuthentication, SessionAuthentication]
+AUTHENTICATION = [HashedTokenAuthentication, SessionAuthentication]
 
-AUTH_ERRORS = {
-    401: OpenApiResponse(ErrorSerializer, description="Not authenticated."),
-    403: OpenApiResponse(ErrorSerializer, description="Missing permission, or CSRF refused."),
+
+class ThrottledApiView(APIView):
+    """An API view whose address throttles run before authentication (operations/throttles.py),
+    and whose rejected credentials count against the caller's address."""
+
+    throttle_classes = [UserThrottle]
+    pre_auth_throttles = PRE_AUTH_THROTTLES
+
+    def initial(self, request, *args, **kwargs):
+        for throttle in (cls() for cls in self.pre_auth_throttles):
+            if not throttle.allow_request(request, self):
+                self.throttled(request, throttle.wait())
+        super().initial(request, *args, **kwargs)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, AuthenticationFailed):
+            AuthFailureThrottle().record_failure(self.request, self)
+        return super().handle_exception(exc)
+
+ERROR_DESCRIPTIONS = {
+    400: "Bad input: one message per field in error.fields (\"body\" for the body as a whole).",
+    401: "Not authenticated, or the token is unknown, revoked or expired.",
+    403: "Missing permission (the message names it), or CSRF refused.",
+    404: "No drain of that name.",
+    405: "Method not allowed on this path (the Allow header lists the allowed ones).",
+    406: "The Accept header asks for something other than JSON.",
+    413: "The body is larger than the upload limit.",
+    415: "The body is not JSON.",
+    429: "Too many requests: wait Retry-After seconds.",
+    500: "The server failed; the error is in the server log.",
 }
+RETRY_AFTER = OpenApiParameter(
+    "Retry-After", int, location=OpenApiParameter.HEADER, response=[429],
+    description="Seconds to wait before trying again.",
+)
 
 
-class OperationsSnapshotApi(APIView):
+def error_responses(*codes: int) -> dict:
+    """The documented error answers of an endpoint: every one has the shape of ErrorSerializer."""
+    return {code: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[code])
+            for code in codes}
+
+
+# Any endpoint can answer these, whatever its input.
+COMMON_ERRORS = (405, 406, 429, 500)
+
+
+class OperationsSnapshotApi(ThrottledApiView):
     authentication_classes = AUTHENTICATION
     permission_classes = [CanViewDrains]
 
     @extend_schema(
         operation_id="operations_snapshot",
         summary="Every scheduled service: state and reason, runs, burst, backoff, backlog, notes",
-        responses={200: SnapshotSerializer, **AUTH_ERRORS},
+        responses={200: SnapshotSerializer, **error_responses(401, 403, *COMMON_ERRORS)},
+        parameters=[RETRY_AFTER],
     )
     def get(self, request):
         return Response(as_json(selectors.snapshot()))
 
 
-class DrainBurstApi(APIView):
+class DrainBurstApi(ThrottledApiView):
     authentication_classes = AUTHENTICATION
     permission_classes = [CanChangeDrains]
-    parser_classes = [JSONParser]
+    throttle_classes = [UserThrottle, BurstToggleThrottle]
+    parser_classes = [LimitedJSONParser]
 
     @extend_schema(
         operation_id="drain_burst",
         summary="Start (on, optional until) or stop (off) a drain's burst",
         request=BurstInputSerializer,
         responses={
-            200: ServiceSerializer,
-            400: OpenApiResponse(description="Bad input: a message per field."),
-            **AUTH_ERRORS,
-            404: OpenApiResponse(ErrorSerializer, description="No drain of that name."),
-            415: OpenApiResponse(ErrorSerializer, description="The body is not JSON."),
+            200: BurstResultSerializer,
+            **error_responses(400, 401, 403, 404, 413, 415, *COMMON_ERRORS),
         },
+        parameters=[RETRY_AFTER],
         examples=[
             OpenApiExample("until the upcoming Saturday 18:00", value={"on": True},
                            request_only=True),
@@ -97,23 +150,31 @@ class DrainBurstApi(APIView):
         else:
             until = data["until"]
         try:
-            set_drain_burst(name=name, until=until, actor=request.user.get_username())
+            state = set_drain_burst(name=name, until=until, actor=request.user.get_username())
         except DjangoValidationError as exc:
             raise ValidationError({"until": exc.messages}) from None
-        return Response(as_json(selectors.service_entry(name)))
+        # A disabled drain still takes the burst (it starts when the drain is enabled again);
+        # the answer says so, so that nobody waits for a run that cannot start.
+        return Response({**as_json(selectors.service_entry(name)), "notice": state.notice})
 
 
-class HealthApi(APIView):
-    """For monitors: no authentication, and nothing disclosed beyond ok / the kind of failure."""
+class HealthApi(ThrottledApiView):
+    """For monitors: no authentication, and nothing disclosed beyond ok / the kind of failure.
+
+    Not throttled: the counters live in the database (or Redis), and the probe that reports the
+    database down must not need it to answer."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
+    throttle_classes = []
+    pre_auth_throttles = ()
 
     @extend_schema(
         operation_id="health",
         summary="Database reachable and schema current",
         auth=[],
-        responses={200: HealthSerializer, 503: HealthSerializer},
+        responses={200: HealthSerializer, 503: HealthSerializer,
+                   **error_responses(405, 406, 500)},
     )
     def get(self, request):
         try:

@@ -195,7 +195,7 @@ def _drain_state(*, control, burst, current, last, backlog, next_fire, holder,
     if holder is not None:
         return State.RUNNING, f"lock held by database session {holder}; its run is starting"
     if control is not None and not control.enabled:
-        by = f" by {control.updated_by}" if control.updated_by else ""
+        by = f" by {control.disabled_by}" if getattr(control, "disabled_by", None) else ""
         return State.DISABLED, f"disabled{by}: no run starts until it is enabled again"
     if control is not None and rules.backoff_active(control.backoff_until, now=now):
         reason = _first_line(control.backoff_reason) or "rate limited"
@@ -230,13 +230,21 @@ def _job_state(*, current, last, next_fire, now) -> tuple[str, str]:
     return State.IDLE, f"last run {last.status} at {when}{after}"
 
 
-def _projection(*, name, backlog, burst, done_per_hour, now) -> tuple[dict, list]:
+def _backoff_end(control, now: datetime) -> datetime | None:
+    if control is not None and rules.backoff_active(control.backoff_until, now=now):
+        return control.backoff_until
+    return None
+
+
+def _projection(*, name, backlog, burst, done_per_hour, now, backoff_until=None) -> tuple[dict, list]:
     pending = backlog["pending"] + backlog["staged"]
     if burst.active:
         deadline, kind = burst.burst_until, "burst"
     else:
         deadline, kind = bursts.upcoming_week_boundary(now), "week"
-    p = proj.project(pending=pending, rate_per_hour=round(done_per_hour[-1], 2), now=now,
+    # No item is done while a backoff is in force: the work resumes when it ends.
+    start = max(now, backoff_until) if backoff_until else now
+    p = proj.project(pending=pending, rate_per_hour=round(done_per_hour[-1], 2), now=start,
                      deadline=deadline, deadline_kind=kind)
     history = proj.backlog_history(pending=pending, done_per_bucket=[round(d) for d in
                                                                        done_per_hour], now=now)
@@ -278,7 +286,8 @@ def _drain_entry(entry: dict, name: str, *, now, control, burst, current, last, 
         next_fire=entry["next_fire_at"], holder=holder, now=now,
     )
     p, history = _projection(name=name, backlog=backlog, burst=burst,
-                             done_per_hour=done_per_hour, now=now)
+                             done_per_hour=done_per_hour, now=now,
+                             backoff_until=_backoff_end(control, now))
     backoff = None
     if control is not None and rules.backoff_active(control.backoff_until, now=now):
         backoff = {
@@ -370,7 +379,10 @@ def drain_chart(name: str, *, now: datetime | None = None) -> DrainChart:
     registry.get(name)
     now = now or timezone.now()
     burst = bursts.get_drain_burst(name)
-    backlogs, done = reads.fetch([reads.backlogs([name]), reads.done_per_hour([name], now)])
+    backlogs, done, controls = reads.fetch(
+        [reads.backlogs([name]), reads.done_per_hour([name], now), reads.controls([name])]
+    )
     backlog, done = backlogs[name], done[name]
-    p, history = _projection(name=name, backlog=backlog, burst=burst, done_per_hour=done, now=now)
+    p, history = _projection(name=name, backlog=backlog, burst=burst, done_per_hour=done, now=now,
+                             backoff_until=_backoff_end(controls.get(name), now))
     return DrainChart(name, p, history)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from drains.models import RunMode, RunStatus, Trigger
@@ -30,6 +31,7 @@ class StrictBooleanField(serializers.BooleanField):
         self.fail("invalid")
 
 
+@extend_schema_field({"type": "string", "format": "date-time", "nullable": True})
 class StrictStringField(serializers.CharField):
     """A JSON string only (a number is not silently turned into one)."""
 
@@ -151,6 +153,15 @@ class ServiceSerializer(serializers.Serializer):
     notes = EventSerializer(many=True)
 
 
+class BurstResultSerializer(ServiceSerializer):
+    """The drain's entry after a burst toggle, with what the operator must know about it."""
+
+    notice = serializers.CharField(
+        allow_blank=True,
+        help_text="Empty, or e.g. \"burst on, but the drain is disabled: nothing will run\".",
+    )
+
+
 class SnapshotSerializer(serializers.Serializer):
     generated_at = serializers.DateTimeField()
     week_boundary = serializers.DateTimeField(help_text="The upcoming Saturday 18:00 Asia/Jerusalem.")
@@ -164,8 +175,21 @@ class HealthSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False)
 
 
+class ErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="A machine word: invalid, parse_error, not_authenticated, "
+                                 "permission_denied, not_found, method_not_allowed, "
+                                 "request_too_large, unsupported_media_type, throttled, server_error.")
+    message = serializers.CharField(help_text="One line: what was wrong and how to fix it.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Messages per request field (\"body\" for the body as a whole); {} otherwise.",
+    )
+
+
 class ErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
+    """Every API error, whatever its status (operations/errors.py)."""
+
+    error = ErrorBodySerializer()
 
 
 def as_json(value):

@@ -20,7 +20,8 @@ OUR_COMMANDS = sorted(name for name, app in get_commands().items() if app in OUR
 def test_the_project_has_its_commands():
     for expected in ["migrate", "burst", "drain_halacha", "drain_metadata", "supervise_drains",
                      "import_decisions", "fetch_decisions", "send_digest", "schedule",
-                     "run_scheduler", "drain_enabled", "mint_token", "migrate_lock_status"]:
+                     "run_scheduler", "drain_enabled", "mint_token", "list_tokens",
+                     "revoke_token", "migrate_lock_status"]:
         assert expected in OUR_COMMANDS
 
 

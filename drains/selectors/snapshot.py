@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection
-from django.db.models import CharField, Count, F, Value
+from django.db.models import CharField, Count, F, OuterRef, Subquery, Value
 
 from drains import registry
-from drains.models import NOTE_KINDS, DrainControl, DrainEvent, DrainRun, StagedResult
+from drains.models import NOTE_KINDS, DrainControl, DrainEvent, DrainRun, EventKind, StagedResult
 
 HISTORY_HOURS = 12
 NOTES_PER_SERVICE = 5
@@ -77,13 +77,25 @@ def _columns(model, skip=()) -> tuple[list[str], list[str]]:
 
 
 def controls(drain_names: list[str]) -> Statement:
-    sql, params = DrainControl.objects.filter(name__in=drain_names).query.sql_with_params()
+    # ``disabled_by``: who last switched the drain off (its newest "disabled" event), since
+    # ``updated_by`` also names whoever last toggled a burst.
+    disabled_by = (
+        DrainEvent.objects.filter(drain=OuterRef("name"), kind=EventKind.DISABLED)
+        .order_by("-at", "-id")
+        .values("actor")[:1]
+    )
+    sql, params = (
+        DrainControl.objects.filter(name__in=drain_names)
+        .annotate(disabled_by=Subquery(disabled_by))
+        .query.sql_with_params()
+    )
     attnames = [f.attname for f in DrainControl._meta.concrete_fields]
 
     def read(rows):
         controls = {}
         for row in rows:
-            control = DrainControl.from_db(connection.alias, attnames, row)
+            control = DrainControl.from_db(connection.alias, attnames, row[: len(attnames)])
+            control.disabled_by = row[len(attnames)]
             controls[control.name] = control
         return controls
 

@@ -38,6 +38,20 @@ pytestmark = [
 ]
 
 
+def pick(form, moment) -> None:
+    """Set the picker (date, hour 00-23, minute) to ``moment``'s Asia/Jerusalem wall time."""
+    local = moment.astimezone(JERUSALEM)
+    form.locator("input[name=date]").fill(local.strftime("%Y-%m-%d"))
+    form.locator("select[name=hour]").select_option(local.strftime("%H"))
+    form.locator("select[name=minute]").select_option(local.strftime("%M"))
+
+
+def pick_value(form) -> str:
+    return (f'{form.locator("input[name=date]").input_value()}T'
+            f'{form.locator("select[name=hour]").input_value()}:'
+            f'{form.locator("select[name=minute]").input_value()}')
+
+
 @pytest.fixture
 def operator_login(transactional_db, django_user_model):
     user = django_user_model.objects.create_user("olga", password="a-long-pass-phrase", is_staff=True)
@@ -95,11 +109,11 @@ def test_operations_page__burst_on_with_a_picked_date_off_and_a_past_date_error(
             expect(row.locator('[data-f="reason"]')).to_contain_text("7 pending")
             # The last run says which model its calls were spent on.
             expect(row.locator('[data-f="last"]')).to_contain_text("model claude-sonnet-4-6")
-            # The picker starts at the upcoming Saturday 18:00 Asia/Jerusalem.
-            assert form.locator("input[name=until]").input_value() == boundary.strftime("%Y-%m-%dT%H:%M")
+            # The picker starts at the upcoming Saturday 18:00 Asia/Jerusalem, on a 24-hour clock.
+            assert pick_value(form) == boundary.strftime("%Y-%m-%dT%H:%M")
 
             # On, with a picked date.
-            form.locator("input[name=until]").fill(target.strftime("%Y-%m-%dT%H:%M"))
+            pick(form, target)
             form.locator('button[value="on"]').click()
             shown = target.strftime("%a %H:%M")
             expect(row.locator('[data-f="burst"]')).to_have_text(f"on until {shown}")
@@ -118,7 +132,7 @@ def test_operations_page__burst_on_with_a_picked_date_off_and_a_past_date_error(
             assert DrainControl.objects.get(name="halacha").burst_until is None
 
             # A past date: the service's message, in plain words, and nothing changed.
-            form.locator("input[name=until]").fill(past.strftime("%Y-%m-%dT%H:%M"))
+            pick(form, past)
             form.locator('button[value="on"]').click()
             error = form.locator(".form-error")
             expect(error).to_be_visible()

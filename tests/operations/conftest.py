@@ -8,13 +8,13 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 from freezegun import freeze_time
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from drains import registry
 from drains.models import DrainRun
 from drains.runner import Drain
 from halacha.models import CourtDecision
+from operations.models import ApiToken
 
 JERUSALEM = ZoneInfo("Asia/Jerusalem")
 # A Wednesday morning in winter (UTC+2): the week boundary is Sat 2026-12-05 18:00+02:00.
@@ -75,7 +75,7 @@ def script_user(db, django_user_model):
 
 @pytest.fixture
 def token(script_user):
-    return Token.objects.create(user=script_user).key
+    return ApiToken.objects.create(user=script_user, expiry=timedelta(days=365), name="tests")[1]
 
 
 @pytest.fixture

@@ -93,45 +93,57 @@ BAD = [
 def test_burst__bad_input_is_400_with_a_field_message(api, frozen, body, field, message):
     response = post(api, body)
     assert response.status_code == 400, response.content
-    errors = response.json()
+    error = response.json()["error"]
+    assert error["code"] == "invalid"
+    errors = error["fields"]
     assert field in errors, errors
     assert any(message in text for text in errors[field]), errors
+    assert message in error["message"]
     assert not DrainControl.objects.filter(burst_until__isnull=False).exists()
     assert not DrainEvent.objects.exists()
 
 
 def test_burst__past_deadline_message_is_the_service_message_verbatim(api, frozen):
-    errors = post(api, {"on": True, "until": "2026-12-01T14:30:00+02:00"}).json()
-    assert errors == {
-        "until": [
-            "The deadline Tue 2026-12-01 14:30 IST is not in the future (now is Wed 2026-12-02 "
-            "10:00 IST). Pick a later time."
-        ]
-    }
+    body = post(api, {"on": True, "until": "2026-12-01T14:30:00+02:00"}).json()
+    message = ("The deadline Tue 2026-12-01 14:30 IST is not in the future (now is Wed 2026-12-02 "
+               "10:00 IST). Pick a later time.")
+    assert body == {"error": {"code": "invalid", "message": f"until: {message}",
+                              "fields": {"until": [message]}}}
 
 
 def test_burst__malformed_json_is_400(api, frozen):
     response = api.post(URL.format("halacha"), "{on: true", content_type="application/json")
     assert response.status_code == 400
-    assert "JSON parse error" in response.json()["detail"]
+    error = response.json()["error"]
+    assert error["code"] == "parse_error"
+    assert error["message"].startswith("The body is not valid JSON: Expecting property name")
+    assert error["fields"] == {"body": [error["message"]]}
 
 
 def test_burst__form_encoded_body_is_415(api, frozen):
     response = api.post(URL.format("halacha"), {"on": "true"})
     assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+    assert "multipart/form-data" in response.json()["error"]["message"]
 
 
 def test_burst__unknown_drain_is_404_naming_the_known_ones(api, frozen):
     response = post(api, {"on": True}, name="nope")
     assert response.status_code == 404
-    assert response.json() == {
-        "detail": "There is no drain named 'nope'; known drains: halacha, metadata."
-    }
+    assert response.json() == {"error": {
+        "code": "not_found",
+        "message": "There is no drain named 'nope'; known drains: halacha, metadata.",
+        "fields": {},
+    }}
     assert not DrainControl.objects.exists()
 
 
 def test_burst__get_is_not_allowed(api):
-    assert api.get(URL.format("halacha")).status_code == 405
+    response = api.get(URL.format("halacha"))
+    assert response.status_code == 405
+    assert response.json()["error"] == {"code": "method_not_allowed",
+                                        "message": 'Method "GET" not allowed.', "fields": {}}
+    assert response["Allow"] == "POST, OPTIONS"
 
 
 # --- who may -------------------------------------------------------------------------------------
@@ -180,7 +192,8 @@ def test_auth_matrix(request, db, frozen, who, read, toggle):
         assert DrainEvent.objects.get().actor == ("cronbot" if who == "token" else
                                                   request.getfixturevalue(who).username)
     if read == 403:
-        assert "drains.view_draincontrol" in read_response.json()["detail"]
+        assert "drains.view_draincontrol" in read_response.json()["error"]["message"]
+        assert read_response.json()["error"]["code"] == "permission_denied"
 
 
 def test_csrf__a_session_post_without_the_token_is_refused(operator, frozen):
@@ -188,7 +201,7 @@ def test_csrf__a_session_post_without_the_token_is_refused(operator, frozen):
     client.force_login(operator)
     response = client.post(URL.format("halacha"), {"on": True}, content_type="application/json")
     assert response.status_code == 403
-    assert "CSRF" in response.json()["detail"]
+    assert "CSRF" in response.json()["error"]["message"]
     assert not DrainEvent.objects.exists()
 
 

@@ -37,8 +37,11 @@ def test_page__shows_every_service_with_picker_defaulting_to_saturday_18(operato
     html = response.content.decode()
     for name in ("halacha", "metadata", "supervise_drains", "send_digest", "fetch_decisions"):
         assert f'data-service="{name}"' in html
-    assert html.count('type="datetime-local"') == 2  # one picker per drain
-    assert 'value="2026-12-05T18:00"' in html
+    assert html.count('type="date"') == 2  # one picker per drain
+    assert 'min="2026-12-02"' in html and 'max="2026-12-05"' in html  # today .. the boundary
+    assert 'value="2026-12-05"' in html
+    assert '<option value="18" selected>18</option>' in html  # a 24-hour clock
+    assert '<option value="00" selected>00</option>' in html
     assert "Sat 5 Dec 18:00" in html  # the quota reset, Asia/Jerusalem
     assert 'name="csrfmiddlewaretoken"' in html
     assert "/static/operations/operations.js" in html
@@ -50,7 +53,9 @@ def test_page__shows_every_service_with_picker_defaulting_to_saturday_18(operato
 def test_page__picker_shows_the_active_burst_deadline(operator, frozen):
     set_drain_burst(name="halacha", until="2026-12-04T09:30:00+02:00", actor="olga")
     html = _client(operator).get("/operations").content.decode()
-    assert 'value="2026-12-04T09:30"' in html
+    assert 'value="2026-12-04"' in html
+    assert '<option value="09" selected>09</option>' in html
+    assert '<option value="30" selected>30</option>' in html
     assert "on until Fri 09:30" in html
 
 

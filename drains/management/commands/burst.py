@@ -19,7 +19,8 @@ from drains.zone import format_local
 
 def describe(state: BurstState) -> str:
     if state.active:
-        return f"{state.name}: burst on until {format_local(state.burst_until)}"
+        line = f"{state.name}: burst on until {format_local(state.burst_until)}"
+        return f"{line} ({state.notice})" if state.notice else line
     if state.burst_until is not None:
         ended = format_local(state.burst_until)
         return f"{state.name}: burst off (the deadline {ended} has passed)"

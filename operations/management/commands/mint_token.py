@@ -1,44 +1,42 @@
-"""``manage.py mint_token USERNAME``: an API token for scripts (run by hand, never by cron)."""
+"""``manage.py mint_token USERNAME --name NAME [--days N]``: a new API token, shown once."""
 
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
-from rest_framework.authtoken.models import Token
+
+from operations.tokens import TokenError, mint_token
 
 
 class Command(BaseCommand):
     help = (
-        "Print the API token of a user for scripts calling /api/operations/ (header "
-        "'Authorization: Token <key>'), creating it if needed. Run by hand; cron never runs it. "
-        "The token has the user's permissions: drains.view_draincontrol to read, "
-        "drains.change_draincontrol to toggle bursts."
+        "Mint a new API token for a user and print it once (stdout) for scripts calling /api/ "
+        "(header 'Authorization: Token <key>'). Only its digest is stored: copy it now. Run by "
+        "hand; cron never runs it. The token has the user's permissions: drains.view_draincontrol "
+        "to read, drains.change_draincontrol to toggle bursts. See list_tokens and revoke_token."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("username", help="The existing user the token acts as.")
+        parser.add_argument("--name", default="script",
+                            help="What the token is for, shown by list_tokens (default: script).")
         parser.add_argument(
-            "--rotate",
-            action="store_true",
-            help="Replace the user's token with a new one (the old key stops working).",
+            "--days", type=float, default=None,
+            help="Days until it expires (default: DRAINS_TOKEN_DAYS, 90).",
+        )
+        parser.add_argument(
+            "--rotate", action="store_true",
+            help="Revoke the user's other tokens of the same name first.",
         )
 
-    def handle(self, *args, username: str, rotate: bool, **options):
-        User = get_user_model()
+    def handle(self, *args, username: str, name: str, days, rotate: bool, **options):
+        if days is None:
+            days = settings.REST_KNOX["TOKEN_TTL"].total_seconds() / 86400
         try:
-            user = User.objects.get(**{User.USERNAME_FIELD: username})
-        except User.DoesNotExist:
-            raise CommandError(
-                f"There is no user {username!r}. Create one first "
-                "(manage.py createsuperuser, or in the admin) and give it the drains permissions."
-            ) from None
-        if not user.is_active:
-            raise CommandError(f"User {username!r} is inactive; a token for it would not work.")
-        with transaction.atomic():
-            if rotate:
-                Token.objects.filter(user=user).delete()
-            token, created = Token.objects.get_or_create(user=user)
+            minted = mint_token(username=username, name=name, days=days, replace=rotate)
+        except TokenError as exc:
+            raise CommandError(str(exc)) from None
+        user = minted.token.user
         missing = [
             perm
             for perm in ("drains.view_draincontrol", "drains.change_draincontrol")
@@ -46,6 +44,8 @@ class Command(BaseCommand):
         ]
         if missing:
             self.stderr.write(f"note: {username} lacks {', '.join(missing)}; the API will answer 403.")
-        self.stdout.write(token.key)
-        if created:
-            self.stderr.write(f"new token for {username}")
+        self.stdout.write(minted.key)
+        self.stderr.write(
+            f"new token {name!r} for {username} ({minted.token.token_key}…), expires "
+            f"{minted.token.expiry:%Y-%m-%d %H:%M %Z}; it is shown only this once."
+        )

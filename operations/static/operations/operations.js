@@ -1,7 +1,9 @@
 // The /operations page: refreshes itself from the snapshot API and toggles bursts through the
 // burst API (the same endpoints scripts use). No build step, no dependencies.
-// Times are shown in Asia/Jerusalem whatever the browser's zone; the date picker's wall time is
-// read as Asia/Jerusalem and sent as ISO 8601 with that zone's offset on that date.
+// Times are shown in Asia/Jerusalem whatever the browser's zone, on a 24-hour clock. The picker
+// (a date, an hour 00-23 and a minute) is read as Asia/Jerusalem wall time and sent as ISO 8601
+// with that zone's offset on that date; a wall time that does not exist (the hour skipped when
+// the clocks go forward) is refused here with a message, never moved silently.
 "use strict";
 
 (function () {
@@ -36,22 +38,27 @@
     const p = zoneParts(d);
     return `${p.weekday} ${Number(p.day)} ${monthFormat.format(d)} ${p.hour}:${p.minute}`;
   }
-  function pickerValue(iso) { // the zone's wall time for <input type=datetime-local>
+  function pickerValue(iso) { // the zone's wall time: {date: "2026-12-05", hour: "18", minute: "00"}
     const p = zoneParts(new Date(iso));
-    return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
+    return { date: `${p.year}-${p.month}-${p.day}`, hour: p.hour, minute: p.minute };
   }
   function offsetMinutes(utcMs) {
     const p = zoneParts(new Date(utcMs));
     const asUtc = Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second);
     return Math.round((asUtc - Math.floor(utcMs / 1000) * 1000) / 60000);
   }
-  // "2026-12-05T18:00" (Asia/Jerusalem wall time) -> "2026-12-05T18:00:00+02:00"
+  // "2026-12-05T18:00" (Asia/Jerusalem wall time) -> "2026-12-05T18:00:00+02:00"; null when
+  // the text is not a wall time; {gap: true} when that wall time does not exist in the zone.
   function wallTimeToIso(value) {
     const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})$/.exec(value);
     if (!m) return null;
     const wall = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]);
     let offset = offsetMinutes(wall);
     offset = offsetMinutes(wall - offset * 60000); // once more: the offset at that instant
+    const back = zoneParts(new Date(wall - offset * 60000));
+    if (`${back.year}-${back.month}-${back.day}T${back.hour}:${back.minute}` !== value) {
+      return { gap: true };
+    }
     const sign = offset >= 0 ? "+" : "-";
     const abs = Math.abs(offset);
     return `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:00${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
@@ -105,7 +112,16 @@
     const state = setText(body, "state", s.state);
     state.className = `state state-${s.state}`;
     setText(body, "reason", s.reason);
-    setText(body, "burst", s.kind !== "drain" ? "—" : s.burst_active ? `on until ${short(s.burst_until)}` : "off");
+    const burstCell = body.querySelector('[data-f="burst"]');
+    if (burstCell) {
+      burstCell.replaceChildren(s.kind !== "drain" ? "—" : s.burst_active ? `on until ${short(s.burst_until)}` : "off");
+      if (s.burst_active && s.enabled === false) { // a burst on a disabled drain runs nothing
+        const notice = document.createElement("span");
+        notice.className = "burst-notice";
+        notice.textContent = root.dataset.disabledBurstNotice;
+        burstCell.append(" ", notice);
+      }
+    }
     setText(body, "run", runText(s.current_run));
     const b = s.backlog;
     setText(body, "backlog", b ? `${b.pending} pending · ${b.staged} staged · ${b.done} done · ${b.failed} failed` : "—");
@@ -121,11 +137,19 @@
       const img = body.querySelector("img.chart");
       img.src = root.dataset.chartUrl.replace("__NAME__", encodeURIComponent(s.name)) + `?t=${Date.now()}`;
     }
-    const input = body.querySelector("input[name=until]");
-    if (input && !input.dataset.touched && document.activeElement !== input) {
-      input.value = pickerValue(s.burst_active ? s.burst_until : weekBoundary);
+    const form = body.querySelector("form.burst-form");
+    if (form) {
+      const { date, hour, minute } = form.elements;
+      if (!form.dataset.touched && !form.contains(document.activeElement)) {
+        const value = pickerValue(s.burst_active ? s.burst_until : weekBoundary);
+        date.value = value.date;
+        hour.value = value.hour;
+        minute.value = value.minute;
+      }
+      // The picker offers no day before today and none after the week boundary.
+      date.min = pickerValue(new Date().toISOString()).date;
+      date.max = pickerValue(weekBoundary).date;
     }
-    if (input) input.max = pickerValue(weekBoundary);
     return true;
   }
 
@@ -154,15 +178,23 @@
   async function explain(response) {
     let body = null;
     try { body = await response.json(); } catch (e) { body = null; }
-    if (response.status === 400 && body && typeof body === "object") {
-      return Object.entries(body).map(([field, msgs]) =>
-        (field === "until" || field === "non_field_errors" ? "" : `${field}: `) + [].concat(msgs).join(" ")).join(" ");
+    // Every API error is {"error": {"code", "message", "fields"}} (operations/errors.py).
+    const error = body && typeof body === "object" && body.error ? body.error : null;
+    if (response.status === 400 && error) {
+      const fields = Object.entries(error.fields || {});
+      if (!fields.length) return error.message;
+      return fields.map(([field, msgs]) =>
+        (field === "until" || field === "non_field_errors" || field === "body" ? "" : `${field}: `) + [].concat(msgs).join(" ")).join(" ");
     }
     if (response.status === 401) return "You are not logged in any more: reload the page and log in.";
-    if (response.status === 403) return (body && body.detail) ? `Not allowed: ${body.detail}` : "Not allowed.";
-    if (response.status === 404) return (body && body.detail) || "No such drain.";
+    if (response.status === 403) return error ? `Not allowed: ${error.message}` : "Not allowed.";
+    if (response.status === 404) return (error && error.message) || "No such drain.";
+    if (response.status === 429) {
+      const wait = response.headers.get("Retry-After");
+      return `Too many requests; try again in ${wait || "a few"} seconds.`;
+    }
     if (response.status >= 500) return `The server failed (HTTP ${response.status}); the error is in the server log. Try again in a minute.`;
-    return (body && body.detail) || `Unexpected answer from the server (HTTP ${response.status}).`;
+    return (error && error.message) || `Unexpected answer from the server (HTTP ${response.status}).`;
   }
 
   function showPageError(text) {
@@ -194,12 +226,18 @@
     error.hidden = true;
     const payload = { on };
     if (on) {
-      const raw = form.elements.until.value;
-      if (raw) {
-        const iso = wallTimeToIso(raw);
-        if (!iso) { error.textContent = `"${raw}" is not a date and time.`; error.hidden = false; return; }
-        payload.until = iso;
+      const { date, hour, minute } = form.elements;
+      if (!date.value) { error.textContent = "Pick a date (or leave the default: the week boundary)."; error.hidden = false; return; }
+      const raw = `${date.value}T${hour.value}:${minute.value}`;
+      const iso = wallTimeToIso(raw);
+      if (!iso) { error.textContent = `"${raw}" is not a date and time.`; error.hidden = false; return; }
+      if (iso.gap) {
+        error.textContent = `${hour.value}:${minute.value} does not exist on ${date.value} in Asia/Jerusalem: ` +
+          "the clocks jump forward an hour that night. Pick a time outside the skipped hour.";
+        error.hidden = false;
+        return;
       }
+      payload.until = iso;
     }
     status.textContent = on ? "starting…" : "stopping…";
     try {
@@ -216,9 +254,10 @@
         return;
       }
       const entry = await response.json();
-      delete form.elements.until.dataset.touched;
+      delete form.dataset.touched;
       renderService(entry, lastSnapshot ? lastSnapshot.week_boundary : entry.projection.deadline);
       status.textContent = on ? `burst on until ${short(entry.burst_until)}` : "burst stopped";
+      if (entry.notice) status.textContent += ` (${entry.notice})`;
       refresh(); // the timeline and the other rows
     } catch (err) {
       status.textContent = "";
@@ -228,7 +267,7 @@
   }
 
   for (const form of root.querySelectorAll("form.burst-form")) {
-    form.elements.until.addEventListener("input", (e) => { e.target.dataset.touched = "1"; });
+    form.addEventListener("input", () => { form.dataset.touched = "1"; });
     form.addEventListener("submit", (e) => { e.preventDefault(); if (canChange) toggle(form, true); });
     form.querySelector("button.off").addEventListener("click", () => { if (canChange) toggle(form, false); });
   }

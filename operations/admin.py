@@ -1,0 +1,24 @@
+"""API tokens in the admin: listed and revoked (deleted); minted only by `manage.py mint_token`,
+which can show the token once (the admin could not show it again)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from operations.models import ApiToken
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["token_key", "user", "name", "created", "expiry"]
+    list_filter = ["user"]
+    search_fields = ["name", "user__username", "token_key"]
+    fields = ["token_key", "user", "name", "created", "expiry"]
+    readonly_fields = fields
+    actions = ["delete_selected"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,34 @@
+"""``manage.py list_tokens [--user USERNAME]``: the API tokens there are (never the tokens)."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from operations.tokens import TokenError, expired, list_tokens
+
+
+class Command(BaseCommand):
+    help = (
+        "List API tokens: key prefix, user, name, created, expiry. The prefix names a token for "
+        "revoke_token; the token itself is never stored. Run by hand; cron never runs it."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--user", help="Only this user's tokens.")
+
+    def handle(self, *args, user, **options):
+        try:
+            tokens = list_tokens(username=user)
+        except TokenError as exc:
+            raise CommandError(str(exc)) from None
+        if not tokens:
+            self.stdout.write("no tokens")
+            return
+        now = timezone.now()
+        for t in tokens:
+            expiry = timezone.localtime(t.expiry).strftime("%Y-%m-%d %H:%M") if t.expiry else "never"
+            state = " (expired)" if expired(t, now) else ""
+            created = timezone.localtime(t.created).strftime("%Y-%m-%d %H:%M")
+            self.stdout.write(f"{t.token_key}  {t.user.get_username()}  {t.name!r}  "
+                              f"created {created}  expires {expiry}{state}")

@@ -1,0 +1,158 @@
+"""Prometheus metrics for the drains: ``GET /metrics`` in the text exposition format.
+
+Owns: turning the operations snapshot into metric families. It reads through the public
+selector (``operations.selectors.snapshot``, a constant number of queries) plus two reads of its
+own, each one query whatever the number of drains and runs: the run totals (items done, extractor
+tokens) and the unapplied migrations (``drains.schema_gate.missing_migrations``). It never writes.
+
+Access: a client address in ``DRAINS_METRICS_ALLOWED_IPS``, or ``Authorization: Bearer <token>``
+matching ``DRAINS_METRICS_TOKEN``; anything else is a JSON 403 (operations/errors.py's shape).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import Sum
+from django.http import HttpResponse, JsonResponse
+from django.utils import timezone
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from drains.models import DrainRun
+from drains.schema_gate import missing_migrations
+from operations import selectors
+from operations.errors import error_body
+
+BACKLOG_STATUSES = ("pending", "staged", "done", "failed")
+TOKEN_KINDS = {  # label -> DrainRun field
+    "input": "input_tokens",
+    "output": "output_tokens",
+    "cache_creation_input": "cache_creation_input_tokens",
+    "cache_read_input": "cache_read_input_tokens",
+}
+
+
+def _ts(moment: datetime | None) -> float:
+    """Unix seconds, 0 for "none" (so a series never disappears and `> time()` stays false)."""
+    return moment.timestamp() if moment is not None else 0.0
+
+
+def run_totals(names: list[str]) -> dict[str, dict[str, int]]:
+    """Items done and extractor tokens per drain over all its runs: one GROUP BY query."""
+    sums = {"items_done": Sum("items_done"), **{kind: Sum(field) for kind, field in TOKEN_KINDS.items()}}
+    rows = DrainRun.objects.filter(drain__in=names).values("drain").annotate(**sums).order_by()
+    return {row.pop("drain"): {key: int(value or 0) for key, value in row.items()} for row in rows}
+
+
+class SnapshotCollector:
+    """Metric families for one scrape, from data read before ``collect`` is called."""
+
+    def __init__(self, snapshot: dict, totals: dict[str, dict[str, int]], unapplied: int):
+        self.snapshot, self.totals, self.unapplied = snapshot, totals, unapplied
+
+    def collect(self):
+        services = self.snapshot["services"]
+        drains = [s for s in services if s["kind"] == "drain"]
+        gauge = GaugeMetricFamily
+        backlog = gauge("drains_backlog_items", "Items per backlog status.", labels=["drain", "status"])
+        staged = gauge("drains_staged_rows", "Paid-for results waiting to be promoted.", labels=["drain"])
+        burst = gauge("drains_burst_active", "1 while a burst is on.", labels=["drain"])
+        burst_deadline = gauge("drains_burst_deadline_timestamp_seconds",
+                               "The active burst's deadline (0: no burst).", labels=["drain"])
+        backoff = gauge("drains_backoff_until_timestamp_seconds",
+                        "End of the backoff in force (0: none).", labels=["drain"])
+        enabled = gauge("drains_enabled", "1 when the drain may run.", labels=["drain"])
+        on_time = gauge("drains_projection_on_time",
+                        "1 when the projected finish is before the deadline, 0 when it misses it, "
+                        "absent when there is no projection.", labels=["drain"])
+        finish = gauge("drains_projection_finish_timestamp_seconds",
+                       "Projected time the backlog is empty (0: no rate to project from).",
+                       labels=["drain"])
+        items = CounterMetricFamily("drains_items_done", "Items done over all runs.", labels=["drain"])
+        tokens = CounterMetricFamily("drains_extractor_tokens", "Extractor tokens over all runs.",
+                                     labels=["drain", "kind"])
+        for s in drains:
+            name = s["name"]
+            for status in BACKLOG_STATUSES:
+                backlog.add_metric([name, status], s["backlog"][status])
+            staged.add_metric([name], s["backlog"]["staged"])
+            burst.add_metric([name], 1 if s["burst_active"] else 0)
+            burst_deadline.add_metric([name], _ts(s["burst_until"]) if s["burst_active"] else 0)
+            backoff.add_metric([name], _ts(s["backoff"]["until"]) if s["backoff"] else 0)
+            enabled.add_metric([name], 1 if s["enabled"] else 0)
+            p = s["projection"]
+            if p is not None and p["on_time"] is not None:
+                on_time.add_metric([name], 1 if p["on_time"] else 0)
+            finish.add_metric([name], _ts(p["finish_at"]) if p else 0)
+            total = self.totals.get(name, {})
+            items.add_metric([name], total.get("items_done", 0))
+            for kind in TOKEN_KINDS:
+                tokens.add_metric([name, kind], total.get(kind, 0))
+        yield from (backlog, staged, burst, burst_deadline, backoff, enabled, on_time, finish,
+                    items, tokens)
+
+        # Every scheduled service (drains, the supervisor, the other jobs) by its name.
+        active = gauge("drains_run_active", "1 while a run is going.", labels=["drain"])
+        age = gauge("drains_checkpoint_age_seconds",
+                    "Seconds since the running run's last checkpoint (present while running).",
+                    labels=["drain"])
+        last = gauge("drains_last_run_finish_timestamp_seconds",
+                     "When the newest finished run ended, labelled with how.",
+                     labels=["drain", "status"])
+        state = gauge("drains_service_state", "1 for the service's current state.",
+                      labels=["drain", "state"])
+        for s in services:
+            name, run = s["name"], s["current_run"]
+            active.add_metric([name], 1 if run else 0)
+            if run is not None and run["checkpoint_age_seconds"] is not None:
+                age.add_metric([name], run["checkpoint_age_seconds"])
+            if s["last_run"] is not None:
+                finished = s["last_run"]["finished_at"] or s["last_run"]["started_at"]
+                last.add_metric([name, s["last_run"]["status"]], _ts(finished))
+            state.add_metric([name, s["state"]], 1)
+        yield from (active, age, last, state)
+
+        schema = gauge("drains_schema_unapplied_migrations",
+                       "Migrations on disk not recorded as applied (0: the schema is current).")
+        schema.add_metric([], self.unapplied)
+        yield schema
+
+
+def render_metrics(now: datetime | None = None) -> bytes:
+    now = now or timezone.now()
+    snapshot = selectors.snapshot(now=now)
+    names = [s["name"] for s in snapshot["services"]]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(snapshot, run_totals(names), len(missing_migrations())))
+    return generate_latest(registry)
+
+
+def _allowed(request) -> bool:
+    token = settings.DRAINS_METRICS_TOKEN
+    header = request.headers.get("Authorization", "")
+    if token and header.startswith("Bearer "):
+        return hmac.compare_digest(header[len("Bearer "):].encode(), token.encode())
+    try:
+        peer = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(peer in ipaddress.ip_network(allowed, strict=False)
+               for allowed in settings.DRAINS_METRICS_ALLOWED_IPS)
+
+
+def metrics_view(request):
+    if request.method != "GET":
+        response = JsonResponse(error_body(405, f'Method "{request.method}" not allowed.'),
+                                status=405)
+        response["Allow"] = "GET"
+        return response
+    if not _allowed(request):
+        return JsonResponse(error_body(
+            403, "Metrics are open to DRAINS_METRICS_ALLOWED_IPS or to "
+                 "'Authorization: Bearer <DRAINS_METRICS_TOKEN>'; this request has neither."),
+            status=403)
+    return HttpResponse(render_metrics(), content_type=CONTENT_TYPE_LATEST)
