@@ -203,6 +203,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two fields are called "kind" (a backoff's limit, a service's kind): name their enums.
+    "ENUM_NAME_OVERRIDES": {
+        "LimitKindEnum": "drains.limitkinds.LimitKind",
+        "ServiceKindEnum": ["drain", "supervisor", "job"],
+    },
     # Request bodies refuse unknown fields, so the schema says so (additionalProperties: false).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from drains import rules
 from drains.events import record_event
+from drains.limitkinds import Kind, describe_kind
 from drains.models import DrainControl, DrainRun, EventKind
-from drains.ratelimit import Kind, describe_kind
 
 
 @dataclass(frozen=True)

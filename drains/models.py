@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from drains.ratelimit import LimitKind
+from drains.limitkinds import LimitKind
 
 
 class RunStatus(models.TextChoices):

@@ -3,7 +3,8 @@
 Every extractor turns its quota signal into ``RateLimited(reset_at, message)``; the runtime turns
 that into a backoff on DrainControl. This module is the only place that reads a reset time out of
 a message or a set of HTTP headers: ``parse_reset(text, now)`` and ``parse_reset_headers(headers,
-now)``, both returning a ``ResetInfo``. It knows every format in samples/rate-limits.md.
+now)``, both returning a ``ResetInfo``. It knows every format in samples/rate-limits.md. Beside
+the reset, each ``ResetInfo`` carries the kind of limit (drains/limitkinds.py).
 
 It never guesses silently: a reset in the past or more than ``MAX_TRUSTED_AHEAD`` away, or no
 reset at all, gives the bounded fallback (``DRAINS_FALLBACK_BACKOFF_SECONDS``) marked
@@ -13,7 +14,6 @@ reset at all, gives the bounded fallback (``DRAINS_FALLBACK_BACKOFF_SECONDS``) m
 from __future__ import annotations
 
 import email.utils
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -21,124 +21,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
-from django.db import models
 from django.utils import timezone
 
+from drains.limitkinds import Kind, classify_headers, classify_text, lower_headers
 from drains.zone import operator_tz
 
 MAX_TRUSTED_AHEAD = timedelta(days=32)
 EPOCH_MS_THRESHOLD = 10**11  # an epoch above this is in milliseconds
-
-
-class LimitKind(models.TextChoices):
-    """Which limit a signal reports: they call for different handling (a session limit passes
-    within hours, a weekly one may outlast the burst, a spend cap is money, a per-minute API
-    limit clears in seconds, an overload is no limit at all)."""
-
-    SESSION = "session", "5-hour session limit"
-    WEEKLY = "weekly", "weekly limit (all models)"
-    WEEKLY_MODEL = "weekly_model", "weekly limit of one model"
-    EXTRA_USAGE = "extra_usage", "extra usage exhausted"
-    SPEND_CAP = "spend_cap", "API spend limit"
-    API_REQUESTS = "api_requests", "API requests per minute"
-    API_INPUT_TOKENS = "api_input_tokens", "API input tokens per minute"
-    API_OUTPUT_TOKENS = "api_output_tokens", "API output tokens per minute"
-    OVERLOADED = "overloaded", "API overloaded (HTTP 529)"
-    UNKNOWN = "unknown", "limit of unknown kind"
-
-
-@dataclass(frozen=True)
-class Kind:
-    kind: str = LimitKind.UNKNOWN
-    model: str = ""  # for weekly_model: the model family the limit is on, e.g. "opus"
-
-
-# The subscription windows as the CLI's stream-json (rateLimitType) and the unified headers
-# (representative-claim) name them.
-_WINDOWS = {"five_hour": LimitKind.SESSION, "seven_day": LimitKind.WEEKLY,
-            "overage": LimitKind.EXTRA_USAGE}
-_WINDOW_MODEL_RE = re.compile(r"^seven_day_(?P<model>[a-z0-9]+)$")
-# The text forms, most specific first.
-_KIND_TEXT = (
-    (re.compile(r"specified API usage limits|regain access on", re.I), LimitKind.SPEND_CAP),
-    (re.compile(r"out of extra usage|extra usage limit", re.I), LimitKind.EXTRA_USAGE),
-    (re.compile(r"\b(?P<model>opus|sonnet|haiku)\s+weekly limit", re.I), LimitKind.WEEKLY_MODEL),
-    (re.compile(r"\bweekly limit", re.I), LimitKind.WEEKLY),
-    (re.compile(r"5-hour limit|\bsession limit", re.I), LimitKind.SESSION),
-    (re.compile(r"overloaded", re.I), LimitKind.OVERLOADED),
-)
-
-
-def describe_kind(kind: str, model: str = "") -> str:
-    """How a stored kind reads for an operator: "weekly limit of opus", "5-hour session limit"."""
-    if not kind:
-        return ""
-    if kind == LimitKind.WEEKLY_MODEL and model:
-        return f"weekly limit of {model}"
-    try:
-        return str(LimitKind(kind).label)
-    except ValueError:
-        return kind
-
-
-def window_kind(window: str | None) -> Kind:
-    """The kind of a subscription window name (``five_hour``, ``seven_day_opus``, …)."""
-    name = (window or "").strip().lower()
-    if name in _WINDOWS:
-        return Kind(_WINDOWS[name])
-    if match := _WINDOW_MODEL_RE.match(name):
-        return Kind(LimitKind.WEEKLY_MODEL, match["model"])
-    return Kind()
-
-
-def classify_text(text: str) -> Kind:
-    """The kind a CLI text, a CLI JSON or stream-json object, or an API error body reports."""
-    raw = (text or "").strip()
-    if raw.startswith("{"):
-        try:
-            obj = json.loads(raw)
-        except ValueError:
-            obj = None
-        if isinstance(obj, dict):
-            return _classify_object(obj)
-    for pattern, kind in _KIND_TEXT:
-        if match := pattern.search(raw):
-            model = match.groupdict().get("model") or ""
-            return Kind(kind, model.lower())
-    return Kind()
-
-
-def _classify_object(obj: dict) -> Kind:
-    info = obj.get("rate_limit_info")
-    if obj.get("type") == "rate_limit_event" and isinstance(info, dict):
-        return window_kind(info.get("rateLimitType"))
-    error = obj.get("error") if isinstance(obj.get("error"), dict) else {}
-    if obj.get("api_error_status") == 529 or "overloaded" in str(
-        obj.get("api_error_type") or error.get("type") or ""
-    ):
-        return Kind(LimitKind.OVERLOADED)
-    inner = obj.get("result") if isinstance(obj.get("result"), str) else error.get("message")
-    return classify_text(inner) if isinstance(inner, str) else Kind()
-
-
-def classify_headers(headers: Mapping[str, str] | None, *, status: int | None = None) -> Kind:
-    """The kind an API response's status and headers report: 529 is an overload; a
-    subscription's binding window; else which per-minute budget is exhausted."""
-    if status == 529:
-        return Kind(LimitKind.OVERLOADED)
-    h = _lower(headers)
-    claim = h.get("anthropic-ratelimit-unified-representative-claim")
-    if claim:
-        return window_kind(claim)
-    for budget, kind in (
-        ("requests", LimitKind.API_REQUESTS),
-        ("input-tokens", LimitKind.API_INPUT_TOKENS),
-        ("output-tokens", LimitKind.API_OUTPUT_TOKENS),
-        ("tokens", LimitKind.API_INPUT_TOKENS),
-    ):
-        if h.get(f"anthropic-ratelimit-{budget}-remaining") == "0":
-            return Kind(kind)
-    return Kind()
 
 
 class RateLimited(Exception):
@@ -412,13 +301,6 @@ def _parse_reset(text: str, now: datetime | None = None) -> ResetInfo:
 _RESET_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
 
 
-def _lower(headers: Mapping[str, str] | None) -> dict[str, str]:
-    if headers is None:
-        return {}
-    items = headers.items() if hasattr(headers, "items") else headers
-    return {str(k).lower(): str(v).strip() for k, v in items}
-
-
 def _rfc3339(value: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.replace("z", "Z"))
@@ -496,7 +378,7 @@ def _parse_reset_headers(
     The first trusted candidate wins; if none is trusted, the fallback, noting the first.
     """
     now = _now(now)
-    h = _lower(headers)
+    h = lower_headers(headers)
     shown = "; ".join(
         f"{name}: {value}"
         for name, value in sorted(h.items())

@@ -16,8 +16,8 @@ from django.core.mail import EmailMessage
 from django.utils import timezone
 
 from drains import registry, rules
+from drains.limitkinds import describe_kind
 from drains.models import DrainEvent, DrainRun, RunStatus
-from drains.ratelimit import describe_kind
 from drains.schedule import scheduled_jobs
 from drains.selectors import digest as reads
 from drains.zone import format_local

@@ -19,9 +19,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from drains import bursts, registry, rules, schedule
+from drains.limitkinds import describe_kind
 from drains.locks import drain_lock_holders
 from drains.models import DrainControl, DrainEvent, DrainRun, RunStatus
-from drains.ratelimit import describe_kind
 from drains.selectors import snapshot as reads
 from drains.selectors.snapshot import HISTORY_HOURS, NOTES_PER_SERVICE, TIMELINE_LENGTH
 from operations import projection as proj

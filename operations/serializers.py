@@ -15,8 +15,8 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from drains.limitkinds import LimitKind
 from drains.models import RunMode, RunStatus, Trigger
-from drains.ratelimit import LimitKind
 from operations.selectors import State
 
 
@@ -95,7 +95,8 @@ class BackoffSerializer(serializers.Serializer):
     reason = serializers.CharField(allow_blank=True)
     observed_at = serializers.DateTimeField(allow_null=True)
     kind = serializers.ChoiceField(
-        choices=[("", "not known (an older backoff)"), *LimitKind.choices],
+        choices=LimitKind.choices,
+        allow_blank=True,  # a backoff written before kinds were recorded
         help_text="Which limit: session, weekly, weekly_model, extra_usage, spend_cap, "
         "api_requests, api_input_tokens, api_output_tokens, overloaded or unknown.",
     )

@@ -420,7 +420,7 @@ def test_parse_reset__every_sample_has_its_kind(case, message, now):
     ],
 )
 def test_classify_text__json_stream_and_model_forms(message, expected):
-    from drains.ratelimit import classify_text
+    from drains.limitkinds import classify_text
 
     kind = classify_text(message)
     assert (kind.kind, kind.model) == _kind_of(expected)

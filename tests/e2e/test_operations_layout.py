@@ -130,7 +130,7 @@ def test_operations_page_fits_is_accessible_and_csp_clean(
             pick(form, boundary)  # back to a valid choice
 
             # A burst on a disabled drain: accepted, and the page says nothing will run.
-            set_drain_enabled("halacha", enabled=False, actor="vera")
+            set_drain_enabled(name="halacha", enabled=False, actor="vera")
             start.click()
             notice = "burst on, but the drain is disabled: nothing will run"
             expect(form.locator(".form-status")).to_contain_text(notice)

@@ -103,7 +103,7 @@ def test_snapshot__backing_off_shows_until_and_reason(api, frozen):
 def test_snapshot__disabled(api, frozen):
     from drains.controls import set_drain_enabled
 
-    set_drain_enabled("metadata", enabled=False, actor="olga")  # the one write path: an event
+    set_drain_enabled(name="metadata", enabled=False, actor="olga")  # the one write path: an event
     metadata = by_name(api.get(URL).json())["metadata"]
     assert metadata["state"] == "disabled"
     assert metadata["enabled"] is False

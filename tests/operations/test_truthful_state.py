@@ -26,7 +26,7 @@ def _by_name(snapshot):
 
 
 def test_burst_on_a_disabled_drain__200_and_says_nothing_will_run(api, frozen):
-    set_drain_enabled("halacha", enabled=False, actor="olga", reason="maintenance")
+    set_drain_enabled(name="halacha", enabled=False, actor="olga", reason="maintenance")
     response = api.post(URL, {"on": True}, format="json")
     assert response.status_code == 200
     body = response.json()
@@ -36,13 +36,13 @@ def test_burst_on_a_disabled_drain__200_and_says_nothing_will_run(api, frozen):
     event = DrainEvent.objects.filter(kind="burst_on").get()
     assert event.message == f"burst on until Sat 2026-12-05 18:00 IST ({NOTICE})"
     # An enabled drain: no notice.
-    set_drain_enabled("halacha", enabled=True, actor="olga")
+    set_drain_enabled(name="halacha", enabled=True, actor="olga")
     assert api.post(URL, {"on": True}, format="json").json()["notice"] == ""
     assert api.post(URL, {"on": False}, format="json").json()["notice"] == ""
 
 
 def test_burst_on_a_disabled_drain__the_page_and_the_cli_say_so(operator, frozen):
-    set_drain_enabled("halacha", enabled=False, actor="olga")
+    set_drain_enabled(name="halacha", enabled=False, actor="olga")
     out = StringIO()
     call_command("burst", "halacha", "on", stdout=out)
     assert out.getvalue().strip() == (
@@ -57,7 +57,7 @@ def test_burst_on_a_disabled_drain__the_page_and_the_cli_say_so(operator, frozen
 
 
 def test_disabled_by_names_who_disabled_not_who_toggled_a_burst_since(api, token, frozen):
-    set_drain_enabled("halacha", enabled=False, actor="olga", reason="maintenance")
+    set_drain_enabled(name="halacha", enabled=False, actor="olga", reason="maintenance")
     bot = APIClient()
     bot.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     assert bot.post(URL, {"on": True}, format="json").status_code == 200
@@ -65,8 +65,8 @@ def test_disabled_by_names_who_disabled_not_who_toggled_a_burst_since(api, token
     halacha = _by_name(api.get(SNAPSHOT).json())["halacha"]
     assert halacha["reason"] == "disabled by olga: no run starts until it is enabled again"
     # Disabled again later by someone else: the newest one is named.
-    set_drain_enabled("halacha", enabled=True, actor="olga")
-    set_drain_enabled("halacha", enabled=False, actor="vera")
+    set_drain_enabled(name="halacha", enabled=True, actor="olga")
+    set_drain_enabled(name="halacha", enabled=False, actor="vera")
     halacha = _by_name(api.get(SNAPSHOT).json())["halacha"]
     assert halacha["reason"].startswith("disabled by vera:")
 

@@ -24,6 +24,7 @@ from urllib.parse import quote
 import psycopg
 from django.db import connection
 
+from tests.support.processes import stop
 from tests.support.web import free_port
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
@@ -84,11 +85,5 @@ def pgbouncer(pool_mode: str = "session") -> Iterator[Bouncer]:
                 time.sleep(0.1)
         yield Bouncer(url, base / "pgbouncer.log")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stdout.close()
+        stop(process)
         shutil.rmtree(base, ignore_errors=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -107,3 +108,15 @@ def _reap_zombies(children_before: set[int]) -> None:
                 os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 pass  # a Popen of the test waited for it meanwhile
+
+
+def stop(process: subprocess.Popen, *, timeout: float = 20) -> None:
+    """SIGTERM a server a test started, SIGKILL it if it lingers, and close its output pipe."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
+        process.stdout.close()

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from tests.support.db import ROOT
+from tests.support.processes import stop
 
 
 def free_port() -> int:
@@ -46,10 +47,4 @@ def gunicorn(env: dict[str, str], *, ready_path: str = "/api/health/", timeout: 
                 time.sleep(0.1)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stdout.close()
+        stop(process)
