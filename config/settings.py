@@ -348,6 +348,9 @@ HALACHA_CLI_EXTRA_ARGS = env_str("HALACHA_CLI_EXTRA_ARGS", "")
 CLAUDE_CONFIG_DIR = env_str("CLAUDE_CONFIG_DIR")
 # One Messages API call may take this long before it counts as failed (the SDK never retries).
 HALACHA_API_TIMEOUT_SECONDS = env_float("HALACHA_API_TIMEOUT_SECONDS", 300.0, minimum=1)
+# Mark the anthropic backend's system prompt for prompt caching (cache_control, ephemeral): later
+# calls within the cache's lifetime read it at a tenth of the input price (bench/prompt_cache.py).
+HALACHA_PROMPT_CACHE = env_bool("HALACHA_PROMPT_CACHE", True)
 
 # --- Schedule: the one schedule (django-crontab); `run_scheduler` reads the same list ---------
 # Each job fires in a minute no other job uses (see drains/schedule.py and `manage.py check`):

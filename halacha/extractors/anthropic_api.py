@@ -3,8 +3,23 @@
 Model from HALACHA_MODEL, key from ANTHROPIC_API_KEY, base URL from the SDK's own
 ANTHROPIC_BASE_URL, all read at call time. The SDK's retries are off (``max_retries=0``): the
 drain owns backoff, and a retry inside the SDK would spend quota the drain cannot see. The
-system prompt is marked for prompt caching, the reply is constrained to the JSON schema, and
-usage (input, output, cache tokens) is returned with every result.
+reply is constrained to the JSON schema, and usage (input, output, cache tokens) is returned with
+every result.
+
+Prompt caching (HALACHA_PROMPT_CACHE, on by default): the system prompt carries
+``cache_control: {"type": "ephemeral"}``, so the first call writes it to the API's cache (billed
+at 1.25x the input price, reported as ``cache_creation_input_tokens``) and every later call with
+the same prompt within the cache's lifetime (5 minutes, refreshed by each hit) reads it at 0.1x
+(``cache_read_input_tokens``); only the decision is billed at full price. The API caches nothing
+below a model's minimum cacheable prompt length. The documented minimum is 1024 tokens for
+Sonnet 4.5 and 4.6 (4096 for Opus 4.5/4.6 and Haiku 4.5); one user report
+(anthropic-sdk-python#1194) saw Sonnet 4.6 cache only from 2048. The extraction prompt
+(SYSTEM_PROMPT) is 4,800 characters, about 1,200 tokens by the rough chars/4 estimate (its Hebrew
+examples tokenize denser, so likely somewhat more; it was not counted by the real tokenizer here):
+above the documented 1024, so the saving applies, but below 2048 if that report holds. The
+metadata prompt (about 1,060 characters, roughly 260 tokens) is below any minimum: it is marked
+all the same, which costs nothing, but nothing is cached for it until it grows past the minimum.
+Neither prompt is padded to reach it.
 
 A 429 (or the spend-limit 400) becomes ``RateLimited`` with the reset read by drains.ratelimit;
 every other failure, including 529 overloaded and 5xx, is an ``ExtractionError``.
@@ -39,6 +54,16 @@ from halacha.extractors.protocol import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def system_block(text: str) -> dict:
+    """The system prompt as a content block, marked for prompt caching when HALACHA_PROMPT_CACHE
+    is on (read at call time). The mark costs nothing when the prompt is too short to cache: the
+    API then simply caches nothing."""
+    block = {"type": "text", "text": text}
+    if settings.HALACHA_PROMPT_CACHE:
+        block["cache_control"] = {"type": "ephemeral"}
+    return block
 
 
 def key_fingerprint(api_key: str) -> str:
@@ -85,9 +110,7 @@ class AnthropicExtractor(Extractor):
                 message = client.messages.create(
                     model=self.model,
                     max_tokens=int(settings.HALACHA_MAX_TOKENS),
-                    system=[
-                        {"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}
-                    ],
+                    system=[system_block(system)],
                     messages=[{"role": "user", "content": user}],
                     output_config={"format": {"type": "json_schema", "schema": schema}},
                 )

@@ -10,12 +10,27 @@ Two clients use it: the official SDK (plain JSON replies) and the real Claude CL
 ``message_stop``), so the CLI parses the same reply the SDK would get. Errors are plain JSON with
 their status, as the real API sends them before a stream starts. Any request the stub does not
 serve (a GET, another path) is recorded too and answered 404, so a test sees stray traffic.
+
+Prompt caching (``AnthropicStub(prompt_cache=True)``): the stub then reports usage as the real API
+does instead of the queued body's token counts. The cached prefix of a request is everything up to
+and including its last block that carries ``cache_control`` (tools, then system, then messages),
+keyed on the model and the exact bytes of that prefix (``cache_control`` marks left out). The
+first request with a prefix reports it as ``cache_creation_input_tokens``; every later request
+with the same prefix reports it as ``cache_read_input_tokens``; ``input_tokens`` is the rest of
+the request. A changed prompt, another model, or a prefix shorter than ``min_cacheable_tokens``
+(the API's minimum cacheable length; nothing is cached below it) misses. Tokens are estimated as
+characters / 4 (``estimate_tokens``), of the texts only (the JSON schema is not counted); each
+request's reported usage is kept on its ``RecordedRequest.usage``. Simplified against the real
+API: only the last breakpoint is looked up, and entries never expire (the real lifetime is 5
+minutes, refreshed by each hit).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -30,6 +45,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: Any
     size: int = 0  # bytes of the request body as sent
+    usage: dict | None = None  # the usage the stub reported for it (a 200 Messages reply)
 
     @property
     def streamed(self) -> bool:
@@ -123,9 +139,91 @@ def sse_events(message: dict) -> bytes:
     return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events).encode()
 
 
+def estimate_tokens(text: str) -> int:
+    """The stub's token count for ``text``: characters / 4, rounded up (a rough rule of thumb)."""
+    return math.ceil(len(text) / 4)
+
+
+def _text_of(value: Any) -> str:
+    """The text a content value carries: a string, a block's ``text``, or a tool's description."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        parts = [value.get("text"), value.get("description"), value.get("content")]
+        return "".join(_text_of(part) for part in parts if part)
+    if isinstance(value, list):
+        return "".join(_text_of(item) for item in value)
+    return ""
+
+
+def _segments(body: dict) -> list[tuple[Any, bool]]:
+    """The request's prompt in cache order (tools, system, messages), block by block, each with
+    whether it carries a cache breakpoint (``cache_control``)."""
+    segments: list[tuple[Any, bool]] = []
+    for tool in body.get("tools") or []:
+        segments.append((tool, isinstance(tool, dict) and "cache_control" in tool))
+    system = body.get("system")
+    if isinstance(system, str):
+        segments.append((system, False))
+    for block in system if isinstance(system, list) else []:
+        segments.append((block, isinstance(block, dict) and "cache_control" in block))
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            for block in content:
+                marked = isinstance(block, dict) and "cache_control" in block
+                segments.append(({"role": message.get("role"), "block": block}, marked))
+        else:
+            segments.append((message, False))
+    return segments
+
+
+def _unmarked(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _unmarked(v) for k, v in value.items() if k != "cache_control"}
+    if isinstance(value, list):
+        return [_unmarked(v) for v in value]
+    return value
+
+
+class PromptCache:
+    """The API's prompt cache as the stub models it: prefix key -> its token count."""
+
+    def __init__(self, min_cacheable_tokens: int):
+        self.min_cacheable_tokens = min_cacheable_tokens
+        self.entries: dict[str, int] = {}
+
+    def usage(self, body: dict) -> dict[str, int]:
+        """Input, cache-creation and cache-read tokens for one request, updating the cache."""
+        segments = _segments(body)
+        tokens = [estimate_tokens(_text_of(_unmarked(value))) for value, _ in segments]
+        total = sum(tokens)
+        marked = [i for i, (_, is_marked) in enumerate(segments) if is_marked]
+        if not marked:
+            return {"input_tokens": total, "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 0}
+        end = marked[-1] + 1
+        prefix_tokens = sum(tokens[:end])
+        if prefix_tokens < self.min_cacheable_tokens:  # the API caches nothing this short
+            return {"input_tokens": total, "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 0}
+        prefix = [_unmarked(value) for value, _ in segments[:end]]
+        raw = json.dumps([body.get("model"), prefix], sort_keys=True, ensure_ascii=False)
+        key = hashlib.sha256(raw.encode("utf-8")).hexdigest()
+        if key in self.entries:
+            read, created = prefix_tokens, 0
+        else:
+            self.entries[key] = prefix_tokens
+            read, created = 0, prefix_tokens
+        return {"input_tokens": total - prefix_tokens, "cache_creation_input_tokens": created,
+                "cache_read_input_tokens": read}
+
+
 class AnthropicStub:
-    def __init__(self):
+    def __init__(self, *, prompt_cache: bool = False, min_cacheable_tokens: int = 1024):
         self.requests: list[RecordedRequest] = []
+        # None: the queued bodies' usage is sent as it is (the default).
+        self.prompt_cache = PromptCache(min_cacheable_tokens) if prompt_cache else None
         self._responses: deque[StubResponse] = deque()
         self._lock = threading.Lock()
         stub = self
@@ -178,6 +276,18 @@ class AnthropicStub:
                             500, error_body("api_error", "the stub has no response queued")
                         )
                     )
+                if (
+                    stub.prompt_cache is not None
+                    and response.status == 200
+                    and isinstance(recorded.body, dict)
+                    and isinstance(response.body, dict)
+                ):
+                    with stub._lock:
+                        usage = stub.prompt_cache.usage(recorded.body)
+                    body = dict(response.body, usage=dict(response.body.get("usage", {}), **usage))
+                    response = StubResponse(response.status, body, response.headers)
+                if response.status == 200 and isinstance(response.body, dict):
+                    recorded.usage = response.body.get("usage")
                 if recorded.streamed and response.status == 200:
                     self._send(
                         200, sse_events(response.body), "text/event-stream", response.headers
