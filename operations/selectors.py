@@ -4,7 +4,8 @@ shaped into plain data, with a state and a one-line reason per service.
 It reads through the drains read side — the burst service (``get_drain_bursts``, G2), who holds
 each drain's runner lock (``drain_lock_holders``) and one round trip of batched statements
 (``drains.selectors.snapshot``) — three round trips for the shipped drains, however many
-drains, runs and events exist. What a row means (alive, hung, backoff in force) is asked of
+drains, runs and events exist — plus the quota usage of this week and the one before
+(``drains.selectors.usage``: one aggregate, the quota keys, and the halachot per week). What a row means (alive, hung, backoff in force) is asked of
 drains/rules.py. It must never write.
 """
 
