@@ -1,7 +1,8 @@
 """The daily digest: what each drain did in the last 24 hours, mailed to the operators.
 
-Per drain: items done, halachot extracted, bursts, backoffs and failed runs; then the sibling
-jobs' runs and failures, so a failing court fetch is seen the next morning. It only reads
+Per drain: items done, halachot extracted, bursts, backoffs and failed runs; per quota key, what
+it has spent so far this quota week (drains/selectors/usage.py); then the sibling jobs' runs and
+failures, so a failing court fetch is seen the next morning. It only reads
 (runs, events, decisions, controls) and sends one email through Django's email backend; it
 never changes a drain, a run or a burst.
 """
@@ -20,7 +21,9 @@ from drains.limitkinds import describe_kind
 from drains.models import DrainEvent, DrainRun, RunStatus
 from drains.schedule import scheduled_jobs
 from drains.selectors import digest as reads
+from drains.selectors.usage import QuotaWeekUsage, usage_by_week
 from drains.zone import format_local
+from operations.selectors import usage_text
 
 WINDOW = timedelta(hours=24)
 FAILED = (RunStatus.FAILED, RunStatus.CRASHED, RunStatus.HUNG)
@@ -67,6 +70,7 @@ class Digest:
     until: datetime
     drains: list[DrainDigest]
     jobs: list[JobDigest]
+    usage: list[QuotaWeekUsage] = field(default_factory=list)  # this quota week, per quota key
 
     @property
     def failure_count(self) -> int:
@@ -139,7 +143,9 @@ def build_digest(*, now: datetime | None = None) -> Digest:
                 else ""
             )
 
-    return Digest(since=since, until=until, drains=list(drains.values()), jobs=list(jobs.values()))
+    usage = usage_by_week(now=until, weeks=1)
+    return Digest(since=since, until=until, drains=list(drains.values()), jobs=list(jobs.values()),
+                  usage=usage)
 
 
 def _local(moment: datetime) -> str:
@@ -183,6 +189,15 @@ def render_digest(digest: Digest) -> tuple[str, str]:
         out.append(f"  backoffs:           {backoff}")
         out.append(f"  failures:           {len(d.failures)}")
         out.extend(_failure_lines(d.failures))
+        out.append("")
+    for u in digest.usage:
+        out.append(f"Quota {u.quota_key or '(no quota key)'}")
+        out.append(f"  {usage_text(u)}")
+        out.append(
+            f"  tokens: {u.input_tokens} input, {u.output_tokens} output, "
+            f"{u.cache_creation_input_tokens} cache creation, {u.cache_read_input_tokens} cache read"
+        )
+        out.append(f"  calls: {u.calls} ({u.refused_calls} refused), {u.runs} runs")
         out.append("")
     if digest.jobs:
         out.append("Other jobs")

@@ -3,7 +3,9 @@
 Owns: turning the operations snapshot into metric families. It reads through the public
 selector (``operations.selectors.snapshot``, a constant number of queries) plus two reads of its
 own, each one query whatever the number of drains and runs: the run totals (items done, extractor
-tokens) and the unapplied migrations (``drains.schema_gate.missing_migrations``). It never writes.
+tokens) and the unapplied migrations (``drains.schema_gate.missing_migrations``). The quota-week
+usage per quota key comes from the snapshot's ``usage`` (drains/selectors/usage.py). It never
+writes.
 
 Access: a client address in ``DRAINS_METRICS_ALLOWED_IPS``, or ``Authorization: Bearer <token>``
 matching ``DRAINS_METRICS_TOKEN``; anything else is a JSON 403 (operations/errors.py's shape).
@@ -115,6 +117,37 @@ class SnapshotCollector:
                 last.add_metric([name, s["last_run"]["status"]], _ts(finished))
             state.add_metric([name, s["state"]], 1)
         yield from (active, age, last, state)
+
+        # This quota week's spending per quota key (the snapshot's ``usage``). Gauges, not
+        # counters: each resets when the week turns at the Saturday 18:00 boundary.
+        week = [u for u in self.snapshot["usage"] if u["current"]]
+        tokens = gauge("drains_quota_week_tokens", "Extractor tokens this quota week.",
+                       labels=["quota_key", "kind"])
+        per_key = {
+            "cost_usd": gauge("drains_quota_week_cost_usd",
+                              "Extractor cost this quota week (USD).", labels=["quota_key"]),
+            "calls": gauge("drains_quota_week_calls",
+                           "Extractor calls answered this quota week (items done + failed).",
+                           labels=["quota_key"]),
+            "refused_calls": gauge("drains_quota_week_refused_calls",
+                                   "Runs ended rate-limited this quota week.", labels=["quota_key"]),
+            "items_done": gauge("drains_quota_week_items_done", "Items done this quota week.",
+                                labels=["quota_key"]),
+            "halachot": gauge("drains_quota_week_halachot", "Halachot created this quota week.",
+                              labels=["quota_key"]),
+            "cost_per_halacha": gauge("drains_quota_week_cost_per_halacha_usd",
+                                      "Cost per halacha this quota week (absent without halachot).",
+                                      labels=["quota_key"]),
+        }
+        for u in week:
+            key = u["quota_key"]
+            for kind, field in TOKEN_KINDS.items():
+                tokens.add_metric([key, kind], u[field])
+            for field, family in per_key.items():
+                if u[field] is not None:
+                    family.add_metric([key], u[field])
+        yield tokens
+        yield from per_key.values()
 
         schema = gauge("drains_schema_unapplied_migrations",
                        "Migrations on disk not recorded as applied (0: the schema is current).")

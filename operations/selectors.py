@@ -4,7 +4,8 @@ shaped into plain data, with a state and a one-line reason per service.
 It reads through the drains read side — the burst service (``get_drain_bursts``, G2), who holds
 each drain's runner lock (``drain_lock_holders``) and one round trip of batched statements
 (``drains.selectors.snapshot``) — three round trips for the shipped drains, however many
-drains, runs and events exist. What a row means (alive, hung, backoff in force) is asked of
+drains, runs and events exist — plus the quota usage of this week and the one before
+(``drains.selectors.usage``: one aggregate, the quota keys, and the halachot per week). What a row means (alive, hung, backoff in force) is asked of
 drains/rules.py. It must never write.
 """
 
@@ -24,6 +25,8 @@ from drains.locks import drain_lock_holders
 from drains.models import DrainControl, DrainEvent, DrainRun, RunStatus
 from drains.selectors import snapshot as reads
 from drains.selectors.snapshot import HISTORY_HOURS, NOTES_PER_SERVICE, TIMELINE_LENGTH
+from drains.selectors.usage import QuotaWeekUsage, usage_by_week
+from drains.zone import format_local
 from operations import projection as proj
 
 __all__ = [
@@ -36,7 +39,9 @@ __all__ = [
     "next_fire",
     "service_entry",
     "snapshot",
+    "usage_entry",
 ]
+USAGE_WEEKS = 2  # the current quota week and the one before it
 FAILED_STATUSES = {RunStatus.FAILED, RunStatus.CRASHED, RunStatus.HUNG}
 
 
@@ -365,6 +370,51 @@ def snapshot(*, now: datetime | None = None, only: str | None = None) -> dict:
         "services": entries,
         "notes": [] if only is not None else [_event(e) for e in leftover],
         "timeline": [_event(e) for e in recent],
+        "usage": [] if only is not None else [
+            usage_entry(u) for u in usage_by_week(now=now, weeks=USAGE_WEEKS)],
+    }
+
+
+def _tokens(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f} M"
+    if n >= 1_000:
+        return f"{n / 1_000:.1f} k"
+    return str(n)
+
+
+def usage_text(u: QuotaWeekUsage) -> str:
+    """``this week: 412 decisions, 1.3 M input tokens, $18.20, $0.04 per halacha``."""
+    when = "this week" if u.current else f"week to {format_local(u.week.end, '%a %d %b')}"
+    text = f"{when}: {u.items_done} decisions, {_tokens(u.input_tokens)} input tokens, ${u.cost_usd:.2f}"
+    if u.cost_per_halacha is not None:
+        text += f", ${u.cost_per_halacha:.2f} per halacha"
+    if u.refused_calls:
+        text += f", {u.refused_calls} refused call{'s' if u.refused_calls != 1 else ''}"
+    return text
+
+
+def usage_entry(u: QuotaWeekUsage) -> dict:
+    """One quota key's week, as the snapshot's ``usage`` lists it."""
+    per_halacha = u.cost_per_halacha
+    return {
+        "quota_key": u.quota_key,
+        "week_start": u.week.start,
+        "week_end": u.week.end,
+        "current": u.current,
+        "runs": u.runs,
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "cache_creation_input_tokens": u.cache_creation_input_tokens,
+        "cache_read_input_tokens": u.cache_read_input_tokens,
+        "cost_usd": float(round(u.cost_usd, 6)),
+        "calls": u.calls,
+        "refused_calls": u.refused_calls,
+        "items_done": u.items_done,
+        "items_failed": u.items_failed,
+        "halachot": u.halachot,
+        "cost_per_halacha": None if per_halacha is None else float(round(per_halacha, 6)),
+        "text": usage_text(u),
     }
 
 

@@ -163,12 +163,44 @@ class BurstResultSerializer(ServiceSerializer):
     )
 
 
+class UsageSerializer(serializers.Serializer):
+    """One quota key's spending in one quota week (drains/selectors/usage.py)."""
+
+    quota_key = serializers.CharField(
+        allow_blank=True, help_text="The quota the drains drew on (DrainControl.quota_key); empty "
+        "for drains that never recorded one.")
+    week_start = serializers.DateTimeField(help_text="The week boundary (Sat 18:00) that opened it.")
+    week_end = serializers.DateTimeField(help_text="The week boundary that closes it.")
+    current = serializers.BooleanField(help_text="The week now is in.")
+    runs = serializers.IntegerField(help_text="Drain runs started in the week.")
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    cache_creation_input_tokens = serializers.IntegerField()
+    cache_read_input_tokens = serializers.IntegerField()
+    cost_usd = serializers.FloatField(help_text="What the extractors reported the calls cost.")
+    calls = serializers.IntegerField(
+        help_text="Extractor calls answered: items done + items failed (one call per item).")
+    refused_calls = serializers.IntegerField(help_text="Runs that ended rate-limited.")
+    items_done = serializers.IntegerField(help_text="Items (decisions) done.")
+    items_failed = serializers.IntegerField()
+    halachot = serializers.IntegerField(
+        allow_null=True, help_text="Halachot created in the week by the drains on this key; "
+        "null when none of them produces any.")
+    cost_per_halacha = serializers.FloatField(
+        allow_null=True, help_text="cost_usd / halachot; null without halachot.")
+    text = serializers.CharField(
+        help_text='For people: "this week: 412 decisions, 1.3 M input tokens, $18.20, '
+        '$0.04 per halacha".')
+
+
 class SnapshotSerializer(serializers.Serializer):
     generated_at = serializers.DateTimeField()
     week_boundary = serializers.DateTimeField(help_text="The upcoming Saturday 18:00 Asia/Jerusalem.")
     services = ServiceSerializer(many=True)
     notes = EventSerializer(many=True, help_text="Notes not tied to a scheduled service.")
     timeline = EventSerializer(many=True)
+    usage = UsageSerializer(many=True, help_text="Per quota key, the current quota week and the "
+                            "one before it, newest first.")
 
 
 class HealthSerializer(serializers.Serializer):

@@ -3,7 +3,9 @@ snapshot and the digest read drain state (DrainControl, DrainRun, DrainEvent, St
 
 - ``drains.selectors.runs``: what the runtime and the supervisor read while they work;
 - ``drains.selectors.snapshot``: the batched reads behind the operations snapshot;
-- ``drains.selectors.digest``: what the daily digest reads.
+- ``drains.selectors.digest``: what the daily digest reads;
+- ``drains.selectors.usage``: usage accounting per quota key and quota week (the snapshot, the
+  page, the digest and the metrics).
 
 Each returns plain data or model rows in a fixed number of queries whatever the history. What
 the rows mean (alive, hung, backoff in force, burst active, stale) is decided by

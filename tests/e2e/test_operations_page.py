@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from drains.bursts import upcoming_week_boundary
 from drains.models import DrainControl, DrainEvent, DrainRun
+from drains.selectors.usage import quota_weeks
 from halacha.models import CourtDecision
 
 CHROMIUM = "/usr/bin/chromium"
@@ -60,10 +61,14 @@ def operator_login(transactional_db, django_user_model):
     CourtDecision.objects.bulk_create(
         CourtDecision(external_id=f"e2e-{i}", text="text", status="pending") for i in range(7)
     )
-    started = timezone.now() - timedelta(hours=2)
+    now = timezone.now()
+    # Inside the current quota week, whenever the test runs (the usage line counts that week).
+    started = max(now - timedelta(hours=2), quota_weeks(now, 1)[0].start + timedelta(seconds=1))
+    DrainControl.objects.create(name="halacha", quota_key="anthropic:e2e")
     DrainRun.objects.create(
         drain="halacha", host="host-a", pid=4100, started_at=started, status="succeeded",
-        finished_at=started + timedelta(minutes=5), items_done=3,
+        finished_at=started + timedelta(minutes=5), items_done=3, input_tokens=6300,
+        cost_usd="0.07",
         model_usage={"claude-sonnet-4-6": {"calls": 3, "input_tokens": 6300, "cost_usd": 0.07}},
     )
     return "olga", "a-long-pass-phrase"
@@ -109,6 +114,19 @@ def test_operations_page__burst_on_with_a_picked_date_off_and_a_past_date_error(
             expect(row.locator('[data-f="reason"]')).to_contain_text("7 pending")
             # The last run says which model its calls were spent on.
             expect(row.locator('[data-f="last"]')).to_contain_text("model claude-sonnet-4-6")
+            # This quota week's usage per quota key (rendered on the server) ...
+            usage = page.locator("#usage li").first
+            expect(usage).to_have_text(
+                "anthropic:e2e: this week: 3 decisions, 6.3 k input tokens, $0.07")
+            # ... and rebuilt from the API on refresh.
+            started = DrainRun.objects.get(pid=4100).started_at
+            DrainRun.objects.create(
+                drain="halacha", host="host-a", pid=4101, started_at=started, status="rate_limited",
+                finished_at=started + timedelta(minutes=6), items_done=2, input_tokens=700,
+                cost_usd="0.03")
+            page.evaluate("window.operationsPage.refresh()")
+            expect(usage).to_have_text("anthropic:e2e: this week: 5 decisions, 7.0 k input tokens, "
+                                       "$0.10, 1 refused call")
             # The picker starts at the upcoming Saturday 18:00 Asia/Jerusalem, on a 24-hour clock.
             assert pick_value(form) == boundary.strftime("%Y-%m-%dT%H:%M")
 

@@ -168,6 +168,8 @@
     const boundary = document.getElementById("week-boundary");
     boundary.textContent = long(snapshot.week_boundary);
     boundary.dateTime = snapshot.week_boundary;
+    fillList(document.getElementById("usage"), snapshot.usage,
+      (u) => `${u.quota_key || "(no quota key)"}: ${u.text}`, "no extractor runs this week");
     fillList(document.getElementById("global-notes"), snapshot.notes, (n) => `${short(n.at)} ${n.drain}: ${n.message}`, "none");
     fillList(document.getElementById("timeline"), snapshot.timeline,
       (e) => `${long(e.at)} ${e.drain} ${e.kind} by ${e.actor}: ${e.message}`, "no events yet");
