@@ -17,7 +17,7 @@ from django.utils import timezone
 from freezegun import freeze_time
 
 from drains import rules
-from drains.backoff import record_backoff
+from drains.backoff import clear_backoff, record_backoff
 from drains.models import DrainControl, DrainEvent, DrainRun, EventKind
 from drains.selectors import probe_evidence
 from tests import factories
@@ -43,6 +43,37 @@ def test_probe_due__only_after_the_reset_and_until_a_call_has_worked_since():
     # a call that worked after the reset: the quota answers, no probe
     later = reset + timedelta(minutes=1)
     assert not rules.probe_due(backoff_until=reset, last_success_at=later, now=later)
+
+
+@pytest.mark.django_db
+def test_probe_evidence__outlives_the_cleared_backoff_and_sees_work_after_the_reset():
+    DrainControl.objects.create(name="halacha", quota_key="q")
+    DrainControl.objects.create(name="metadata", quota_key="q")
+    DrainControl.objects.create(name="elsewhere", quota_key="other")
+    reset = T0 + timedelta(hours=1)
+    with freeze_time(T0):
+        record_backoff(drain="metadata", quota_key="q", reset_at=reset, reason="limit")
+    with freeze_time(reset + timedelta(minutes=5)):
+        # the supervisor clears the expired backoff: the quota still owes a probe
+        assert clear_backoff(drain="halacha", until=reset, actor="supervisor")
+        assert clear_backoff(drain="metadata", until=reset, actor="supervisor")
+        evidence = probe_evidence(drain="halacha", quota_key="q")
+        assert (evidence.drains, evidence.backoff_until) == (["halacha", "metadata"], reset)
+        assert evidence.last_success_at is None
+        # another quota's drain is no evidence either way
+        assert probe_evidence(drain="elsewhere", quota_key="other").backoff_until is None
+        # a run on the quota that did work after the reset: no probe any more
+        DrainRun.objects.create(
+            drain="metadata", host="h", pid=1, started_at=reset, items_done=3,
+            last_checkpoint_at=reset + timedelta(minutes=2), status="succeeded",
+        )
+        evidence = probe_evidence(drain="halacha", quota_key="q")
+        assert evidence.last_success_at == reset + timedelta(minutes=2)
+        assert not rules.probe_due(
+            backoff_until=evidence.backoff_until,
+            last_success_at=evidence.last_success_at,
+            now=timezone.now(),
+        )
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -108,6 +139,10 @@ def test_concurrency_8_after_an_expired_backoff__one_call_alone_then_full_concur
     assert probe.data["outcome"] == "ok" and probe.drain == "halacha"
     assert probe.message.startswith("probe after reset: ok")
     assert DrainRun.objects.get().status == "succeeded"
+    # the page's timeline shows it
+    from operations.selectors import snapshot
+
+    assert any(e["message"] == probe.message for e in snapshot()["timeline"])
 
     # The quota answered since its reset: the next run makes no probe.
     factories.make_decisions(8, prefix="q")
