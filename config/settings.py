@@ -326,6 +326,9 @@ DRAINS_CHUNK_SIZE = env_int("DRAINS_CHUNK_SIZE", 10, minimum=1)
 # An item whose extraction failed this many times is marked failed and no longer retried.
 DRAINS_MAX_ATTEMPTS = env_int("DRAINS_MAX_ATTEMPTS", 3, minimum=1)
 DRAINS_FALLBACK_BACKOFF_SECONDS = env_int("DRAINS_FALLBACK_BACKOFF_SECONDS", 900, minimum=1)
+# A drain whose quota another drain is probing after a reset holds this long at most before it
+# exits without a call (the next cron run or supervisor start looks again).
+DRAINS_PROBE_WAIT_SECONDS = env_float("DRAINS_PROBE_WAIT_SECONDS", 600.0, minimum=0)
 DRAINS_HUNG_AFTER_SECONDS = env_int("DRAINS_HUNG_AFTER_SECONDS", 1800, minimum=1)
 DRAINS_HUNG_KILL_GRACE_SECONDS = env_float("DRAINS_HUNG_KILL_GRACE_SECONDS", 10.0, minimum=0)
 # The zone in which operators think and in which human reset times without a zone are read.

@@ -3,7 +3,8 @@
 A rate limit belongs to a quota, not to one drain: ``record_backoff`` writes it on every drain
 that draws on the same quota (``quota_key``, remembered by ``set_quota_key`` at each run start),
 ``clear_backoff`` removes one that the supervisor found stale, and ``backoff_in_force`` says
-which backoff stops a drain now. Whether a backoff is in force or stale is decided by
+which backoff stops a drain now. ``record_probe`` and ``record_probe_wait`` write the events of
+the probe after a reset (``rules.probe_due``): its outcome, and a drain holding for it. Whether a backoff is in force or stale is decided by
 drains/rules.py; this module reads and writes the rows. Each function is one transaction (or
 one statement); each change writes a DrainEvent or is recorded by its caller's decision.
 """
@@ -154,4 +155,52 @@ def backoff_in_force(
         quota_key=row["quota_key"],
         kind=row["backoff_kind"],
         model=row["backoff_model"],
+    )
+
+
+def record_probe(
+    *,
+    drain: str,
+    quota_key: str,
+    run: DrainRun | None,
+    ok: bool,
+    actor: str = "runtime",
+    until: datetime | None = None,
+) -> None:
+    """Record the outcome of the one call a run made alone after the quota's reset.
+
+    ``ok``: the quota answers again, and the run (and every drain on the quota) opens up to
+    full concurrency. Refused: the new backoff until ``until`` was written by
+    ``record_backoff`` just before, and no further call is made.
+    """
+    if ok:
+        message = f"probe after reset: ok (quota {quota_key!r} answers again)"
+    else:
+        when = until.isoformat() if until else "an unknown reset"
+        message = f"probe refused: backing off until {when}"
+    record_event(
+        drain=drain,
+        run=run,
+        actor=actor,
+        kind=EventKind.PROBE,
+        message=message,
+        data={
+            "outcome": "ok" if ok else "refused",
+            "quota_key": quota_key,
+            "until": until.isoformat() if until else None,
+            "run": run.pk if run else None,
+        },
+    )
+
+
+def record_probe_wait(*, drain: str, quota_key: str, prober: str | None, actor: str) -> None:
+    """Say once that this drain holds back while another drain on the quota probes it."""
+    who = f" (by {prober})" if prober else ""
+    record_event(
+        drain=drain,
+        actor=actor,
+        kind=EventKind.PROBE_WAIT,
+        message=f"holds until the probe after the reset of quota {quota_key!r}{who} has "
+        "succeeded; no extractor call meanwhile",
+        data={"quota_key": quota_key, "prober": prober},
     )

@@ -1,4 +1,5 @@
-"""The project's own advisory locks: one runner per drain, one supervisor, and the one helper
+"""The project's own advisory locks: one runner per drain, one supervisor, one probe after a
+reset per quota (taken on the drain lock's session), and the one helper
 that opens a lock session (``open_lock_session``; the schema gate's lock uses it too).
 
 ``DrainLock(name)`` opens a dedicated connection that the process owns for as long as it runs
@@ -37,6 +38,8 @@ DRAIN_LOCK_NAMESPACE = 0x44524E31
 # "SUPV" as an int4: the supervisor's lock namespace (key 1: the one supervisor).
 SUPERVISOR_LOCK_NAMESPACE = 0x53555056
 SUPERVISOR_LOCK_KEY = 1
+# "PRB1" as an int4: one probe after a reset per quota (key: crc32 of the quota key).
+PROBE_LOCK_NAMESPACE = 0x50524231
 _DJANGO_ONLY_PARAMS = ("cursor_factory", "context", "prepare_threshold", "server_side_binding")
 
 
@@ -168,6 +171,31 @@ class DrainLock:
         if readable:
             self.check()
 
+    def try_claim_probe(self, quota: str) -> bool:
+        """Take the quota's probe claim on this lock's session, without waiting.
+
+        One probe after a reset per quota: the drain that gets it makes the one call; another
+        drain on the quota holds until it is released. The session ending frees it too.
+        """
+        if self._conn is None:
+            raise LockLost(f"the {self.name} drain lock is not held")
+        return bool(
+            self._conn.execute(
+                "SELECT pg_try_advisory_lock(%s, %s)", (PROBE_LOCK_NAMESPACE, drain_lock_key(quota))
+            ).fetchone()[0]
+        )
+
+    def release_probe(self, quota: str) -> None:
+        if self._conn is None:
+            return
+        try:
+            self._conn.execute(
+                "SELECT pg_advisory_unlock(%s, %s)", (PROBE_LOCK_NAMESPACE, drain_lock_key(quota))
+            )
+        except psycopg.Error as exc:
+            # The session is gone, and the claim with it.
+            logger.warning("releasing the probe claim of %s: %s", quota, exc)
+
     def holder(self) -> LockHolder | None:
         """Who holds this drain's lock now (for the "already running" message)."""
         return lock_holder(self.name)
@@ -211,6 +239,15 @@ def lock_holder(name: str) -> LockHolder | None:
             cursor, pglock.AdvisoryKey.two_part(DRAIN_LOCK_NAMESPACE, drain_lock_key(name))
         )
     return LockHolder(session.pid, session.application_name, session.client) if session else None
+
+
+def probe_holder(quota: str) -> str | None:
+    """Who holds ``quota``'s probe claim (its application_name), or None when free."""
+    with default_connection.cursor() as cursor:
+        session = pglock.holder(
+            cursor, pglock.AdvisoryKey.two_part(PROBE_LOCK_NAMESPACE, drain_lock_key(quota))
+        )
+    return session.application_name if session else None
 
 
 class SupervisorLock:

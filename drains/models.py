@@ -32,6 +32,7 @@ class StopReason(models.TextChoices):
     BURST_OFF = "burst_off", "burst switched off"
     DISABLED = "disabled", "drain disabled"
     BACKOFF = "backoff", "another drain on the quota hit the limit"
+    PROBE_WAIT = "probe_wait", "another drain on the quota is probing it after a reset"
     SIGNAL = "signal", "SIGTERM/SIGINT"
     SUPERSEDED = "superseded", "the supervisor marked the run hung/crashed"
     RATE_LIMITED = "rate_limited", "rate limited"
@@ -58,6 +59,8 @@ class EventKind(models.TextChoices):
     ITEM_FAILED = "item_failed", "item failed"
     RUN_CRASHED = "run_crashed", "run marked crashed"
     NOTE = "note", "note"
+    PROBE = "probe", "probe after reset"  # its outcome: ok, or refused (a new backoff)
+    PROBE_WAIT = "probe_wait", "waiting for the quota's probe"
     # the supervisor: one kind per decision (its action), and its own failure
     CLEAR_BURST = "clear_burst", "supervisor: clear burst"
     CRASHED = "crashed", "supervisor: crashed"

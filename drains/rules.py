@@ -125,3 +125,20 @@ def backoff_stale_because(
             f"{last_progress.isoformat()}"
         )
     return None
+
+
+def probe_due(
+    *, backoff_until: datetime | None, last_success_at: datetime | None, now: datetime
+) -> bool:
+    """A probe after a reset is due: the quota's latest backoff has expired and no call on the
+    quota has succeeded since its reset (so the next run makes one call, alone, before it opens
+    up to full concurrency).
+
+    ``backoff_until`` is the reset of the latest backoff recorded on the quota (None: never
+    limited); ``last_success_at`` the latest sign that a call on the quota worked (a probe that
+    went through, or a checkpoint with items done). A backoff still in force is no probe yet:
+    no call may start before its reset.
+    """
+    if backoff_until is None or backoff_until > now:
+        return False
+    return last_success_at is None or last_success_at < backoff_until

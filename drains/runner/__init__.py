@@ -13,7 +13,11 @@ payload into domain rows, how to mark an item failed. The runtime owns everythin
 - the stop conditions: backlog empty, the normal-mode batch cap, the burst deadline (no call
   starts after it), a rate limit (backoff on every drain of the quota), SIGTERM/SIGINT (finish
   the item, checkpoint, stop), the drain disabled or a backoff in force (no call at all), and any
-  exception (run ``failed`` with the error recorded, then ``DrainRunFailed``).
+  exception (run ``failed`` with the error recorded, then ``DrainRunFailed``);
+- a probe after a reset (``rules.probe_due``): the first run after a backoff expired makes one
+  call alone, whatever its concurrency, and opens up only when that call went through; a
+  refused probe writes the new backoff at once. One probe per quota: a drain whose quota
+  another drain is probing holds, without a call, until that probe's outcome is known.
 
 It never reads the environment, never sleeps to wait out a limit (the supervisor restarts the
 drain after the reset), and never calls an extractor while a backoff is in force or after the

@@ -23,7 +23,7 @@ from django.db import connections, reset_queries
 from django.utils import timezone
 
 from drains import rules, selectors
-from drains.backoff import record_backoff
+from drains.backoff import record_backoff, record_probe
 from drains.bursts import get_drain_burst
 from drains.events import record_event
 from drains.locks import LockLost
@@ -105,7 +105,8 @@ class WorkLoop:
     ) -> None:
         in_flight = 0
         while True:
-            while in_flight < capacity and self._may_dispatch():
+            # A probe after a reset: the first call goes alone; the rest wait for its outcome.
+            while in_flight < (1 if self.probing else capacity) and self._may_dispatch():
                 item = self._next_item()
                 if item is None:
                     self._stop(StopReason.BACKLOG_EMPTY, hard=False)
@@ -219,6 +220,8 @@ class WorkLoop:
 
     def _apply(self, outcome: _Outcome) -> None:
         self.chunk_usage.add(outcome.usage)
+        if self.probing:
+            self._probe_outcome(outcome)
         if outcome.kind == "done":
             self.done += 1
             self.chunk_done += 1
@@ -245,6 +248,34 @@ class WorkLoop:
             or time.monotonic() - self.last_checkpoint >= CHECKPOINT_EVERY_SECONDS
         ):
             self._checkpoint()
+
+    def _probe_outcome(self, outcome: _Outcome) -> None:
+        """The probe's call came back: the quota answers (any reply it was paid for, even an
+        item failure) and the run opens up, or it refused (the new backoff is written now and
+        the run stops before any further call). No call made (a stop before it, an error
+        before any reply): the probe is still due, for the next run."""
+        answered = outcome.kind in ("done", "failed", "superseded") or (
+            outcome.kind == "error" and outcome.usage is not None
+        )
+        if outcome.kind == "rate_limited":
+            self.rate_limit = outcome.error
+            self._record_rate_limit(outcome.error)
+            self._stop(StopReason.RATE_LIMITED)
+            record_probe(
+                drain=self.name,
+                quota_key=self.quota_key,
+                run=self.run_row,
+                ok=False,
+                actor=self.actor,
+                until=outcome.error.reset_at,
+            )
+        elif answered:
+            record_probe(
+                drain=self.name, quota_key=self.quota_key, run=self.run_row, ok=True,
+                actor=self.actor,
+            )
+            logger.info("%s: probe after reset went through; full concurrency", self.name)
+        self._release_probe()
 
     def _note_item_failure(self, outcome: _Outcome) -> None:
         exc = outcome.error

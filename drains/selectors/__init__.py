@@ -15,24 +15,28 @@ here writes. The runtime's and the supervisor's reads are re-exported here.
 
 from drains.selectors.runs import (
     DrainState,
+    ProbeEvidence,
     controls_for_run,
     event_exists,
     last_progress,
     latest_event,
     latest_run_start,
     newest_runs,
+    probe_evidence,
     recent_events,
     supervisor_states,
 )
 
 __all__ = [
     "DrainState",
+    "ProbeEvidence",
     "controls_for_run",
     "event_exists",
     "last_progress",
     "latest_event",
     "latest_run_start",
     "newest_runs",
+    "probe_evidence",
     "recent_events",
     "supervisor_states",
 ]

@@ -7,10 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import Count, Q
+from django.db.models import Count, Max, Q
 
 from drains.locks import drain_lock_holders
-from drains.models import DrainControl, DrainEvent, DrainRun, RunStatus, StagedResult
+from drains.models import (
+    DrainControl,
+    DrainEvent,
+    DrainRun,
+    EventKind,
+    RunStatus,
+    StagedResult,
+)
 
 # --- the runtime --------------------------------------------------------------------------------
 
@@ -47,6 +54,43 @@ def controls_for_run(*, drain: str, quota_key: str, now: datetime) -> list[dict]
         DrainControl.objects.filter(Q(name=drain) | same_quota).values(
             "name", "enabled", "quota_key", "backoff_until"
         )
+    )
+
+
+@dataclass(frozen=True)
+class ProbeEvidence:
+    """What ``rules.probe_due`` is asked with, for one quota."""
+
+    drains: list[str]  # the drains on the quota (the drain alone when it has no key)
+    backoff_until: datetime | None  # the reset of the latest backoff recorded on the quota
+    last_success_at: datetime | None  # a probe that went through, or a checkpoint with work
+
+
+def probe_evidence(*, drain: str, quota_key: str) -> ProbeEvidence:
+    """The quota's latest backoff (from its BACKOFF events, which outlive the backoff fields
+    the supervisor clears) and the latest sign since that a call on it worked. Three queries."""
+    names = {drain}
+    if quota_key:
+        names.update(DrainControl.objects.filter(quota_key=quota_key).values_list("name", flat=True))
+    names = sorted(names)
+    last_backoff = (
+        DrainEvent.objects.filter(drain__in=names, kind=EventKind.BACKOFF)
+        .order_by("-at", "-id")
+        .values_list("data", flat=True)
+        .first()
+    )
+    until = None
+    if last_backoff and last_backoff.get("until"):
+        until = datetime.fromisoformat(last_backoff["until"])
+    probed = DrainEvent.objects.filter(
+        drain__in=names, kind=EventKind.PROBE, data__outcome="ok"
+    ).aggregate(at=Max("at"))["at"]
+    worked = DrainRun.objects.filter(drain__in=names, items_done__gt=0).aggregate(
+        at=Max("last_checkpoint_at")
+    )["at"]
+    seen = [at for at in (probed, worked) if at is not None]
+    return ProbeEvidence(
+        drains=names, backoff_until=until, last_success_at=max(seen) if seen else None
     )
 
 

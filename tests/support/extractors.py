@@ -13,7 +13,11 @@ Behaviour is set through the environment, so child ``manage.py`` processes get i
   ``RateLimited`` (RateLimitingExtractor: default 0);
 - ``TEST_EXTRACTOR_LIMIT_MESSAGE``: the limit text, read by the one reset parser (default
   "Claude AI usage limit reached|<now + 1 h>");
-- ``TEST_EXTRACTOR_QUOTA_KEY``: the quota key (default "test-quota").
+- ``TEST_EXTRACTOR_QUOTA_KEY``: the quota key (default "test-quota");
+- ``TEST_EXTRACTOR_FIRST_SLEEP``: seconds the process's first call takes, answered or refused
+  (a slow probe after a reset, during which another process starts).
+
+Each also answers the metadata drain (``extract_metadata``) through the same call.
 
 ``HookExtractor.hook`` (in-process tests only) is called with each decision before it returns.
 """
@@ -34,6 +38,7 @@ from halacha.extractors.base import (
     ExtractionError,
     ExtractionResult,
     Extractor,
+    MetadataResult,
 )
 
 USAGE = {
@@ -44,6 +49,7 @@ USAGE = {
     "cost_usd": 0.0015,
 }
 _LOG_LOCK = threading.Lock()
+_FIRST_CALL = threading.Event()  # set once this process has made its first call
 
 
 def _env_float(name: str, default: float) -> float:
@@ -85,6 +91,14 @@ class InstantExtractor(Extractor):
         with _LOG_LOCK, open(path, "a", encoding="utf-8") as log:
             log.write(line)
 
+    def _first_call_pause(self) -> None:
+        with _LOG_LOCK:
+            first = not _FIRST_CALL.is_set()
+            _FIRST_CALL.set()
+        pause = _env_float("TEST_EXTRACTOR_FIRST_SLEEP", 0.0)
+        if first and pause:
+            time.sleep(pause)
+
     def _result(self, decision) -> ExtractionResult:
         quote = first_sentence(decision.text)
         return ExtractionResult(
@@ -98,6 +112,21 @@ class InstantExtractor(Extractor):
     def extract(self, decision) -> ExtractionResult:
         return self._result(decision)
 
+    def extract_metadata(self, decision) -> MetadataResult:
+        """The metadata drain's call: the same call log and behaviour as ``extract``."""
+        result = self.extract(decision)
+        return MetadataResult(
+            court=None,
+            case_number=decision.external_id,
+            decided_on=None,
+            judges=[],
+            parties=[],
+            usage=result.usage,
+            raw=result.raw,
+            extractor=self.name,
+            model=self.model,
+        )
+
 
 class CountingExtractor(InstantExtractor):
     """Logs every call, then behaves as the environment says (sleep, fail mark)."""
@@ -106,6 +135,7 @@ class CountingExtractor(InstantExtractor):
         mark = os.environ.get("TEST_EXTRACTOR_FAIL_MARK")
         failing = bool(mark) and mark in decision.text
         self._log(decision, "fail" if failing else "ok")
+        self._first_call_pause()
         pause = _env_float("TEST_EXTRACTOR_SLEEP", self.default_sleep)
         if pause:
             time.sleep(pause)
@@ -148,6 +178,7 @@ class RateLimitingExtractor(CountingExtractor):
         if not limited:
             return super().extract(decision)
         self._log(decision, "limited")
+        self._first_call_pause()
         message = os.environ.get("TEST_EXTRACTOR_LIMIT_MESSAGE") or (
             f"Claude AI usage limit reached|{int(timezone.now().timestamp()) + 3600}"
         )
