@@ -16,18 +16,18 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connections
-from django.utils import timezone
 
-from drains import registry, rules, selectors
-from drains.backoff import backoff_in_force, record_probe_wait, set_quota_key
+from drains import registry, selectors
+from drains.backoff import backoff_in_force, set_quota_key
 from drains.bursts import ensure_control, get_drain_burst
 from drains.events import record_event
-from drains.locks import DrainLock, LockLost, probe_holder
+from drains.locks import DrainLock, LockLost
 from drains.models import DrainRun, EventKind, RunMode, RunStatus, StopReason, Trigger
 from drains.progress import Progress, format_duration
 from drains.ratelimit import RateLimited
 from drains.runner.loop import WorkLoop
 from drains.runner.plugin import Drain
+from drains.runner.probe import ProbeSteps
 from drains.runs import (
     PromotionReport,
     Usage,
@@ -43,8 +43,6 @@ logger = logging.getLogger(__name__)
 
 ALREADY_RUNNING = "already_running"
 SKIPPED = "skipped"
-# How often a drain holding for another drain's probe looks at the quota's probe claim.
-PROBE_POLL_SECONDS = 0.2
 
 # Why a run ended (DrainRun.stop_reason) and the status each reason gives.
 REASON_STATUS = {
@@ -132,7 +130,7 @@ def run_drain(
         lock.release()
 
 
-class _Runner(WorkLoop):
+class _Runner(ProbeSteps, WorkLoop):
     """One run's state. Counters and checkpoints live in the main thread; workers only process."""
 
     def __init__(
@@ -244,59 +242,6 @@ class _Runner(WorkLoop):
             f"{backoff.until.isoformat()}{source}; no extractor call.",
             until=backoff.until.isoformat(),
         )
-
-    def _probe_or_hold(self) -> RunResult | None:
-        """A probe after a reset (``rules.probe_due``): one per quota, not one per drain.
-
-        The run that takes the quota's probe claim makes its first call alone (the loop sees
-        ``self.probing``). A drain whose quota another drain is probing holds, with no call,
-        until the claim is released, then looks again: the probe went through (go on at full
-        concurrency, no probe of its own) or was refused (the new backoff skips this run).
-        """
-        claim = self.quota_key or f"drain:{self.name}"
-        waited = False
-        polls = max(1, int(settings.DRAINS_PROBE_WAIT_SECONDS / PROBE_POLL_SECONDS))
-        for _ in range(polls):
-            if not self._probe_due():
-                return self._backoff_skip() if waited else None
-            if self.lock.try_claim_probe(claim):
-                if self._probe_due():  # under the claim: a probe may have ended just now
-                    self.probing, self.probe_claim = True, claim
-                    logger.info(
-                        "%s: quota %r reset since its last backoff: one probe call first",
-                        self.name, self.quota_key,
-                    )
-                    return None
-                self.lock.release_probe(claim)
-                continue
-            if not waited:
-                waited = True
-                prober = probe_holder(claim)
-                logger.info("%s: holds for the probe of quota %r (%s)", self.name, claim, prober)
-                record_probe_wait(
-                    drain=self.name, quota_key=self.quota_key, prober=prober, actor=self.actor
-                )
-            time.sleep(PROBE_POLL_SECONDS)
-        return self._skip(
-            StopReason.PROBE_WAIT,
-            f"{self.name}: quota {self.quota_key!r} is still being probed after its reset by "
-            f"another drain ({settings.DRAINS_PROBE_WAIT_SECONDS:g} s waited); no extractor call.",
-        )
-
-    def _probe_due(self) -> bool:
-        evidence = selectors.probe_evidence(drain=self.name, quota_key=self.quota_key)
-        return rules.probe_due(
-            backoff_until=evidence.backoff_until,
-            last_success_at=evidence.last_success_at,
-            now=timezone.now(),
-        )
-
-    def _release_probe(self) -> None:
-        """Release the quota's probe claim (after the probe's outcome, or at the run's end)."""
-        self.probing = False
-        claim, self.probe_claim = self.probe_claim, None
-        if claim is not None:
-            self.lock.release_probe(claim)
 
     def _start(self) -> None:
         """Choose the mode (a burst runs until its deadline, a normal run is capped), record the
