@@ -329,6 +329,23 @@ DRAINS_FALLBACK_BACKOFF_SECONDS = env_int("DRAINS_FALLBACK_BACKOFF_SECONDS", 900
 # A drain whose quota another drain is probing after a reset holds this long at most before it
 # exits without a call (the next cron run or supervisor start looks again).
 DRAINS_PROBE_WAIT_SECONDS = env_float("DRAINS_PROBE_WAIT_SECONDS", 600.0, minimum=0)
+# The plan by limit kind (docs/rate-limits.md). A per-minute API limit (HTTP 429 with an
+# exhausted anthropic-ratelimit-* budget) slows the run down: half the calls in flight and a
+# short wait with jitter (the parsed reset, at most DRAINS_SLOW_DOWN_MAX_WAIT_SECONDS); one more
+# call in flight again after every DRAINS_SLOW_DOWN_RECOVER_CALLS calls that went through. Only
+# when DRAINS_SLOW_DOWN_REPEATS limits come in a row with no call going through in between does
+# the run stop with a backoff of at least DRAINS_SLOW_DOWN_BACKOFF_SECONDS.
+DRAINS_SLOW_DOWN_MAX_WAIT_SECONDS = env_float("DRAINS_SLOW_DOWN_MAX_WAIT_SECONDS", 60.0, minimum=0.1)
+DRAINS_SLOW_DOWN_RECOVER_CALLS = env_int("DRAINS_SLOW_DOWN_RECOVER_CALLS", 5, minimum=1)
+DRAINS_SLOW_DOWN_REPEATS = env_int("DRAINS_SLOW_DOWN_REPEATS", 5, minimum=1)
+DRAINS_SLOW_DOWN_BACKOFF_SECONDS = env_int("DRAINS_SLOW_DOWN_BACKOFF_SECONDS", 300, minimum=1)
+# HTTP 529 (overloaded) is no limit: the call is retried inside the run, up to
+# DRAINS_OVERLOAD_RETRIES times, waiting DRAINS_OVERLOAD_RETRY_SECONDS, then twice that, ...
+# (with jitter). Still overloaded after that: the run stops with a short backoff of
+# DRAINS_OVERLOAD_BACKOFF_SECONDS, and the item is not counted as failed.
+DRAINS_OVERLOAD_RETRIES = env_int("DRAINS_OVERLOAD_RETRIES", 3, minimum=0)
+DRAINS_OVERLOAD_RETRY_SECONDS = env_float("DRAINS_OVERLOAD_RETRY_SECONDS", 2.0, minimum=0)
+DRAINS_OVERLOAD_BACKOFF_SECONDS = env_int("DRAINS_OVERLOAD_BACKOFF_SECONDS", 300, minimum=1)
 DRAINS_HUNG_AFTER_SECONDS = env_int("DRAINS_HUNG_AFTER_SECONDS", 1800, minimum=1)
 DRAINS_HUNG_KILL_GRACE_SECONDS = env_float("DRAINS_HUNG_KILL_GRACE_SECONDS", 10.0, minimum=0)
 # The zone in which operators think and in which human reset times without a zone are read.

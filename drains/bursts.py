@@ -235,3 +235,26 @@ def clear_expired_burst(*, name: str, actor: str) -> BurstState | None:
             data={"until": expired.isoformat()},
         )
     return _state(name, None, now)
+
+
+def end_burst_early(
+    *, name: str, until: datetime, message: str, actor: str, data: dict | None = None
+) -> bool:
+    """End drain ``name``'s burst before its deadline ``until`` because the quota has nothing
+    left to spend before then (a weekly limit, drains/limits.py). Guarded: a burst an operator
+    changed meanwhile is left alone. Writes a ``burst_ended`` event (shown as a note)."""
+    with transaction.atomic():
+        control = DrainControl.objects.select_for_update().filter(name=name).first()
+        if control is None or control.burst_until != until:
+            return False
+        control.burst_until = None
+        control.updated_by = actor
+        control.save(update_fields=["burst_until", "updated_by", "updated_at"])
+        record_event(
+            drain=name,
+            kind=EventKind.BURST_ENDED,
+            message=message,
+            actor=actor,
+            data={"until": until.isoformat(), **(data or {})},
+        )
+    return True

@@ -61,8 +61,12 @@ class EventKind(models.TextChoices):
     NOTE = "note", "note"
     PROBE = "probe", "probe after reset"  # its outcome: ok, or refused (a new backoff)
     PROBE_WAIT = "probe_wait", "waiting for the quota's probe"
+    SLOW_DOWN = "slow_down", "slowed down (per-minute limit)"
+    BURST_ENDED = "burst_ended", "burst ended early (weekly limit)"
+    PAUSED = "paused", "paused for an operator (spend cap)"
     # the supervisor: one kind per decision (its action), and its own failure
     CLEAR_BURST = "clear_burst", "supervisor: clear burst"
+    END_BURST = "end_burst", "supervisor: end burst (weekly limit)"
     CRASHED = "crashed", "supervisor: crashed"
     HUNG = "hung", "supervisor: hung"
     CLEAR_BACKOFF = "clear_backoff", "supervisor: clear backoff"
@@ -74,7 +78,9 @@ class EventKind(models.TextChoices):
 
 
 # Events the snapshot lists as notes: what an operator must look at.
-NOTE_KINDS = (EventKind.NOTE, EventKind.SUPERVISOR_ERROR)
+NOTE_KINDS = (
+    EventKind.NOTE, EventKind.SUPERVISOR_ERROR, EventKind.BURST_ENDED, EventKind.PAUSED,
+)
 
 
 class Trigger(models.TextChoices):

@@ -23,7 +23,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.utils import timezone
 
-from drains.limitkinds import Kind, classify_headers, classify_text, lower_headers
+from drains.limitkinds import (
+    Kind,
+    LimitKind,
+    classify_headers,
+    classify_text,
+    lower_headers,
+)
 from drains.zone import operator_tz
 
 MAX_TRUSTED_AHEAD = timedelta(days=32)
@@ -75,6 +81,17 @@ class ResetInfo:
         if not self.trusted and self.note:
             text = f"{text} [reset not trusted: {self.note}]"
         return RateLimited(self.reset_at, text, trusted=self.trusted, info=self)
+
+
+def overloaded(message: str, now: datetime | None = None) -> RateLimited:
+    """HTTP 529 (overloaded), from either backend: no limit at all. The runtime retries the
+    call a few times inside the run (``rules.limit_plan``); ``reset_at`` is the short backoff
+    (DRAINS_OVERLOAD_BACKOFF_SECONDS) it takes only when the API is still overloaded after that."""
+    now = _now(now)
+    reset_at = now + timedelta(seconds=int(settings.DRAINS_OVERLOAD_BACKOFF_SECONDS))
+    info = ResetInfo(reset_at, True, "overloaded", reset_at, "", message,
+                     Kind(LimitKind.OVERLOADED))
+    return info.rate_limited(message)
 
 
 # --- building a verdict ---------------------------------------------------------------------

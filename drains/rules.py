@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from drains.limitkinds import LimitKind
+
 
 class Liveness(StrEnum):
     ALIVE = "alive"
@@ -142,3 +144,65 @@ def probe_due(
     if backoff_until is None or backoff_until > now:
         return False
     return last_success_at is None or last_success_at < backoff_until
+
+
+# --- the plan by limit kind ------------------------------------------------------------------
+
+
+class LimitPlan(StrEnum):
+    """What the runtime does about a limit, by its kind (docs/rate-limits.md)."""
+
+    RETRY = "retry"  # overloaded (529): no limit at all; retry the call inside the run
+    SLOW_DOWN = "slow_down"  # a per-minute API limit: fewer calls in flight, a short wait
+    BACKOFF = "backoff"  # session, weekly, unknown: stop and back off until the reset
+    OPERATOR = "operator"  # spend cap, extra usage: money; pause the drain and tell an operator
+
+
+_PLANS = {
+    LimitKind.OVERLOADED: LimitPlan.RETRY,
+    LimitKind.API_REQUESTS: LimitPlan.SLOW_DOWN,
+    LimitKind.API_INPUT_TOKENS: LimitPlan.SLOW_DOWN,
+    LimitKind.API_OUTPUT_TOKENS: LimitPlan.SLOW_DOWN,
+    LimitKind.SPEND_CAP: LimitPlan.OPERATOR,
+    LimitKind.EXTRA_USAGE: LimitPlan.OPERATOR,
+}
+WEEKLY_KINDS = frozenset({LimitKind.WEEKLY, LimitKind.WEEKLY_MODEL})
+
+
+def limit_plan(kind: str) -> LimitPlan:
+    """The plan for a limit of ``kind`` (a ``LimitKind`` value; anything else backs off)."""
+    return _PLANS.get(kind, LimitPlan.BACKOFF)
+
+
+def weekly_outlasts_burst(
+    *, kind: str, reset_at: datetime | None, burst_until: datetime | None, now: datetime
+) -> bool:
+    """A weekly limit (all models or one model) whose reset is at or after the burst's deadline:
+    the burst has nothing left to spend, so it ends now instead of backing off past its end."""
+    return (
+        kind in WEEKLY_KINDS
+        and reset_at is not None
+        and burst_active(burst_until, now=now)
+        and reset_at >= burst_until
+    )
+
+
+def slow_down_wait(
+    *, reset_at: datetime, now: datetime, max_wait: float, jitter: float
+) -> float:
+    """Seconds to wait after a per-minute limit: until its reset (at least 1 s, at most
+    ``max_wait``), plus up to a quarter more (``jitter`` in [0, 1)) so that calls that were
+    refused together do not come back together."""
+    base = min(max((reset_at - now).total_seconds(), 1.0), max_wait)
+    return base * (1 + 0.25 * jitter)
+
+
+def slowed_limit(*, in_flight_limit: int) -> int:
+    """Calls allowed in flight after a per-minute limit: half as many, at least one."""
+    return max(1, in_flight_limit // 2)
+
+
+def overload_retry_wait(*, retry: int, base: float, jitter: float) -> float:
+    """Seconds before retry number ``retry`` (1, 2, ...) of an overloaded call: ``base``,
+    doubled each time, plus up to a quarter more (``jitter`` in [0, 1))."""
+    return base * 2 ** (retry - 1) * (1 + 0.25 * jitter)

@@ -26,9 +26,11 @@ from drains import rules, selectors
 from drains.backoff import record_backoff, record_probe
 from drains.bursts import get_drain_burst
 from drains.events import record_event
+from drains.limits import act_on_limit
 from drains.locks import LockLost
 from drains.models import EventKind, RunMode, StopReason
 from drains.ratelimit import RateLimited
+from drains.runner.pacing import Halted
 from drains.runner.plugin import ItemFailed
 from drains.runs import RunSuperseded, Usage, promote_staged, record_checkpoint, stage_result
 
@@ -41,10 +43,11 @@ CHECKPOINT_EVERY_SECONDS = 60.0
 
 @dataclass
 class _Outcome:
-    kind: str  # done | failed | rate_limited | skipped | superseded | error
+    kind: str  # done | failed | rate_limited | slowed | skipped | superseded | error
     key: str
     usage: Mapping | None = None
     error: BaseException | None = None
+    item: Any = None  # for "slowed": the item goes back into the queue
 
 
 _SENTINEL = object()
@@ -105,8 +108,11 @@ class WorkLoop:
     ) -> None:
         in_flight = 0
         while True:
+            if in_flight == 0:
+                self._wait_for_pace()  # slowed down by a per-minute limit: its short wait
             # A probe after a reset: the first call goes alone; the rest wait for its outcome.
-            while in_flight < (1 if self.probing else capacity) and self._may_dispatch():
+            limit = 1 if self.probing else self._paced_capacity(capacity)
+            while in_flight < limit and not self._pausing() and self._may_dispatch():
                 item = self._next_item()
                 if item is None:
                     self._stop(StopReason.BACKLOG_EMPTY, hard=False)
@@ -191,8 +197,12 @@ class WorkLoop:
             if self.halted or not self._before_deadline() or not self._lock_held():
                 return _Outcome("skipped", key)
             try:
-                processed = self.drain.process(item)
+                processed = self._process_paced(item)  # retries an overloaded call
+            except Halted:
+                return _Outcome("skipped", key)
             except RateLimited as exc:
+                if rules.limit_plan(exc.kind.kind) == rules.LimitPlan.SLOW_DOWN:
+                    return _Outcome("slowed", key, error=exc, item=item)
                 return _Outcome("rate_limited", key, error=exc)
             except ItemFailed as exc:
                 self.drain.mark_failed(key, exc.message, max_attempts=self.max_attempts)
@@ -220,8 +230,13 @@ class WorkLoop:
 
     def _apply(self, outcome: _Outcome) -> None:
         self.chunk_usage.add(outcome.usage)
-        if self.probing:
+        if outcome.kind == "slowed" and not self.halted and not self._slow_down(outcome):
+            # Per-minute limits that keep coming: a backoff like any other limit after all.
+            outcome = _Outcome("rate_limited", outcome.key, error=self._long_backoff(outcome.error))
+        if self.probing and outcome.kind != "slowed":  # a per-minute limit: the probe goes again
             self._probe_outcome(outcome)
+        if outcome.kind in ("done", "failed"):
+            self._call_went_through()
         if outcome.kind == "done":
             self.done += 1
             self.chunk_done += 1
@@ -308,6 +323,12 @@ class WorkLoop:
         logger.warning(
             "%s: rate limited until %s; backing off %s", self.name, exc.reset_at, ", ".join(names)
         )
+        # A weekly limit past the burst's end, a spend cap: what follows the backoff, at once.
+        for line in act_on_limit(
+            drain=self.name, drains=names, kind=exc.kind, reset_at=exc.reset_at,
+            reason=exc.message, actor=self.actor,
+        ):
+            logger.warning("%s: %s", self.name, line)
 
     def _checkpoint(self, *, final: bool = False) -> None:
         counted = self.chunk_done + self.chunk_failed

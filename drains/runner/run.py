@@ -26,6 +26,7 @@ from drains.models import DrainRun, EventKind, RunMode, RunStatus, StopReason, T
 from drains.progress import Progress, format_duration
 from drains.ratelimit import RateLimited
 from drains.runner.loop import WorkLoop
+from drains.runner.pacing import PacingSteps
 from drains.runner.plugin import Drain
 from drains.runner.probe import ProbeSteps
 from drains.runs import (
@@ -130,7 +131,7 @@ def run_drain(
         lock.release()
 
 
-class _Runner(ProbeSteps, WorkLoop):
+class _Runner(ProbeSteps, PacingSteps, WorkLoop):
     """One run's state. Counters and checkpoints live in the main thread; workers only process."""
 
     def __init__(
@@ -183,6 +184,7 @@ class _Runner(ProbeSteps, WorkLoop):
         # A probe after a reset: the first call runs alone (drains/runner/loop.py)
         self.probing = False
         self.probe_claim: str | None = None
+        self._init_pacing()  # per-minute limits and overloads (drains/runner/pacing.py)
         self._stop_lock = threading.Lock()
         self._signalled = False
         self._old_handlers: dict[int, Any] = {}

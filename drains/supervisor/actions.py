@@ -25,6 +25,8 @@ from django.db import connection
 from drains import registry
 from drains.backoff import clear_backoff
 from drains.bursts import clear_expired_burst
+from drains.limitkinds import Kind
+from drains.limits import end_outlasted_bursts
 from drains.locks import drain_lock_holders
 from drains.models import DrainRun, EventKind, RunStatus, StopReason, Trigger
 from drains.runs import finish_run, promote_leftovers
@@ -47,6 +49,13 @@ def clear_burst(name: str) -> str | None:
         raise Noted(f"could not clear the expired burst: {type(exc).__name__}: {exc}") from exc
     if cleared is None:
         return "nothing to clear (already cleared or moved)"
+    return None
+
+
+def end_outlasted_burst(name: str, kind: Kind, reset_at: datetime) -> str | None:
+    # drains/limits.py ends it and records the "burst_ended" note; ours records the decision.
+    if not end_outlasted_bursts(drains=[name], kind=kind, reset_at=reset_at, actor=ACTOR):
+        return "nothing to end (the burst changed meanwhile)"
     return None
 
 

@@ -13,6 +13,8 @@ from datetime import datetime
 from django.conf import settings
 
 from drains import rules
+from drains.limitkinds import Kind
+from drains.limits import weekly_limit_message
 from drains.models import DrainRun, EventKind, RunStatus
 from drains.selectors import DrainState
 from drains.supervisor import actions
@@ -32,6 +34,7 @@ def plan_drain(
     control = state.control
     decisions: list[Decision] = []
     burst_until = _expired_burst(state, now, decisions)  # step 1
+    burst_until = _outlasted_burst(state, burst_until, now, decisions)  # step 1, weekly limit
     live = _crashed(state, decisions)  # step 2
     still_live = _hung(state, live, now, decisions)  # step 3
     if control and control["backoff_until"] is not None:  # step 4
@@ -56,6 +59,33 @@ def _expired_burst(state: DrainState, now: datetime, decisions: list[Decision]) 
             f"burst deadline {burst_until.isoformat()} has passed",
             data={"until": burst_until.isoformat()},
             apply=lambda: actions.clear_burst(name),
+        )
+    )
+    return None
+
+
+def _outlasted_burst(
+    state: DrainState, burst_until: datetime | None, now: datetime, decisions: list[Decision]
+) -> datetime | None:
+    """Step 1, too: a burst that a weekly limit outlasts (its reset at or after the deadline)
+    has nothing left to spend and ends now. Returns the burst still on, if any."""
+    control = state.control
+    if control is None or not rules.weekly_outlasts_burst(
+        kind=control.get("backoff_kind") or "",
+        reset_at=control["backoff_until"],
+        burst_until=burst_until,
+        now=now,
+    ):
+        return burst_until
+    name, reset_at = state.name, control["backoff_until"]
+    kind = Kind(control["backoff_kind"], control.get("backoff_model") or "")
+    decisions.append(
+        Decision(
+            name,
+            EventKind.END_BURST,
+            weekly_limit_message(kind=kind, reset_at=reset_at, burst_until=burst_until),
+            data={"until": burst_until.isoformat(), "reset_at": reset_at.isoformat()},
+            apply=lambda: actions.end_outlasted_burst(name, kind, reset_at),
         )
     )
     return None

@@ -21,8 +21,10 @@ metadata prompt (about 1,060 characters, roughly 260 tokens) is below any minimu
 all the same, which costs nothing, but nothing is cached for it until it grows past the minimum.
 Neither prompt is padded to reach it.
 
-A 429 (or the spend-limit 400) becomes ``RateLimited`` with the reset read by drains.ratelimit;
-every other failure, including 529 overloaded and 5xx, is an ``ExtractionError``.
+A 429 (or the spend-limit 400) becomes ``RateLimited`` with the reset and the kind read by
+drains.ratelimit; a 529 (overloaded) becomes ``RateLimited`` of kind ``overloaded``, which the
+runtime retries inside the run (drains/runner/pacing.py); every other failure, 5xx included, is
+an ``ExtractionError``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import warnings
 import anthropic
 from django.conf import settings
 
-from drains.ratelimit import is_limit_message, parse_reset, parse_reset_headers
+from drains.ratelimit import is_limit_message, overloaded, parse_reset, parse_reset_headers
 from halacha.extractors.base import (
     ExtractionError,
     ExtractionResult,
@@ -123,8 +125,10 @@ class AnthropicExtractor(Extractor):
             if is_limit_message(text):  # the spend limit: "You will regain access on ..."
                 raise parse_reset(text).rate_limited(_describe(exc)) from exc
             raise ExtractionError(_describe(exc)) from exc
-        except anthropic.APIStatusError as exc:  # 529 overloaded, 5xx, 401, ...: not a quota
-            raise ExtractionError(_describe(exc)) from exc
+        except anthropic.APIStatusError as exc:
+            if exc.status_code == 529:  # overloaded: no limit; the runtime retries the call
+                raise overloaded(_describe(exc)) from exc
+            raise ExtractionError(_describe(exc)) from exc  # 5xx, 401, ...: not a quota
         except anthropic.APIConnectionError as exc:
             raise ExtractionError(f"could not reach the Anthropic API: {exc}") from exc
         finally:

@@ -51,7 +51,8 @@ are accepted; one that could bring tools back (``--tools``, ``--allowedTools``, 
 A reply is a usage limit only when the CLI says it failed — ``is_error`` true, ``api_error_status``
 429, or a non-zero exit — and its text is a limit notice; then it becomes ``RateLimited`` with the
 reset read by drains.ratelimit. Text inside a successful answer is never read as a limit (a
-decision may well say "limit reached"). Every other failure (a 529 included) is an
+decision may well say "limit reached"). API status 529 (overloaded) is ``RateLimited`` of kind
+``overloaded``, which the runtime retries inside the run. Every other failure is an
 ``ExtractionError`` with stderr. The call is killed (its whole process group, then reaped) after
 HALACHA_CLI_TIMEOUT_SECONDS.
 """
@@ -72,7 +73,7 @@ from typing import Any
 from django.conf import settings
 
 from drains.limitkinds import LimitKind
-from drains.ratelimit import is_limit_message, parse_reset
+from drains.ratelimit import is_limit_message, overloaded, parse_reset
 from halacha.extractors.base import (
     ExtractionError,
     ExtractionResult,
@@ -283,6 +284,8 @@ class ClaudeCliExtractor(Extractor):
         failed = bool(result.get("is_error")) or status != 0
         limited = result.get("api_error_status") == 429
         if failed or limited:
+            if result.get("api_error_status") == 529:  # no limit: the runtime retries the call
+                raise overloaded(f"the Claude CLI reported API status 529: {_head(text)}")
             if limited or is_limit_message(text):
                 info = parse_reset(text)
                 stream = self._stream_reset(objects)

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from freezegun import freeze_time
 
+from drains.limitkinds import Kind, LimitKind
 from drains.ratelimit import RateLimited
 from halacha.extractors import get_extractor
 from halacha.extractors.anthropic_api import AnthropicExtractor
@@ -198,7 +199,6 @@ def test_spend_limit_400_is_a_rate_limit(stub, decision):
 @pytest.mark.parametrize(
     ("status", "body", "words"),
     [
-        (529, error_body("overloaded_error", "Overloaded"), ["HTTP 529", "overloaded_error"]),
         (500, error_body("api_error", "Internal server error"), ["HTTP 500", "api_error"]),
         (
             400,
@@ -207,7 +207,7 @@ def test_spend_limit_400_is_a_rate_limit(stub, decision):
         ),
         (401, error_body("authentication_error", "invalid x-api-key"), ["HTTP 401"]),
     ],
-    ids=["529", "500", "400", "401"],
+    ids=["500", "400", "401"],
 )
 def test_other_failures_are_extraction_errors(stub, decision, status, body, words):
     stub.enqueue(status, body, {"retry-after": "1"})
@@ -218,6 +218,20 @@ def test_other_failures_are_extraction_errors(stub, decision, status, body, word
         assert word in str(info.value)
     assert "req_stub" in str(info.value)
     assert len(stub.requests) == 1  # not retried, even with retry-after
+
+
+def test_529__overloaded_is_no_quota_limit_but_its_own_kind_for_the_runtime_to_retry(
+    stub, decision, settings
+):
+    settings.DRAINS_OVERLOAD_BACKOFF_SECONDS = 300
+    stub.enqueue(529, error_body("overloaded_error", "Overloaded"), {"retry-after": "1"})
+    with freeze_time(NOW), pytest.raises(RateLimited) as info:
+        AnthropicExtractor().extract(decision)
+    assert info.value.kind == Kind(LimitKind.OVERLOADED)
+    # The short backoff the runtime takes only if the retries inside the run fail too.
+    assert info.value.reset_at == NOW + timedelta(seconds=300)
+    assert "HTTP 529" in info.value.message and "overloaded_error" in info.value.message
+    assert len(stub.requests) == 1  # the SDK does not retry; the runtime does
 
 
 def test_settings_are_read_at_call_time(stub, decision, settings):

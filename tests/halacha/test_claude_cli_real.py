@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 
+from drains.limitkinds import Kind, LimitKind
 from drains.models import DrainControl, DrainRun, RunStatus
 from drains.ratelimit import RateLimited
 from halacha.extractors.base import ExtractionError
@@ -205,12 +206,14 @@ def test_429__rate_limited_after_one_request_with_the_fallback_backoff(stub, dec
     assert "429" in info.value.message and "rate limit" in info.value.message
 
 
-def test_529__overloaded_is_an_error_not_a_quota_limit(stub, decision):
+def test_529__overloaded_is_no_quota_limit_but_its_own_kind_for_the_runtime_to_retry(
+    stub, decision
+):
     stub.enqueue(529, error_body("overloaded_error", "Overloaded"))
     stub.reply(reply())  # the CLI's own retry would get this; the drain owns retries instead
-    with pytest.raises(ExtractionError) as info:
+    with pytest.raises(RateLimited) as info:
         ClaudeCliExtractor().extract(decision)
-    assert not isinstance(info.value, RateLimited)
+    assert info.value.kind == Kind(LimitKind.OVERLOADED)
     assert "API status 529" in str(info.value)
     only_request(stub)  # CLAUDE_CODE_MAX_RETRIES=0: one request, not ten over three minutes
 
