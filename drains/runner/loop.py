@@ -30,7 +30,7 @@ from drains.limits import act_on_limit
 from drains.locks import LockLost
 from drains.models import EventKind, RunMode, StopReason
 from drains.ratelimit import RateLimited
-from drains.runner.pacing import Halted
+from drains.runner.pacing import Halted, SlowedDown
 from drains.runner.plugin import ItemFailed
 from drains.runs import RunSuperseded, Usage, promote_staged, record_checkpoint, stage_result
 
@@ -108,11 +108,8 @@ class WorkLoop:
     ) -> None:
         in_flight = 0
         while True:
-            if in_flight == 0:
-                self._wait_for_pace()  # slowed down by a per-minute limit: its short wait
             # A probe after a reset: the first call goes alone; the rest wait for its outcome.
-            limit = 1 if self.probing else self._paced_capacity(capacity)
-            while in_flight < limit and not self._pausing() and self._may_dispatch():
+            while in_flight < (1 if self.probing else capacity) and self._may_dispatch():
                 item = self._next_item()
                 if item is None:
                     self._stop(StopReason.BACKLOG_EMPTY, hard=False)
@@ -192,17 +189,16 @@ class WorkLoop:
         """Process one item: call, stage, promote. Runs in a worker (or inline); never raises."""
         key = self.drain.item_key(item)
         try:
-            # The last check before money is spent: no call starts after a stop, the deadline,
-            # or the loss of the drain lock (a supervisor may have started another runner).
-            if self.halted or not self._before_deadline() or not self._lock_held():
-                return _Outcome("skipped", key)
+            # The call gate (drains/runner/pacing.py) makes the last check before money is
+            # spent: no call starts after a stop, the deadline, or the loss of the drain lock
+            # (a supervisor may have started another runner).
             try:
-                processed = self._process_paced(item)  # retries an overloaded call
+                processed = self._paced_call(item)  # drains/runner/pacing.py
             except Halted:
                 return _Outcome("skipped", key)
+            except SlowedDown as exc:  # a per-minute limit: the item goes again, later
+                return _Outcome("slowed", key, error=exc, item=item)
             except RateLimited as exc:
-                if rules.limit_plan(exc.kind.kind) == rules.LimitPlan.SLOW_DOWN:
-                    return _Outcome("slowed", key, error=exc, item=item)
                 return _Outcome("rate_limited", key, error=exc)
             except ItemFailed as exc:
                 self.drain.mark_failed(key, exc.message, max_attempts=self.max_attempts)
@@ -245,10 +241,10 @@ class WorkLoop:
             self.chunk_failed += 1
             self._note_item_failure(outcome)
         elif outcome.kind == "rate_limited":
+            self._stop(StopReason.RATE_LIMITED)  # first: no call starts while it is recorded
             if self.rate_limit is None:
                 self.rate_limit = outcome.error
                 self._record_rate_limit(outcome.error)
-            self._stop(StopReason.RATE_LIMITED)
         elif outcome.kind == "superseded":
             # Fenced: paid for and staged, but this run may promote nothing more.
             self._stop(StopReason.SUPERSEDED)
@@ -273,9 +269,9 @@ class WorkLoop:
             outcome.kind == "error" and outcome.usage is not None
         )
         if outcome.kind == "rate_limited":
+            self._stop(StopReason.RATE_LIMITED)
             self.rate_limit = outcome.error
             self._record_rate_limit(outcome.error)
-            self._stop(StopReason.RATE_LIMITED)
             record_probe(
                 drain=self.name,
                 quota_key=self.quota_key,

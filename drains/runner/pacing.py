@@ -8,8 +8,10 @@ refusal do not stop a run:
   jitter). Still overloaded after that, the refusal goes on as a rate limit with a short backoff
   (its ``reset_at``) and the item is not counted as failed.
 - **A per-minute API limit** (requests, input or output tokens) clears in seconds:
-  ``_slow_down`` puts the item back at the front of the queue, halves the calls in flight and
-  pauses dispatching until the parsed reset (bounded, with jitter). Every
+  the worker that saw it halves the calls in flight and pauses every call until the parsed
+  reset (bounded, with jitter) at once (``_pause_calls``), and ``_slow_down`` puts the item
+  back at the front of the queue. Each paid call passes a gate (``_paced_call``) that holds it
+  while paused or while the slowed limit is reached. Every
   DRAINS_SLOW_DOWN_RECOVER_CALLS calls that go through allow one more call in flight, up to
   ``--concurrency``. Only DRAINS_SLOW_DOWN_REPEATS limits in a row, with no call going through
   in between, stop the run with a backoff (of at least DRAINS_SLOW_DOWN_BACKOFF_SECONDS).
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -45,15 +49,69 @@ class Halted(Exception):
     """The run stopped while a call waited to be retried: the item is skipped, not failed."""
 
 
+@dataclass(frozen=True)
+class Pace:
+    """A slow-down: calls in flight before and after, the pause, and the limits in a row."""
+
+    before: int
+    after: int
+    wait: float
+    in_a_row: int
+    stop: bool  # too many in a row: the run stops with a backoff instead
+
+
+class SlowedDown(Exception):
+    """A per-minute limit refused a call; ``pace`` is the slow-down it began (None: it came
+    during one already begun)."""
+
+    def __init__(self, limit: RateLimited, pace: Pace | None):
+        super().__init__(str(limit))
+        self.limit = limit
+        self.pace = pace
+
+
 class PacingSteps:
     def _init_pacing(self) -> None:
         self.rng = random.Random()
-        self.in_flight_limit: int | None = None  # None: not slowed down
-        self.resume_at = 0.0  # time.monotonic() before which no call is dispatched
+        # The call gate: every paid call passes it (workers and the inline loop alike).
+        self._pace = threading.Condition()
+        self.active_calls = 0
+        self.in_flight_limit: int | None = None  # None: --concurrency (not slowed down)
+        self.resume_at = 0.0  # time.monotonic() before which no call starts
         self.limits_in_a_row = 0  # per-minute limits with no call gone through in between
         self.calls_since_slow_down = 0
         self.slow_downs = 0
         self.overload_retries = 0
+
+    def _paced_call(self, item) -> Processed:
+        """The paid call, through the gate: it waits while a slow-down pauses the calls or while
+        the calls in flight are at the slowed limit; then the last checks before money is spent
+        (a stop, the deadline, the drain lock) and the call, retrying an overloaded one."""
+        if not self._enter_call():
+            raise Halted
+        try:
+            if self.halted or not self._before_deadline() or not self._lock_held():
+                raise Halted
+            return self._process_paced(item)
+        except RateLimited as exc:
+            if rules.limit_plan(exc.kind.kind) == rules.LimitPlan.SLOW_DOWN:
+                raise self._pause_calls(exc) from exc
+            raise
+        finally:
+            with self._pace:
+                self.active_calls -= 1
+                self._pace.notify_all()
+
+    def _enter_call(self) -> bool:
+        with self._pace:
+            while not self.halted:
+                wait = self.resume_at - time.monotonic()
+                limit = self.in_flight_limit or self.concurrency
+                if wait <= 0 and self.active_calls < limit:
+                    self.active_calls += 1
+                    return True
+                self._pace.wait(min(wait, PACE_POLL_SECONDS) if wait > 0 else PACE_POLL_SECONDS)
+        return False
 
     # --- overloaded: retry inside the run ---------------------------------------------------
     def _process_paced(self, item) -> Processed:
@@ -93,44 +151,45 @@ class PacingSteps:
         return False
 
     # --- per-minute limits: slow down -------------------------------------------------------
-    def _paced_capacity(self, capacity: int) -> int:
-        return capacity if self.in_flight_limit is None else min(capacity, self.in_flight_limit)
-
-    def _wait_for_pace(self) -> None:
-        """Nothing in flight and dispatching paused: wait out the pause (a stop ends it)."""
-        if self.resume_at > time.monotonic():
-            self._sleep_unless_halted(self.resume_at)
-
-    def _pausing(self) -> bool:
-        return self.resume_at > time.monotonic()
+    def _pause_calls(self, exc: RateLimited) -> SlowedDown:
+        """In the worker that saw a per-minute limit, at once (before it or any other worker
+        can start another call): pause the calls and halve the calls in flight. A limit on a
+        call that was already in flight when the pause began is the same episode."""
+        with self._pace:
+            if self.resume_at > time.monotonic():
+                return SlowedDown(exc, None)
+            self.limits_in_a_row += 1
+            wait = rules.slow_down_wait(
+                reset_at=exc.reset_at,
+                now=timezone.now(),
+                max_wait=float(settings.DRAINS_SLOW_DOWN_MAX_WAIT_SECONDS),
+                jitter=self.rng.random(),
+            )
+            before = self.in_flight_limit or self.concurrency
+            self.in_flight_limit = rules.slowed_limit(in_flight_limit=before)
+            self.calls_since_slow_down = 0
+            self.resume_at = time.monotonic() + wait
+            stop = self.limits_in_a_row >= settings.DRAINS_SLOW_DOWN_REPEATS
+            return SlowedDown(exc, Pace(before, self.in_flight_limit, wait, self.limits_in_a_row,
+                                        stop))
 
     def _slow_down(self, outcome) -> bool:
-        """A per-minute limit refused ``outcome``'s call: requeue the item and slow down.
-        False when they have come too often in a row: the caller stops the run instead."""
-        exc: RateLimited = outcome.error
+        """The main thread's half: requeue the refused item and say so in the timeline. False
+        when the limits have come too often in a row: the caller stops the run instead."""
+        slowed: SlowedDown = outcome.error
         self.buffer.appendleft(outcome.item)  # not done, not failed: it goes again first
         self.dispatched -= 1
-        if self._pausing():
-            return True  # a call already in flight when the first limit came: same episode
-        self.limits_in_a_row += 1
-        if self.limits_in_a_row >= settings.DRAINS_SLOW_DOWN_REPEATS:
+        pace = slowed.pace
+        if pace is None:
+            return True
+        if pace.stop:
             return False
-        now = timezone.now()
-        wait = rules.slow_down_wait(
-            reset_at=exc.reset_at,
-            now=now,
-            max_wait=float(settings.DRAINS_SLOW_DOWN_MAX_WAIT_SECONDS),
-            jitter=self.rng.random(),
-        )
-        before = self.in_flight_limit or self.concurrency
-        self.in_flight_limit = rules.slowed_limit(in_flight_limit=before)
-        self.calls_since_slow_down = 0
-        self.resume_at = time.monotonic() + wait
         self.slow_downs += 1
+        exc = slowed.limit
         described = describe_kind(exc.kind.kind, exc.kind.model)
         message = (
-            f"{described}: slowing down to {self.in_flight_limit} call(s) in flight "
-            f"(was {before}), next call in {wait:.1f} s ({self.limits_in_a_row} of "
+            f"{described}: slowing down to {pace.after} call(s) in flight (was {pace.before}), "
+            f"next call in {pace.wait:.1f} s ({pace.in_a_row} of "
             f"{settings.DRAINS_SLOW_DOWN_REPEATS} in a row before a backoff): {exc.message}"
         )
         logger.warning("%s: %s", self.name, message)
@@ -142,17 +201,18 @@ class PacingSteps:
             actor=self.actor,
             data={
                 "kind": exc.kind.kind,
-                "in_flight": self.in_flight_limit,
-                "was": before,
-                "wait_seconds": round(wait, 3),
-                "in_a_row": self.limits_in_a_row,
+                "in_flight": pace.after,
+                "was": pace.before,
+                "wait_seconds": round(pace.wait, 3),
+                "in_a_row": pace.in_a_row,
             },
         )
         return True
 
-    def _long_backoff(self, exc: RateLimited) -> RateLimited:
+    def _long_backoff(self, slowed: SlowedDown) -> RateLimited:
         """Per-minute limits that kept coming: a backoff of at least
         DRAINS_SLOW_DOWN_BACKOFF_SECONDS, as a RateLimited the loop records like any other."""
+        exc = slowed.limit
         floor = timezone.now() + timedelta(seconds=int(settings.DRAINS_SLOW_DOWN_BACKOFF_SECONDS))
         message = (
             f"{self.limits_in_a_row} per-minute limits in a row with no call going through: "
@@ -163,12 +223,15 @@ class PacingSteps:
     def _call_went_through(self) -> None:
         """A call was answered: the per-minute limits are not in a row any more, and after
         enough answered calls one more call may be in flight."""
-        self.limits_in_a_row = 0
+        with self._pace:
+            self.limits_in_a_row = 0
         if self.in_flight_limit is None:
             return
         self.calls_since_slow_down += 1
         if self.calls_since_slow_down >= settings.DRAINS_SLOW_DOWN_RECOVER_CALLS:
-            self.calls_since_slow_down = 0
-            self.in_flight_limit += 1
-            if self.in_flight_limit >= self.concurrency:
-                self.in_flight_limit = None  # back to the full queue depth
+            with self._pace:
+                self.calls_since_slow_down = 0
+                self.in_flight_limit += 1
+                if self.in_flight_limit >= self.concurrency:
+                    self.in_flight_limit = None  # back to --concurrency
+                self._pace.notify_all()

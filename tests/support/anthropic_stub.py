@@ -32,6 +32,7 @@ import hashlib
 import json
 import math
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,6 +47,9 @@ class RecordedRequest:
     body: Any
     size: int = 0  # bytes of the request body as sent
     usage: dict | None = None  # the usage the stub reported for it (a 200 Messages reply)
+    at: float = field(default_factory=time.monotonic)  # when it arrived
+    answered_at: float | None = None  # when its answer was sent
+    status: int | None = None  # the status it was answered with
 
     @property
     def streamed(self) -> bool:
@@ -57,6 +61,7 @@ class StubResponse:
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds the stub takes before it answers (a call's latency)
 
 
 def message_body(
@@ -285,9 +290,14 @@ class AnthropicStub:
                     with stub._lock:
                         usage = stub.prompt_cache.usage(recorded.body)
                     body = dict(response.body, usage=dict(response.body.get("usage", {}), **usage))
-                    response = StubResponse(response.status, body, response.headers)
+                    response = StubResponse(response.status, body, response.headers,
+                                            response.delay)
                 if response.status == 200 and isinstance(response.body, dict):
                     recorded.usage = response.body.get("usage")
+                if response.delay:
+                    time.sleep(response.delay)
+                recorded.answered_at = time.monotonic()
+                recorded.status = response.status
                 if recorded.streamed and response.status == 200:
                     self._send(
                         200, sse_events(response.body), "text/event-stream", response.headers
@@ -335,13 +345,15 @@ class AnthropicStub:
             if r.method == "POST" and r.path.split("?")[0] == "/v1/messages"
         ]
 
-    def enqueue(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    def enqueue(
+        self, status: int, body: Any, headers: dict[str, str] | None = None, *, delay: float = 0.0
+    ) -> None:
         with self._lock:
-            self._responses.append(StubResponse(status, body, headers or {}))
+            self._responses.append(StubResponse(status, body, headers or {}, delay))
 
-    def reply(self, text: str, **kwargs) -> None:
-        """Queue a 200 whose assistant text is ``text``."""
-        self.enqueue(200, message_body(text, **kwargs))
+    def reply(self, text: str, *, delay: float = 0.0, **kwargs) -> None:
+        """Queue a 200 whose assistant text is ``text`` (answered after ``delay`` seconds)."""
+        self.enqueue(200, message_body(text, **kwargs), delay=delay)
 
     def __enter__(self) -> AnthropicStub:
         self._thread.start()
