@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from drains import registry, rules
 from drains.limitkinds import describe_kind
-from drains.models import DrainEvent, DrainRun, RunStatus
+from drains.models import DrainEvent, DrainRun, EventKind, RunStatus
 from drains.schedule import scheduled_jobs
 from drains.selectors import digest as reads
 from drains.selectors.usage import QuotaWeekUsage, usage_by_week
@@ -53,6 +53,9 @@ class DrainDigest:
     backoff_until: datetime | None = None  # in force now
     backoff_reason: str = ""
     backoff_kind: str = ""
+    slow_downs: int = 0  # per-minute limits that slowed a run down
+    paused: list[DrainEvent] = field(default_factory=list)  # paused by a spend cap
+    enabled: bool = True  # now
     failures: list[Failure] = field(default_factory=list)
 
 
@@ -123,15 +126,19 @@ def build_digest(*, now: datetime | None = None) -> Digest:
         d.halachot = registry.get(name).produced_between(since, until)
 
     for event in reads.burst_events(drain_names, since=since, until=until):
-        target = (
-            drains[event.drain].bursts_started
-            if event.kind == BURST_STARTED
-            else drains[event.drain].bursts_ended
-        )
-        target.append(event)
+        d = drains[event.drain]
+        if event.kind == EventKind.SLOW_DOWN:
+            d.slow_downs += 1
+        elif event.kind == EventKind.PAUSED:
+            d.paused.append(event)
+        elif event.kind == BURST_STARTED:
+            d.bursts_started.append(event)
+        else:
+            d.bursts_ended.append(event)
 
     for control in reads.controls(drain_names):
         d = drains[control.name]
+        d.enabled = control.enabled
         if rules.burst_active(control.burst_until, now=until):
             d.burst_until = control.burst_until
         if rules.backoff_active(control.backoff_until, now=until):
@@ -187,6 +194,13 @@ def render_digest(digest: Digest) -> tuple[str, str]:
             if d.backoff_reason:
                 backoff += f" ({d.backoff_reason})"
         out.append(f"  backoffs:           {backoff}")
+        if d.slow_downs:
+            out.append(f"  slowed down:        {d.slow_downs} time{'s' if d.slow_downs != 1 else ''}"
+                       " by per-minute API limits (no backoff)")
+        for event in d.paused:
+            out.append(f"  PAUSED {_local(event.at)}: {event.message}")
+        if not d.enabled:
+            out.append("  disabled now: no run starts until an operator enables it")
         out.append(f"  failures:           {len(d.failures)}")
         out.extend(_failure_lines(d.failures))
         out.append("")

@@ -17,15 +17,21 @@ payload into domain rows, how to mark an item failed. The runtime owns everythin
 - a probe after a reset (``rules.probe_due``): the first run after a backoff expired makes one
   call alone, whatever its concurrency, and opens up only when that call went through; a
   refused probe writes the new backoff at once. One probe per quota: a drain whose quota
-  another drain is probing holds, without a call, until that probe's outcome is known.
+  another drain is probing holds, without a call, until that probe's outcome is known;
+- the plan by limit kind (``rules.limit_plan``, docs/rate-limits.md): an overloaded call (529)
+  is retried a few times inside the run, a per-minute API limit slows the run down (fewer calls
+  in flight, a short pause with jitter) instead of stopping it, and after a backoff
+  ``drains.limits`` ends a burst a weekly limit outlasts or pauses the drains on a spend cap.
 
-It never reads the environment, never sleeps to wait out a limit (the supervisor restarts the
-drain after the reset), and never calls an extractor while a backoff is in force or after the
+It never reads the environment, never sleeps to wait out a quota limit (the supervisor restarts
+the drain after the reset; only a per-minute limit's seconds and an overload's retries are
+waited out in the run), and never calls an extractor while a backoff is in force or after the
 deadline.
 
 Modules: ``plugin`` (the ``Drain`` base class a drain subclasses), ``run`` (``run_drain``: one
-run from lock to finish), ``loop`` (dispatching, the deadline check, checkpoints), ``command``
-(``DrainCommand``, the base of every ``manage.py drain_<name>``).
+run from lock to finish), ``loop`` (dispatching, the deadline check, checkpoints), ``pacing``
+(the call gate: slow-downs and overload retries), ``probe`` (the probe after a reset),
+``command`` (``DrainCommand``, the base of every ``manage.py drain_<name>``).
 """
 
 from drains.runner.plugin import Drain, ItemFailed, Processed

@@ -10,7 +10,9 @@ from django.db.models import Q, QuerySet
 from drains.models import DrainControl, DrainEvent, DrainRun, EventKind
 
 BURST_STARTED = EventKind.BURST_ON
-BURST_ENDED = (EventKind.BURST_OFF, EventKind.BURST_EXPIRED)
+BURST_ENDED = (EventKind.BURST_OFF, EventKind.BURST_EXPIRED, EventKind.BURST_ENDED)
+# What the plan by limit kind did (drains/limits.py, drains/runner/pacing.py).
+LIMIT_ACTIONS = (EventKind.PAUSED, EventKind.SLOW_DOWN)
 
 
 def runs_in_window(names: list[str], *, since: datetime, until: datetime) -> QuerySet[DrainRun]:
@@ -23,9 +25,13 @@ def runs_in_window(names: list[str], *, since: datetime, until: datetime) -> Que
 
 
 def burst_events(names: list[str], *, since: datetime, until: datetime) -> QuerySet[DrainEvent]:
-    """Bursts started and ended in the window, oldest first."""
+    """Bursts started and ended in the window, and the drains paused or slowed down by a
+    limit, oldest first."""
     return DrainEvent.objects.filter(
-        drain__in=names, at__gte=since, at__lt=until, kind__in=[BURST_STARTED, *BURST_ENDED]
+        drain__in=names,
+        at__gte=since,
+        at__lt=until,
+        kind__in=[BURST_STARTED, *BURST_ENDED, *LIMIT_ACTIONS],
     ).order_by("at", "id")
 
 

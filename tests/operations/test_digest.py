@@ -257,3 +257,32 @@ def test_send_digest_dry_run_sends_nothing(db):
     assert mail.outbox == []
     assert "Drain halacha" in out.getvalue()
     assert DrainRun.objects.get(drain="send_digest").trigger == "manual"
+
+
+@freeze_time(NOW)
+def test_the_plan_by_limit_kind_shows_in_the_digest(db):
+    """A burst a weekly limit ended, a pause on a spend cap, slow-downs: what an operator
+    must know the next morning, each in the drain's lines."""
+    with freeze_time(at(10)):
+        record_event(drain="halacha", kind="slow_down", message="slowing down", actor="runtime")
+        record_event(drain="halacha", kind="slow_down", message="slowing down", actor="runtime")
+    with freeze_time(at(11)):
+        record_event(
+            drain="halacha", kind="burst_ended", actor="runtime:cron",
+            message="weekly limit reached; it resets Mon 09:00, after the burst deadline "
+            "Sat 18:00: the burst ended early",
+        )
+    with freeze_time(at(12)):
+        record_event(drain="metadata", kind="paused", actor="runtime:cron",
+                     message="API spend limit reached (seen by halacha)")
+    DrainControl.objects.create(name="metadata", enabled=False)
+    digest = build_digest()
+    halacha, metadata = (next(d for d in digest.drains if d.name == n)
+                         for n in ("halacha", "metadata"))
+    assert (halacha.slow_downs, len(halacha.bursts_ended), halacha.enabled) == (2, 1, True)
+    assert ([e.kind for e in metadata.paused], metadata.enabled) == (["paused"], False)
+    _, body = render_digest(digest)
+    assert "slowed down:        2 times by per-minute API limits (no backoff)" in body
+    assert "the burst ended early (runtime:cron)" in body
+    assert "PAUSED Mon 02 Mar 12:00: API spend limit reached (seen by halacha)" in body
+    assert "disabled now: no run starts until an operator enables it" in body
