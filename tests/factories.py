@@ -1,4 +1,5 @@
-"""Small factories the tests share: court decisions and drain runs with sensible defaults."""
+"""Small factories the tests share: court decisions and drain runs with sensible defaults, and
+the environment of a child process that runs a drain with a test extractor."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from django.utils import timezone
 
 from drains.models import DrainRun, RunStatus
 from halacha.models import CourtDecision
+from tests.support.db import child_env
 
 HOLDS = "Decision {i} holds. Rule {i} binds.{mark}"
 
@@ -45,3 +47,13 @@ def make_run(drain: str = "halacha", *, started_at=None, checkpoint=None, **fiel
         **fields,
     }
     return DrainRun.objects.create(drain=drain, **values)
+
+
+def extractor_env(call_log, extractor: str, **extra: str) -> dict[str, str]:
+    """A child ``manage.py``'s environment: the test extractor ``extractor``
+    (tests/support/extractors.py) appending its calls to ``call_log``, plus ``extra``."""
+    return child_env(
+        HALACHA_EXTRACTOR=f"tests.support.extractors:{extractor}",
+        TEST_EXTRACTOR_CALL_LOG=str(call_log),
+        **extra,
+    )

@@ -21,7 +21,7 @@ from drains.backoff import clear_backoff, record_backoff
 from drains.models import DrainControl, DrainEvent, DrainRun, EventKind
 from drains.selectors import probe_evidence
 from tests import factories
-from tests.support.db import child_env, popen_manage
+from tests.support.db import popen_manage
 from tests.support.extractors import read_call_log
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -78,18 +78,8 @@ def test_probe_evidence__outlives_the_cleared_backoff_and_sees_work_after_the_re
 
 # --- processes --------------------------------------------------------------------------------
 
-@pytest.fixture
-def call_log(tmp_path):
-    return tmp_path / "calls.log"
-
-
 def env_for(call_log, extractor: str, **extra: str) -> dict[str, str]:
-    return child_env(
-        HALACHA_EXTRACTOR=f"tests.support.extractors:{extractor}",
-        TEST_EXTRACTOR_CALL_LOG=str(call_log),
-        TEST_EXTRACTOR_SLEEP=str(SLEEP),
-        **extra,
-    )
+    return factories.extractor_env(call_log, extractor, TEST_EXTRACTOR_SLEEP=str(SLEEP), **extra)
 
 
 def child(command: str, env: dict, *args: str) -> subprocess.Popen:

@@ -23,7 +23,7 @@ from drains.models import DrainControl, DrainRun, StagedResult
 from drains.runner import run_drain
 from halacha.models import CourtDecision, Halacha
 from tests import factories
-from tests.support.db import child_env, popen_manage
+from tests.support.db import popen_manage
 from tests.support.extractors import read_call_log
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,17 +35,7 @@ def make_decisions(n: int) -> list[CourtDecision]:
     )
 
 
-@pytest.fixture
-def call_log(tmp_path):
-    return tmp_path / "calls.log"
-
-
-def env_for(call_log, extractor: str, **extra: str) -> dict[str, str]:
-    return child_env(
-        HALACHA_EXTRACTOR=f"tests.support.extractors:{extractor}",
-        TEST_EXTRACTOR_CALL_LOG=str(call_log),
-        **extra,
-    )
+env_for = factories.extractor_env
 
 
 def drain_child(env: dict, *args: str) -> subprocess.Popen:

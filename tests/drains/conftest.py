@@ -1,0 +1,11 @@
+"""Fixtures the drain tests share."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def call_log(tmp_path):
+    """Where the test extractors (tests/support/extractors.py) append one line per call."""
+    return tmp_path / "calls.log"
