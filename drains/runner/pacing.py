@@ -235,3 +235,12 @@ class PacingSteps:
                 if self.in_flight_limit >= self.concurrency:
                     self.in_flight_limit = None  # back to --concurrency
                 self._pace.notify_all()
+
+    def _pacing_summary(self) -> str:
+        """`` (slowed down 2 times, 3 overloaded calls retried)`` for the run's last line."""
+        parts = []
+        if self.slow_downs:
+            parts.append(f"slowed down {self.slow_downs} time{'s' if self.slow_downs != 1 else ''}")
+        if self.overload_retries:
+            parts.append(f"{self.overload_retries} overloaded call(s) retried")
+        return f" ({', '.join(parts)})" if parts else ""

@@ -348,7 +348,7 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
         elapsed = self._elapsed()
         message = (
             f"{self.name}: run {self.run_row.pk} {status} ({reason}): {self.done} done, "
-            f"{self.failed} failed in {format_duration(elapsed)}"
+            f"{self.failed} failed in {format_duration(elapsed)}{self._pacing_summary()}"
         )
         if status == RunStatus.FAILED:
             raise DrainRunFailed(

@@ -141,12 +141,13 @@ def test_per_minute_429__slowed_down_not_stopped(api, settings):
     for _ in range(6):
         api.reply(EMPTY, delay=0.3)
 
-    drain("--concurrency", "2")
+    out = drain("--concurrency", "2")
 
     run = DrainRun.objects.get()
     assert (run.status, run.stop_reason, run.items_done) == (
         RunStatus.SUCCEEDED, StopReason.BACKLOG_EMPTY, 6
     )
+    assert "6 done, 0 failed" in out and "(slowed down 1 time)" in out, out
     assert not CourtDecision.objects.exclude(status=ExtractionStatus.DONE).exists()
     # No backoff: the quota was never stopped.
     assert DrainControl.objects.get(name="halacha").backoff_until is None
@@ -200,10 +201,11 @@ def test_529__retried_inside_the_run(api, settings):
     api.reply(EMPTY)
     api.reply(EMPTY)
 
-    drain()
+    out = drain()
 
     run = DrainRun.objects.get()
     assert (run.status, run.items_done, run.items_failed) == (RunStatus.SUCCEEDED, 2, 0)
+    assert "(2 overloaded call(s) retried)" in out, out
     requests = api.messages()
     assert [r.status for r in requests] == [529, 529, 200, 200]
     # The same decision each time, after a wait that doubles (0.2 s, then 0.4 s).
