@@ -248,6 +248,7 @@ def spend_cap_message(regain: datetime) -> str:
 def test_spend_cap__every_drain_on_the_quota_paused_and_the_operators_emailed(
     api, settings, mailoutbox
 ):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"  # mailoutbox
     quota = AnthropicExtractor().quota_key()
     DrainControl.objects.create(name="metadata", quota_key=quota)  # the other drain on the key
     factories.make_decisions(3)

@@ -224,16 +224,15 @@ def test_send_digest_command_mails_and_records_a_job_run(prepared_day):
     assert (slot.hour, slot.minute) == (7, 12) and timedelta(0) <= NOW - run.slot < timedelta(days=1)
 
 
-@override_settings(
-    DIGEST_RECIPIENTS=["ops@example.com"],
-    EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
-    EMAIL_HOST="127.0.0.1",
-    EMAIL_TIMEOUT=5,
-)
 def test_an_unreachable_mail_server_fails_the_recorded_run(db, settings):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
-        settings.EMAIL_PORT = s.getsockname()[1]
+        port = s.getsockname()[1]
+    # The ``settings`` fixture alone: mixed with an @override_settings decorator, its teardown
+    # left the SMTP backend in place for every later test.
+    settings.DIGEST_RECIPIENTS = ["ops@example.com"]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", port, 5
     with pytest.raises(ConnectionRefusedError):
         call_command("send_digest", stdout=io.StringIO())
     run = DrainRun.objects.get(drain="send_digest")
