@@ -329,6 +329,9 @@ DRAINS_FALLBACK_BACKOFF_SECONDS = env_int("DRAINS_FALLBACK_BACKOFF_SECONDS", 900
 # A drain whose quota another drain is probing after a reset holds this long at most before it
 # exits without a call (the next cron run or supervisor start looks again).
 DRAINS_PROBE_WAIT_SECONDS = env_float("DRAINS_PROBE_WAIT_SECONDS", 600.0, minimum=0)
+# The projection's rate (operations/projection.py): items done over the last this-many minutes
+# of counted time (working time in a burst; wall time without backoffs otherwise).
+DRAINS_PROJECTION_WINDOW_MINUTES = env_float("DRAINS_PROJECTION_WINDOW_MINUTES", 180.0, minimum=0.01)
 DRAINS_HUNG_AFTER_SECONDS = env_int("DRAINS_HUNG_AFTER_SECONDS", 1800, minimum=1)
 DRAINS_HUNG_KILL_GRACE_SECONDS = env_float("DRAINS_HUNG_KILL_GRACE_SECONDS", 10.0, minimum=0)
 # The zone in which operators think and in which human reset times without a zone are read.

@@ -146,6 +146,11 @@ class DrainRun(models.Model):
     deadline = models.DateTimeField(null=True, blank=True, help_text="Burst deadline at start.")
     backlog_at_start = models.IntegerField(null=True, blank=True)
     items_done = models.IntegerField(default=0)
+    concurrency = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="Calls in flight at once (--concurrency): the projection scales its per-call "
+        "rate to it (operations/projection.py).",
+    )
     items_failed = models.IntegerField(default=0)
     chunks = models.IntegerField(default=0)
     error = models.TextField(blank=True, default="")

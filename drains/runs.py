@@ -141,6 +141,7 @@ def start_run(
     backlog_at_start: int | None = None,
     backend_pid: int | None = None,
     slot: datetime | None = None,
+    concurrency: int = 1,
 ) -> DrainRun:
     """Record that this process starts a run now (status running)."""
     return DrainRun.objects.create(
@@ -154,6 +155,7 @@ def start_run(
         deadline=deadline,
         backlog_at_start=backlog_at_start,
         slot=slot,
+        concurrency=concurrency,
     )
 
 

@@ -262,6 +262,7 @@ class _Runner(ProbeSteps, WorkLoop):
             deadline=self.deadline,
             backlog_at_start=backlog,
             backend_pid=self.lock.backend_pid,
+            concurrency=self.concurrency,
         )
         total = min(backlog, self.max_items) if self.max_items else backlog
         self.progress = Progress(
