@@ -47,10 +47,10 @@ def test_burst__a_backoff_window_in_the_history_does_not_drag_the_rate_down():
 def test_burst__only_working_time_counts():
     # A burst run, 90 minutes with no run (the drain was off), then the burst again: in a burst
     # the drain runs back to back, so the pause is not its pace. Without a burst, cron's pauses
-    # are: 90 items over 3 h.
-    runs = [run(3, 2, 60), run(0.5, 0, 30)]
-    assert window_rate(runs, now=NOW, window=3 * H, burst=True) == pytest.approx(60)
-    assert window_rate(runs, now=NOW, window=3 * H, burst=False) == pytest.approx(30)
+    # are: 150 items over 3 h.
+    runs = [run(3, 2, 120), run(0.5, 0, 30)]
+    assert window_rate(runs, now=NOW, window=1.5 * H, burst=True) == pytest.approx(100)
+    assert window_rate(runs, now=NOW, window=3 * H, burst=False) == pytest.approx(50)
 
 
 def test_burst__double_concurrency_doubles_the_rate():
