@@ -151,6 +151,11 @@ class DrainRun(models.Model):
         help_text="Calls in flight at once (--concurrency): the projection scales its per-call "
         "rate to it (operations/projection.py).",
     )
+    busy_seconds = models.FloatField(
+        default=0.0,
+        help_text="Time the run's workers spent on items (calls, staging, promotion), summed over "
+        "workers, as of the last checkpoint: the working time the projection's rate is per.",
+    )
     items_failed = models.IntegerField(default=0)
     chunks = models.IntegerField(default=0)
     error = models.TextField(blank=True, default="")

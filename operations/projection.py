@@ -63,13 +63,22 @@ def span(delta: timedelta) -> str:
 @dataclass(frozen=True)
 class RunSpan:
     """A run as the rate sees it: from its start to where its counters are known (its last
-    checkpoint while running), the items done by then, its concurrency and status."""
+    checkpoint while running), the items done by then, its concurrency and status, and the time
+    its workers spent on items by then (``busy``, summed over workers; 0: not recorded)."""
 
     start: datetime
     end: datetime
     items: int
     concurrency: int = 1
     status: str = "succeeded"
+    busy: float = 0.0
+
+    def slot_seconds(self) -> float:
+        """Working time per call slot, summed: what the workers spent on items, or (not
+        recorded) the whole span at the run's concurrency."""
+        if self.busy > 0:
+            return self.busy
+        return (self.end - self.start).total_seconds() * max(1, self.concurrency)
 
 
 def window_rate(runs: list[RunSpan], *, now: datetime, window: timedelta, burst: bool,
@@ -79,9 +88,11 @@ def window_rate(runs: list[RunSpan], *, now: datetime, window: timedelta, burst:
     Walks the runs newest first until ``window`` is counted. Time spent backing off (from a
     rate-limited run's end to the next run's start, or to now) never counts, so a limit in the
     history does not drag the rate down. In a burst the drain runs back to back (the supervisor
-    restarts it), so only working time counts: items per call slot (a run's time times its
-    concurrency), scaled to ``concurrency``, the concurrency the drain will run at (default: the
-    newest run's). Without a burst, cron runs capped batches with pauses between them, so the
+    restarts it), so only working time counts: items per second a call slot was busy (the time
+    workers spent on items; a run's span times its concurrency where that is not recorded),
+    scaled to ``concurrency``, the concurrency the drain will run at (default: the newest
+    run's). A probe's lone call, worker start-up and a run's last in-flight calls leave slots
+    idle: that is no slower work, and does not lower the rate. Without a burst, cron runs capped batches with pauses between them, so the
     pauses count too (backoffs still do not). A run's items are spread evenly over its span.
     """
     runs = sorted(runs, key=lambda r: r.start, reverse=True)
@@ -95,8 +106,9 @@ def window_rate(runs: list[RunSpan], *, now: datetime, window: timedelta, burst:
             break
         length = (run.end - run.start).total_seconds()
         take = min(length, budget - counted)
-        items += run.items * (take / length if length > 0 else 1.0)
-        slots += take * max(1, run.concurrency)
+        share = take / length if length > 0 else 1.0
+        items += run.items * share
+        slots += run.slot_seconds() * share
         counted += take
         newer_start = run.start
     if burst:

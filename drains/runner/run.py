@@ -175,6 +175,7 @@ class _Runner(ProbeSteps, WorkLoop):
         self.chunk_done = 0
         self.chunk_failed = 0
         self.chunk_usage = Usage()
+        self.chunk_busy = 0.0  # seconds workers spent on this chunk's items
         self.last_checkpoint = self.started
         self.stop_reason: str | None = None
         self.halted = False  # a hard stop: no further call starts, even for queued items

@@ -191,13 +191,14 @@ def done_per_hour(names: list[str], now: datetime) -> Statement:
 
 def recent_runs(names: list[str], now: datetime, since: datetime) -> Statement:
     """Per drain, the runs that reach into ``since``..``now``, newest first, as plain tuples
-    ``(started_at, end, items_done, concurrency, status)`` for the projection's rate
+    ``(started_at, end, items_done, concurrency, status, busy_seconds)`` for the projection's rate
     (operations/projection.py). ``end`` is where the run's counters are known: its last
     checkpoint while running, its end once finished. Index probes on (drain, started_at), as in
     ``done_per_hour``; rows grow with the runs in the window, the statement count does not.
     """
     table = DrainRun._meta.db_table
-    cols = "drain, started_at, finished_at, last_checkpoint_at, status, items_done, concurrency"
+    cols = ("drain, started_at, finished_at, last_checkpoint_at, status, items_done, concurrency, "
+            "busy_seconds")
     sql = f"""
         WITH picked AS (
             SELECT {cols} FROM {table}
@@ -211,7 +212,7 @@ def recent_runs(names: list[str], now: datetime, since: datetime) -> Statement:
                GREATEST(started_at, CASE WHEN status = 'running'
                     THEN COALESCE(last_checkpoint_at, started_at)
                     ELSE COALESCE(finished_at, last_checkpoint_at, started_at) END),
-               items_done, concurrency, status
+               items_done, concurrency, status, busy_seconds
         FROM picked ORDER BY drain, started_at DESC
     """
 

@@ -68,6 +68,16 @@ def test_burst__the_rate_is_per_call_slot_and_scaled_to_the_newest_runs_concurre
     assert window_rate(runs, now=NOW, window=3 * H, burst=True) == pytest.approx(120)
 
 
+def test_burst__the_rate_is_per_busy_second_where_the_run_recorded_it():
+    # An hour at concurrency 4 whose workers were busy 2.5 of the 4 slot-hours (a probe's lone
+    # call, start-up, the last calls in flight): 80 per busy slot-hour, at 4 slots.
+    busy = RunSpan(at(1), at(0), 200, 4, "succeeded", busy=2.5 * 3600)
+    assert window_rate([busy], now=NOW, window=3 * H, burst=True) == pytest.approx(320)
+    # Not recorded (older runs): the whole span at the run's concurrency.
+    assert window_rate([run(1, 0, 200, concurrency=4)], now=NOW, window=3 * H,
+                       burst=True) == pytest.approx(200)
+
+
 def test_burst__the_window_reaches_past_a_backoff_longer_than_itself():
     # A 4-hour session backoff ended just now: the window's 2 h of work are before it.
     runs = [run(6, 4, 100, status="rate_limited")]
@@ -106,11 +116,12 @@ def test_recent_runs_reads_the_window_and_the_run_before_it(frozen, make_run):
     make_run(started_at=at(12), finished_at=at(11), items_done=5)  # before the run before
     make_run(started_at=at(9), finished_at=at(8), items_done=60, status="rate_limited",
              concurrency=4)
-    make_run(started_at=at(1), status="running", last_checkpoint_at=at(0.5), items_done=7)
+    make_run(started_at=at(1), status="running", last_checkpoint_at=at(0.5), items_done=7,
+             busy_seconds=2.5)
     [rows] = reads.fetch([reads.recent_runs(["halacha"], NOW, NOW - 3 * H - SESSION_BOUND)])
     assert rows["halacha"] == [
-        (at(1), at(0.5), 7, 1, "running"),
-        (at(9), at(8), 60, 4, "rate_limited"),
+        (at(1), at(0.5), 7, 1, "running", 2.5),
+        (at(9), at(8), 60, 4, "rate_limited", 0.0),
     ]
 
 
