@@ -23,6 +23,13 @@ each with the actual finish (the last run's end) and prints the error as a perce
 time that remained: positive means the projection was too late. Goal: within ±15 % at 25 % and
 at 50 %.
 
+The limit comes early (``--limit-at 0.15``) so that both marks fall after the reset, with the
+backoff in the window's history: a limit that has not happened yet is in no history, and no rate
+can foresee it (``--limit-at 0.35`` shows that: at 25 % the projection is early by about the
+backoff's share of the time left). Items take 80 ms on average: at 40 ms the runtime's own
+CPU time per item (staging, promotion, checkpoints, on two cores shared with the database) is a
+larger share, and other load on the machine moves the figures more (``--latency-ms 40``).
+
 Uses DATABASE_URL's server when set, else the embedded PostgreSQL; creates and drops its own
 database (bench_projection_<pid>).
 
@@ -36,6 +43,7 @@ import logging
 import math
 import os
 import random
+import statistics
 import sys
 import threading
 import time
@@ -297,7 +305,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--decisions", type=int, default=400, help="decisions in the burst")
     parser.add_argument("--concurrency", type=int, default=4, help="calls in flight per run")
-    parser.add_argument("--latency-ms", type=float, default=40.0,
+    parser.add_argument("--latency-ms", type=float, default=80.0,
                         help="mean extractor latency (lognormal, sigma 0.5)")
     parser.add_argument("--limit-at", type=float, default=0.15,
                         help="share of the work after which the session limit is hit")
@@ -325,7 +333,7 @@ def main() -> None:
         )
         print(f"{'seed':>4} {'point':>8} {'at s':>6} {'left s':>7} {'rate/h new':>11} "
               f"{'old':>9} {'error new':>10} {'old':>9}")
-        worst = {label: [0.0, 0.0] for label in ("25%", "50%", "backoff")}
+        errors: dict[str, list[tuple[float, float]]] = {"25%": [], "50%": [], "backoff": []}
         for seed in range(args.seed, args.seed + args.repeat):
             outcome = burst(args, seed)
             t0 = outcome["runs"][0].started_at
@@ -336,8 +344,7 @@ def main() -> None:
                     continue
                 new = error(mark["new"], outcome["finish"], mark["at"])
                 old = error(mark["old"], outcome["finish"], mark["at"])
-                worst[label][0] = max(worst[label][0], abs(new))
-                worst[label][1] = max(worst[label][1], abs(old))
+                errors[label].append((abs(new), abs(old)))
                 print(f"{seed:>4} {label:>8} {(mark['at'] - t0).total_seconds():>6.2f} "
                       f"{(outcome['finish'] - mark['at']).total_seconds():>7.2f} "
                       f"{mark['new_rate']:>11.0f} {mark['old_rate']:>9.0f} {new:>+9.1f}% "
@@ -345,13 +352,20 @@ def main() -> None:
             runs = ", ".join(f"{r.status} {r.items_done}" for r in outcome["runs"])
             print(f"     runs: {runs}; {outcome['refused']} refused call(s); burst "
                   f"{(outcome['finish'] - t0).total_seconds():.2f} s")
+        worst = {}
         for label in ("25%", "50%", "backoff"):
-            new, old = worst[label]
-            ratio = f"{old / new:.1f}x" if new else "n/a"
-            print(f"worst |error| at {label:>7}: new {new:5.1f} %, old (last window) "
-                  f"{old:6.1f} %, old/new {ratio}")
-        met = all(worst[label][0] <= GOAL for label in ("25%", "50%"))
-        print(f"goal: within ±{GOAL:g} % at 25 % and 50 %: {'met' if met else 'NOT met'}")
+            if not errors[label]:
+                continue
+            new = [e[0] for e in errors[label]]
+            old = [e[1] for e in errors[label]]
+            worst[label] = max(new)
+            print(f"|error| at {label:>7}: new median {statistics.median(new):5.1f} %, worst "
+                  f"{max(new):5.1f} %; old (last window) median {statistics.median(old):6.1f} %, "
+                  f"worst {max(old):6.1f} %; old/new (medians) "
+                  f"{statistics.median(old) / max(statistics.median(new), 1e-9):.1f}x")
+        met = all(worst.get(label, math.inf) <= GOAL for label in ("25%", "50%"))
+        print(f"goal: every burst within ±{GOAL:g} % at 25 % and 50 %: "
+              f"{'met' if met else 'NOT met'}")
     finally:
         from django.db import connections
 
