@@ -346,6 +346,9 @@ DRAINS_SLOW_DOWN_BACKOFF_SECONDS = env_int("DRAINS_SLOW_DOWN_BACKOFF_SECONDS", 3
 DRAINS_OVERLOAD_RETRIES = env_int("DRAINS_OVERLOAD_RETRIES", 3, minimum=0)
 DRAINS_OVERLOAD_RETRY_SECONDS = env_float("DRAINS_OVERLOAD_RETRY_SECONDS", 2.0, minimum=0)
 DRAINS_OVERLOAD_BACKOFF_SECONDS = env_int("DRAINS_OVERLOAD_BACKOFF_SECONDS", 300, minimum=1)
+# The projection's rate (operations/projection.py): items done over the last this-many minutes
+# of counted time (working time in a burst; wall time without backoffs otherwise).
+DRAINS_PROJECTION_WINDOW_MINUTES = env_float("DRAINS_PROJECTION_WINDOW_MINUTES", 180.0, minimum=0.01)
 DRAINS_HUNG_AFTER_SECONDS = env_int("DRAINS_HUNG_AFTER_SECONDS", 1800, minimum=1)
 DRAINS_HUNG_KILL_GRACE_SECONDS = env_float("DRAINS_HUNG_KILL_GRACE_SECONDS", 10.0, minimum=0)
 # The zone in which operators think and in which human reset times without a zone are read.

@@ -152,6 +152,16 @@ class DrainRun(models.Model):
     deadline = models.DateTimeField(null=True, blank=True, help_text="Burst deadline at start.")
     backlog_at_start = models.IntegerField(null=True, blank=True)
     items_done = models.IntegerField(default=0)
+    concurrency = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="Calls in flight at once (--concurrency): the projection scales its per-call "
+        "rate to it (operations/projection.py).",
+    )
+    busy_seconds = models.FloatField(
+        default=0.0,
+        help_text="Time the run's workers spent on items (calls, staging, promotion), summed over "
+        "workers, as of the last checkpoint: the working time the projection's rate is per.",
+    )
     items_failed = models.IntegerField(default=0)
     chunks = models.IntegerField(default=0)
     error = models.TextField(blank=True, default="")

@@ -141,6 +141,7 @@ def start_run(
     backlog_at_start: int | None = None,
     backend_pid: int | None = None,
     slot: datetime | None = None,
+    concurrency: int = 1,
 ) -> DrainRun:
     """Record that this process starts a run now (status running)."""
     return DrainRun.objects.create(
@@ -154,11 +155,13 @@ def start_run(
         deadline=deadline,
         backlog_at_start=backlog_at_start,
         slot=slot,
+        concurrency=concurrency,
     )
 
 
 def record_checkpoint(
-    *, run: DrainRun, done: int = 0, failed: int = 0, usage: Usage | None = None, chunks: int = 1
+    *, run: DrainRun, done: int = 0, failed: int = 0, usage: Usage | None = None, chunks: int = 1,
+    busy_seconds: float = 0.0,
 ) -> bool:
     """Commit a chunk's counters and the liveness signal (``last_checkpoint_at``).
 
@@ -172,6 +175,8 @@ def record_checkpoint(
         "items_failed": F("items_failed") + failed,
         "chunks": F("chunks") + chunks,
     }
+    if busy_seconds:
+        values["busy_seconds"] = F("busy_seconds") + busy_seconds
     if usage:
         for key in USAGE_TOKEN_KEYS:
             if getattr(usage, key):

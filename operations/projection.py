@@ -1,10 +1,13 @@
 """The finish-time projection and the burn-down chart: "will the backlog be done in time?"
 
-Pure functions over numbers the selectors already read (pending items, items done per hour,
-the deadline); they never query the database and never change anything. The deadline is the
-burst's when a burst is on, otherwise the week boundary (when the weekly quota resets).
-The rate is the items done in the last hour; the past backlog is reconstructed from the hourly
-throughput, so the chart is an estimate that ignores decisions imported in between.
+Pure functions over data the selectors already read (pending items, the recent runs, the
+deadline, a backoff in force); they never query the database and never change anything. The
+deadline is the burst's when a burst is on, otherwise the week boundary (when the weekly quota
+resets). The rate (``window_rate``) is measured over the last DRAINS_PROJECTION_WINDOW_MINUTES of
+counted time: time spent backing off never counts; in a burst only working time counts, per call
+slot, scaled to the concurrency the drain runs at. When a backoff is in force the projection
+starts at its known reset. The past backlog is reconstructed from the hourly throughput, so the
+chart is an estimate that ignores decisions imported in between.
 """
 
 from __future__ import annotations
@@ -13,13 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
 
+from drains.bursts import upcoming_week_boundary
+from drains.models import RunStatus
 from drains.zone import local
+
+# A session limit resets within five hours: the runs read for the rate reach back this far
+# beyond the window, so a backoff inside the window still leaves a window's work to measure.
+SESSION_BOUND = timedelta(hours=5)
 
 
 @dataclass(frozen=True)
 class Projection:
     pending: int
-    rate_per_hour: float  # items done in the last hour
+    rate_per_hour: float  # items per hour from now on (``window_rate``)
     deadline: datetime
     deadline_kind: str  # "burst" | "week"
     finish_at: datetime | None  # None: backlog empty, or no progress to project from
@@ -51,9 +60,90 @@ def span(delta: timedelta) -> str:
     return f"{days} d {hours} h" if hours else f"{days} d"
 
 
+@dataclass(frozen=True)
+class RunSpan:
+    """A run as the rate sees it: from its start to where its counters are known (its last
+    checkpoint while running), the items done by then, its concurrency and status, and the time
+    its workers spent on items by then (``busy``, summed over workers; 0: not recorded)."""
+
+    start: datetime
+    end: datetime
+    items: int
+    concurrency: int = 1
+    status: str = "succeeded"
+    busy: float = 0.0
+
+    def slot_seconds(self) -> float:
+        """Working time per call slot, summed: what the workers spent on items, or (not
+        recorded) the whole span at the run's concurrency."""
+        if self.busy > 0:
+            return self.busy
+        return (self.end - self.start).total_seconds() * max(1, self.concurrency)
+
+
+def window_rate(runs: list[RunSpan], *, now: datetime, window: timedelta, burst: bool,
+                concurrency: int | None = None) -> float:
+    """Items per hour the drain will do, measured over the last ``window`` of counted time.
+
+    Walks the runs newest first until ``window`` is counted. Time spent backing off (from a
+    rate-limited run's end to the next run's start, or to now) never counts, so a limit in the
+    history does not drag the rate down. In a burst the drain runs back to back (the supervisor
+    restarts it), so only working time counts: items per second a call slot was busy (the time
+    workers spent on items; a run's span times its concurrency where that is not recorded),
+    scaled to ``concurrency``, the concurrency the drain will run at (default: the newest
+    run's). A probe's lone call, worker start-up and a run's last in-flight calls leave slots
+    idle: that is no slower work, and does not lower the rate. Without a burst, cron runs capped batches with pauses between them, so the
+    pauses count too (backoffs still do not). A run's items are spread evenly over its span.
+    """
+    runs = sorted(runs, key=lambda r: r.start, reverse=True)
+    budget = window.total_seconds()
+    counted = items = slots = 0.0
+    newer_start = now
+    for run in runs:
+        if not burst and run.status not in (RunStatus.RATE_LIMITED, RunStatus.RUNNING):
+            counted += min(max(0.0, (newer_start - run.end).total_seconds()), budget - counted)
+        if counted >= budget:
+            break
+        length = (run.end - run.start).total_seconds()
+        take = min(length, budget - counted)
+        share = take / length if length > 0 else 1.0
+        items += run.items * share
+        slots += run.slot_seconds() * share
+        counted += take
+        newer_start = run.start
+    if burst:
+        scale = concurrency or (runs[0].concurrency if runs else 1)
+        return items / slots * 3600 * max(1, scale) if slots > 0 else 0.0
+    return items / counted * 3600 if counted > 0 else 0.0
+
+
+def drain_projection(*, backlog: dict, burst, done_per_hour: list[float], runs: list[tuple],
+                     now: datetime, backoff_until: datetime | None,
+                     window: timedelta) -> tuple[Projection, list[tuple[datetime, int]]]:
+    """A drain's projection and backlog history, from what the snapshot read.
+
+    ``runs`` are ``drains.selectors.snapshot.recent_runs`` rows; ``burst`` is its BurstState.
+    No item is done while a backoff is in force: the work resumes at its known reset.
+    """
+    pending = backlog["pending"] + backlog["staged"]
+    if burst.active:
+        deadline, kind = burst.burst_until, "burst"
+    else:
+        deadline, kind = upcoming_week_boundary(now), "week"
+    rate = window_rate([RunSpan(*row) for row in runs], now=now, window=window,
+                       burst=burst.active)
+    start = max(now, backoff_until) if backoff_until else now
+    p = project(pending=pending, rate_per_hour=round(rate, 2), now=start, deadline=deadline,
+                deadline_kind=kind, window=window)
+    history = backlog_history(pending=pending, done_per_bucket=[round(d) for d in done_per_hour],
+                              now=now)
+    return p, history
+
+
 def project(*, pending: int, rate_per_hour: float, now: datetime, deadline: datetime,
-            deadline_kind: str) -> Projection:
-    """When will ``pending`` items be done at ``rate_per_hour``, measured against ``deadline``?"""
+            deadline_kind: str, window: timedelta = timedelta(hours=1)) -> Projection:
+    """When will ``pending`` items be done at ``rate_per_hour`` from ``now`` (the reset, when a
+    backoff is in force), measured against ``deadline``? ``window``: what the rate looked at."""
     def result(finish_at, fraction, on_time, text):
         return Projection(pending, rate_per_hour, deadline, deadline_kind, finish_at, fraction,
                           on_time, text)
@@ -63,7 +153,7 @@ def project(*, pending: int, rate_per_hour: float, now: datetime, deadline: date
         return result(None, 1.0, True, "backlog empty")
     if rate_per_hour <= 0:
         return result(None, 0.0, False,
-                      f"nothing done in the last hour, so no projection: {pending} pending, "
+                      f"nothing done in the last {span(window)}, so no projection: {pending} pending, "
                       f"{what} is {short_time(deadline)}")
     finish_at = now + timedelta(hours=pending / rate_per_hour)
     if finish_at <= deadline:

@@ -241,19 +241,8 @@ def _backoff_end(control, now: datetime) -> datetime | None:
     return None
 
 
-def _projection(*, name, backlog, burst, done_per_hour, now, backoff_until=None) -> tuple[dict, list]:
-    pending = backlog["pending"] + backlog["staged"]
-    if burst.active:
-        deadline, kind = burst.burst_until, "burst"
-    else:
-        deadline, kind = bursts.upcoming_week_boundary(now), "week"
-    # No item is done while a backoff is in force: the work resumes when it ends.
-    start = max(now, backoff_until) if backoff_until else now
-    p = proj.project(pending=pending, rate_per_hour=round(done_per_hour[-1], 2), now=start,
-                     deadline=deadline, deadline_kind=kind)
-    history = proj.backlog_history(pending=pending, done_per_bucket=[round(d) for d in
-                                                                       done_per_hour], now=now)
-    return p, history
+def _window() -> timedelta:
+    return timedelta(minutes=settings.DRAINS_PROJECTION_WINDOW_MINUTES)
 
 
 @dataclass
@@ -284,15 +273,15 @@ def _entry(service: _Job, next_fire_at, current, last, notes, now) -> dict:
 
 
 def _drain_entry(entry: dict, name: str, *, now, control, burst, current, last, backlog,
-                 done_per_hour, holder) -> tuple[str, str]:
+                 done_per_hour, recent_runs, holder) -> tuple[str, str]:
     """Fill a drain's part of its snapshot entry; return its (state, reason)."""
     state, reason = _drain_state(
         control=control, burst=burst, current=current, last=last, backlog=backlog,
         next_fire=entry["next_fire_at"], holder=holder, now=now,
     )
-    p, history = _projection(name=name, backlog=backlog, burst=burst,
-                             done_per_hour=done_per_hour, now=now,
-                             backoff_until=_backoff_end(control, now))
+    p, history = proj.drain_projection(backlog=backlog, burst=burst, done_per_hour=done_per_hour,
+                                       runs=recent_runs, now=now, window=_window(),
+                                       backoff_until=_backoff_end(control, now))
     backoff = None
     if control is not None and rules.backoff_active(control.backoff_until, now=now):
         backoff = {
@@ -334,10 +323,11 @@ def snapshot(*, now: datetime | None = None, only: str | None = None) -> dict:
 
     burst_states = bursts.get_drain_bursts()
     holders = drain_lock_holders(drain_names)
-    controls, (current, last), done, backlogs, (notes, recent) = reads.fetch([
+    controls, (current, last), done, runs, backlogs, (notes, recent) = reads.fetch([
         reads.controls(drain_names),
         reads.runs(run_names),
         reads.done_per_hour(drain_names, now),
+        reads.recent_runs(drain_names, now, now - _window() - proj.SESSION_BOUND),
         reads.backlogs(drain_names),
         reads.events(now, with_timeline=only is None),
     ])
@@ -352,7 +342,8 @@ def snapshot(*, now: datetime | None = None, only: str | None = None) -> dict:
                 entry, service.name, now=now, control=controls.get(service.name),
                 burst=burst_states[service.name], current=current.get(service.name),
                 last=last.get(service.name), backlog=backlogs[service.name],
-                done_per_hour=done[service.name], holder=holders.get(service.name),
+                done_per_hour=done[service.name], recent_runs=runs[service.name],
+                holder=holders.get(service.name),
             )
         else:
             state, reason = _job_state(
@@ -429,10 +420,12 @@ def drain_chart(name: str, *, now: datetime | None = None) -> DrainChart:
     registry.get(name)
     now = now or timezone.now()
     burst = bursts.get_drain_burst(name)
-    backlogs, done, controls = reads.fetch(
-        [reads.backlogs([name]), reads.done_per_hour([name], now), reads.controls([name])]
-    )
-    backlog, done = backlogs[name], done[name]
-    p, history = _projection(name=name, backlog=backlog, burst=burst, done_per_hour=done, now=now,
-                             backoff_until=_backoff_end(controls.get(name), now))
+    backlogs, done, runs, controls = reads.fetch([
+        reads.backlogs([name]), reads.done_per_hour([name], now),
+        reads.recent_runs([name], now, now - _window() - proj.SESSION_BOUND),
+        reads.controls([name])])
+    p, history = proj.drain_projection(backlog=backlogs[name], burst=burst,
+                                       done_per_hour=done[name], runs=runs[name], now=now,
+                                       window=_window(),
+                                       backoff_until=_backoff_end(controls.get(name), now))
     return DrainChart(name, p, history)

@@ -119,7 +119,11 @@ class HistoryPointSerializer(serializers.Serializer):
 class ProjectionSerializer(serializers.Serializer):
     deadline = serializers.DateTimeField(help_text="The burst deadline, else the weekly reset.")
     deadline_kind = serializers.ChoiceField(choices=["burst", "week"])
-    rate_per_hour = serializers.FloatField(help_text="Items done in the last hour.")
+    rate_per_hour = serializers.FloatField(
+        help_text="Items per hour from now on, measured over the last "
+        "DRAINS_PROJECTION_WINDOW_MINUTES of counted time with backoffs left out; in a burst, "
+        "working time only, scaled to the concurrency the drain runs at."
+    )
     finish_at = serializers.DateTimeField(allow_null=True)
     fraction_by_deadline = serializers.FloatField(allow_null=True)
     on_time = serializers.BooleanField(allow_null=True)

@@ -48,6 +48,7 @@ class _Outcome:
     usage: Mapping | None = None
     error: BaseException | None = None
     item: Any = None  # for "slowed": the item goes back into the queue
+    seconds: float = 0.0  # time the worker spent on it: the run's busy time (the projection)
 
 
 _SENTINEL = object()
@@ -186,6 +187,12 @@ class WorkLoop:
         return time.monotonic() - self.started
 
     def _work(self, item) -> _Outcome:
+        started = time.monotonic()
+        outcome = self._process_item(item)
+        outcome.seconds = time.monotonic() - started
+        return outcome
+
+    def _process_item(self, item) -> _Outcome:
         """Process one item: call, stage, promote. Runs in a worker (or inline); never raises."""
         key = self.drain.item_key(item)
         try:
@@ -226,6 +233,7 @@ class WorkLoop:
 
     def _apply(self, outcome: _Outcome) -> None:
         self.chunk_usage.add(outcome.usage)
+        self.chunk_busy += outcome.seconds
         if outcome.kind == "slowed" and not self.halted and not self._slow_down(outcome):
             # Per-minute limits that keep coming: a backoff like any other limit after all.
             outcome = _Outcome("rate_limited", outcome.key, error=self._long_backoff(outcome.error))
@@ -334,12 +342,14 @@ class WorkLoop:
             failed=self.chunk_failed,
             usage=self.chunk_usage,
             chunks=1 if counted else 0,
+            busy_seconds=self.chunk_busy,
         )
         if counted:
             self.chunks += 1
         self.last_checkpoint = time.monotonic()
         self.chunk_done = self.chunk_failed = 0
         self.chunk_usage = Usage()
+        self.chunk_busy = 0.0
         if not still_running:
             self._stop(StopReason.SUPERSEDED)
         if not final:

@@ -176,6 +176,7 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
         self.chunk_done = 0
         self.chunk_failed = 0
         self.chunk_usage = Usage()
+        self.chunk_busy = 0.0  # seconds workers spent on this chunk's items
         self.last_checkpoint = self.started
         self.stop_reason: str | None = None
         self.halted = False  # a hard stop: no further call starts, even for queued items
@@ -264,6 +265,7 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
             deadline=self.deadline,
             backlog_at_start=backlog,
             backend_pid=self.lock.backend_pid,
+            concurrency=self.concurrency,
         )
         total = min(backlog, self.max_items) if self.max_items else backlog
         self.progress = Progress(

@@ -13,7 +13,8 @@ c. items done per drain per hour for the last ``HISTORY_HOURS`` hours (``done_pe
 d. backlog counts of every drain plus staged rows (``backlogs``): ONE ``UNION ALL`` of
    per-drain GROUP BYs. A drain class takes part by exposing ``backlog_queryset()`` and
    ``backlog_status_field``; a class that only has ``backlog_counts()`` is asked separately;
-e. notes (the newest ``NOTES_PER_SERVICE`` events per drain of the last day whose kind is one
+e. per drain, the runs reaching into the projection's window (``recent_runs``), for its rate;
+f. notes (the newest ``NOTES_PER_SERVICE`` events per drain of the last day whose kind is one
    of ``NOTE_KINDS``) and the event timeline (``events``).
 
 Shaping these into the snapshot (states, reasons, the projection) is operations/selectors.py's.
@@ -186,6 +187,42 @@ def done_per_hour(names: list[str], now: datetime) -> Statement:
         return result
 
     return Statement(sql, params, read)
+
+
+def recent_runs(names: list[str], now: datetime, since: datetime) -> Statement:
+    """Per drain, the runs that reach into ``since``..``now``, newest first, as plain tuples
+    ``(started_at, end, items_done, concurrency, status, busy_seconds)`` for the projection's rate
+    (operations/projection.py). ``end`` is where the run's counters are known: its last
+    checkpoint while running, its end once finished. Index probes on (drain, started_at), as in
+    ``done_per_hour``; rows grow with the runs in the window, the statement count does not.
+    """
+    table = DrainRun._meta.db_table
+    cols = ("drain, started_at, finished_at, last_checkpoint_at, status, items_done, concurrency, "
+            "busy_seconds")
+    sql = f"""
+        WITH picked AS (
+            SELECT {cols} FROM {table}
+            WHERE drain = ANY(%s) AND started_at >= %s AND started_at < %s
+            UNION ALL
+            SELECT r.* FROM unnest(%s::text[]) AS n(name)
+            CROSS JOIN LATERAL (
+                SELECT {cols} FROM {table} WHERE drain = n.name AND started_at < %s
+                ORDER BY started_at DESC LIMIT 1) r)
+        SELECT drain, started_at,
+               GREATEST(started_at, CASE WHEN status = 'running'
+                    THEN COALESCE(last_checkpoint_at, started_at)
+                    ELSE COALESCE(finished_at, last_checkpoint_at, started_at) END),
+               items_done, concurrency, status, busy_seconds
+        FROM picked ORDER BY drain, started_at DESC
+    """
+
+    def read(rows):
+        result = {name: [] for name in names}
+        for drain, *run in rows:
+            result[drain].append(tuple(run))
+        return result
+
+    return Statement(sql, [names, since, now, names, since], read)
 
 
 def backlogs(drain_names: list[str]) -> Statement:

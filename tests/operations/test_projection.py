@@ -29,7 +29,7 @@ def test_not_done_by_the_deadline_gives_the_share():
 def test_no_progress_in_the_last_hour():
     p = project(pending=5, rate_per_hour=0, now=WEDNESDAY, deadline=BOUNDARY, deadline_kind="week")
     assert p.finish_at is None
-    assert p.text == "nothing done in the last hour, so no projection: 5 pending, the weekly reset is Sat 18:00"
+    assert p.text == "nothing done in the last 1 h, so no projection: 5 pending, the weekly reset is Sat 18:00"
 
 
 def test_empty_backlog():

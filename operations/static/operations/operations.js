@@ -133,7 +133,7 @@
     fillList(body.querySelector('[data-f="notes"]'), s.notes, (n) => `${short(n.at)} ${n.message}`, "none");
     if (s.projection) {
       setText(body, "projection", s.projection.text);
-      setText(body, "rate", `(${s.projection.rate_per_hour} done in the last hour)`);
+      setText(body, "rate", `(${s.projection.rate_per_hour} per hour, measured)`);
       const img = body.querySelector("img.chart");
       img.src = root.dataset.chartUrl.replace("__NAME__", encodeURIComponent(s.name)) + `?t=${Date.now()}`;
     }
