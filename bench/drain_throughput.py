@@ -71,8 +71,9 @@ def setup_django(database: str) -> None:
     logging.getLogger("drains").setLevel(logging.WARNING)
 
 
-def load_backlog(n: int) -> None:
-    """``n`` pending decisions, written by the server (no Python objects left behind)."""
+def load_backlog(n: int, *, padding: int = 20) -> None:
+    """``n`` pending decisions, written by the server (no Python objects left behind), each
+    with ``padding`` sentences of background after its rule. Empties the drain tables first."""
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -87,11 +88,11 @@ def load_backlog(n: int) -> None:
                 metadata_attempts, metadata_error, judges, parties, created_at, updated_at)
             SELECT 'b-' || i, '', '', '', 'Decision ' || i || ' lays down a rule for the bench. '
                 || 'We hold that rule ' || i || ' binds every party to a contract made in '
-                || 'writing. ' || repeat('Background facts. ', 20),
+                || 'writing. ' || repeat('Background facts. ', %s),
                 '', 'en', '', 'pending', 0, '', 'pending', 0, '', '[]', '[]', now(), now()
             FROM generate_series(1, %s) AS i
             """,
-            [n],
+            [padding, n],
         )
         cursor.execute("ANALYZE halacha_courtdecision")
 
@@ -132,9 +133,10 @@ def raw_pass(n: int, database: str) -> dict:
         run_id = conn.execute(
             "INSERT INTO drains_drainrun (drain, trigger, mode, host, pid, started_at, status, "
             "items_done, items_failed, chunks, error, stop_reason, input_tokens, output_tokens, "
-            "cache_creation_input_tokens, cache_read_input_tokens, cost_usd) VALUES "
+            "cache_creation_input_tokens, cache_read_input_tokens, cost_usd, model_usage, "
+            "concurrency, busy_seconds) VALUES "
             "('halacha', 'manual', 'normal', 'bench', 0, now(), 'running', 0, 0, 0, '', '', "
-            "0, 0, 0, 0, 0) RETURNING id"
+            "0, 0, 0, 0, 0, '{}', 1, 0) RETURNING id"
         ).fetchone()[0]
         last, done = 0, 0
         while True:

@@ -49,32 +49,16 @@ import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from config.env import env_str  # noqa: E402
+from bench.drain_throughput import admin_execute, load_backlog, server_url  # noqa: E402
 
 POINTS = (0.25, 0.50)
 GOAL = 15.0  # per cent of the remaining time
-
-
-def server_url(database: str) -> str:
-    base = env_str("DATABASE_URL")
-    if base is None:
-        from config import embedded_pg
-
-        return embedded_pg.url(database)
-    return urlunsplit(urlsplit(base)._replace(path=f"/{database}"))
-
-
-def admin_execute(statement) -> None:
-    with psycopg.connect(server_url("postgres"), autocommit=True) as conn:
-        conn.execute(statement)
 
 
 def setup_django(database: str, window_seconds: float) -> None:
@@ -146,30 +130,6 @@ def make_extractor_class():
 
 
 BurstExtractor = None  # set in main(), after django.setup()
-
-
-def load_backlog(n: int) -> None:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "TRUNCATE halacha_halacha, halacha_courtdecision, drains_stagedresult, "
-            "drains_drainevent, drains_drainrun, drains_draincontrol CASCADE"
-        )
-        cursor.execute(
-            """
-            INSERT INTO halacha_courtdecision (external_id, court, case_number, title, text,
-                text_sha256, language, url, status, attempts, last_error, metadata_status,
-                metadata_attempts, metadata_error, judges, parties, created_at, updated_at)
-            SELECT 'p-' || i, '', '', '', 'Decision ' || i || ' lays down a rule for the bench. '
-                || 'We hold that rule ' || i || ' binds every party to a contract made in '
-                || 'writing.', '', 'en', '', 'pending', 0, '', 'pending', 0, '', '[]', '[]',
-                now(), now()
-            FROM generate_series(1, %s) AS i
-            """,
-            [n],
-        )
-        cursor.execute("ANALYZE halacha_courtdecision")
 
 
 def old_last_window_rate(runs, *, now: datetime, window: timedelta) -> float:
@@ -256,7 +216,7 @@ def burst(args, seed: int) -> dict:
     from drains.models import DrainRun, RunStatus, Trigger
     from drains.runner import SKIPPED, run_drain
 
-    load_backlog(args.decisions)
+    load_backlog(args.decisions, padding=0)
     BurstExtractor.configure(seed=seed, mean=args.latency_ms / 1000,
                              limit_after=round(args.limit_at * args.decisions),
                              reset_seconds=args.reset_seconds)
