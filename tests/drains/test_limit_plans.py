@@ -31,7 +31,15 @@ from drains.backoff import record_backoff
 from drains.bursts import set_drain_burst
 from drains.limitkinds import Kind, LimitKind
 from drains.limits import weekly_limit_message
-from drains.models import DrainControl, DrainEvent, DrainRun, EventKind, RunStatus, StopReason
+from drains.models import (
+    NOTE_KINDS,
+    DrainControl,
+    DrainEvent,
+    DrainRun,
+    EventKind,
+    RunStatus,
+    StopReason,
+)
 from halacha.extractors.anthropic_api import AnthropicExtractor
 from halacha.models import CourtDecision, ExtractionStatus
 from tests import factories
@@ -395,8 +403,6 @@ def test_weekly_limit_after_the_burst_deadline__the_burst_ends_at_once_with_its_
         f"{deadline_local:%a %H:%M}: the burst ended early"
     )
     # It is a note on the page and in the API: an operator sees why the burst stopped.
-    from drains.models import NOTE_KINDS
-
     assert EventKind.BURST_ENDED in NOTE_KINDS
 
 
