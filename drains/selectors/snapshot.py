@@ -138,44 +138,48 @@ def runs(names: list[str]) -> Statement:
     return Statement(sql, [names, names], read)
 
 
+# The runs of ``names`` that reach into [since, now): those started in it plus, per drain, the
+# one started last before it (the single-runner lock means no earlier run can still reach in);
+# index probes on (drain, started_at), however long the history. ``spans`` gives each its start
+# ``s``, items ``n`` and ``e``, where its counters are known: its last checkpoint while running,
+# its end once finished. Parameters, in order: names, since, now, names, since.
+_SPANS = f"""
+    picked AS (
+        SELECT * FROM {DrainRun._meta.db_table}
+        WHERE drain = ANY(%s) AND started_at >= %s AND started_at < %s
+        UNION ALL
+        SELECT r.* FROM unnest(%s::text[]) AS n(name)
+        CROSS JOIN LATERAL (
+            SELECT * FROM {DrainRun._meta.db_table} WHERE drain = n.name AND started_at < %s
+            ORDER BY started_at DESC LIMIT 1) r),
+    spans AS (
+        SELECT drain, started_at AS s, items_done AS n, concurrency, status, busy_seconds,
+               GREATEST(started_at, CASE WHEN status = 'running'
+                    THEN COALESCE(last_checkpoint_at, started_at)
+                    ELSE COALESCE(finished_at, last_checkpoint_at, started_at) END) AS e
+        FROM picked)"""
+
+
 def done_per_hour(names: list[str], now: datetime) -> Statement:
     """Items done per drain in each of the last HISTORY_HOURS hours, oldest first.
 
-    A run's items are spread evenly over its span (start to its last checkpoint, or to its end
-    when finished): counters are only known per checkpoint, so this is the best estimate.
-    The runs read are those started inside the window plus, per drain, the one run started
-    last before it (the single-runner lock means no earlier run can still reach into the
-    window): index probes on (drain, started_at), however long the history.
+    A run's items are spread evenly over its span (``_SPANS``: start to its last checkpoint, or
+    to its end when finished): counters are only known per checkpoint, so this is the best
+    estimate.
     """
-    table = DrainRun._meta.db_table
     window_start = now - timedelta(hours=HISTORY_HOURS)
     sql = f"""
         WITH buckets AS (
             SELECT i, %s::timestamptz - (i + 1) * interval '1 hour' AS b0,
                       %s::timestamptz - i * interval '1 hour' AS b1
             FROM generate_series(0, %s - 1) AS i),
-        picked AS (
-            SELECT drain, started_at, finished_at, last_checkpoint_at, status, items_done
-            FROM {table}
-            WHERE drain = ANY(%s) AND started_at >= %s AND started_at < %s
-            UNION ALL
-            SELECT r.drain, r.started_at, r.finished_at, r.last_checkpoint_at, r.status,
-                   r.items_done
-            FROM unnest(%s::text[]) AS n(name)
-            CROSS JOIN LATERAL (
-                SELECT * FROM {table} WHERE drain = n.name AND started_at < %s
-                ORDER BY started_at DESC LIMIT 1) r),
-        spans AS (
-            SELECT drain, started_at AS s, items_done AS n,
-                   GREATEST(started_at, CASE WHEN status = 'running'
-                        THEN COALESCE(last_checkpoint_at, started_at)
-                        ELSE COALESCE(finished_at, last_checkpoint_at, started_at) END) AS e
-            FROM picked WHERE items_done > 0)
+        {_SPANS}
         SELECT s.drain, b.i,
                SUM(CASE WHEN s.e = s.s THEN s.n
                         ELSE s.n * EXTRACT(EPOCH FROM LEAST(s.e, b.b1) - GREATEST(s.s, b.b0))
                                  / EXTRACT(EPOCH FROM s.e - s.s) END)
         FROM spans s JOIN buckets b ON s.s < b.b1 AND s.e > b.b0
+        WHERE s.n > 0
         GROUP BY s.drain, b.i
     """
     params = [now, now, HISTORY_HOURS, names, window_start, now, names, window_start]
@@ -192,28 +196,13 @@ def done_per_hour(names: list[str], now: datetime) -> Statement:
 def recent_runs(names: list[str], now: datetime, since: datetime) -> Statement:
     """Per drain, the runs that reach into ``since``..``now``, newest first, as plain tuples
     ``(started_at, end, items_done, concurrency, status, busy_seconds)`` for the projection's rate
-    (operations/projection.py). ``end`` is where the run's counters are known: its last
-    checkpoint while running, its end once finished. Index probes on (drain, started_at), as in
-    ``done_per_hour``; rows grow with the runs in the window, the statement count does not.
+    (operations/projection.py), read from the same ``_SPANS`` as ``done_per_hour``; rows grow
+    with the runs in the window, the statement count does not.
     """
-    table = DrainRun._meta.db_table
-    cols = ("drain, started_at, finished_at, last_checkpoint_at, status, items_done, concurrency, "
-            "busy_seconds")
     sql = f"""
-        WITH picked AS (
-            SELECT {cols} FROM {table}
-            WHERE drain = ANY(%s) AND started_at >= %s AND started_at < %s
-            UNION ALL
-            SELECT r.* FROM unnest(%s::text[]) AS n(name)
-            CROSS JOIN LATERAL (
-                SELECT {cols} FROM {table} WHERE drain = n.name AND started_at < %s
-                ORDER BY started_at DESC LIMIT 1) r)
-        SELECT drain, started_at,
-               GREATEST(started_at, CASE WHEN status = 'running'
-                    THEN COALESCE(last_checkpoint_at, started_at)
-                    ELSE COALESCE(finished_at, last_checkpoint_at, started_at) END),
-               items_done, concurrency, status, busy_seconds
-        FROM picked ORDER BY drain, started_at DESC
+        WITH {_SPANS}
+        SELECT drain, s, e, n, concurrency, status, busy_seconds
+        FROM spans ORDER BY drain, s DESC
     """
 
     def read(rows):
