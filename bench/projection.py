@@ -80,7 +80,7 @@ def make_extractor_class():
     """Built after django.setup(): the extractor base classes import Django models."""
     from django.utils import timezone
 
-    from drains.ratelimit import parse_reset
+    from drains.quota.resets import parse_reset
     from tests.support.extractors import InstantExtractor
 
     class BurstExtractor(InstantExtractor):
@@ -211,9 +211,9 @@ def burst(args, seed: int) -> dict:
     """One simulated burst; returns the marks and the actual finish."""
     from django.utils import timezone
 
-    from drains.backoff import backoff_in_force
     from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
     from drains.models import DrainRun, RunStatus, Trigger
+    from drains.quota.backoff import backoff_in_force
     from drains.runner import SKIPPED, run_drain
 
     load_backlog(args.decisions, padding=0)

@@ -205,7 +205,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Two fields are called "kind" (a backoff's limit, a service's kind): name their enums.
     "ENUM_NAME_OVERRIDES": {
-        "LimitKindEnum": "drains.limitkinds.LimitKind",
+        "LimitKindEnum": "drains.quota.kinds.LimitKind",
         "ServiceKindEnum": ["drain", "supervisor", "job"],
     },
     # Request bodies refuse unknown fields, so the schema says so (additionalProperties: false).

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from drains.limitkinds import LimitKind
+from drains.quota.kinds import LimitKind
 
 
 class RunStatus(models.TextChoices):
@@ -115,7 +115,7 @@ class DrainControl(models.Model):
     backoff_observed_at = models.DateTimeField(null=True, blank=True)
     backoff_kind = models.CharField(
         max_length=24, choices=LimitKind.choices, blank=True, default="",
-        help_text="Which limit the backoff is for (drains/ratelimit.py).",
+        help_text="Which limit the backoff is for (drains/quota/resets.py).",
     )
     backoff_model = models.CharField(
         max_length=32, blank=True, default="", help_text="For a weekly limit of one model."
@@ -259,3 +259,8 @@ class StagedResult(models.Model):
 
     def __str__(self) -> str:
         return f"staged {self.drain}:{self.item_key}"
+
+
+# The quota's own rows live with the quota (drains/quota/models.py); importing them here is what
+# makes Django register them in this app.
+from drains.quota.models import QuotaPolicy, QuotaSample, QuotaWindow  # noqa: E402, F401

@@ -1,5 +1,5 @@
 """Run, checkpoint and staging services: the only code that writes DrainRun and StagedResult
-(the backoff fields of DrainControl are drains/backoff.py's).
+(the backoff fields of DrainControl are drains/quota/backoff.py's).
 
 Each function is one transaction (or one statement) and safe to call from any process: the
 runtime calls them while it works, the supervisor calls ``promote_leftovers`` and ``finish_run``

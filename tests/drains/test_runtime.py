@@ -25,7 +25,6 @@ from django.db import connection
 from django.utils import timezone
 from freezegun import freeze_time
 
-from drains.backoff import backoff_in_force, record_backoff
 from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
 from drains.locks import DrainLock, drain_lock_holders
 from drains.models import (
@@ -38,6 +37,7 @@ from drains.models import (
     Trigger,
 )
 from drains.progress import Progress, describe, format_duration
+from drains.quota.backoff import backoff_in_force, record_backoff
 from drains.runner import ALREADY_RUNNING, SKIPPED, DrainRunFailed, run_drain
 from drains.runs import (
     finish_run,
@@ -622,7 +622,7 @@ def test_rate_limit__the_kind_of_limit_is_stored_with_the_backoff_and_its_events
         assert (event.data["kind"], event.data["model"]) == ("weekly_model", "opus")
         assert event.message.startswith("weekly limit of opus: rate limited until")
     # clearing the backoff clears its kind
-    from drains.backoff import clear_backoff
+    from drains.quota.backoff import clear_backoff
 
     control = DrainControl.objects.get(name="halacha")
     assert clear_backoff(drain="halacha", until=control.backoff_until, actor="test")
