@@ -175,7 +175,7 @@ IN_PROCESS = """
 import statistics, time, django
 django.setup()
 from django.db import connection
-from drains.schema_gate import ensure_schema
+from drains.schema import ensure_schema
 samples = []
 for _ in range({n}):
     connection.close()

@@ -186,7 +186,7 @@ class DrainRun(models.Model):
     slot = models.DateTimeField(
         null=True,
         blank=True,
-        help_text="The scheduled fire time a cron-started job serves (drains/slots.py): one run "
+        help_text="The scheduled fire time a cron-started job serves (drains/jobs.py): one run "
         "per job and slot across all hosts.",
     )
 

@@ -38,7 +38,7 @@ from drains.runs import (
     promote_leftovers,
     start_run,
 )
-from drains.schema_gate import ensure_schema
+from drains.schema import ensure_schema
 
 logger = logging.getLogger(__name__)
 

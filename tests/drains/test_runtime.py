@@ -41,10 +41,8 @@ from drains.quota.backoff import backoff_in_force, record_backoff
 from drains.runner import ALREADY_RUNNING, SKIPPED, DrainRunFailed, run_drain
 from drains.runs import (
     finish_run,
-    job_run,
     promote_leftovers,
     promote_staged,
-    record_checkpoint,
     stage_result,
     start_run,
 )
@@ -796,30 +794,6 @@ def test_drain__a_second_runner_returns_already_running_without_working(call_log
     assert result.status == ALREADY_RUNNING and "already running" in result.message
     assert str(lock.backend_pid) in result.message
     assert read_call_log(call_log) == [] and not DrainRun.objects.exists()
-
-
-# --- job runs ---------------------------------------------------------------------------------
-
-
-def test_job_run__records_success():
-    with job_run(name="fetch_decisions", trigger=Trigger.CRON) as run:
-        record_checkpoint(run=run, done=4)
-    run.refresh_from_db()
-    assert (run.drain, run.mode, run.status, run.items_done) == (
-        "fetch_decisions",
-        "job",
-        "succeeded",
-        4,
-    )
-    assert run.finished_at is not None
-
-
-def test_job_run__records_the_failure_before_reraising():
-    with pytest.raises(ValueError, match="feed down"), job_run(name="fetch_decisions") as run:
-        raise ValueError("feed down")
-    run.refresh_from_db()
-    assert (run.status, run.stop_reason) == ("failed", "error")
-    assert "ValueError: feed down" in run.error
 
 
 def test_finish_run__is_guarded_and_idempotent():

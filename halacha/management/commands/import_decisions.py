@@ -7,7 +7,7 @@ from argparse import RawDescriptionHelpFormatter
 
 from django.core.management.base import BaseCommand, CommandError, DjangoHelpFormatter
 
-from drains.schema_gate import ensure_schema
+from drains.schema import ensure_schema
 from halacha.importer import RECORD_HELP, ImportPathError, ImportReport, import_paths
 
 

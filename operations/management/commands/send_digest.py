@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
+from drains.jobs import SlotTaken, job_run
 from drains.models import Trigger
-from drains.runs import job_run
-from drains.schema_gate import ensure_schema
-from drains.slots import SlotTaken
+from drains.schema import ensure_schema
 from drains.trigger import add_trigger_argument
 from operations.digest import send_digest
 
