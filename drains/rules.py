@@ -5,7 +5,7 @@ backoff going stale are asked here by every reader — the runtime, the supervis
 operations snapshot and the digest — instead of each re-deriving them from raw fields.
 
 Nothing here touches the database, reads settings or looks at a clock: the caller reads the
-state (drains/selectors.py) and passes ``now`` in, so a rule is the same under a frozen test
+state (drains/selectors/) and passes ``now`` in, so a rule is the same under a frozen test
 clock, in a dry run and in production.
 """
 

@@ -7,7 +7,7 @@ with zero quota. Nothing here imports or constructs an extractor, and
 nothing here decides *when* to stop: that is the runner's (drains/runner/) or the
 supervisor's call.
 
-Staging contract (DESIGN.md, "nothing paid for is lost"): ``stage_result`` commits the raw
+Staging contract (docs/architecture.md, "paid once"): ``stage_result`` commits the raw
 extractor response in its own transaction the moment it arrives; ``promote_staged`` turns it into
 domain rows through the drain class's ``promote(item_key, payload)`` and deletes the staged row
 in one transaction, and is a no-op when the row is already gone — so a promotion repeated after a

@@ -113,6 +113,7 @@ def test_the_cycle_check_finds_a_cycle_hidden_behind_a_function_level_import(tmp
 _DOC_PATH = re.compile(
     r"`((?:config|drains|halacha|operations|tests|bench|deploy|docs|scripts)/[\w./-]*\w)`"
 )
+_DOC_NAME = re.compile(r"`([\w-]+\.md)`")  # a document named alone: at the top or in docs/
 
 
 def test_every_path_the_docs_name_exists():
@@ -121,4 +122,8 @@ def test_every_path_the_docs_name_exists():
         for match in _DOC_PATH.finditer(doc.read_text()):
             if not (ROOT / match.group(1)).exists():
                 missing.append(f"{doc.name}: {match.group(1)}")
+        for match in _DOC_NAME.finditer(doc.read_text()):
+            name = match.group(1)
+            if not ((ROOT / name).exists() or (ROOT / "docs" / name).exists()):
+                missing.append(f"{doc.name}: {name}")
     assert missing == []

@@ -3,7 +3,7 @@
 Every extractor turns its quota signal into ``RateLimited(reset_at, message)``; the runtime turns
 that into a backoff on DrainControl. This module is the only place that reads a reset time out of
 a message or a set of HTTP headers: ``parse_reset(text, now)`` and ``parse_reset_headers(headers,
-now)``, both returning a ``ResetInfo``. It knows every format in samples/rate-limits.md. Beside
+now)``, both returning a ``ResetInfo``. It knows every format in docs/rate-limits.md. Beside
 the reset, each ``ResetInfo`` carries the kind of limit (drains/quota/kinds.py).
 
 It never guesses silently: a reset in the past or more than ``MAX_TRUSTED_AHEAD`` away, or no
@@ -252,7 +252,7 @@ def _parse_reset(text: str, now: datetime | None = None) -> ResetInfo:
     """
     # Kept whole on purpose: the forms are tried in this order, most specific first (an epoch
     # beats a date, a date beats a wall clock), and reading that order in one place is the
-    # parser's contract with samples/rate-limits.md.
+    # parser's contract with docs/rate-limits.md.
     now = _now(now)
     raw = text or ""
 

@@ -3,7 +3,7 @@
 A drain class (registered in ``drains.registry``) says what its work is: which items are
 pending, how to process one (call the extractor, return a JSON-able payload), how to promote a
 payload into domain rows, how to mark an item failed. The runtime owns everything else
-(DESIGN.md "Runtime"):
+(docs/architecture.md):
 
 - one runner per drain (``drains.locks``; a second copy returns ``already_running`` at once),
   the schema gate at start, a DrainRun row, a committed checkpoint per chunk of items (or per

@@ -41,7 +41,7 @@ TEXT = (
 QUOTE = "We hold that a landlord may not cut off water to force a tenant out."
 RULE = "A landlord may not cut off water to force a tenant out."
 
-# Every usage-limit form the CLI prints (samples/rate-limits.md), with a moment and its reset.
+# Every usage-limit form the CLI prints (docs/rate-limits.md), with a moment and its reset.
 CLI_LIMITS = [
     case
     for case in TEXT_CASES

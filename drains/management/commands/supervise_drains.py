@@ -1,4 +1,4 @@
-"""``manage.py supervise_drains [--dry-run] [--drain NAME]``: one supervisor tick (drains/supervisor.py)."""
+"""``manage.py supervise_drains [--dry-run] [--drain NAME]``: one supervisor tick (drains/supervisor/)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The one reset-time parser, table-driven over every sample in samples/rate-limits.md.
+"""The one reset-time parser, table-driven over every sample in docs/rate-limits.md.
 
 Each case pins "now" (freezegun) and states the reset it must produce, worked out by hand from
 the message, the zone's rules and the sanity bounds — not read back from the parser.
