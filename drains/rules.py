@@ -12,13 +12,6 @@ clock, in a dry run and in production.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from enum import StrEnum
-
-
-class Liveness(StrEnum):
-    ALIVE = "alive"
-    DEAD = "dead"  # marked running, but its session no longer holds the drain lock
-    HUNG = "hung"  # holds its lock, but no checkpoint for longer than the threshold
 
 
 def holds_lock(*, backend_pid: int | None, holder: int | None) -> bool:
@@ -46,25 +39,6 @@ def is_hung(
 ) -> bool:
     seen = last_sign_of_life(last_checkpoint_at=last_checkpoint_at, started_at=started_at)
     return now - seen > threshold
-
-
-def run_liveness(
-    *,
-    backend_pid: int | None,
-    holder: int | None,
-    last_checkpoint_at: datetime | None,
-    started_at: datetime,
-    threshold: timedelta,
-    now: datetime,
-) -> Liveness:
-    """Alive, dead (lock not held by its backend) or hung (lock held, checkpoint too old)."""
-    if not holds_lock(backend_pid=backend_pid, holder=holder):
-        return Liveness.DEAD
-    if is_hung(
-        last_checkpoint_at=last_checkpoint_at, started_at=started_at, threshold=threshold, now=now
-    ):
-        return Liveness.HUNG
-    return Liveness.ALIVE
 
 
 def burst_active(burst_until: datetime | None, *, now: datetime) -> bool:

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from drains import rules
-from drains.rules import Liveness
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
@@ -18,26 +17,6 @@ NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 )
 def test_holds_lock__only_the_runs_own_backend_counts(backend_pid, holder, alive):
     assert rules.holds_lock(backend_pid=backend_pid, holder=holder) is alive
-
-
-def test_run_liveness__dead_beats_hung_and_hung_counts_from_the_checkpoint_or_start():
-    threshold = timedelta(minutes=10)
-    started = NOW - timedelta(hours=1)
-
-    def liveness(holder, checkpoint):
-        return rules.run_liveness(
-            backend_pid=7,
-            holder=holder,
-            last_checkpoint_at=checkpoint,
-            started_at=started,
-            threshold=threshold,
-            now=NOW,
-        )
-
-    assert liveness(8, NOW) == Liveness.DEAD
-    assert liveness(7, NOW - timedelta(minutes=10)) == Liveness.ALIVE  # exactly the threshold
-    assert liveness(7, NOW - timedelta(minutes=10, seconds=1)) == Liveness.HUNG
-    assert liveness(7, None) == Liveness.HUNG  # no checkpoint: counted from the start
 
 
 def test_hung_after__the_override_else_the_default():
