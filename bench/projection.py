@@ -55,7 +55,8 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.drain_throughput import admin_execute, load_backlog, server_url  # noqa: E402
+from bench._harness import admin_execute, server_url  # noqa: E402
+from bench.drain_throughput import load_backlog  # noqa: E402
 
 POINTS = (0.25, 0.50)
 GOAL = 15.0  # per cent of the remaining time
