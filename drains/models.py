@@ -169,8 +169,8 @@ class DrainRun(models.Model):
         max_length=32,
         blank=True,
         default="",
-        help_text="Why the run ended: backlog_empty, max_items, max_minutes, deadline, "
-        "rate_limited, backoff, signal, disabled, burst_off, lock_lost, error.",
+        choices=StopReason.choices,
+        help_text="Why the run ended.",
     )
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
@@ -218,7 +218,7 @@ class DrainEvent(models.Model):
         DrainRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
     )
     actor = models.CharField(max_length=150)
-    kind = models.CharField(max_length=48)
+    kind = models.CharField(max_length=48, choices=EventKind.choices)
     message = models.TextField()
     data = models.JSONField(default=dict, blank=True)
     at = models.DateTimeField()

@@ -9,8 +9,12 @@ start-up to the first call).
 from __future__ import annotations
 
 import ast
+import io
 import re
 from pathlib import Path
+
+import pytest
+from django.core.management import call_command
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("config", "drains", "halacha", "operations")
@@ -127,3 +131,12 @@ def test_every_path_the_docs_name_exists():
             if not ((ROOT / name).exists() or (ROOT / "docs" / name).exists()):
                 missing.append(f"{doc.name}: {name}")
     assert missing == []
+
+
+@pytest.mark.django_db
+def test_every_model_change_has_its_migration():
+    out = io.StringIO()
+    try:
+        call_command("makemigrations", "--check", "--dry-run", stdout=out)
+    except SystemExit as exc:  # --check exits 1 when a migration is missing
+        raise AssertionError(f"a model change has no migration:\n{out.getvalue()}") from exc

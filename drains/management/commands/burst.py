@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
@@ -14,6 +12,7 @@ from drains.bursts import (
     get_drain_burst,
     set_drain_burst,
 )
+from drains.events import cli_actor
 from drains.zone import format_local
 
 
@@ -52,7 +51,7 @@ class Command(BaseCommand):
     def handle(self, *args, name, action, until, actor, **options):
         if until is not None and action != "on":
             raise CommandError("--until only goes with 'on'.")
-        actor = actor or f"cli:{getpass.getuser()}"
+        actor = cli_actor(actor)
         try:
             if action == "status":
                 state = get_drain_burst(name)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import getpass
-
 from django.core.management.base import BaseCommand, CommandError
 
 from drains import registry
 from drains.controls import is_enabled, set_drain_enabled
+from drains.events import cli_actor
 
 
 class Command(BaseCommand):
@@ -26,14 +25,14 @@ class Command(BaseCommand):
             "--reason", default="", help="Why, recorded in the event timeline (e.g. 'bad model')."
         )
         parser.add_argument(
-            "--actor", default=None, help="Who is making the change (default: your login name)."
+            "--actor", default=None, help="Who is making the change (default: cli:<your login name>)."
         )
 
     def handle(self, *args, name, action, reason, actor, **options):
         try:
             if action != "status":
                 changed = set_drain_enabled(
-                    name=name, enabled=action == "on", actor=actor or getpass.getuser(), reason=reason
+                    name=name, enabled=action == "on", actor=cli_actor(actor), reason=reason
                 )
             enabled = is_enabled(name)
         except registry.UnknownDrain as exc:
