@@ -29,9 +29,12 @@ waited out in the run), and never calls an extractor while a backoff is in force
 deadline.
 
 Modules: ``plugin`` (the ``Drain`` base class a drain subclasses), ``run`` (``run_drain``: one
-run from lock to finish), ``loop`` (dispatching, the deadline check, checkpoints), ``pacing``
-(the call gate: slow-downs and overload retries), ``probe`` (the probe after a reset),
-``command`` (``DrainCommand``, the base of every ``manage.py drain_<name>``).
+run from lock to finish, its skips, its end and its signals), ``state`` (``RunState``, the one
+run's state every part takes, and the ``Outcome`` kinds of an item), ``loop`` (``WorkLoop``:
+dispatching, applying outcomes, checkpoints), ``pacing`` (``CallGate``, the calls in flight and
+the pause after a per-minute limit, and ``Pacing``, the paid call through it with overload
+retries), ``probe`` (``ProbeClaim``, the probe after a reset), ``command`` (``DrainCommand``, the
+base of every ``manage.py drain_<name>``).
 """
 
 from drains.runner.plugin import Drain, ItemFailed, Processed

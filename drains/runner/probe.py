@@ -1,14 +1,16 @@
 """The probe after a reset, the runner's half of it: one probe per quota, not one per drain.
 
-``ProbeSteps`` is mixed into ``drains.runner.run._Runner`` and uses its state (``name``,
-``quota_key``, ``lock``, ``actor``) and its ``_skip`` / ``_backoff_skip``. Whether a probe is due
-is ``drains.policy.probe_due``; the loop makes the first call alone while ``self.probing``.
+Whether a probe is due is ``drains.quota.policy.probe_due``. ``ProbeClaim.claim_or_hold`` takes
+the quota's probe claim (the run then makes its first call alone: ``RunState.probing``) or holds
+while another drain probes; ``outcome`` records what the probe's call said and releases the
+claim, so the loop opens up to full concurrency or stops.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.utils import timezone
@@ -17,7 +19,8 @@ from drains import selectors
 from drains.locks import probe_holder
 from drains.models import StopReason
 from drains.quota import policy
-from drains.quota.backoff import record_probe_wait
+from drains.quota.backoff import record_probe, record_probe_wait
+from drains.runner.state import ItemOutcome, Outcome, RunState
 
 logger = logging.getLogger(__name__)
 
@@ -25,56 +28,91 @@ logger = logging.getLogger(__name__)
 PROBE_POLL_SECONDS = 0.2
 
 
-class ProbeSteps:
-    def _probe_or_hold(self) -> object | None:
+class ProbeClaim:
+    def __init__(self, state: RunState):
+        self.state = state
+        self.claim: str | None = None  # the quota's probe claim, while this run holds it
+
+    def claim_or_hold(self, *, backoff_skip: Callable[[], object | None],
+                      skip: Callable[..., object]) -> object | None:
         """A probe after a reset (``policy.probe_due``): one per quota, not one per drain.
 
         The run that takes the quota's probe claim makes its first call alone (the loop sees
-        ``self.probing``). A drain whose quota another drain is probing holds, with no call,
+        ``state.probing``). A drain whose quota another drain is probing holds, with no call,
         until the claim is released, then looks again: the probe went through (go on at full
-        concurrency, no probe of its own) or was refused (the new backoff skips this run).
+        concurrency, no probe of its own) or was refused (the new backoff skips this run:
+        ``backoff_skip``). Returns what skips the run, or None to go on.
         """
-        claim = self.quota_key or f"drain:{self.name}"
+        state = self.state
+        claim = state.quota_key or f"drain:{state.name}"
         waited = False
         polls = max(1, int(settings.DRAINS_PROBE_WAIT_SECONDS / PROBE_POLL_SECONDS))
         for _ in range(polls):
-            if not self._probe_due():
-                return self._backoff_skip() if waited else None
-            if self.lock.try_claim_probe(claim):
-                if self._probe_due():  # under the claim: a probe may have ended just now
-                    self.probing, self.probe_claim = True, claim
+            if not self.due():
+                return backoff_skip() if waited else None
+            if state.lock.try_claim_probe(claim):
+                if self.due():  # under the claim: a probe may have ended just now
+                    state.probing, self.claim = True, claim
                     logger.info(
                         "%s: quota %r reset since its last backoff: one probe call first",
-                        self.name, self.quota_key,
+                        state.name, state.quota_key,
                     )
                     return None
-                self.lock.release_probe(claim)
+                state.lock.release_probe(claim)
                 continue
             if not waited:
                 waited = True
                 prober = probe_holder(claim)
-                logger.info("%s: holds for the probe of quota %r (%s)", self.name, claim, prober)
+                logger.info("%s: holds for the probe of quota %r (%s)", state.name, claim, prober)
                 record_probe_wait(
-                    drain=self.name, quota_key=self.quota_key, prober=prober, actor=self.actor
+                    drain=state.name, quota_key=state.quota_key, prober=prober, actor=state.actor
                 )
             time.sleep(PROBE_POLL_SECONDS)
-        return self._skip(
+        return skip(
             StopReason.PROBE_WAIT,
-            f"{self.name}: quota {self.quota_key!r} is still being probed after its reset by "
+            f"{state.name}: quota {state.quota_key!r} is still being probed after its reset by "
             f"another drain ({settings.DRAINS_PROBE_WAIT_SECONDS:g} s waited); no extractor call.",
         )
 
-    def _probe_due(self) -> bool:
-        evidence = selectors.probe_evidence(drain=self.name, quota_key=self.quota_key)
+    def due(self) -> bool:
+        state = self.state
+        evidence = selectors.probe_evidence(drain=state.name, quota_key=state.quota_key)
         return policy.probe_due(
             backoff_until=evidence.backoff_until,
             last_success_at=evidence.last_success_at,
             now=timezone.now(),
         )
 
-    def _release_probe(self) -> None:
+    def outcome(self, outcome: ItemOutcome, *, record_limit: Callable[[], None]) -> None:
+        """The probe's call came back: the quota answers (any reply it was paid for, even an
+        item failure) and the run opens up, or it refused (``record_limit`` writes the new
+        backoff and the run stops before any further call). No call made (a stop before it, an
+        error before any reply): the probe is still due, for the next run."""
+        state = self.state
+        answered = outcome.kind in (Outcome.DONE, Outcome.FAILED, Outcome.SUPERSEDED) or (
+            outcome.kind == Outcome.ERROR and outcome.usage is not None
+        )
+        if outcome.kind == Outcome.RATE_LIMITED:
+            record_limit()
+            record_probe(
+                drain=state.name,
+                quota_key=state.quota_key,
+                run=state.run_row,
+                ok=False,
+                actor=state.actor,
+                until=outcome.error.reset_at,
+            )
+        elif answered:
+            record_probe(
+                drain=state.name, quota_key=state.quota_key, run=state.run_row, ok=True,
+                actor=state.actor,
+            )
+            logger.info("%s: probe after reset went through; full concurrency", state.name)
+        self.release()
+
+    def release(self) -> None:
         """Release the quota's probe claim (after the probe's outcome, or at the run's end)."""
-        self.probing = False
-        claim, self.probe_claim = self.probe_claim, None
+        self.state.probing = False
+        claim, self.claim = self.claim, None
         if claim is not None:
-            self.lock.release_probe(claim)
+            self.state.lock.release_probe(claim)

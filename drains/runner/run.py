@@ -7,11 +7,9 @@ before it is raised). See drains/runner/__init__.py for the runner's rules.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
-import time
-from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -21,17 +19,16 @@ from drains import registry, selectors
 from drains.bursts import ensure_control, get_drain_burst
 from drains.events import record_event
 from drains.locks import DrainLock, LockLost
-from drains.models import DrainRun, EventKind, RunMode, RunStatus, StopReason, Trigger
+from drains.models import EventKind, RunMode, RunStatus, StopReason, Trigger
 from drains.progress import Progress, format_duration
 from drains.quota.backoff import backoff_in_force, set_quota_key
-from drains.quota.resets import RateLimited
 from drains.runner.loop import WorkLoop
-from drains.runner.pacing import PacingSteps
+from drains.runner.pacing import Pacing
 from drains.runner.plugin import Drain
-from drains.runner.probe import ProbeSteps
+from drains.runner.probe import ProbeClaim
+from drains.runner.state import RunState
 from drains.runs import (
     PromotionReport,
-    Usage,
     error_text,
     finish_run,
     mark_dead_runs,
@@ -46,7 +43,7 @@ ALREADY_RUNNING = "already_running"
 SKIPPED = "skipped"
 
 # Why a run ended (DrainRun.stop_reason) and the status each reason gives.
-REASON_STATUS = {
+REASON_STATUS: dict[str, str] = {
     StopReason.BACKLOG_EMPTY: RunStatus.SUCCEEDED,
     StopReason.MAX_ITEMS: RunStatus.SUCCEEDED,
     StopReason.MAX_MINUTES: RunStatus.SUCCEEDED,
@@ -131,8 +128,9 @@ def run_drain(
         lock.release()
 
 
-class _Runner(ProbeSteps, PacingSteps, WorkLoop):
-    """One run's state. Counters and checkpoints live in the main thread; workers only process."""
+class _Runner:
+    """One run: its state, and the parts that work on it (the loop, the call gate, the probe
+    claim). This class owns the run's start and end, the skips and the signals."""
 
     def __init__(
         self,
@@ -147,101 +145,78 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
         progress_stream,
         tty: bool | None,
     ):
-        self.drain = drain
-        self.name = drain.name
-        self.lock = lock
-        self.trigger = trigger
-        self.actor = f"runtime:{trigger}"
-        self.max_items = max_items
-        self.max_minutes = max_minutes
-        self.concurrency = concurrency
-        self.chunk_size = chunk_size
-        self.progress_stream = progress_stream
-        self.tty = tty
-        self.max_attempts = settings.DRAINS_MAX_ATTEMPTS
-        self.started = time.monotonic()
-        self.run_row: DrainRun | None = None
-        self.mode = RunMode.NORMAL
-        self.deadline: datetime | None = None
-        self.quota_key = ""
-        self.unpromotable: set[str] = set()
-        # loop state
-        self.buffer: deque = deque()
-        self.cursor: Any = None
-        self.exhausted = False
-        self.dispatched = 0
-        self.done = 0
-        self.failed = 0
-        self.chunks = 0
-        self.chunk_done = 0
-        self.chunk_failed = 0
-        self.chunk_usage = Usage()
-        self.chunk_busy = 0.0  # seconds workers spent on this chunk's items
-        self.last_checkpoint = self.started
-        self.stop_reason: str | None = None
-        self.halted = False  # a hard stop: no further call starts, even for queued items
-        self.error: BaseException | None = None
-        self.rate_limit: RateLimited | None = None
-        # A probe after a reset: the first call runs alone (drains/runner/loop.py)
-        self.probing = False
-        self.probe_claim: str | None = None
-        self._init_pacing()  # per-minute limits and overloads (drains/runner/pacing.py)
-        self._stop_lock = threading.Lock()
+        self.state = RunState(
+            drain=drain,
+            lock=lock,
+            trigger=trigger,
+            max_items=max_items,
+            max_minutes=max_minutes,
+            concurrency=concurrency,
+            chunk_size=chunk_size,
+            max_attempts=settings.DRAINS_MAX_ATTEMPTS,
+            progress_stream=progress_stream,
+            tty=tty,
+        )
+        self.pacing = Pacing(self.state)  # per-minute limits and overloads
+        self.probe = ProbeClaim(self.state)
+        self.loop = WorkLoop(self.state, pacing=self.pacing, probe=self.probe)
         self._signalled = False
         self._old_handlers: dict[int, Any] = {}
-        self.progress: Progress | None = None
 
     # --- the run --------------------------------------------------------------------------
     def run(self) -> RunResult:
+        state = self.state
         try:
-            control = ensure_control(name=self.name)
+            control = ensure_control(name=state.name)
             if not control.enabled:
                 return self._skip(
                     StopReason.DISABLED,
-                    f"{self.name}: disabled (DrainControl.enabled is off); no extractor call.",
+                    f"{state.name}: disabled (DrainControl.enabled is off); no extractor call.",
                 )
             mark_dead_runs(
-                drain=self.name,
+                drain=state.name,
                 reason="its process is gone: a new runner got the drain lock it held",
-                actor=self.actor,
+                actor=state.actor,
             )
             self._promote_leftovers()
-            self.quota_key = self.drain.quota_key()  # constructs the extractor; no call yet
-            set_quota_key(drain=self.name, quota_key=self.quota_key)
-            skipped = self._backoff_skip() or self._probe_or_hold()
+            state.quota_key = state.drain.quota_key()  # constructs the extractor; no call yet
+            set_quota_key(drain=state.name, quota_key=state.quota_key)
+            skipped = self._backoff_skip() or self.probe.claim_or_hold(
+                backoff_skip=self._backoff_skip, skip=self._skip
+            )
             if skipped is not None:
+                assert isinstance(skipped, RunResult)
                 return skipped
             self._start()
             self._install_signals()
             try:
-                if self.concurrency == 1:
-                    self._loop_inline()
-                else:
-                    self._loop_threads()
+                self.loop.run()
             finally:
                 self._restore_signals()
-                self._release_probe()
+                self.probe.release()
             return self._finish()
         except DrainRunFailed:
             raise  # recorded by _finish
         except BaseException as exc:
-            self._release_probe()
+            self.probe.release()
             self._fail(exc)
+            run_id = state.run_row.pk if state.run_row else None
             raise DrainRunFailed(
-                f"{self.name} run {self.run_row.pk if self.run_row else '?'} failed: "
+                f"{state.name} run {run_id if run_id is not None else '?'} failed: "
                 f"{type(exc).__name__}: {exc}",
-                self.run_row.pk if self.run_row else None,
+                run_id,
             ) from exc
 
     def _backoff_skip(self) -> RunResult | None:
         """No call while a backoff on the quota is in force: the run is skipped."""
-        backoff = backoff_in_force(drain=self.name, quota_key=self.quota_key)
+        state = self.state
+        backoff = backoff_in_force(drain=state.name, quota_key=state.quota_key)
         if backoff is None:
             return None
-        source = "" if backoff.drain == self.name else f" (observed by {backoff.drain})"
+        source = "" if backoff.drain == state.name else f" (observed by {backoff.drain})"
         return self._skip(
             StopReason.BACKOFF,
-            f"{self.name}: quota {self.quota_key!r} backs off until "
+            f"{state.name}: quota {state.quota_key!r} backs off until "
             f"{backoff.until.isoformat()}{source}; no extractor call.",
             until=backoff.until.isoformat(),
         )
@@ -249,67 +224,70 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
     def _start(self) -> None:
         """Choose the mode (a burst runs until its deadline, a normal run is capped), record the
         run row with its backlog, and set up the progress display."""
-        burst = get_drain_burst(self.name)
+        state = self.state
+        burst = get_drain_burst(state.name)
         if burst.active:
-            self.mode, self.deadline = RunMode.BURST, burst.burst_until
+            state.mode, state.deadline = RunMode.BURST, burst.burst_until
         else:
-            if self.max_items is None:
-                self.max_items = settings.DRAINS_DEFAULT_MAX_ITEMS
-            if self.max_minutes is None:
-                self.max_minutes = settings.DRAINS_DEFAULT_MAX_MINUTES
-        backlog = self.drain.pending_count()
-        self.run_row = start_run(
-            drain=self.name,
-            trigger=self.trigger,
-            mode=self.mode,
-            deadline=self.deadline,
+            if state.max_items is None:
+                state.max_items = settings.DRAINS_DEFAULT_MAX_ITEMS
+            if state.max_minutes is None:
+                state.max_minutes = settings.DRAINS_DEFAULT_MAX_MINUTES
+        backlog = state.drain.pending_count()
+        state.run_row = start_run(
+            drain=state.name,
+            trigger=state.trigger,
+            mode=state.mode,
+            deadline=state.deadline,
             backlog_at_start=backlog,
-            backend_pid=self.lock.backend_pid,
-            concurrency=self.concurrency,
+            backend_pid=state.lock.backend_pid,
+            concurrency=state.concurrency,
         )
-        total = min(backlog, self.max_items) if self.max_items else backlog
-        self.progress = Progress(
-            drain=self.name,
+        total = min(backlog, state.max_items) if state.max_items else backlog
+        state.progress = Progress(
+            drain=state.name,
             total=total,
-            deadline=self.deadline,
-            stream=self.progress_stream,
-            tty=self.tty,
+            deadline=state.deadline,
+            stream=state.progress_stream,
+            tty=state.tty,
         )
         logger.info(
             "%s: run %s started (%s mode, %s, backlog %d%s)",
-            self.name,
-            self.run_row.pk,
-            self.mode,
-            self.trigger,
+            state.name,
+            state.run_row.pk,
+            state.mode,
+            state.trigger,
             backlog,
-            f", deadline {self.deadline.isoformat()}" if self.deadline else "",
+            f", deadline {state.deadline.isoformat()}" if state.deadline else "",
         )
 
     def _skip(self, reason: str, message: str, **data) -> RunResult:
         """Exit without a run and without any extractor call; say why once in the timeline."""
+        state = self.state
         logger.info(message)
         # Once per episode: cron retries every 15 minutes and the timeline must stay readable.
-        last = selectors.latest_event(drain=self.name, kind=EventKind.SKIPPED)
-        last_run = selectors.latest_run_start(drain=self.name)
+        last = selectors.latest_event(drain=state.name, kind=EventKind.SKIPPED)
+        last_run = selectors.latest_run_start(drain=state.name)
         if last is None or last["message"] != message or (last_run and last["at"] < last_run):
             record_event(
-                drain=self.name,
+                drain=state.name,
                 kind=EventKind.SKIPPED,
                 message=message,
-                actor=self.actor,
+                actor=state.actor,
                 data={"reason": reason, **data},
             )
-        return RunResult(drain=self.name, status=SKIPPED, reason=reason, message=message)
+        return RunResult(drain=state.name, status=SKIPPED, reason=reason, message=message)
 
     def _promote_leftovers(self) -> None:
-        report: PromotionReport = promote_leftovers(drain_name=self.name)
+        state = self.state
+        report: PromotionReport = promote_leftovers(drain_name=state.name)
         if report.promoted or report.already_done:
             record_event(
-                drain=self.name,
+                drain=state.name,
                 kind=EventKind.LEFTOVERS_PROMOTED,
                 message=f"promoted {report.promoted} staged result(s) left by an earlier run"
                 + (f"; {report.already_done} were already done" if report.already_done else ""),
-                actor=self.actor,
+                actor=state.actor,
                 data={"promoted": report.promoted, "already_done": report.already_done},
             )
         for item_key, error in report.failed:
@@ -317,85 +295,109 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
                 f"staged result for item {item_key} cannot be promoted (kept, not "
                 f"re-extracted): {error}"[:2000]
             )
-            if not selectors.event_exists(drain=self.name, kind=EventKind.NOTE, message=message):
+            if not selectors.event_exists(drain=state.name, kind=EventKind.NOTE, message=message):
                 record_event(
-                    drain=self.name,
+                    drain=state.name,
                     kind=EventKind.NOTE,
                     message=message,
-                    actor=self.actor,
+                    actor=state.actor,
                     data={"item_key": item_key, "error": error},
                 )
         # Never pay again for an item whose paid result is still waiting in staging.
-        self.unpromotable = report.failed_keys
+        state.unpromotable = report.failed_keys
 
     # --- the end --------------------------------------------------------------------------
     def _finish(self) -> RunResult:
-        self._checkpoint(final=True)
-        reason = self.stop_reason or StopReason.BACKLOG_EMPTY
-        if self.error is not None:
-            reason = StopReason.LOCK_LOST if isinstance(self.error, LockLost) else StopReason.ERROR
-        elif self.rate_limit is not None:
+        state = self.state
+        self.loop.checkpoint(final=True)
+        reason = state.stop_reason or StopReason.BACKLOG_EMPTY
+        if state.error is not None:
+            reason = StopReason.LOCK_LOST if isinstance(state.error, LockLost) else StopReason.ERROR
+        elif state.rate_limit is not None:
             reason = StopReason.RATE_LIMITED
-        status = REASON_STATUS[reason]
+        status: str = REASON_STATUS[reason]
         error = ""
-        if self.error is not None:
-            error = error_text(self.error)
-        elif self.rate_limit is not None:
-            error = f"rate limited until {self.rate_limit.reset_at.isoformat()}: {self.rate_limit.message}"
-        if not finish_run(run=self.run_row, status=status, stop_reason=reason, error=error):
+        if state.error is not None:
+            error = error_text(state.error)
+        elif state.rate_limit is not None:
+            error = f"rate limited until {state.rate_limit.reset_at.isoformat()}: {state.rate_limit.message}"
+        if not finish_run(run=state.row, status=status, stop_reason=reason, error=error):
             # The supervisor already ended this run (hung/crashed): report what the row says.
-            self.run_row.refresh_from_db(fields=["status", "stop_reason"])
-            status = self.run_row.status
-        self.progress.close(done=self.done, failed=self.failed)
-        elapsed = self._elapsed()
+            state.row.refresh_from_db(fields=["status", "stop_reason"])
+            status = state.row.status
+        state.shown.close(done=state.done, failed=state.failed)
+        elapsed = state.elapsed()
         message = (
-            f"{self.name}: run {self.run_row.pk} {status} ({reason}): {self.done} done, "
-            f"{self.failed} failed in {format_duration(elapsed)}{self._pacing_summary()}"
+            f"{state.name}: run {state.row.pk} {status} ({reason}): {state.done} done, "
+            f"{state.failed} failed in {format_duration(elapsed)}{self.pacing.summary()}"
         )
         if status == RunStatus.FAILED:
             raise DrainRunFailed(
-                f"{message}. {type(self.error).__name__}: {self.error}", self.run_row.pk
+                f"{message}. {type(state.error).__name__}: {state.error}", state.row.pk
             )
         logger.debug(message)
         return RunResult(
-            drain=self.name,
+            drain=state.name,
             status=status,
             reason=reason,
             message=message,
-            run_id=self.run_row.pk,
-            done=self.done,
-            failed=self.failed,
+            run_id=state.row.pk,
+            done=state.done,
+            failed=state.failed,
             elapsed=elapsed,
         )
 
     def _fail(self, exc: BaseException) -> None:
         """Record the failure on the run (creating one if it had not started yet)."""
+        state = self.state
         interrupted = isinstance(exc, KeyboardInterrupt)
         status = RunStatus.STOPPED if interrupted else RunStatus.FAILED
         reason = StopReason.SIGNAL if interrupted else StopReason.ERROR
-        logger.error("%s: run failed: %s: %s", self.name, type(exc).__name__, exc)
+        logger.error("%s: run failed: %s: %s", state.name, type(exc).__name__, exc)
         try:
-            if self.run_row is None:
-                self.run_row = start_run(
-                    drain=self.name,
-                    trigger=self.trigger,
-                    mode=self.mode,
-                    deadline=self.deadline,
-                    backend_pid=self.lock.backend_pid,
+            if state.run_row is None:
+                state.run_row = start_run(
+                    drain=state.name,
+                    trigger=state.trigger,
+                    mode=state.mode,
+                    deadline=state.deadline,
+                    backend_pid=state.lock.backend_pid,
                 )
             else:
                 try:
-                    self._checkpoint(final=True)
+                    self.loop.checkpoint(final=True)
                 except DatabaseError as db_exc:
-                    logger.error("%s: final checkpoint failed: %s", self.name, db_exc)
+                    logger.error("%s: final checkpoint failed: %s", state.name, db_exc)
                     connections["default"].close()
-            finish_run(run=self.run_row, status=status, stop_reason=reason, error=error_text(exc))
+            finish_run(run=state.run_row, status=status, stop_reason=reason, error=error_text(exc))
         except DatabaseError as db_exc:
             # The database itself is the problem: the failure goes to the log and the exit
             # status; the supervisor sees the run's lock gone and marks it crashed.
             logger.critical(
                 "%s: could not record the failure in the database (%s); original error: %s",
-                self.name,
+                state.name,
                 db_exc,
                 exc,
             )
+
+    # --- signals --------------------------------------------------------------------------
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._old_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def _restore_signals(self) -> None:
+        for signum, handler in self._old_handlers.items():
+            signal.signal(signum, handler)
+        self._old_handlers.clear()
+
+    def _on_signal(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if self._signalled:
+            raise KeyboardInterrupt(f"{name} received twice: stopping without finishing the item")
+        self._signalled = True
+        self.state.stop(StopReason.SIGNAL)
+        logger.warning(
+            "%s: %s received; finishing the current item, then stopping", self.state.name, name
+        )

@@ -1,0 +1,148 @@
+"""One run's state, shared by the runner's parts: the loop (drains/runner/loop.py), the call gate
+(pacing.py) and the probe claim (probe.py) each take the ``RunState`` and own nothing of it but
+what they are named for. Counters and checkpoints change in the main thread only; workers read
+the stop flags and the deadline, and the call gate has its own lock for what workers change.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from django.utils import timezone
+
+from drains.locks import DrainLock, LockLost
+from drains.models import DrainRun, RunMode, StopReason
+from drains.progress import Progress
+from drains.quota.resets import RateLimited
+from drains.runner.plugin import Drain
+from drains.runs import Usage
+
+
+class Outcome(StrEnum):
+    """What became of one item a worker took."""
+
+    DONE = "done"  # called, staged and promoted
+    FAILED = "failed"  # the item failed (counted; its attempts grow)
+    RATE_LIMITED = "rate_limited"  # the quota refused: the run stops with a backoff
+    SLOWED = "slowed"  # a per-minute limit: the item goes again, later
+    SKIPPED = "skipped"  # no call made: the run stopped before it
+    SUPERSEDED = "superseded"  # paid for and staged, but the run was fenced: promote nothing more
+    ERROR = "error"  # anything else: the run stops and fails
+
+
+@dataclass
+class ItemOutcome:
+    kind: Outcome
+    key: str
+    usage: Any = None  # the call's usage (a mapping), when it was paid for
+    error: Any = None  # the exception that ended it (RateLimited, SlowedDown, ItemFailed, ...)
+    item: Any = None  # for SLOWED: the item goes back into the queue
+    seconds: float = 0.0  # time the worker spent on it: the run's busy time (the projection)
+
+
+@dataclass
+class RunState:
+    drain: Drain
+    lock: DrainLock
+    trigger: str
+    max_items: int | None
+    max_minutes: float | None
+    concurrency: int
+    chunk_size: int
+    max_attempts: int
+    progress_stream: Any = None
+    tty: bool | None = None
+    started: float = field(default_factory=lambda: time.monotonic())  # looked up per run: freezegun
+    run_row: DrainRun | None = None
+    mode: str = RunMode.NORMAL
+    deadline: datetime | None = None
+    quota_key: str = ""
+    unpromotable: set[str] = field(default_factory=set)
+    # the loop's queue: items selected and not yet dispatched
+    buffer: deque = field(default_factory=deque)
+    cursor: Any = None
+    exhausted: bool = False
+    dispatched: int = 0
+    # counters (main thread), and the chunk not yet checkpointed
+    done: int = 0
+    failed: int = 0
+    chunks: int = 0
+    chunk_done: int = 0
+    chunk_failed: int = 0
+    chunk_usage: Usage = field(default_factory=Usage)
+    chunk_busy: float = 0.0  # seconds workers spent on this chunk's items
+    last_checkpoint: float = 0.0
+    # how it ends
+    stop_reason: str | None = None
+    halted: bool = False  # a hard stop: no further call starts, even for queued items
+    error: BaseException | None = None
+    rate_limit: RateLimited | None = None
+    # a probe after a reset: the first call runs alone
+    probing: bool = False
+    progress: Progress | None = None
+    _stop_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.last_checkpoint = self.started
+
+    @property
+    def name(self) -> str:
+        return self.drain.name
+
+    @property
+    def actor(self) -> str:
+        return f"runtime:{self.trigger}"
+
+    def stop(self, reason: str, *, hard: bool = True) -> None:
+        """Stop dispatching; a hard stop (not a batch cap) also stops calls already queued."""
+        with self._stop_lock:
+            # A hard reason (deadline, signal, ...) replaces a batch cap reached just before it:
+            # the queued items it skipped are why the run ended.
+            if self.stop_reason is None or (hard and not self.halted):
+                self.stop_reason = reason
+            if hard:
+                self.halted = True
+
+    def before_deadline(self) -> bool:
+        if self.deadline is not None and timezone.now() >= self.deadline:
+            self.stop(StopReason.DEADLINE)
+            return False
+        return True
+
+    def lock_held(self, *, ask: bool = False) -> bool:
+        """The drain lock is still ours; else the run stops (``lock_lost``). Before each call no
+        round trip is made unless the server said something; ``ask`` (between chunks) asks."""
+        try:
+            if ask:
+                self.lock.check()
+            else:
+                self.lock.check_if_told()
+        except LockLost as exc:
+            self.error = self.error or exc
+            self.stop(StopReason.LOCK_LOST)
+            return False
+        return True
+
+    def may_call(self) -> bool:
+        """The last checks before money is spent: no stop, the deadline, the drain lock."""
+        return not self.halted and self.before_deadline() and self.lock_held()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def row(self) -> DrainRun:
+        """The run's row, once started (every caller runs after ``_start``)."""
+        assert self.run_row is not None, "the run has not started"
+        return self.run_row
+
+    @property
+    def shown(self) -> Progress:
+        assert self.progress is not None, "the run has not started"
+        return self.progress
