@@ -123,7 +123,7 @@ ORDER BY l.granted DESC, l.waitstart NULLS LAST, l.pid
 """
 
 
-def _session(row, *, granted: bool, waiting: float | None, pid_fallback: int | None = None):
+def _session(row, *, granted: bool, waiting: float | None, pid_fallback: int = 0):
     pid, app, state, query, user, client, connected, in_state, in_query = row
     return LockSession(
         pid=pid if pid is not None else pid_fallback,

@@ -12,8 +12,7 @@ from halacha.models import CourtDecision, Halacha
 
 class HalachaInline(admin.TabularInline):
     model = Halacha
-    fields = ["ordinal", "rule", "quote", "topics", "extractor", "model"]
-    readonly_fields = fields
+    fields = readonly_fields = ("ordinal", "rule", "quote", "topics", "extractor", "model")
     extra = 0
     can_delete = False
     show_change_link = True

@@ -96,7 +96,8 @@ def _classify_object(obj: dict) -> Kind:
     info = obj.get("rate_limit_info")
     if obj.get("type") == "rate_limit_event" and isinstance(info, dict):
         return window_kind(info.get("rateLimitType"))
-    error = obj.get("error") if isinstance(obj.get("error"), dict) else {}
+    found = obj.get("error")
+    error: dict = found if isinstance(found, dict) else {}
     if obj.get("api_error_status") == 529 or "overloaded" in str(
         obj.get("api_error_type") or error.get("type") or ""
     ):
@@ -128,5 +129,4 @@ def classify_headers(headers: Mapping[str, str] | None, *, status: int | None = 
 def lower_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     if headers is None:
         return {}
-    items = headers.items() if hasattr(headers, "items") else headers
-    return {str(k).lower(): str(v).strip() for k, v in items}
+    return {str(k).lower(): str(v).strip() for k, v in headers.items()}

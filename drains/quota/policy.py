@@ -98,7 +98,7 @@ class LimitPlan(StrEnum):
     OPERATOR = "operator"  # spend cap, extra usage: money; pause the drain and tell an operator
 
 
-_PLANS = {
+_PLANS: dict[str, LimitPlan] = {
     LimitKind.OVERLOADED: LimitPlan.RETRY,
     LimitKind.API_REQUESTS: LimitPlan.SLOW_DOWN,
     LimitKind.API_INPUT_TOKENS: LimitPlan.SLOW_DOWN,
@@ -122,6 +122,7 @@ def weekly_outlasts_burst(
     return (
         kind in WEEKLY_KINDS
         and reset_at is not None
+        and burst_until is not None
         and burst_active(burst_until, now=now)
         and reset_at >= burst_until
     )

@@ -177,7 +177,7 @@ def next_wall_clock(
     printed): that date in the current year or a following one.
     """
     local_today = now.astimezone(tz).date()
-    if month is None:
+    if month is None or day is None:  # the signal gives a month only with its day
         days = [local_today + timedelta(days=offset) for offset in (-1, 0, 1, 2)]
     else:
         days = []
@@ -272,12 +272,12 @@ def _parse_reset(text: str, now: datetime | None = None) -> ResetInfo:
         try:
             tz = _zone(match["tz"] or "UTC")
             day = date.fromisoformat(match["date"])
-            clock = time.fromisoformat(match["time"]) if match["time"] else time(0, 0)
+            at = time.fromisoformat(match["time"]) if match["time"] else time(0, 0)
         except (ValueError, ZoneInfoNotFoundError) as exc:
             return _verdict(
                 None, now=now, source="regain-access", raw=raw, note=f"unreadable date: {exc}"
             )
-        parsed = datetime.combine(day, clock).replace(tzinfo=tz)
+        parsed = datetime.combine(day, at).replace(tzinfo=tz)
         return _verdict(parsed, now=now, source="regain-access", raw=raw)
 
     match = _RELATIVE_RE.search(raw)
@@ -302,8 +302,8 @@ def _parse_reset(text: str, now: datetime | None = None) -> ResetInfo:
                 note=f"unknown time zone {match['tz']!r}",
             )
         month = _MONTHS[match["month"][:3].lower()] if match["month"] else None
-        day = int(match["day"]) if match["day"] else None
-        parsed = next_wall_clock(now, tz, clock, month=month, day=day)
+        day_of_month = int(match["day"]) if match["day"] else None
+        parsed = next_wall_clock(now, tz, clock, month=month, day=day_of_month)
         source = "wall-clock-date" if month else "wall-clock"
         return _verdict(
             parsed,
@@ -351,6 +351,7 @@ def _header_candidates(h: dict[str, str], now: datetime) -> list[tuple[str, date
             candidates.append(("retry-after-ms", None))
     if "retry-after" in h:
         value = h["retry-after"]
+        parsed: datetime | None
         try:
             parsed = now + timedelta(seconds=float(value))
         except (ValueError, OverflowError):
@@ -367,7 +368,7 @@ def _header_candidates(h: dict[str, str], now: datetime) -> list[tuple[str, date
     ]
     # The latest reset among the limits that are used up; when no header says which are, the
     # latest of all (waiting too long costs a few minutes, too short costs another 429).
-    chosen = [resets[k] for k in (exhausted or list(resets)) if resets[k] is not None]
+    chosen = [r for k in (exhausted or list(resets)) if (r := resets[k]) is not None]
     if resets:
         candidates.append(("ratelimit-reset", max(chosen) if chosen else None))
 

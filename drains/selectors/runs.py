@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import connection
 from django.db.models import Count, Max, Q
@@ -22,7 +23,7 @@ from drains.models import (
 # --- the runtime --------------------------------------------------------------------------------
 
 
-def latest_event(*, drain: str, kind: str) -> dict | None:
+def latest_event(*, drain: str, kind: str) -> Mapping[str, Any] | None:
     """The newest event of ``kind`` for ``drain``: ``{"message", "at"}`` or None."""
     return (
         DrainEvent.objects.filter(drain=drain, kind=kind)
@@ -46,7 +47,7 @@ def event_exists(*, drain: str, kind: str, message: str) -> bool:
     return DrainEvent.objects.filter(drain=drain, kind=kind, message=message).exists()
 
 
-def controls_for_run(*, drain: str, quota_key: str, now: datetime) -> list[dict]:
+def controls_for_run(*, drain: str, quota_key: str, now: datetime) -> Sequence[Mapping[str, Any]]:
     """The control rows a running drain re-reads between chunks: its own, and those of drains
     on its quota that back off now (``name``, ``enabled``, ``quota_key``, ``backoff_until``)."""
     same_quota = Q(quota_key=quota_key, backoff_until__gt=now) if quota_key else Q(pk__in=[])
@@ -69,10 +70,10 @@ class ProbeEvidence:
 def probe_evidence(*, drain: str, quota_key: str) -> ProbeEvidence:
     """The quota's latest backoff (from its BACKOFF events, which outlive the backoff fields
     the supervisor clears) and the latest sign since that a call on it worked. Three queries."""
-    names = {drain}
+    peers = {drain}
     if quota_key:
-        names.update(DrainControl.objects.filter(quota_key=quota_key).values_list("name", flat=True))
-    names = sorted(names)
+        peers.update(DrainControl.objects.filter(quota_key=quota_key).values_list("name", flat=True))
+    names = sorted(peers)
     last_backoff = (
         DrainEvent.objects.filter(drain__in=names, kind=EventKind.BACKOFF)
         .order_by("-at", "-id")
@@ -110,7 +111,7 @@ def newest_runs(names: Iterable[str]) -> dict[str, DrainRun]:
 @dataclass
 class DrainState:
     name: str
-    control: dict | None
+    control: Mapping[str, Any] | None
     running: list[DrainRun]
     holder: int | None
     staged: int
@@ -128,9 +129,13 @@ FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::bigint[])
 """
 
 
-def supervisor_states(names: list[str]) -> tuple[dict[str, DrainState], dict[str, dict]]:
+def supervisor_states(
+    names: list[str],
+) -> tuple[dict[str, DrainState], dict[str, Mapping[str, Any]]]:
     """Everything a tick decides on, in a fixed number of queries whatever the history."""
-    controls = {row["name"]: row for row in DrainControl.objects.values()}
+    controls: dict[str, Mapping[str, Any]] = {
+        row["name"]: row for row in DrainControl.objects.values()
+    }
     # Runs before lock holders: a run seen running whose lock is then free has died (or has
     # just finished, and then the guarded state change below does nothing).
     running: dict[str, list[DrainRun]] = {name: [] for name in names}
@@ -158,13 +163,13 @@ def supervisor_states(names: list[str]) -> tuple[dict[str, DrainState], dict[str
 
 
 def last_progress(
-    states: dict[str, DrainState], controls: dict[str, dict]
+    states: dict[str, DrainState], controls: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, datetime | None]:
     """Per drain with a backoff: the latest checkpoint with items done after the backoff was
     observed, by a run of this drain or of any drain on the same quota (the quota is what was
     limited) other than the run that hit the limit. One query for all of them."""
 
-    def peers(control: dict) -> str:
+    def peers(control: Mapping[str, Any]) -> str:
         key = control.get("quota_key") or ""
         same = {c["name"] for c in controls.values() if key and c["quota_key"] == key}
         return "\n".join(sorted(same | {control["name"]}))

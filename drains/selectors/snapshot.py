@@ -206,7 +206,7 @@ def recent_runs(names: list[str], now: datetime, since: datetime) -> Statement:
     """
 
     def read(rows):
-        result = {name: [] for name in names}
+        result: dict[str, list[tuple]] = {name: [] for name in names}
         for drain, *run in rows:
             result[drain].append(tuple(run))
         return result
@@ -278,7 +278,7 @@ def events(now: datetime, *, with_timeline: bool) -> Statement:
 
     def read(rows):
         notes: dict[str, list[DrainEvent]] = defaultdict(list)
-        events = []
+        events: list[DrainEvent] = []
         for *values, part in rows:
             event = DrainEvent.from_db(connection.alias, attnames, values)
             (notes[event.drain] if part == "note" else events).append(event)

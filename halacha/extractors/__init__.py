@@ -19,7 +19,7 @@ BACKENDS = {
 
 
 def extractor_class(name: str | None = None):
-    name = name or settings.HALACHA_EXTRACTOR
+    name = name or str(settings.HALACHA_EXTRACTOR)
     target = BACKENDS.get(name, name)
     if ":" not in target:
         raise ImproperlyConfigured(
