@@ -25,6 +25,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from drains import validate
 from halacha.importer import ImportReport, import_file, import_lines
 
 INBOX_SUFFIXES = (".json", ".jsonl")
@@ -161,6 +162,10 @@ def fetch_inbox(inbox: Path, report: FetchReport) -> None:
 
 
 def fetch_feed(url: str, report: FetchReport, *, timeout: float) -> None:
+    try:
+        validate.http_url(url)  # never file://, ftp:// or a bare word: the docs promise HTTP(S)
+    except ValueError as exc:
+        raise FetchError(f"FETCH_FEED_URL: {exc}") from None
     request = urllib.request.Request(
         url,
         headers={

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.conf import settings
+from django.core.management.base import CommandError
 
+from drains import validate
 from drains.models import Trigger
 from drains.runs import job_run, record_checkpoint
 from drains.schema_gate import ensure_schema
@@ -15,7 +17,7 @@ JOB = "fetch_decisions"
 MAX_ERRORS_SHOWN = 50
 
 
-class Command(BaseCommand):
+class Command(validate.CheckedCommand):
     help = (
         "Import new court decisions from the inbox folder (FETCH_INBOX_DIR: *.json / *.jsonl, "
         "moved to imported/ or failed/ once read) and the feed (FETCH_FEED_URL, a JSON array "
@@ -27,6 +29,11 @@ class Command(BaseCommand):
         add_trigger_argument(parser, default=Trigger.MANUAL)
 
     def handle(self, *args, trigger: str, **options):
+        # The settings were checked at start-up (config/env.py); a host's own settings module
+        # or a test may have set them since, so the door checks them again before any work.
+        if settings.FETCH_FEED_URL:
+            validate.check("FETCH_FEED_URL", settings.FETCH_FEED_URL, validate.http_url)
+        validate.check("FETCH_INBOX_DIR", settings.FETCH_INBOX_DIR, validate.writable_folder)
         ensure_schema()
         try:
             with job_run(name=JOB, trigger=trigger) as run:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
-
 from drains.models import Trigger
 from drains.runs import job_run
 from drains.schema_gate import ensure_schema
 from drains.slots import SlotTaken
 from drains.trigger import add_trigger_argument
+from drains.validate import CheckedCommand
 from operations.digest import send_digest
 
 JOB = "send_digest"
 
 
-class Command(BaseCommand):
+class Command(CheckedCommand):
     help = (
         "Email the last 24 hours per drain (items done, halachot extracted, bursts, backoffs, "
         "failures) to DIGEST_RECIPIENTS through Django's email backend (console unless "
