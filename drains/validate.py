@@ -375,10 +375,12 @@ def _recheck(action: argparse.Action, value: Any) -> Any:
     if action.type is None and not action.choices:
         return value
     name = "/".join(action.option_strings) or action.dest
-    many = isinstance(value, list | tuple)
+    many = action.nargs in ("+", "*") or isinstance(action.nargs, int)
+    if many and not isinstance(value, list | tuple):
+        raise BadInput(f"argument {name}: {shown(value)} is not a list of values")
     checked = []
     for item in value if many else [value]:
-        if action.type is not None and not (isinstance(item, bool) and action.type is not bool):
+        if action.type is not None:
             try:
                 item = action.type(item)
             except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:

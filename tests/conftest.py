@@ -59,3 +59,12 @@ def reaped_process():
     for process in started:
         process.kill()
         process.wait()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The generated input sweep (tests/test_input_sweep.py) says how many cases it ran."""
+    import sys
+
+    sweep = sys.modules.get("tests.test_input_sweep")
+    if sweep is not None and sweep.CASES:
+        terminalreporter.write_line(f"input sweep: {len(sweep.CASES)} cases")

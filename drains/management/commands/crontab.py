@@ -10,9 +10,11 @@ else is django-crontab's own behaviour.
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from django.conf import settings
@@ -38,9 +40,38 @@ def _crontab_program() -> list[str]:
     return words
 
 
-def _installed(program: list[str]) -> str:
-    listed = subprocess.run([*program, "-l"], capture_output=True, text=True, timeout=60)
-    return listed.stdout if listed.returncode == 0 else ""
+class _Crontab(Crontab):
+    """django-crontab's table, read and written through ``subprocess`` so that a crontab
+    program that fails says so (django-crontab's ``os.popen``/``os.system`` ignore it)."""
+
+    def __init__(self, program: list[str], **options):
+        super().__init__(**options)
+        self.program = program
+
+    def read(self):
+        listed = subprocess.run([*self.program, "-l"], capture_output=True, text=True, timeout=60)
+        # `crontab -l` exits 1 with "no crontab for USER" when the user has none yet.
+        self.crontab_lines = listed.stdout.splitlines(keepends=True) if listed.returncode == 0 else []
+
+    def write(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".crontab", delete=False) as table:
+            table.writelines(self.crontab_lines)
+        try:
+            written = subprocess.run(
+                [*self.program, table.name], capture_output=True, text=True, timeout=60
+            )
+        finally:
+            os.unlink(table.name)
+        if written.returncode != 0:
+            reason = (written.stderr.strip().splitlines() or [f"exit {written.returncode}"])[0]
+            raise validate.BadInput(
+                f"crontab: {shlex.join(self.program)} refused the table ({reason}); nothing "
+                "was installed. Check that this user may use cron (cron.allow)."
+            )
+
+    def installed(self) -> str:
+        self.read()
+        return "".join(self.crontab_lines)
 
 
 class Command(validate.CheckedCommand, CrontabCommand):
@@ -71,21 +102,27 @@ class Command(validate.CheckedCommand, CrontabCommand):
         if jobhash is not None:
             raise validate.BadInput(f"jobhash: only `crontab run` takes a hash, not {subcommand}.")
         program = _crontab_program()
+        if subcommand == "show":
+            with _Crontab(program, readonly=True, **options) as crontab:
+                crontab.show_jobs()
+            return
         if subcommand == "add":
             Path(settings.DRAINS_LOG_DIR).mkdir(parents=True, exist_ok=True)
-        result = super().handle(*args, **options)
-        if subcommand in ("add", "remove"):
-            table = _installed(program)
-            missing = [h for h in job_hashes() if f"crontab run {h}" not in table]
-            if subcommand == "add" and missing:
-                raise validate.BadInput(
-                    f"crontab add: the table that {shlex.join(program)} -l lists lacks "
-                    f"{len(missing)} of the {len(job_hashes())} jobs: the install did not take. "
-                    "Check that this user may use cron (cron.allow) and try again."
-                )
-            if subcommand == "remove" and len(missing) < len(job_hashes()):
-                raise validate.BadInput(
-                    f"crontab remove: {shlex.join(program)} -l still lists jobs of this project; "
-                    "the table was not written."
-                )
-        return result
+        with _Crontab(program, **options) as crontab:
+            crontab.remove_jobs()
+            if subcommand == "add":
+                crontab.add_jobs()
+        table = _Crontab(program).installed()
+        hashes = job_hashes()
+        missing = [h for h in hashes if f"crontab run {h}" not in table]
+        if subcommand == "add" and missing:
+            raise validate.BadInput(
+                f"crontab add: the table that {shlex.join(program)} -l lists lacks "
+                f"{len(missing)} of the {len(hashes)} jobs: the install did not take. Check "
+                "that this user may use cron (cron.allow) and try again."
+            )
+        if subcommand == "remove" and len(missing) < len(hashes):
+            raise validate.BadInput(
+                f"crontab remove: {shlex.join(program)} -l still lists jobs of this project; "
+                "the table was not written."
+            )
