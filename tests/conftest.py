@@ -62,9 +62,12 @@ def reaped_process():
 
 
 def pytest_terminal_summary(terminalreporter):
-    """The generated input sweep (tests/test_input_sweep.py) says how many cases it ran."""
+    """The generated input sweeps (tests/test_input_sweep.py, test_settings_sweep.py) say how
+    many cases they ran."""
     import sys
 
-    sweep = sys.modules.get("tests.test_input_sweep")
-    if sweep is not None and sweep.CASES:
-        terminalreporter.write_line(f"input sweep: {len(sweep.CASES)} cases")
+    for module, what in [("tests.test_input_sweep", "input sweep (commands)"),
+                         ("tests.test_settings_sweep", "input sweep (settings)")]:
+        sweep = sys.modules.get(module)
+        if sweep is not None and sweep.CASES:
+            terminalreporter.write_line(f"{what}: {len(sweep.CASES)} cases")
