@@ -29,7 +29,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 import psycopg
@@ -38,23 +37,9 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from config.env import env_str  # noqa: E402
+from bench._harness import admin_execute, server_url  # noqa: E402
 
 CHUNK = 10
-
-
-def server_url(database: str) -> str:
-    base = env_str("DATABASE_URL")
-    if base is None:
-        from config import embedded_pg
-
-        return embedded_pg.url(database)
-    return urlunsplit(urlsplit(base)._replace(path=f"/{database}"))
-
-
-def admin_execute(statement) -> None:
-    with psycopg.connect(server_url("postgres"), autocommit=True) as conn:
-        conn.execute(statement)
 
 
 def setup_django(database: str) -> None:

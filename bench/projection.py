@@ -55,7 +55,8 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.drain_throughput import admin_execute, load_backlog, server_url  # noqa: E402
+from bench._harness import admin_execute, server_url  # noqa: E402
+from bench.drain_throughput import load_backlog  # noqa: E402
 
 POINTS = (0.25, 0.50)
 GOAL = 15.0  # per cent of the remaining time
@@ -80,7 +81,7 @@ def make_extractor_class():
     """Built after django.setup(): the extractor base classes import Django models."""
     from django.utils import timezone
 
-    from drains.ratelimit import parse_reset
+    from drains.quota.resets import parse_reset
     from tests.support.extractors import InstantExtractor
 
     class BurstExtractor(InstantExtractor):
@@ -211,9 +212,9 @@ def burst(args, seed: int) -> dict:
     """One simulated burst; returns the marks and the actual finish."""
     from django.utils import timezone
 
-    from drains.backoff import backoff_in_force
     from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
     from drains.models import DrainRun, RunStatus, Trigger
+    from drains.quota.backoff import backoff_in_force
     from drains.runner import SKIPPED, run_drain
 
     load_backlog(args.decisions, padding=0)

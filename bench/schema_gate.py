@@ -30,7 +30,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -38,20 +37,9 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from config.env import env_str  # noqa: E402
+from bench._harness import server_url  # noqa: E402
 
 _names = itertools.count()
-
-
-def server_url(database: str) -> str:
-    """A DATABASE_URL for ``database`` on the benchmark's server."""
-    base = env_str("DATABASE_URL")
-    if base is None:
-        from config import embedded_pg
-
-        return embedded_pg.url(database)
-    parts = urlsplit(base)
-    return urlunsplit(parts._replace(path=f"/{database}"))
 
 
 def admin() -> psycopg.Connection:
@@ -175,7 +163,7 @@ IN_PROCESS = """
 import statistics, time, django
 django.setup()
 from django.db import connection
-from drains.schema_gate import ensure_schema
+from drains.schema import ensure_schema
 samples = []
 for _ in range({n}):
     connection.close()

@@ -33,7 +33,6 @@ import time
 import types
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -41,28 +40,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 for _scope in ("ADDRESS", "AUTH_FAILURE", "USER", "BURST"):
     os.environ[f"DRAINS_API_THROTTLE_{_scope}"] = "off"
 
-from config.env import env_str  # noqa: E402
+from bench._harness import admin_execute, server_url  # noqa: E402
 
 TOKEN_USER = "bench"
 
 
 # --- database -------------------------------------------------------------------------------------
-
-
-def server_url(database: str) -> str:
-    base = env_str("DATABASE_URL")
-    if base is None:
-        from config import embedded_pg
-
-        return embedded_pg.url(database)
-    return urlunsplit(urlsplit(base)._replace(path=f"/{database}"))
-
-
-def admin_sql(statement: str) -> None:
-    import psycopg
-
-    with psycopg.connect(server_url("postgres"), autocommit=True) as conn:
-        conn.execute(statement)
 
 
 # --- drains for the bench -------------------------------------------------------------------------
@@ -266,7 +249,7 @@ def main() -> None:
     args = parser.parse_args()
 
     database = f"bench_snapshot_{os.getpid()}"
-    admin_sql(f'CREATE DATABASE "{database}"')
+    admin_execute(f'CREATE DATABASE "{database}"')
     os.environ["DATABASE_URL"] = server_url(database)
     try:
         import django
@@ -319,7 +302,7 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        admin_execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

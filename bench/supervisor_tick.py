@@ -26,29 +26,12 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-from config.env import env_str  # noqa: E402
-
-
-def server_url(database: str) -> str:
-    base = env_str("DATABASE_URL")
-    if base is None:
-        from config import embedded_pg
-
-        return embedded_pg.url(database)
-    return urlunsplit(urlsplit(base)._replace(path=f"/{database}"))
-
-
-def admin_sql(statement: str) -> None:
-    import psycopg
-
-    with psycopg.connect(server_url("postgres"), autocommit=True) as conn:
-        conn.execute(statement)
+from bench._harness import admin_execute, server_url  # noqa: E402
 
 
 def use_drains(total: int) -> list[str]:
@@ -157,7 +140,7 @@ def main() -> None:
     args = parser.parse_args()
 
     database = f"bench_supervisor_{os.getpid()}"
-    admin_sql(f'CREATE DATABASE "{database}"')
+    admin_execute(f'CREATE DATABASE "{database}"')
     os.environ["DATABASE_URL"] = server_url(database)
     try:
         import django
@@ -199,7 +182,7 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        admin_execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -222,7 +222,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Two fields are called "kind" (a backoff's limit, a service's kind): name their enums.
     "ENUM_NAME_OVERRIDES": {
-        "LimitKindEnum": "drains.limitkinds.LimitKind",
+        "LimitKindEnum": "drains.quota.kinds.LimitKind",
         "ServiceKindEnum": ["drain", "supervisor", "job"],
     },
     # Request bodies refuse unknown fields, so the schema says so (additionalProperties: false).
@@ -334,7 +334,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 64 *
 # --- Drains -----------------------------------------------------------------------------------
 DRAINS_VAR_DIR = VAR_DIR
 DRAINS_LOG_DIR = VAR_DIR / "log"
-# Schema gate (drains/schema_gate.py)
+# Schema gate (drains/schema/)
 DRAINS_MIGRATE_LOCK_WAIT_SECONDS = env_float("DRAINS_MIGRATE_LOCK_WAIT_SECONDS", 600.0, minimum=0)
 DRAINS_MIGRATE_LOCK_REPORT_SECONDS = env_float("DRAINS_MIGRATE_LOCK_REPORT_SECONDS", 10.0, minimum=0.1)
 DRAINS_MIGRATE_LOCK_TIMEOUT_MS = env_int("DRAINS_MIGRATE_LOCK_TIMEOUT_MS", 5000, minimum=1)
@@ -415,7 +415,7 @@ def _job(expression: str, command: str) -> tuple:
         "django.core.management.call_command",
         [command],
         # Says on the run that cron started it; a cron start of a job that is not a drain also
-        # claims its slot, so that with the crontab on several hosts it runs once (drains/slots.py).
+        # claims its slot, so that with the crontab on several hosts it runs once (drains/jobs.py).
         {"trigger": "cron"},
         f">> {shlex.quote(str(DRAINS_LOG_DIR / (command + '.log')))} 2>&1",
     )

@@ -247,7 +247,7 @@ def end_burst_early(
     *, name: str, until: datetime, message: str, actor: str, data: dict | None = None
 ) -> bool:
     """End drain ``name``'s burst before its deadline ``until`` because the quota has nothing
-    left to spend before then (a weekly limit, drains/limits.py). Guarded: a burst an operator
+    left to spend before then (a weekly limit, drains/quota/actions.py). Guarded: a burst an operator
     changed meanwhile is left alone. Writes a ``burst_ended`` event (shown as a note)."""
     with transaction.atomic():
         control = DrainControl.objects.select_for_update().filter(name=name).first()

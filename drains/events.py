@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+
 from django.utils import timezone
 
 from drains.models import DrainEvent, DrainRun
@@ -25,3 +27,9 @@ def record_event(
         data=data or {},
         at=timezone.now(),
     )
+
+
+def cli_actor(given: str | None = None) -> str:
+    """Who a command acts for: ``--actor`` when given, else ``cli:<login>`` (one format for every
+    command, so the timeline tells a shell apart from the page, the API and the supervisor)."""
+    return given or f"cli:{getpass.getuser()}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from drains.limitkinds import LimitKind
+from drains.quota.kinds import LimitKind
 
 
 class RunStatus(models.TextChoices):
@@ -115,7 +115,7 @@ class DrainControl(models.Model):
     backoff_observed_at = models.DateTimeField(null=True, blank=True)
     backoff_kind = models.CharField(
         max_length=24, choices=LimitKind.choices, blank=True, default="",
-        help_text="Which limit the backoff is for (drains/ratelimit.py).",
+        help_text="Which limit the backoff is for (drains/quota/resets.py).",
     )
     backoff_model = models.CharField(
         max_length=32, blank=True, default="", help_text="For a weekly limit of one model."
@@ -169,8 +169,8 @@ class DrainRun(models.Model):
         max_length=32,
         blank=True,
         default="",
-        help_text="Why the run ended: backlog_empty, max_items, max_minutes, deadline, "
-        "rate_limited, backoff, signal, disabled, burst_off, lock_lost, error.",
+        choices=StopReason.choices,
+        help_text="Why the run ended.",
     )
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
@@ -186,7 +186,7 @@ class DrainRun(models.Model):
     slot = models.DateTimeField(
         null=True,
         blank=True,
-        help_text="The scheduled fire time a cron-started job serves (drains/slots.py): one run "
+        help_text="The scheduled fire time a cron-started job serves (drains/jobs.py): one run "
         "per job and slot across all hosts.",
     )
 
@@ -218,7 +218,7 @@ class DrainEvent(models.Model):
         DrainRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
     )
     actor = models.CharField(max_length=150)
-    kind = models.CharField(max_length=48)
+    kind = models.CharField(max_length=48, choices=EventKind.choices)
     message = models.TextField()
     data = models.JSONField(default=dict, blank=True)
     at = models.DateTimeField()
@@ -259,3 +259,8 @@ class StagedResult(models.Model):
 
     def __str__(self) -> str:
         return f"staged {self.drain}:{self.item_key}"
+
+
+# The quota's own rows live with the quota (drains/quota/models.py); importing them here is what
+# makes Django register them in this app.
+from drains.quota.models import QuotaPolicy, QuotaSample, QuotaWindow  # noqa: E402, F401

@@ -1,5 +1,5 @@
 """Run, checkpoint and staging services: the only code that writes DrainRun and StagedResult
-(the backoff fields of DrainControl are drains/backoff.py's).
+(the backoff fields of DrainControl are drains/quota/backoff.py's).
 
 Each function is one transaction (or one statement) and safe to call from any process: the
 runtime calls them while it works, the supervisor calls ``promote_leftovers`` and ``finish_run``
@@ -7,7 +7,7 @@ with zero quota. Nothing here imports or constructs an extractor, and
 nothing here decides *when* to stop: that is the runner's (drains/runner/) or the
 supervisor's call.
 
-Staging contract (DESIGN.md, "nothing paid for is lost"): ``stage_result`` commits the raw
+Staging contract (docs/architecture.md, "paid once"): ``stage_result`` commits the raw
 extractor response in its own transaction the moment it arrives; ``promote_staged`` turns it into
 domain rows through the drain class's ``promote(item_key, payload)`` and deletes the staged row
 in one transaction, and is a no-op when the row is already gone — so a promotion repeated after a
@@ -21,8 +21,7 @@ import logging
 import os
 import socket
 import traceback
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -237,46 +236,7 @@ def mark_dead_runs(*, drain: str, reason: str, actor: str, exclude: DrainRun | N
     return marked
 
 
-@contextmanager
-def job_run(*, name: str, trigger: str = Trigger.CRON) -> Iterator[DrainRun]:
-    """Record a sibling job (not a drain) as a DrainRun with mode ``job``.
-
-    ``with job_run(name="fetch_decisions", trigger="cron") as run: ...`` — the run ends ``succeeded``, or
-    ``failed`` with the error recorded *before* the exception goes on (django-crontab swallows
-    exceptions, so the row is where an operator sees the failure). Ctrl-C ends it ``stopped``.
-    The body may call ``record_checkpoint(run=run, done=n)`` to report progress.
-
-    A cron start claims the job's slot first (drains/slots.py): when another host, or an
-    earlier start, already has it, ``SlotTaken`` is raised before anything is done.
-    """
-    from drains import slots
-
-    slot = slots.current_slot(name) if slots.claims_a_slot(trigger) else None
-    if slot is not None:
-        run = slots.claim(name=name, trigger=trigger, slot=slot)
-    else:
-        run = start_run(drain=name, trigger=trigger, mode=RunMode.JOB)
-    try:
-        yield run
-    except BaseException as exc:
-        interrupted = isinstance(exc, KeyboardInterrupt)
-        try:
-            _finish_even_after_db_error(
-                run=run,
-                status=RunStatus.STOPPED if interrupted else RunStatus.FAILED,
-                stop_reason=StopReason.SIGNAL if interrupted else StopReason.ERROR,
-                error=error_text(exc),
-            )
-        except DatabaseError:
-            # The job's own failure is what the operator must see; it goes on below. The
-            # bookkeeping failure is logged with its traceback, not dropped.
-            logger.exception("could not record the end of job run %s (%s)", run.pk, name)
-        raise
-    else:
-        finish_run(run=run, status=RunStatus.SUCCEEDED)
-
-
-def _finish_even_after_db_error(
+def finish_even_after_db_error(
     *, run: DrainRun, status: str, stop_reason: str, error: str
 ) -> None:
     """finish_run, retried once on a fresh connection when the failure broke the old one."""

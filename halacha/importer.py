@@ -358,7 +358,13 @@ def jsonl_files(paths: Iterable[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*.jsonl") if p.is_file())
+            try:
+                found = sorted(p for p in path.rglob("*.jsonl") if p.is_file())
+            except OSError as exc:  # a folder below it that cannot be listed (/proc, say)
+                raise ImportPathError(
+                    f"{path}: a folder below it cannot be read ({exc}); name the folder of "
+                    "the files to import"
+                ) from None
             if not found:
                 raise ImportPathError(f"{path} is a folder with no *.jsonl files in it")
             files.extend(found)

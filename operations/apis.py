@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 
 from drains import registry
 from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
-from drains.schema_gate import unapplied_migrations
+from drains.schema import unapplied_migrations
 from operations import selectors
 from operations.authentication import HashedTokenAuthentication
 from operations.errors import LimitedJSONParser

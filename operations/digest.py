@@ -17,8 +17,9 @@ from django.core.mail import EmailMessage
 from django.utils import timezone
 
 from drains import registry, rules
-from drains.limitkinds import describe_kind
 from drains.models import DrainEvent, DrainRun, EventKind, RunStatus
+from drains.quota import policy
+from drains.quota.kinds import describe_kind
 from drains.schedule import scheduled_jobs
 from drains.selectors import digest as reads
 from drains.selectors.usage import QuotaWeekUsage, usage_by_week
@@ -141,7 +142,7 @@ def build_digest(*, now: datetime | None = None) -> Digest:
         d.enabled = control.enabled
         if rules.burst_active(control.burst_until, now=until):
             d.burst_until = control.burst_until
-        if rules.backoff_active(control.backoff_until, now=until):
+        if policy.backoff_active(control.backoff_until, now=until):
             d.backoff_until = control.backoff_until
             d.backoff_kind = describe_kind(control.backoff_kind, control.backoff_model)
             d.backoff_reason = (

@@ -3,7 +3,7 @@
 Owns: turning the operations snapshot into metric families. It reads through the public
 selector (``operations.selectors.snapshot``, a constant number of queries) plus two reads of its
 own, each one query whatever the number of drains and runs: the run totals (items done, extractor
-tokens) and the unapplied migrations (``drains.schema_gate.missing_migrations``). The quota-week
+tokens) and the unapplied migrations (``drains.schema.missing_migrations``). The quota-week
 usage per quota key comes from the snapshot's ``usage`` (drains/selectors/usage.py). It never
 writes.
 
@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from drains.models import DrainRun
-from drains.schema_gate import missing_migrations
+from drains.schema import missing_migrations
 from operations import selectors
 from operations.errors import error_body
 

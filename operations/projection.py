@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from html import escape
 
 from drains.bursts import upcoming_week_boundary
 from drains.models import RunStatus
@@ -180,57 +179,3 @@ def backlog_history(*, pending: int, done_per_bucket: list[int], now: datetime,
     return list(reversed(points))
 
 
-def burndown_svg(*, history: list[tuple[datetime, int]], projection: Projection | None,
-                 now: datetime, title: str, width: int = 320, height: int = 120) -> str:
-    """A small self-contained SVG: the past backlog (solid), the projection to the deadline
-    (dashed) and the deadline (a red rule). No scripts, no external references."""
-    pad_l, pad_r, pad_t, pad_b = 34, 8, 8, 18
-    t0 = history[0][0] if history else now
-    t1 = now
-    if projection is not None:
-        t1 = max(t1, projection.deadline)
-    total = max((t1 - t0).total_seconds(), 1.0)
-    top = max([value for _, value in history] + [1])
-
-    def x(moment: datetime) -> float:
-        return pad_l + (width - pad_l - pad_r) * (moment - t0).total_seconds() / total
-
-    def y(value: float) -> float:
-        return pad_t + (height - pad_t - pad_b) * (1 - value / top)
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
-        f"<title>{escape(title)}</title>",
-        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff"/>',
-        f'<line x1="{pad_l}" y1="{y(0):.1f}" x2="{width - pad_r}" y2="{y(0):.1f}" '
-        'stroke="#999" stroke-width="1"/>',
-        f'<line x1="{pad_l}" y1="{pad_t}" x2="{pad_l}" y2="{y(0):.1f}" stroke="#999" '
-        'stroke-width="1"/>',
-        f'<text x="{pad_l - 4}" y="{pad_t + 8}" font-size="10" text-anchor="end" '
-        f'font-family="sans-serif">{top}</text>',
-        f'<text x="{pad_l - 4}" y="{y(0):.1f}" font-size="10" text-anchor="end" '
-        'font-family="sans-serif">0</text>',
-        f'<text x="{pad_l}" y="{height - 4}" font-size="10" font-family="sans-serif">'
-        f"{escape(axis_time(t0))}</text>",
-    ]
-    if history:
-        points = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in history)
-        parts.append(f'<polyline points="{points}" fill="none" stroke="#1f6feb" '
-                     'stroke-width="2" class="history"/>')
-    if projection is not None:
-        dx = x(projection.deadline)
-        parts.append(f'<line x1="{dx:.1f}" y1="{pad_t}" x2="{dx:.1f}" y2="{y(0):.1f}" '
-                     'stroke="#d1242f" stroke-width="1.5" class="deadline"/>')
-        parts.append(f'<text x="{min(dx, width - pad_r):.1f}" y="{height - 4}" font-size="10" '
-                     f'text-anchor="end" font-family="sans-serif" fill="#d1242f">'
-                     f"{escape(axis_time(projection.deadline))}</text>")
-        if projection.pending > 0 and projection.rate_per_hour > 0:
-            end = min(projection.finish_at, projection.deadline)
-            left = max(0.0, projection.pending - projection.rate_per_hour
-                       * (end - now).total_seconds() / 3600)
-            parts.append(f'<line x1="{x(now):.1f}" y1="{y(projection.pending):.1f}" '
-                         f'x2="{x(end):.1f}" y2="{y(left):.1f}" stroke="#1f6feb" '
-                         'stroke-width="2" stroke-dasharray="4 3" class="projection"/>')
-    parts.append("</svg>")
-    return "".join(parts)

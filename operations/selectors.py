@@ -20,9 +20,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from drains import bursts, registry, rules, schedule
-from drains.limitkinds import describe_kind
 from drains.locks import drain_lock_holders
 from drains.models import DrainControl, DrainEvent, DrainRun, RunStatus
+from drains.quota import policy
+from drains.quota.kinds import describe_kind
 from drains.selectors import snapshot as reads
 from drains.selectors.snapshot import HISTORY_HOURS, NOTES_PER_SERVICE, TIMELINE_LENGTH
 from drains.selectors.usage import QuotaWeekUsage, usage_by_week
@@ -202,7 +203,7 @@ def _drain_state(*, control, burst, current, last, backlog, next_fire, holder,
     if control is not None and not control.enabled:
         by = f" by {control.disabled_by}" if getattr(control, "disabled_by", None) else ""
         return State.DISABLED, f"disabled{by}: no run starts until it is enabled again"
-    if control is not None and rules.backoff_active(control.backoff_until, now=now):
+    if control is not None and policy.backoff_active(control.backoff_until, now=now):
         reason = _first_line(control.backoff_reason) or "rate limited"
         which = describe_kind(control.backoff_kind, control.backoff_model)
         return State.BACKING_OFF, (
@@ -236,7 +237,7 @@ def _job_state(*, current, last, next_fire, now) -> tuple[str, str]:
 
 
 def _backoff_end(control, now: datetime) -> datetime | None:
-    if control is not None and rules.backoff_active(control.backoff_until, now=now):
+    if control is not None and policy.backoff_active(control.backoff_until, now=now):
         return control.backoff_until
     return None
 
@@ -283,7 +284,7 @@ def _drain_entry(entry: dict, name: str, *, now, control, burst, current, last, 
                                        runs=recent_runs, now=now, window=_window(),
                                        backoff_until=_backoff_end(control, now))
     backoff = None
-    if control is not None and rules.backoff_active(control.backoff_until, now=now):
+    if control is not None and policy.backoff_active(control.backoff_until, now=now):
         backoff = {
             "until": control.backoff_until,
             "reason": control.backoff_reason,

@@ -15,8 +15,8 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from drains.limitkinds import LimitKind
 from drains.models import RunMode, RunStatus, Trigger
+from drains.quota.kinds import LimitKind
 from operations.selectors import State
 
 

@@ -1,10 +1,16 @@
 import uuid
 
+import freezegun
 import pytest
 
 from tests.support import processes
 
 _TOKEN = pytest.StashKey[tuple[str, set[int]]]()
+
+
+# pytest's own clock must not be frozen: a fixture that freezes time during setup otherwise
+# makes --durations report setups of 1.8 billion seconds (the frozen epoch, not the real time).
+freezegun.configure(extend_ignore_list=["_pytest"])
 
 
 def pytest_configure(config):

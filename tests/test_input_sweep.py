@@ -137,7 +137,7 @@ def world(tmp_path, settings, monkeypatch, django_user_model):
     empty_folder = tmp_path / "empty"
     empty_folder.mkdir()
     paths = [str(good), str(unreadable), str(empty_folder), str(tmp_path / "missing.jsonl"),
-             str(good / "below-a-file"), str(tmp_path), "/etc/passwd", "/"]
+             str(good / "below-a-file"), str(tmp_path), "/etc/passwd", "/proc/self/task"]
     return {"paths": paths, "settings": settings}
 
 

@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='drainrun',
             name='slot',
-            field=models.DateTimeField(blank=True, help_text='The scheduled fire time a cron-started job serves (drains/slots.py): one run per job and slot across all hosts.', null=True),
+            field=models.DateTimeField(blank=True, help_text='The scheduled fire time a cron-started job serves (drains/jobs.py): one run per job and slot across all hosts.', null=True),
         ),
         migrations.AddConstraint(
             model_name='drainrun',

@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='draincontrol',
             name='backoff_kind',
-            field=models.CharField(blank=True, choices=[('session', '5-hour session limit'), ('weekly', 'weekly limit (all models)'), ('weekly_model', 'weekly limit of one model'), ('extra_usage', 'extra usage exhausted'), ('spend_cap', 'API spend limit'), ('api_requests', 'API requests per minute'), ('api_input_tokens', 'API input tokens per minute'), ('api_output_tokens', 'API output tokens per minute'), ('overloaded', 'API overloaded (HTTP 529)'), ('unknown', 'limit of unknown kind')], default='', help_text='Which limit the backoff is for (drains/ratelimit.py).', max_length=24),
+            field=models.CharField(blank=True, choices=[('session', '5-hour session limit'), ('weekly', 'weekly limit (all models)'), ('weekly_model', 'weekly limit of one model'), ('extra_usage', 'extra usage exhausted'), ('spend_cap', 'API spend limit'), ('api_requests', 'API requests per minute'), ('api_input_tokens', 'API input tokens per minute'), ('api_output_tokens', 'API output tokens per minute'), ('overloaded', 'API overloaded (HTTP 529)'), ('unknown', 'limit of unknown kind')], default='', help_text='Which limit the backoff is for (drains/quota/resets.py).', max_length=24),
         ),
         migrations.AddField(
             model_name='draincontrol',

@@ -3,7 +3,7 @@
 A drain class (registered in ``drains.registry``) says what its work is: which items are
 pending, how to process one (call the extractor, return a JSON-able payload), how to promote a
 payload into domain rows, how to mark an item failed. The runtime owns everything else
-(DESIGN.md "Runtime"):
+(docs/architecture.md):
 
 - one runner per drain (``drains.locks``; a second copy returns ``already_running`` at once),
   the schema gate at start, a DrainRun row, a committed checkpoint per chunk of items (or per
@@ -14,14 +14,14 @@ payload into domain rows, how to mark an item failed. The runtime owns everythin
   starts after it), a rate limit (backoff on every drain of the quota), SIGTERM/SIGINT (finish
   the item, checkpoint, stop), the drain disabled or a backoff in force (no call at all), and any
   exception (run ``failed`` with the error recorded, then ``DrainRunFailed``);
-- a probe after a reset (``rules.probe_due``): the first run after a backoff expired makes one
+- a probe after a reset (``policy.probe_due``): the first run after a backoff expired makes one
   call alone, whatever its concurrency, and opens up only when that call went through; a
   refused probe writes the new backoff at once. One probe per quota: a drain whose quota
   another drain is probing holds, without a call, until that probe's outcome is known;
-- the plan by limit kind (``rules.limit_plan``, docs/rate-limits.md): an overloaded call (529)
+- the plan by limit kind (``policy.limit_plan``, docs/rate-limits.md): an overloaded call (529)
   is retried a few times inside the run, a per-minute API limit slows the run down (fewer calls
   in flight, a short pause with jitter) instead of stopping it, and after a backoff
-  ``drains.limits`` ends a burst a weekly limit outlasts or pauses the drains on a spend cap.
+  ``drains.quota.actions`` ends a burst a weekly limit outlasts or pauses the drains on a spend cap.
 
 It never reads the environment, never sleeps to wait out a quota limit (the supervisor restarts
 the drain after the reset; only a per-minute limit's seconds and an overload's retries are

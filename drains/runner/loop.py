@@ -22,14 +22,15 @@ from typing import Any
 from django.db import connections, reset_queries
 from django.utils import timezone
 
-from drains import rules, selectors
-from drains.backoff import record_backoff, record_probe
+from drains import selectors
 from drains.bursts import get_drain_burst
 from drains.events import record_event
-from drains.limits import act_on_limit
 from drains.locks import LockLost
 from drains.models import EventKind, RunMode, StopReason
-from drains.ratelimit import RateLimited
+from drains.quota import policy
+from drains.quota.actions import act_on_limit
+from drains.quota.backoff import record_backoff, record_probe
+from drains.quota.resets import RateLimited
 from drains.runner.pacing import Halted, SlowedDown
 from drains.runner.plugin import ItemFailed
 from drains.runs import RunSuperseded, Usage, promote_staged, record_checkpoint, stage_result
@@ -376,7 +377,7 @@ class WorkLoop:
         rows = selectors.controls_for_run(drain=self.name, quota_key=self.quota_key, now=now)
         if any(row["name"] == self.name and not row["enabled"] for row in rows):
             self._stop(StopReason.DISABLED)
-        if self.rate_limit is None and rules.backoff_in_force(
+        if self.rate_limit is None and policy.blocking_backoff(
             drain=self.name, quota_key=self.quota_key, controls=rows, now=now
         ):
             self._stop(StopReason.BACKOFF)

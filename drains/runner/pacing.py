@@ -1,4 +1,4 @@
-"""Pacing the calls by limit kind, the runner's half of the plan (``rules.limit_plan``).
+"""Pacing the calls by limit kind, the runner's half of the plan (``policy.limit_plan``).
 
 ``PacingSteps`` is mixed into ``drains.runner.run._Runner`` and uses its state. Two kinds of
 refusal do not stop a run:
@@ -17,7 +17,7 @@ refusal do not stop a run:
   in between, stop the run with a backoff (of at least DRAINS_SLOW_DOWN_BACKOFF_SECONDS).
 
 Every other kind stops the run (drains/runner/loop.py ``_apply``); what follows the backoff for
-a weekly limit or a spend cap is drains/limits.py's.
+a weekly limit or a spend cap is drains/quota/actions.py's.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from drains import rules
 from drains.events import record_event
-from drains.limitkinds import describe_kind
 from drains.models import EventKind
-from drains.ratelimit import RateLimited
+from drains.quota import policy
+from drains.quota.kinds import describe_kind
+from drains.quota.resets import RateLimited
 from drains.runner.plugin import Processed
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class PacingSteps:
                 raise Halted
             return self._process_paced(item)
         except RateLimited as exc:
-            if rules.limit_plan(exc.kind.kind) == rules.LimitPlan.SLOW_DOWN:
+            if policy.limit_plan(exc.kind.kind) == policy.LimitPlan.SLOW_DOWN:
                 raise self._pause_calls(exc) from exc
             raise
         finally:
@@ -121,11 +121,11 @@ class PacingSteps:
             try:
                 return self.drain.process(item)
             except RateLimited as exc:
-                plan = rules.limit_plan(exc.kind.kind)
-                if plan != rules.LimitPlan.RETRY or retry >= settings.DRAINS_OVERLOAD_RETRIES:
+                plan = policy.limit_plan(exc.kind.kind)
+                if plan != policy.LimitPlan.RETRY or retry >= settings.DRAINS_OVERLOAD_RETRIES:
                     raise
                 retry += 1
-                wait = rules.overload_retry_wait(
+                wait = policy.overload_retry_wait(
                     retry=retry,
                     base=float(settings.DRAINS_OVERLOAD_RETRY_SECONDS),
                     jitter=self.rng.random(),
@@ -159,14 +159,14 @@ class PacingSteps:
             if self.resume_at > time.monotonic():
                 return SlowedDown(exc, None)
             self.limits_in_a_row += 1
-            wait = rules.slow_down_wait(
+            wait = policy.slow_down_wait(
                 reset_at=exc.reset_at,
                 now=timezone.now(),
                 max_wait=float(settings.DRAINS_SLOW_DOWN_MAX_WAIT_SECONDS),
                 jitter=self.rng.random(),
             )
             before = self.in_flight_limit or self.concurrency
-            self.in_flight_limit = rules.slowed_limit(in_flight_limit=before)
+            self.in_flight_limit = policy.slowed_limit(in_flight_limit=before)
             self.calls_since_slow_down = 0
             self.resume_at = time.monotonic() + wait
             stop = self.limits_in_a_row >= settings.DRAINS_SLOW_DOWN_REPEATS

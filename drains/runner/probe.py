@@ -2,7 +2,7 @@
 
 ``ProbeSteps`` is mixed into ``drains.runner.run._Runner`` and uses its state (``name``,
 ``quota_key``, ``lock``, ``actor``) and its ``_skip`` / ``_backoff_skip``. Whether a probe is due
-is ``drains.rules.probe_due``; the loop makes the first call alone while ``self.probing``.
+is ``drains.policy.probe_due``; the loop makes the first call alone while ``self.probing``.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import time
 from django.conf import settings
 from django.utils import timezone
 
-from drains import rules, selectors
-from drains.backoff import record_probe_wait
+from drains import selectors
 from drains.locks import probe_holder
 from drains.models import StopReason
+from drains.quota import policy
+from drains.quota.backoff import record_probe_wait
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ PROBE_POLL_SECONDS = 0.2
 
 class ProbeSteps:
     def _probe_or_hold(self) -> object | None:
-        """A probe after a reset (``rules.probe_due``): one per quota, not one per drain.
+        """A probe after a reset (``policy.probe_due``): one per quota, not one per drain.
 
         The run that takes the quota's probe claim makes its first call alone (the loop sees
         ``self.probing``). A drain whose quota another drain is probing holds, with no call,
@@ -65,7 +66,7 @@ class ProbeSteps:
 
     def _probe_due(self) -> bool:
         evidence = selectors.probe_evidence(drain=self.name, quota_key=self.quota_key)
-        return rules.probe_due(
+        return policy.probe_due(
             backoff_until=evidence.backoff_until,
             last_success_at=evidence.last_success_at,
             now=timezone.now(),

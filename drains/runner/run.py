@@ -18,13 +18,13 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 
 from drains import registry, selectors
-from drains.backoff import backoff_in_force, set_quota_key
 from drains.bursts import ensure_control, get_drain_burst
 from drains.events import record_event
 from drains.locks import DrainLock, LockLost
 from drains.models import DrainRun, EventKind, RunMode, RunStatus, StopReason, Trigger
 from drains.progress import Progress, format_duration
-from drains.ratelimit import RateLimited
+from drains.quota.backoff import backoff_in_force, set_quota_key
+from drains.quota.resets import RateLimited
 from drains.runner.loop import WorkLoop
 from drains.runner.pacing import PacingSteps
 from drains.runner.plugin import Drain
@@ -38,7 +38,7 @@ from drains.runs import (
     promote_leftovers,
     start_run,
 )
-from drains.schema_gate import ensure_schema
+from drains.schema import ensure_schema
 
 logger = logging.getLogger(__name__)
 

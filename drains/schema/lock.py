@@ -6,9 +6,7 @@ never by blocking; and the check before each migration that it is still ours.
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,41 +18,22 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from drains import locks, pglock
 from drains.schema.errors import SchemaLockLost, SchemaLockTimeout
+from drains.schema.keys import (
+    DDL_APPLICATION_PREFIX,
+    LOCK_APPLICATION_PREFIX,
+    SCHEMA_LOCK_NAMESPACE,
+    application_name,
+    database_key,
+    schema_lock_key,
+)
+from drains.schema.status import describe_holder
 
 log = logging.getLogger(__name__)
 
-#: First half of the lock key: ASCII "MIGR" (0x4D494752). Fixed; documented; never reuse it.
-SCHEMA_LOCK_NAMESPACE = 0x4D494752
-#: ``application_name`` prefixes of the two sessions a migrator opens.
-LOCK_APPLICATION_PREFIX = "drains-migrate lock"
-DDL_APPLICATION_PREFIX = "drains-migrate ddl"
 #: Waiters poll with full jitter between these bounds (seconds), growing by POLL_GROWTH a try.
 POLL_MIN_SECONDS = 0.05
 POLL_MAX_SECONDS = 0.25
 POLL_GROWTH = 1.5
-
-_APPLICATION_NAME_MAX = 63  # NAMEDATALEN - 1
-
-
-def _host() -> str:
-    return socket.gethostname()
-
-
-def application_name(prefix: str, *, pid: int | None = None, host: str | None = None) -> str:
-    """``<prefix> host=<host> pid=<pid>``, the host cut so that the whole fits in 63 bytes."""
-    pid = os.getpid() if pid is None else pid
-    tail = f" pid={pid}"
-    room = _APPLICATION_NAME_MAX - len(prefix) - len(" host=") - len(tail)
-    return f"{prefix} host={(host or _host())[: max(room, 0)]}{tail}"
-
-
-def database_key(database_oid: int) -> int:
-    """Second half of the key: the database's oid, read as int4 so pg_locks.objid equals it."""
-    return pglock.to_int4(database_oid)
-
-
-def schema_lock_key(database_oid: int) -> pglock.AdvisoryKey:
-    return pglock.AdvisoryKey.two_part(SCHEMA_LOCK_NAMESPACE, database_key(database_oid))
 
 
 @dataclass
@@ -178,8 +157,6 @@ def acquire_schema_lock(*, using: str = DEFAULT_DB_ALIAS) -> SchemaLock:
 
 def _poll_until_taken(conn: psycopg.Connection, oid: int, database: str) -> float:
     """Try the lock until it is ours; return how long that took. Raise past the bound."""
-    from drains.schema.status import describe_holder  # status reads this module's names
-
     bound = float(settings.DRAINS_MIGRATE_LOCK_WAIT_SECONDS)
     report_every = float(settings.DRAINS_MIGRATE_LOCK_REPORT_SECONDS)
     dbkey = database_key(oid)

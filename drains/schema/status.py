@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from drains import pglock
-from drains.schema.lock import DDL_APPLICATION_PREFIX, LOCK_APPLICATION_PREFIX, schema_lock_key
+from drains.schema.keys import DDL_APPLICATION_PREFIX, LOCK_APPLICATION_PREFIX, schema_lock_key
 
 
 def _like_literal(text: str) -> str:

@@ -11,7 +11,7 @@ from drains.models import DrainControl, DrainEvent, DrainRun, EventKind
 
 BURST_STARTED = EventKind.BURST_ON
 BURST_ENDED = (EventKind.BURST_OFF, EventKind.BURST_EXPIRED, EventKind.BURST_ENDED)
-# What the plan by limit kind did (drains/limits.py, drains/runner/pacing.py).
+# What the plan by limit kind did (drains/quota/actions.py, drains/runner/pacing.py).
 LIMIT_ACTIONS = (EventKind.PAUSED, EventKind.SLOW_DOWN)
 
 

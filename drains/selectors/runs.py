@@ -59,7 +59,7 @@ def controls_for_run(*, drain: str, quota_key: str, now: datetime) -> list[dict]
 
 @dataclass(frozen=True)
 class ProbeEvidence:
-    """What ``rules.probe_due`` is asked with, for one quota."""
+    """What ``policy.probe_due`` is asked with, for one quota."""
 
     drains: list[str]  # the drains on the quota (the drain alone when it has no key)
     backoff_until: datetime | None  # the reset of the latest backoff recorded on the quota

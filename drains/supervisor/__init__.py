@@ -1,4 +1,4 @@
-"""The supervisor (DESIGN.md "Supervisor"): one tick over every drain, six steps each.
+"""The supervisor (docs/operations.md, "The schedule"; the six steps in plan.py): one tick over every drain, six steps each.
 
 It owns the decisions the supervisor takes and the run state transitions it decides on
 (``crashed``, ``hung``); every other write goes through the owning service (bursts.py for a

@@ -23,12 +23,12 @@ from django.conf import settings
 from django.db import connection
 
 from drains import registry
-from drains.backoff import clear_backoff
 from drains.bursts import clear_expired_burst
-from drains.limitkinds import Kind
-from drains.limits import end_outlasted_bursts
 from drains.locks import drain_lock_holders
 from drains.models import DrainRun, EventKind, RunStatus, StopReason, Trigger
+from drains.quota.actions import end_outlasted_bursts
+from drains.quota.backoff import clear_backoff
+from drains.quota.kinds import Kind
 from drains.runs import finish_run, promote_leftovers
 from drains.supervisor.decision import ACTOR, Decision, Noted, NotStarted
 from drains.trigger import trigger_args
@@ -53,7 +53,7 @@ def clear_burst(name: str) -> str | None:
 
 
 def end_outlasted_burst(name: str, kind: Kind, reset_at: datetime) -> str | None:
-    # drains/limits.py ends it and records the "burst_ended" note; ours records the decision.
+    # drains/quota/actions.py ends it and records the "burst_ended" note; ours records the decision.
     if not end_outlasted_bursts(drains=[name], kind=kind, reset_at=reset_at, actor=ACTOR):
         return "nothing to end (the burst changed meanwhile)"
     return None

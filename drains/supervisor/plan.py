@@ -13,9 +13,10 @@ from datetime import datetime
 from django.conf import settings
 
 from drains import rules
-from drains.limitkinds import Kind
-from drains.limits import weekly_limit_message
 from drains.models import DrainRun, EventKind, RunStatus
+from drains.quota import policy
+from drains.quota.kinds import Kind
+from drains.quota.notes import weekly_limit_message
 from drains.selectors import DrainState
 from drains.supervisor import actions
 from drains.supervisor.decision import Decision
@@ -70,7 +71,7 @@ def _outlasted_burst(
     """Step 1, too: a burst that a weekly limit outlasts (its reset at or after the deadline)
     has nothing left to spend and ends now. Returns the burst still on, if any."""
     control = state.control
-    if control is None or not rules.weekly_outlasts_burst(
+    if control is None or not policy.weekly_outlasts_burst(
         kind=control.get("backoff_kind") or "",
         reset_at=control["backoff_until"],
         burst_until=burst_until,
@@ -174,7 +175,7 @@ def _backoff(
 ) -> Decision:
     """Step 4: a backoff is kept while fresh, cleared when stale or past its reset."""
     until, observed = control["backoff_until"], control["backoff_observed_at"]
-    stale_because = rules.backoff_stale_because(
+    stale_because = policy.backoff_stale_because(
         until=until, observed_at=observed, last_progress=last_progress, now=now
     )
     if stale_because:
@@ -222,7 +223,7 @@ def _start_or_hold(
     if not control["enabled"]:
         why_not = "the drain is disabled"
     else:
-        blocking = rules.backoff_in_force(
+        blocking = policy.blocking_backoff(
             drain=name,
             quota_key=control.get("quota_key") or "",
             controls=controls.values(),

@@ -22,7 +22,7 @@ all the same, which costs nothing, but nothing is cached for it until it grows p
 Neither prompt is padded to reach it.
 
 A 429 (or the spend-limit 400) becomes ``RateLimited`` with the reset and the kind read by
-drains.ratelimit; a 529 (overloaded) becomes ``RateLimited`` of kind ``overloaded``, which the
+drains.quota.resets; a 529 (overloaded) becomes ``RateLimited`` of kind ``overloaded``, which the
 runtime retries inside the run (drains/runner/pacing.py); every other failure, 5xx included, is
 an ``ExtractionError``.
 """
@@ -36,7 +36,7 @@ import warnings
 import anthropic
 from django.conf import settings
 
-from drains.ratelimit import is_limit_message, overloaded, parse_reset, parse_reset_headers
+from drains.quota.resets import is_limit_message, overloaded, parse_reset, parse_reset_headers
 from halacha.extractors.base import (
     ExtractionError,
     ExtractionResult,

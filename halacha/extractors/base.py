@@ -1,6 +1,6 @@
 """The extractor interface every backend implements.
 
-``extract(decision) -> ExtractionResult`` or raises ``RateLimited`` (drains.ratelimit) when the
+``extract(decision) -> ExtractionResult`` or raises ``RateLimited`` (drains.quota.resets) when the
 quota is exhausted, or ``ExtractionError`` for any other failure. ``extract_metadata(decision)
 -> MetadataResult`` is the same contract for the metadata drain.
 
@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from drains.ratelimit import RateLimited  # noqa: F401  (re-exported for backends)
+from drains.quota.resets import RateLimited  # noqa: F401  (re-exported for backends)
+from drains.quota.signals import QuotaSignal
 
 
 class ExtractionError(Exception):
@@ -25,11 +26,19 @@ class ExtractionError(Exception):
     be used: malformed JSON, a reply cut off at max_tokens, an error object from the CLI.
     """
 
-    def __init__(self, message: str, *, raw: Any = None, usage: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        raw: Any = None,
+        usage: dict[str, Any] | None = None,
+        quota: QuotaSignal | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.raw = raw
         self.usage = usage or {}
+        self.quota = quota or QuotaSignal()
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,7 @@ class ExtractionResult:
     extractor: str = ""
     model: str = ""
     problems: list[str] = field(default_factory=list)
+    quota: QuotaSignal = field(default_factory=QuotaSignal)  # what the call said of its windows
 
 
 @dataclass
@@ -69,6 +79,7 @@ class MetadataResult:
     raw: Any
     extractor: str = ""
     model: str = ""
+    quota: QuotaSignal = field(default_factory=QuotaSignal)
 
 
 def empty_usage() -> dict[str, Any]:

@@ -50,7 +50,7 @@ are accepted; one that could bring tools back (``--tools``, ``--allowedTools``, 
 
 A reply is a usage limit only when the CLI says it failed — ``is_error`` true, ``api_error_status``
 429, or a non-zero exit — and its text is a limit notice; then it becomes ``RateLimited`` with the
-reset read by drains.ratelimit. Text inside a successful answer is never read as a limit (a
+reset read by drains.quota.resets. Text inside a successful answer is never read as a limit (a
 decision may well say "limit reached"). API status 529 (overloaded) is ``RateLimited`` of kind
 ``overloaded``, which the runtime retries inside the run. Every other failure is an
 ``ExtractionError`` with stderr. The call is killed (its whole process group, then reaped) after
@@ -72,8 +72,8 @@ from typing import Any
 
 from django.conf import settings
 
-from drains.limitkinds import LimitKind
-from drains.ratelimit import is_limit_message, overloaded, parse_reset
+from drains.quota.kinds import LimitKind
+from drains.quota.resets import is_limit_message, overloaded, parse_reset
 from halacha.extractors.base import (
     ExtractionError,
     ExtractionResult,

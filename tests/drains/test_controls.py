@@ -56,3 +56,12 @@ def test_admin_actions__disable_and_enable_through_the_service(db, admin_user):
         ("disabled", "admin"),
         ("enabled", "admin"),
     ]
+
+
+def test_cli__burst_and_drain_enabled_record_the_same_actor_format(db):
+    import getpass
+
+    call_command("drain_enabled", "halacha", "off")
+    call_command("burst", "halacha", "on")
+    actors = set(DrainEvent.objects.values_list("actor", flat=True))
+    assert actors == {f"cli:{getpass.getuser()}"}

@@ -26,11 +26,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from freezegun import freeze_time
 
-from drains import rules
-from drains.backoff import record_backoff
 from drains.bursts import set_drain_burst
-from drains.limitkinds import Kind, LimitKind
-from drains.limits import weekly_limit_message
 from drains.models import (
     NOTE_KINDS,
     DrainControl,
@@ -40,6 +36,10 @@ from drains.models import (
     RunStatus,
     StopReason,
 )
+from drains.quota import policy
+from drains.quota.backoff import record_backoff
+from drains.quota.kinds import Kind, LimitKind
+from drains.quota.notes import weekly_limit_message
 from halacha.extractors.anthropic_api import AnthropicExtractor
 from halacha.models import CourtDecision, ExtractionStatus
 from tests import factories
@@ -67,7 +67,7 @@ def events(kind: str, drain_name: str = "halacha") -> list[DrainEvent]:
 
 
 def test_each_kind_has_its_plan():
-    plans = {kind.value: rules.limit_plan(kind) for kind in LimitKind}
+    plans = {kind.value: policy.limit_plan(kind) for kind in LimitKind}
     assert plans == {
         "session": "backoff", "weekly": "backoff", "weekly_model": "backoff",
         "unknown": "backoff", "overloaded": "retry", "api_requests": "slow_down",
@@ -79,7 +79,7 @@ def test_each_kind_has_its_plan():
 def test_a_weekly_limit_outlasts_a_burst_only_when_it_resets_at_or_after_the_deadline():
     now = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
     deadline = now + timedelta(days=4)
-    outlasts = lambda kind, reset: rules.weekly_outlasts_burst(  # noqa: E731
+    outlasts = lambda kind, reset: policy.weekly_outlasts_burst(  # noqa: E731
         kind=kind, reset_at=reset, burst_until=deadline, now=now
     )
     assert outlasts(LimitKind.WEEKLY, deadline)
@@ -87,24 +87,24 @@ def test_a_weekly_limit_outlasts_a_burst_only_when_it_resets_at_or_after_the_dea
     assert not outlasts(LimitKind.WEEKLY, deadline - timedelta(minutes=1))  # resets in time
     assert not outlasts(LimitKind.SESSION, deadline + timedelta(days=1))  # not a weekly limit
     # no burst on (none, or past its deadline): nothing to end
-    assert not rules.weekly_outlasts_burst(
+    assert not policy.weekly_outlasts_burst(
         kind=LimitKind.WEEKLY, reset_at=deadline, burst_until=None, now=now
     )
-    assert not rules.weekly_outlasts_burst(
+    assert not policy.weekly_outlasts_burst(
         kind=LimitKind.WEEKLY, reset_at=deadline, burst_until=now, now=now
     )
 
 
 def test_the_waits_are_bounded_and_jittered():
     now = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
-    wait = lambda seconds, jitter: rules.slow_down_wait(  # noqa: E731
+    wait = lambda seconds, jitter: policy.slow_down_wait(  # noqa: E731
         reset_at=now + timedelta(seconds=seconds), now=now, max_wait=60, jitter=jitter
     )
     assert wait(10, 0) == 10 and wait(10, 0.999) == pytest.approx(12.5, abs=0.01)
     assert wait(-5, 0) == 1.0  # a reset already past: still a short pause
     assert wait(3600, 0) == 60  # a per-minute limit never waits longer than the bound
-    assert [rules.slowed_limit(in_flight_limit=n) for n in (8, 5, 2, 1)] == [4, 2, 1, 1]
-    assert [rules.overload_retry_wait(retry=r, base=2, jitter=0) for r in (1, 2, 3)] == [2, 4, 8]
+    assert [policy.slowed_limit(in_flight_limit=n) for n in (8, 5, 2, 1)] == [4, 2, 1, 1]
+    assert [policy.overload_retry_wait(retry=r, base=2, jitter=0) for r in (1, 2, 3)] == [2, 4, 8]
 
 
 # --- the API stub -----------------------------------------------------------------------------

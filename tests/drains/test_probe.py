@@ -16,9 +16,9 @@ import pytest
 from django.utils import timezone
 from freezegun import freeze_time
 
-from drains import rules
-from drains.backoff import clear_backoff, record_backoff
 from drains.models import DrainControl, DrainEvent, DrainRun, EventKind
+from drains.quota import policy
+from drains.quota.backoff import clear_backoff, record_backoff
 from drains.selectors import probe_evidence
 from tests import factories
 from tests.support.db import popen_manage
@@ -33,16 +33,16 @@ SLEEP = 0.5  # each answered call takes this long
 
 def test_probe_due__only_after_the_reset_and_until_a_call_has_worked_since():
     reset = T0
-    assert not rules.probe_due(backoff_until=None, last_success_at=None, now=T0)
+    assert not policy.probe_due(backoff_until=None, last_success_at=None, now=T0)
     # still in force: no call at all, so no probe either
-    assert not rules.probe_due(backoff_until=reset, last_success_at=None, now=reset - timedelta(1))
-    assert rules.probe_due(backoff_until=reset, last_success_at=None, now=reset)
+    assert not policy.probe_due(backoff_until=reset, last_success_at=None, now=reset - timedelta(1))
+    assert policy.probe_due(backoff_until=reset, last_success_at=None, now=reset)
     # work before the reset (the calls in flight when the limit came) proves nothing
     earlier = reset - timedelta(minutes=30)
-    assert rules.probe_due(backoff_until=reset, last_success_at=earlier, now=reset + timedelta(1))
+    assert policy.probe_due(backoff_until=reset, last_success_at=earlier, now=reset + timedelta(1))
     # a call that worked after the reset: the quota answers, no probe
     later = reset + timedelta(minutes=1)
-    assert not rules.probe_due(backoff_until=reset, last_success_at=later, now=later)
+    assert not policy.probe_due(backoff_until=reset, last_success_at=later, now=later)
 
 
 @pytest.mark.django_db
@@ -69,7 +69,7 @@ def test_probe_evidence__outlives_the_cleared_backoff_and_sees_work_after_the_re
         )
         evidence = probe_evidence(drain="halacha", quota_key="q")
         assert evidence.last_success_at == reset + timedelta(minutes=2)
-        assert not rules.probe_due(
+        assert not policy.probe_due(
             backoff_until=evidence.backoff_until,
             last_success_at=evidence.last_success_at,
             now=timezone.now(),

@@ -17,7 +17,7 @@ import pytest
 from django.core.management import call_command, get_commands, load_command_class
 from django.db import connection
 
-from drains import pglock, schema_gate
+from drains import pglock, schema
 from tests.support.db import admin_connect, manage, popen_manage
 from tests.support.gate_app import LATCH_KEY, LATCH_NAMESPACE
 from tests.support.gate_db import (
@@ -129,7 +129,7 @@ def lock_session_of(dbname: str, child: Child) -> int | None:
 
 def holder_name(dbname: str) -> str | None:
     with admin_connect(dbname) as conn:
-        status = schema_gate.schema_lock_status(conn.cursor())
+        status = schema.schema_lock_status(conn.cursor())
     return status.holder.application_name if status.holder else None
 
 
@@ -357,16 +357,16 @@ def test_up_to_date_database__the_gate_costs_one_query_and_never_waits_for_the_l
 ):
     # Another migrator holds the lock, and this gate may not wait at all: it must not need it.
     settings.DRAINS_MIGRATE_LOCK_WAIT_SECONDS = 0
-    other = schema_gate.acquire_schema_lock()
+    other = schema.acquire_schema_lock()
     try:
         connection.ensure_connection()
         with django_assert_num_queries(1) as captured:
-            assert schema_gate.ensure_schema() is False
+            assert schema.ensure_schema() is False
     finally:
         other.release()
     assert "django_migrations" in captured.captured_queries[0]["sql"]
-    assert schema_gate.missing_migrations() == set()
-    assert schema_gate.unapplied_migrations() == []
+    assert schema.missing_migrations() == set()
+    assert schema.unapplied_migrations() == []
 
 
 def test_cheap_check_sees_a_migration_without_its_row(db):
@@ -374,31 +374,31 @@ def test_cheap_check_sees_a_migration_without_its_row(db):
         cursor.execute(
             "DELETE FROM django_migrations WHERE app = 'drains' AND name = '0001_initial'"
         )
-    assert schema_gate.missing_migrations() == {("drains", "0001_initial")}
+    assert schema.missing_migrations() == {("drains", "0001_initial")}
 
 
 def test_schema_lock__reentrant__shown_in_status__a_second_taker_times_out_naming_it(db, settings):
     settings.DRAINS_MIGRATE_LOCK_WAIT_SECONDS = 0.3
-    with schema_gate.schema_lock() as lock:
-        with schema_gate.schema_lock() as inner:
+    with schema.schema_lock() as lock:
+        with schema.schema_lock() as inner:
             assert inner is lock
         with connection.cursor() as cursor:
-            status = schema_gate.schema_lock_status(cursor)
+            status = schema.schema_lock_status(cursor)
         assert status.holder.pid == lock.backend_pid
         assert status.holder.application_name == lock.application_name
         assert status.held_for is not None and status.held_for >= 0
-        with pytest.raises(schema_gate.SchemaLockTimeout) as refused:
-            schema_gate.acquire_schema_lock()
+        with pytest.raises(schema.SchemaLockTimeout) as refused:
+            schema.acquire_schema_lock()
         assert f"pid {lock.backend_pid}," in str(refused.value)
         assert lock.application_name in str(refused.value)
     with connection.cursor() as cursor:
-        assert schema_gate.schema_lock_status(cursor).holder is None
+        assert schema.schema_lock_status(cursor).holder is None
 
 
 def test_lost_lock_is_detected_before_the_next_migration(db):
-    lock = schema_gate.acquire_schema_lock()
+    lock = schema.acquire_schema_lock()
     try:
-        schema_gate.before_migration(using="default", lock=lock)  # held: passes
+        schema.before_migration(using="default", lock=lock)  # held: passes
         with admin_connect(connection.settings_dict["NAME"]) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", [lock.backend_pid])
             wait_until(
@@ -410,8 +410,8 @@ def test_lost_lock_is_detected_before_the_next_migration(db):
                 timeout=10,
                 what="the lock session to end",
             )
-        with pytest.raises(schema_gate.SchemaLockLost, match="no longer holds the schema lock"):
-            schema_gate.before_migration(using="default", lock=lock)
+        with pytest.raises(schema.SchemaLockLost, match="no longer holds the schema lock"):
+            schema.before_migration(using="default", lock=lock)
     finally:
         lock.release()
 
@@ -425,7 +425,7 @@ def test_ddl_session_sets_lock_timeout_and_resets_it_for_the_job(db, settings):
             return cursor.fetchone()[0]
 
     before = (show("lock_timeout"), show("application_name"))
-    with schema_gate.ddl_session():
+    with schema.ddl_session():
         assert show("lock_timeout") == "1234ms"
         assert show("application_name").startswith("drains-migrate ddl host=")
     assert (show("lock_timeout"), show("application_name")) == before
@@ -438,7 +438,7 @@ def test_migrate_lock_status__free_lock_shows_its_key(db):
         cursor.execute("SELECT oid FROM pg_database WHERE datname = current_database()")
         oid = cursor.fetchone()[0]
     text = out.getvalue()
-    assert f"pg_try_advisory_lock({schema_gate.SCHEMA_LOCK_NAMESPACE}, " in text
+    assert f"pg_try_advisory_lock({schema.SCHEMA_LOCK_NAMESPACE}, " in text
     assert f"classid=1296648018 objid={oid} objsubid=2" in text
     assert "Holder: none — the lock is free." in text
     assert "Waiters: none." in text
@@ -459,17 +459,17 @@ def test_migrate_is_the_gate_and_every_gate_command_says_when_cron_runs_it():
 
 
 def test_lock_key_halves_and_how_pg_locks_shows_them():
-    assert schema_gate.SCHEMA_LOCK_NAMESPACE == int.from_bytes(b"MIGR", "big") == 1296648018
-    assert schema_gate.database_key(16384) == 16384
-    assert schema_gate.database_key(2**32 - 1) == -1
-    assert schema_gate.schema_lock_key(2**32 - 1) == pglock.AdvisoryKey(1296648018, 2**32 - 1, 2)
+    assert schema.SCHEMA_LOCK_NAMESPACE == int.from_bytes(b"MIGR", "big") == 1296648018
+    assert schema.database_key(16384) == 16384
+    assert schema.database_key(2**32 - 1) == -1
+    assert schema.schema_lock_key(2**32 - 1) == pglock.AdvisoryKey(1296648018, 2**32 - 1, 2)
     assert pglock.AdvisoryKey.single(-1) == pglock.AdvisoryKey(2**32 - 1, 2**32 - 1, 1)
     assert pglock.AdvisoryKey.single(2**32 + 5) == pglock.AdvisoryKey(1, 5, 1)
 
 
 def test_application_name_fits_postgres_limit_and_keeps_the_pid():
-    name = schema_gate.application_name(
-        schema_gate.LOCK_APPLICATION_PREFIX, pid=4194304, host="h" * 200
+    name = schema.application_name(
+        schema.LOCK_APPLICATION_PREFIX, pid=4194304, host="h" * 200
     )
     assert len(name.encode()) <= 63
     assert name.startswith("drains-migrate lock host=hhh") and name.endswith(" pid=4194304")
@@ -481,7 +481,7 @@ def test_only_lock_timeouts_are_retried():
 
     wrapped = OperationalError("canceling statement due to lock timeout")
     wrapped.__cause__ = psycopg.errors.LockNotAvailable("lock timeout")
-    assert schema_gate.is_lock_timeout(wrapped)
+    assert schema.is_lock_timeout(wrapped)
     other = OperationalError("relation already exists")
     other.__cause__ = psycopg.errors.DuplicateTable("exists")
-    assert not schema_gate.is_lock_timeout(other)
+    assert not schema.is_lock_timeout(other)

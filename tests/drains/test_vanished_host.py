@@ -23,7 +23,7 @@ import pytest
 from psycopg import sql
 
 from drains.locks import DRAIN_LOCK_NAMESPACE, drain_lock_key
-from drains.schema_gate import SCHEMA_LOCK_NAMESPACE
+from drains.schema import SCHEMA_LOCK_NAMESPACE
 from tests.support import firewall
 from tests.support.gate_app import LATCH_KEY, LATCH_NAMESPACE
 from tests.support.hosts import Host

@@ -10,8 +10,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from freezegun import freeze_time
 
-from drains.limitkinds import Kind, LimitKind
-from drains.ratelimit import RateLimited
+from drains.quota.kinds import Kind, LimitKind
+from drains.quota.resets import RateLimited
 from halacha.extractors import get_extractor
 from halacha.extractors.anthropic_api import AnthropicExtractor
 from halacha.extractors.base import ExtractionError

@@ -18,7 +18,7 @@ from django.core.management import CommandError, call_command
 from freezegun import freeze_time
 
 from drains.models import DrainRun, RunStatus
-from drains.ratelimit import RateLimited
+from drains.quota.resets import RateLimited
 from halacha.extractors import get_extractor
 from halacha.extractors.base import ExtractionError
 from halacha.extractors.claude_cli import ClaudeCliExtractor, CliConfigError, extra_args
@@ -29,7 +29,7 @@ from halacha.extractors.protocol import (
     user_prompt,
 )
 from halacha.models import CourtDecision
-from tests.drains.test_ratelimit import FALLBACK, TEXT_CASES
+from tests.drains.quota.test_resets import FALLBACK, TEXT_CASES
 from tests.support.db import ROOT
 
 FAKE = ROOT / "tests" / "support" / "fake_claude" / "claude"
@@ -41,7 +41,7 @@ TEXT = (
 QUOTE = "We hold that a landlord may not cut off water to force a tenant out."
 RULE = "A landlord may not cut off water to force a tenant out."
 
-# Every usage-limit form the CLI prints (samples/rate-limits.md), with a moment and its reset.
+# Every usage-limit form the CLI prints (docs/rate-limits.md), with a moment and its reset.
 CLI_LIMITS = [
     case
     for case in TEXT_CASES

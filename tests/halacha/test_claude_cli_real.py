@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 
-from drains.limitkinds import Kind, LimitKind
 from drains.models import DrainControl, DrainRun, RunStatus
-from drains.ratelimit import RateLimited
+from drains.quota.kinds import Kind, LimitKind
+from drains.quota.resets import RateLimited
 from halacha.extractors.base import ExtractionError
 from halacha.extractors.claude_cli import ClaudeCliExtractor
 from halacha.extractors.protocol import METADATA_SYSTEM_PROMPT, SYSTEM_PROMPT

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from drains.backoff import record_backoff
-from drains.limitkinds import Kind
 from drains.models import DrainControl
+from drains.quota.backoff import record_backoff
+from drains.quota.kinds import Kind
 from operations.digest import build_digest, render_digest
 
 pytestmark = pytest.mark.django_db

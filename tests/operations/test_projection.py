@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from datetime import timedelta
 
 import pytest
 
-from operations.projection import backlog_history, burndown_svg, project, span
+from operations.projection import backlog_history, project, span
 from tests.operations.conftest import BOUNDARY, WEDNESDAY
 
 # Wed 10:00 -> Sat 18:00 is 80 h.
@@ -59,23 +58,3 @@ def test_backlog_history_adds_back_what_was_done():
     assert points[-1][0] == WEDNESDAY
 
 
-def test_burndown_svg_is_valid_self_contained_svg_with_deadline_and_projection():
-    history = backlog_history(pending=100, done_per_bucket=[10] * 12, now=WEDNESDAY)
-    p = project(pending=100, rate_per_hour=10, now=WEDNESDAY, deadline=BOUNDARY, deadline_kind="burst")
-    svg = burndown_svg(history=history, projection=p, now=WEDNESDAY, title="halacha <backlog>")
-    root = ET.fromstring(svg)
-    ns = "{http://www.w3.org/2000/svg}"
-    assert root.tag == f"{ns}svg"
-    assert root.find(f"{ns}title").text == "halacha <backlog>"
-    classes = {el.get("class") for el in root.iter() if el.get("class")}
-    assert classes == {"history", "deadline", "projection"}
-    assert len(root.find(f"{ns}polyline").get("points").split()) == 13
-    assert "http" not in svg.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing loaded
-    assert "<script" not in svg
-
-
-def test_burndown_svg_without_progress_has_no_projection_line():
-    history = backlog_history(pending=5, done_per_bucket=[0] * 12, now=WEDNESDAY)
-    p = project(pending=5, rate_per_hour=0, now=WEDNESDAY, deadline=BOUNDARY, deadline_kind="week")
-    svg = burndown_svg(history=history, projection=p, now=WEDNESDAY, title="t")
-    assert 'class="projection"' not in svg and 'class="deadline"' in svg

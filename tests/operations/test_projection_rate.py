@@ -14,8 +14,8 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from drains.backoff import record_backoff
 from drains.bursts import set_drain_burst
+from drains.quota.backoff import record_backoff
 from drains.selectors import snapshot as reads
 from operations.projection import SESSION_BOUND, RunSpan, window_rate
 from tests.operations.conftest import BOUNDARY, WEDNESDAY

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from django.utils import timezone
 
-from drains.ratelimit import parse_reset
+from drains.quota.resets import parse_reset
 from halacha.extractors.base import (
     ExtractedHalacha,
     ExtractionError,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
@@ -14,6 +12,7 @@ from drains.bursts import (
     get_drain_burst,
     set_drain_burst,
 )
+from drains.events import cli_actor
 from drains.zone import format_local
 
 
@@ -61,7 +60,7 @@ class Command(validate.CheckedCommand):
     def handle(self, *args, name, action, until, actor, **options):
         if until is not None and action != "on":
             raise validate.BadInput("--until only goes with 'on'.")
-        actor = actor or f"cli:{getpass.getuser()}"[:ACTOR_MAX]
+        actor = cli_actor(actor)[:ACTOR_MAX]
         try:
             if action == "status":
                 state = get_drain_burst(name)

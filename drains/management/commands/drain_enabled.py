@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import getpass
-
 from django.core.management.base import CommandError
 
 from drains import registry, validate
 from drains.controls import is_enabled, set_drain_enabled
+from drains.events import cli_actor
 
 ACTOR_MAX = 150  # DrainControl.updated_by and DrainEvent.actor
 REASON_MAX = 500  # part of the event's one-line message
@@ -35,15 +34,15 @@ class Command(validate.CheckedCommand):
         )
         parser.add_argument(
             "--actor", default=None, type=validate.text(ACTOR_MAX, what="a name"),
-            help=f"Who is making the change (default: your login name; at most {ACTOR_MAX} "
-            "characters).",
+            help="Who is making the change (default: cli:<your login name>; at most "
+            f"{ACTOR_MAX} characters).",
         )
 
     def handle(self, *args, name, action, reason, actor, **options):
         try:
             if action != "status":
                 changed = set_drain_enabled(
-                    name=name, enabled=action == "on", actor=actor or getpass.getuser()[:ACTOR_MAX],
+                    name=name, enabled=action == "on", actor=cli_actor(actor)[:ACTOR_MAX],
                     reason=reason,
                 )
             enabled = is_enabled(name)

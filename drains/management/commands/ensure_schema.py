@@ -1,6 +1,6 @@
 """``manage.py ensure_schema``: the start-up gate as a command of its own.
 
-A thin wrapper of ``drains.schema_gate.ensure_schema()`` for deploy scripts, health checks,
+A thin wrapper of ``drains.schema.ensure_schema()`` for deploy scripts, health checks,
 the tests and the benchmark; it must never migrate any other way.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from drains.schema_gate import ensure_schema
+from drains.schema import ensure_schema
 from drains.validate import CheckedCommand
 
 

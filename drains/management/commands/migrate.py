@@ -2,8 +2,8 @@
 
 This override only wraps Django's command: it takes the schema lock before Django builds its
 plan, arms the DDL session, checks before every migration that the lock is still held, and
-retries a migration whose DDL hit ``lock_timeout``. The rules live in drains/schema_gate.py;
-this command must never migrate outside ``schema_gate.schema_lock()``.
+retries a migration whose DDL hit ``lock_timeout``. The rules live in drains/schema/;
+this command must never migrate outside ``schema.schema_lock()``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from django.core.management.commands.migrate import Command as DjangoMigrateComm
 from django.db.migrations.exceptions import AmbiguityError
 from django.db.migrations.loader import MigrationLoader
 
-from drains import schema_gate, validate
+from drains import schema, validate
 
 
 def check_target(app_label: str | None, migration_name: str | None, *, prune: bool) -> None:
@@ -65,26 +65,26 @@ class Command(validate.CheckedCommand, DjangoMigrateCommand):
         self._current_migration = None
         self._line_open = False
         django_handle = super().handle
-        with schema_gate.schema_lock(using=database) as lock:
+        with schema.schema_lock(using=database) as lock:
             self._schema_lock = lock
             self._database = database
-            with schema_gate.ddl_session(using=database):
+            with schema.ddl_session(using=database):
                 try:
-                    return schema_gate.run_with_ddl_retries(
+                    return schema.run_with_ddl_retries(
                         lambda: django_handle(*args, **options),
                         using=database,
                         lock=lock,
                         current=lambda: self._current_migration,
                         on_retry=self._report_retry,
                     )
-                except schema_gate.MigrationBlocked:
+                except schema.MigrationBlocked:
                     self._close_line(" LOCK TIMEOUT")
                     raise
 
     def migration_progress_callback(self, action, migration=None, fake=False):
         if action in ("apply_start", "unapply_start"):
             self._current_migration = migration
-            schema_gate.before_migration(using=self._database, lock=self._schema_lock)
+            schema.before_migration(using=self._database, lock=self._schema_lock)
             self._line_open = self.verbosity >= 1
         elif action in ("apply_success", "unapply_success"):
             self._line_open = False

@@ -1,6 +1,6 @@
 """``manage.py migrate_lock_status``: who holds the schema lock, and who waits for it.
 
-Read-only: it reads pg_locks and pg_stat_activity through drains/schema_gate.py and never
+Read-only: it reads pg_locks and pg_stat_activity through drains/schema/ and never
 takes, releases or breaks the lock.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from drains import schema_gate
+from drains import schema
 from drains.validate import CheckedCommand
 
 
@@ -31,13 +31,13 @@ class Command(CheckedCommand):
 
     def handle(self, *args, database, **options):
         with connections[database].cursor() as cursor:
-            status = schema_gate.schema_lock_status(cursor)
+            status = schema.schema_lock_status(cursor)
         key = status.key
         write = self.stdout.write
         write(
             f"Schema lock of database {status.database!r}: "
-            f"pg_try_advisory_lock({schema_gate.SCHEMA_LOCK_NAMESPACE}, "
-            f"{schema_gate.database_key(status.database_oid)}) — in pg_locks: {key}"
+            f"pg_try_advisory_lock({schema.SCHEMA_LOCK_NAMESPACE}, "
+            f"{schema.database_key(status.database_oid)}) — in pg_locks: {key}"
         )
         if status.holder is None:
             write("Holder: none — the lock is free.")

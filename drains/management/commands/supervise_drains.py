@@ -1,4 +1,4 @@
-"""``manage.py supervise_drains [--dry-run] [--drain NAME]``: one supervisor tick (drains/supervisor.py)."""
+"""``manage.py supervise_drains [--dry-run] [--drain NAME]``: one supervisor tick (drains/supervisor/)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from django.db import connection
 
 from drains import registry, validate
 from drains.events import record_event
+from drains.jobs import SlotTaken, job_run
 from drains.locks import SupervisorLock
 from drains.models import EventKind, Trigger
-from drains.runs import job_run, record_checkpoint
-from drains.schema_gate import ensure_schema, missing_migrations
-from drains.slots import SlotTaken
+from drains.runs import record_checkpoint
+from drains.schema import ensure_schema, missing_migrations
 from drains.supervisor import ACTOR, supervise
 from drains.trigger import add_trigger_argument
 

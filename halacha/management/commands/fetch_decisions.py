@@ -6,10 +6,10 @@ from django.conf import settings
 from django.core.management.base import CommandError
 
 from drains import validate
+from drains.jobs import SlotTaken, job_run
 from drains.models import Trigger
-from drains.runs import job_run, record_checkpoint
-from drains.schema_gate import ensure_schema
-from drains.slots import SlotTaken
+from drains.runs import record_checkpoint
+from drains.schema import ensure_schema
 from drains.trigger import add_trigger_argument
 from halacha.fetch import FetchError, FetchReport, fetch_decisions
 

@@ -8,7 +8,7 @@ from argparse import RawDescriptionHelpFormatter
 from django.core.management.base import CommandError, DjangoHelpFormatter
 
 from drains import validate
-from drains.schema_gate import ensure_schema
+from drains.schema import ensure_schema
 from halacha.importer import RECORD_HELP, ImportPathError, ImportReport, import_paths, jsonl_files
 
 MAX_COUNT = 1_000_000_000

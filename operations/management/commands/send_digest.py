@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from drains.jobs import SlotTaken, job_run
 from drains.models import Trigger
-from drains.runs import job_run
-from drains.schema_gate import ensure_schema
-from drains.slots import SlotTaken
+from drains.schema import ensure_schema
 from drains.trigger import add_trigger_argument
 from drains.validate import CheckedCommand
 from operations.digest import send_digest

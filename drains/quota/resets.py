@@ -3,8 +3,8 @@
 Every extractor turns its quota signal into ``RateLimited(reset_at, message)``; the runtime turns
 that into a backoff on DrainControl. This module is the only place that reads a reset time out of
 a message or a set of HTTP headers: ``parse_reset(text, now)`` and ``parse_reset_headers(headers,
-now)``, both returning a ``ResetInfo``. It knows every format in samples/rate-limits.md. Beside
-the reset, each ``ResetInfo`` carries the kind of limit (drains/limitkinds.py).
+now)``, both returning a ``ResetInfo``. It knows every format in docs/rate-limits.md. Beside
+the reset, each ``ResetInfo`` carries the kind of limit (drains/quota/kinds.py).
 
 It never guesses silently: a reset in the past or more than ``MAX_TRUSTED_AHEAD`` away, or no
 reset at all, gives the bounded fallback (``DRAINS_FALLBACK_BACKOFF_SECONDS``) marked
@@ -23,13 +23,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.utils import timezone
 
-from drains.limitkinds import (
+from drains.quota.kinds import (
     Kind,
     LimitKind,
     classify_headers,
     classify_text,
     lower_headers,
 )
+from drains.quota.signals import QuotaSignal
 from drains.zone import operator_tz
 
 MAX_TRUSTED_AHEAD = timedelta(days=32)
@@ -56,6 +57,8 @@ class RateLimited(Exception):
         self.trusted = trusted  # False when reset_at is the fallback, not a parsed time
         self.info = info
         self.kind = info.kind if info is not None else Kind()
+        # What the refused call said of its windows (drains/quota/signals.py), set by the backend.
+        self.quota = QuotaSignal()
         super().__init__(f"rate limited until {reset_at.isoformat()}: {message}")
 
 
@@ -85,7 +88,7 @@ class ResetInfo:
 
 def overloaded(message: str, now: datetime | None = None) -> RateLimited:
     """HTTP 529 (overloaded), from either backend: no limit at all. The runtime retries the
-    call a few times inside the run (``rules.limit_plan``); ``reset_at`` is the short backoff
+    call a few times inside the run (``policy.limit_plan``); ``reset_at`` is the short backoff
     (DRAINS_OVERLOAD_BACKOFF_SECONDS) it takes only when the API is still overloaded after that."""
     now = _now(now)
     reset_at = now + timedelta(seconds=int(settings.DRAINS_OVERLOAD_BACKOFF_SECONDS))
@@ -249,7 +252,7 @@ def _parse_reset(text: str, now: datetime | None = None) -> ResetInfo:
     """
     # Kept whole on purpose: the forms are tried in this order, most specific first (an epoch
     # beats a date, a date beats a wall clock), and reading that order in one place is the
-    # parser's contract with samples/rate-limits.md.
+    # parser's contract with docs/rate-limits.md.
     now = _now(now)
     raw = text or ""
 

@@ -1,5 +1,5 @@
 """Which limit a rate-limit signal reports (``LimitKind``), read from the same signals the
-reset parser reads (drains/ratelimit.py): the CLI's text forms, its JSON and stream-json objects,
+reset parser reads (drains/quota/resets.py): the CLI's text forms, its JSON and stream-json objects,
 the API's bodies, and the API's status and headers. ``describe_kind`` is how a kind reads for an
 operator, wherever it is shown.
 """

@@ -1,10 +1,10 @@
 """What follows a limit's backoff, by its kind: the one place that acts on it.
 
 - **A weekly limit** (all models or one model) whose reset is at or after a burst's deadline
-  (``rules.weekly_outlasts_burst``): the burst has nothing left to spend, so it ends now, with a
+  (``policy.weekly_outlasts_burst``): the burst has nothing left to spend, so it ends now, with a
   ``burst_ended`` note: "weekly limit reached; it resets Mon 09:00, after the burst deadline
   Sat 18:00: the burst ended early".
-- **A spend cap or exhausted extra usage** (``rules.LimitPlan.OPERATOR``) is money: every drain
+- **A spend cap or exhausted extra usage** (``policy.LimitPlan.OPERATOR``) is money: every drain
   on the quota is paused (disabled, through drains/controls.py) until an operator enables it
   again, a ``paused`` note says why and how to go on, and an email goes out at once to the
   digest's recipients (DIGEST_RECIPIENTS, Django's EMAIL_* settings). A failed email is a note.
@@ -19,19 +19,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.utils import timezone
 
-from drains import registry, rules
+from drains import registry
 from drains.bursts import end_burst_early
 from drains.controls import set_drain_enabled
 from drains.events import record_event
-from drains.limitkinds import Kind, LimitKind, describe_kind
 from drains.models import DrainControl, EventKind
-from drains.zone import format_local, local
+from drains.quota import policy
+from drains.quota.kinds import Kind, describe_kind
+from drains.quota.notes import weekly_limit_message
+from drains.zone import format_local
 
 logger = logging.getLogger(__name__)
 
@@ -48,35 +50,15 @@ def act_on_limit(
     """After a backoff on ``drains`` (every drain on the quota): end the bursts a weekly limit
     outlasts, or pause the drains on a spend cap. Returns what was done, one line each."""
     names = [name for name in drains if name in registry.names()]
-    plan = rules.limit_plan(kind.kind)
-    if plan == rules.LimitPlan.OPERATOR:
+    plan = policy.limit_plan(kind.kind)
+    if plan == policy.LimitPlan.OPERATOR:
         return pause_for_operator(
             observed_by=drain, drains=names, kind=kind, reset_at=reset_at, reason=reason,
             actor=actor,
         )
-    if kind.kind in rules.WEEKLY_KINDS:
+    if kind.kind in policy.WEEKLY_KINDS:
         return end_outlasted_bursts(drains=names, kind=kind, reset_at=reset_at, actor=actor)
     return []
-
-
-def short_time(moment: datetime) -> str:
-    """``Mon 09:00`` in the operator zone; with the date when it is more than 6 days away."""
-    at = local(moment)
-    if moment - timezone.now() > timedelta(days=6):
-        return f"{at:%a %d %b %H:%M}"
-    return f"{at:%a %H:%M}"
-
-
-def weekly_limit_message(*, kind: Kind, reset_at: datetime, burst_until: datetime) -> str:
-    what = (
-        f"weekly limit of {kind.model}"
-        if kind.kind == LimitKind.WEEKLY_MODEL and kind.model
-        else "weekly limit"
-    )
-    return (
-        f"{what} reached; it resets {short_time(reset_at)}, after the burst deadline "
-        f"{short_time(burst_until)}: the burst ended early"
-    )
 
 
 def end_outlasted_bursts(
@@ -87,7 +69,7 @@ def end_outlasted_bursts(
     done = []
     bursts = DrainControl.objects.filter(name__in=list(drains), burst_until__isnull=False)
     for name, burst_until in bursts.values_list("name", "burst_until"):
-        if not rules.weekly_outlasts_burst(
+        if not policy.weekly_outlasts_burst(
             kind=kind.kind, reset_at=reset_at, burst_until=burst_until, now=now
         ):
             continue

@@ -18,17 +18,23 @@ row's (drain, slot) behind it.
 
 from __future__ import annotations
 
+import logging
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from croniter import croniter
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from drains import schedule
-from drains.models import DrainRun, RunMode, Trigger
+from drains.models import DrainRun, RunMode, RunStatus, StopReason, Trigger
+from drains.runs import error_text, finish_even_after_db_error, finish_run, start_run
+
+logger = logging.getLogger(__name__)
 
 #: First half of the slot lock key: ASCII "SLOT". Fixed; never reuse it.
 SLOT_LOCK_NAMESPACE = 0x534C4F54
@@ -71,8 +77,6 @@ def slot_key(name: str, slot: datetime) -> int:
 
 def claim(*, name: str, trigger: str, slot: datetime) -> DrainRun:
     """Start ``name``'s run for ``slot``, or raise SlotTaken naming the run that has it."""
-    from drains.runs import start_run
-
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)",
@@ -90,3 +94,40 @@ def claim(*, name: str, trigger: str, slot: datetime) -> DrainRun:
 
 def claims_a_slot(trigger: str) -> bool:
     return trigger == Trigger.CRON
+
+
+@contextmanager
+def job_run(*, name: str, trigger: str = Trigger.CRON) -> Iterator[DrainRun]:
+    """Record a sibling job (not a drain) as a DrainRun with mode ``job``.
+
+    ``with job_run(name="fetch_decisions", trigger="cron") as run: ...`` — the run ends ``succeeded``, or
+    ``failed`` with the error recorded *before* the exception goes on (django-crontab swallows
+    exceptions, so the row is where an operator sees the failure). Ctrl-C ends it ``stopped``.
+    The body may call ``record_checkpoint(run=run, done=n)`` to report progress.
+
+    A cron start claims the job's slot first (below): when another host, or an
+    earlier start, already has it, ``SlotTaken`` is raised before anything is done.
+    """
+    slot = current_slot(name) if claims_a_slot(trigger) else None
+    if slot is not None:
+        run = claim(name=name, trigger=trigger, slot=slot)
+    else:
+        run = start_run(drain=name, trigger=trigger, mode=RunMode.JOB)
+    try:
+        yield run
+    except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        try:
+            finish_even_after_db_error(
+                run=run,
+                status=RunStatus.STOPPED if interrupted else RunStatus.FAILED,
+                stop_reason=StopReason.SIGNAL if interrupted else StopReason.ERROR,
+                error=error_text(exc),
+            )
+        except DatabaseError:
+            # The job's own failure is what the operator must see; it goes on below. The
+            # bookkeeping failure is logged with its traceback, not dropped.
+            logger.exception("could not record the end of job run %s (%s)", run.pk, name)
+        raise
+    else:
+        finish_run(run=run, status=RunStatus.SUCCEEDED)

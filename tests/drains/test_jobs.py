@@ -13,8 +13,9 @@ from django.core.management import call_command
 from django.test import override_settings
 from freezegun import freeze_time
 
-from drains.models import DrainRun
-from drains.slots import current_slot
+from drains.jobs import current_slot, job_run
+from drains.models import DrainRun, Trigger
+from drains.runs import record_checkpoint
 
 TZ = ZoneInfo("Asia/Jerusalem")
 
@@ -88,3 +89,29 @@ def test_a_supervisor_tick_from_cron_acts_once_per_slot():
     assert "supervise_drains: already done for the 10:20 slot" in out.getvalue()
     runs = list(DrainRun.objects.filter(drain="supervise_drains").values_list("trigger", flat=True))
     assert sorted(runs) == ["cron", "manual"]
+
+
+# --- job runs (a job's run row) ---------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_job_run__records_success():
+    with job_run(name="fetch_decisions", trigger=Trigger.CRON) as run:
+        record_checkpoint(run=run, done=4)
+    run.refresh_from_db()
+    assert (run.drain, run.mode, run.status, run.items_done) == (
+        "fetch_decisions",
+        "job",
+        "succeeded",
+        4,
+    )
+    assert run.finished_at is not None
+
+
+@pytest.mark.django_db
+def test_job_run__records_the_failure_before_reraising():
+    with pytest.raises(ValueError, match="feed down"), job_run(name="fetch_decisions") as run:
+        raise ValueError("feed down")
+    run.refresh_from_db()
+    assert (run.status, run.stop_reason) == ("failed", "error")
+    assert "ValueError: feed down" in run.error

@@ -4,7 +4,7 @@ A rate limit belongs to a quota, not to one drain: ``record_backoff`` writes it 
 that draws on the same quota (``quota_key``, remembered by ``set_quota_key`` at each run start),
 ``clear_backoff`` removes one that the supervisor found stale, and ``backoff_in_force`` says
 which backoff stops a drain now. ``record_probe`` and ``record_probe_wait`` write the events of
-the probe after a reset (``rules.probe_due``): its outcome, and a drain holding for it. Whether a backoff is in force or stale is decided by
+the probe after a reset (``policy.probe_due``): its outcome, and a drain holding for it. Whether a backoff is in force or stale is decided by
 drains/rules.py; this module reads and writes the rows. Each function is one transaction (or
 one statement); each change writes a DrainEvent or is recorded by its caller's decision.
 """
@@ -18,10 +18,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from drains import rules
 from drains.events import record_event
-from drains.limitkinds import Kind, describe_kind
 from drains.models import DrainControl, DrainRun, EventKind
+from drains.quota import policy
+from drains.quota.kinds import Kind, describe_kind
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def backoff_in_force(
     key = quota_key if quota_key is not None else next(
         (r["quota_key"] for r in rows if r["name"] != drain), ""
     )
-    row = rules.backoff_in_force(drain=drain, quota_key=key, controls=rows, now=now)
+    row = policy.blocking_backoff(drain=drain, quota_key=key, controls=rows, now=now)
     if row is None:
         return None
     return Backoff(

@@ -1,4 +1,4 @@
-"""The one reset-time parser, table-driven over every sample in samples/rate-limits.md.
+"""The one reset-time parser, table-driven over every sample in docs/rate-limits.md.
 
 Each case pins "now" (freezegun) and states the reset it must produce, worked out by hand from
 the message, the zone's rules and the sanity bounds — not read back from the parser.
@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from drains.ratelimit import (
+from drains.quota.resets import (
     RateLimited,
     is_limit_message,
     next_wall_clock,
@@ -298,7 +298,7 @@ def test_is_limit_message__other_failures(message):
 
 # A checked-in copy of the team's samples file (shared/samples/rate-limits.md), so that CI on a
 # bare clone checks the table against it too.
-SAMPLES = Path(__file__).resolve().parents[2] / "docs" / "rate-limits.md"
+SAMPLES = Path(__file__).resolve().parents[3] / "docs" / "rate-limits.md"
 
 
 def test_every_sample_line_is_in_the_table():
@@ -420,7 +420,7 @@ def test_parse_reset__every_sample_has_its_kind(case, message, now):
     ],
 )
 def test_classify_text__json_stream_and_model_forms(message, expected):
-    from drains.limitkinds import classify_text
+    from drains.quota.kinds import classify_text
 
     kind = classify_text(message)
     assert (kind.kind, kind.model) == _kind_of(expected)

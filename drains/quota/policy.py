@@ -1,0 +1,148 @@
+"""The quota's pure rules: a backoff in force or stale, a probe due, the plan by limit kind and
+its bounded, jittered waits.
+
+Like drains/rules.py, nothing here touches the database, reads settings or looks at a clock: the
+caller reads the state and passes ``now`` in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from drains.quota.kinds import LimitKind
+from drains.rules import burst_active
+
+
+def backoff_active(backoff_until: datetime | None, *, now: datetime) -> bool:
+    """A backoff stops calls until its reset time."""
+    return backoff_until is not None and backoff_until > now
+
+
+def blocking_backoff(
+    *,
+    drain: str,
+    quota_key: str,
+    controls: Iterable[Mapping[str, Any]],
+    now: datetime,
+    ignore: Iterable[str] = (),
+) -> Mapping[str, Any] | None:
+    """The control row whose backoff stops ``drain`` now, or None.
+
+    A rate limit belongs to the quota, not to one drain: the drain's own backoff stops it, and
+    so does the backoff of any drain on the same ``quota_key`` (none when the key is empty).
+    ``controls`` are rows with ``name``, ``quota_key`` and ``backoff_until``; the latest reset
+    wins. ``ignore`` names drains whose backoff is being cleared.
+    """
+    skipped = set(ignore)
+    found = None
+    for row in controls:
+        if row["name"] in skipped or not backoff_active(row["backoff_until"], now=now):
+            continue
+        if row["name"] == drain or (quota_key and row.get("quota_key") == quota_key):
+            if found is None or row["backoff_until"] > found["backoff_until"]:
+                found = row
+    return found
+
+
+def backoff_stale_because(
+    *,
+    until: datetime,
+    observed_at: datetime | None,
+    last_progress: datetime | None,
+    now: datetime,
+) -> str | None:
+    """Why a backoff no longer holds (its reset passed, or the quota has worked since it was
+    observed), or None while it is fresh. ``last_progress`` is the latest checkpoint with items
+    done after the backoff was observed, by any run on the quota but the one that hit the limit.
+    """
+    if until <= now:
+        return f"its reset {until.isoformat()} has passed"
+    if last_progress is not None:
+        observed = observed_at.isoformat() if observed_at else "at an unknown time"
+        return (
+            f"observed {observed}, before the last successful checkpoint "
+            f"{last_progress.isoformat()}"
+        )
+    return None
+
+
+def probe_due(
+    *, backoff_until: datetime | None, last_success_at: datetime | None, now: datetime
+) -> bool:
+    """A probe after a reset is due: the quota's latest backoff has expired and no call on the
+    quota has succeeded since its reset (so the next run makes one call, alone, before it opens
+    up to full concurrency).
+
+    ``backoff_until`` is the reset of the latest backoff recorded on the quota (None: never
+    limited); ``last_success_at`` the latest sign that a call on the quota worked (a probe that
+    went through, or a checkpoint with items done). A backoff still in force is no probe yet:
+    no call may start before its reset.
+    """
+    if backoff_until is None or backoff_until > now:
+        return False
+    return last_success_at is None or last_success_at < backoff_until
+
+
+# --- the plan by limit kind ------------------------------------------------------------------
+
+
+class LimitPlan(StrEnum):
+    """What the runtime does about a limit, by its kind (docs/rate-limits.md)."""
+
+    RETRY = "retry"  # overloaded (529): no limit at all; retry the call inside the run
+    SLOW_DOWN = "slow_down"  # a per-minute API limit: fewer calls in flight, a short wait
+    BACKOFF = "backoff"  # session, weekly, unknown: stop and back off until the reset
+    OPERATOR = "operator"  # spend cap, extra usage: money; pause the drain and tell an operator
+
+
+_PLANS = {
+    LimitKind.OVERLOADED: LimitPlan.RETRY,
+    LimitKind.API_REQUESTS: LimitPlan.SLOW_DOWN,
+    LimitKind.API_INPUT_TOKENS: LimitPlan.SLOW_DOWN,
+    LimitKind.API_OUTPUT_TOKENS: LimitPlan.SLOW_DOWN,
+    LimitKind.SPEND_CAP: LimitPlan.OPERATOR,
+    LimitKind.EXTRA_USAGE: LimitPlan.OPERATOR,
+}
+WEEKLY_KINDS = frozenset({LimitKind.WEEKLY, LimitKind.WEEKLY_MODEL})
+
+
+def limit_plan(kind: str) -> LimitPlan:
+    """The plan for a limit of ``kind`` (a ``LimitKind`` value; anything else backs off)."""
+    return _PLANS.get(kind, LimitPlan.BACKOFF)
+
+
+def weekly_outlasts_burst(
+    *, kind: str, reset_at: datetime | None, burst_until: datetime | None, now: datetime
+) -> bool:
+    """A weekly limit (all models or one model) whose reset is at or after the burst's deadline:
+    the burst has nothing left to spend, so it ends now instead of backing off past its end."""
+    return (
+        kind in WEEKLY_KINDS
+        and reset_at is not None
+        and burst_active(burst_until, now=now)
+        and reset_at >= burst_until
+    )
+
+
+def slow_down_wait(
+    *, reset_at: datetime, now: datetime, max_wait: float, jitter: float
+) -> float:
+    """Seconds to wait after a per-minute limit: until its reset (at least 1 s, at most
+    ``max_wait``), plus up to a quarter more (``jitter`` in [0, 1)) so that calls that were
+    refused together do not come back together."""
+    base = min(max((reset_at - now).total_seconds(), 1.0), max_wait)
+    return base * (1 + 0.25 * jitter)
+
+
+def slowed_limit(*, in_flight_limit: int) -> int:
+    """Calls allowed in flight after a per-minute limit: half as many, at least one."""
+    return max(1, in_flight_limit // 2)
+
+
+def overload_retry_wait(*, retry: int, base: float, jitter: float) -> float:
+    """Seconds before retry number ``retry`` (1, 2, ...) of an overloaded call: ``base``,
+    doubled each time, plus up to a quarter more (``jitter`` in [0, 1))."""
+    return base * 2 ** (retry - 1) * (1 + 0.25 * jitter)
