@@ -285,7 +285,8 @@ def existing_path(kind: str = "any") -> Callable[[str], Path]:
                 f"{shown(raw)} cannot be read ({exc.strerror}); give {accepted}"
             ) from None
         if not is_dir and not is_file:
-            raise Refused(f"{shown(raw)} does not exist; give {accepted}")
+            what = "is not a regular file or folder" if os.path.lexists(raw) else "does not exist"
+            raise Refused(f"{shown(raw)} {what}; give {accepted}")
         if kind == "file" and not is_file:
             raise Refused(f"{shown(raw)} is a folder; give {accepted}")
         if kind == "dir" and not is_dir:
