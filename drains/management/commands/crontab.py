@@ -92,6 +92,11 @@ class Command(validate.CheckedCommand, CrontabCommand):
     def handle(self, *args, **options):
         subcommand, jobhash = options["subcommand"], options["jobhash"]
         if subcommand == "run":
+            if jobhash is None:
+                raise validate.BadInput(
+                    "jobhash: `crontab run` needs a job's hash; `manage.py crontab show` lists "
+                    "them (cron passes it on each installed line)."
+                )
             if jobhash not in job_hashes():
                 raise validate.BadInput(
                     f"jobhash: {validate.shown(jobhash)} is not the hash of a job in CRONJOBS; "
