@@ -114,6 +114,16 @@ def port_problem(port: str) -> str | None:
     return None
 
 
+def workers_problem(value: str | None) -> str | None:
+    """gunicorn reads WEB_CONCURRENCY itself while it imports, before config/gunicorn.conf.py
+    can check it (a traceback): so it is checked here, with the port."""
+    if value is None or value == "":
+        return None
+    if not value.strip().isdigit() or not 1 <= int(value) <= 64:
+        return f"WEB_CONCURRENCY={value!r} is not a worker count; give a whole number from 1 to 64."
+    return None
+
+
 def wait_until_serving(url: str, children: list[subprocess.Popen]) -> bool:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
@@ -131,7 +141,7 @@ def wait_until_serving(url: str, children: list[subprocess.Popen]) -> bool:
 
 def main(argv: list[str]) -> int:
     port = os.environ.get("PORT", "8000")
-    problem = port_problem(port)
+    problem = port_problem(port) or workers_problem(os.environ.get("WEB_CONCURRENCY"))
     if problem:
         sys.stderr.write(problem + "\n")
         return 2

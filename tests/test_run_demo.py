@@ -33,6 +33,17 @@ def test_make_run__a_taken_port_is_one_line_and_a_failure_before_anything_starts
     assert "migrate" not in result.stdout and "Ready" not in result.stdout  # nothing started
 
 
+def test_run_demo__a_bad_worker_count_is_refused_before_gunicorn_reads_it():
+    result = subprocess.run([sys.executable, "scripts/run_demo.py", "--check-port"], cwd=ROOT,
+                            env={"PORT": str(free_port()), "WEB_CONCURRENCY": "many",
+                                 "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "WEB_CONCURRENCY='many' is not a worker count; give a whole number from 1 to 64."
+    )
+
+
 @pytest.mark.parametrize("port", ["http", "0", "65536", ""])
 def test_run_demo__a_port_that_is_no_port_is_refused(port):
     result = subprocess.run([sys.executable, "scripts/run_demo.py", "--check-port"], cwd=ROOT,
@@ -47,11 +58,15 @@ def test_run_demo__a_port_that_is_no_port_is_refused(port):
 
 @pytest.mark.django_db(transaction=True)  # the script's import commits to the test database
 def test_run_demo__a_child_dying_during_start_up_exits_non_zero(tmp_path):
-    env = child_env(PORT=str(free_port()), WEB_CONCURRENCY="not-a-number",
+    # gunicorn's config refuses it (config/gunicorn.conf.py): the web child exits 2 at once
+    env = child_env(PORT=str(free_port()), DRAINS_WEB_THREADS="not-a-number",
                     DRAINS_VAR_DIR=str(tmp_path / "var"), DEMO_USERNAME="demo-dies")
     result = subprocess.run([sys.executable, "scripts/run_demo.py"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "The web server did not start (exit " in result.stdout, result.stdout
+    assert "The web server did not start (exit 2)" in result.stdout, result.stdout
+    assert "Configuration error: DRAINS_WEB_THREADS='not-a-number' is not a whole number." in (
+        result.stderr
+    )
     assert "Ready" not in result.stdout
     assert result.stdout.rstrip().endswith("Stopped.")
