@@ -88,14 +88,23 @@ def _string(obj: dict, key: str, *, required: bool = False) -> str | None:
     value = obj[key]
     if not isinstance(value, str):
         raise RecordError(f'"{key}" must be a string, not {type(value).__name__}')
-    problem = text_problem(value)
-    if problem and (key != "text" or "NUL" in problem or "Unicode" in problem):
-        # A decision's text has line breaks and tabs; the short fields are one line each.
+    # A decision's text has line breaks and tabs; the short fields are one line each.
+    problem = text_problem(value) if key != "text" else _text_problem(value)
+    if problem:
         raise RecordError(f'"{key}" {problem}')
     limit = _MAX_LENGTHS.get(key)
     if limit is not None and len(value) > limit:
         raise RecordError(f'"{key}" is {len(value)} characters long; the limit is {limit}')
     return value
+
+
+def _text_problem(value: str) -> str:
+    """What a decision's text may not hold: a lone surrogate (not Unicode) or NUL."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"is not valid Unicode (character {exc.start + 1} is a lone surrogate)"
+    return "contains a NUL character" if "\x00" in value else ""
 
 
 def guess_language(text: str) -> str:
