@@ -51,7 +51,7 @@ MSG_OFFSET = (
     "stores no more). Israel is +02:00 in winter and +03:00 in summer."
 )
 # PostgreSQL refuses a time zone displacement of 16 hours or more ("out of range").
-MAX_UTC_OFFSET = timedelta(hours=15, minutes=59)
+MAX_UTC_OFFSET = validate.MAX_UTC_OFFSET
 MSG_CALENDAR = (
     "{value} is at the edge of the calendar: shown in another zone it would leave the years "
     "1-9999. Pick a deadline this week, e.g. 2026-12-05T18:00:00+02:00."
