@@ -22,8 +22,11 @@ migrate: venv
 
 # The whole system until Ctrl-C: sample data, a staff user (password printed once), the web
 # server on 127.0.0.1:$(PORT) and the scheduler (CRONJOBS). Running it again reuses everything.
+# A port already taken is one line and exit 2 before anything else runs.
 PORT ?= 8000
-run: migrate
+run: venv
+	@PORT=$(PORT) $(PYTHON) scripts/run_demo.py --check-port
+	$(PYTHON) manage.py migrate
 	PORT=$(PORT) $(PYTHON) scripts/run_demo.py
 
 test: venv test-packages claude-cli

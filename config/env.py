@@ -6,9 +6,13 @@ error when the value is malformed. App modules never read ``os.environ`` themsel
 
 from __future__ import annotations
 
+import math
 import os
+import re
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -18,13 +22,122 @@ VAR_DIR = Path(os.environ.get("DRAINS_VAR_DIR", BASE_DIR / "var"))
 POSTGRES_SCHEMES = {"postgres", "postgresql", "pgsql", "postgis"}
 
 
-def env_str(name: str, default: str | None = None) -> str | None:
+PLACEHOLDER = "CHANGE-ME"
+"""What deploy/drains.env.example puts where a secret goes: a value still holding it was copied
+and not filled in, and is refused rather than run with."""
+
+
+def _raw(name: str) -> str | None:
     value = os.environ.get(name)
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as lone surrogates
+        raise ImproperlyConfigured(f"{name} is not valid UTF-8 text; write it in UTF-8.") from None
+    return value
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = _raw(name)
     return default if value is None or value == "" else value
 
 
+def refuse_placeholder(name: str, value: str | None) -> None:
+    if value and PLACEHOLDER in value:
+        raise ImproperlyConfigured(
+            f"{name} still holds the example's placeholder {PLACEHOLDER}; fill it in "
+            "(docs/deploy.md, 'The production environment')."
+        )
+
+
+def env_choice(name: str, default: str, choices: list[str]) -> str:
+    value = env_str(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r} is not one of {', '.join(choices)}.")
+    return value
+
+
+def env_zone(name: str, default: str | None) -> str | None:
+    """An IANA time zone name (Asia/Jerusalem, UTC), checked against the zone database."""
+    value = env_str(name, default)
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a time zone; use an IANA name such as Asia/Jerusalem or UTC."
+        ) from None
+    return value
+
+
+def env_http_url(name: str) -> str | None:
+    """An optional http:// or https:// URL with a host (never file://, ftp:// or a bare word)."""
+    value = env_str(name)
+    if value is None:
+        return None
+    parts = urlsplit(value.strip())
+    try:
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} has a bad port; give an http(s) URL.") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not an http:// or https:// URL with a host, e.g. "
+            "https://courts.example/feed."
+        )
+    return value.strip()
+
+
+def env_aware_datetime(name: str) -> str | None:
+    value = env_str(name)
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.utcoffset() is None:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not an ISO 8601 time with a UTC offset, e.g. "
+            "2026-12-05T18:00:00+02:00."
+        )
+    return value
+
+
+_RATE = re.compile(r"[0-9]+/(s|sec|second|m|min|minute|h|hour|d|day)", re.ASCII)
+
+
+def env_rate(name: str, default: str) -> str | None:
+    """A throttle rate as DRF reads it ("300/min"), or "off"."""
+    value = env_str(name, default).strip()
+    if value.lower() == "off":
+        return None
+    if not _RATE.fullmatch(value):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a rate; write N/s, N/min, N/hour or N/day (e.g. 300/min), "
+            "or off."
+        )
+    return value
+
+
+def env_emails(name: str, default: list[str]) -> list[str]:
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    values = env_list(name, default)
+    for value in values:
+        address = value.rsplit("<", 1)[-1].rstrip(">").strip()  # "Ops <ops@example.org>"
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise ImproperlyConfigured(f"{name}: {value!r} is not an email address.") from None
+    return values
+
+
 def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
+    raw = _raw(name)
     if raw is None or raw == "":
         return default
     lowered = raw.strip().lower()
@@ -35,34 +148,45 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean; use 1/0, true/false, yes/no or on/off.")
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
-    raw = os.environ.get(name)
+def env_int(
+    name: str, default: int, *, minimum: int | None = None, maximum: int = 2**31 - 1
+) -> int:
+    """A whole number; at most ``maximum`` (by default what an integer column holds)."""
+    raw = _raw(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from None
+    if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", raw, re.ASCII):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.")
+    value = int(raw)
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name}={value} is below the minimum of {minimum}.")
+    if value > maximum:
+        raise ImproperlyConfigured(f"{name}={value} is above the maximum of {maximum}.")
     return value
 
 
-def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
-    raw = os.environ.get(name)
+def env_float(
+    name: str, default: float, *, minimum: float | None = None, maximum: float = 1e9
+) -> float:
+    """A finite number (never nan or inf), from ``minimum`` to ``maximum``."""
+    raw = _raw(name)
     if raw is None or raw == "":
         return default
     try:
-        value = float(raw)
+        value = float(raw) if raw.strip().isascii() else math.nan
     except ValueError:
         raise ImproperlyConfigured(f"{name}={raw!r} is not a number.") from None
+    if not math.isfinite(value):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a finite number.")
     if minimum is not None and value < minimum:
-        raise ImproperlyConfigured(f"{name}={value} is below the minimum of {minimum}.")
+        raise ImproperlyConfigured(f"{name}={value:g} is below the minimum of {minimum:g}.")
+    if value > maximum:
+        raise ImproperlyConfigured(f"{name}={value:g} is above the maximum of {maximum:g}.")
     return value
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
-    raw = os.environ.get(name)
+    raw = _raw(name)
     if raw is None or raw.strip() == "":
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]

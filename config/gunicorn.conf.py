@@ -7,15 +7,23 @@ polls the snapshot every 15 s; each snapshot is a handful of queries). Every val
 from the environment, which is also how the systemd unit and `make run` set the bind address.
 """
 
-import os
+import sys
 
-bind = os.environ.get("DRAINS_WEB_BIND", "127.0.0.1:8000")
-# WEB_CONCURRENCY is gunicorn's own convention for the worker count.
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("DRAINS_WEB_THREADS", "4"))
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import env_int, env_str
+
+try:
+    bind = env_str("DRAINS_WEB_BIND", "127.0.0.1:8000")
+    # WEB_CONCURRENCY is gunicorn's own convention for the worker count.
+    workers = env_int("WEB_CONCURRENCY", 2, minimum=1, maximum=64)
+    threads = env_int("DRAINS_WEB_THREADS", 4, minimum=1, maximum=256)
+    # No request here takes long; a worker stuck for this long is killed and replaced.
+    timeout = env_int("DRAINS_WEB_TIMEOUT_SECONDS", 30, minimum=1, maximum=3600)
+except ImproperlyConfigured as exc:  # one line, as manage.py says it (config/startup.py)
+    sys.stderr.write(f"Configuration error: {exc}\n")
+    sys.exit(2)
 worker_class = "gthread"
-# No request here takes long; a worker stuck for this long is killed and replaced.
-timeout = int(os.environ.get("DRAINS_WEB_TIMEOUT_SECONDS", "30"))
 # On SIGTERM (Ctrl-C in `make run`, `systemctl stop`): finish requests in flight, then exit.
 graceful_timeout = 10
 keepalive = 5
@@ -23,7 +31,7 @@ keepalive = 5
 max_requests = 2000
 max_requests_jitter = 200
 # Access log: "-" is stdout (the journal under systemd); `make run` writes it to var/log.
-accesslog = os.environ.get("DRAINS_WEB_ACCESS_LOG", "-")
+accesslog = env_str("DRAINS_WEB_ACCESS_LOG", "-")
 errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s" user=%(u)s'
 # X-Forwarded-* headers are trusted from these addresses only (gunicorn reads

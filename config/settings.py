@@ -7,10 +7,12 @@ var/pgdata is used and started on first use. docs/deploy.md lists the production
 from __future__ import annotations
 
 import ipaddress
+import re
 import shlex
 import socket
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -18,12 +20,19 @@ from config.env import (
     BASE_DIR,
     VAR_DIR,
     dead_peer_options,
+    env_aware_datetime,
     env_bool,
+    env_choice,
+    env_emails,
     env_float,
+    env_http_url,
     env_int,
     env_list,
+    env_rate,
     env_str,
+    env_zone,
     parse_database_url,
+    refuse_placeholder,
     settings_module_if_not,
 )
 from config.secret_key import read_or_create as read_or_create_secret_key
@@ -33,6 +42,7 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 # (config/secret_key.py). Several web hosts need one shared key: `check --deploy` says so.
 SECRET_KEY_FILE = VAR_DIR / "secret_key"
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+refuse_placeholder("DJANGO_SECRET_KEY", SECRET_KEY)
 SECRET_KEY_SOURCE = "environment"
 if SECRET_KEY is None:
     SECRET_KEY = read_or_create_secret_key(SECRET_KEY_FILE)
@@ -55,6 +65,10 @@ SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
 # A TLS-terminating proxy says the original scheme in a header; name it (X-Forwarded-Proto)
 # only when the proxy always sets it, or any client could claim https.
 _proxy_header = env_str("DJANGO_PROXY_SSL_HEADER")
+if _proxy_header and not re.fullmatch(r"[A-Za-z0-9-]+", _proxy_header):
+    raise ImproperlyConfigured(
+        f"DJANGO_PROXY_SSL_HEADER={_proxy_header!r} is not a header name; e.g. X-Forwarded-Proto."
+    )
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https") if _proxy_header else None
 )
@@ -117,6 +131,7 @@ TEMPLATES = [
 
 # --- Database: PostgreSQL only ----------------------------------------------------------------
 _database_url = env_str("DATABASE_URL")
+refuse_placeholder("DATABASE_URL", _database_url)
 if _database_url:
     _default_db = parse_database_url(_database_url)
 else:
@@ -137,7 +152,7 @@ _default_db["OPTIONS"].setdefault(
 # A vanished host's sessions end, and its advisory locks are freed, within this bound
 # (TCP keepalives on both ends; docs/deploy.md). 0 turns it off, e.g. behind a PgBouncer that
 # refuses the `options` startup parameter (or set its ignore_startup_parameters = options).
-DRAINS_DB_DEAD_PEER_SECONDS = env_int("DRAINS_DB_DEAD_PEER_SECONDS", 60, minimum=0)
+DRAINS_DB_DEAD_PEER_SECONDS = env_int("DRAINS_DB_DEAD_PEER_SECONDS", 60, minimum=0, maximum=86_400)
 _default_db["OPTIONS"] = dead_peer_options(DRAINS_DB_DEAD_PEER_SECONDS, _default_db["OPTIONS"])
 _default_db["CONN_MAX_AGE"] = 0
 DATABASES = {"default": _default_db}
@@ -170,7 +185,9 @@ LOGGING = {
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
     },
-    "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_choice(
+        "DJANGO_LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+    )},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "pgserver": {"level": "WARNING"},
@@ -235,6 +252,10 @@ CONTENT_SECURITY_POLICY = {
 # --- Shared cache: throttle counters (every worker and host must see the same counts) ---------
 # The database by default (table django_cache, created by a migration), Redis when REDIS_URL is set.
 REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL and urlsplit(REDIS_URL).scheme not in ("redis", "rediss", "unix"):
+    raise ImproperlyConfigured(
+        f"REDIS_URL={REDIS_URL!r} is not a redis://, rediss:// or unix:// URL."
+    )
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                           "LOCATION": REDIS_URL}}
@@ -245,8 +266,7 @@ else:
 # --- API throttles (operations/throttles.py): answered 429 with Retry-After ------------------
 def _throttle_rate(name: str, default: str) -> str | None:
     """A DRF rate such as "300/min"; "off" turns that throttle off (benchmarks)."""
-    value = env_str(name, default)
-    return None if value.strip().lower() == "off" else value
+    return env_rate(name, default)
 
 
 DRAINS_API_THROTTLE_RATES = {
@@ -270,7 +290,9 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = env_int("DRAINS_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 # A username is locked from the address that failed; other addresses are locked on their own.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_COOLOFF_TIME = timedelta(minutes=env_float("DRAINS_LOGIN_LOCKOUT_MINUTES", 60.0, minimum=1))
+AXES_COOLOFF_TIME = timedelta(
+    minutes=env_float("DRAINS_LOGIN_LOCKOUT_MINUTES", 60.0, minimum=1, maximum=10 * 365 * 24 * 60)
+)
 AXES_RESET_ON_SUCCESS = True
 AXES_IPWARE_PROXY_COUNT = REST_FRAMEWORK["NUM_PROXIES"] or None
 AXES_IPWARE_META_PRECEDENCE_ORDER = (
@@ -287,7 +309,8 @@ KNOX_TOKEN_MODEL = "operations.ApiToken"
 # the model is swapped for operations.ApiToken; the app has nothing else to migrate.
 MIGRATION_MODULES = {"knox": None}
 REST_KNOX = {
-    "TOKEN_TTL": timedelta(days=env_float("DRAINS_TOKEN_DAYS", 90.0, minimum=0.01)),
+    # The same bounds as mint_token --days (operations/tokens.py).
+    "TOKEN_TTL": timedelta(days=env_float("DRAINS_TOKEN_DAYS", 90.0, minimum=0.01, maximum=3650)),
     "AUTH_HEADER_PREFIX": "Token",
     "AUTO_REFRESH": False,
 }
@@ -352,10 +375,16 @@ DRAINS_PROJECTION_WINDOW_MINUTES = env_float("DRAINS_PROJECTION_WINDOW_MINUTES",
 DRAINS_HUNG_AFTER_SECONDS = env_int("DRAINS_HUNG_AFTER_SECONDS", 1800, minimum=1)
 DRAINS_HUNG_KILL_GRACE_SECONDS = env_float("DRAINS_HUNG_KILL_GRACE_SECONDS", 10.0, minimum=0)
 # The zone in which operators think and in which human reset times without a zone are read.
-DRAINS_OPERATOR_TZ = env_str("DRAINS_OPERATOR_TZ", "Asia/Jerusalem")
+DRAINS_OPERATOR_TZ = env_zone("DRAINS_OPERATOR_TZ", "Asia/Jerusalem")
 
 # --- Halacha extraction -----------------------------------------------------------------------
 HALACHA_EXTRACTOR = env_str("HALACHA_EXTRACTOR", "offline")
+# The backends by name (halacha/extractors BACKENDS), or a class of one's own as module:Class.
+if not re.fullmatch(r"offline|anthropic|claude-cli|[A-Za-z_][\w.]*:[A-Za-z_]\w*", HALACHA_EXTRACTOR):
+    raise ImproperlyConfigured(
+        f"HALACHA_EXTRACTOR={HALACHA_EXTRACTOR!r} is not a backend; use offline, anthropic, "
+        "claude-cli or module.path:ClassName."
+    )
 # claude-sonnet-4-5 reaches end-of-life on 2026-11-30 (the SDK's deprecation table); 4-6 follows it.
 HALACHA_MODEL = env_str("HALACHA_MODEL", "claude-sonnet-4-6")
 HALACHA_MAX_TOKENS = env_int("HALACHA_MAX_TOKENS", 4096, minimum=256)
@@ -402,10 +431,10 @@ CRONJOBS = [
 CRONTAB_LOCK_JOBS = True
 # The fire time a job started by run_scheduler serves (it sets this in the job's environment);
 # unset, a cron-started job derives its slot from CRONJOBS and the clock.
-DRAINS_SCHEDULED_FOR = env_str("DRAINS_SCHEDULED_FOR")
+DRAINS_SCHEDULED_FOR = env_aware_datetime("DRAINS_SCHEDULED_FOR")
 # The zone run_scheduler and `manage.py schedule` read the expressions in; cron uses the host's
 # (set CRON_TZ in the crontab or run the host in this zone). Default: DRAINS_OPERATOR_TZ.
-DRAINS_CRON_TZ = env_str("DRAINS_CRON_TZ")
+DRAINS_CRON_TZ = env_zone("DRAINS_CRON_TZ", None)
 CRONTAB_DJANGO_PROJECT_NAME = "config"
 # Installed lines carry --settings when a host runs with its own settings module.
 CRONTAB_DJANGO_SETTINGS_MODULE = settings_module_if_not("config.settings")
@@ -417,14 +446,14 @@ CRONTAB_COMMAND_PREFIX = env_str("CRONTAB_COMMAND_PREFIX", "")
 # --- Court fetch (fetch_decisions) ------------------------------------------------------------
 # JSON/JSONL files dropped here are imported and moved to imported/ (or failed/).
 FETCH_INBOX_DIR = Path(env_str("FETCH_INBOX_DIR", str(VAR_DIR / "inbox")))
-FETCH_FEED_URL = env_str("FETCH_FEED_URL")  # optional HTTP(S) feed: a JSON array or JSONL
+FETCH_FEED_URL = env_http_url("FETCH_FEED_URL")  # optional HTTP(S) feed: a JSON array or JSONL
 FETCH_FEED_TIMEOUT_SECONDS = env_float("FETCH_FEED_TIMEOUT_SECONDS", 60.0, minimum=1)
 
 # --- Email (send_digest): console unless EMAIL_HOST is set ------------------------------------
 EMAIL_HOST = env_str("EMAIL_HOST")
 if EMAIL_HOST:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+    EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1, maximum=65535)
     EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
     EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
     EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)  # implicit TLS, usually port 465
@@ -436,6 +465,7 @@ else:
     # For EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend: one file per message.
     EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"drains@{socket.gethostname()}")
-DIGEST_RECIPIENTS = env_list("DIGEST_RECIPIENTS", [])
+env_emails("DEFAULT_FROM_EMAIL", [])  # checked when set
+DIGEST_RECIPIENTS = env_emails("DIGEST_RECIPIENTS", [])
 
 BASE_DIR = BASE_DIR

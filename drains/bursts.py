@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from drains import registry, rules
+from drains import registry, rules, validate
 from drains.events import record_event
 from drains.models import DrainControl, EventKind
 from drains.zone import format_local, operator_tz
@@ -51,7 +51,11 @@ MSG_OFFSET = (
     "stores no more). Israel is +02:00 in winter and +03:00 in summer."
 )
 # PostgreSQL refuses a time zone displacement of 16 hours or more ("out of range").
-MAX_UTC_OFFSET = timedelta(hours=15, minutes=59)
+MAX_UTC_OFFSET = validate.MAX_UTC_OFFSET
+MSG_CALENDAR = (
+    "{value} is at the edge of the calendar: shown in another zone it would leave the years "
+    "1-9999. Pick a deadline this week, e.g. 2026-12-05T18:00:00+02:00."
+)
 MSG_PAST = "The deadline {value} is not in the future (now is {now}). Pick a later time."
 MSG_BEYOND = (
     "The deadline {value} is after the week boundary {boundary}. A burst spends leftover weekly "
@@ -123,6 +127,8 @@ def parse_burst_until(value) -> datetime:
             MSG_OFFSET.format(value=parsed.isoformat(), offset=f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"),
             code="offset_range",
         )
+    if not validate.in_calendar(parsed):
+        raise ValidationError(MSG_CALENDAR.format(value=parsed.isoformat()), code="calendar")
     return parsed
 
 

@@ -17,7 +17,9 @@ def add_trigger_argument(parser, *, default: Trigger = Trigger.CRON, choices=Non
             " Cron lines pass cron, which claims the cron slot, so that with the crontab on "
             "several hosts one of them does the work; a manual run is never refused."
         )
-    parser.add_argument(OPTION, choices=choices or Trigger.values, default=default, help=help_text)
+    # Plain strings, so that a refusal lists 'cron', 'manual', not Trigger.CRON, Trigger.MANUAL.
+    words = [str(choice) for choice in (choices or Trigger.values)]
+    parser.add_argument(OPTION, choices=words, default=str(default), help=help_text)
 
 
 def trigger_args(trigger: Trigger) -> list[str]:

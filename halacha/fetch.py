@@ -25,6 +25,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from drains import validate
 from halacha.importer import ImportReport, import_file, import_lines
 
 INBOX_SUFFIXES = (".json", ".jsonl")
@@ -147,6 +148,11 @@ def fetch_inbox(inbox: Path, report: FetchReport) -> None:
                 text = path.read_text(encoding="utf-8")
                 import_lines(record_lines(text, source), source, report=file_report)
                 file_report.files += 1
+            if file_report.nothing_parsed:
+                # Not one line was JSON (a truncated `{"a":`, an HTML page): nothing of it
+                # was imported, and it is a broken file, not a file of bad records.
+                raise NotJson(f"not one of its {file_report.lines} line(s) is JSON "
+                              f"({file_report.errors[0][2]})")
         except FileNotFoundError:
             continue  # another fetch moved it first
         except (NotJson, UnicodeDecodeError) as exc:
@@ -161,6 +167,10 @@ def fetch_inbox(inbox: Path, report: FetchReport) -> None:
 
 
 def fetch_feed(url: str, report: FetchReport, *, timeout: float) -> None:
+    try:
+        validate.http_url(url)  # never file://, ftp:// or a bare word: the docs promise HTTP(S)
+    except ValueError as exc:
+        raise FetchError(f"FETCH_FEED_URL: {exc}") from None
     request = urllib.request.Request(
         url,
         headers={
@@ -192,8 +202,30 @@ def fetch_feed(url: str, report: FetchReport, *, timeout: float) -> None:
         lines = record_lines(text, "feed")
     except NotJson as exc:
         raise FetchError(f"the feed {url}: {exc}") from None
-    report.feed = import_lines(lines, "feed")
+    feed = ImportReport()
+    _validate_json_payload(lines, url)
+    report.feed = import_lines(lines, "feed", report=feed)
     report.total.merge(report.feed)
+
+
+def _validate_json_payload(lines: list[str], url: str) -> None:
+    """Refuse a feed body of which not one line is JSON (an HTML error page, a login page)
+    before a record of it is imported: the run fails instead of counting "75 bad"."""
+    body = [line for line in lines if line.strip()]
+    for line in body:
+        try:
+            json.loads(line)
+        except ValueError:
+            continue
+        except RecursionError:
+            return
+        return
+    if body:
+        first = body[0].strip()
+        raise FetchError(
+            f"the feed {url} did not answer JSON: not one of its {len(body)} line(s) parses "
+            f"(it begins {first[:60]!r}); a feed answers a JSON array or JSONL"
+        )
 
 
 def fetch_decisions(

@@ -25,6 +25,7 @@ from halacha.records import (  # the record format; re-exported for the importer
     MAX_RECORD_BYTES,
     RECORD_FIELDS,
     RECORD_HELP,
+    NotJsonLine,
     RecordError,
     guess_language,
     parse_line,
@@ -66,10 +67,17 @@ class ImportReport:
     errors: list[tuple[str, int, str]] = field(default_factory=list)
     lines: int = 0
     files: int = 0
+    not_json: int = 0  # lines that are not JSON at all (or not UTF-8)
 
     @property
     def good(self) -> int:
         return self.added + self.updated + self.unchanged
+
+    @property
+    def nothing_parsed(self) -> bool:
+        """Not one line was JSON: the input is not JSON(L) at all (an HTML page, a truncated
+        file), which fails as a whole rather than as so many bad records."""
+        return self.lines > 0 and self.not_json == self.lines
 
     def count(self, outcome: Outcome) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
@@ -86,6 +94,7 @@ class ImportReport:
         self.errors.extend(other.errors)
         self.lines += other.lines
         self.files += other.files
+        self.not_json += other.not_json
 
     def summary(self) -> str:
         return (
@@ -187,7 +196,9 @@ def _is_deadlock(exc: OperationalError) -> bool:
     return isinstance(exc.__cause__, psycopg.errors.DeadlockDetected)
 
 
-def _import_batch(batch: list[tuple[int, str]], source: str, report: ImportReport) -> None:
+def _import_batch(
+    batch: list[tuple[int, str]], source: str, report: ImportReport, seen: dict[str, int]
+) -> None:
     """Validate a batch, then write it in one transaction: its existing rows are locked with one
     query, in external_id order (so two importers queue instead of deadlocking), and a record
     that needs no change costs no further query."""
@@ -195,9 +206,25 @@ def _import_batch(batch: list[tuple[int, str]], source: str, report: ImportRepor
     cleaned: list[tuple[int, dict]] = []
     for lineno, line in batch:
         try:
-            cleaned.append((lineno, parse_line(line)))
+            clean = parse_line(line)
+        except NotJsonLine as exc:
+            outcome.not_json += 1
+            outcome.reject(source, lineno, str(exc))
+            continue
         except RecordError as exc:
             outcome.reject(source, lineno, str(exc))
+            continue
+        first = seen.setdefault(clean["external_id"], lineno)
+        if first != lineno:
+            # Two versions of one decision in one input: which is meant cannot be known, so
+            # the first is kept and the later one reported (not silently "1 updated").
+            outcome.reject(
+                source, lineno,
+                f'"external_id" {clean["external_id"]!r} already came on line {first}; the '
+                "first is kept, this one skipped",
+            )
+            continue
+        cleaned.append((lineno, clean))
     if cleaned:
         try:
             _write_batch(cleaned, source, outcome)
@@ -207,7 +234,9 @@ def _import_batch(batch: list[tuple[int, str]], source: str, report: ImportRepor
             # which holds one row lock at a time and so cannot deadlock.
             if not _is_deadlock(exc):
                 raise
-            outcome = ImportReport(errors=list(outcome.errors), bad=outcome.bad)
+            outcome = ImportReport(
+                errors=list(outcome.errors), bad=outcome.bad, not_json=outcome.not_json
+            )
             for lineno, clean in cleaned:
                 try:
                     outcome.count(import_record(clean))
@@ -245,10 +274,11 @@ def _import_numbered(
 ) -> None:
     batch: list[tuple[int, str]] = []
     shown = report.lines // progress_every
+    seen: dict[str, int] = {}  # external_id -> the line it first came on, in this input
 
     def flush() -> None:
         nonlocal shown
-        _import_batch(batch, source, report)
+        _import_batch(batch, source, report, seen)
         batch.clear()
         if progress is not None and report.lines // progress_every > shown:
             shown = report.lines // progress_every
@@ -304,6 +334,7 @@ def _read_lines(handle: BinaryIO, source: str, report: ImportReport) -> Iterator
             yield lineno, chunk.decode("utf-8")
         except UnicodeDecodeError as exc:
             report.lines += 1
+            report.not_json += 1
             report.reject(source, lineno, f"not UTF-8: byte {exc.start + 1} of the line")
 
 
@@ -327,7 +358,13 @@ def jsonl_files(paths: Iterable[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*.jsonl") if p.is_file())
+            try:
+                found = sorted(p for p in path.rglob("*.jsonl") if p.is_file())
+            except OSError as exc:  # a folder below it that cannot be listed (/proc, say)
+                raise ImportPathError(
+                    f"{path}: a folder below it cannot be read ({exc}); name the folder of "
+                    "the files to import"
+                ) from None
             if not found:
                 raise ImportPathError(f"{path} is a folder with no *.jsonl files in it")
             files.extend(found)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date
+from datetime import date, timedelta
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
+from django.utils import timezone
 
+from drains.validate import text_problem
 from halacha.models import Language
 
 MAX_RECORD_BYTES = 4 * 1024 * 1024
@@ -34,12 +36,16 @@ Record format (one JSON object per line; UTF-8; blank lines are ignored):
    "text": "Full text of the decision", required, not blank
    "court": "Supreme Court",             optional, at most 200 characters
    "case_number": "CA 1234/23",          optional, at most 200 characters
-   "decided_on": "2024-03-01",           optional, YYYY-MM-DD or null
+   "decided_on": "2024-03-01",           optional, YYYY-MM-DD or null, from 1800-01-01 to tomorrow
    "title": "Levi v. Cohen",             optional, at most 500 characters
    "language": "en",                     optional, "he" or "en" (guessed from the text if absent)
    "url": "https://example.org/..."}     optional, an http(s) URL
 
-Other keys are refused (a misspelt key would otherwise be lost silently). A key left out keeps
+Strings must be valid Unicode (no lone surrogate such as "\\ud800") without NUL; the short
+fields (external_id, court, case_number, title, language, url) hold no control characters.
+An external_id that came earlier in the same file or feed is reported as a duplicate and
+skipped: the first is kept. Other keys are refused (a misspelt key would otherwise be lost
+silently). A key left out keeps
 what the database already has; a key given replaces it. Importing the same record again changes
 nothing; a record whose text changed goes back to "pending" and loses its old halachot.
 A line longer than 4 MiB is refused without being read into memory.
@@ -52,8 +58,23 @@ _LATIN_RE = re.compile(r"[A-Za-z]")
 _url_validator = URLValidator(schemes=["http", "https"])
 
 
+EARLIEST_DECISION = date(1800, 1, 1)
+"""The earliest ``decided_on`` accepted: older is a typo (0024 for 2024), not a decision the
+courts publish. The latest is tomorrow (the operator's date plus one day, for time zones): a
+decision is never dated in the future."""
+
+
+def latest_decision() -> date:
+    return timezone.localdate() + timedelta(days=1)
+
+
 class RecordError(ValueError):
     """A record that cannot be imported; the message says what to fix."""
+
+
+class NotJsonLine(RecordError):
+    """A line that is not JSON at all (not merely a bad record): a payload made only of these
+    is not JSON, and fails as a whole."""
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -67,12 +88,23 @@ def _string(obj: dict, key: str, *, required: bool = False) -> str | None:
     value = obj[key]
     if not isinstance(value, str):
         raise RecordError(f'"{key}" must be a string, not {type(value).__name__}')
-    if "\x00" in value:
-        raise RecordError(f'"{key}" contains a NUL character, which PostgreSQL cannot store')
+    # A decision's text has line breaks and tabs; the short fields are one line each.
+    problem = text_problem(value) if key != "text" else _text_problem(value)
+    if problem:
+        raise RecordError(f'"{key}" {problem}')
     limit = _MAX_LENGTHS.get(key)
     if limit is not None and len(value) > limit:
         raise RecordError(f'"{key}" is {len(value)} characters long; the limit is {limit}')
     return value
+
+
+def _text_problem(value: str) -> str:
+    """What a decision's text may not hold: a lone surrogate (not Unicode) or NUL."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"is not valid Unicode (character {exc.start + 1} is a lone surrogate)"
+    return "contains a NUL character" if "\x00" in value else ""
 
 
 def guess_language(text: str) -> str:
@@ -115,9 +147,16 @@ def validate_record(obj) -> dict:
             raise RecordError(f'"decided_on" {raw!r} is not a date in the form YYYY-MM-DD')
         else:
             try:
-                clean["decided_on"] = date.fromisoformat(raw)
+                decided = date.fromisoformat(raw)
             except ValueError:
                 raise RecordError(f'"decided_on" {raw!r} is not a real date') from None
+            latest = latest_decision()
+            if not EARLIEST_DECISION <= decided <= latest:
+                raise RecordError(
+                    f'"decided_on" {raw} is outside {EARLIEST_DECISION} to {latest}: a court '
+                    "decision is not older than that, nor in the future"
+                )
+            clean["decided_on"] = decided
 
     if obj.get("language") is not None:
         language = _string(obj, "language")
@@ -148,7 +187,11 @@ def parse_line(line: str) -> dict:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise RecordError(_decode_error(exc)) from None
+        raise NotJsonLine(_decode_error(exc)) from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise RecordError(f"a number in the record is too long: {exc}") from None
+    except RecursionError:
+        raise RecordError("the record nests too deeply to be a decision") from None
     return validate_record(obj)
 
 

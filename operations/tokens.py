@@ -15,7 +15,11 @@ from django.utils import timezone
 
 from operations.models import ApiToken
 
-MAX_NAME = 100
+MAX_NAME = 100  # ApiToken.name
+USERNAME_MAX = 150  # auth.User.username
+TOKEN_KEY_MAX = 15  # knox's token_key: the prefix list_tokens shows
+MIN_DAYS = 0.01  # about a quarter of an hour, as DRAINS_TOKEN_DAYS
+MAX_DAYS = 3650.0  # ten years: a token always expires, and the expiry stays in the calendar
 
 
 class TokenError(Exception):
@@ -45,8 +49,11 @@ def mint_token(*, username: str, name: str, days: float, replace: bool = False) 
     name = name.strip()
     if not name or len(name) > MAX_NAME:
         raise TokenError(f"A token name is 1 to {MAX_NAME} characters, e.g. --name 'nightly report'.")
-    if not days > 0:
-        raise TokenError(f"--days must be more than 0 (got {days:g}); a token always expires.")
+    if not MIN_DAYS <= days <= MAX_DAYS:  # nan fails too
+        raise TokenError(
+            f"--days must be from {MIN_DAYS:g} to {MAX_DAYS:g} (got {days:g}); a token always "
+            "expires."
+        )
     user = _user(username)
     if not user.is_active:
         raise TokenError(f"User {username!r} is inactive; a token for it would not work.")

@@ -12,9 +12,11 @@ It never resets a password or deletes data.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -92,6 +94,36 @@ def start_web(port: str, log_dir: Path) -> subprocess.Popen:
     return start("-m", "gunicorn", "-c", str(config), "config.wsgi", env=env)
 
 
+def port_problem(port: str) -> str | None:
+    """Why the web server could not listen on HOST:port ("" or None when it can): checked
+    before anything starts, so that another server on the port is never taken for ours."""
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return f"PORT={port!r} is not a TCP port number (1-65535)."
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As gunicorn binds: SO_REUSEADDR, so a port left in TIME_WAIT by a previous run is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, int(port)))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"PORT={port}: something already listens on {HOST}:{port}; stop it or run "
+                    "`make run PORT=<another port>`."
+                )
+            return f"PORT={port}: cannot listen on {HOST}:{port} ({exc.strerror})."
+    return None
+
+
+def workers_problem(value: str | None) -> str | None:
+    """gunicorn reads WEB_CONCURRENCY itself while it imports, before config/gunicorn.conf.py
+    can check it (a traceback): so it is checked here, with the port."""
+    if value is None or value == "":
+        return None
+    if not value.strip().isdigit() or not 1 <= int(value) <= 64:
+        return f"WEB_CONCURRENCY={value!r} is not a worker count; give a whole number from 1 to 64."
+    return None
+
+
 def wait_until_serving(url: str, children: list[subprocess.Popen]) -> bool:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
@@ -107,21 +139,28 @@ def wait_until_serving(url: str, children: list[subprocess.Popen]) -> bool:
     return False
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
     port = os.environ.get("PORT", "8000")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        say(f"PORT={port!r} is not a TCP port number.")
+    problem = port_problem(port) or workers_problem(os.environ.get("WEB_CONCURRENCY"))
+    if problem:
+        sys.stderr.write(problem + "\n")
         return 2
+    if argv[1:] == ["--check-port"]:  # the Makefile's first step, before it migrates
+        return 0
     log_dir = prepare()
     base = f"http://{HOST}:{port}"
     stopping = {"signals": 0}
+    failed = {"start-up": False}  # a child died, or never served: make run exits non-zero
     children: list[subprocess.Popen] = []
 
-    def stop(signum, frame):
-        stopping["signals"] += 1
+    def stop_children() -> None:
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)  # a second Ctrl-C: the scheduler stops waiting
+
+    def stop(signum, frame):
+        stopping["signals"] += 1
+        stop_children()
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
@@ -141,22 +180,28 @@ def main() -> int:
         say("Ctrl-C stops the web server and the scheduler.")
         say("")
     elif not stopping["signals"]:
-        say(f"The web server did not answer on {base} - see its output above.")
-        stop(None, None)
+        dead = [c for c in children if c.poll() is not None]
+        what = ("web server" if web in dead else "scheduler") if dead else "web server"
+        say(f"The {what} did not start"
+            + (f" (exit {dead[0].returncode})" if dead else f": no answer on {base}")
+            + " - see its output above.")
+        failed["start-up"] = True
+        stop_children()
 
     # Whichever stops first (Ctrl-C, or a child dying), the other is stopped too.
     while all(child.poll() is None for child in children):
         time.sleep(0.2)
-    if not stopping["signals"]:
-        failed = [c for c in children if c.poll() is not None]
-        name = "web server" if web in failed else "scheduler"
-        say(f"The {name} stopped (exit {failed[0].returncode}); stopping the rest.")
-        stop(None, None)
+    if not stopping["signals"] and not failed["start-up"]:
+        dead = [c for c in children if c.poll() is not None]
+        name = "web server" if web in dead else "scheduler"
+        say(f"The {name} stopped (exit {dead[0].returncode}); stopping the rest.")
+        failed["start-up"] = True
+        stop_children()
     for child in children:
         child.wait()
     say("Stopped.")
-    return 0 if stopping["signals"] else 1
+    return 1 if failed["start-up"] else 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv))

@@ -65,3 +65,15 @@ def reaped_process():
     for process in started:
         process.kill()
         process.wait()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The generated input sweeps (tests/test_input_sweep.py, test_settings_sweep.py) say how
+    many cases they ran."""
+    import sys
+
+    for module, what in [("tests.test_input_sweep", "input sweep (commands)"),
+                         ("tests.test_settings_sweep", "input sweep (settings)")]:
+        sweep = sys.modules.get(module)
+        if sweep is not None and sweep.CASES:
+            terminalreporter.write_line(f"{what}: {len(sweep.CASES)} cases")

@@ -177,6 +177,35 @@ def test_check_deploy_with_the_documented_production_environment_prints_no_warni
     assert "System check identified no issues" in done.stdout, done.stdout
 
 
+def example_env() -> dict[str, str]:
+    """deploy/drains.env.example exactly as shipped, on the test database."""
+    env = child_env()
+    for line in (ROOT / "deploy" / "drains.env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            env[name.strip()] = value.strip()
+    return env
+
+
+def test_check_deploy_with_the_example_not_filled_in_refuses_in_one_line_naming_the_key():
+    """Copied and not filled in, the example would run with a key everyone knows (Django's
+    security.W009 only warned): every command refuses it at the door instead."""
+    done = manage("check", "--deploy", env=example_env())
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "Configuration error: DJANGO_SECRET_KEY still holds the example's placeholder "
+        "CHANGE-ME; fill it in (docs/deploy.md, 'The production environment')."
+    ]
+
+
+def test_check_deploy_with_the_example_key_filled_in_but_the_password_not_names_database_url():
+    env = example_env()
+    env["DJANGO_SECRET_KEY"] = os.urandom(32).hex()
+    done = manage("check", "--deploy", env=env)
+    assert done.returncode == 2
+    assert done.stderr.startswith("Configuration error: DATABASE_URL still holds the example's")
+
+
 def test_check_deploy_warns_when_the_key_is_the_generated_one(tmp_path):
     env = production_env()
     env.pop("DJANGO_SECRET_KEY")

@@ -3,36 +3,22 @@ sets ``drain_name`` and ``help`` and nothing else (thin: argument parsing, one s
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from drains import validate
 from drains.runner.run import DrainRunFailed, run_drain
 from drains.trigger import add_trigger_argument
 
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return number
+MAX_ITEMS = 1_000_000
+MAX_MINUTES = 7 * 24 * 60.0  # a week: no run outlives the burst week
+MAX_CONCURRENCY = 64
+"""Extractor calls in flight at once: threads of one process, each holding a paid call; far
+below the run row's smallint column (32767), which a typo would otherwise overflow mid-run."""
 
 
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"{value} must be more than 0")
-    return number
-
-
-class DrainCommand(BaseCommand):
+class DrainCommand(validate.CheckedCommand):
     """``manage.py drain_<name>``: set ``drain_name`` and ``help`` in a subclass; nothing else."""
 
     drain_name = ""
@@ -41,21 +27,21 @@ class DrainCommand(BaseCommand):
         add_trigger_argument(parser)
         parser.add_argument(
             "--max-items",
-            type=_positive_int,
-            help="Stop after this many items. Default in normal mode: DRAINS_DEFAULT_MAX_ITEMS; "
+            type=validate.whole_number(1, MAX_ITEMS),
+            help=f"Stop after this many items (1 to {MAX_ITEMS:,}). Default in normal mode: DRAINS_DEFAULT_MAX_ITEMS; "
             "a burst has no item cap unless this is given.",
         )
         parser.add_argument(
             "--max-minutes",
-            type=_positive_float,
-            help="Start no item after this many minutes. Default in normal mode: "
+            type=validate.decimal_number(0.01, MAX_MINUTES, "minutes"),
+            help=f"Start no item after this many minutes (0.01 to {MAX_MINUTES:g}). Default in normal mode: "
             "DRAINS_DEFAULT_MAX_MINUTES; a burst runs until its deadline unless this is given.",
         )
         parser.add_argument(
             "--concurrency",
-            type=_positive_int,
+            type=validate.whole_number(1, MAX_CONCURRENCY),
             default=1,
-            help="Extractor calls in flight at once (threads). Default 1.",
+            help=f"Extractor calls in flight at once (threads), 1 to {MAX_CONCURRENCY}. Default 1.",
         )
 
     def handle(self, *args, **options):

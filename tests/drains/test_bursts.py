@@ -275,11 +275,12 @@ def test_burst_command__bad_input_is_a_command_error_with_the_service_message(ar
 
 
 @pytest.mark.django_db(transaction=True)  # the child commits to the test database
-def test_burst_command__bad_input_from_the_shell_exits_1_without_a_traceback():
+def test_burst_command__bad_input_from_the_shell_exits_2_without_a_traceback():
     from tests.support.db import manage
 
     result = manage("burst", "halacha", "on", "--until", "2026-12-03T20:30:00")
-    assert result.returncode == 1
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
     assert "has no time zone" in result.stderr
     assert "Traceback" not in result.stderr
     assert not DrainControl.objects.filter(burst_until__isnull=False).exists()

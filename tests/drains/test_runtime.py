@@ -891,14 +891,19 @@ def test_command_help(app, command, words):
     ("args", "message"),
     [
         (["--concurrency", "0"], "must be at least 1"),
+        # the run row's concurrency is a smallint: refused at the door, not a failed run
+        (["--concurrency", "100000"], "--concurrency: '100000' must be at most 64"),
         (["--max-items", "many"], "is not a whole number"),
-        (["--max-minutes", "-1"], "must be more than 0"),
+        (["--max-minutes", "-1"], "must be at least 0.01"),
+        (["--max-minutes", "inf"], "is not a number"),
         (["--trigger", "someone"], "invalid choice"),
     ],
 )
 def test_drain_command__bad_arguments(args, message):
-    with pytest.raises(CommandError, match=message):
+    with pytest.raises(CommandError, match=message) as refused:
         call_command("drain_halacha", *args)
+    assert refused.value.returncode == 2
+    assert not DrainRun.objects.exists()
 
 
 def test_stage_result__refuses_to_run_inside_another_transaction():

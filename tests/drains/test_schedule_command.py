@@ -83,7 +83,7 @@ def test_next_fires_follow_the_daylight_saving_change():
 
 @pytest.mark.django_db
 def test_count_below_one_is_a_user_error():
-    with pytest.raises(CommandError, match="--count must be at least 1"):
+    with pytest.raises(CommandError, match="--count: 0 must be at least 1"):
         call_command("schedule", count=0)
 
 

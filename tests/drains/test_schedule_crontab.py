@@ -101,3 +101,55 @@ def test_an_installed_line_runs_its_job_through_the_shell(crontab_env, transacti
     assert "To: ops@example.com" in log
     run = DrainRun.objects.get(drain="send_digest")
     assert (run.status, run.trigger) == (RunStatus.SUCCEEDED, "cron")
+
+
+# --- refusals: one line, exit 2, nothing installed ---------------------------------------------
+
+
+def test_crontab_add_without_a_crontab_program_is_one_line_and_exit_2(crontab_env):
+    env, store, _ = crontab_env
+    env["CRONTAB_EXECUTABLE"] = "/nonexistent/crontab"
+    result = manage("crontab", "add", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "BadInput: CRONTAB_EXECUTABLE: '/nonexistent/crontab' is not a program found on PATH; "
+        "install cron (its crontab program) or set CRONTAB_EXECUTABLE to it."
+    ]
+    assert "adding cronjob" not in result.stdout
+    assert store.read_text() == EXISTING
+
+
+def test_crontab_add_whose_install_does_not_take_is_exit_2(crontab_env, tmp_path):
+    env, store, _ = crontab_env
+    ignoring = tmp_path / "bin" / "crontab-that-ignores"
+    # lists the table, and "installs" by exiting 0 without writing anything
+    ignoring.write_text('#!/bin/sh\n[ "$1" = "-l" ] && exec cat "$FAKE_CRONTAB_STORE"\nexit 0\n')
+    ignoring.chmod(0o755)
+    env["CRONTAB_EXECUTABLE"] = str(ignoring)
+    result = manage("crontab", "add", env=env)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "lacks 5 of the 5 jobs: the install did not take" in line
+    assert store.read_text() == EXISTING
+
+
+def test_crontab_add_whose_program_refuses_the_table_is_exit_2(crontab_env, tmp_path):
+    env, store, _ = crontab_env
+    refusing = tmp_path / "bin" / "crontab-denied"
+    refusing.write_text('#!/bin/sh\n[ "$1" = "-l" ] && exit 1\n'
+                        'echo "You (drains) are not allowed to use this program" >&2\nexit 1\n')
+    refusing.chmod(0o755)
+    env["CRONTAB_EXECUTABLE"] = str(refusing)
+    result = manage("crontab", "add", env=env)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "refused the table (You (drains) are not allowed to use this program)" in line
+
+
+@pytest.mark.parametrize("args", [["run"], ["run", "0" * 32], ["show", "abc"]])
+def test_crontab_run_without_a_known_hash_is_one_line_and_exit_2(crontab_env, args):
+    env, _, _ = crontab_env
+    result = manage("crontab", *args, env=env)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr and "RuntimeError" not in result.stderr

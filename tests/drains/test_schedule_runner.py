@@ -257,14 +257,16 @@ def test_run_scheduler_refuses_a_colliding_schedule(probe_env, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--time-scale", "0"], "--time-scale must be a positive number"),
-        (["--start-at", "2026-03-02T10:00:00"], "is not an ISO 8601 time with a UTC offset"),
-        (["--start-at", "tomorrow"], "is not an ISO 8601 time with a UTC offset"),
+        (["--time-scale", "0"], "--time-scale: '0' must be at least 0.001"),
+        (["--start-at", "2026-03-02T10:00:00"], "has no time zone; add a UTC offset"),
+        (["--start-at", "tomorrow"], "is not a date and time; give ISO 8601 with a UTC offset"),
+        (["--start-at", "9999-12-31T23:59:59-15:00"], "is at the edge of the calendar"),
     ],
 )
 def test_bad_options_are_user_errors_without_a_traceback(args, message):
     result = manage("run_scheduler", *args, timeout=60)
-    assert result.returncode == 1
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
 

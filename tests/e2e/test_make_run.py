@@ -140,8 +140,9 @@ def test_make_run_includes_the_virtualenv_step():
     steps = [
         "-m venv .venv",
         "pip install --quiet -r requirements.txt",
+        "scripts/run_demo.py --check-port",
         "manage.py migrate",
-        "scripts/run_demo.py",
+        "scripts/run_demo.py\n",
     ]
     positions = [plan.find(step) for step in steps]
     assert -1 not in positions and positions == sorted(positions), plan

@@ -205,7 +205,10 @@ def test_command_records_a_job_run_with_counts(feed, inbox, settings):
     settings.FETCH_INBOX_DIR = inbox
     settings.FETCH_FEED_URL = feed.url("/decisions")
     out, err = io.StringIO(), io.StringIO()
-    call_command("fetch_decisions", trigger="cron", stdout=out, stderr=err)  # as cron does
+    # as cron does; bad records exit 1, the same rule as import_decisions
+    with pytest.raises(CommandError, match="1 bad record.* and 1 file.* moved to failed/") as bad:
+        call_command("fetch_decisions", trigger="cron", stdout=out, stderr=err)
+    assert bad.value.returncode == 1
     run = DrainRun.objects.get(drain="fetch_decisions")
     assert (run.mode, run.trigger, run.status) == (RunMode.JOB, Trigger.CRON, RunStatus.SUCCEEDED)
     assert run.slot is not None and run.slot.minute == 17  # the fetch's cron slot

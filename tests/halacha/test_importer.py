@@ -156,8 +156,14 @@ def test_import_lines__duplicates_in_one_file():
         ],
         "mem",
     )
-    assert (report.added, report.unchanged, report.updated, report.bad) == (1, 1, 1, 0)
-    assert CourtDecision.objects.get().text == "two"
+    # The first is kept; the later two are reported with the line of the first, not
+    # silently counted as "1 unchanged, 1 updated".
+    assert (report.added, report.unchanged, report.updated, report.bad) == (1, 0, 0, 2)
+    assert CourtDecision.objects.get().text == "one"
+    assert [(line, message.split(";")[0]) for _, line, message in report.errors] == [
+        (2, '"external_id" \'a\' already came on line 1'),
+        (3, '"external_id" \'a\' already came on line 1'),
+    ]
 
 
 @pytest.mark.django_db

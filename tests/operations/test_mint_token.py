@@ -135,12 +135,18 @@ def test_mint_token__inactive_user(plain_user):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--days", "0"], "--days must be more than 0"),
-    (["--name", " "], "A token name is 1 to 100 characters"),
+    (["--days", "0"], "--days: '0' must be at least 0.01"),
+    (["--days", "0.00001"], "--days: '0.00001' must be at least 0.01"),
+    (["--days", "999999999"], "--days: '999999999' must be at most 3650"),
+    (["--days", "nan"], "--days: 'nan' is not a number from 0.01 to 3650 days"),
+    (["--name", " "], "is blank; give a token name of 1 to 100 characters"),
+    (["--name", "x" * 101], "is too long; give a token name of 1 to 100 characters"),
 ])
 def test_mint_token__bad_arguments(script_user, args, message):
-    with pytest.raises(CommandError, match=message):
+    with pytest.raises(CommandError, match=message) as refused:
         mint("cronbot", *args)
+    assert refused.value.returncode == 2
+    assert not ApiToken.objects.exists()
 
 
 def test_mint_token__help_says_cron_never_runs_it():

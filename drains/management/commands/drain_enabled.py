@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from drains import registry
+from drains import registry, validate
 from drains.controls import is_enabled, set_drain_enabled
 from drains.events import cli_actor
 
+ACTOR_MAX = 150  # DrainControl.updated_by and DrainEvent.actor
+REASON_MAX = 500  # part of the event's one-line message
 
-class Command(BaseCommand):
+
+class Command(validate.CheckedCommand):
     help = (
         "Enable or disable a drain, or show whether it is enabled. A disabled drain starts no "
         "run (cron, supervisor or burst) until it is enabled again. Run by an operator, never "
@@ -17,22 +20,30 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("name", help="The drain, e.g. halacha or metadata.")
+        parser.add_argument(
+            "name", type=validate.choice(registry.names, "drain"),
+            help="The drain, e.g. halacha or metadata.",
+        )
         parser.add_argument(
             "action", choices=["on", "off", "status"], help="on (enable), off (disable), or status."
         )
         parser.add_argument(
-            "--reason", default="", help="Why, recorded in the event timeline (e.g. 'bad model')."
+            "--reason", default="", type=validate.text(REASON_MAX, blank=True, what="a reason"),
+            help=f"Why, recorded in the event timeline (e.g. 'bad model'; at most {REASON_MAX} "
+            "characters).",
         )
         parser.add_argument(
-            "--actor", default=None, help="Who is making the change (default: cli:<your login name>)."
+            "--actor", default=None, type=validate.text(ACTOR_MAX, what="a name"),
+            help="Who is making the change (default: cli:<your login name>; at most "
+            f"{ACTOR_MAX} characters).",
         )
 
     def handle(self, *args, name, action, reason, actor, **options):
         try:
             if action != "status":
                 changed = set_drain_enabled(
-                    name=name, enabled=action == "on", actor=cli_actor(actor), reason=reason
+                    name=name, enabled=action == "on", actor=cli_actor(actor)[:ACTOR_MAX],
+                    reason=reason,
                 )
             enabled = is_enabled(name)
         except registry.UnknownDrain as exc:

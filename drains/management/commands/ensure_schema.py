@@ -6,13 +6,13 @@ the tests and the benchmark; it must never migrate any other way.
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from drains.schema import ensure_schema
+from drains.validate import CheckedCommand
 
 
-class Command(BaseCommand):
+class Command(CheckedCommand):
     help = (
         "Bring the schema up to date if, and only if, a migration is unapplied: a one-query "
         "check without the lock, then the locked `migrate` path. Cron does not run this "

@@ -8,12 +8,48 @@ this command must never migrate outside ``schema.schema_lock()``.
 
 from __future__ import annotations
 
+from django.apps import apps
 from django.core.management.commands.migrate import Command as DjangoMigrateCommand
+from django.db.migrations.exceptions import AmbiguityError
+from django.db.migrations.loader import MigrationLoader
 
-from drains import schema
+from drains import schema, validate
 
 
-class Command(DjangoMigrateCommand):
+def check_target(app_label: str | None, migration_name: str | None, *, prune: bool) -> None:
+    """Refuse an app or migration that does not exist before the lock is taken (Django would
+    say so too, but as a failed migration, exit 1, after waiting for the lock)."""
+    if prune and not app_label:
+        raise validate.BadInput("--prune: name an app (manage.py migrate APP_LABEL --prune).")
+    if not app_label:
+        return
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    try:
+        apps.get_app_config(app_label)
+    except LookupError:
+        raise validate.BadInput(
+            f"app_label: there is no installed app {validate.shown(app_label)}; apps with "
+            f"migrations: {', '.join(sorted(loader.migrated_apps))}."
+        ) from None
+    if app_label not in loader.migrated_apps:
+        raise validate.BadInput(f"app_label: the app {app_label!r} has no migrations.")
+    if migration_name is None or migration_name == "zero":
+        return
+    try:
+        loader.get_migration_by_prefix(app_label, migration_name)
+    except AmbiguityError:
+        raise validate.BadInput(
+            f"migration_name: {validate.shown(migration_name)} matches more than one migration "
+            f"of {app_label}; give more of its name (manage.py showmigrations {app_label})."
+        ) from None
+    except KeyError:
+        raise validate.BadInput(
+            f"migration_name: {app_label} has no migration {validate.shown(migration_name)}; "
+            f"manage.py showmigrations {app_label} lists them (or zero)."
+        ) from None
+
+
+class Command(validate.CheckedCommand, DjangoMigrateCommand):
     help = (
         "Updates the database schema behind the schema gate: waits (bounded) for the "
         "session-level advisory lock, then plans, applies and runs post_migrate while holding "
@@ -23,6 +59,7 @@ class Command(DjangoMigrateCommand):
     )
 
     def handle(self, *args, **options):
+        check_target(options["app_label"], options["migration_name"], prune=options["prune"])
         database = options["database"]
         self._schema_lock = None
         self._current_migration = None

@@ -6,13 +6,13 @@ takes, releases or breaks the lock.
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from drains import schema
+from drains.validate import CheckedCommand
 
 
-class Command(BaseCommand):
+class Command(CheckedCommand):
     help = (
         "Show the schema lock of a database: its key, the session holding it (pid, "
         "application_name, state, query, how long) with the migration it is running, and the "

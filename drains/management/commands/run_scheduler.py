@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import signal
 
-from django.core.management.base import BaseCommand, CommandError
-from django.utils.dateparse import parse_datetime
+from django.core.management.base import CommandError
 
-from drains import schedule
+from drains import schedule, validate
+
+MAX_GRACE_SECONDS = 3600.0
+MAX_TIME_SCALE = 3600.0
 
 
-class Command(BaseCommand):
+class Command(validate.CheckedCommand):
     help = (
         "Run settings.CRONJOBS in the foreground for hosts without cron (containers, "
         "development, `make run`): each job starts as its own `manage.py <command>` process at "
@@ -22,39 +24,28 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--grace",
-            type=float,
+            type=validate.decimal_number(0, MAX_GRACE_SECONDS, "seconds"),
             default=30.0,
-            help="Seconds a running job gets after SIGTERM before it is killed (default 30).",
+            help="Seconds a running job gets after SIGTERM before it is killed, 0 to "
+            f"{MAX_GRACE_SECONDS:g} (default 30).",
         )
         parser.add_argument(
             "--time-scale",
-            type=float,
+            type=validate.decimal_number(0.001, MAX_TIME_SCALE),
             default=1.0,
             help="Run the schedule this many times faster than real time, e.g. 60 makes a "
-            "scheduled minute last one second (demos and tests; default 1).",
+            f"scheduled minute last one second (demos and tests; 0.001 to {MAX_TIME_SCALE:g}; "
+            "default 1).",
         )
         parser.add_argument(
             "--start-at",
+            type=validate.aware_datetime,
             help="Start the scheduler's clock at this ISO 8601 time with a UTC offset instead "
             "of now (demos and tests, usually with --time-scale).",
         )
 
-    def handle(self, *args, grace: float, time_scale: float, start_at: str | None, **options):
-        if time_scale <= 0:
-            raise CommandError("--time-scale must be a positive number.")
-        if grace < 0:
-            raise CommandError("--grace must not be negative.")
-        start = None
-        if start_at:
-            try:
-                start = parse_datetime(start_at)
-            except ValueError:
-                start = None
-            if start is None or start.tzinfo is None:
-                raise CommandError(
-                    f"--start-at {start_at!r} is not an ISO 8601 time with a UTC offset, "
-                    "e.g. 2026-01-04T06:59:30+02:00."
-                )
+    def handle(self, *args, grace: float, time_scale: float, start_at, **options):
+        start = start_at
         jobs = schedule.scheduled_jobs()
         if not jobs:
             raise CommandError("settings.CRONJOBS is empty: there is nothing to run.")

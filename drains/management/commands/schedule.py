@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from drains import schedule, validate
 
-from drains import schedule
+MAX_COUNT = 100
 
 
-class Command(BaseCommand):
+class Command(validate.CheckedCommand):
     help = (
         "Print the schedule (settings.CRONJOBS): each job, its cron expression, its next fire "
         "times in the operator zone (Asia/Jerusalem) and its last run with status. Run it by "
@@ -17,14 +17,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--count",
-            type=int,
+            type=validate.whole_number(1, MAX_COUNT),
             default=3,
-            help="How many upcoming fire times to show per job (default 3).",
+            help=f"How many upcoming fire times to show per job, 1 to {MAX_COUNT} (default 3).",
         )
 
     def handle(self, *args, count: int, **options):
-        if count < 1:
-            raise CommandError("--count must be at least 1.")
         rows = schedule.schedule_rows(count=count)
         table = [("job", "expression", f"next {count} (Asia/Jerusalem)", "last run", "status")]
         for row in rows:

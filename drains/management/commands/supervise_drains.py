@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import connection
 
-from drains import registry
+from drains import registry, validate
 from drains.events import record_event
 from drains.jobs import SlotTaken, job_run
 from drains.locks import SupervisorLock
@@ -18,7 +18,7 @@ from drains.trigger import add_trigger_argument
 COMMAND_NAME = "supervise_drains"
 
 
-class Command(BaseCommand):
+class Command(validate.CheckedCommand):
     help = (
         "Supervise every drain once: expire bursts, mark crashed and hung runs, clear stale "
         "backoffs, promote leftover staged results, and restart a drain a burst wants running. "
@@ -32,15 +32,12 @@ class Command(BaseCommand):
             help="Print the plan (one line per decision) and change nothing, not even events.",
         )
         parser.add_argument(
-            "--drain", metavar="NAME", help="Supervise only this drain (default: every drain)."
+            "--drain", metavar="NAME", type=validate.choice(registry.names, "drain"),
+            help="Supervise only this drain (default: every drain).",
         )
         add_trigger_argument(parser, default=Trigger.MANUAL, choices=[Trigger.CRON, Trigger.MANUAL])
 
     def handle(self, *args, dry_run, drain, trigger, **options):
-        if drain is not None and drain not in registry.names():
-            raise CommandError(
-                f"There is no drain named {drain!r}; known drains: {', '.join(registry.names())}."
-            )
         lock = SupervisorLock()
         if not lock.acquire():
             holder = lock.holder_pid()

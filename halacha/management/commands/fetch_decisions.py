@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.conf import settings
+from django.core.management.base import CommandError
 
+from drains import validate
 from drains.jobs import SlotTaken, job_run
 from drains.models import Trigger
 from drains.runs import record_checkpoint
@@ -15,18 +17,25 @@ JOB = "fetch_decisions"
 MAX_ERRORS_SHOWN = 50
 
 
-class Command(BaseCommand):
+class Command(validate.CheckedCommand):
     help = (
         "Import new court decisions from the inbox folder (FETCH_INBOX_DIR: *.json / *.jsonl, "
         "moved to imported/ or failed/ once read) and the feed (FETCH_FEED_URL, a JSON array "
-        "or JSONL), idempotent by external_id; bad records are reported and skipped. Cron runs "
-        "it hourly at :17; a feed error fails the recorded run and exits 1."
+        "or JSONL), idempotent by external_id; bad records are reported (file and line, or feed "
+        "position) and skipped. Cron runs it hourly at :17. Exit status 1 if any record was "
+        "bad or a file failed, as import_decisions; a feed error (unreachable, HTTP error, not "
+        "JSON) fails the recorded run and exits 1."
     )
 
     def add_arguments(self, parser):
         add_trigger_argument(parser, default=Trigger.MANUAL)
 
     def handle(self, *args, trigger: str, **options):
+        # The settings were checked at start-up (config/env.py); a host's own settings module
+        # or a test may have set them since, so the door checks them again before any work.
+        if settings.FETCH_FEED_URL:
+            validate.check("FETCH_FEED_URL", settings.FETCH_FEED_URL, validate.http_url)
+        validate.check("FETCH_INBOX_DIR", settings.FETCH_INBOX_DIR, validate.writable_folder)
         ensure_schema()
         try:
             with job_run(name=JOB, trigger=trigger) as run:
@@ -57,6 +66,14 @@ class Command(BaseCommand):
         if hidden > 0:
             self.stderr.write(f"... and {hidden} more bad records")
         self.stdout.write(f"Fetched: {report.summary()}.")
+        failed_files = sum(1 for moved in report.files if moved.report is None)
+        if report.total.bad or failed_files:
+            # The same rule as import_decisions: the good records are in, and the exit status
+            # says that some were not. The run row has them as failed items.
+            raise CommandError(
+                f"{report.total.bad} bad record(s) skipped and {failed_files} file(s) moved to "
+                "failed/ (listed above); fix them and drop them in the inbox again."
+            )
 
 
 def _checkpoint(run, report: FetchReport | None) -> None:

@@ -5,17 +5,20 @@ from __future__ import annotations
 import time
 from argparse import RawDescriptionHelpFormatter
 
-from django.core.management.base import BaseCommand, CommandError, DjangoHelpFormatter
+from django.core.management.base import CommandError, DjangoHelpFormatter
 
+from drains import validate
 from drains.schema import ensure_schema
-from halacha.importer import RECORD_HELP, ImportPathError, ImportReport, import_paths
+from halacha.importer import RECORD_HELP, ImportPathError, ImportReport, import_paths, jsonl_files
+
+MAX_COUNT = 1_000_000_000
 
 
 class _HelpFormatter(DjangoHelpFormatter, RawDescriptionHelpFormatter):
     """Django's argument order, with the record format printed as written."""
 
 
-class Command(BaseCommand):
+class Command(validate.CheckedCommand):
     help = (
         "Import court decisions from JSONL files (one decision per line) or folders of them.\n"
         "Not scheduled by cron: run it by hand (`make run` imports halacha/samples); the\n"
@@ -34,26 +37,29 @@ class Command(BaseCommand):
             "paths",
             nargs="+",
             metavar="PATH",
+            type=validate.existing_path("any"),
             help="A .jsonl file, or a folder whose *.jsonl files (recursively) are imported.",
         )
         parser.add_argument(
             "--progress-every",
-            type=int,
+            type=validate.whole_number(0, MAX_COUNT),
             default=1000,
             metavar="N",
             help="Print a progress line every N records (default 1000; 0 turns it off).",
         )
         parser.add_argument(
             "--max-errors-shown",
-            type=int,
+            type=validate.whole_number(0, MAX_COUNT),
             default=50,
             metavar="N",
             help="Print at most N bad lines (default 50); the summary counts them all.",
         )
 
     def handle(self, *args, paths, progress_every, max_errors_shown, **options):
-        if progress_every < 0 or max_errors_shown < 0:
-            raise CommandError("--progress-every and --max-errors-shown must not be negative.")
+        try:
+            files = jsonl_files(paths)  # a folder without *.jsonl is refused before any work
+        except ImportPathError as exc:
+            raise validate.BadInput(str(exc)) from None
         ensure_schema()
         started = time.monotonic()
 
@@ -65,12 +71,12 @@ class Command(BaseCommand):
 
         try:
             report = import_paths(
-                paths,
+                files,
                 progress=progress if progress_every else None,
                 progress_every=progress_every or 1000,
             )
         except ImportPathError as exc:
-            raise CommandError(str(exc)) from None
+            raise validate.BadInput(str(exc)) from None
 
         for source, line, message in report.errors[:max_errors_shown]:
             self.stderr.write(f"{source}:{line}: {message}")

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from operations.tokens import TokenError, expired, list_tokens
+from drains import validate
+from operations.tokens import USERNAME_MAX, TokenError, expired, list_tokens
 
 
-class Command(BaseCommand):
+class Command(validate.CheckedCommand):
     help = (
         "List API tokens: key prefix, user, name, created, expiry. The prefix names a token for "
         "revoke_token; the token itself is never stored. Run by hand; cron never runs it."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--user", help="Only this user's tokens.")
+        parser.add_argument(
+            "--user", type=validate.text(USERNAME_MAX, what="a user name"),
+            help="Only this user's tokens.",
+        )
 
     def handle(self, *args, user, **options):
         try:
             tokens = list_tokens(username=user)
         except TokenError as exc:
-            raise CommandError(str(exc)) from None
+            raise validate.BadInput(str(exc)) from None
         if not tokens:
             self.stdout.write("no tokens")
             return

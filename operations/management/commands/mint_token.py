@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
 
-from operations.tokens import TokenError, mint_token
+from drains import validate
+from operations.tokens import MAX_DAYS, MAX_NAME, MIN_DAYS, USERNAME_MAX, TokenError, mint_token
 
 
-class Command(BaseCommand):
+class Command(validate.CheckedCommand):
     help = (
         "Mint a new API token for a user and print it once (stdout) for scripts calling /api/ "
         "(header 'Authorization: Token <key>'). Only its digest is stored: copy it now. Run by "
@@ -17,12 +17,19 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("username", help="The existing user the token acts as.")
-        parser.add_argument("--name", default="script",
-                            help="What the token is for, shown by list_tokens (default: script).")
         parser.add_argument(
-            "--days", type=float, default=None,
-            help="Days until it expires (default: DRAINS_TOKEN_DAYS, 90).",
+            "username", type=validate.text(USERNAME_MAX, what="a user name"),
+            help="The existing user the token acts as.",
+        )
+        parser.add_argument(
+            "--name", default="script", type=validate.text(MAX_NAME, what="a token name"),
+            help=f"What the token is for, shown by list_tokens, 1 to {MAX_NAME} characters "
+            "(default: script).",
+        )
+        parser.add_argument(
+            "--days", type=validate.decimal_number(MIN_DAYS, MAX_DAYS, "days"), default=None,
+            help=f"Days until it expires, {MIN_DAYS:g} to {MAX_DAYS:g} (default: "
+            "DRAINS_TOKEN_DAYS, 90).",
         )
         parser.add_argument(
             "--rotate", action="store_true",
@@ -35,7 +42,7 @@ class Command(BaseCommand):
         try:
             minted = mint_token(username=username, name=name, days=days, replace=rotate)
         except TokenError as exc:
-            raise CommandError(str(exc)) from None
+            raise validate.BadInput(str(exc)) from None
         user = minted.token.user
         missing = [
             perm

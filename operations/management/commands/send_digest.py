@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
-
 from drains.jobs import SlotTaken, job_run
 from drains.models import Trigger
 from drains.schema import ensure_schema
 from drains.trigger import add_trigger_argument
+from drains.validate import CheckedCommand
 from operations.digest import send_digest
 
 JOB = "send_digest"
 
 
-class Command(BaseCommand):
+class Command(CheckedCommand):
     help = (
         "Email the last 24 hours per drain (items done, halachot extracted, bursts, backoffs, "
         "failures) to DIGEST_RECIPIENTS through Django's email backend (console unless "
