@@ -190,7 +190,7 @@ class DrainRunAdmin(ReadOnlyAdmin):
         "items_failed",
         "models_used",
     ]
-    list_filter = ["drain", "status", "trigger", "mode", "started_at"]
+    list_filter = ["drain", "status", "error_kind", "trigger", "mode", "started_at"]
     search_fields = ["drain", "host", "error"]
     show_full_result_count = False  # no COUNT(*) over every run ever on each page
 

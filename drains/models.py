@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from drains.failures import ErrorKind
 from drains.limitkinds import LimitKind
 
 
@@ -164,7 +165,18 @@ class DrainRun(models.Model):
     )
     items_failed = models.IntegerField(default=0)
     chunks = models.IntegerField(default=0)
-    error = models.TextField(blank=True, default="")
+    error = models.TextField(
+        blank=True, default="",
+        help_text="One line: why the run failed (the exception's own message, drains/failures.py); "
+        "the traceback is in error_traceback.",
+    )
+    error_kind = models.CharField(
+        max_length=16, choices=ErrorKind.choices, blank=True, default="",
+        help_text="What kind of failure: configuration, extractor, database, input, internal.",
+    )
+    error_traceback = models.TextField(
+        blank=True, default="", help_text="The failure's full traceback (staff only)."
+    )
     stop_reason = models.CharField(
         max_length=32,
         blank=True,

@@ -38,10 +38,13 @@ class FetchError(Exception):
     """
 
     report: FetchReport | None = None
+    failure_kind = "input"  # drains/failures.py: what a failed run says it was
 
 
 class NotJson(ValueError):
     """A whole payload (file or feed body) is neither a JSON array/object nor JSONL."""
+
+    failure_kind = "input"
 
 
 @dataclass

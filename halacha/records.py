@@ -55,6 +55,8 @@ _url_validator = URLValidator(schemes=["http", "https"])
 class RecordError(ValueError):
     """A record that cannot be imported; the message says what to fix."""
 
+    failure_kind = "input"  # drains/failures.py
+
 
 # --- validation -------------------------------------------------------------------------------
 

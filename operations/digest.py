@@ -17,6 +17,7 @@ from django.core.mail import EmailMessage
 from django.utils import timezone
 
 from drains import registry, rules
+from drains.failures import reason_line
 from drains.limitkinds import describe_kind
 from drains.models import DrainEvent, DrainRun, EventKind, RunStatus
 from drains.schedule import scheduled_jobs
@@ -81,13 +82,12 @@ class Digest:
 
 
 def _failure(run: DrainRun, name: str) -> Failure:
-    first_line = (run.error or "").strip().splitlines()
     return Failure(
         name=name,
         run_id=run.pk,
         status=run.status,
         at=run.finished_at or run.started_at,
-        error=first_line[0][:200] if first_line else "(no error recorded)",
+        error=reason_line(error=run.error, error_kind=run.error_kind) or "(no error recorded)",
     )
 
 

@@ -19,7 +19,7 @@ from functools import lru_cache
 from django.conf import settings
 from django.utils import timezone
 
-from drains import bursts, registry, rules, schedule
+from drains import bursts, failures, registry, rules, schedule
 from drains.limitkinds import describe_kind
 from drains.locks import drain_lock_holders
 from drains.models import DrainControl, DrainEvent, DrainRun, RunStatus
@@ -132,7 +132,8 @@ def _run(run: DrainRun | None, now: datetime) -> dict | None:
         "backlog_at_start": run.backlog_at_start,
         "progress": progress,
         "deadline": run.deadline,
-        "error": run.error,
+        "error": failures.reason_line(error=run.error),
+        "error_kind": run.error_kind,
         "models": _models(run.model_usage),
     }
 
@@ -185,7 +186,7 @@ def _running_state(run: DrainRun, hung_after: timedelta, now: datetime,
 
 
 def _failed_reason(run: DrainRun) -> str:
-    error = _first_line(run.error)
+    error = failures.reason_line(error=run.error, error_kind=run.error_kind)
     when = proj.short_time(run.finished_at or run.started_at)
     return f"last run {run.pk} {run.status} at {when}" + (f": {error}" if error else "")
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from drains.failures import ErrorKind
 from drains.limitkinds import LimitKind
 from drains.models import RunMode, RunStatus, Trigger
 from operations.selectors import State
@@ -84,7 +85,13 @@ class RunSerializer(serializers.Serializer):
     backlog_at_start = serializers.IntegerField(allow_null=True)
     progress = serializers.FloatField(allow_null=True, help_text="items_done / backlog_at_start")
     deadline = serializers.DateTimeField(allow_null=True)
-    error = serializers.CharField(allow_blank=True)
+    error = serializers.CharField(
+        allow_blank=True, help_text="Why the run failed, one line (the exception's own message)."
+    )
+    error_kind = serializers.ChoiceField(
+        choices=ErrorKind.choices, allow_blank=True,
+        help_text="configuration, extractor, database, input or internal; empty when none.",
+    )
     models = serializers.ListField(
         child=serializers.CharField(), help_text="Models the run's calls used, most calls first."
     )

@@ -298,6 +298,7 @@ class WorkLoop:
 
     def _note_item_failure(self, outcome: _Outcome) -> None:
         exc = outcome.error
+        self.last_item_error = (outcome.key, exc)
         logger.warning("%s: item %s failed: %s", self.name, outcome.key, exc)
         raw = getattr(exc, "raw", None)
         if raw is not None:

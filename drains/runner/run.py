@@ -21,6 +21,7 @@ from drains import registry, selectors
 from drains.backoff import backoff_in_force, set_quota_key
 from drains.bursts import ensure_control, get_drain_burst
 from drains.events import record_event
+from drains.failures import ErrorKind, describe_failure, one_line
 from drains.locks import DrainLock, LockLost
 from drains.models import DrainRun, EventKind, RunMode, RunStatus, StopReason, Trigger
 from drains.progress import Progress, format_duration
@@ -32,7 +33,6 @@ from drains.runner.probe import ProbeSteps
 from drains.runs import (
     PromotionReport,
     Usage,
-    error_text,
     finish_run,
     mark_dead_runs,
     promote_leftovers,
@@ -181,6 +181,7 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
         self.stop_reason: str | None = None
         self.halted = False  # a hard stop: no further call starts, even for queued items
         self.error: BaseException | None = None
+        self.last_item_error: tuple[str, BaseException] | None = None  # (item key, its error)
         self.rate_limit: RateLimited | None = None
         # A probe after a reset: the first call runs alone (drains/runner/loop.py)
         self.probing = False
@@ -337,12 +338,18 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
         elif self.rate_limit is not None:
             reason = StopReason.RATE_LIMITED
         status = REASON_STATUS[reason]
-        error = ""
+        failure: dict[str, str] = {}
         if self.error is not None:
-            error = error_text(self.error)
+            failure = describe_failure(self.error).fields()
         elif self.rate_limit is not None:
-            error = f"rate limited until {self.rate_limit.reset_at.isoformat()}: {self.rate_limit.message}"
-        if not finish_run(run=self.run_row, status=status, stop_reason=reason, error=error):
+            failure = {"error": one_line(
+                f"rate limited until {self.rate_limit.reset_at.isoformat()}: "
+                f"{self.rate_limit.message}")}
+        elif self.failed and not self.done and status == RunStatus.SUCCEEDED:
+            # Not one item went through: the run did not succeed at anything.
+            status = RunStatus.FAILED
+            failure = self._every_item_failed()
+        if not finish_run(run=self.run_row, status=status, stop_reason=reason, **failure):
             # The supervisor already ended this run (hung/crashed): report what the row says.
             self.run_row.refresh_from_db(fields=["status", "stop_reason"])
             status = self.run_row.status
@@ -353,9 +360,7 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
             f"{self.failed} failed in {format_duration(elapsed)}{self._pacing_summary()}"
         )
         if status == RunStatus.FAILED:
-            raise DrainRunFailed(
-                f"{message}. {type(self.error).__name__}: {self.error}", self.run_row.pk
-            )
+            raise DrainRunFailed(f"{message}. {self.run_row.error}", self.run_row.pk)
         logger.debug(message)
         return RunResult(
             drain=self.name,
@@ -367,6 +372,20 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
             failed=self.failed,
             elapsed=elapsed,
         )
+
+    def _every_item_failed(self) -> dict[str, str]:
+        """The failure of a run whose every item failed: the count and the last item's error."""
+        items = f"{self.failed} item{'s' if self.failed != 1 else ''}"
+        if self.last_item_error is None:
+            return {"error": f"every item failed ({items})", "error_kind": ErrorKind.EXTRACTOR}
+        key, exc = self.last_item_error
+        described = describe_failure(exc)
+        kind = described.error_kind
+        return {
+            "error": one_line(f"every item failed ({items}); the last, {key}: {exc}"),
+            "error_kind": ErrorKind.EXTRACTOR if kind == ErrorKind.INTERNAL else kind,
+            "error_traceback": described.error_traceback,
+        }
 
     def _fail(self, exc: BaseException) -> None:
         """Record the failure on the run (creating one if it had not started yet)."""
@@ -389,7 +408,8 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
                 except DatabaseError as db_exc:
                     logger.error("%s: final checkpoint failed: %s", self.name, db_exc)
                     connections["default"].close()
-            finish_run(run=self.run_row, status=status, stop_reason=reason, error=error_text(exc))
+            finish_run(run=self.run_row, status=status, stop_reason=reason,
+                       **describe_failure(exc).fields())
         except DatabaseError as db_exc:
             # The database itself is the problem: the failure goes to the log and the exit
             # status; the supervisor sees the run's lock gone and marks it crashed.

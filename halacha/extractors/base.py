@@ -25,6 +25,8 @@ class ExtractionError(Exception):
     be used: malformed JSON, a reply cut off at max_tokens, an error object from the CLI.
     """
 
+    failure_kind = "extractor"  # drains/failures.py: what a failed run says it was
+
     def __init__(self, message: str, *, raw: Any = None, usage: dict[str, Any] | None = None):
         super().__init__(message)
         self.message = message

@@ -376,9 +376,12 @@ def test_item_failure__counts_attempts_then_fails_and_the_run_goes_on(
     raw = DrainEvent.objects.filter(kind="item_failed", run_id=first.run_id)
     assert raw.count() == 2 and "I cannot help with that." in raw.first().data["raw"]
 
-    drain()
-    third = drain()
-    assert (third.done, third.failed) == (0, 2)
+    # Runs in which every item failed are failed runs (and the command exits non-zero).
+    for _ in range(2):
+        with pytest.raises(DrainRunFailed, match="0 done, 2 failed"):
+            drain()
+    third = DrainRun.objects.latest("pk")
+    assert (third.status, third.items_done, third.items_failed) == ("failed", 0, 2)
     for decision in CourtDecision.objects.filter(pk__in=failing):
         assert (decision.status, decision.attempts) == ("failed", 3)
     calls_before = len(read_call_log(call_log))
@@ -653,8 +656,36 @@ def test_unexpected_error__run_failed_with_the_error_then_raised(call_log, use_e
         drain()
     run = DrainRun.objects.get()
     assert (run.status, run.stop_reason) == ("failed", "error")
-    assert "RuntimeError: backend exploded" in run.error and "Traceback" in run.error
+    # One line for every surface; the traceback apart, for the run's page.
+    assert run.error == "RuntimeError: backend exploded" and run.error_kind == "internal"
+    assert run.error_traceback.startswith("Traceback (most recent call last):")
+    assert run.error_traceback.rstrip().endswith("RuntimeError: backend exploded")
     assert len(read_call_log(call_log)) == 1  # stops at the first unexpected error
+
+
+def test_every_item_failed__the_run_is_failed_with_the_last_items_error(
+    settings, use_extractor, monkeypatch
+):
+    monkeypatch.setenv("TEST_EXTRACTOR_FAIL_MARK", "FAIL")
+    make_decisions(2, marked=frozenset({1, 2}))
+    with pytest.raises(DrainRunFailed, match="every item failed"):
+        drain()
+    run = DrainRun.objects.get()
+    assert (run.status, run.items_done, run.items_failed) == ("failed", 0, 2)
+    assert run.error_kind == "extractor"
+    assert run.error.startswith("every item failed (2 items); the last, ")
+    assert "is not JSON" in run.error and "\n" not in run.error
+
+
+def test_a_bad_extractor_setting__one_classified_line_not_a_traceback(settings):
+    settings.HALACHA_EXTRACTOR = "bogus"
+    make_decisions(1)
+    with pytest.raises(DrainRunFailed):
+        drain()
+    run = DrainRun.objects.get()
+    assert run.error_kind == "configuration"
+    assert run.error.startswith("ImproperlyConfigured: HALACHA_EXTRACTOR='bogus' is not a known")
+    assert "Traceback" in run.error_traceback and "Traceback" not in run.error
 
 
 def test_unexpected_error__before_the_run_started_is_recorded_too(use_extractor):
@@ -819,7 +850,7 @@ def test_job_run__records_the_failure_before_reraising():
         raise ValueError("feed down")
     run.refresh_from_db()
     assert (run.status, run.stop_reason) == ("failed", "error")
-    assert "ValueError: feed down" in run.error
+    assert run.error == "ValueError: feed down" and "Traceback" in run.error_traceback
 
 
 def test_finish_run__is_guarded_and_idempotent():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from drains import schedule
+from drains.failures import reason_line
 
 
 class Command(BaseCommand):
@@ -36,7 +37,7 @@ class Command(BaseCommand):
                 last = run.started_at.astimezone(schedule.operator_tz()).strftime("%a %d %b %H:%M")
                 status = run.status
                 if run.error:
-                    status += ": " + run.error.strip().splitlines()[0][:80]
+                    status += ": " + reason_line(error=run.error, error_kind=run.error_kind)
             table.append((row.job.name, row.job.expression, nexts, last, status))
         widths = [max(len(r[i]) for r in table) for i in range(4)]
         for i, r in enumerate(table):

@@ -102,7 +102,8 @@
   }
   function lastRunText(r) {
     if (!r) return "never";
-    const error = r.error ? `: ${r.error.split("\n")[0].slice(0, 120)}` : "";
+    const kind = r.error_kind ? `${r.error_kind} error: ` : "";
+    const error = r.error ? `: ${kind}${r.error.slice(0, 160)}` : "";
     return `${r.status} ${short(r.finished_at || r.started_at)}${modelText(r)}${error}`;
   }
 
