@@ -123,6 +123,8 @@ class DrainControlAdmin(admin.ModelAdmin):
                 continue
             if state.active:
                 text = f"{control.name}: burst on until {format_local(state.burst_until)}"
+            elif not state.changed:
+                text = f"{control.name}: {state.notice} (no change)"
             else:
                 text = f"{control.name}: burst stopped"
             self.message_user(request, text, messages.SUCCESS)

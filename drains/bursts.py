@@ -9,7 +9,7 @@ A burst whose deadline has passed is off everywhere, even before the supervisor 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 
 from django.core.exceptions import ValidationError
@@ -60,6 +60,7 @@ MSG_BEYOND = (
 
 
 MSG_DISABLED_BURST = "burst on, but the drain is disabled: nothing will run"
+MSG_NO_BURST = "no burst to stop"
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,13 @@ class BurstState:
     burst_until: datetime | None  # as stored (may be in the past until cleared)
     active: bool
     enabled: bool = True  # the drain's switch: a burst on a disabled drain runs nothing
+    changed: bool = True  # False: the request changed nothing (off with no burst on)
 
     @property
     def notice(self) -> str:
         """What an operator must know beside the deadline ("" when nothing)."""
+        if not self.changed:
+            return MSG_NO_BURST
         return MSG_DISABLED_BURST if self.active and not self.enabled else ""
 
     @property
@@ -158,7 +162,9 @@ def set_drain_burst(
 ) -> BurstState:
     """Start (``until`` = a datetime or ``DEFAULT_DEADLINE``) or stop (``until=None``) a burst.
 
-    Raises ``registry.UnknownDrain`` or ``ValidationError``. Writes a DrainEvent.
+    Raises ``registry.UnknownDrain`` or ``ValidationError``. Writes a DrainEvent. Stopping
+    when no burst is on changes nothing and writes nothing: the answer's ``changed`` is False
+    and its notice says "no burst to stop" (an expired deadline is the supervisor's to clear).
     """
     registry.get(name)
     now = timezone.now()
@@ -170,6 +176,8 @@ def set_drain_burst(
         DrainControl.objects.get_or_create(name=name)
         control = DrainControl.objects.select_for_update().get(name=name)
         previous = control.burst_until
+        if until is None and not rules.burst_active(previous, now=now):
+            return replace(_state(name, previous, now, control.enabled), changed=False)
         control.burst_until = until
         control.updated_by = actor
         control.save(update_fields=["burst_until", "updated_by", "updated_at"])

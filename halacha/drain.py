@@ -91,6 +91,7 @@ class _DecisionDrain(Drain):
 class HalachaDrain(_DecisionDrain):
     name = "halacha"
     command = "drain_halacha"
+    product_names = ("halacha", "halachot")
     backlog_status_field = "status"
     done_at_field = "extracted_at"
 

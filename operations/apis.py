@@ -155,7 +155,8 @@ class DrainBurstApi(ThrottledApiView):
             raise ValidationError({"until": exc.messages}) from None
         # A disabled drain still takes the burst (it starts when the drain is enabled again);
         # the answer says so, so that nobody waits for a run that cannot start.
-        return Response({**as_json(selectors.service_entry(name)), "notice": state.notice})
+        return Response({**as_json(selectors.service_entry(name)), "notice": state.notice,
+                         "changed": state.changed})
 
 
 class HealthApi(ThrottledApiView):

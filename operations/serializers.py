@@ -170,7 +170,11 @@ class BurstResultSerializer(ServiceSerializer):
 
     notice = serializers.CharField(
         allow_blank=True,
-        help_text="Empty, or e.g. \"burst on, but the drain is disabled: nothing will run\".",
+        help_text="Empty, or e.g. \"burst on, but the drain is disabled: nothing will run\", "
+        "or \"no burst to stop\".",
+    )
+    changed = serializers.BooleanField(
+        help_text="False when the request changed nothing (off while no burst is on): no event."
     )
 
 

@@ -1,4 +1,5 @@
 from django.urls import path
+from django.views.generic import RedirectView
 
 from operations import apis, views
 
@@ -9,6 +10,9 @@ api_urlpatterns = [
 ]
 
 page_urlpatterns = [
+    # The admin's "View site" leads to "/"; a slash typed after the page's name is still the page.
+    path("", RedirectView.as_view(pattern_name="operations:page"), name="home"),
+    path("operations/", RedirectView.as_view(pattern_name="operations:page")),
     path("operations", views.OperationsPage.as_view(), name="page"),
     path("operations/burndown/<slug:name>.svg", views.BurndownChart.as_view(), name="burndown"),
 ]

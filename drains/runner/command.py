@@ -8,6 +8,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
+from drains.models import Trigger
 from drains.runner.run import DrainRunFailed, run_drain
 from drains.trigger import add_trigger_argument
 
@@ -38,7 +39,8 @@ class DrainCommand(BaseCommand):
     drain_name = ""
 
     def add_arguments(self, parser):
-        add_trigger_argument(parser)
+        # From a shell it is an operator's run; cron lines and the supervisor say who they are.
+        add_trigger_argument(parser, default=Trigger.MANUAL)
         parser.add_argument(
             "--max-items",
             type=_positive_int,

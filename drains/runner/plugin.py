@@ -48,6 +48,8 @@ class Drain:
 
     name: ClassVar[str] = ""
     command: ClassVar[str] = ""  # the management command that runs it; default drain_<name>
+    # What ``produced_between`` counts, singular and plural, for a run's last line.
+    product_names: ClassVar[tuple[str, str]] = ("row", "rows")
 
     def __init__(self):
         self._extractor = None

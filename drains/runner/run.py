@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connections
+from django.utils import timezone
 
 from drains import registry, selectors
 from drains.backoff import backoff_in_force, set_quota_key
@@ -275,7 +276,9 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
             deadline=self.deadline,
             stream=self.progress_stream,
             tty=self.tty,
+            manual=self.trigger == Trigger.MANUAL,
         )
+        self.progress.start(run_id=self.run_row.pk, backlog=backlog)
         logger.info(
             "%s: run %s started (%s mode, %s, backlog %d%s)",
             self.name,
@@ -358,6 +361,7 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
         message = (
             f"{self.name}: run {self.run_row.pk} {status} ({reason}): {self.done} done, "
             f"{self.failed} failed in {format_duration(elapsed)}{self._pacing_summary()}"
+            f"{self._outcome_summary()}"
         )
         if status == RunStatus.FAILED:
             raise DrainRunFailed(f"{message}. {self.run_row.error}", self.run_row.pk)
@@ -372,6 +376,20 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
             failed=self.failed,
             elapsed=elapsed,
         )
+
+    def _outcome_summary(self) -> str:
+        """What the run produced and what is left: ``; 12 halachot found, 5 left in the backlog``."""
+        parts = []
+        try:
+            produced = self.drain.produced_between(self.run_row.started_at, timezone.now())
+            if produced is not None:
+                singular, plural_ = self.drain.product_names
+                parts.append(f"{produced} {singular if produced == 1 else plural_} found")
+            parts.append(f"{self.drain.pending_count()} left in the backlog")
+        except DatabaseError as exc:  # the run is recorded; only the summary is missing
+            logger.warning("%s: could not count what the run produced: %s", self.name, exc)
+            return ""
+        return "; " + ", ".join(parts)
 
     def _every_item_failed(self) -> dict[str, str]:
         """The failure of a run whose every item failed: the count and the last item's error."""

@@ -872,7 +872,7 @@ def test_progress__one_log_line_per_chunk_when_not_on_a_terminal(
     settings.DRAINS_CHUNK_SIZE = 10
     make_decisions(25)
     with caplog.at_level(logging.INFO, logger="drains.progress"):
-        drain()
+        drain(trigger=Trigger.CRON)
     lines = [r.getMessage() for r in caplog.records if r.name == "drains.progress"]
     assert len(lines) == 2
     assert lines[0].startswith("halacha chunk 1: 10/25 done")
@@ -903,6 +903,42 @@ def test_progress__text():
     assert text == "30/100 done 2 failed 2.0/s ETA 34s deadline in 3h00m"
     assert "failed" not in describe(done=1, failed=0, total=None, elapsed=60)
     assert Progress(drain="x", total=1, stream=io.StringIO()).tty is False
+
+
+def test_progress__a_manual_run_in_a_log_shows_its_start_first_item_and_slow_items(caplog):
+    now = [0.0]
+    progress = Progress(drain="halacha", total=4, stream=io.StringIO(), tty=False, manual=True,
+                        clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="drains.progress"):
+        for at, done in ((0, None), (1, 1), (2, 2), (9, 3), (10, 4)):
+            now[0] = float(at)
+            if done is None:
+                progress.start(run_id=7, backlog=6)
+            else:
+                # t=1: the first item; t=2: quick, no line; t=9: slow; t=10: quick
+                progress.item(done=done, failed=0)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "halacha run 7 started: 4 to do, 6 pending"
+    assert lines[1].startswith("halacha: 1/4 done") and lines[2].startswith("halacha: 3/4 done")
+    assert len(lines) == 3
+
+
+def test_progress__a_cron_run_in_a_log_stays_quiet_between_chunks(caplog):
+    progress = Progress(drain="halacha", total=4, stream=io.StringIO(), tty=False)
+    with caplog.at_level(logging.INFO, logger="drains.progress"):
+        progress.start(run_id=7, backlog=6)
+        progress.item(done=1, failed=0)
+    assert caplog.records == []
+
+
+def test_drain_command__last_line_gives_halachot_found_and_backlog_left(use_extractor):
+    make_decisions(5)
+    out = io.StringIO()
+    call_command("drain_halacha", "--max-items", "3", stdout=out, stderr=io.StringIO())
+    line = out.getvalue().strip().splitlines()[-1]
+    found = Halacha.objects.count()
+    assert line.endswith(f"; {found} halachot found, 2 left in the backlog"), line
+    assert DrainRun.objects.get().trigger == "manual"
 
 
 def test_debug_query_log_does_not_grow_with_the_backlog(settings, call_log, use_extractor):

@@ -21,6 +21,13 @@ def test_page__anonymous_is_sent_to_log_in(db):
     assert response["Location"].startswith("/admin/login/?next=/operations")
 
 
+@pytest.mark.parametrize("path", ["/", "/operations/"])
+def test_page__root_and_trailing_slash_lead_to_the_page(operator, path):
+    response = _client(operator).get(path, follow=True)
+    assert response.redirect_chain == [("/operations", 302)]
+    assert response.status_code == 200 and b'id="services"' in response.content
+
+
 def test_page__non_staff_is_sent_to_log_in(non_staff):
     response = _client(non_staff).get("/operations")
     assert response.status_code == 302

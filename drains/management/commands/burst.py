@@ -18,6 +18,8 @@ from drains.zone import format_local
 
 
 def describe(state: BurstState) -> str:
+    if not state.changed:
+        return f"{state.name}: {state.notice} (no change)"
     if state.active:
         line = f"{state.name}: burst on until {format_local(state.burst_until)}"
         return f"{line} ({state.notice})" if state.notice else line

@@ -259,8 +259,11 @@
       const entry = await response.json();
       delete form.dataset.touched;
       renderService(entry, lastSnapshot ? lastSnapshot.week_boundary : entry.projection.deadline);
-      status.textContent = on ? `burst on until ${short(entry.burst_until)}` : "burst stopped";
-      if (entry.notice) status.textContent += ` (${entry.notice})`;
+      if (entry.changed === false) status.textContent = entry.notice; // "no burst to stop"
+      else {
+        status.textContent = on ? `burst on until ${short(entry.burst_until)}` : "burst stopped";
+        if (entry.notice) status.textContent += ` (${entry.notice})`;
+      }
       refresh(); // the timeline and the other rows
     } catch (err) {
       status.textContent = "";
