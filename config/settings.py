@@ -167,12 +167,17 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
+    "filters": {
+        # 4xx out of the error log; a 403 in one line (config/logfilters.py).
+        "client_errors": {"()": "config.logfilters.ClientErrors"},
+    },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
     },
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
+        "django.request": {"filters": ["client_errors"]},
         "pgserver": {"level": "WARNING"},
         "axes": {"level": "WARNING"},  # not its start-up banner in every command's output
     },

@@ -25,6 +25,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from drains.wording import plural
 from halacha.importer import ImportReport, import_file, import_lines
 
 INBOX_SUFFIXES = (".json", ".jsonl")
@@ -63,11 +64,11 @@ class FetchReport:
 
     def summary(self) -> str:
         failed = sum(1 for f in self.files if f.report is None)
-        parts = [f"{len(self.files) - failed} inbox file(s) imported"]
+        parts = [f"{plural(len(self.files) - failed, 'inbox file')} imported"]
         if failed:
             parts.append(f"{failed} failed")
         if self.feed is not None:
-            parts.append(f"feed {self.feed.lines} records")
+            parts.append(f"feed {plural(self.feed.lines, 'record')}")
         return f"{', '.join(parts)}: {self.total.summary()}"
 
 

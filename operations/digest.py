@@ -23,6 +23,7 @@ from drains.models import DrainEvent, DrainRun, EventKind, RunStatus
 from drains.schedule import scheduled_jobs
 from drains.selectors import digest as reads
 from drains.selectors.usage import QuotaWeekUsage, usage_by_week
+from drains.wording import plural
 from drains.zone import format_local
 from operations.selectors import usage_text
 
@@ -176,7 +177,8 @@ def render_digest(digest: Digest) -> tuple[str, str]:
     for d in digest.drains:
         out.append(f"Drain {d.name}")
         out.append(
-            f"  items done:         {d.items_done} ({d.runs} runs, {d.items_failed} items failed)"
+            f"  items done:         {d.items_done} ({plural(d.runs, 'run')}, "
+            f"{plural(d.items_failed, 'item')} failed)"
         )
         if d.halachot is not None:
             out.append(f"  halachot extracted: {d.halachot}")
@@ -211,13 +213,14 @@ def render_digest(digest: Digest) -> tuple[str, str]:
             f"  tokens: {u.input_tokens} input, {u.output_tokens} output, "
             f"{u.cache_creation_input_tokens} cache creation, {u.cache_read_input_tokens} cache read"
         )
-        out.append(f"  calls: {u.calls} ({u.refused_calls} refused), {u.runs} runs")
+        out.append(f"  calls: {u.calls} ({u.refused_calls} refused), {plural(u.runs, 'run')}")
         out.append("")
     if digest.jobs:
         out.append("Other jobs")
         for j in digest.jobs:
             out.append(
-                f"  {j.name}: {j.runs} runs, {j.succeeded} succeeded, {len(j.failures)} failed"
+                f"  {j.name}: {plural(j.runs, 'run')}, {j.succeeded} succeeded, "
+                f"{len(j.failures)} failed"
             )
             out.extend(_failure_lines(j.failures))
         out.append("")

@@ -18,6 +18,7 @@ from html import escape
 
 from drains.bursts import upcoming_week_boundary
 from drains.models import RunStatus
+from drains.wording import per_hour
 from drains.zone import local
 
 # A session limit resets within five hours: the runs read for the rate reach back this far
@@ -35,6 +36,11 @@ class Projection:
     fraction_by_deadline: float | None  # share of the pending backlog done by the deadline
     on_time: bool | None
     text: str
+
+
+def rate_text(p: Projection) -> str:
+    """The measured rate for people: ``38 per hour`` (rounded), never ``1588809.68 per hour``."""
+    return f"{per_hour(p.rate_per_hour)}, measured"
 
 
 def short_time(moment: datetime) -> str:

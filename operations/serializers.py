@@ -131,6 +131,10 @@ class ProjectionSerializer(serializers.Serializer):
         "DRAINS_PROJECTION_WINDOW_MINUTES of counted time with backoffs left out; in a burst, "
         "working time only, scaled to the concurrency the drain runs at."
     )
+    rate_text = serializers.CharField(
+        help_text="The rate rounded for people (\"38 per hour\", \"1.6 M per hour\"), or "
+        "\"no measured rate yet\"."
+    )
     finish_at = serializers.DateTimeField(allow_null=True)
     fraction_by_deadline = serializers.FloatField(allow_null=True)
     on_time = serializers.BooleanField(allow_null=True)

@@ -18,10 +18,11 @@ from django.views import View
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from drains import registry
-from drains.bursts import MSG_DISABLED_BURST, upcoming_week_boundary
+from drains.bursts import MSG_DISABLED_BURST, MSG_NO_BURST, upcoming_week_boundary
 from operations import selectors
 from operations.chart import burndown_svg
 from operations.errors import error_body
+from operations.permissions import CHANGE_PERMISSION, lacks_change_permission
 from operations.serializers import as_json
 
 VIEW_PERMISSION = "drains.view_draincontrol"
@@ -58,7 +59,11 @@ class OperationsPage(View):
                 "snapshot": snapshot,
                 # The same JSON the API answers, for the script's first render.
                 "snapshot_data": as_json(snapshot),
-                "can_change": request.user.has_perm("drains.change_draincontrol"),
+                "can_change": request.user.has_perm(CHANGE_PERMISSION),
+                "why_not": {
+                    "burst": lacks_change_permission("Starting or stopping a burst"),
+                },
+                "no_burst_to_stop": MSG_NO_BURST,
                 "disabled_burst_notice": MSG_DISABLED_BURST,
                 # The picker's 24-hour clock: the page and the picker read times the same way.
                 "hours": [f"{h:02d}" for h in range(24)],

@@ -40,6 +40,7 @@ from drains.runs import (
     start_run,
 )
 from drains.schema_gate import ensure_schema
+from drains.wording import plural
 
 logger = logging.getLogger(__name__)
 
@@ -311,7 +312,7 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
             record_event(
                 drain=self.name,
                 kind=EventKind.LEFTOVERS_PROMOTED,
-                message=f"promoted {report.promoted} staged result(s) left by an earlier run"
+                message=f"promoted {plural(report.promoted, 'staged result')} left by an earlier run"
                 + (f"; {report.already_done} were already done" if report.already_done else ""),
                 actor=self.actor,
                 data={"promoted": report.promoted, "already_done": report.already_done},

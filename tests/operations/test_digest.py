@@ -154,7 +154,7 @@ def test_digest_text_for_the_prepared_day(prepared_day):
         "Drains digest for Mon 02 Mar 07:12 - Tue 03 Mar 07:12 (Asia/Jerusalem).\n"
     )
     expected_halacha = """Drain halacha
-  items done:         3 (3 runs, 1 items failed)
+  items done:         3 (3 runs, 1 item failed)
   halachot extracted: 6
   bursts:             1 started, 1 ended
     Mon 02 Mar 09:30  burst on until Sat 07 Mar 18:00 IST (alice)

@@ -66,10 +66,24 @@ def test_page__picker_shows_the_active_burst_deadline(operator, frozen):
     assert "on until Fri 09:30" in html
 
 
-def test_page__view_only_staff_sees_disabled_controls(viewer, frozen):
+def test_page__view_only_staff_sees_disabled_controls_and_why(viewer, frozen):
     html = _client(viewer).get("/operations").content.decode()
     button = html.split('name="action" value="on"')[1].split(">")[0]
     assert "disabled" in button
+    assert "needs the permission drains.change_draincontrol" in button  # its title
+    assert 'id="view-only"' in html and "You can view only" in html
+
+
+def test_page__stop_is_disabled_with_no_burst_to_stop(operator, frozen):
+    html = _client(operator).get("/operations").content.decode()
+    stop = html.split('name="action" value="off"')[1].split(">")[0]
+    assert "disabled" in stop and 'title="no burst to stop"' in stop
+    assert 'id="view-only"' not in html
+    set_drain_burst(name="halacha", until="2026-12-04T09:30:00+02:00", actor="olga")
+    html = _client(operator).get("/operations").content.decode()
+    halacha = html.split('data-service="halacha"')[1].split("</tbody>")[0]
+    stop = halacha.split('name="action" value="off"')[1].split(">")[0]
+    assert "disabled" not in stop
 
 
 def test_page__static_files_are_served_without_a_web_server(db):

@@ -55,7 +55,7 @@ class Command(BaseCommand):
             self.stderr.write(f"{source}:{line}: {message}")
         hidden = len(report.total.errors) - MAX_ERRORS_SHOWN
         if hidden > 0:
-            self.stderr.write(f"... and {hidden} more bad records")
+            self.stderr.write(f"... and {hidden} more bad {'record' if hidden == 1 else 'records'}")
         self.stdout.write(f"Fetched: {report.summary()}.")
 
 

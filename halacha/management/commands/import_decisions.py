@@ -8,6 +8,7 @@ from argparse import RawDescriptionHelpFormatter
 from django.core.management.base import BaseCommand, CommandError, DjangoHelpFormatter
 
 from drains.schema_gate import ensure_schema
+from drains.wording import plural
 from halacha.importer import RECORD_HELP, ImportPathError, ImportReport, import_paths
 
 
@@ -60,7 +61,7 @@ class Command(BaseCommand):
         def progress(report: ImportReport, source: str) -> None:
             rate = report.lines / max(time.monotonic() - started, 1e-6)
             self.stdout.write(
-                f"... {report.lines} records ({rate:.0f}/s) so far: {report.summary()} [{source}]"
+                f"... {plural(report.lines, 'record')} ({rate:.0f}/s) so far: {report.summary()} [{source}]"
             )
 
         try:
@@ -78,7 +79,8 @@ class Command(BaseCommand):
         if hidden > 0:
             self.stderr.write(f"... and {hidden} more bad lines")
         self.stdout.write(
-            f"Imported {report.files} file(s), {report.lines} records: {report.summary()}."
+            f"Imported {plural(report.files, 'file')}, {plural(report.lines, 'record')}: "
+            f"{report.summary()}."
         )
         if report.bad:
             raise CommandError(

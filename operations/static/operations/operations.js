@@ -134,11 +134,18 @@
     fillList(body.querySelector('[data-f="notes"]'), s.notes, (n) => `${short(n.at)} ${n.message}`, "none");
     if (s.projection) {
       setText(body, "projection", s.projection.text);
-      setText(body, "rate", `(${s.projection.rate_per_hour} per hour, measured)`);
+      setText(body, "rate", `(${s.projection.rate_text})`);
       const img = body.querySelector("img.chart");
       img.src = root.dataset.chartUrl.replace("__NAME__", encodeURIComponent(s.name)) + `?t=${Date.now()}`;
     }
     const form = body.querySelector("form.burst-form");
+    if (form && canChange) {
+      // Stop applies only to a burst that is on; the disabled button says why.
+      const off = form.querySelector("button.off");
+      off.disabled = !s.burst_active;
+      off.title = s.burst_active ? "" : root.dataset.noBurstToStop;
+      setText(form, "off-why", s.burst_active ? "" : root.dataset.noBurstToStop);
+    }
     if (form) {
       const { date, hour, minute } = form.elements;
       if (!form.dataset.touched && !form.contains(document.activeElement)) {
