@@ -165,7 +165,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        # Stamped in the operator's zone with its abbreviation, whatever the host's TZ.
+        "plain": {"()": "drains.clock.LogFormatter",
+                  "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
     "filters": {
         # 4xx out of the error log; a 403 in one line (config/logfilters.py).

@@ -15,8 +15,8 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from drains import bursts, controls, registry, rules
+from drains.clock import format_local
 from drains.models import DrainControl, DrainEvent, DrainRun, StagedResult
-from drains.zone import format_local
 
 
 class DrainControlForm(forms.ModelForm):

@@ -18,9 +18,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from drains import registry, rules
+from drains.clock import format_local, operator_tz
 from drains.events import record_event
 from drains.models import DrainControl, EventKind
-from drains.zone import format_local, operator_tz
 
 WEEK_BOUNDARY_WEEKDAY = 5  # Saturday (Monday is 0)
 WEEK_BOUNDARY_TIME = time(18, 0)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.core.mail import EmailMessage
@@ -27,11 +27,11 @@ from django.utils import timezone
 
 from drains import registry, rules
 from drains.bursts import end_burst_early
+from drains.clock import format_local, short_time
 from drains.controls import set_drain_enabled
 from drains.events import record_event
 from drains.limitkinds import Kind, LimitKind, describe_kind
 from drains.models import DrainControl, EventKind
-from drains.zone import format_local, local
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +57,6 @@ def act_on_limit(
     if kind.kind in rules.WEEKLY_KINDS:
         return end_outlasted_bursts(drains=names, kind=kind, reset_at=reset_at, actor=actor)
     return []
-
-
-def short_time(moment: datetime) -> str:
-    """``Mon 09:00`` in the operator zone; with the date when it is more than 6 days away."""
-    at = local(moment)
-    if moment - timezone.now() > timedelta(days=6):
-        return f"{at:%a %d %b %H:%M}"
-    return f"{at:%a %H:%M}"
 
 
 def weekly_limit_message(*, kind: Kind, reset_at: datetime, burst_until: datetime) -> str:

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.utils import timezone
 
+from drains.clock import operator_tz
 from drains.limitkinds import (
     Kind,
     LimitKind,
@@ -30,7 +31,6 @@ from drains.limitkinds import (
     classify_text,
     lower_headers,
 )
-from drains.zone import operator_tz
 
 MAX_TRUSTED_AHEAD = timedelta(days=32)
 EPOCH_MS_THRESHOLD = 10**11  # an epoch above this is in milliseconds

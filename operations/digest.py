@@ -17,6 +17,7 @@ from django.core.mail import EmailMessage
 from django.utils import timezone
 
 from drains import registry, rules
+from drains.clock import format_local
 from drains.failures import reason_line
 from drains.limitkinds import describe_kind
 from drains.models import DrainEvent, DrainRun, EventKind, RunStatus
@@ -24,7 +25,6 @@ from drains.schedule import scheduled_jobs
 from drains.selectors import digest as reads
 from drains.selectors.usage import QuotaWeekUsage, usage_by_week
 from drains.wording import plural
-from drains.zone import format_local
 from operations.selectors import usage_text
 
 WINDOW = timedelta(hours=24)
@@ -157,7 +157,7 @@ def build_digest(*, now: datetime | None = None) -> Digest:
 
 
 def _local(moment: datetime) -> str:
-    return format_local(moment, "%a %d %b %H:%M")
+    return format_local(moment)
 
 
 def render_digest(digest: Digest) -> tuple[str, str]:

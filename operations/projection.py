@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from html import escape
 
 from drains.bursts import upcoming_week_boundary
+from drains.clock import axis_time, short_time
 from drains.models import RunStatus
 from drains.wording import per_hour
-from drains.zone import local
 
 # A session limit resets within five hours: the runs read for the rate reach back this far
 # beyond the window, so a backoff inside the window still leaves a window's work to measure.
@@ -41,17 +41,6 @@ class Projection:
 def rate_text(p: Projection) -> str:
     """The measured rate for people: ``38 per hour`` (rounded), never ``1588809.68 per hour``."""
     return f"{per_hour(p.rate_per_hour)}, measured"
-
-
-def short_time(moment: datetime) -> str:
-    """``Thu 14:20`` in the operator zone: the way operators read times on the page."""
-    return local(moment).strftime("%a %H:%M")
-
-
-def axis_time(moment: datetime) -> str:
-    """``28 Nov 17:51``: the chart can span more than a week, so the weekday alone is ambiguous."""
-    at = local(moment)
-    return f"{at.day} {at:%b %H:%M}"
 
 
 def span(delta: timedelta) -> str:

@@ -7,8 +7,10 @@ writes: there is no second control path beside the API and the burst service.
 
 from __future__ import annotations
 
+import json
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, JsonResponse
@@ -19,6 +21,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 
 from drains import registry
 from drains.bursts import MSG_DISABLED_BURST, MSG_NO_BURST, upcoming_week_boundary
+from drains.clock import zone_abbreviations
 from operations import selectors
 from operations.chart import burndown_svg
 from operations.errors import error_body
@@ -64,6 +67,9 @@ class OperationsPage(View):
                     "burst": lacks_change_permission("Starting or stopping a burst"),
                 },
                 "no_burst_to_stop": MSG_NO_BURST,
+                "operator_zone": settings.DRAINS_OPERATOR_TZ,
+                # The page's script names the zone as Python does (IST/IDT, not "GMT+2").
+                "zone_abbreviations": json.dumps(zone_abbreviations()),
                 "disabled_burst_notice": MSG_DISABLED_BURST,
                 # The picker's 24-hour clock: the page and the picker read times the same way.
                 "hours": [f"{h:02d}" for h in range(24)],

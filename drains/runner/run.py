@@ -21,6 +21,7 @@ from django.utils import timezone
 from drains import registry, selectors
 from drains.backoff import backoff_in_force, set_quota_key
 from drains.bursts import ensure_control, get_drain_burst
+from drains.clock import format_local
 from drains.events import record_event
 from drains.failures import ErrorKind, describe_failure, one_line
 from drains.locks import DrainLock, LockLost
@@ -245,7 +246,7 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
         return self._skip(
             StopReason.BACKOFF,
             f"{self.name}: quota {self.quota_key!r} backs off until "
-            f"{backoff.until.isoformat()}{source}; no extractor call.",
+            f"{format_local(backoff.until)}{source}; no extractor call.",
             until=backoff.until.isoformat(),
         )
 
@@ -287,7 +288,7 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
             self.mode,
             self.trigger,
             backlog,
-            f", deadline {self.deadline.isoformat()}" if self.deadline else "",
+            f", deadline {format_local(self.deadline)}" if self.deadline else "",
         )
 
     def _skip(self, reason: str, message: str, **data) -> RunResult:
@@ -347,7 +348,7 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
             failure = describe_failure(self.error).fields()
         elif self.rate_limit is not None:
             failure = {"error": one_line(
-                f"rate limited until {self.rate_limit.reset_at.isoformat()}: "
+                f"rate limited until {format_local(self.rate_limit.reset_at)}: "
                 f"{self.rate_limit.message}")}
         elif self.failed and not self.done and status == RunStatus.SUCCEEDED:
             # Not one item went through: the run did not succeed at anything.

@@ -49,7 +49,7 @@ def test_page__shows_every_service_with_picker_defaulting_to_saturday_18(operato
     assert 'value="2026-12-05"' in html
     assert '<option value="18" selected>18</option>' in html  # a 24-hour clock
     assert '<option value="00" selected>00</option>' in html
-    assert "Sat 5 Dec 18:00" in html  # the quota reset, Asia/Jerusalem
+    assert "Sat 2026-12-05 18:00 IST" in html  # the quota reset, Asia/Jerusalem
     assert 'name="csrfmiddlewaretoken"' in html
     assert "/static/operations/operations.js" in html
     data = json.loads(html.split('id="snapshot-data" type="application/json">')[1].split("</script>")[0])
@@ -63,7 +63,7 @@ def test_page__picker_shows_the_active_burst_deadline(operator, frozen):
     assert 'value="2026-12-04"' in html
     assert '<option value="09" selected>09</option>' in html
     assert '<option value="30" selected>30</option>' in html
-    assert "on until Fri 09:30" in html
+    assert "on until Fri 09:30 IST" in html
 
 
 def test_page__view_only_staff_sees_disabled_controls_and_why(viewer, frozen):

@@ -14,7 +14,7 @@ from drains.bursts import (
     get_drain_burst,
     set_drain_burst,
 )
-from drains.zone import format_local
+from drains.clock import format_local
 
 
 def describe(state: BurstState) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from drains import schedule
+from drains.clock import format_local
 from drains.failures import reason_line
 
 
@@ -29,12 +30,12 @@ class Command(BaseCommand):
         rows = schedule.schedule_rows(count=count)
         table = [("job", "expression", f"next {count} (Asia/Jerusalem)", "last run", "status")]
         for row in rows:
-            nexts = ", ".join(t.strftime("%a %d %b %H:%M") for t in row.next_fires)
+            nexts = ", ".join(format_local(t) for t in row.next_fires)
             run = row.last_run
             if run is None:
                 last, status = "never", "-"
             else:
-                last = run.started_at.astimezone(schedule.operator_tz()).strftime("%a %d %b %H:%M")
+                last = format_local(run.started_at)
                 status = run.status
                 if run.error:
                     status += ": " + reason_line(error=run.error, error_kind=run.error_kind)

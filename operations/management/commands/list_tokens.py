@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from drains.clock import format_local
 from operations.tokens import TokenError, expired, list_tokens
 
 
@@ -27,8 +28,8 @@ class Command(BaseCommand):
             return
         now = timezone.now()
         for t in tokens:
-            expiry = timezone.localtime(t.expiry).strftime("%Y-%m-%d %H:%M") if t.expiry else "never"
+            expiry = format_local(t.expiry) if t.expiry else "never"
             state = " (expired)" if expired(t, now) else ""
-            created = timezone.localtime(t.created).strftime("%Y-%m-%d %H:%M")
+            created = format_local(t.created)
             self.stdout.write(f"{t.token_key}  {t.user.get_username()}  {t.name!r}  "
                               f"created {created}  expires {expiry}{state}")

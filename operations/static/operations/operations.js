@@ -1,16 +1,20 @@
 // The /operations page: refreshes itself from the snapshot API and toggles bursts through the
 // burst API (the same endpoints scripts use). No build step, no dependencies.
-// Times are shown in Asia/Jerusalem whatever the browser's zone, on a 24-hour clock. The picker
-// (a date, an hour 00-23 and a minute) is read as Asia/Jerusalem wall time and sent as ISO 8601
+// Times are shown in the operator's zone (data-zone, Asia/Jerusalem by default) whatever the
+// browser's zone, on a 24-hour clock, with the zone's abbreviation, exactly as drains/clock.py
+// says them: "Sat 18:00 IST" within six days of now, else "Sat 2026-12-05 18:00 IST". The picker
+// (a date, an hour 00-23 and a minute) is read as that zone's wall time and sent as ISO 8601
 // with that zone's offset on that date; a wall time that does not exist (the hour skipped when
 // the clocks go forward) is refused here with a message, never moved silently.
 "use strict";
 
 (function () {
-  const ZONE = "Asia/Jerusalem";
   const REFRESH_MS = 15000;
   const root = document.getElementById("operations");
   if (!root) return;
+  const ZONE = root.dataset.zone || "Asia/Jerusalem";
+  const ABBREVIATIONS = JSON.parse(root.dataset.zoneAbbreviations || "{}");
+  const NEAR_MS = 6 * 24 * 3600 * 1000;
   const csrfToken = root.querySelector("input[name=csrfmiddlewaretoken]").value;
   const canChange = root.dataset.canChange === "true";
   let lastSnapshot = null;
@@ -20,7 +24,6 @@
     timeZone: ZONE, year: "numeric", month: "2-digit", day: "2-digit", weekday: "short",
     hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
   });
-  const monthFormat = new Intl.DateTimeFormat("en-GB", { timeZone: ZONE, month: "short" });
 
   function zoneParts(date) {
     const out = {};
@@ -28,15 +31,24 @@
     return out;
   }
   function pad(n) { return String(n).padStart(2, "0"); }
-  function short(iso) { // "Sat 18:00"
-    if (!iso) return "—";
-    const p = zoneParts(new Date(iso));
-    return `${p.weekday} ${p.hour}:${p.minute}`;
+  function abbreviation(date) {
+    const offset = offsetMinutes(date.getTime());
+    if (ABBREVIATIONS[offset]) return ABBREVIATIONS[offset];
+    const sign = offset >= 0 ? "+" : "-";
+    return `UTC${sign}${pad(Math.floor(Math.abs(offset) / 60))}:${pad(Math.abs(offset) % 60)}`;
   }
-  function long(iso) { // "Sat 5 Dec 18:00"
+  function long(iso) { // "Sat 2026-12-05 18:00 IST" (drains/clock.py format_local)
+    if (!iso) return "—";
     const d = new Date(iso);
     const p = zoneParts(d);
-    return `${p.weekday} ${Number(p.day)} ${monthFormat.format(d)} ${p.hour}:${p.minute}`;
+    return `${p.weekday} ${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute} ${abbreviation(d)}`;
+  }
+  function short(iso) { // "Sat 18:00 IST" within six days of now, else long (clock.short_time)
+    if (!iso) return "—";
+    const d = new Date(iso);
+    if (Math.abs(d.getTime() - Date.now()) > NEAR_MS) return long(iso);
+    const p = zoneParts(d);
+    return `${p.weekday} ${p.hour}:${p.minute} ${abbreviation(d)}`;
   }
   function pickerValue(iso) { // the zone's wall time: {date: "2026-12-05", hour: "18", minute: "00"}
     const p = zoneParts(new Date(iso));
@@ -242,7 +254,7 @@
       const iso = wallTimeToIso(raw);
       if (!iso) { error.textContent = `"${raw}" is not a date and time.`; error.hidden = false; return; }
       if (iso.gap) {
-        error.textContent = `${hour.value}:${minute.value} does not exist on ${date.value} in Asia/Jerusalem: ` +
+        error.textContent = `${hour.value}:${minute.value} does not exist on ${date.value} in ${ZONE}: ` +
           "the clocks jump forward an hour that night. Pick a time outside the skipped hour.";
         error.hidden = false;
         return;
