@@ -65,6 +65,11 @@ class EventKind(models.TextChoices):
     SLOW_DOWN = "slow_down", "slowed down (per-minute limit)"
     BURST_ENDED = "burst_ended", "burst ended early (weekly limit)"
     PAUSED = "paused", "paused for an operator (spend cap)"
+    # operators acting from the page or the API (drains/operator.py, drains/retries.py)
+    RUN_NOW = "run_now", "run now"
+    RETRY_NOW = "retry_now", "retry now (backoff cleared; the next run probes)"
+    STOP_RUN = "stop_run", "stop a run"
+    RETRIED = "retried", "failed items set to retry"
     # the supervisor: one kind per decision (its action), and its own failure
     CLEAR_BURST = "clear_burst", "supervisor: clear burst"
     END_BURST = "end_burst", "supervisor: end burst (weekly limit)"

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 
 from drains import bursts, failures, registry, rules, schedule
@@ -115,6 +116,7 @@ def _run(run: DrainRun | None, now: datetime) -> dict | None:
         progress = round(min(1.0, run.items_done / run.backlog_at_start), 4)
     return {
         "id": run.pk,
+        "url": reverse("operations:run", args=[run.pk]),
         "status": run.status,
         "trigger": run.trigger,
         "mode": run.mode,

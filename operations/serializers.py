@@ -85,6 +85,7 @@ class RunSerializer(serializers.Serializer):
     backlog_at_start = serializers.IntegerField(allow_null=True)
     progress = serializers.FloatField(allow_null=True, help_text="items_done / backlog_at_start")
     deadline = serializers.DateTimeField(allow_null=True)
+    url = serializers.CharField(help_text="The run's page (/operations/runs/<id>).")
     error = serializers.CharField(
         allow_blank=True, help_text="Why the run failed, one line (the exception's own message)."
     )
@@ -254,3 +255,92 @@ def as_json(value):
     if isinstance(value, list | tuple):
         return [as_json(item) for item in value]
     return value
+
+
+# --- the operator's actions (drains/operator.py, drains/controls.py, drains/retries.py) ---------
+
+REASON_MAX_CHARS = 500  # an enable/disable reason: the event's message carries it whole
+
+
+class _NoUnknownFields(serializers.Serializer):
+    def validate(self, attrs):
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {"body": [f"Unknown field(s): {', '.join(unknown)}. Allowed: "
+                          f"{', '.join(self.fields)}."]})
+        return attrs
+
+
+class EnabledInputSerializer(_NoUnknownFields):
+    enabled = StrictBooleanField(help_text="true to enable the drain, false to disable it.")
+    reason = StrictStringField(required=False, allow_blank=True, max_length=REASON_MAX_CHARS,
+                               help_text="Why, for the timeline (at most 500 characters).")
+
+
+class RetryFailedInputSerializer(_NoUnknownFields):
+    items = serializers.ListField(
+        child=StrictStringField(max_length=64), required=False, allow_empty=False,
+        max_length=1000,
+        help_text="The failed items' keys to retry; omit it to retry every failed item.")
+
+
+class EmptyInputSerializer(_NoUnknownFields):
+    """No fields: the path says everything."""
+
+
+class ActionResultSerializer(serializers.Serializer):
+    message = serializers.CharField(help_text="What was done, in one line (also the event's).")
+    changed = serializers.BooleanField(help_text="False: nothing changed, no event written.")
+    data = serializers.DictField(help_text="Details: the pid started, the items retried, …")
+
+
+class RunDetailSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.CharField(help_text="The run's page.")
+    drain = serializers.CharField()
+    status = serializers.ChoiceField(choices=RunStatus.choices)
+    trigger = serializers.ChoiceField(choices=Trigger.choices)
+    mode = serializers.ChoiceField(choices=RunMode.choices)
+    host = serializers.CharField()
+    pid = serializers.IntegerField()
+    backend_pid = serializers.IntegerField(allow_null=True)
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    last_checkpoint_at = serializers.DateTimeField(allow_null=True)
+    duration_seconds = serializers.FloatField()
+    deadline = serializers.DateTimeField(allow_null=True)
+    backlog_at_start = serializers.IntegerField(allow_null=True)
+    items_done = serializers.IntegerField()
+    items_failed = serializers.IntegerField()
+    concurrency = serializers.IntegerField()
+    stop_reason = serializers.CharField(allow_blank=True)
+    error = serializers.CharField(allow_blank=True)
+    error_kind = serializers.CharField(allow_blank=True)
+    reason = serializers.CharField(allow_blank=True, help_text="The error as every surface shows it.")
+    traceback = serializers.CharField(allow_null=True, help_text="Staff only (null otherwise).")
+    usage = serializers.DictField()
+    events = EventSerializer(many=True)
+    failed_items = serializers.ListField(child=serializers.DictField())
+    staged = serializers.ListField(child=serializers.DictField())
+    log = serializers.DictField(help_text="path, lines (the end of the file), why (when none).")
+    running = serializers.BooleanField()
+    why_not_stop = serializers.CharField(allow_blank=True)
+
+
+class FailedItemSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    label = serializers.CharField()
+    attempts = serializers.IntegerField()
+    error = serializers.CharField(allow_blank=True, help_text="The last error, one line.")
+    at = serializers.DateTimeField(help_text="When it failed for good.")
+
+
+class FailedDrainSerializer(serializers.Serializer):
+    drain = serializers.CharField()
+    count = serializers.IntegerField(help_text="Failed items in all (the list holds at most 200).")
+    items = FailedItemSerializer(many=True)
+
+
+class FailedListSerializer(serializers.Serializer):
+    drains = FailedDrainSerializer(many=True)

@@ -34,7 +34,7 @@ run from lock to finish), ``loop`` (dispatching, the deadline check, checkpoints
 ``command`` (``DrainCommand``, the base of every ``manage.py drain_<name>``).
 """
 
-from drains.runner.plugin import Drain, ItemFailed, Processed
+from drains.runner.plugin import Drain, FailedItem, ItemFailed, Processed
 from drains.runner.run import ALREADY_RUNNING, SKIPPED, DrainRunFailed, RunResult, run_drain
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "SKIPPED",
     "Drain",
     "DrainRunFailed",
+    "FailedItem",
     "ItemFailed",
     "Processed",
     "RunResult",

@@ -103,11 +103,19 @@
       list.appendChild(li);
     }
   }
+  function runLink(cell, r, text) { // "run 12" links to the run's page
+    cell.replaceChildren();
+    if (!r) { cell.textContent = text; return; }
+    const a = document.createElement("a");
+    a.href = r.url;
+    a.textContent = `run ${r.id}`;
+    cell.append(a, " ", text);
+  }
   function runText(r) {
     if (!r) return "—";
     const of = r.backlog_at_start ? ` of ${r.backlog_at_start}` : "";
     const pct = r.progress !== null ? ` (${Math.round(r.progress * 100)}%)` : "";
-    return `run ${r.id} on ${r.host} · ${r.items_done}${of} done${pct}${modelText(r)} · checkpoint ${age(r.checkpoint_age_seconds)} ago`;
+    return `on ${r.host} · ${r.items_done}${of} done${pct}${modelText(r)} · checkpoint ${age(r.checkpoint_age_seconds)} ago`;
   }
   function modelText(r) {
     return r.models && r.models.length ? ` · model ${r.models.join(", ")}` : "";
@@ -135,20 +143,38 @@
         burstCell.append(" ", notice);
       }
     }
-    setText(body, "run", runText(s.current_run));
+    runLink(body.querySelector('[data-f="run"]'), s.current_run, runText(s.current_run));
     const b = s.backlog;
     setText(body, "backlog", b ? `${b.pending} pending · ${b.staged} staged · ${b.done} done · ${b.failed} failed` : "—");
     setText(body, "backoff", s.backoff
       ? `${s.backoff.kind_label ? s.backoff.kind_label + " · " : ""}until ${short(s.backoff.until)}: ${s.backoff.reason}`
       : "—");
     setText(body, "next", short(s.next_fire_at));
-    setText(body, "last", lastRunText(s.last_run));
+    runLink(body.querySelector('[data-f="last"]'), s.last_run, lastRunText(s.last_run));
     fillList(body.querySelector('[data-f="notes"]'), s.notes, (n) => `${short(n.at)} ${n.message}`, "none");
     if (s.projection) {
       setText(body, "projection", s.projection.text);
       setText(body, "rate", `(${s.projection.rate_text})`);
       const img = body.querySelector("img.chart");
       img.src = root.dataset.chartUrl.replace("__NAME__", encodeURIComponent(s.name)) + `?t=${Date.now()}`;
+    }
+    const actions = body.querySelector(".actions");
+    if (actions && canChange) {
+      // Each button is enabled only when its action can apply; the disabled one says why.
+      const retry = actions.querySelector("form.retry-now button");
+      retry.disabled = !s.backoff;
+      retry.title = s.backoff ? "" : "no backoff to clear";
+      setText(actions, "retry-now-why", s.backoff ? "" : "no backoff to clear");
+      const enabled = actions.querySelector("form.enabled");
+      enabled.dataset.json = JSON.stringify({ enabled: s.enabled === false });
+      enabled.querySelector("button").textContent = s.enabled === false ? "Enable" : "Disable";
+      const stop = actions.querySelector("form.stop-run");
+      const run = s.current_run;
+      stop.dataset.url = run ? stop.dataset.urlTemplate.replace("/0/", `/${run.id}/`) : "";
+      stop.querySelector("button").disabled = !run;
+      stop.querySelector("button").title = run ? "" : "no run to stop";
+      setText(actions, "stop-why", run ? "" : "no run to stop");
+      if (s.backlog) setText(actions, "failed-link", `${s.backlog.failed} failed item${s.backlog.failed === 1 ? "" : "s"}`);
     }
     const form = body.querySelector("form.burst-form");
     if (form && canChange) {
