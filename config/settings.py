@@ -180,7 +180,13 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        # Stamped in the operator's zone with its abbreviation, whatever the host's TZ.
+        "plain": {"()": "drains.clock.LogFormatter",
+                  "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "filters": {
+        # 4xx out of the error log; a 403 in one line (config/logfilters.py).
+        "client_errors": {"()": "config.logfilters.ClientErrors"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
@@ -190,6 +196,7 @@ LOGGING = {
     )},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
+        "django.request": {"filters": ["client_errors"]},
         "pgserver": {"level": "WARNING"},
         "axes": {"level": "WARNING"},  # not its start-up banner in every command's output
     },

@@ -15,8 +15,8 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from drains import bursts, controls, registry, rules
+from drains.clock import format_local
 from drains.models import DrainControl, DrainEvent, DrainRun, StagedResult
-from drains.zone import format_local
 
 
 class DrainControlForm(forms.ModelForm):
@@ -123,6 +123,8 @@ class DrainControlAdmin(admin.ModelAdmin):
                 continue
             if state.active:
                 text = f"{control.name}: burst on until {format_local(state.burst_until)}"
+            elif not state.changed:
+                text = f"{control.name}: {state.notice} (no change)"
             else:
                 text = f"{control.name}: burst stopped"
             self.message_user(request, text, messages.SUCCESS)
@@ -190,7 +192,7 @@ class DrainRunAdmin(ReadOnlyAdmin):
         "items_failed",
         "models_used",
     ]
-    list_filter = ["drain", "status", "trigger", "mode", "started_at"]
+    list_filter = ["drain", "status", "error_kind", "trigger", "mode", "started_at"]
     search_fields = ["drain", "host", "error"]
     show_full_result_count = False  # no COUNT(*) over every run ever on each page
 

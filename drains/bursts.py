@@ -9,7 +9,7 @@ A burst whose deadline has passed is off everywhere, even before the supervisor 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 
 from django.core.exceptions import ValidationError
@@ -18,9 +18,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from drains import registry, rules, validate
+from drains.clock import format_local, operator_tz
 from drains.events import record_event
 from drains.models import DrainControl, EventKind
-from drains.zone import format_local, operator_tz
 
 WEEK_BOUNDARY_WEEKDAY = 5  # Saturday (Monday is 0)
 WEEK_BOUNDARY_TIME = time(18, 0)
@@ -64,6 +64,7 @@ MSG_BEYOND = (
 
 
 MSG_DISABLED_BURST = "burst on, but the drain is disabled: nothing will run"
+MSG_NO_BURST = "no burst to stop"
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,13 @@ class BurstState:
     burst_until: datetime | None  # as stored (may be in the past until cleared)
     active: bool
     enabled: bool = True  # the drain's switch: a burst on a disabled drain runs nothing
+    changed: bool = True  # False: the request changed nothing (off with no burst on)
 
     @property
     def notice(self) -> str:
         """What an operator must know beside the deadline ("" when nothing)."""
+        if not self.changed:
+            return MSG_NO_BURST
         return MSG_DISABLED_BURST if self.active and not self.enabled else ""
 
     @property
@@ -164,7 +168,9 @@ def set_drain_burst(
 ) -> BurstState:
     """Start (``until`` = a datetime or ``DEFAULT_DEADLINE``) or stop (``until=None``) a burst.
 
-    Raises ``registry.UnknownDrain`` or ``ValidationError``. Writes a DrainEvent.
+    Raises ``registry.UnknownDrain`` or ``ValidationError``. Writes a DrainEvent. Stopping
+    when no burst is on changes nothing and writes nothing: the answer's ``changed`` is False
+    and its notice says "no burst to stop" (an expired deadline is the supervisor's to clear).
     """
     registry.get(name)
     now = timezone.now()
@@ -176,6 +182,8 @@ def set_drain_burst(
         DrainControl.objects.get_or_create(name=name)
         control = DrainControl.objects.select_for_update().get(name=name)
         previous = control.burst_until
+        if until is None and not rules.burst_active(previous, now=now):
+            return replace(_state(name, previous, now, control.enabled), changed=False)
         control.burst_until = until
         control.updated_by = actor
         control.save(update_fields=["burst_until", "updated_by", "updated_at"])

@@ -31,8 +31,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from drains import schedule
+from drains.failures import describe_failure
 from drains.models import DrainRun, RunMode, RunStatus, StopReason, Trigger
-from drains.runs import error_text, finish_even_after_db_error, finish_run, start_run
+from drains.runs import finish_even_after_db_error, finish_run, start_run
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def job_run(*, name: str, trigger: str = Trigger.CRON) -> Iterator[DrainRun]:
                 run=run,
                 status=RunStatus.STOPPED if interrupted else RunStatus.FAILED,
                 stop_reason=StopReason.SIGNAL if interrupted else StopReason.ERROR,
-                error=error_text(exc),
+                **describe_failure(exc).fields(),
             )
         except DatabaseError:
             # The job's own failure is what the operator must see; it goes on below. The

@@ -51,6 +51,8 @@ def drain_lock_key(name: str) -> int:
 class LockLost(RuntimeError):
     """The lock connection died (e.g. ``pg_terminate_backend``): another runner may start now."""
 
+    failure_kind = "database"  # drains/failures.py
+
 
 class SessionNotOwned(ImproperlyConfigured):
     """The lock session is not a server session of its own: a pooler (PgBouncer in transaction

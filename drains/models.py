@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from drains.failures import ErrorKind
 from drains.quota.kinds import LimitKind
 
 
@@ -64,6 +65,11 @@ class EventKind(models.TextChoices):
     SLOW_DOWN = "slow_down", "slowed down (per-minute limit)"
     BURST_ENDED = "burst_ended", "burst ended early (weekly limit)"
     PAUSED = "paused", "paused for an operator (spend cap)"
+    # operators acting from the page or the API (drains/operator.py, drains/retries.py)
+    RUN_NOW = "run_now", "run now"
+    RETRY_NOW = "retry_now", "retry now (backoff cleared; the next run probes)"
+    STOP_RUN = "stop_run", "stop a run"
+    RETRIED = "retried", "failed items set to retry"
     # the supervisor: one kind per decision (its action), and its own failure
     CLEAR_BURST = "clear_burst", "supervisor: clear burst"
     END_BURST = "end_burst", "supervisor: end burst (weekly limit)"
@@ -164,7 +170,18 @@ class DrainRun(models.Model):
     )
     items_failed = models.IntegerField(default=0)
     chunks = models.IntegerField(default=0)
-    error = models.TextField(blank=True, default="")
+    error = models.TextField(
+        blank=True, default="",
+        help_text="One line: why the run failed (the exception's own message, drains/failures.py); "
+        "the traceback is in error_traceback.",
+    )
+    error_kind = models.CharField(
+        max_length=16, choices=ErrorKind.choices, blank=True, default="",
+        help_text="What kind of failure: configuration, extractor, database, input, internal.",
+    )
+    error_traceback = models.TextField(
+        blank=True, default="", help_text="The failure's full traceback (staff only)."
+    )
     stop_reason = models.CharField(
         max_length=32,
         blank=True,

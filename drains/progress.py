@@ -1,8 +1,10 @@
 """Progress of a drain run, for the person or log file watching it.
 
 On a terminal: one bar redrawn in place (items done / backlog, rate, ETA, time left to the
-burst deadline). Otherwise (cron, a log file): one log line per chunk, so a log grows by a
-line per checkpoint, never per redraw. This module only formats and writes: it never touches
+burst deadline), drawn at the start. Otherwise (cron, a log file): one log line per chunk, so a
+log grows by a line per checkpoint, never per redraw — except for a run an operator started by
+hand (``manual``), which also logs its start, its first item, and every item that comes
+``SLOW_ITEM_SECONDS`` or more after the last line (slow items each get a line). This module only formats and writes: it never touches
 the database and is never the liveness signal (that is the run's committed checkpoint).
 """
 
@@ -20,6 +22,7 @@ from django.utils import timezone
 logger = logging.getLogger("drains.progress")
 
 BAR_WIDTH = 24
+SLOW_ITEM_SECONDS = 5.0
 
 
 def format_duration(seconds: float | None) -> str:
@@ -42,11 +45,14 @@ def format_duration(seconds: float | None) -> str:
 
 
 def format_rate(per_second: float) -> str:
+    """Items per second, minute or hour, whichever reads best (``3.2/s``, ``12/min``, ``40/h``)."""
     if per_second <= 0:
         return "-"
     if per_second >= 1:
         return f"{per_second:.1f}/s"
-    return f"{per_second * 60:.1f}/min"
+    if per_second * 60 >= 1:
+        return f"{per_second * 60:.1f}/min"
+    return f"{per_second * 3600:.1f}/h"
 
 
 def describe(
@@ -95,6 +101,7 @@ class Progress:
         tty: bool | None = None,
         clock: Callable[[], float] = time.monotonic,
         min_interval: float = 0.2,
+        manual: bool = False,
     ):
         self.drain = drain
         self.total = total
@@ -109,6 +116,8 @@ class Progress:
         self.min_interval = min_interval
         self._last_draw = None
         self._drawn = False
+        self.manual = manual
+        self._last_line: float | None = None  # a manual run's last log line (not on a terminal)
 
     def _text(self, done: int, failed: int, *, bar: bool) -> str:
         return describe(
@@ -120,9 +129,25 @@ class Progress:
             bar=bar,
         )
 
+    def start(self, *, run_id: int, backlog: int) -> None:
+        """Before the first call: the bar at zero, or (a manual run in a log) one line."""
+        if self.tty:
+            self.item(done=0, failed=0)
+        elif self.manual:
+            todo = f"{self.total} to do" if self.total is not None else "until the deadline"
+            logger.info("%s run %d started: %s, %d pending", self.drain, run_id, todo, backlog)
+            self._last_line = self.clock()
+
     def item(self, *, done: int, failed: int) -> None:
-        """After each item: redraw the bar on a terminal (at most every ``min_interval``)."""
+        """After each item: redraw the bar on a terminal (at most every ``min_interval``); a
+        manual run in a log writes its first item and every slow one."""
         if not self.tty:
+            now = self.clock()
+            first = done + failed == 1
+            slow = self._last_line is not None and now - self._last_line >= SLOW_ITEM_SECONDS
+            if self.manual and (first or slow):
+                self._last_line = now
+                logger.info("%s: %s", self.drain, self._text(done, failed, bar=False))
             return
         now = self.clock()
         if self._last_draw is not None and now - self._last_draw < self.min_interval:
@@ -137,6 +162,7 @@ class Progress:
         if self.tty:
             self.item(done=done, failed=failed)
             return
+        self._last_line = self.clock()
         logger.info("%s chunk %d: %s", self.drain, chunks, self._text(done, failed, bar=False))
 
     def close(self, *, done: int, failed: int) -> None:

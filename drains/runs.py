@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import socket
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +32,7 @@ from django.utils import timezone
 
 from drains import registry
 from drains.events import record_event
+from drains.failures import traceback_text
 from drains.models import DrainRun, EventKind, RunMode, RunStatus, StagedResult, StopReason, Trigger
 
 logger = logging.getLogger(__name__)
@@ -120,12 +120,8 @@ def merge_model_usage(total: Mapping[str, Any], more: Mapping[str, Any]) -> dict
 
 
 def error_text(exc: BaseException) -> str:
-    """What a run's ``error`` shows: type, message and the innermost frames, bounded."""
-    text = "".join(traceback.format_exception(exc)).strip()
-    head = f"{type(exc).__name__}: {exc}"
-    if len(text) > ERROR_MAX_CHARS:
-        text = head + "\n…\n" + text[-(ERROR_MAX_CHARS - len(head) - 3) :]
-    return text
+    """A failure's full traceback, bounded (``DrainRun.error_traceback``; drains/failures.py)."""
+    return traceback_text(exc)
 
 
 # --- runs -------------------------------------------------------------------------------------
@@ -193,20 +189,26 @@ def record_checkpoint(
     return bool(updated)
 
 
-def finish_run(*, run: DrainRun, status: str, stop_reason: str = "", error: str = "") -> bool:
+def finish_run(
+    *, run: DrainRun, status: str, stop_reason: str = "", error: str = "", error_kind: str = "",
+    error_traceback: str = "",
+) -> bool:
     """Move a run from ``running`` to a final ``status``. Guarded and idempotent.
 
-    A run that is no longer running (e.g. the supervisor already marked it ``hung``) keeps its
-    status: returns False and changes nothing.
+    ``error`` is one line (drains/failures.py ``describe_failure`` gives it, its kind and the
+    traceback for an exception). A run that is no longer running (e.g. the supervisor already
+    marked it ``hung``) keeps its status: returns False and changes nothing.
     """
     if status == RunStatus.RUNNING or status not in RunStatus.values:
         raise ValueError(f"{status!r} is not a final run status")
     now = timezone.now()
     updated = DrainRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-        status=status, finished_at=now, stop_reason=stop_reason[:32], error=error
+        status=status, finished_at=now, stop_reason=stop_reason[:32], error=error,
+        error_kind=error_kind, error_traceback=error_traceback,
     )
     if updated:
         run.status, run.finished_at, run.stop_reason, run.error = status, now, stop_reason, error
+        run.error_kind, run.error_traceback = error_kind, error_traceback
     return bool(updated)
 
 
@@ -236,17 +238,15 @@ def mark_dead_runs(*, drain: str, reason: str, actor: str, exclude: DrainRun | N
     return marked
 
 
-def finish_even_after_db_error(
-    *, run: DrainRun, status: str, stop_reason: str, error: str
-) -> None:
+def finish_even_after_db_error(*, run: DrainRun, status: str, stop_reason: str, **error) -> None:
     """finish_run, retried once on a fresh connection when the failure broke the old one."""
     try:
-        finish_run(run=run, status=status, stop_reason=stop_reason, error=error)
+        finish_run(run=run, status=status, stop_reason=stop_reason, **error)
         return
     except DatabaseError as first:
         logger.warning("recording the end of run %s failed (%s); reconnecting", run.pk, first)
     connection.close()
-    finish_run(run=run, status=status, stop_reason=stop_reason, error=error)
+    finish_run(run=run, status=status, stop_reason=stop_reason, **error)
 
 
 # --- staging and promotion --------------------------------------------------------------------

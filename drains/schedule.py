@@ -27,7 +27,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from drains import registry
-from drains.zone import operator_tz
+from drains.clock import format_local, operator_tz
 
 
 @dataclass(frozen=True)
@@ -337,7 +337,8 @@ class Scheduler:
     running: dict[str, _Running] = field(default_factory=dict)
 
     def _fmt(self, moment: datetime) -> str:
-        return moment.astimezone(operator_tz()).strftime("%Y-%m-%d %H:%M:%S %Z")
+        # The scheduler's log keeps seconds: it says exactly when each fire was started.
+        return format_local(moment, "%Y-%m-%d %H:%M:%S %Z")
 
     def _next(self, job: ScheduledJob, after: datetime) -> datetime:
         return croniter(job.expression, after.astimezone(cron_tz())).get_next(datetime)

@@ -9,8 +9,9 @@ OPTION = "--trigger"
 
 
 def add_trigger_argument(parser, *, default: Trigger = Trigger.CRON, choices=None) -> None:
-    """Drains default to cron. A job that is not a drain defaults to manual: its cron line
-    passes cron, which claims the cron slot (drains/jobs.py), and a manual run is never refused."""
+    """Every command a person types defaults to manual (the drain commands pass it); cron lines
+    pass ``--trigger cron`` (settings.CRONJOBS), which for a job that is not a drain claims the
+    cron slot (drains/jobs.py); a manual run is never refused."""
     help_text = f"Who started this run, as recorded on it (default: {default})."
     if default == Trigger.MANUAL:
         help_text += (

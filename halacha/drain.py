@@ -18,12 +18,12 @@ import json
 from dataclasses import asdict
 from datetime import date
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Case, Count, F, Value, When
 from django.utils import timezone
 
 from drains import registry
-from drains.runner import Drain, ItemFailed, Processed
+from drains.runner import Drain, FailedItem, ItemFailed, Processed
 from halacha.models import CourtDecision, ExtractionStatus, Halacha
 
 LAST_ERROR_MAX_CHARS = 4000
@@ -58,6 +58,42 @@ class _DecisionDrain(Drain):
     # The snapshot counts every drain's backlog in one UNION ALL from these two.
     backlog_status_field: str
     done_at_field: str  # when the item was finished: the digest counts from it
+    attempts_field: str
+    error_field: str
+
+    @classmethod
+    def _failed(cls):
+        return CourtDecision.objects.filter(**{cls.backlog_status_field: ExtractionStatus.FAILED})
+
+    @classmethod
+    def failed_items(cls, *, limit: int) -> list[FailedItem]:
+        rows = cls._failed().order_by("-updated_at", "-id").values(
+            "id", "external_id", cls.attempts_field, cls.error_field, "updated_at")[:limit]
+        return [FailedItem(key=str(r["id"]), label=r["external_id"],
+                           attempts=r[cls.attempts_field], error=r[cls.error_field],
+                           at=r["updated_at"]) for r in rows]
+
+    @classmethod
+    def failed_count(cls) -> int:
+        return cls._failed().count()
+
+    @classmethod
+    def retry_failed(cls, item_keys: list[str] | None) -> list[str]:
+        failed = cls._failed()
+        if item_keys is not None:
+            failed = failed.filter(pk__in=[int(k) for k in item_keys])
+        with transaction.atomic():
+            keys = [str(pk) for pk in failed.select_for_update().values_list("id", flat=True)]
+            CourtDecision.objects.filter(pk__in=[int(k) for k in keys]).update(
+                **{cls.backlog_status_field: ExtractionStatus.PENDING, cls.attempts_field: 0},
+                updated_at=timezone.now(),
+            )
+        return keys
+
+    @classmethod
+    def oldest_pending_at(cls):
+        first = cls.pending_queryset().order_by("created_at").values_list("created_at", flat=True)
+        return first.first()
 
     @classmethod
     def done_between(cls, since, until) -> int:
@@ -91,8 +127,11 @@ class _DecisionDrain(Drain):
 class HalachaDrain(_DecisionDrain):
     name = "halacha"
     command = "drain_halacha"
+    product_names = ("halacha", "halachot")
     backlog_status_field = "status"
     done_at_field = "extracted_at"
+    attempts_field = "attempts"
+    error_field = "last_error"
 
     @classmethod
     def produced_between(cls, since, until) -> int:
@@ -162,6 +201,8 @@ class MetadataDrain(_DecisionDrain):
     command = "drain_metadata"
     backlog_status_field = "metadata_status"
     done_at_field = "metadata_extracted_at"
+    attempts_field = "metadata_attempts"
+    error_field = "metadata_error"
 
     def process(self, decision) -> Processed:
         from halacha.extractors.base import ExtractionError

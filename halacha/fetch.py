@@ -26,6 +26,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from drains import validate
+from drains.wording import plural
 from halacha.importer import ImportReport, import_file, import_lines
 
 INBOX_SUFFIXES = (".json", ".jsonl")
@@ -39,10 +40,13 @@ class FetchError(Exception):
     """
 
     report: FetchReport | None = None
+    failure_kind = "input"  # drains/failures.py: what a failed run says it was
 
 
 class NotJson(ValueError):
     """A whole payload (file or feed body) is neither a JSON array/object nor JSONL."""
+
+    failure_kind = "input"
 
 
 @dataclass
@@ -61,11 +65,11 @@ class FetchReport:
 
     def summary(self) -> str:
         failed = sum(1 for f in self.files if f.report is None)
-        parts = [f"{len(self.files) - failed} inbox file(s) imported"]
+        parts = [f"{plural(len(self.files) - failed, 'inbox file')} imported"]
         if failed:
             parts.append(f"{failed} failed")
         if self.feed is not None:
-            parts.append(f"feed {self.feed.lines} records")
+            parts.append(f"feed {plural(self.feed.lines, 'record')}")
         return f"{', '.join(parts)}: {self.total.summary()}"
 
 

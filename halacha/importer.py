@@ -57,6 +57,8 @@ Outcome = Literal["added", "updated", "unchanged"]
 class ImportPathError(ValueError):
     """A path given to import_paths that is neither a JSONL file nor a folder of them."""
 
+    failure_kind = "input"  # drains/failures.py
+
 
 @dataclass
 class ImportReport:

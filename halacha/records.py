@@ -71,6 +71,8 @@ def latest_decision() -> date:
 class RecordError(ValueError):
     """A record that cannot be imported; the message says what to fix."""
 
+    failure_kind = "input"  # drains/failures.py
+
 
 class NotJsonLine(RecordError):
     """A line that is not JSON at all (not merely a bad record): a payload made only of these

@@ -18,23 +18,33 @@ from drf_spectacular.utils import (
     extend_schema,
 )
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import AuthenticationFailed, NotFound, ValidationError
+from rest_framework.exceptions import APIException, AuthenticationFailed, NotFound, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from drains import registry
+from drains import operator, registry
 from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
+from drains.controls import set_drain_enabled
+from drains.models import DrainRun
+from drains.retries import retry_failed_items
 from drains.schema import unapplied_migrations
+from operations import runs as run_reads
 from operations import selectors
 from operations.authentication import HashedTokenAuthentication
 from operations.errors import LimitedJSONParser
 from operations.permissions import CanChangeDrains, CanViewDrains
 from operations.serializers import (
+    ActionResultSerializer,
     BurstInputSerializer,
     BurstResultSerializer,
+    EmptyInputSerializer,
+    EnabledInputSerializer,
     ErrorSerializer,
+    FailedListSerializer,
     HealthSerializer,
+    RetryFailedInputSerializer,
+    RunDetailSerializer,
     SnapshotSerializer,
     as_json,
 )
@@ -74,7 +84,8 @@ ERROR_DESCRIPTIONS = {
     400: "Bad input: one message per field in error.fields (\"body\" for the body as a whole).",
     401: "Not authenticated, or the token is unknown, revoked or expired.",
     403: "Missing permission (the message names it), or CSRF refused.",
-    404: "No drain of that name.",
+    404: "No drain (or run) of that name.",
+    409: "The action cannot apply now (the message says why); nothing was changed.",
     405: "Method not allowed on this path (the Allow header lists the allowed ones).",
     406: "The Accept header asks for something other than JSON.",
     413: "The body is larger than the upload limit.",
@@ -155,7 +166,8 @@ class DrainBurstApi(ThrottledApiView):
             raise ValidationError({"until": exc.messages}) from None
         # A disabled drain still takes the burst (it starts when the drain is enabled again);
         # the answer says so, so that nobody waits for a run that cannot start.
-        return Response({**as_json(selectors.service_entry(name)), "notice": state.notice})
+        return Response({**as_json(selectors.service_entry(name)), "notice": state.notice,
+                         "changed": state.changed})
 
 
 class HealthApi(ThrottledApiView):
@@ -193,3 +205,146 @@ class HealthApi(ThrottledApiView):
                 status=503,
             )
         return Response({"status": "ok"})
+
+
+# --- a run, the failed items, and the operator's actions ------------------------------------------
+
+
+class Conflict(APIException):
+    """The action cannot apply now (the message says why); nothing was changed."""
+
+    status_code = 409
+    default_code = "conflict"
+
+
+ACTION_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 415, *COMMON_ERRORS)
+
+
+def _drain_or_404(name: str) -> None:
+    try:
+        registry.get(name)
+    except registry.UnknownDrain as exc:
+        raise NotFound(str(exc)) from None
+
+
+def _valid(serializer_class, request) -> dict:
+    serializer = serializer_class(data=request.data if request.data is not None else {})
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _done(message: str, *, changed: bool = True, data: dict | None = None) -> Response:
+    return Response(as_json({"message": message, "changed": changed, "data": data or {}}))
+
+
+class RunApi(ThrottledApiView):
+    authentication_classes = AUTHENTICATION
+    permission_classes = [CanViewDrains]
+
+    @extend_schema(operation_id="run", summary="One run: its counts, usage, error, events, items "
+                   "and the end of its log (the traceback for staff only)",
+                   responses={200: RunDetailSerializer,
+                              **error_responses(401, 403, 404, *COMMON_ERRORS)})
+    def get(self, request, run_id: int):
+        try:
+            detail = run_reads.run_detail(run_id, staff=request.user.is_staff)
+        except DrainRun.DoesNotExist:
+            raise NotFound(f"No run {run_id}.") from None
+        return Response(as_json(detail))
+
+
+class FailedItemsApi(ThrottledApiView):
+    authentication_classes = AUTHENTICATION
+    permission_classes = [CanViewDrains]
+
+    @extend_schema(operation_id="failed_items", summary="The items each drain failed for good, "
+                   "with attempts, last error and when (at most 200 per drain)",
+                   parameters=[OpenApiParameter("drain", str, description="Only this drain.")],
+                   responses={200: FailedListSerializer,
+                              **error_responses(401, 403, 404, *COMMON_ERRORS)})
+    def get(self, request):
+        drain = request.query_params.get("drain") or None
+        if drain is not None:
+            _drain_or_404(drain)
+        return Response(as_json(run_reads.failed_items(drain=drain)))
+
+
+class _ActionApi(ThrottledApiView):
+    authentication_classes = AUTHENTICATION
+    permission_classes = [CanChangeDrains]
+    throttle_classes = [UserThrottle, BurstToggleThrottle]
+    parser_classes = [LimitedJSONParser]
+
+
+class RetryFailedApi(_ActionApi):
+    @extend_schema(operation_id="retry_failed", summary="Put failed items (all, or the listed "
+                   "ones) back in the backlog with their attempts reset",
+                   request=RetryFailedInputSerializer,
+                   responses={200: ActionResultSerializer, **ACTION_ERRORS})
+    def post(self, request, name: str):
+        _drain_or_404(name)
+        data = _valid(RetryFailedInputSerializer, request)
+        result = retry_failed_items(name=name, item_keys=data.get("items"),
+                                    actor=request.user.get_username())
+        return _done(result.message, changed=bool(result.keys), data={"items": result.keys})
+
+
+class EnabledApi(_ActionApi):
+    @extend_schema(operation_id="drain_enabled", summary="Enable or disable a drain, with a reason",
+                   request=EnabledInputSerializer,
+                   responses={200: ActionResultSerializer, **ACTION_ERRORS})
+    def post(self, request, name: str):
+        _drain_or_404(name)
+        data = _valid(EnabledInputSerializer, request)
+        changed = set_drain_enabled(name=name, enabled=data["enabled"],
+                                    actor=request.user.get_username(),
+                                    reason=data.get("reason", ""))
+        word = "enabled" if data["enabled"] else "disabled"
+        message = f"{name}: {word}" if changed else f"{name}: already {word} (no change)"
+        return _done(message, changed=changed, data={"enabled": data["enabled"]})
+
+
+class RunNowApi(_ActionApi):
+    @extend_schema(operation_id="run_now", summary="Start a run now (refused with the reason when "
+                   "disabled, backing off, already running, about to start or empty)",
+                   request=EmptyInputSerializer,
+                   responses={200: ActionResultSerializer, **ACTION_ERRORS})
+    def post(self, request, name: str):
+        _drain_or_404(name)
+        _valid(EmptyInputSerializer, request)
+        try:
+            done = operator.run_now(name=name, actor=request.user.get_username())
+        except operator.Refused as exc:
+            raise Conflict(str(exc)) from None
+        return _done(done.message, data=done.data)
+
+
+class RetryNowApi(_ActionApi):
+    @extend_schema(operation_id="retry_now", summary="Clear the backoff in force now; the next "
+                   "run probes the quota with one call first",
+                   request=EmptyInputSerializer,
+                   responses={200: ActionResultSerializer, **ACTION_ERRORS})
+    def post(self, request, name: str):
+        _drain_or_404(name)
+        _valid(EmptyInputSerializer, request)
+        try:
+            done = operator.retry_now(name=name, actor=request.user.get_username())
+        except operator.Refused as exc:
+            raise Conflict(str(exc)) from None
+        return _done(done.message, data=done.data)
+
+
+class StopRunApi(_ActionApi):
+    @extend_schema(operation_id="stop_run", summary="Stop a running run: SIGTERM on this host, "
+                   "its lock session ended (the fence) on another",
+                   request=EmptyInputSerializer,
+                   responses={200: ActionResultSerializer, **ACTION_ERRORS})
+    def post(self, request, run_id: int):
+        _valid(EmptyInputSerializer, request)
+        try:
+            done = operator.stop_run(run_id=run_id, actor=request.user.get_username())
+        except LookupError as exc:
+            raise NotFound(str(exc)) from None
+        except operator.Refused as exc:
+            raise Conflict(str(exc)) from None
+        return _done(done.message, data=done.data)

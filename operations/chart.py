@@ -13,7 +13,8 @@ import math
 from datetime import datetime, timedelta
 from html import escape
 
-from operations.projection import Projection, axis_time, local
+from drains.clock import axis_time, local
+from operations.projection import Projection
 
 FONT = 'font-family="sans-serif" font-size="10"'
 

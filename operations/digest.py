@@ -17,13 +17,15 @@ from django.core.mail import EmailMessage
 from django.utils import timezone
 
 from drains import registry, rules
+from drains.clock import format_local
+from drains.failures import reason_line
 from drains.models import DrainEvent, DrainRun, EventKind, RunStatus
 from drains.quota import policy
 from drains.quota.kinds import describe_kind
 from drains.schedule import scheduled_jobs
 from drains.selectors import digest as reads
 from drains.selectors.usage import QuotaWeekUsage, usage_by_week
-from drains.zone import format_local
+from drains.wording import plural
 from operations.selectors import usage_text
 
 WINDOW = timedelta(hours=24)
@@ -82,13 +84,12 @@ class Digest:
 
 
 def _failure(run: DrainRun, name: str) -> Failure:
-    first_line = (run.error or "").strip().splitlines()
     return Failure(
         name=name,
         run_id=run.pk,
         status=run.status,
         at=run.finished_at or run.started_at,
-        error=first_line[0][:200] if first_line else "(no error recorded)",
+        error=reason_line(error=run.error, error_kind=run.error_kind) or "(no error recorded)",
     )
 
 
@@ -157,7 +158,7 @@ def build_digest(*, now: datetime | None = None) -> Digest:
 
 
 def _local(moment: datetime) -> str:
-    return format_local(moment, "%a %d %b %H:%M")
+    return format_local(moment)
 
 
 def render_digest(digest: Digest) -> tuple[str, str]:
@@ -177,7 +178,8 @@ def render_digest(digest: Digest) -> tuple[str, str]:
     for d in digest.drains:
         out.append(f"Drain {d.name}")
         out.append(
-            f"  items done:         {d.items_done} ({d.runs} runs, {d.items_failed} items failed)"
+            f"  items done:         {d.items_done} ({plural(d.runs, 'run')}, "
+            f"{plural(d.items_failed, 'item')} failed)"
         )
         if d.halachot is not None:
             out.append(f"  halachot extracted: {d.halachot}")
@@ -212,13 +214,14 @@ def render_digest(digest: Digest) -> tuple[str, str]:
             f"  tokens: {u.input_tokens} input, {u.output_tokens} output, "
             f"{u.cache_creation_input_tokens} cache creation, {u.cache_read_input_tokens} cache read"
         )
-        out.append(f"  calls: {u.calls} ({u.refused_calls} refused), {u.runs} runs")
+        out.append(f"  calls: {u.calls} ({u.refused_calls} refused), {plural(u.runs, 'run')}")
         out.append("")
     if digest.jobs:
         out.append("Other jobs")
         for j in digest.jobs:
             out.append(
-                f"  {j.name}: {j.runs} runs, {j.succeeded} succeeded, {len(j.failures)} failed"
+                f"  {j.name}: {plural(j.runs, 'run')}, {j.succeeded} succeeded, "
+                f"{len(j.failures)} failed"
             )
             out.extend(_failure_lines(j.failures))
         out.append("")

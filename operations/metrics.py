@@ -107,6 +107,10 @@ class SnapshotCollector:
                      labels=["drain", "status"])
         state = gauge("drains_service_state", "1 for the service's current state.",
                       labels=["drain", "state"])
+        failed = gauge("drains_last_run_error_info",
+                       "1 when the newest finished run failed: its id, the kind of failure and "
+                       "its one-line reason (absent when it did not fail).",
+                       labels=["drain", "run", "kind", "reason"])
         for s in services:
             name, run = s["name"], s["current_run"]
             active.add_metric([name], 1 if run else 0)
@@ -115,8 +119,11 @@ class SnapshotCollector:
             if s["last_run"] is not None:
                 finished = s["last_run"]["finished_at"] or s["last_run"]["started_at"]
                 last.add_metric([name, s["last_run"]["status"]], _ts(finished))
+                if s["last_run"]["error"] and s["last_run"]["status"] in selectors.FAILED_STATUSES:
+                    r = s["last_run"]
+                    failed.add_metric([name, str(r["id"]), r["error_kind"], r["error"]], 1)
             state.add_metric([name, s["state"]], 1)
-        yield from (active, age, last, state)
+        yield from (active, age, last, state, failed)
 
         # This quota week's spending per quota key (the snapshot's ``usage``). Gauges, not
         # counters: each resets when the week turns at the Saturday 18:00 boundary.

@@ -5,6 +5,15 @@ from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
+VIEW_PERMISSION = "drains.view_draincontrol"
+CHANGE_PERMISSION = "drains.change_draincontrol"
+
+
+def lacks_change_permission(action: str) -> str:
+    """Why a view-only user's button for ``action`` is disabled: the permission it needs."""
+    return (f"{action} needs the permission {CHANGE_PERMISSION} (\"Can change drain control\"); "
+            "you can only view. An administrator grants it in the admin.")
+
 
 class CanViewDrains(BasePermission):
     """Reading the snapshot needs drains.view_draincontrol."""

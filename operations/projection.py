@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from drains.bursts import upcoming_week_boundary
+from drains.clock import short_time
 from drains.models import RunStatus
-from drains.zone import local
+from drains.wording import per_hour
 
 # A session limit resets within five hours: the runs read for the rate reach back this far
 # beyond the window, so a backoff inside the window still leaves a window's work to measure.
@@ -36,15 +37,9 @@ class Projection:
     text: str
 
 
-def short_time(moment: datetime) -> str:
-    """``Thu 14:20`` in the operator zone: the way operators read times on the page."""
-    return local(moment).strftime("%a %H:%M")
-
-
-def axis_time(moment: datetime) -> str:
-    """``28 Nov 17:51``: the chart can span more than a week, so the weekday alone is ambiguous."""
-    at = local(moment)
-    return f"{at.day} {at:%b %H:%M}"
+def rate_text(p: Projection) -> str:
+    """The measured rate for people: ``38 per hour`` (rounded), never ``1588809.68 per hour``."""
+    return f"{per_hour(p.rate_per_hour)}, measured"
 
 
 def span(delta: timedelta) -> str:

@@ -17,9 +17,11 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 
-from drains import bursts, registry, rules, schedule
+from drains import bursts, failures, registry, rules, schedule
+from drains.clock import format_local, short_time
 from drains.locks import drain_lock_holders
 from drains.models import DrainControl, DrainEvent, DrainRun, RunStatus
 from drains.quota import policy
@@ -27,7 +29,6 @@ from drains.quota.kinds import describe_kind
 from drains.selectors import snapshot as reads
 from drains.selectors.snapshot import HISTORY_HOURS, NOTES_PER_SERVICE, TIMELINE_LENGTH
 from drains.selectors.usage import QuotaWeekUsage, usage_by_week
-from drains.zone import format_local
 from operations import projection as proj
 
 __all__ = [
@@ -116,6 +117,7 @@ def _run(run: DrainRun | None, now: datetime) -> dict | None:
         progress = round(min(1.0, run.items_done / run.backlog_at_start), 4)
     return {
         "id": run.pk,
+        "url": reverse("operations:run", args=[run.pk]),
         "status": run.status,
         "trigger": run.trigger,
         "mode": run.mode,
@@ -133,7 +135,8 @@ def _run(run: DrainRun | None, now: datetime) -> dict | None:
         "backlog_at_start": run.backlog_at_start,
         "progress": progress,
         "deadline": run.deadline,
-        "error": run.error,
+        "error": failures.reason_line(error=run.error),
+        "error_kind": run.error_kind,
         "models": _models(run.model_usage),
     }
 
@@ -186,8 +189,8 @@ def _running_state(run: DrainRun, hung_after: timedelta, now: datetime,
 
 
 def _failed_reason(run: DrainRun) -> str:
-    error = _first_line(run.error)
-    when = proj.short_time(run.finished_at or run.started_at)
+    error = failures.reason_line(error=run.error, error_kind=run.error_kind)
+    when = short_time(run.finished_at or run.started_at)
     return f"last run {run.pk} {run.status} at {when}" + (f": {error}" if error else "")
 
 
@@ -207,7 +210,7 @@ def _drain_state(*, control, burst, current, last, backlog, next_fire, holder,
         reason = _first_line(control.backoff_reason) or "rate limited"
         which = describe_kind(control.backoff_kind, control.backoff_model)
         return State.BACKING_OFF, (
-            f"backing off until {proj.short_time(control.backoff_until)}"
+            f"backing off until {short_time(control.backoff_until)}"
             f"{' (' + which + ')' if which else ''}: {reason}"
         )
     if last is not None and last.status in FAILED_STATUSES:
@@ -216,11 +219,11 @@ def _drain_state(*, control, burst, current, last, backlog, next_fire, holder,
         return State.IDLE, "backlog empty"
     if burst.active:
         return State.IDLE, (
-            f"burst until {proj.short_time(burst.burst_until)}: {backlog['pending']} pending, "
+            f"burst until {short_time(burst.burst_until)}: {backlog['pending']} pending, "
             "waiting for the supervisor to start a run"
         )
     if next_fire is not None:
-        return State.IDLE, f"{backlog['pending']} pending; next run {proj.short_time(next_fire)}"
+        return State.IDLE, f"{backlog['pending']} pending; next run {short_time(next_fire)}"
     return State.IDLE, f"{backlog['pending']} pending; not scheduled: only a burst starts it"
 
 
@@ -229,10 +232,10 @@ def _job_state(*, current, last, next_fire, now) -> tuple[str, str]:
         return _running_state(current, _hung_after(None), now, current.backend_alive)
     if last is not None and last.status in FAILED_STATUSES:
         return State.FAILING, _failed_reason(last)
-    after = f"; next {proj.short_time(next_fire)}" if next_fire else ""
+    after = f"; next {short_time(next_fire)}" if next_fire else ""
     if last is None:
         return State.IDLE, f"never run{after}"
-    when = proj.short_time(last.finished_at or last.started_at)
+    when = short_time(last.finished_at or last.started_at)
     return State.IDLE, f"last run {last.status} at {when}{after}"
 
 
@@ -303,6 +306,7 @@ def _drain_entry(entry: dict, name: str, *, now, control, burst, current, last, 
             "deadline": p.deadline,
             "deadline_kind": p.deadline_kind,
             "rate_per_hour": p.rate_per_hour,
+            "rate_text": proj.rate_text(p),
             "finish_at": p.finish_at,
             "fraction_by_deadline": p.fraction_by_deadline,
             "on_time": p.on_time,

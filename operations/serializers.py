@@ -15,6 +15,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from drains.failures import ErrorKind
 from drains.models import RunMode, RunStatus, Trigger
 from drains.quota.kinds import LimitKind
 from operations.selectors import State
@@ -84,7 +85,14 @@ class RunSerializer(serializers.Serializer):
     backlog_at_start = serializers.IntegerField(allow_null=True)
     progress = serializers.FloatField(allow_null=True, help_text="items_done / backlog_at_start")
     deadline = serializers.DateTimeField(allow_null=True)
-    error = serializers.CharField(allow_blank=True)
+    url = serializers.CharField(help_text="The run's page (/operations/runs/<id>).")
+    error = serializers.CharField(
+        allow_blank=True, help_text="Why the run failed, one line (the exception's own message)."
+    )
+    error_kind = serializers.ChoiceField(
+        choices=ErrorKind.choices, allow_blank=True,
+        help_text="configuration, extractor, database, input or internal; empty when none.",
+    )
     models = serializers.ListField(
         child=serializers.CharField(), help_text="Models the run's calls used, most calls first."
     )
@@ -123,6 +131,10 @@ class ProjectionSerializer(serializers.Serializer):
         help_text="Items per hour from now on, measured over the last "
         "DRAINS_PROJECTION_WINDOW_MINUTES of counted time with backoffs left out; in a burst, "
         "working time only, scaled to the concurrency the drain runs at."
+    )
+    rate_text = serializers.CharField(
+        help_text="The rate rounded for people (\"38 per hour\", \"1.6 M per hour\"), or "
+        "\"no measured rate yet\"."
     )
     finish_at = serializers.DateTimeField(allow_null=True)
     fraction_by_deadline = serializers.FloatField(allow_null=True)
@@ -163,7 +175,11 @@ class BurstResultSerializer(ServiceSerializer):
 
     notice = serializers.CharField(
         allow_blank=True,
-        help_text="Empty, or e.g. \"burst on, but the drain is disabled: nothing will run\".",
+        help_text="Empty, or e.g. \"burst on, but the drain is disabled: nothing will run\", "
+        "or \"no burst to stop\".",
+    )
+    changed = serializers.BooleanField(
+        help_text="False when the request changed nothing (off while no burst is on): no event."
     )
 
 
@@ -239,3 +255,92 @@ def as_json(value):
     if isinstance(value, list | tuple):
         return [as_json(item) for item in value]
     return value
+
+
+# --- the operator's actions (drains/operator.py, drains/controls.py, drains/retries.py) ---------
+
+REASON_MAX_CHARS = 500  # an enable/disable reason: the event's message carries it whole
+
+
+class _NoUnknownFields(serializers.Serializer):
+    def validate(self, attrs):
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {"body": [f"Unknown field(s): {', '.join(unknown)}. Allowed: "
+                          f"{', '.join(self.fields)}."]})
+        return attrs
+
+
+class EnabledInputSerializer(_NoUnknownFields):
+    enabled = StrictBooleanField(help_text="true to enable the drain, false to disable it.")
+    reason = StrictStringField(required=False, allow_blank=True, max_length=REASON_MAX_CHARS,
+                               help_text="Why, for the timeline (at most 500 characters).")
+
+
+class RetryFailedInputSerializer(_NoUnknownFields):
+    items = serializers.ListField(
+        child=StrictStringField(max_length=64), required=False, allow_empty=False,
+        max_length=1000,
+        help_text="The failed items' keys to retry; omit it to retry every failed item.")
+
+
+class EmptyInputSerializer(_NoUnknownFields):
+    """No fields: the path says everything."""
+
+
+class ActionResultSerializer(serializers.Serializer):
+    message = serializers.CharField(help_text="What was done, in one line (also the event's).")
+    changed = serializers.BooleanField(help_text="False: nothing changed, no event written.")
+    data = serializers.DictField(help_text="Details: the pid started, the items retried, …")
+
+
+class RunDetailSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.CharField(help_text="The run's page.")
+    drain = serializers.CharField()
+    status = serializers.ChoiceField(choices=RunStatus.choices)
+    trigger = serializers.ChoiceField(choices=Trigger.choices)
+    mode = serializers.ChoiceField(choices=RunMode.choices)
+    host = serializers.CharField()
+    pid = serializers.IntegerField()
+    backend_pid = serializers.IntegerField(allow_null=True)
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    last_checkpoint_at = serializers.DateTimeField(allow_null=True)
+    duration_seconds = serializers.FloatField()
+    deadline = serializers.DateTimeField(allow_null=True)
+    backlog_at_start = serializers.IntegerField(allow_null=True)
+    items_done = serializers.IntegerField()
+    items_failed = serializers.IntegerField()
+    concurrency = serializers.IntegerField()
+    stop_reason = serializers.CharField(allow_blank=True)
+    error = serializers.CharField(allow_blank=True)
+    error_kind = serializers.CharField(allow_blank=True)
+    reason = serializers.CharField(allow_blank=True, help_text="The error as every surface shows it.")
+    traceback = serializers.CharField(allow_null=True, help_text="Staff only (null otherwise).")
+    usage = serializers.DictField()
+    events = EventSerializer(many=True)
+    failed_items = serializers.ListField(child=serializers.DictField())
+    staged = serializers.ListField(child=serializers.DictField())
+    log = serializers.DictField(help_text="path, lines (the end of the file), why (when none).")
+    running = serializers.BooleanField()
+    why_not_stop = serializers.CharField(allow_blank=True)
+
+
+class FailedItemSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    label = serializers.CharField()
+    attempts = serializers.IntegerField()
+    error = serializers.CharField(allow_blank=True, help_text="The last error, one line.")
+    at = serializers.DateTimeField(help_text="When it failed for good.")
+
+
+class FailedDrainSerializer(serializers.Serializer):
+    drain = serializers.CharField()
+    count = serializers.IntegerField(help_text="Failed items in all (the list holds at most 200).")
+    items = FailedItemSerializer(many=True)
+
+
+class FailedListSerializer(serializers.Serializer):
+    drains = FailedDrainSerializer(many=True)

@@ -7,21 +7,28 @@ writes: there is no second control path beside the API and the burst service.
 
 from __future__ import annotations
 
+import json
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from drains import registry
-from drains.bursts import MSG_DISABLED_BURST, upcoming_week_boundary
+from drains import operator, registry
+from drains.bursts import MSG_DISABLED_BURST, MSG_NO_BURST, upcoming_week_boundary
+from drains.clock import zone_abbreviations
+from drains.models import DrainRun
+from operations import runs as run_reads
 from operations import selectors
 from operations.chart import burndown_svg
 from operations.errors import error_body
+from operations.permissions import CHANGE_PERMISSION, lacks_change_permission
 from operations.serializers import as_json
 
 VIEW_PERMISSION = "drains.view_draincontrol"
@@ -51,6 +58,12 @@ page_access = [staff_member_required, require_view_permission]
 class OperationsPage(View):
     def get(self, request):
         snapshot = selectors.snapshot()
+        can_change = request.user.has_perm(CHANGE_PERMISSION)
+        for s in snapshot["services"]:
+            if s["kind"] == "drain":
+                # What the buttons may do now, and why not (the disabled button says it).
+                s["why_not_run_now"] = operator.why_not_run_now(s["name"]) or ""
+                s["failed_url"] = f"{reverse('operations:failed')}?drain={s['name']}"
         return render(
             request,
             "operations/page.html",
@@ -58,7 +71,15 @@ class OperationsPage(View):
                 "snapshot": snapshot,
                 # The same JSON the API answers, for the script's first render.
                 "snapshot_data": as_json(snapshot),
-                "can_change": request.user.has_perm("drains.change_draincontrol"),
+                "can_change": can_change,
+                "why_not": {
+                    "burst": lacks_change_permission("Starting or stopping a burst"),
+                    "action": lacks_change_permission("This action"),
+                },
+                "no_burst_to_stop": MSG_NO_BURST,
+                "operator_zone": settings.DRAINS_OPERATOR_TZ,
+                # The page's script names the zone as Python does (IST/IDT, not "GMT+2").
+                "zone_abbreviations": json.dumps(zone_abbreviations()),
                 "disabled_burst_notice": MSG_DISABLED_BURST,
                 # The picker's 24-hour clock: the page and the picker read times the same way.
                 "hours": [f"{h:02d}" for h in range(24)],
@@ -85,3 +106,41 @@ class BurndownChart(View):
         response = HttpResponse(svg, content_type="image/svg+xml")
         response["Cache-Control"] = "no-store"
         return response
+
+
+def _action_context(request) -> dict:
+    can_change = request.user.has_perm(CHANGE_PERMISSION)
+    return {
+        "can_change": can_change,
+        "why_not_change": "" if can_change else lacks_change_permission("This action"),
+        "operator_zone": settings.DRAINS_OPERATOR_TZ,
+    }
+
+
+@method_decorator(page_access, name="dispatch")
+@method_decorator(ensure_csrf_cookie, name="dispatch")
+class RunPage(View):
+    """One run: everything its row holds, its error (the traceback: staff, which every user of
+    the page is), events, items and the end of its log; Stop while it runs."""
+
+    def get(self, request, run_id: int):
+        try:
+            run = run_reads.run_detail(run_id, staff=request.user.is_staff)
+        except DrainRun.DoesNotExist:
+            raise Http404(f"No run {run_id}.") from None
+        return render(request, "operations/run.html", {"run": run, **_action_context(request)})
+
+
+@method_decorator(page_access, name="dispatch")
+@method_decorator(ensure_csrf_cookie, name="dispatch")
+class FailedPage(View):
+    """The items each drain failed for good, with attempts, last error and when; retry one or
+    all (through the API, as the buttons of the main page)."""
+
+    def get(self, request):
+        drain = request.GET.get("drain") or None
+        if drain is not None and drain not in registry.names():
+            raise Http404(f"No drain {drain!r}.")
+        return render(request, "operations/failed.html",
+                      {"failed": run_reads.failed_items(drain=drain), "only": drain,
+                       **_action_context(request)})

@@ -27,13 +27,13 @@ from django.utils import timezone
 
 from drains import registry
 from drains.bursts import end_burst_early
+from drains.clock import format_local
 from drains.controls import set_drain_enabled
 from drains.events import record_event
 from drains.models import DrainControl, EventKind
 from drains.quota import policy
 from drains.quota.kinds import Kind, describe_kind
 from drains.quota.notes import weekly_limit_message
-from drains.zone import format_local
 
 logger = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from drains.clock import format_local
 from drains.events import record_event
 from drains.models import DrainControl, DrainRun, EventKind
 from drains.quota import policy
@@ -83,7 +84,7 @@ def record_backoff(
                 run=run if name == drain else None,
                 actor=actor,
                 kind=EventKind.BACKOFF,
-                message=f"{described}: rate limited until {reset_at.isoformat()}{shared}: "
+                message=f"{described}: rate limited until {format_local(reset_at)}{shared}: "
                 f"{reason}"[:2000],
                 data={
                     "until": reset_at.isoformat(),
@@ -176,7 +177,7 @@ def record_probe(
     if ok:
         message = f"probe after reset: ok (quota {quota_key!r} answers again)"
     else:
-        when = until.isoformat() if until else "an unknown reset"
+        when = format_local(until) if until else "an unknown reset"
         message = f"probe refused: backing off until {when}"
     record_event(
         drain=drain,

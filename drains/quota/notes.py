@@ -1,21 +1,12 @@
-"""What is said to an operator about a limit: the texts of the notes, in the operator's zone."""
+"""What is said to an operator about a limit: the texts of the notes, in the operator's zone
+(drains/clock.py formats every time)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.utils import timezone
-
+from drains.clock import short_time
 from drains.quota.kinds import Kind, LimitKind
-from drains.zone import local
-
-
-def short_time(moment: datetime) -> str:
-    """``Mon 09:00`` in the operator zone; with the date when it is more than 6 days away."""
-    at = local(moment)
-    if moment - timezone.now() > timedelta(days=6):
-        return f"{at:%a %d %b %H:%M}"
-    return f"{at:%a %H:%M}"
 
 
 def weekly_limit_message(*, kind: Kind, reset_at: datetime, burst_until: datetime) -> str:

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.utils import timezone
 
+from drains.clock import operator_tz
 from drains.quota.kinds import (
     Kind,
     LimitKind,
@@ -31,7 +32,6 @@ from drains.quota.kinds import (
     lower_headers,
 )
 from drains.quota.signals import QuotaSignal
-from drains.zone import operator_tz
 
 MAX_TRUSTED_AHEAD = timedelta(days=32)
 EPOCH_MS_THRESHOLD = 10**11  # an epoch above this is in milliseconds

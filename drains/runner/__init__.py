@@ -37,7 +37,7 @@ retries), ``probe`` (``ProbeClaim``, the probe after a reset), ``command`` (``Dr
 base of every ``manage.py drain_<name>``).
 """
 
-from drains.runner.plugin import Drain, ItemFailed, Processed
+from drains.runner.plugin import Drain, FailedItem, ItemFailed, Processed
 from drains.runner.run import ALREADY_RUNNING, SKIPPED, DrainRunFailed, RunResult, run_drain
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "SKIPPED",
     "Drain",
     "DrainRunFailed",
+    "FailedItem",
     "ItemFailed",
     "Processed",
     "RunResult",

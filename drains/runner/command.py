@@ -8,6 +8,7 @@ import sys
 from django.core.management.base import CommandError
 
 from drains import validate
+from drains.models import Trigger
 from drains.runner.run import DrainRunFailed, run_drain
 from drains.trigger import add_trigger_argument
 
@@ -24,7 +25,8 @@ class DrainCommand(validate.CheckedCommand):
     drain_name = ""
 
     def add_arguments(self, parser):
-        add_trigger_argument(parser)
+        # From a shell it is an operator's run; cron lines and the supervisor say who they are.
+        add_trigger_argument(parser, default=Trigger.MANUAL)
         parser.add_argument(
             "--max-items",
             type=validate.whole_number(1, MAX_ITEMS),

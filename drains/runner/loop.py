@@ -276,6 +276,7 @@ class WorkLoop:
     def _note_item_failure(self, outcome: ItemOutcome) -> None:
         state = self.state
         exc = outcome.error
+        state.last_item_error = (outcome.key, exc)
         logger.warning("%s: item %s failed: %s", state.name, outcome.key, exc)
         raw = getattr(exc, "raw", None)
         if raw is not None:

@@ -27,6 +27,17 @@ class ItemFailed(Exception):
         self.raw = raw
         self.usage = usage or {}
 
+@dataclass(frozen=True)
+class FailedItem:
+    """An item failed for good: its key, a label for people, attempts, last error and when."""
+
+    key: str
+    label: str
+    attempts: int
+    error: str
+    at: Any
+
+
 @dataclass
 class Processed:
     """What ``Drain.process`` returns: a JSON-able payload to stage, and the call's usage."""
@@ -48,6 +59,8 @@ class Drain:
 
     name: ClassVar[str] = ""
     command: ClassVar[str] = ""  # the management command that runs it; default drain_<name>
+    # What ``produced_between`` counts, singular and plural, for a run's last line.
+    product_names: ClassVar[tuple[str, str]] = ("row", "rows")
 
     def __init__(self):
         self._extractor = None
@@ -123,3 +136,24 @@ class Drain:
     def mark_failed(cls, item_key: str, error: str, *, max_attempts: int) -> None:
         """Count a failed attempt; after ``max_attempts`` the item is failed for good."""
         raise NotImplementedError(f"{cls.__name__}.mark_failed()")
+
+    # --- failed items (optional: the operations page lists them and retries them) ------------
+    @classmethod
+    def failed_items(cls, *, limit: int) -> list[FailedItem]:
+        """Items failed for good, most recent first (at most ``limit``)."""
+        return []
+
+    @classmethod
+    def failed_count(cls) -> int:
+        return 0
+
+    @classmethod
+    def retry_failed(cls, item_keys: list[str] | None) -> list[str]:
+        """Put failed items (``None``: all) back in the backlog with their attempts reset;
+        returns the keys that moved. Only drains/retries.py calls it (it audits the change)."""
+        return []
+
+    @classmethod
+    def oldest_pending_at(cls):
+        """When the oldest pending item arrived (None: unknown or nothing pending)."""
+        return None

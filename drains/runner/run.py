@@ -14,10 +14,13 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connections
+from django.utils import timezone
 
 from drains import registry, selectors
 from drains.bursts import ensure_control, get_drain_burst
+from drains.clock import format_local
 from drains.events import record_event
+from drains.failures import ErrorKind, describe_failure, one_line
 from drains.locks import DrainLock, LockLost
 from drains.models import EventKind, RunMode, RunStatus, StopReason, Trigger
 from drains.progress import Progress, format_duration
@@ -29,13 +32,13 @@ from drains.runner.probe import ProbeClaim
 from drains.runner.state import RunState
 from drains.runs import (
     PromotionReport,
-    error_text,
     finish_run,
     mark_dead_runs,
     promote_leftovers,
     start_run,
 )
 from drains.schema import ensure_schema
+from drains.wording import plural
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +220,7 @@ class _Runner:
         return self._skip(
             StopReason.BACKOFF,
             f"{state.name}: quota {state.quota_key!r} backs off until "
-            f"{backoff.until.isoformat()}{source}; no extractor call.",
+            f"{format_local(backoff.until)}{source}; no extractor call.",
             until=backoff.until.isoformat(),
         )
 
@@ -250,7 +253,9 @@ class _Runner:
             deadline=state.deadline,
             stream=state.progress_stream,
             tty=state.tty,
+            manual=state.trigger == Trigger.MANUAL,
         )
+        state.shown.start(run_id=state.row.pk, backlog=backlog)
         logger.info(
             "%s: run %s started (%s mode, %s, backlog %d%s)",
             state.name,
@@ -258,7 +263,7 @@ class _Runner:
             state.mode,
             state.trigger,
             backlog,
-            f", deadline {state.deadline.isoformat()}" if state.deadline else "",
+            f", deadline {format_local(state.deadline)}" if state.deadline else "",
         )
 
     def _skip(self, reason: str, message: str, **data) -> RunResult:
@@ -285,7 +290,7 @@ class _Runner:
             record_event(
                 drain=state.name,
                 kind=EventKind.LEFTOVERS_PROMOTED,
-                message=f"promoted {report.promoted} staged result(s) left by an earlier run"
+                message=f"promoted {plural(report.promoted, 'staged result')} left by an earlier run"
                 + (f"; {report.already_done} were already done" if report.already_done else ""),
                 actor=state.actor,
                 data={"promoted": report.promoted, "already_done": report.already_done},
@@ -315,13 +320,19 @@ class _Runner:
             reason = StopReason.LOCK_LOST if isinstance(state.error, LockLost) else StopReason.ERROR
         elif state.rate_limit is not None:
             reason = StopReason.RATE_LIMITED
-        status: str = REASON_STATUS[reason]
-        error = ""
+        status = REASON_STATUS[reason]
+        failure: dict[str, str] = {}
         if state.error is not None:
-            error = error_text(state.error)
+            failure = describe_failure(state.error).fields()
         elif state.rate_limit is not None:
-            error = f"rate limited until {state.rate_limit.reset_at.isoformat()}: {state.rate_limit.message}"
-        if not finish_run(run=state.row, status=status, stop_reason=reason, error=error):
+            failure = {"error": one_line(
+                f"rate limited until {format_local(state.rate_limit.reset_at)}: "
+                f"{state.rate_limit.message}")}
+        elif state.failed and not state.done and status == RunStatus.SUCCEEDED:
+            # Not one item went through: the run did not succeed at anything.
+            status = RunStatus.FAILED
+            failure = self._every_item_failed()
+        if not finish_run(run=state.row, status=status, stop_reason=reason, **failure):
             # The supervisor already ended this run (hung/crashed): report what the row says.
             state.row.refresh_from_db(fields=["status", "stop_reason"])
             status = state.row.status
@@ -330,11 +341,10 @@ class _Runner:
         message = (
             f"{state.name}: run {state.row.pk} {status} ({reason}): {state.done} done, "
             f"{state.failed} failed in {format_duration(elapsed)}{self.pacing.summary()}"
+            f"{self._outcome_summary()}"
         )
         if status == RunStatus.FAILED:
-            raise DrainRunFailed(
-                f"{message}. {type(state.error).__name__}: {state.error}", state.row.pk
-            )
+            raise DrainRunFailed(f"{message}. {state.row.error}", state.row.pk)
         logger.debug(message)
         return RunResult(
             drain=state.name,
@@ -346,6 +356,34 @@ class _Runner:
             failed=state.failed,
             elapsed=elapsed,
         )
+
+    def _outcome_summary(self) -> str:
+        """What the run produced and what is left: ``; 12 halachot found, 5 left in the backlog``."""
+        parts = []
+        try:
+            produced = self.state.drain.produced_between(self.state.row.started_at, timezone.now())
+            if produced is not None:
+                singular, plural_ = self.state.drain.product_names
+                parts.append(f"{produced} {singular if produced == 1 else plural_} found")
+            parts.append(f"{self.state.drain.pending_count()} left in the backlog")
+        except DatabaseError as exc:  # the run is recorded; only the summary is missing
+            logger.warning("%s: could not count what the run produced: %s", self.state.name, exc)
+            return ""
+        return "; " + ", ".join(parts)
+
+    def _every_item_failed(self) -> dict[str, str]:
+        """The failure of a run whose every item failed: the count and the last item's error."""
+        items = f"{self.state.failed} item{'s' if self.state.failed != 1 else ''}"
+        if self.state.last_item_error is None:
+            return {"error": f"every item failed ({items})", "error_kind": ErrorKind.EXTRACTOR}
+        key, exc = self.state.last_item_error
+        described = describe_failure(exc)
+        kind = described.error_kind
+        return {
+            "error": one_line(f"every item failed ({items}); the last, {key}: {exc}"),
+            "error_kind": ErrorKind.EXTRACTOR if kind == ErrorKind.INTERNAL else kind,
+            "error_traceback": described.error_traceback,
+        }
 
     def _fail(self, exc: BaseException) -> None:
         """Record the failure on the run (creating one if it had not started yet)."""
@@ -369,7 +407,8 @@ class _Runner:
                 except DatabaseError as db_exc:
                     logger.error("%s: final checkpoint failed: %s", state.name, db_exc)
                     connections["default"].close()
-            finish_run(run=state.run_row, status=status, stop_reason=reason, error=error_text(exc))
+            finish_run(run=state.run_row, status=status, stop_reason=reason,
+                       **describe_failure(exc).fields())
         except DatabaseError as db_exc:
             # The database itself is the problem: the failure goes to the log and the exit
             # status; the supervisor sees the run's lock gone and marks it crashed.

@@ -82,6 +82,7 @@ class RunState:
     stop_reason: str | None = None
     halted: bool = False  # a hard stop: no further call starts, even for queued items
     error: BaseException | None = None
+    last_item_error: tuple[str, BaseException] | None = None  # (item key, its error)
     rate_limit: RateLimited | None = None
     # a probe after a reset: the first call runs alone
     probing: bool = False

@@ -75,7 +75,8 @@ def probe_evidence(*, drain: str, quota_key: str) -> ProbeEvidence:
         peers.update(DrainControl.objects.filter(quota_key=quota_key).values_list("name", flat=True))
     names = sorted(peers)
     last_backoff = (
-        DrainEvent.objects.filter(drain__in=names, kind=EventKind.BACKOFF)
+        # An operator's "retry now" ends the backoff early: its event is the latest reset.
+        DrainEvent.objects.filter(drain__in=names, kind__in=[EventKind.BACKOFF, EventKind.RETRY_NOW])
         .order_by("-at", "-id")
         .values_list("data", flat=True)
         .first()

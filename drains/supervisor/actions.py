@@ -131,16 +131,24 @@ def start_if_backlog(name: str) -> str | None:
     pending = drain_cls.pending_count()
     if not pending:
         raise NotStarted("burst active but not starting: the backlog is empty")
-    command = drain_cls.command_name()
+    pid, log_path = spawn_drain(name, trigger=Trigger.SUPERVISOR)
+    return f"started {drain_cls.command_name()} (pid {pid}, backlog {pending}), output to {log_path}"
+
+
+def spawn_drain(name: str, *, trigger: Trigger) -> tuple[int, str]:
+    """Start ``manage.py drain_<name> --trigger <trigger>`` detached (its own session, output
+    appended to ``DRAINS_LOG_DIR/<name>-<trigger>.log``); returns (pid, log path). The one start
+    path: the supervisor's burst start and an operator's "run now" (drains/operator.py)."""
+    command = registry.get(name).command_name()
     log_dir = settings.DRAINS_LOG_DIR
     os.makedirs(log_dir, exist_ok=True)
-    log_path = os.path.join(log_dir, f"{name}-supervisor.log")
+    log_path = os.path.join(log_dir, f"{name}-{trigger}.log")
     manage_py = settings.BASE_DIR / "manage.py"
     # posix_spawn, not Popen: nothing in this process waits for (or tracks) the child; it runs
     # in its own session so the end of the supervisor (or of cron's job) never reaches it.
     pid = os.posix_spawn(
         sys.executable,
-        [sys.executable, str(manage_py), command, *trigger_args(Trigger.SUPERVISOR)],
+        [sys.executable, str(manage_py), command, *trigger_args(trigger)],
         os.environ,
         file_actions=[
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -149,4 +157,4 @@ def start_if_backlog(name: str) -> str | None:
         ],
         setsid=True,
     )
-    return f"started {command} (pid {pid}, backlog {pending}), output to {log_path}"
+    return pid, log_path

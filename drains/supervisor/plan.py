@@ -13,6 +13,7 @@ from datetime import datetime
 from django.conf import settings
 
 from drains import rules
+from drains.clock import format_local
 from drains.models import DrainRun, EventKind, RunStatus
 from drains.quota import policy
 from drains.quota.kinds import Kind
@@ -57,7 +58,7 @@ def _expired_burst(state: DrainState, now: datetime, decisions: list[Decision]) 
         Decision(
             name,
             EventKind.CLEAR_BURST,
-            f"burst deadline {burst_until.isoformat()} has passed",
+            f"burst deadline {format_local(burst_until)} has passed",
             data={"until": burst_until.isoformat()},
             apply=lambda: actions.clear_burst(name),
         )
@@ -183,15 +184,15 @@ def _backoff(
         return Decision(
             name,
             EventKind.CLEAR_BACKOFF,
-            f"backoff until {until.isoformat()} is stale: {stale_because}",
+            f"backoff until {format_local(until)} is stale: {stale_because}",
             data={"until": until.isoformat()},
             apply=lambda: actions.clear_backoff_of(name, until),
         )
     return Decision(
         name,
         EventKind.KEEP_BACKOFF,
-        f"backoff until {until.isoformat()} is fresh (no successful checkpoint since "
-        f"it was observed{' at ' + observed.isoformat() if observed else ''})",
+        f"backoff until {format_local(until)} is fresh (no successful checkpoint since "
+        f"it was observed{' at ' + format_local(observed) if observed else ''})",
         data={"until": until.isoformat()},
     )
 
@@ -232,7 +233,7 @@ def _start_or_hold(
         )
         if blocking:
             source = "" if blocking["name"] == name else f" (observed by {blocking['name']})"
-            why_not = f"backoff in force until {blocking['backoff_until'].isoformat()}{source}"
+            why_not = f"backoff in force until {format_local(blocking['backoff_until'])}{source}"
         elif still_live:
             run = still_live[0]
             why_not = f"run {run.pk} is live (pid {run.pid} on {run.host})"
@@ -241,7 +242,7 @@ def _start_or_hold(
     return Decision(
         name,
         EventKind.START,
-        f"burst active until {burst_until.isoformat()}, enabled, no backoff, no live run",
+        f"burst active until {format_local(burst_until)}, enabled, no backoff, no live run",
         data={"until": burst_until.isoformat()},
         apply=lambda: actions.start_if_backlog(name),
     )

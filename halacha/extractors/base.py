@@ -26,6 +26,8 @@ class ExtractionError(Exception):
     be used: malformed JSON, a reply cut off at max_tokens, an error object from the CLI.
     """
 
+    failure_kind = "extractor"  # drains/failures.py: what a failed run says it was
+
     def __init__(
         self,
         message: str,

@@ -186,6 +186,20 @@ def test_burst_off__writes_null_and_an_event():
     assert DrainControl.objects.get(name="halacha").updated_by == "bob"
 
 
+def test_burst_off__with_no_burst_on_changes_nothing_and_writes_no_event():
+    with freeze_time(il(2026, 12, 1, 12, 0)):
+        set_drain_burst(name="halacha", until=DEFAULT_DEADLINE, actor="alice")
+        set_drain_burst(name="halacha", until=None, actor="bob")
+        again = set_drain_burst(name="halacha", until=None, actor="carol")
+    assert (again.changed, again.notice, again.active) == (False, "no burst to stop", False)
+    assert list(DrainEvent.objects.values_list("kind", flat=True).order_by("id")) == [
+        "burst_on", "burst_off"]
+    assert DrainControl.objects.get(name="halacha").updated_by == "bob"
+    with freeze_time(il(2026, 12, 1, 12, 0)):
+        assert burst("halacha", "off") == "halacha: no burst to stop (no change)"
+    assert DrainEvent.objects.count() == 2
+
+
 def test_burst_past_its_deadline__is_off_everywhere_before_it_is_cleared():
     with freeze_time(il(2026, 12, 1, 12, 0)):
         set_drain_burst(name="halacha", until="2026-12-01T13:00:00+02:00", actor="ops")

@@ -114,4 +114,4 @@ def test_job_run__records_the_failure_before_reraising():
         raise ValueError("feed down")
     run.refresh_from_db()
     assert (run.status, run.stop_reason) == ("failed", "error")
-    assert "ValueError: feed down" in run.error
+    assert run.error == "ValueError: feed down" and "Traceback" in run.error_traceback

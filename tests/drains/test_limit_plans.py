@@ -399,8 +399,8 @@ def test_weekly_limit_after_the_burst_deadline__the_burst_ends_at_once_with_its_
     [ended] = events(EventKind.BURST_ENDED)
     deadline_local = deadline.astimezone(JERUSALEM)
     assert ended.message == (
-        f"weekly limit reached; it resets {reset_local:%a} 09:00, after the burst deadline "
-        f"{deadline_local:%a %H:%M}: the burst ended early"
+        f"weekly limit reached; it resets {reset_local:%a} 09:00 {reset_local:%Z}, after the burst "
+        f"deadline {deadline_local:%a %H:%M %Z}: the burst ended early"
     )
     # It is a note on the page and in the API: an operator sees why the burst stopped.
     assert EventKind.BURST_ENDED in NOTE_KINDS
@@ -433,7 +433,7 @@ def test_the_supervisor_ends_a_burst_that_a_weekly_backoff_in_force_outlasts():
         out = io.StringIO()
         call_command("supervise_drains", stdout=out)
     expected = (
-        "weekly limit of opus reached; it resets Mon 09:00, after the burst deadline Sat 18:00: "
+        "weekly limit of opus reached; it resets Mon 09:00 IST, after the burst deadline Sat 18:00 IST: "
         "the burst ended early"
     )
     assert f"halacha  end_burst  {expected}" in out.getvalue()

@@ -16,6 +16,7 @@ import pytest
 from django.utils import timezone
 from freezegun import freeze_time
 
+from drains.clock import format_local
 from drains.models import DrainControl, DrainEvent, DrainRun, EventKind
 from drains.quota import policy
 from drains.quota.backoff import clear_backoff, record_backoff
@@ -167,7 +168,7 @@ def test_refused_probe__exactly_one_call_and_the_new_backoff_written(call_log):
     (probe,) = probe_events()
     assert probe.data["outcome"] == "refused" and probe.run_id == drain_run.pk
     assert probe.message == (
-        f"probe refused: backing off until {datetime.fromtimestamp(new_reset, UTC).isoformat()}"
+        f"probe refused: backing off until {format_local(datetime.fromtimestamp(new_reset, UTC))}"
     )
 
 

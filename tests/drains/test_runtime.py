@@ -374,9 +374,12 @@ def test_item_failure__counts_attempts_then_fails_and_the_run_goes_on(
     raw = DrainEvent.objects.filter(kind="item_failed", run_id=first.run_id)
     assert raw.count() == 2 and "I cannot help with that." in raw.first().data["raw"]
 
-    drain()
-    third = drain()
-    assert (third.done, third.failed) == (0, 2)
+    # Runs in which every item failed are failed runs (and the command exits non-zero).
+    for _ in range(2):
+        with pytest.raises(DrainRunFailed, match="0 done, 2 failed"):
+            drain()
+    third = DrainRun.objects.latest("pk")
+    assert (third.status, third.items_done, third.items_failed) == ("failed", 0, 2)
     for decision in CourtDecision.objects.filter(pk__in=failing):
         assert (decision.status, decision.attempts) == ("failed", 3)
     calls_before = len(read_call_log(call_log))
@@ -651,8 +654,36 @@ def test_unexpected_error__run_failed_with_the_error_then_raised(call_log, use_e
         drain()
     run = DrainRun.objects.get()
     assert (run.status, run.stop_reason) == ("failed", "error")
-    assert "RuntimeError: backend exploded" in run.error and "Traceback" in run.error
+    # One line for every surface; the traceback apart, for the run's page.
+    assert run.error == "RuntimeError: backend exploded" and run.error_kind == "internal"
+    assert run.error_traceback.startswith("Traceback (most recent call last):")
+    assert run.error_traceback.rstrip().endswith("RuntimeError: backend exploded")
     assert len(read_call_log(call_log)) == 1  # stops at the first unexpected error
+
+
+def test_every_item_failed__the_run_is_failed_with_the_last_items_error(
+    settings, use_extractor, monkeypatch
+):
+    monkeypatch.setenv("TEST_EXTRACTOR_FAIL_MARK", "FAIL")
+    make_decisions(2, marked=frozenset({1, 2}))
+    with pytest.raises(DrainRunFailed, match="every item failed"):
+        drain()
+    run = DrainRun.objects.get()
+    assert (run.status, run.items_done, run.items_failed) == ("failed", 0, 2)
+    assert run.error_kind == "extractor"
+    assert run.error.startswith("every item failed (2 items); the last, ")
+    assert "is not JSON" in run.error and "\n" not in run.error
+
+
+def test_a_bad_extractor_setting__one_classified_line_not_a_traceback(settings):
+    settings.HALACHA_EXTRACTOR = "bogus"
+    make_decisions(1)
+    with pytest.raises(DrainRunFailed):
+        drain()
+    run = DrainRun.objects.get()
+    assert run.error_kind == "configuration"
+    assert run.error.startswith("ImproperlyConfigured: HALACHA_EXTRACTOR='bogus' is not a known")
+    assert "Traceback" in run.error_traceback and "Traceback" not in run.error
 
 
 def test_unexpected_error__before_the_run_started_is_recorded_too(use_extractor):
@@ -815,7 +846,7 @@ def test_progress__one_log_line_per_chunk_when_not_on_a_terminal(
     settings.DRAINS_CHUNK_SIZE = 10
     make_decisions(25)
     with caplog.at_level(logging.INFO, logger="drains.progress"):
-        drain()
+        drain(trigger=Trigger.CRON)
     lines = [r.getMessage() for r in caplog.records if r.name == "drains.progress"]
     assert len(lines) == 2
     assert lines[0].startswith("halacha chunk 1: 10/25 done")
@@ -846,6 +877,42 @@ def test_progress__text():
     assert text == "30/100 done 2 failed 2.0/s ETA 34s deadline in 3h00m"
     assert "failed" not in describe(done=1, failed=0, total=None, elapsed=60)
     assert Progress(drain="x", total=1, stream=io.StringIO()).tty is False
+
+
+def test_progress__a_manual_run_in_a_log_shows_its_start_first_item_and_slow_items(caplog):
+    now = [0.0]
+    progress = Progress(drain="halacha", total=4, stream=io.StringIO(), tty=False, manual=True,
+                        clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="drains.progress"):
+        for at, done in ((0, None), (1, 1), (2, 2), (9, 3), (10, 4)):
+            now[0] = float(at)
+            if done is None:
+                progress.start(run_id=7, backlog=6)
+            else:
+                # t=1: the first item; t=2: quick, no line; t=9: slow; t=10: quick
+                progress.item(done=done, failed=0)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "halacha run 7 started: 4 to do, 6 pending"
+    assert lines[1].startswith("halacha: 1/4 done") and lines[2].startswith("halacha: 3/4 done")
+    assert len(lines) == 3
+
+
+def test_progress__a_cron_run_in_a_log_stays_quiet_between_chunks(caplog):
+    progress = Progress(drain="halacha", total=4, stream=io.StringIO(), tty=False)
+    with caplog.at_level(logging.INFO, logger="drains.progress"):
+        progress.start(run_id=7, backlog=6)
+        progress.item(done=1, failed=0)
+    assert caplog.records == []
+
+
+def test_drain_command__last_line_gives_halachot_found_and_backlog_left(use_extractor):
+    make_decisions(5)
+    out = io.StringIO()
+    call_command("drain_halacha", "--max-items", "3", stdout=out, stderr=io.StringIO())
+    line = out.getvalue().strip().splitlines()[-1]
+    found = Halacha.objects.count()
+    assert line.endswith(f"; {found} halachot found, 2 left in the backlog"), line
+    assert DrainRun.objects.get().trigger == "manual"
 
 
 def test_debug_query_log_does_not_grow_during_the_run(settings, call_log, use_extractor):

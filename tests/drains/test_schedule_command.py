@@ -60,15 +60,15 @@ def test_schedule_prints_next_three_fires_in_jerusalem_and_the_last_run():
         "send_digest",
         "fetch_decisions",
     ]
-    assert "Mon 02 Mar 10:10, Mon 02 Mar 10:25, Mon 02 Mar 10:40" in rows["drain_halacha"]
-    assert "Mon 02 Mar 10:05, Mon 02 Mar 10:20, Mon 02 Mar 10:35" in rows["supervise_drains"]
-    assert "Mon 02 Mar 11:00, Mon 02 Mar 12:00, Mon 02 Mar 13:00" in rows["drain_metadata"]
-    assert "Tue 03 Mar 07:12, Wed 04 Mar 07:12, Thu 05 Mar 07:12" in rows["send_digest"]
-    assert rows["drain_halacha"].rstrip().endswith("Mon 02 Mar 09:55  succeeded")
+    assert "Mon 2026-03-02 10:10 IST, Mon 2026-03-02 10:25 IST, Mon 2026-03-02 10:40 IST" in rows["drain_halacha"]
+    assert "Mon 2026-03-02 10:05 IST, Mon 2026-03-02 10:20 IST, Mon 2026-03-02 10:35 IST" in rows["supervise_drains"]
+    assert "Mon 2026-03-02 11:00 IST, Mon 2026-03-02 12:00 IST, Mon 2026-03-02 13:00 IST" in rows["drain_metadata"]
+    assert "Tue 2026-03-03 07:12 IST, Wed 2026-03-04 07:12 IST, Thu 2026-03-05 07:12 IST" in rows["send_digest"]
+    assert rows["drain_halacha"].rstrip().endswith("Mon 2026-03-02 09:55 IST  succeeded")
     assert (
         rows["fetch_decisions"]
         .rstrip()
-        .endswith("Mon 02 Mar 09:17  failed: HTTP 503 from the feed")
+        .endswith("Mon 2026-03-02 09:17 IST  failed: HTTP 503 from the feed")
     )
     assert rows["drain_metadata"].split()[-2:] == ["never", "-"]
 
@@ -78,7 +78,7 @@ def test_schedule_prints_next_three_fires_in_jerusalem_and_the_last_run():
 def test_next_fires_follow_the_daylight_saving_change():
     rows = table(count=2)
     # 07:12 on Saturday and Sunday are both local wall-clock times, now UTC+3
-    assert "Sat 28 Mar 07:12, Sun 29 Mar 07:12" in rows["send_digest"]
+    assert "Sat 2026-03-28 07:12 IDT, Sun 2026-03-29 07:12 IDT" in rows["send_digest"]
 
 
 @pytest.mark.django_db
@@ -100,4 +100,4 @@ def test_schedule_command_makes_a_constant_number_of_queries(django_assert_num_q
 def test_expressions_read_in_drains_cron_tz_are_shown_in_jerusalem(settings):
     settings.DRAINS_CRON_TZ = "UTC"  # a host whose cron runs in UTC
     rows = table(count=1)
-    assert "Tue 03 Mar 09:12" in rows["send_digest"]  # 07:12 UTC is 09:12 in Jerusalem
+    assert "Tue 2026-03-03 09:12 IST" in rows["send_digest"]  # 07:12 UTC is 09:12 in Jerusalem

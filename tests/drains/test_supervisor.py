@@ -22,6 +22,7 @@ from django.utils import timezone
 from freezegun import freeze_time
 
 from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
+from drains.clock import format_local
 from drains.locks import DrainLock, SupervisorLock, drain_lock_holders
 from drains.models import DrainControl, DrainEvent, DrainRun, RunStatus, StagedResult
 from drains.runs import stage_result
@@ -100,7 +101,7 @@ def test_burst_past_its_deadline_is_cleared_with_a_line_and_events():
         frozen.tick(timedelta(hours=1))
         out = tick()
     assert DrainControl.objects.get(name="halacha").burst_until is None
-    assert "halacha  clear_burst  burst deadline 2026-12-01T12:00:00+00:00 has passed" in out
+    assert "halacha  clear_burst  burst deadline Tue 2026-12-01 14:00 IST has passed" in out
     # The first tick held (empty backlog), the second cleared the burst.
     assert [k for k, _ in sup_events()] == ["hold", "burst_expired", "clear_burst"]
 
@@ -257,7 +258,7 @@ def test_backoff_fresh_is_kept_stale_is_cleared(case, kept):
     control = DrainControl.objects.get(name="halacha")
     if kept:
         assert control.backoff_until == t0 + timedelta(hours=2)
-        assert "halacha  keep_backoff  backoff until 2026-12-01T12:00:00+00:00 is fresh" in out
+        assert "halacha  keep_backoff  backoff until Tue 2026-12-01 14:00 IST is fresh" in out
         assert "keep_backoff" in again
         assert [k for k, _ in sup_events()] == ["keep_backoff"]  # once per episode
     else:
@@ -344,8 +345,8 @@ def test_the_drains_own_fresh_backoff__holds_and_starts_nothing(child_world):
         backoff_reason="usage limit",
     )
     out = tick("--drain", "halacha")
-    assert f"halacha  keep_backoff  backoff until {until.isoformat()} is fresh" in out
-    assert f"halacha  hold  burst active but not starting: backoff in force until {until.isoformat()}\n" in out
+    assert f"halacha  keep_backoff  backoff until {format_local(until)} is fresh" in out
+    assert f"halacha  hold  burst active but not starting: backoff in force until {format_local(until)}\n" in out
     assert "start" not in [line.split("  ")[1] for line in out.splitlines()]
     assert not DrainRun.objects.filter(drain="halacha").exists()
     assert not (child_world / "halacha-supervisor.log").exists()

@@ -109,7 +109,7 @@ def test_operations_page_fits_is_accessible_and_csp_clean(
             # Start and Stop are clickable (Playwright refuses to click what is covered).
             start.click()
             expect(row.locator('[data-f="burst"]')).to_have_text(
-                f"on until {boundary.astimezone(JERUSALEM):%a %H:%M}")
+                f"on until {boundary.astimezone(JERUSALEM):%a %H:%M %Z}")
             assert DrainControl.objects.get(name="halacha").burst_until == boundary
             page.screenshot(path=str(output_dir / f"operations-{width}x{height}.png"), full_page=True)
             stop.click()

@@ -133,7 +133,7 @@ def test_operations_page__burst_on_with_a_picked_date_off_and_a_past_date_error(
             # On, with a picked date.
             pick(form, target)
             form.locator('button[value="on"]').click()
-            shown = target.strftime("%a %H:%M")
+            shown = target.strftime("%a %H:%M %Z")
             expect(row.locator('[data-f="burst"]')).to_have_text(f"on until {shown}")
             expect(row.locator('[data-f="reason"]')).to_contain_text(f"burst until {shown}")
             expect(row.locator('[data-f="projection"]')).to_contain_text("burst deadline")

@@ -75,10 +75,16 @@ def test_drain_halacha__as_cron_runs_it_in_a_child_process():
     import_paths([SAMPLES])
     env = child_env()
     env.pop("HALACHA_EXTRACTOR", None)  # the default backend: offline
-    result = manage("drain_halacha", env=env)
+    result = manage("drain_halacha", "--trigger", "cron", env=env)  # as the cron line has it
     assert result.returncode == 0, result.stderr
     assert "33 done" in result.stdout
     assert DrainRun.objects.get().trigger == "cron"
+
+
+def test_drain_halacha__from_a_shell_records_a_manual_run():
+    import_paths([SAMPLES])
+    call_command("drain_halacha", "--max-items", "1", stdout=io.StringIO(), stderr=io.StringIO())
+    assert DrainRun.objects.get().trigger == "manual"
 
 
 # --- the hooks ----------------------------------------------------------------------------------

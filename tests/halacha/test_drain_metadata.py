@@ -8,6 +8,7 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from drains.models import DrainRun, RunStatus, StagedResult
 from drains.runs import promote_staged, stage_result
@@ -110,9 +111,9 @@ def test_imported_header_fields_are_kept_and_blanks_filled():
 
 
 def test_drain_metadata_as_cron_runs_it(transactional_db):
-    """A child process, as the crontab line or run_scheduler starts it: no arguments."""
+    """A child process, as the crontab line or run_scheduler starts it: ``--trigger cron``."""
     import_samples(keep_header_fields=True)
-    result = manage("drain_metadata", timeout=120)
+    result = manage("drain_metadata", "--trigger=cron", timeout=120)
     assert result.returncode == 0, result.stderr
     run = DrainRun.objects.get(drain="metadata")
     assert (run.trigger, run.status) == ("cron", RunStatus.SUCCEEDED)
@@ -131,14 +132,17 @@ def test_an_unusable_reply_is_counted_and_fails_the_decision_after_max_attempts(
     settings.HALACHA_EXTRACTOR = f"{__name__}:UnreadableMetadata"
     settings.DRAINS_MAX_ATTEMPTS = 2
     import_lines([json.dumps({"external_id": "x-1", "text": "Court\nWe hold."})], "test")
-    drain()
+    with pytest.raises(CommandError, match="every item failed"):  # its only item failed
+        drain()
     decision = CourtDecision.objects.get(external_id="x-1")
     assert (decision.metadata_status, decision.metadata_attempts) == (ExtractionStatus.PENDING, 1)
     assert decision.metadata_error == "the reply was not JSON"
-    drain()
+    with pytest.raises(CommandError):
+        drain()
     decision.refresh_from_db()
     assert (decision.metadata_status, decision.metadata_attempts) == (ExtractionStatus.FAILED, 2)
     runs = DrainRun.objects.filter(drain="metadata").order_by("id")
-    assert [r.items_failed for r in runs] == [1, 1]
+    assert [(r.status, r.items_failed) for r in runs] == [("failed", 1), ("failed", 1)]
+    assert runs[0].error_kind == "extractor"
     assert runs[0].input_tokens == 7  # the paid call's usage is kept
     assert decision.status == ExtractionStatus.PENDING  # the halacha drain's state is its own

@@ -121,7 +121,7 @@ def test_inbox_files_are_imported_and_moved_aside(inbox):
     ]
     assert (
         report.summary()
-        == "3 inbox file(s) imported, 1 failed: 4 added, 0 updated, 1 unchanged, 2 bad"
+        == "3 inbox files imported, 1 failed: 4 added, 0 updated, 1 unchanged, 2 bad"
     )
 
 
@@ -216,7 +216,7 @@ def test_command_records_a_job_run_with_counts(feed, inbox, settings):
     assert (run.items_done, run.items_failed) == (2, 2)
     assert "inbox/a.jsonl:2: not valid JSON" in err.getvalue()
     assert "broken.json: FAILED" in out.getvalue()
-    assert "Fetched: 1 inbox file(s) imported, 1 failed, feed 2 records" in out.getvalue()
+    assert "Fetched: 1 inbox file imported, 1 failed, feed 2 records" in out.getvalue()
 
 
 @pytest.mark.django_db

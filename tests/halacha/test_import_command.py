@@ -23,7 +23,7 @@ def _run(*args) -> tuple[str, str]:
 def test_import__summary_and_idempotence(write_jsonl):
     path = write_jsonl("a.jsonl", *({"external_id": f"d{i}", "text": f"text {i}"} for i in range(3)))
     out, err = _run(str(path))
-    assert "Imported 1 file(s), 3 records: 3 added, 0 updated, 0 unchanged, 0 bad." in out
+    assert "Imported 1 file, 3 records: 3 added, 0 updated, 0 unchanged, 0 bad." in out
     assert err == ""
     out, _ = _run(str(path))
     assert "0 added, 0 updated, 3 unchanged, 0 bad." in out

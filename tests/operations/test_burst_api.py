@@ -60,6 +60,15 @@ def test_burst_off(api, frozen):
     ]
 
 
+def test_burst_off__twice_is_idempotent(api, frozen):
+    post(api, {"on": True})
+    assert post(api, {"on": False}).json()["changed"] is True
+    again = post(api, {"on": False})
+    assert again.status_code == 200
+    assert (again.json()["changed"], again.json()["notice"]) == (False, "no burst to stop")
+    assert list(DrainEvent.objects.values_list("kind", flat=True)) == ["burst_off", "burst_on"]
+
+
 def test_burst__the_snapshot_shows_the_new_state(api, frozen):
     post(api, {"on": True, "until": "2026-12-03T20:00:00+02:00"})
     services = {s["name"]: s for s in api.get(SNAPSHOT).json()["services"]}

@@ -151,21 +151,21 @@ def test_digest_text_for_the_prepared_day(prepared_day):
     subject, body = render_digest(build_digest())
     assert subject == "[drains] digest Tue 03 Mar 2026: 5 items done, 3 failures"
     assert body.startswith(
-        "Drains digest for Mon 02 Mar 07:12 - Tue 03 Mar 07:12 (Asia/Jerusalem).\n"
+        "Drains digest for Mon 2026-03-02 07:12 IST - Tue 2026-03-03 07:12 IST (Asia/Jerusalem).\n"
     )
     expected_halacha = """Drain halacha
-  items done:         3 (3 runs, 1 items failed)
+  items done:         3 (3 runs, 1 item failed)
   halachot extracted: 6
   bursts:             1 started, 1 ended
-    Mon 02 Mar 09:30  burst on until Sat 07 Mar 18:00 IST (alice)
-    Mon 02 Mar 21:05  burst stopped (bob)
-  backoffs:           1 rate-limited run; backing off until Tue 03 Mar 09:12 (HTTP 429: rate limit reached; resets 09:12)
+    Mon 2026-03-02 09:30 IST  burst on until Sat 07 Mar 18:00 IST (alice)
+    Mon 2026-03-02 21:05 IST  burst stopped (bob)
+  backoffs:           1 rate-limited run; backing off until Tue 2026-03-03 09:12 IST (HTTP 429: rate limit reached; resets 09:12)
   failures:           1
-    Mon 02 Mar 15:15  run """
+    Mon 2026-03-02 15:15 IST  run """
     assert expected_halacha in body
     assert "failed: ExtractionError: the model returned no JSON\n" in body
     assert "Traceback" not in body and "an old failure" not in body and "carol" not in body
-    assert "bursts:             1 started, 0 ended; active until Sat 07 Mar 18:00" in body
+    assert "bursts:             1 started, 0 ended; active until Sat 2026-03-07 18:00 IST" in body
     assert "crashed: process 4242 died without finishing" in body
     assert "  fetch_decisions: 2 runs, 1 succeeded, 1 failed\n" in body
     assert "failed: feed answered HTTP 503" in body
@@ -283,5 +283,5 @@ def test_the_plan_by_limit_kind_shows_in_the_digest(db):
     _, body = render_digest(digest)
     assert "slowed down:        2 times by per-minute API limits (no backoff)" in body
     assert "the burst ended early (runtime:cron)" in body
-    assert "PAUSED Mon 02 Mar 12:00: API spend limit reached (seen by halacha)" in body
+    assert "PAUSED Mon 2026-03-02 12:00 IST: API spend limit reached (seen by halacha)" in body
     assert "disabled now: no run starts until an operator enables it" in body

@@ -21,6 +21,13 @@ def test_page__anonymous_is_sent_to_log_in(db):
     assert response["Location"].startswith("/admin/login/?next=/operations")
 
 
+@pytest.mark.parametrize("path", ["/", "/operations/"])
+def test_page__root_and_trailing_slash_lead_to_the_page(operator, path):
+    response = _client(operator).get(path, follow=True)
+    assert response.redirect_chain == [("/operations", 302)]
+    assert response.status_code == 200 and b'id="services"' in response.content
+
+
 def test_page__non_staff_is_sent_to_log_in(non_staff):
     response = _client(non_staff).get("/operations")
     assert response.status_code == 302
@@ -42,7 +49,7 @@ def test_page__shows_every_service_with_picker_defaulting_to_saturday_18(operato
     assert 'value="2026-12-05"' in html
     assert '<option value="18" selected>18</option>' in html  # a 24-hour clock
     assert '<option value="00" selected>00</option>' in html
-    assert "Sat 5 Dec 18:00" in html  # the quota reset, Asia/Jerusalem
+    assert "Sat 2026-12-05 18:00 IST" in html  # the quota reset, Asia/Jerusalem
     assert 'name="csrfmiddlewaretoken"' in html
     assert "/static/operations/operations.js" in html
     data = json.loads(html.split('id="snapshot-data" type="application/json">')[1].split("</script>")[0])
@@ -56,13 +63,27 @@ def test_page__picker_shows_the_active_burst_deadline(operator, frozen):
     assert 'value="2026-12-04"' in html
     assert '<option value="09" selected>09</option>' in html
     assert '<option value="30" selected>30</option>' in html
-    assert "on until Fri 09:30" in html
+    assert "on until Fri 09:30 IST" in html
 
 
-def test_page__view_only_staff_sees_disabled_controls(viewer, frozen):
+def test_page__view_only_staff_sees_disabled_controls_and_why(viewer, frozen):
     html = _client(viewer).get("/operations").content.decode()
     button = html.split('name="action" value="on"')[1].split(">")[0]
     assert "disabled" in button
+    assert "needs the permission drains.change_draincontrol" in button  # its title
+    assert 'id="view-only"' in html and "You can view only" in html
+
+
+def test_page__stop_is_disabled_with_no_burst_to_stop(operator, frozen):
+    html = _client(operator).get("/operations").content.decode()
+    stop = html.split('name="action" value="off"')[1].split(">")[0]
+    assert "disabled" in stop and 'title="no burst to stop"' in stop
+    assert 'id="view-only"' not in html
+    set_drain_burst(name="halacha", until="2026-12-04T09:30:00+02:00", actor="olga")
+    html = _client(operator).get("/operations").content.decode()
+    halacha = html.split('data-service="halacha"')[1].split("</tbody>")[0]
+    stop = halacha.split('name="action" value="off"')[1].split(">")[0]
+    assert "disabled" not in stop
 
 
 def test_page__static_files_are_served_without_a_web_server(db):

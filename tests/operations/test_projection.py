@@ -14,7 +14,7 @@ def test_done_before_the_deadline():
     p = project(pending=100, rate_per_hour=2, now=WEDNESDAY, deadline=BOUNDARY, deadline_kind="burst")
     assert p.finish_at == WEDNESDAY + timedelta(hours=50)  # Fri 12:00
     assert p.on_time is True
-    assert p.text == "done by Fri 12:00, 30 h before the burst deadline"
+    assert p.text == "done by Fri 12:00 IST, 30 h before the burst deadline"
 
 
 def test_not_done_by_the_deadline_gives_the_share():
@@ -22,13 +22,13 @@ def test_not_done_by_the_deadline_gives_the_share():
                 deadline_kind="week")
     assert p.on_time is False
     assert p.fraction_by_deadline == pytest.approx(0.63)
-    assert p.text.startswith("about 63% by the weekly reset (Sat 18:00); all done by ")
+    assert p.text.startswith("about 63% by the weekly reset (Sat 18:00 IST); all done by ")
 
 
 def test_no_progress_in_the_last_hour():
     p = project(pending=5, rate_per_hour=0, now=WEDNESDAY, deadline=BOUNDARY, deadline_kind="week")
     assert p.finish_at is None
-    assert p.text == "nothing done in the last 1 h, so no projection: 5 pending, the weekly reset is Sat 18:00"
+    assert p.text == "nothing done in the last 1 h, so no projection: 5 pending, the weekly reset is Sat 18:00 IST"
 
 
 def test_empty_backlog():

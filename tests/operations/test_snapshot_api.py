@@ -50,7 +50,7 @@ def test_snapshot__idle_drain_reports_backlog_counts_and_why_it_is_not_running(
     halacha = by_name(api.get(URL).json())["halacha"]
     assert halacha["backlog"] == {"pending": 3, "staged": 1, "done": 2, "failed": 1}
     assert halacha["state"] == "idle"
-    assert halacha["reason"] == "3 pending; next run Wed 10:10"
+    assert halacha["reason"] == "3 pending; next run Wed 10:10 IST"
     assert halacha["burst_active"] is False and halacha["burst_until"] is None
     assert halacha["current_run"] is None and halacha["last_run"] is None
 
@@ -65,7 +65,7 @@ def test_snapshot__burst_until_is_iso_with_offset_and_active(api, frozen, operat
     halacha = by_name(api.get(URL).json())["halacha"]
     assert halacha["burst_until"] == "2026-12-05T16:00:00+02:00"
     assert halacha["burst_active"] is True
-    assert halacha["reason"].startswith("burst until Sat 16:00: 1 pending")
+    assert halacha["reason"].startswith("burst until Sat 16:00 IST: 1 pending")
 
 
 def test_snapshot__expired_burst_is_shown_off_even_before_the_supervisor_clears_it(
@@ -88,7 +88,7 @@ def test_snapshot__backing_off_shows_until_and_reason(api, frozen):
     )
     halacha = by_name(api.get(URL).json())["halacha"]
     assert halacha["state"] == "backing_off"
-    assert halacha["reason"] == "backing off until Sat 18:00: weekly limit"
+    assert halacha["reason"] == "backing off until Sat 18:00 IST: weekly limit"
     assert halacha["backoff"] == {
         "until": "2026-12-05T18:00:00+02:00",
         "reason": "weekly limit",
@@ -114,7 +114,7 @@ def test_snapshot__failing_when_the_last_run_failed(api, frozen, make_run):
     make_run(status="failed", error="ExtractionError: the model said no\nTraceback ...")
     halacha = by_name(api.get(URL).json())["halacha"]
     assert halacha["state"] == "failing"
-    assert halacha["reason"] == "last run {} failed at Wed 09:40: ExtractionError: the model said no".format(
+    assert halacha["reason"] == "last run {} failed at Wed 09:40 IST: ExtractionError: the model said no".format(
         halacha["last_run"]["id"]
     )
     assert halacha["last_run"]["status"] == "failed"
@@ -181,7 +181,7 @@ def test_snapshot__jobs_show_their_last_run(api, frozen, make_run):
     assert services["fetch_decisions"]["state"] == "failing"
     assert services["fetch_decisions"]["reason"].endswith("feed timed out")
     assert services["send_digest"]["state"] == "idle"
-    assert services["send_digest"]["reason"].startswith("last run succeeded at Wed 09:40; next")
+    assert services["send_digest"]["reason"].startswith("last run succeeded at Wed 09:40 IST; next")
 
 
 def test_snapshot__notes_and_timeline(api, frozen):
@@ -213,7 +213,7 @@ def test_snapshot__projection_at_the_rate_of_the_last_hour(api, frozen, decision
     assert projection["rate_per_hour"] == 50.0
     assert projection["finish_at"] == "2026-12-02T12:00:00+02:00"
     assert projection["deadline_kind"] == "week"
-    assert projection["text"] == "done by Wed 12:00, 3 d 6 h before the weekly reset"
+    assert projection["text"] == "done by Wed 12:00 IST, 3 d 6 h before the weekly reset"
     history = projection["history"]
     assert history[-1]["backlog"] == 100 and history[-2]["backlog"] == 150
 

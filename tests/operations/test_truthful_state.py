@@ -78,10 +78,10 @@ def test_projection_waits_out_the_backoff(api, frozen, decisions, make_run):
     DrainControl.objects.create(name="halacha", backoff_until=now + timedelta(hours=3),
                                 backoff_reason="usage limit", backoff_observed_at=now)
     halacha = _by_name(api.get(SNAPSHOT).json())["halacha"]
-    assert halacha["reason"] == "backing off until Wed 13:00: usage limit"
+    assert halacha["reason"] == "backing off until Wed 13:00 IST: usage limit"
     # 100 pending at 50/h is 2 h of work, which starts when the backoff ends (13:00), not now.
     assert halacha["projection"]["finish_at"] == "2026-12-02T15:00:00+02:00"
-    assert halacha["projection"]["text"].startswith("done by Wed 15:00")
+    assert halacha["projection"]["text"].startswith("done by Wed 15:00 IST")
 
 
 def test_the_403_page_names_the_missing_permission(staff_without_perm):

@@ -12,11 +12,13 @@ from drains.bursts import (
     get_drain_burst,
     set_drain_burst,
 )
+from drains.clock import format_local
 from drains.events import cli_actor
-from drains.zone import format_local
 
 
 def describe(state: BurstState) -> str:
+    if not state.changed:
+        return f"{state.name}: {state.notice} (no change)"
     if state.active:
         line = f"{state.name}: burst on until {format_local(state.burst_until)}"
         return f"{line} ({state.notice})" if state.notice else line

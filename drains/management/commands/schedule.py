@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from drains import schedule, validate
+from drains.clock import format_local
+from drains.failures import reason_line
 
 MAX_COUNT = 100
 
@@ -26,15 +28,15 @@ class Command(validate.CheckedCommand):
         rows = schedule.schedule_rows(count=count)
         table = [("job", "expression", f"next {count} (Asia/Jerusalem)", "last run", "status")]
         for row in rows:
-            nexts = ", ".join(t.strftime("%a %d %b %H:%M") for t in row.next_fires)
+            nexts = ", ".join(format_local(t) for t in row.next_fires)
             run = row.last_run
             if run is None:
                 last, status = "never", "-"
             else:
-                last = run.started_at.astimezone(schedule.operator_tz()).strftime("%a %d %b %H:%M")
+                last = format_local(run.started_at)
                 status = run.status
                 if run.error:
-                    status += ": " + run.error.strip().splitlines()[0][:80]
+                    status += ": " + reason_line(error=run.error, error_kind=run.error_kind)
             table.append((row.job.name, row.job.expression, nexts, last, status))
         widths = [max(len(r[i]) for r in table) for i in range(4)]
         for i, r in enumerate(table):

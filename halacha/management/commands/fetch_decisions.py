@@ -64,7 +64,7 @@ class Command(validate.CheckedCommand):
             self.stderr.write(f"{source}:{line}: {message}")
         hidden = len(report.total.errors) - MAX_ERRORS_SHOWN
         if hidden > 0:
-            self.stderr.write(f"... and {hidden} more bad records")
+            self.stderr.write(f"... and {hidden} more bad {'record' if hidden == 1 else 'records'}")
         self.stdout.write(f"Fetched: {report.summary()}.")
         failed_files = sum(1 for moved in report.files if moved.report is None)
         if report.total.bad or failed_files:

@@ -9,6 +9,7 @@ from django.core.management.base import CommandError, DjangoHelpFormatter
 
 from drains import validate
 from drains.schema import ensure_schema
+from drains.wording import plural
 from halacha.importer import RECORD_HELP, ImportPathError, ImportReport, import_paths, jsonl_files
 
 MAX_COUNT = 1_000_000_000
@@ -66,7 +67,7 @@ class Command(validate.CheckedCommand):
         def progress(report: ImportReport, source: str) -> None:
             rate = report.lines / max(time.monotonic() - started, 1e-6)
             self.stdout.write(
-                f"... {report.lines} records ({rate:.0f}/s) so far: {report.summary()} [{source}]"
+                f"... {plural(report.lines, 'record')} ({rate:.0f}/s) so far: {report.summary()} [{source}]"
             )
 
         try:
@@ -84,7 +85,8 @@ class Command(validate.CheckedCommand):
         if hidden > 0:
             self.stderr.write(f"... and {hidden} more bad lines")
         self.stdout.write(
-            f"Imported {report.files} file(s), {report.lines} records: {report.summary()}."
+            f"Imported {plural(report.files, 'file')}, {plural(report.lines, 'record')}: "
+            f"{report.summary()}."
         )
         if report.bad:
             raise CommandError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.utils import timezone
 
 from drains import validate
+from drains.clock import format_local
 from operations.tokens import USERNAME_MAX, TokenError, expired, list_tokens
 
 
@@ -30,8 +31,8 @@ class Command(validate.CheckedCommand):
             return
         now = timezone.now()
         for t in tokens:
-            expiry = timezone.localtime(t.expiry).strftime("%Y-%m-%d %H:%M") if t.expiry else "never"
+            expiry = format_local(t.expiry) if t.expiry else "never"
             state = " (expired)" if expired(t, now) else ""
-            created = timezone.localtime(t.created).strftime("%Y-%m-%d %H:%M")
+            created = format_local(t.created)
             self.stdout.write(f"{t.token_key}  {t.user.get_username()}  {t.name!r}  "
                               f"created {created}  expires {expiry}{state}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 
 from drains import validate
+from drains.clock import format_local
 from operations.tokens import MAX_DAYS, MAX_NAME, MIN_DAYS, USERNAME_MAX, TokenError, mint_token
 
 
@@ -54,5 +55,5 @@ class Command(validate.CheckedCommand):
         self.stdout.write(minted.key)
         self.stderr.write(
             f"new token {name!r} for {username} ({minted.token.token_key}…), expires "
-            f"{minted.token.expiry:%Y-%m-%d %H:%M %Z}; it is shown only this once."
+            f"{format_local(minted.token.expiry)}; it is shown only this once."
         )

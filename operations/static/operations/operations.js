@@ -1,16 +1,20 @@
 // The /operations page: refreshes itself from the snapshot API and toggles bursts through the
 // burst API (the same endpoints scripts use). No build step, no dependencies.
-// Times are shown in Asia/Jerusalem whatever the browser's zone, on a 24-hour clock. The picker
-// (a date, an hour 00-23 and a minute) is read as Asia/Jerusalem wall time and sent as ISO 8601
+// Times are shown in the operator's zone (data-zone, Asia/Jerusalem by default) whatever the
+// browser's zone, on a 24-hour clock, with the zone's abbreviation, exactly as drains/clock.py
+// says them: "Sat 18:00 IST" within six days of now, else "Sat 2026-12-05 18:00 IST". The picker
+// (a date, an hour 00-23 and a minute) is read as that zone's wall time and sent as ISO 8601
 // with that zone's offset on that date; a wall time that does not exist (the hour skipped when
 // the clocks go forward) is refused here with a message, never moved silently.
 "use strict";
 
 (function () {
-  const ZONE = "Asia/Jerusalem";
   const REFRESH_MS = 15000;
   const root = document.getElementById("operations");
   if (!root) return;
+  const ZONE = root.dataset.zone || "Asia/Jerusalem";
+  const ABBREVIATIONS = JSON.parse(root.dataset.zoneAbbreviations || "{}");
+  const NEAR_MS = 6 * 24 * 3600 * 1000;
   const csrfToken = root.querySelector("input[name=csrfmiddlewaretoken]").value;
   const canChange = root.dataset.canChange === "true";
   let lastSnapshot = null;
@@ -20,7 +24,6 @@
     timeZone: ZONE, year: "numeric", month: "2-digit", day: "2-digit", weekday: "short",
     hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
   });
-  const monthFormat = new Intl.DateTimeFormat("en-GB", { timeZone: ZONE, month: "short" });
 
   function zoneParts(date) {
     const out = {};
@@ -28,15 +31,24 @@
     return out;
   }
   function pad(n) { return String(n).padStart(2, "0"); }
-  function short(iso) { // "Sat 18:00"
-    if (!iso) return "—";
-    const p = zoneParts(new Date(iso));
-    return `${p.weekday} ${p.hour}:${p.minute}`;
+  function abbreviation(date) {
+    const offset = offsetMinutes(date.getTime());
+    if (ABBREVIATIONS[offset]) return ABBREVIATIONS[offset];
+    const sign = offset >= 0 ? "+" : "-";
+    return `UTC${sign}${pad(Math.floor(Math.abs(offset) / 60))}:${pad(Math.abs(offset) % 60)}`;
   }
-  function long(iso) { // "Sat 5 Dec 18:00"
+  function long(iso) { // "Sat 2026-12-05 18:00 IST" (drains/clock.py format_local)
+    if (!iso) return "—";
     const d = new Date(iso);
     const p = zoneParts(d);
-    return `${p.weekday} ${Number(p.day)} ${monthFormat.format(d)} ${p.hour}:${p.minute}`;
+    return `${p.weekday} ${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute} ${abbreviation(d)}`;
+  }
+  function short(iso) { // "Sat 18:00 IST" within six days of now, else long (clock.short_time)
+    if (!iso) return "—";
+    const d = new Date(iso);
+    if (Math.abs(d.getTime() - Date.now()) > NEAR_MS) return long(iso);
+    const p = zoneParts(d);
+    return `${p.weekday} ${p.hour}:${p.minute} ${abbreviation(d)}`;
   }
   function pickerValue(iso) { // the zone's wall time: {date: "2026-12-05", hour: "18", minute: "00"}
     const p = zoneParts(new Date(iso));
@@ -91,18 +103,27 @@
       list.appendChild(li);
     }
   }
+  function runLink(cell, r, text) { // "run 12" links to the run's page
+    cell.replaceChildren();
+    if (!r) { cell.textContent = text; return; }
+    const a = document.createElement("a");
+    a.href = r.url;
+    a.textContent = `run ${r.id}`;
+    cell.append(a, " ", text);
+  }
   function runText(r) {
     if (!r) return "—";
     const of = r.backlog_at_start ? ` of ${r.backlog_at_start}` : "";
     const pct = r.progress !== null ? ` (${Math.round(r.progress * 100)}%)` : "";
-    return `run ${r.id} on ${r.host} · ${r.items_done}${of} done${pct}${modelText(r)} · checkpoint ${age(r.checkpoint_age_seconds)} ago`;
+    return `on ${r.host} · ${r.items_done}${of} done${pct}${modelText(r)} · checkpoint ${age(r.checkpoint_age_seconds)} ago`;
   }
   function modelText(r) {
     return r.models && r.models.length ? ` · model ${r.models.join(", ")}` : "";
   }
   function lastRunText(r) {
     if (!r) return "never";
-    const error = r.error ? `: ${r.error.split("\n")[0].slice(0, 120)}` : "";
+    const kind = r.error_kind ? `${r.error_kind} error: ` : "";
+    const error = r.error ? `: ${kind}${r.error.slice(0, 160)}` : "";
     return `${r.status} ${short(r.finished_at || r.started_at)}${modelText(r)}${error}`;
   }
 
@@ -122,22 +143,47 @@
         burstCell.append(" ", notice);
       }
     }
-    setText(body, "run", runText(s.current_run));
+    runLink(body.querySelector('[data-f="run"]'), s.current_run, runText(s.current_run));
     const b = s.backlog;
     setText(body, "backlog", b ? `${b.pending} pending · ${b.staged} staged · ${b.done} done · ${b.failed} failed` : "—");
     setText(body, "backoff", s.backoff
       ? `${s.backoff.kind_label ? s.backoff.kind_label + " · " : ""}until ${short(s.backoff.until)}: ${s.backoff.reason}`
       : "—");
     setText(body, "next", short(s.next_fire_at));
-    setText(body, "last", lastRunText(s.last_run));
+    runLink(body.querySelector('[data-f="last"]'), s.last_run, lastRunText(s.last_run));
     fillList(body.querySelector('[data-f="notes"]'), s.notes, (n) => `${short(n.at)} ${n.message}`, "none");
     if (s.projection) {
       setText(body, "projection", s.projection.text);
-      setText(body, "rate", `(${s.projection.rate_per_hour} per hour, measured)`);
+      setText(body, "rate", `(${s.projection.rate_text})`);
       const img = body.querySelector("img.chart");
       img.src = root.dataset.chartUrl.replace("__NAME__", encodeURIComponent(s.name)) + `?t=${Date.now()}`;
     }
+    const actions = body.querySelector(".actions");
+    if (actions && canChange) {
+      // Each button is enabled only when its action can apply; the disabled one says why.
+      const retry = actions.querySelector("form.retry-now button");
+      retry.disabled = !s.backoff;
+      retry.title = s.backoff ? "" : "no backoff to clear";
+      setText(actions, "retry-now-why", s.backoff ? "" : "no backoff to clear");
+      const enabled = actions.querySelector("form.enabled");
+      enabled.dataset.json = JSON.stringify({ enabled: s.enabled === false });
+      enabled.querySelector("button").textContent = s.enabled === false ? "Enable" : "Disable";
+      const stop = actions.querySelector("form.stop-run");
+      const run = s.current_run;
+      stop.dataset.url = run ? stop.dataset.urlTemplate.replace("/0/", `/${run.id}/`) : "";
+      stop.querySelector("button").disabled = !run;
+      stop.querySelector("button").title = run ? "" : "no run to stop";
+      setText(actions, "stop-why", run ? "" : "no run to stop");
+      if (s.backlog) setText(actions, "failed-link", `${s.backlog.failed} failed item${s.backlog.failed === 1 ? "" : "s"}`);
+    }
     const form = body.querySelector("form.burst-form");
+    if (form && canChange) {
+      // Stop applies only to a burst that is on; the disabled button says why.
+      const off = form.querySelector("button.off");
+      off.disabled = !s.burst_active;
+      off.title = s.burst_active ? "" : root.dataset.noBurstToStop;
+      setText(form, "off-why", s.burst_active ? "" : root.dataset.noBurstToStop);
+    }
     if (form) {
       const { date, hour, minute } = form.elements;
       if (!form.dataset.touched && !form.contains(document.activeElement)) {
@@ -234,7 +280,7 @@
       const iso = wallTimeToIso(raw);
       if (!iso) { error.textContent = `"${raw}" is not a date and time.`; error.hidden = false; return; }
       if (iso.gap) {
-        error.textContent = `${hour.value}:${minute.value} does not exist on ${date.value} in Asia/Jerusalem: ` +
+        error.textContent = `${hour.value}:${minute.value} does not exist on ${date.value} in ${ZONE}: ` +
           "the clocks jump forward an hour that night. Pick a time outside the skipped hour.";
         error.hidden = false;
         return;
@@ -258,8 +304,11 @@
       const entry = await response.json();
       delete form.dataset.touched;
       renderService(entry, lastSnapshot ? lastSnapshot.week_boundary : entry.projection.deadline);
-      status.textContent = on ? `burst on until ${short(entry.burst_until)}` : "burst stopped";
-      if (entry.notice) status.textContent += ` (${entry.notice})`;
+      if (entry.changed === false) status.textContent = entry.notice; // "no burst to stop"
+      else {
+        status.textContent = on ? `burst on until ${short(entry.burst_until)}` : "burst stopped";
+        if (entry.notice) status.textContent += ` (${entry.notice})`;
+      }
       refresh(); // the timeline and the other rows
     } catch (err) {
       status.textContent = "";

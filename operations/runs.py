@@ -1,0 +1,135 @@
+"""The read side of a run's page and of the failed-items list (``/operations/runs/<id>``,
+``/operations/failed`` and their API twins): plain data, never a write.
+
+A run's page has everything its row has (trigger, mode, host, pid, times, counts, usage and
+cost, stop reason, the one-line error and — to staff — the traceback), its events, its items
+(failed with their reason, staged and waiting), and the end of its log file when the log is on
+this host. The failed list asks each drain for its failed items (the plugin's
+``failed_items``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+
+from drains import failures, registry
+from drains.models import DrainEvent, DrainRun, EventKind, RunStatus, StagedResult, Trigger
+from drains.operator import why_not_stop
+
+LOG_TAIL_LINES = 40
+LOG_TAIL_BYTES = 64 * 1024
+EVENTS_ON_A_RUN = 200
+FAILED_LISTED = 200
+
+
+def run_url(run_id: int) -> str:
+    return reverse("operations:run", args=[run_id])
+
+
+def log_path(run: DrainRun) -> Path | None:
+    """Where the run's output went, when it is known: the cron line's file, or the file the
+    supervisor or "run now" started it with. A run started in a shell wrote to that shell."""
+    log_dir = Path(settings.DRAINS_LOG_DIR)
+    try:
+        drain = registry.get(run.drain)
+        command = drain.command_name()
+    except registry.UnknownDrain:
+        command = run.drain
+    if run.trigger == Trigger.CRON:
+        return log_dir / f"{command}.log"
+    if run.trigger == Trigger.SUPERVISOR:
+        return log_dir / f"{run.drain}-supervisor.log"
+    if run.trigger == Trigger.MANUAL and DrainEvent.objects.filter(
+            drain=run.drain, kind=EventKind.RUN_NOW, data__pid=run.pid).exists():
+        return log_dir / f"{run.drain}-manual.log"
+    return None
+
+
+def log_tail(run: DrainRun) -> dict:
+    """The end of the run's log file, when the file is on this host."""
+    path = log_path(run)
+    if path is None:
+        return {"path": None, "lines": [], "why": "started from a shell: its output went there"}
+    if run.host != socket.gethostname():
+        return {"path": str(path), "lines": [], "why": f"the log is on {run.host}"}
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - LOG_TAIL_BYTES))
+            text = f.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return {"path": str(path), "lines": [], "why": "no such file on this host"}
+    return {"path": str(path), "lines": text.splitlines()[-LOG_TAIL_LINES:], "why": ""}
+
+
+def run_detail(run_id: int, *, staff: bool) -> dict:
+    """Raises ``DrainRun.DoesNotExist``."""
+    run = DrainRun.objects.get(pk=run_id)
+    events = list(run.events.order_by("-at", "-id")[:EVENTS_ON_A_RUN])
+    failed = [e for e in events if e.kind == EventKind.ITEM_FAILED]
+    staged = list(StagedResult.objects.filter(run=run).order_by("id")
+                  .values("item_key", "created_at", "promote_attempts", "promote_error")[:200])
+    end = run.finished_at or timezone.now()
+    return {
+        "id": run.pk,
+        "url": run_url(run.pk),
+        "drain": run.drain,
+        "status": run.status,
+        "trigger": run.trigger,
+        "mode": run.mode,
+        "host": run.host,
+        "pid": run.pid,
+        "backend_pid": run.backend_pid,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "last_checkpoint_at": run.last_checkpoint_at,
+        "duration_seconds": round((end - run.started_at).total_seconds(), 1),
+        "deadline": run.deadline,
+        "backlog_at_start": run.backlog_at_start,
+        "items_done": run.items_done,
+        "items_failed": run.items_failed,
+        "concurrency": run.concurrency,
+        "stop_reason": run.stop_reason,
+        "error": run.error,
+        "error_kind": run.error_kind,
+        "reason": failures.reason_line(error=run.error, error_kind=run.error_kind),
+        # The traceback names files and lines of the deployment: staff only.
+        "traceback": run.error_traceback if staff else None,
+        "usage": {
+            "input_tokens": run.input_tokens,
+            "output_tokens": run.output_tokens,
+            "cache_creation_input_tokens": run.cache_creation_input_tokens,
+            "cache_read_input_tokens": run.cache_read_input_tokens,
+            "cost_usd": float(run.cost_usd),
+            "models": run.model_usage or {},
+        },
+        "events": [{"at": e.at, "kind": e.kind, "actor": e.actor, "message": e.message}
+                   for e in events],
+        "failed_items": [{"key": e.data.get("item_key", ""), "at": e.at, "error": e.message}
+                         for e in failed],
+        "staged": staged,
+        "log": log_tail(run),
+        "running": run.status == RunStatus.RUNNING,
+        "why_not_stop": why_not_stop(run) or "",
+    }
+
+
+def failed_items(*, drain: str | None = None) -> dict:
+    """Every drain's items failed for good (or one drain's): ``{"drains": [...]}``."""
+    names = [drain] if drain else registry.names()
+    out = []
+    for name in names:
+        cls = registry.get(name)
+        items = cls.failed_items(limit=FAILED_LISTED)
+        out.append({
+            "drain": name,
+            "count": cls.failed_count(),
+            "items": [{"key": i.key, "label": i.label, "attempts": i.attempts,
+                       "error": failures.one_line(i.error), "at": i.at} for i in items],
+        })
+    return {"drains": out}
