@@ -113,7 +113,8 @@ def test_success(cli, decision):
     assert argv == [
         "-p",
         "--output-format",
-        "json",
+        "stream-json",
+        "--verbose",
         "--system-prompt-file",
         prompt_file,
         "--tools",
