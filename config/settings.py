@@ -346,6 +346,23 @@ DRAINS_SLOW_DOWN_BACKOFF_SECONDS = env_int("DRAINS_SLOW_DOWN_BACKOFF_SECONDS", 3
 DRAINS_OVERLOAD_RETRIES = env_int("DRAINS_OVERLOAD_RETRIES", 3, minimum=0)
 DRAINS_OVERLOAD_RETRY_SECONDS = env_float("DRAINS_OVERLOAD_RETRY_SECONDS", 2.0, minimum=0)
 DRAINS_OVERLOAD_BACKOFF_SECONDS = env_int("DRAINS_OVERLOAD_BACKOFF_SECONDS", 300, minimum=1)
+# The quota's ceiling (docs/quota.md): no drain starts a call once a window's latest utilization
+# is at 1 minus its reserve. The weekly reserve is released linearly to 0 over the last
+# DRAINS_QUOTA_RESERVE_RELEASE_HOURS before the weekly reset (0 = never); the session (5-hour)
+# reserve never is. A quota key's QuotaPolicy row overrides these (manage.py quota set).
+DRAINS_QUOTA_WEEKLY_RESERVE = env_float("DRAINS_QUOTA_WEEKLY_RESERVE", 0.10, minimum=0)
+DRAINS_QUOTA_SESSION_RESERVE = env_float("DRAINS_QUOTA_SESSION_RESERVE", 0.0, minimum=0)
+DRAINS_QUOTA_RESERVE_RELEASE_HOURS = env_float("DRAINS_QUOTA_RESERVE_RELEASE_HOURS", 6.0, minimum=0)
+for _name in ("DRAINS_QUOTA_WEEKLY_RESERVE", "DRAINS_QUOTA_SESSION_RESERVE"):
+    if globals()[_name] > 0.9:
+        raise ImproperlyConfigured(f"{_name}={globals()[_name]} is above the maximum of 0.9.")
+if DRAINS_QUOTA_RESERVE_RELEASE_HOURS > 168:
+    raise ImproperlyConfigured(
+        f"DRAINS_QUOTA_RESERVE_RELEASE_HOURS={DRAINS_QUOTA_RESERVE_RELEASE_HOURS} is longer than "
+        "the week (168 hours)."
+    )
+# Quota samples (the spend rate's history) older than this many days are pruned by the supervisor.
+DRAINS_QUOTA_SAMPLE_DAYS = env_int("DRAINS_QUOTA_SAMPLE_DAYS", 28, minimum=1)
 # The projection's rate (operations/projection.py): items done over the last this-many minutes
 # of counted time (working time in a burst; wall time without backoffs otherwise).
 DRAINS_PROJECTION_WINDOW_MINUTES = env_float("DRAINS_PROJECTION_WINDOW_MINUTES", 180.0, minimum=0.01)

@@ -52,6 +52,7 @@ class EventKind(models.TextChoices):
     BURST_EXPIRED = "burst_expired", "burst expired"
     ENABLED = "enabled", "enabled"
     DISABLED = "disabled", "disabled"
+    QUOTA_POLICY = "quota_policy", "quota policy changed"  # drains/quota/reserve.py
     # the runtime (drains/runner)
     BACKOFF = "backoff", "backoff recorded"
     SKIPPED = "skipped", "run skipped"

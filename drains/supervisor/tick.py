@@ -12,6 +12,7 @@ from django.utils import timezone
 from drains import registry, selectors
 from drains.events import record_event
 from drains.models import DrainRun, EventKind
+from drains.quota.store import prune_samples
 from drains.supervisor.decision import (
     ACTOR,
     QUIET_ACTIONS,
@@ -80,6 +81,9 @@ def supervise(*, names: list[str] | None = None, dry_run: bool = False, write=No
                 )
             except Exception as db_exc:  # the database itself may be the failure
                 logger.critical("supervisor: could not record the failure: %s", db_exc)
+    if not dry_run:
+        # The quota's sample history stays bounded (DRAINS_QUOTA_SAMPLE_DAYS).
+        prune_samples(now=now)
     return TickResult(decisions=decisions, failed=failed)
 
 
