@@ -371,6 +371,23 @@ DRAINS_HUNG_KILL_GRACE_SECONDS = env_float("DRAINS_HUNG_KILL_GRACE_SECONDS", 10.
 # The zone in which operators think and in which human reset times without a zone are read.
 DRAINS_OPERATOR_TZ = env_str("DRAINS_OPERATOR_TZ", "Asia/Jerusalem")
 
+# --- The quota autopilot (drains/quota/rate.py, drains/quota/autopilot.py; docs/quota.md) -----
+# The spend rate's default before anything is measured: weekly utilization per hour of drain
+# work (0.01 = 1 %/h). Low on purpose: too low only starts an autopilot burst early.
+DRAINS_QUOTA_DEFAULT_SPEND_RATE = env_float("DRAINS_QUOTA_DEFAULT_SPEND_RATE", 0.01, minimum=1e-6)
+# Two samples of one run further apart than this are a wait, not work (left out of the rate).
+DRAINS_QUOTA_RATE_MAX_GAP_SECONDS = env_float("DRAINS_QUOTA_RATE_MAX_GAP_SECONDS", 600.0, minimum=1)
+# The 5-hour window's length and the weekly window's (the forecast's week start is R minus it).
+DRAINS_QUOTA_SESSION_HOURS = env_float("DRAINS_QUOTA_SESSION_HOURS", 5.0, minimum=0.001)
+DRAINS_QUOTA_WEEK_HOURS = env_float("DRAINS_QUOTA_WEEK_HOURS", 168.0, minimum=0.01)
+# The autopilot starts a burst when the time left to the weekly reset is at most
+# room / rate x DRAINS_AUTOPILOT_SAFETY_MARGIN + one supervisor interval.
+DRAINS_AUTOPILOT_SAFETY_MARGIN = env_float("DRAINS_AUTOPILOT_SAFETY_MARGIN", 1.25, minimum=1.0)
+# How often the supervisor ticks (its cron line is every 15 minutes).
+DRAINS_SUPERVISOR_INTERVAL_MINUTES = env_float(
+    "DRAINS_SUPERVISOR_INTERVAL_MINUTES", 15.0, minimum=0.001
+)
+
 # --- Halacha extraction -----------------------------------------------------------------------
 HALACHA_EXTRACTOR = env_str("HALACHA_EXTRACTOR", "offline")
 # claude-sonnet-4-5 reaches end-of-life on 2026-11-30 (the SDK's deprecation table); 4-6 follows it.

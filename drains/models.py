@@ -104,6 +104,10 @@ class DrainControl(models.Model):
     burst_until = models.DateTimeField(
         null=True, blank=True, help_text="Burst deadline; empty means no burst."
     )
+    burst_by = models.CharField(
+        max_length=150, blank=True, default="",
+        help_text="Who started the burst (\"autopilot\" for the quota autopilot's).",
+    )
     quota_key = models.CharField(
         max_length=200,
         blank=True,
