@@ -6,8 +6,13 @@ open window after a session (5-hour) limit.
 - Between chunks (``_autopilot_between_chunks``): a normal run on a quota whose autopilot is on
   asks ``drains.quota.autopilot.run_autopilot``; when that starts the burst on this drain, the
   run goes on as a burst run (deadline the weekly reset, the normal run's default caps lifted).
-- After a session limit in a burst (``_wait_for_session_reset``): a refusal or a session ceiling
-  whose reset comes before the burst's deadline does not end the run. The backoff is written as
+- At a weekly ceiling that the reserve's release will lift before the reset
+  (``_record_rate_limit``): the backoff lasts until the ceiling rises past the week's utilization
+  (drains/quota/ceiling.py ``weekly_ceiling_rises_past``), not until the reset, so the released
+  reserve is spent; without the release it lasts to the reset and the burst ends there.
+- After a session limit in a burst, or such a weekly ceiling (``_wait_for_session_reset``): a
+  refusal or a ceiling whose end comes before the burst's deadline, and within
+  ``DRAINS_BURST_WAIT_MAX_HOURS``, does not end the run. The backoff is written as
   always (every drain on the quota holds); the run waits at zero calls, checkpointing (so it is
   never taken for hung) and re-reading its control (burst off, deadline, disabled, a signal, the
   lost lock all end the wait), until the reset plus ``DRAINS_SESSION_RESUME_SECONDS``. Then the
@@ -27,7 +32,9 @@ from django.utils import timezone
 from drains.bursts import get_drain_burst
 from drains.models import RunMode, StopReason
 from drains.quota.backoff import backoff_in_force
+from drains.quota.ceiling import weekly_ceiling_rises_past
 from drains.quota.kinds import LimitKind
+from drains.runner.ceiling import CeilingReached
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +66,30 @@ class QuotaSteps:
         logger.info("%s: the autopilot's burst is on: this run goes on until %s",
                     self.name, burst.burst_until.isoformat())
 
+    # --- the weekly ceiling the release lifts ---------------------------------------------
+    def _record_rate_limit(self, exc) -> None:
+        if isinstance(exc, CeilingReached) and self.reserves is not None:
+            breach = exc.breach
+            rises = weekly_ceiling_rises_past(
+                window=breach.window, utilization=breach.utilization, reserves=self.reserves,
+                resets_at=breach.resets_at, now=timezone.now(),
+            )
+            if rises is not None and rises < exc.reset_at:
+                exc.reset_at, exc.lifted = rises, True
+                exc.message += f"; the reserve's release lifts the ceiling at {rises.isoformat()}"
+        super()._record_rate_limit(exc)
+
     # --- no idle open window -------------------------------------------------------------
     def _session_wait_due(self) -> bool:
         limit = self.rate_limit
+        waitable = limit is not None and (
+            limit.kind.kind == LimitKind.SESSION or getattr(limit, "lifted", False)
+        )
+        max_wait = float(settings.DRAINS_BURST_WAIT_MAX_HOURS) * 3600
         return (
             self.mode == RunMode.BURST
-            and limit is not None
-            and limit.kind.kind == LimitKind.SESSION
+            and waitable
+            and (limit.reset_at - timezone.now()).total_seconds() <= max_wait
             and self.error is None
             and not self._signalled
             and self.deadline is not None
@@ -80,8 +104,9 @@ class QuotaSteps:
             return False
         limit = self.rate_limit
         resume_at = limit.reset_at.timestamp() + float(settings.DRAINS_SESSION_RESUME_SECONDS)
-        logger.info("%s: session limit until %s, before the burst's deadline: waiting at zero "
-                    "calls to go on at the reset", self.name, limit.reset_at.isoformat())
+        logger.info("%s: %s until %s, before the burst's deadline: waiting at zero calls to go "
+                    "on then", self.name, "session limit" if limit.kind.kind == LimitKind.SESSION
+                    else "weekly ceiling", limit.reset_at.isoformat())
         self._checkpoint()  # the chunk so far, committed before the wait
         # ``rate_limit`` stays set while waiting: the backoff this run wrote is not a reason to
         # stop (it is what the run waits out); any other stop is.
