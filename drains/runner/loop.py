@@ -385,6 +385,7 @@ class WorkLoop:
             drain=self.name, quota_key=self.quota_key, controls=rows, now=now
         ):
             self._stop(StopReason.BACKOFF)
+        self._autopilot_between_chunks()  # drains/runner/quota_steps.py
 
     # --- signals --------------------------------------------------------------------------
     def _install_signals(self) -> None:

@@ -30,6 +30,7 @@ from drains.runner.loop import WorkLoop
 from drains.runner.pacing import PacingSteps
 from drains.runner.plugin import Drain
 from drains.runner.probe import ProbeSteps
+from drains.runner.quota_steps import QuotaSteps
 from drains.runs import (
     PromotionReport,
     Usage,
@@ -132,7 +133,7 @@ def run_drain(
         lock.release()
 
 
-class _Runner(CeilingSteps, ProbeSteps, PacingSteps, WorkLoop):
+class _Runner(QuotaSteps, CeilingSteps, ProbeSteps, PacingSteps, WorkLoop):
     """One run's state. Counters and checkpoints live in the main thread; workers only process."""
 
     def __init__(
@@ -155,6 +156,7 @@ class _Runner(CeilingSteps, ProbeSteps, PacingSteps, WorkLoop):
         self.actor = f"runtime:{trigger}"
         self.max_items = max_items
         self.max_minutes = max_minutes
+        self.explicit_caps = (max_items is not None, max_minutes is not None)
         self.concurrency = concurrency
         self.chunk_size = chunk_size
         self.progress_stream = progress_stream
@@ -216,10 +218,14 @@ class _Runner(CeilingSteps, ProbeSteps, PacingSteps, WorkLoop):
             self._start()
             self._install_signals()
             try:
-                if self.concurrency == 1:
-                    self._loop_inline()
-                else:
-                    self._loop_threads()
+                while True:
+                    if self.concurrency == 1:
+                        self._loop_inline()
+                    else:
+                        self._loop_threads()
+                    # In a burst, a session limit is waited out, not a reason to end.
+                    if not self._wait_for_session_reset():
+                        break
             finally:
                 self._restore_signals()
                 self._release_probe()

@@ -342,7 +342,8 @@ class QuotaModel:
             return
         for w in self.windows.values():
             if w.resets_at is None and w.opens_on_call:
-                w.resets_at = at + w.length
+                # Whole seconds, as the API's headers give resets: the header is the reset.
+                w.resets_at = float(math.ceil(at + w.length))
             w.utilization = min(1.0, w.utilization + w.per_call * calls)
 
     def _next_reset(self) -> tuple[float, StubWindow] | None:
@@ -401,7 +402,8 @@ class QuotaModel:
             w = self.windows[name]
             reset = w.resets_at if w.resets_at is not None else now + w.length
             headers[f"anthropic-ratelimit-unified-{short}-utilization"] = f"{w.utilization:.4g}"
-            headers[f"anthropic-ratelimit-unified-{short}-reset"] = str(int(reset))
+            # Whole seconds, as the API sends them, rounded up: the window has reset by then.
+            headers[f"anthropic-ratelimit-unified-{short}-reset"] = str(math.ceil(reset))
             headers[f"anthropic-ratelimit-unified-{short}-status"] = self._status(w)
         full = self._full()
         windows = list(self.windows.values())
@@ -415,7 +417,7 @@ class QuotaModel:
         headers["anthropic-ratelimit-unified-status"] = status
         headers["anthropic-ratelimit-unified-representative-claim"] = claim.name
         claim_reset = claim.resets_at if claim.resets_at is not None else now + claim.length
-        headers["anthropic-ratelimit-unified-reset"] = str(int(claim_reset))
+        headers["anthropic-ratelimit-unified-reset"] = str(math.ceil(claim_reset))
         headers["anthropic-ratelimit-unified-fallback-percentage"] = "0.5"
         if self.overage:
             headers["anthropic-ratelimit-unified-overage-status"] = "allowed"
