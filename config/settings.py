@@ -376,6 +376,23 @@ DRAINS_SLOW_DOWN_BACKOFF_SECONDS = env_int("DRAINS_SLOW_DOWN_BACKOFF_SECONDS", 3
 DRAINS_OVERLOAD_RETRIES = env_int("DRAINS_OVERLOAD_RETRIES", 3, minimum=0)
 DRAINS_OVERLOAD_RETRY_SECONDS = env_float("DRAINS_OVERLOAD_RETRY_SECONDS", 2.0, minimum=0)
 DRAINS_OVERLOAD_BACKOFF_SECONDS = env_int("DRAINS_OVERLOAD_BACKOFF_SECONDS", 300, minimum=1)
+# The quota's ceiling (docs/quota.md): no drain starts a call once a window's latest utilization
+# is at 1 minus its reserve. The weekly reserve is released linearly to 0 over the last
+# DRAINS_QUOTA_RESERVE_RELEASE_HOURS before the weekly reset (0 = never); the session (5-hour)
+# reserve never is. A quota key's QuotaPolicy row overrides these (manage.py quota set).
+DRAINS_QUOTA_WEEKLY_RESERVE = env_float("DRAINS_QUOTA_WEEKLY_RESERVE", 0.10, minimum=0)
+DRAINS_QUOTA_SESSION_RESERVE = env_float("DRAINS_QUOTA_SESSION_RESERVE", 0.0, minimum=0)
+DRAINS_QUOTA_RESERVE_RELEASE_HOURS = env_float("DRAINS_QUOTA_RESERVE_RELEASE_HOURS", 6.0, minimum=0)
+for _name in ("DRAINS_QUOTA_WEEKLY_RESERVE", "DRAINS_QUOTA_SESSION_RESERVE"):
+    if globals()[_name] > 0.9:
+        raise ImproperlyConfigured(f"{_name}={globals()[_name]} is above the maximum of 0.9.")
+if DRAINS_QUOTA_RESERVE_RELEASE_HOURS > 168:
+    raise ImproperlyConfigured(
+        f"DRAINS_QUOTA_RESERVE_RELEASE_HOURS={DRAINS_QUOTA_RESERVE_RELEASE_HOURS} is longer than "
+        "the week (168 hours)."
+    )
+# Quota samples (the spend rate's history) older than this many days are pruned by the supervisor.
+DRAINS_QUOTA_SAMPLE_DAYS = env_int("DRAINS_QUOTA_SAMPLE_DAYS", 28, minimum=1)
 # The projection's rate (operations/projection.py): items done over the last this-many minutes
 # of counted time (working time in a burst; wall time without backoffs otherwise).
 DRAINS_PROJECTION_WINDOW_MINUTES = env_float("DRAINS_PROJECTION_WINDOW_MINUTES", 180.0, minimum=0.01)
@@ -383,6 +400,29 @@ DRAINS_HUNG_AFTER_SECONDS = env_int("DRAINS_HUNG_AFTER_SECONDS", 1800, minimum=1
 DRAINS_HUNG_KILL_GRACE_SECONDS = env_float("DRAINS_HUNG_KILL_GRACE_SECONDS", 10.0, minimum=0)
 # The zone in which operators think and in which human reset times without a zone are read.
 DRAINS_OPERATOR_TZ = env_zone("DRAINS_OPERATOR_TZ", "Asia/Jerusalem")
+
+# --- The quota autopilot (drains/quota/rate.py, drains/quota/autopilot.py; docs/quota.md) -----
+# The spend rate's default before anything is measured: weekly utilization per hour of drain
+# work (0.01 = 1 %/h). Low on purpose: too low only starts an autopilot burst early.
+DRAINS_QUOTA_DEFAULT_SPEND_RATE = env_float("DRAINS_QUOTA_DEFAULT_SPEND_RATE", 0.01, minimum=1e-6)
+# Two samples of one run further apart than this are a wait, not work (left out of the rate).
+DRAINS_QUOTA_RATE_MAX_GAP_SECONDS = env_float("DRAINS_QUOTA_RATE_MAX_GAP_SECONDS", 600.0, minimum=1)
+# The 5-hour window's length and the weekly window's (the forecast's week start is R minus it).
+DRAINS_QUOTA_SESSION_HOURS = env_float("DRAINS_QUOTA_SESSION_HOURS", 5.0, minimum=0.001)
+DRAINS_QUOTA_WEEK_HOURS = env_float("DRAINS_QUOTA_WEEK_HOURS", 168.0, minimum=0.01)
+# The autopilot starts a burst when the time left to the weekly reset is at most
+# room / rate x DRAINS_AUTOPILOT_SAFETY_MARGIN + one supervisor interval.
+DRAINS_AUTOPILOT_SAFETY_MARGIN = env_float("DRAINS_AUTOPILOT_SAFETY_MARGIN", 1.25, minimum=1.0)
+# In a burst, a run that hit a session (5-hour) limit waits for its reset and goes on this many
+# seconds after it (drains/runner/quota_steps.py): no open window left idle.
+DRAINS_SESSION_RESUME_SECONDS = env_float("DRAINS_SESSION_RESUME_SECONDS", 2.0, minimum=0)
+# The longest such wait inside a run (a session limit, a weekly ceiling the reserve's release
+# lifts); a longer one ends the run and the supervisor starts the drain again after it.
+DRAINS_BURST_WAIT_MAX_HOURS = env_float("DRAINS_BURST_WAIT_MAX_HOURS", 6.0, minimum=0)
+# How often the supervisor ticks (its cron line is every 15 minutes).
+DRAINS_SUPERVISOR_INTERVAL_MINUTES = env_float(
+    "DRAINS_SUPERVISOR_INTERVAL_MINUTES", 15.0, minimum=0.001
+)
 
 # --- Halacha extraction -----------------------------------------------------------------------
 HALACHA_EXTRACTOR = env_str("HALACHA_EXTRACTOR", "offline")

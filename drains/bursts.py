@@ -2,9 +2,12 @@
 
 Admin, REST, the /operations page and the ``burst`` command all call these functions and show
 their ``ValidationError`` messages as they are. A burst spends *leftover* weekly quota, so its
-deadline may never pass the week boundary: the upcoming Saturday 18:00 in the operator zone
-(``DRAINS_OPERATOR_TZ``, Asia/Jerusalem).
+deadline may never pass the week boundary: the drain's quota's observed weekly reset when one is
+known (the ``seven_day`` reading of the quota key the drain draws on, its reset still ahead), else
+the upcoming Saturday 18:00 in the operator zone (``DRAINS_OPERATOR_TZ``, Asia/Jerusalem).
 A burst whose deadline has passed is off everywhere, even before the supervisor clears it.
+Who started a burst is kept (``burst_by``): an operator's stop of the autopilot's burst holds the
+autopilot until the next weekly reset (drains/quota/autopilot.py).
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ MSG_BEYOND = (
 
 MSG_DISABLED_BURST = "burst on, but the drain is disabled: nothing will run"
 MSG_NO_BURST = "no burst to stop"
+AUTOPILOT = "autopilot"  # the actor of the quota autopilot's bursts (drains/quota/autopilot.py)
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,29 @@ def upcoming_week_boundary(now: datetime | None = None) -> datetime:
     return boundary
 
 
+def observed_weekly_reset(name: str, now: datetime) -> datetime | None:
+    """The weekly reset last observed on drain ``name``'s quota, if it is still ahead."""
+    from drains.quota.models import QuotaWindow
+
+    key = DrainControl.objects.filter(name=name).values("quota_key")
+    resets_at = (
+        QuotaWindow.objects.filter(quota_key__in=key, window="seven_day", resets_at__gt=now)
+        .exclude(quota_key="")
+        .values_list("resets_at", flat=True)
+        .first()
+    )
+    return resets_at
+
+
+def burst_week_boundary(name: str | None = None, now: datetime | None = None) -> datetime:
+    """The end of drain ``name``'s burst week: its quota's observed weekly reset when known
+    (the account's own week), else the upcoming Saturday 18:00 (the fallback)."""
+    now = now or timezone.now()
+    if name is not None and (reset := observed_weekly_reset(name, now)) is not None:
+        return reset
+    return upcoming_week_boundary(now)
+
+
 def parse_burst_until(value) -> datetime:
     """Parse what an operator typed into an aware datetime, or raise a clear ValidationError."""
     if isinstance(value, datetime):
@@ -136,13 +163,15 @@ def parse_burst_until(value) -> datetime:
     return parsed
 
 
-def validate_burst_until(until: datetime, now: datetime | None = None) -> datetime:
+def validate_burst_until(
+    until: datetime, now: datetime | None = None, *, boundary: datetime | None = None
+) -> datetime:
     now = now or timezone.now()
     if timezone.is_naive(until):
         raise ValidationError(MSG_NAIVE.format(value=until.isoformat()), code="naive")
     if until <= now:
         raise ValidationError(MSG_PAST.format(value=format_local(until), now=format_local(now)), code="past")
-    boundary = upcoming_week_boundary(now)
+    boundary = boundary or upcoming_week_boundary(now)
     if until > boundary:
         raise ValidationError(
             MSG_BEYOND.format(value=format_local(until), boundary=format_local(boundary)), code="beyond_week"
@@ -164,45 +193,65 @@ def ensure_control(*, name: str) -> DrainControl:
 
 
 def set_drain_burst(
-    *, name: str, until: datetime | str | _Default | None, actor: str
+    *, name: str, until: datetime | str | _Default | None, actor: str, note: str = ""
 ) -> BurstState:
     """Start (``until`` = a datetime or ``DEFAULT_DEADLINE``) or stop (``until=None``) a burst.
 
+    The deadline may not pass the drain's burst week (``burst_week_boundary``). ``note`` is added
+    to the event's message (the autopilot's reasons). Stopping the autopilot's burst (any actor
+    but the autopilot) holds the autopilot until the weekly reset.
     Raises ``registry.UnknownDrain`` or ``ValidationError``. Writes a DrainEvent. Stopping
     when no burst is on changes nothing and writes nothing: the answer's ``changed`` is False
     and its notice says "no burst to stop" (an expired deadline is the supervisor's to clear).
     """
     registry.get(name)
     now = timezone.now()
+    boundary = burst_week_boundary(name, now)
     if until is DEFAULT_DEADLINE:
-        until = upcoming_week_boundary(now)
+        until = boundary
     elif until is not None:
-        until = validate_burst_until(parse_burst_until(until), now)
+        until = validate_burst_until(parse_burst_until(until), now, boundary=boundary)
     with transaction.atomic():
         DrainControl.objects.get_or_create(name=name)
         control = DrainControl.objects.select_for_update().get(name=name)
-        previous = control.burst_until
+        previous, previous_by = control.burst_until, control.burst_by
         if until is None and not rules.burst_active(previous, now=now):
             return replace(_state(name, previous, now, control.enabled), changed=False)
         control.burst_until = until
+        control.burst_by = actor if until is not None else ""
         control.updated_by = actor
-        control.save(update_fields=["burst_until", "updated_by", "updated_at"])
+        control.save(update_fields=["burst_until", "burst_by", "updated_by", "updated_at"])
         if until is None:
             kind, message = EventKind.BURST_OFF, "burst stopped"
         else:
             kind, message = EventKind.BURST_ON, f"burst on until {format_local(until)}"
             if not control.enabled:
                 message += f" ({MSG_DISABLED_BURST})"
+        if note:
+            message += f" ({note})"
         record_event(
             drain=name,
             kind=kind,
-            message=message,
+            message=message[:2000],
             actor=actor,
             data={
                 "until": until.isoformat() if until else None,
                 "previous": previous.isoformat() if previous else None,
+                "by": actor,
+                "previous_by": previous_by,
             },
         )
+        if (
+            until is None
+            and previous_by == AUTOPILOT
+            and actor != AUTOPILOT
+            and rules.burst_active(previous, now=now)
+        ):
+            from drains.quota.autopilot import hold_after_operator_off
+
+            hold_after_operator_off(
+                quota_key=control.quota_key, until=previous, actor=actor, drain=name
+            )
     return _state(name, until, now, control.enabled)
 
 
@@ -239,8 +288,9 @@ def clear_expired_burst(*, name: str, actor: str) -> BurstState | None:
             return None
         expired = control.burst_until
         control.burst_until = None
+        control.burst_by = ""
         control.updated_by = actor
-        control.save(update_fields=["burst_until", "updated_by", "updated_at"])
+        control.save(update_fields=["burst_until", "burst_by", "updated_by", "updated_at"])
         record_event(
             drain=name,
             kind=EventKind.BURST_EXPIRED,
@@ -262,8 +312,9 @@ def end_burst_early(
         if control is None or control.burst_until != until:
             return False
         control.burst_until = None
+        control.burst_by = ""
         control.updated_by = actor
-        control.save(update_fields=["burst_until", "updated_by", "updated_at"])
+        control.save(update_fields=["burst_until", "burst_by", "updated_by", "updated_at"])
         record_event(
             drain=name,
             kind=EventKind.BURST_ENDED,

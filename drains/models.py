@@ -53,6 +53,7 @@ class EventKind(models.TextChoices):
     BURST_EXPIRED = "burst_expired", "burst expired"
     ENABLED = "enabled", "enabled"
     DISABLED = "disabled", "disabled"
+    QUOTA_POLICY = "quota_policy", "quota policy changed"  # drains/quota/reserve.py
     # the runtime (drains/runner)
     BACKOFF = "backoff", "backoff recorded"
     SKIPPED = "skipped", "run skipped"
@@ -108,6 +109,10 @@ class DrainControl(models.Model):
     enabled = models.BooleanField(default=True)
     burst_until = models.DateTimeField(
         null=True, blank=True, help_text="Burst deadline; empty means no burst."
+    )
+    burst_by = models.CharField(
+        max_length=150, blank=True, default="",
+        help_text="Who started the burst (\"autopilot\" for the quota autopilot's).",
     )
     quota_key = models.CharField(
         max_length=200,

@@ -14,6 +14,7 @@ api_urlpatterns = [
     path("operations/failed", apis.FailedItemsApi.as_view(), name="failed"),
     path("operations/runs/<int:run_id>", apis.RunApi.as_view(), name="run"),
     path("operations/runs/<int:run_id>/stop", apis.StopRunApi.as_view(), name="stop-run"),
+    path("operations/quota/policy", apis.QuotaPolicyApi.as_view(), name="quota_policy"),
     path("health/", apis.HealthApi.as_view(), name="health"),
 ]
 

@@ -26,6 +26,7 @@ from drains.quota import policy
 from drains.quota.actions import act_on_limit
 from drains.quota.backoff import record_backoff
 from drains.quota.resets import RateLimited
+from drains.runner.ceiling import QuotaCeiling
 from drains.runner.pacing import Halted, Pacing, SlowedDown
 from drains.runner.plugin import ItemFailed
 from drains.runner.probe import ProbeClaim
@@ -42,10 +43,20 @@ _SENTINEL = object()
 
 
 class WorkLoop:
-    def __init__(self, state: RunState, *, pacing: Pacing, probe: ProbeClaim):
+    def __init__(
+        self,
+        state: RunState,
+        *,
+        pacing: Pacing,
+        probe: ProbeClaim,
+        ceiling: QuotaCeiling,
+        between_chunks: Callable[[], None] = lambda: None,
+    ):
         self.state = state
         self.pacing = pacing
         self.probe = probe
+        self.ceiling = ceiling
+        self.between_chunks = between_chunks
 
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> None:
@@ -113,7 +124,7 @@ class WorkLoop:
         while True:
             # A probe after a reset: the first call goes alone; the rest wait for its outcome.
             while in_flight < (1 if state.probing else capacity) and self._may_dispatch():
-                item = self._next_item()
+                item = self.next_item()
                 if item is None:
                     state.stop(StopReason.BACKLOG_EMPTY, hard=False)
                     break
@@ -126,7 +137,7 @@ class WorkLoop:
             in_flight -= 1
             self._apply(outcome)
 
-    def _next_item(self):
+    def next_item(self):
         state = self.state
         while not state.buffer:
             if state.exhausted:
@@ -157,7 +168,7 @@ class WorkLoop:
         return state.before_deadline()
 
     def _has_next(self) -> bool:
-        item = self._next_item()
+        item = self.next_item()
         if item is None:
             return False
         self.state.buffer.appendleft(item)
@@ -220,7 +231,7 @@ class WorkLoop:
             outcome = ItemOutcome(Outcome.RATE_LIMITED, outcome.key,
                                   error=self.pacing.long_backoff(outcome.error))
         if state.probing and outcome.kind != Outcome.SLOWED:  # per-minute: the probe goes again
-            self.probe.outcome(outcome, record_limit=lambda: self._limit_reached(outcome.error))
+            self.probe.outcome(outcome, record_limit=lambda: self.limit_reached(outcome.error))
         if outcome.kind in (Outcome.DONE, Outcome.FAILED):
             self.pacing.gate.went_through()
         if outcome.kind == Outcome.DONE:
@@ -231,7 +242,7 @@ class WorkLoop:
             state.chunk_failed += 1
             self._note_item_failure(outcome)
         elif outcome.kind == Outcome.RATE_LIMITED:
-            self._limit_reached(outcome.error)
+            self.limit_reached(outcome.error)
         elif outcome.kind == Outcome.SUPERSEDED:
             # Fenced: paid for and staged, but this run may promote nothing more.
             state.stop(StopReason.SUPERSEDED)
@@ -247,7 +258,7 @@ class WorkLoop:
         ):
             self.checkpoint()
 
-    def _limit_reached(self, exc: RateLimited) -> None:
+    def limit_reached(self, exc: RateLimited) -> None:
         """The quota refused: stop first (no call starts while the refusal is recorded), then
         record the backoff once and act on it (a weekly limit past the burst, a spend cap)."""
         state = self.state
@@ -255,6 +266,7 @@ class WorkLoop:
         if state.rate_limit is not None:
             return
         state.rate_limit = exc
+        self.ceiling.lift(exc)  # a weekly ceiling the reserve's release lifts: back off until then
         names = record_backoff(
             drain=state.name,
             quota_key=state.quota_key,
@@ -296,6 +308,7 @@ class WorkLoop:
     # --- checkpoints ----------------------------------------------------------------------
     def checkpoint(self, *, final: bool = False) -> None:
         state = self.state
+        self.ceiling.record()  # the calls' quota signals (drains/runner/ceiling.py)
         counted = state.chunk_done + state.chunk_failed
         still_running = record_checkpoint(
             run=state.row,
@@ -315,11 +328,11 @@ class WorkLoop:
             state.stop(StopReason.SUPERSEDED)
         if not final:
             state.lock_held(ask=True)
-            self._refresh_control()
+            self.refresh_control()
             state.shown.chunk(done=state.done, failed=state.failed, chunks=state.chunks)
         reset_queries()
 
-    def _refresh_control(self) -> None:
+    def refresh_control(self) -> None:
         """Between chunks: the operator may have disabled the drain or changed the burst, and
         another drain on the same quota may have hit the limit."""
         state = self.state
@@ -331,6 +344,7 @@ class WorkLoop:
             elif burst.burst_until != state.deadline:
                 logger.info("%s: burst deadline is now %s", state.name, burst.burst_until)
                 state.deadline = state.shown.deadline = burst.burst_until
+        self.ceiling.load()  # the quota's readings, other drains' calls too
         rows = selectors.controls_for_run(drain=state.name, quota_key=state.quota_key, now=now)
         if any(row["name"] == state.name and not row["enabled"] for row in rows):
             state.stop(StopReason.DISABLED)
@@ -338,3 +352,4 @@ class WorkLoop:
             drain=state.name, quota_key=state.quota_key, controls=rows, now=now
         ):
             state.stop(StopReason.BACKOFF)
+        self.between_chunks()  # the autopilot (drains/runner/quota_steps.py)

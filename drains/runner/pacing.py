@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -162,8 +163,15 @@ class Pacing:
     """The runner's paid calls through the gate: the last checks before money is spent, the
     overload retries, and the main thread's half of a slow-down (requeue, timeline, summary)."""
 
-    def __init__(self, state: RunState, *, rng: random.Random | None = None):
+    def __init__(
+        self,
+        state: RunState,
+        *,
+        process: Callable[[Any], Processed],
+        rng: random.Random | None = None,
+    ):
         self.state = state
+        self.process = process  # one paid call: the quota ceiling's check, then the drain's
         self.rng = rng or random.Random()
         self.gate = CallGate(
             concurrency=state.concurrency,
@@ -200,7 +208,7 @@ class Pacing:
         retry = 0
         while True:
             try:
-                return state.drain.process(item)
+                return self.process(item)  # the ceiling, then the call (drains/runner/ceiling.py)
             except RateLimited as exc:
                 plan = policy.limit_plan(exc.kind.kind)
                 if plan != policy.LimitPlan.RETRY or retry >= settings.DRAINS_OVERLOAD_RETRIES:

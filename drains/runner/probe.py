@@ -92,7 +92,9 @@ class ProbeClaim:
         answered = outcome.kind in (Outcome.DONE, Outcome.FAILED, Outcome.SUPERSEDED) or (
             outcome.kind == Outcome.ERROR and outcome.usage is not None
         )
-        if outcome.kind == Outcome.RATE_LIMITED:
+        if outcome.kind == Outcome.RATE_LIMITED and getattr(outcome.error, "breach", None):
+            pass  # the quota's ceiling stopped it before the call (ceiling.py): no probe made
+        elif outcome.kind == Outcome.RATE_LIMITED:
             record_limit()
             record_probe(
                 drain=state.name,

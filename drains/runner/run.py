@@ -25,10 +25,12 @@ from drains.locks import DrainLock, LockLost
 from drains.models import EventKind, RunMode, RunStatus, StopReason, Trigger
 from drains.progress import Progress, format_duration
 from drains.quota.backoff import backoff_in_force, set_quota_key
+from drains.runner.ceiling import QuotaCeiling
 from drains.runner.loop import WorkLoop
 from drains.runner.pacing import Pacing
 from drains.runner.plugin import Drain
 from drains.runner.probe import ProbeClaim
+from drains.runner.quota_steps import QuotaSteps
 from drains.runner.state import RunState
 from drains.runs import (
     PromotionReport,
@@ -133,7 +135,8 @@ def run_drain(
 
 class _Runner:
     """One run: its state, and the parts that work on it (the loop, the call gate, the probe
-    claim). This class owns the run's start and end, the skips and the signals."""
+    claim, the quota ceiling, the quota steps). This class owns the run's start and end, the
+    skips and the signals."""
 
     def __init__(
         self,
@@ -160,9 +163,15 @@ class _Runner:
             progress_stream=progress_stream,
             tty=tty,
         )
-        self.pacing = Pacing(self.state)  # per-minute limits and overloads
+        self.ceiling = QuotaCeiling(self.state)  # the quota's ceiling and readings
+        self.pacing = Pacing(self.state, process=self.ceiling.call)  # per-minute, overloads
         self.probe = ProbeClaim(self.state)
-        self.loop = WorkLoop(self.state, pacing=self.pacing, probe=self.probe)
+        self.loop = WorkLoop(self.state, pacing=self.pacing, probe=self.probe, ceiling=self.ceiling)
+        self.quota = QuotaSteps(
+            self.state, loop=self.loop, probe=self.probe, backoff_skip=self._backoff_skip,
+            skip=self._skip, signalled=lambda: self._signalled,
+        )
+        self.loop.between_chunks = self.quota.between_chunks  # the autopilot
         self._signalled = False
         self._old_handlers: dict[int, Any] = {}
 
@@ -184,8 +193,11 @@ class _Runner:
             self._promote_leftovers()
             state.quota_key = state.drain.quota_key()  # constructs the extractor; no call yet
             set_quota_key(drain=state.name, quota_key=state.quota_key)
-            skipped = self._backoff_skip() or self.probe.claim_or_hold(
-                backoff_skip=self._backoff_skip, skip=self._skip
+            skipped = (
+                self._backoff_skip()
+                or self.ceiling.skip_at_start(limit_reached=self.loop.limit_reached,
+                                              skip=self._skip)
+                or self.probe.claim_or_hold(backoff_skip=self._backoff_skip, skip=self._skip)
             )
             if skipped is not None:
                 assert isinstance(skipped, RunResult)
@@ -193,7 +205,11 @@ class _Runner:
             self._start()
             self._install_signals()
             try:
-                self.loop.run()
+                while True:
+                    self.loop.run()
+                    # In a burst, a session limit is waited out, not a reason to end.
+                    if not self.quota.wait_for_session_reset():
+                        break
             finally:
                 self._restore_signals()
                 self.probe.release()

@@ -63,6 +63,8 @@ class RunState:
     mode: str = RunMode.NORMAL
     deadline: datetime | None = None
     quota_key: str = ""
+    # (max_items, max_minutes) given on the command line: the autopilot keeps them in a burst
+    explicit_caps: tuple[bool, bool] = (False, False)
     unpromotable: set[str] = field(default_factory=set)
     # the loop's queue: items selected and not yet dispatched
     buffer: deque = field(default_factory=deque)
@@ -91,6 +93,7 @@ class RunState:
 
     def __post_init__(self) -> None:
         self.last_checkpoint = self.started
+        self.explicit_caps = (self.max_items is not None, self.max_minutes is not None)
 
     @property
     def name(self) -> str:

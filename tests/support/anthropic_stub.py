@@ -23,6 +23,16 @@ characters / 4 (``estimate_tokens``), of the texts only (the JSON schema is not 
 request's reported usage is kept on its ``RecordedRequest.usage``. Simplified against the real
 API: only the last breakpoint is looked up, and entries never expire (the real lifetime is 5
 minutes, refreshed by each hit).
+
+Quota model (``AnthropicStub(quota=QuotaModel(...))``): the subscription's windows as the real
+service keeps them for a subscriber. Every Messages call first brings the model up to "now"
+(windows past their reset start again at 0; the "owner" spends what its schedule says it spent
+since); a call arriving while a window is full (utilization 1.0) is refused with a 429 and the
+rejected ``anthropic-ratelimit-unified-*`` headers, without taking a queued response; otherwise it
+is answered and adds each window's ``per_call`` (capped at 1.0). Every answer, refused or not,
+carries the unified headers (``-5h-``/``-7d-`` utilization, reset and status, ``-status``,
+``-reset``, ``-representative-claim``, ``-overage-status``), as the API sends them and the real
+CLI turns them into its ``rate_limit_event`` lines. See ``QuotaModel``.
 """
 
 from __future__ import annotations
@@ -224,9 +234,231 @@ class PromptCache:
                 "cache_read_input_tokens": read}
 
 
+# --- the subscription's quota windows ---------------------------------------------------------
+
+# The windows the stub models, with the short name their headers use (the CLI reads these).
+UNIFIED_WINDOWS = (("five_hour", "5h"), ("seven_day", "7d"))
+REFUSED_MESSAGE = "This request would exceed your account's rate limit. Please try again later."
+
+
+@dataclass
+class StubWindow:
+    """One window: its utilization 0..1, when it resets (epoch seconds), what a call adds."""
+
+    name: str
+    length: float  # seconds
+    per_call: float  # utilization one answered call (or one owner's call) adds
+    utilization: float = 0.0
+    # None: expired and not open (the 5-hour window opens with the first call after it expired).
+    resets_at: float | None = None
+    opens_on_call: bool = False  # True for the 5-hour window; the weekly one rolls on its own
+    early: float = 0.0  # the reset really comes this many seconds before the announced one
+
+
+@dataclass(frozen=True)
+class QuotaCall:
+    """One Messages call as the quota model saw it."""
+
+    at: float
+    answered: bool
+    using_overage: bool
+    before: dict[str, float]  # each window's utilization when the call arrived
+    after: dict[str, float]
+
+
+@dataclass(frozen=True)
+class QuotaReset:
+    """A window reset: when, and the utilization it had just before (what the week ended at)."""
+
+    window: str
+    at: float
+    utilization: float
+
+
+class QuotaModel:
+    """A subscriber's 5-hour and weekly windows, shared by the drains' calls and an "owner".
+
+    ``owner(t0, t1)`` returns how many calls the account's owner made between two epoch times
+    (a float is fine); each adds ``per_call`` to every window, like a drain's call, and is never
+    refused (it just fills a window to 1.0). The owner's spending is applied lazily, whenever the
+    model is asked (each request, ``state()``), in steps that stop at every reset, so what the
+    week ended at is exact. ``clock`` is epoch seconds (``time.time``); tests may pass their own.
+    """
+
+    def __init__(
+        self,
+        *,
+        week: float = 0.0,
+        session: float = 0.0,
+        week_per_call: float = 0.03,
+        session_per_call: float = 0.03,
+        week_seconds: float = 7 * 86400.0,
+        session_seconds: float = 5 * 3600.0,
+        week_resets_in: float | None = None,
+        session_resets_in: float | None = None,
+        week_early: float = 0.0,
+        owner=None,
+        overage: bool = False,
+        warn_at: float = 0.9,
+        clock=time.time,
+    ):
+        self.clock = clock
+        now = clock()
+        self.windows = {
+            "five_hour": StubWindow(
+                "five_hour", session_seconds, session_per_call, session,
+                now + (session_resets_in if session_resets_in is not None else session_seconds)
+                if session or session_resets_in is not None else None,
+                opens_on_call=True,
+            ),
+            "seven_day": StubWindow(
+                "seven_day", week_seconds, week_per_call, week,
+                now + (week_resets_in if week_resets_in is not None else week_seconds / 2),
+                early=week_early,
+            ),
+        }
+        self.owner = owner
+        self.overage = overage  # extra usage on: a call at a full window is answered, and paid
+        self.warn_at = warn_at
+        self.calls: list[QuotaCall] = []
+        self.resets: list[QuotaReset] = []
+        self.owner_calls = 0.0
+        self._advanced_to = now
+        self._lock = threading.Lock()
+
+    # -- what tests set --
+    def set(self, window: str, utilization: float, *, resets_in: float | None = None) -> None:
+        """Put ``window`` at ``utilization`` (and its reset ``resets_in`` seconds from now)."""
+        with self._lock:
+            self._advance(self.clock())
+            w = self.windows[window]
+            w.utilization = utilization
+            if resets_in is not None:
+                w.resets_at = self.clock() + resets_in
+
+    # -- the model --
+    def _spend(self, calls: float, at: float) -> None:
+        if calls <= 0:
+            return
+        for w in self.windows.values():
+            if w.resets_at is None and w.opens_on_call:
+                # Whole seconds, as the API's headers give resets: the header is the reset.
+                w.resets_at = float(math.ceil(at + w.length))
+            w.utilization = min(1.0, w.utilization + w.per_call * calls)
+
+    def _next_reset(self) -> tuple[float, StubWindow] | None:
+        due = [(w.resets_at - w.early, w) for w in self.windows.values() if w.resets_at is not None]
+        return min(due, key=lambda pair: pair[0]) if due else None
+
+    def _advance(self, now: float) -> None:
+        while True:
+            nxt = self._next_reset()
+            step_end = now if nxt is None or nxt[0] > now else nxt[0]
+            if self.owner is not None and step_end > self._advanced_to:
+                calls = float(self.owner(self._advanced_to, step_end))
+                self.owner_calls += max(0.0, calls)
+                self._spend(calls, self._advanced_to)
+            self._advanced_to = max(self._advanced_to, step_end)
+            if nxt is None or nxt[0] > now:
+                return
+            at, w = nxt
+            self.resets.append(QuotaReset(w.name, at, w.utilization))
+            w.utilization = 0.0
+            w.resets_at = None if w.opens_on_call else w.resets_at + w.length
+
+    def _full(self) -> list[StubWindow]:
+        return [w for w in self.windows.values() if w.utilization >= 1.0]
+
+    def call(self) -> tuple[bool, dict[str, str]]:
+        """One Messages call arriving now: (answered, the unified headers of its answer)."""
+        with self._lock:
+            now = self.clock()
+            self._advance(now)
+            before = {name: w.utilization for name, w in self.windows.items()}
+            full = self._full()
+            answered = not full or self.overage
+            if not full:
+                self._spend(1.0, now)
+            self.calls.append(
+                QuotaCall(now, answered, bool(full) and self.overage, before,
+                          {name: w.utilization for name, w in self.windows.items()})
+            )
+            return answered, self._headers(now)
+
+    def state(self) -> dict[str, tuple[float, float | None]]:
+        """Each window's (utilization, reset epoch) now."""
+        with self._lock:
+            self._advance(self.clock())
+            return {name: (w.utilization, w.resets_at) for name, w in self.windows.items()}
+
+    def _status(self, w: StubWindow) -> str:
+        if w.utilization >= 1.0:
+            return "rejected"
+        return "allowed_warning" if w.utilization >= self.warn_at else "allowed"
+
+    def _headers(self, now: float) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for name, short in UNIFIED_WINDOWS:
+            w = self.windows[name]
+            reset = w.resets_at if w.resets_at is not None else now + w.length
+            headers[f"anthropic-ratelimit-unified-{short}-utilization"] = f"{w.utilization:.4g}"
+            # Whole seconds, as the API sends them, rounded up: the window has reset by then.
+            headers[f"anthropic-ratelimit-unified-{short}-reset"] = str(math.ceil(reset))
+            headers[f"anthropic-ratelimit-unified-{short}-status"] = self._status(w)
+        full = self._full()
+        windows = list(self.windows.values())
+        # The binding window: a full one, else the fullest (the later reset on a tie).
+        claim = full[0] if full else max(
+            windows, key=lambda w: (w.utilization, w.resets_at or now + w.length)
+        )
+        statuses = {self._status(w) for w in windows}
+        status = ("rejected" if "rejected" in statuses
+                  else "allowed_warning" if "allowed_warning" in statuses else "allowed")
+        headers["anthropic-ratelimit-unified-status"] = status
+        headers["anthropic-ratelimit-unified-representative-claim"] = claim.name
+        claim_reset = claim.resets_at if claim.resets_at is not None else now + claim.length
+        headers["anthropic-ratelimit-unified-reset"] = str(math.ceil(claim_reset))
+        headers["anthropic-ratelimit-unified-fallback-percentage"] = "0.5"
+        if self.overage:
+            headers["anthropic-ratelimit-unified-overage-status"] = "allowed"
+        else:
+            headers["anthropic-ratelimit-unified-overage-status"] = "rejected"
+            headers["anthropic-ratelimit-unified-overage-disabled-reason"] = "org_level_disabled"
+        return headers
+
+
+def owner_at(times: list[float], calls: float = 1.0):
+    """An owner who makes ``calls`` calls at each epoch time in ``times``."""
+
+    def owner(t0: float, t1: float) -> float:
+        return calls * sum(1 for t in times if t0 < t <= t1)
+
+    return owner
+
+
+def owner_steady(calls_per_second: float):
+    """An owner who spends at a steady pace."""
+
+    def owner(t0: float, t1: float) -> float:
+        return calls_per_second * (t1 - t0)
+
+    return owner
+
+
 class AnthropicStub:
-    def __init__(self, *, prompt_cache: bool = False, min_cacheable_tokens: int = 1024):
+    def __init__(
+        self,
+        *,
+        prompt_cache: bool = False,
+        min_cacheable_tokens: int = 1024,
+        quota: QuotaModel | None = None,
+        responder=None,
+    ):
         self.requests: list[RecordedRequest] = []
+        # The subscription's windows (None: no unified headers, as for an API key).
+        self.quota = quota
+        # Called with the RecordedRequest when nothing is queued: returns its StubResponse.
+        self.responder = responder
         # None: the queued bodies' usage is sent as it is (the default).
         self.prompt_cache = PromptCache(min_cacheable_tokens) if prompt_cache else None
         self._responses: deque[StubResponse] = deque()
@@ -273,14 +505,28 @@ class AnthropicStub:
                 if recorded.path.split("?")[0] != "/v1/messages":
                     self._not_served()
                     return
+                quota_headers: dict[str, str] = {}
+                if stub.quota is not None:
+                    answered, quota_headers = stub.quota.call()
+                    if not answered:  # a full window: refused, no queued response taken
+                        recorded.answered_at = time.monotonic()
+                        recorded.status = 429
+                        payload = json.dumps(error_body("rate_limit_error", REFUSED_MESSAGE))
+                        self._send(429, payload.encode(), "application/json", quota_headers)
+                        return
                 with stub._lock:
-                    response = (
-                        stub._responses.popleft()
-                        if stub._responses
-                        else StubResponse(
-                            500, error_body("api_error", "the stub has no response queued")
-                        )
+                    queued = stub._responses.popleft() if stub._responses else None
+                if queued is not None:
+                    response = queued
+                elif stub.responder is not None:
+                    response = stub.responder(recorded)
+                else:
+                    response = StubResponse(
+                        500, error_body("api_error", "the stub has no response queued")
                     )
+                if quota_headers:
+                    response = StubResponse(response.status, response.body,
+                                            {**quota_headers, **response.headers}, response.delay)
                 if (
                     stub.prompt_cache is not None
                     and response.status == 200

@@ -1,0 +1,172 @@
+"""The quota's readings: the only code that writes ``QuotaWindow`` and ``QuotaSample``.
+
+``record_signal`` stores one call's signal in ONE SQL statement (a CTE that upserts the window
+rows, sets the overage flag on the key's other rows and inserts the samples), nothing for an
+empty signal; ``record_signals`` stores several calls' (a run's chunk, at its checkpoint) in one
+statement too. A drop in a window's utilization is a reset: the new reading is simply kept.
+A reading older than the row's (calls finishing out of order) does not overwrite it.
+``latest_windows`` is the read the ceiling and the command use; ``prune_samples`` keeps the
+history bounded (the supervisor tick calls it). Never calls an extractor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection
+
+from drains.quota.models import QuotaPolicy, QuotaSample, QuotaWindow
+from drains.quota.signals import QuotaSignal
+
+_WINDOW = QuotaWindow._meta.db_table
+_SAMPLE = QuotaSample._meta.db_table
+
+# One statement: the readings as VALUES (one row per window per call, in call order), the
+# upsert of the rows from each window's latest reading (kept only when at least as fresh as what
+# is stored; a missing reset keeps a stored one that is still ahead), the overage flag of the
+# latest call on the key's rows it did not name (overage is the quota's, not one window's), and
+# a sample per reading for the spend rate.
+_RECORD = f"""
+WITH data("window", utilization, resets_at, status, observed_at, using_overage, seq) AS (
+    VALUES {{values}}
+),
+latest AS (
+    SELECT DISTINCT ON ("window") * FROM data ORDER BY "window", observed_at DESC, seq DESC
+),
+last_call AS (
+    SELECT observed_at, using_overage FROM data ORDER BY observed_at DESC, seq DESC LIMIT 1
+),
+upserted AS (
+    INSERT INTO {_WINDOW} AS w
+        (quota_key, "window", utilization, resets_at, status, using_overage, observed_at,
+         observed_by)
+    SELECT %s, d."window", d.utilization, d.resets_at, d.status, d.using_overage, d.observed_at,
+           %s
+    FROM latest d
+    ON CONFLICT (quota_key, "window") DO UPDATE SET
+        utilization = EXCLUDED.utilization,
+        resets_at = COALESCE(
+            EXCLUDED.resets_at,
+            CASE WHEN w.resets_at > EXCLUDED.observed_at THEN w.resets_at END
+        ),
+        status = EXCLUDED.status,
+        using_overage = EXCLUDED.using_overage,
+        observed_at = EXCLUDED.observed_at,
+        observed_by = EXCLUDED.observed_by
+    WHERE w.observed_at <= EXCLUDED.observed_at
+    RETURNING 1
+),
+others AS (
+    UPDATE {_WINDOW} AS o SET using_overage = c.using_overage
+    FROM last_call c
+    WHERE o.quota_key = %s AND o."window" NOT IN (SELECT "window" FROM data)
+      AND o.using_overage <> c.using_overage AND o.observed_at <= c.observed_at
+    RETURNING 1
+)
+INSERT INTO {_SAMPLE} (quota_key, "window", utilization, resets_at, observed_at, drain, run_id)
+SELECT %s, d."window", d.utilization, d.resets_at, d.observed_at, %s, %s FROM data d
+"""
+
+# Signals that only say "extra usage is being spent" (no window): the flag on the key's rows.
+_OVERAGE_ONLY = f"UPDATE {_WINDOW} SET using_overage = true WHERE quota_key = %s"
+
+
+def record_signal(
+    *, quota_key: str, drain: str, run_id: int | None, signal: QuotaSignal, now: datetime
+) -> None:
+    """Store what one call said of its quota: at most one statement, none for an empty signal."""
+    record_signals(quota_key=quota_key, drain=drain, run_id=run_id, signals=[(signal, now)])
+
+
+def record_signals(
+    *,
+    quota_key: str,
+    drain: str,
+    run_id: int | None,
+    signals: Sequence[tuple[QuotaSignal, datetime]],
+) -> None:
+    """Store several calls' signals (each with when it was observed) in ONE statement: the runner
+    writes a chunk's calls at its checkpoint. None for no signal with a reading or overage."""
+    signals = [(signal, at) for signal, at in signals if signal]
+    if not signals or not quota_key:
+        return
+    rows: list = []
+    for signal, at in signals:
+        for reading in signal.windows:
+            rows.append((reading, at, signal.using_overage))
+    with connection.cursor() as cursor:
+        if not rows:
+            cursor.execute(_OVERAGE_ONLY, [quota_key])
+            return
+        values = ", ".join(
+            ["(%s, %s::float8, %s::timestamptz, %s, %s::timestamptz, %s::boolean, %s::int)"]
+            * len(rows)
+        )
+        params: list = []
+        for seq, (reading, at, overage) in enumerate(rows):
+            params += [reading.window, reading.utilization, reading.resets_at, reading.status,
+                       at, overage, seq]
+        params += [quota_key, drain[:64], quota_key, quota_key, drain[:64], run_id]
+        cursor.execute(_RECORD.format(values=values), params)
+
+
+def latest_windows(quota_key: str | None = None) -> list[QuotaWindow]:
+    """The latest reading of every window (of one quota key, or of all), by key and window."""
+    rows = QuotaWindow.objects.all()
+    if quota_key is not None:
+        rows = rows.filter(quota_key=quota_key)
+    return list(rows.order_by("quota_key", "window"))
+
+
+_STATE = f"""
+SELECT p.id, p.weekly_reserve, p.session_reserve, p.reserve_release_hours, p.autopilot,
+       w."window", w.utilization, w.resets_at, w.status, w.using_overage, w.observed_at,
+       w.observed_by
+FROM (SELECT %s::varchar AS quota_key) k
+LEFT JOIN {QuotaPolicy._meta.db_table} p ON p.quota_key = k.quota_key
+LEFT JOIN {_WINDOW} w ON w.quota_key = k.quota_key
+ORDER BY w."window"
+"""
+
+
+def quota_state(quota_key: str) -> tuple[list[QuotaWindow], QuotaPolicy | None]:
+    """A quota key's readings and its policy row (None when it has none), in ONE query: what
+    the runner reads between chunks. The rows are unsaved copies, for reading only."""
+    with connection.cursor() as cursor:
+        cursor.execute(_STATE, [quota_key])
+        found = cursor.fetchall()
+    policy = None
+    windows = []
+    for (pk, weekly, session, hours, autopilot, window, utilization, resets_at, status,
+         overage, observed_at, observed_by) in found:
+        if pk is not None and policy is None:
+            policy = QuotaPolicy(id=pk, quota_key=quota_key, weekly_reserve=weekly,
+                                 session_reserve=session, reserve_release_hours=hours,
+                                 autopilot=autopilot)
+        if window is not None:
+            windows.append(QuotaWindow(
+                quota_key=quota_key, window=window, utilization=utilization,
+                resets_at=resets_at, status=status, using_overage=overage,
+                observed_at=observed_at, observed_by=observed_by,
+            ))
+    return windows, policy
+
+
+def known_quota_keys() -> list[str]:
+    """Every quota key a drain recorded at a run start, a reading or a policy row names, sorted
+    (three small queries)."""
+    from drains.models import DrainControl
+
+    keys = set(DrainControl.objects.exclude(quota_key="").values_list("quota_key", flat=True))
+    keys |= set(QuotaWindow.objects.values_list("quota_key", flat=True))
+    keys |= set(QuotaPolicy.objects.values_list("quota_key", flat=True))
+    return sorted(keys)
+
+
+def prune_samples(*, now: datetime, keep_days: int | None = None) -> int:
+    """Delete the samples older than ``keep_days`` (DRAINS_QUOTA_SAMPLE_DAYS); how many went."""
+    days = settings.DRAINS_QUOTA_SAMPLE_DAYS if keep_days is None else keep_days
+    deleted, _ = QuotaSample.objects.filter(observed_at__lt=now - timedelta(days=days)).delete()
+    return deleted

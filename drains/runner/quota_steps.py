@@ -1,0 +1,170 @@
+"""The runner's quota steps that keep a burst spending: the autopilot between chunks, and no idle
+open window after a session (5-hour) limit.
+
+``QuotaSteps`` takes the run's ``RunState`` and the parts it drives (the loop, the probe claim).
+
+- Between chunks (``between_chunks``): a normal run on a quota whose autopilot is on
+  asks ``drains.quota.autopilot.run_autopilot``; when that starts the burst on this drain, the
+  run goes on as a burst run (deadline the weekly reset, the normal run's default caps lifted).
+- At a weekly ceiling that the reserve's release will lift before the reset
+  (drains/runner/ceiling.py ``QuotaCeiling.lift``): the backoff lasts until the ceiling rises past the week's utilization
+  (drains/quota/ceiling.py ``weekly_ceiling_rises_past``), not until the reset, so the released
+  reserve is spent; without the release it lasts to the reset and the burst ends there.
+- After a session limit in a burst, or such a weekly ceiling (``wait_for_session_reset``): a
+  refusal or a ceiling whose end comes before the burst's deadline, and within
+  ``DRAINS_BURST_WAIT_MAX_HOURS``, does not end the run. The backoff is written as
+  always (every drain on the quota holds); the run waits at zero calls, checkpointing (so it is
+  never taken for hung) and re-reading its control (burst off, deadline, disabled, a signal, the
+  lost lock all end the wait), until the reset plus ``DRAINS_SESSION_RESUME_SECONDS``. Half a
+  second before the reset it makes every check but the call (the lock, the control, a newer
+  limit, the quota's probe claim, the next item), so the call itself goes at the reset. The
+  probe rule applies as at a run's start: the first call goes alone (this run took the quota's
+  probe claim), or it holds for another drain's probe (``ProbeSteps._probe_or_hold``). So the first call after the reset starts within
+  seconds of it, where a stopped run waited for the supervisor's next tick (up to 15 minutes).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.utils import timezone
+
+from drains.bursts import get_drain_burst
+from drains.models import RunMode, StopReason
+from drains.quota.backoff import backoff_in_force
+from drains.quota.kinds import LimitKind
+from drains.runner.loop import WorkLoop
+from drains.runner.probe import ProbeClaim
+from drains.runner.state import RunState
+
+logger = logging.getLogger(__name__)
+
+WAIT_STEP_SECONDS = 0.5  # how often the wait looks at a stop (a signal, the burst's end)
+PREPARE_SECONDS = 0.5  # the checks before the first call after the reset are made this early
+
+
+class QuotaSteps:
+    def __init__(
+        self,
+        state: RunState,
+        *,
+        loop: WorkLoop,
+        probe: ProbeClaim,
+        backoff_skip: Callable[[], object | None],
+        skip: Callable[..., object],
+        signalled: Callable[[], bool],
+    ):
+        self.state = state
+        self.loop = loop
+        self.probe = probe
+        self.backoff_skip = backoff_skip
+        self.skip = skip
+        self.signalled = signalled
+
+    # --- the autopilot between chunks ------------------------------------------------------
+    def between_chunks(self) -> None:
+        if self.state.mode != RunMode.NORMAL or not self.state.quota_key or self.state.stop_reason is not None:
+            return
+        from drains.quota.autopilot import autopilot_enabled, run_autopilot
+        from drains.runs import switch_to_burst
+
+        if not autopilot_enabled(self.state.quota_key):
+            return
+        for line in run_autopilot(quota_key=self.state.quota_key, now=timezone.now()):
+            logger.info("%s: %s", self.state.name, line)
+        burst = get_drain_burst(self.state.name)
+        if not burst.active:
+            return
+        self.state.mode, self.state.deadline = RunMode.BURST, burst.burst_until
+        self.state.progress.deadline = burst.burst_until
+        if self.state.max_items == settings.DRAINS_DEFAULT_MAX_ITEMS and not self.state.explicit_caps[0]:
+            self.state.max_items = None
+        if self.state.max_minutes == settings.DRAINS_DEFAULT_MAX_MINUTES and not self.state.explicit_caps[1]:
+            self.state.max_minutes = None
+        switch_to_burst(run=self.state.run_row, deadline=burst.burst_until)
+        logger.info("%s: the autopilot's burst is on: this run goes on until %s",
+                    self.state.name, burst.burst_until.isoformat())
+
+    # --- no idle open window -------------------------------------------------------------
+    def _session_wait_due(self) -> bool:
+        limit = self.state.rate_limit
+        waitable = limit is not None and (
+            limit.kind.kind == LimitKind.SESSION or getattr(limit, "lifted", False)
+        )
+        max_wait = float(settings.DRAINS_BURST_WAIT_MAX_HOURS) * 3600
+        return (
+            self.state.mode == RunMode.BURST
+            and waitable
+            and (limit.reset_at - timezone.now()).total_seconds() <= max_wait
+            and self.state.error is None
+            and not self.signalled()
+            and self.state.deadline is not None
+            and limit.reset_at < self.state.deadline
+            and self.state.stop_reason in (StopReason.RATE_LIMITED, None)
+        )
+
+    def wait_for_session_reset(self) -> bool:
+        """Wait at zero calls for the session window's reset; True when the run is to go on
+        (its first call then goes as the probe), False when it ends as it stood."""
+        if not self._session_wait_due():
+            return False
+        limit = self.state.rate_limit
+        resume_at = limit.reset_at.timestamp() + float(settings.DRAINS_SESSION_RESUME_SECONDS)
+        logger.info("%s: %s until %s, before the burst's deadline: waiting at zero calls to go "
+                    "on then", self.state.name, "session limit" if limit.kind.kind == LimitKind.SESSION
+                    else "weekly ceiling", limit.reset_at.isoformat())
+        self.loop.checkpoint()  # the chunk so far, committed before the wait
+        # ``rate_limit`` stays set while waiting: the backoff this run wrote is not a reason to
+        # stop (it is what the run waits out); any other stop is.
+        self.state.stop_reason, self.state.halted = None, False
+        every = min(30.0, settings.DRAINS_HUNG_AFTER_SECONDS / 3)
+        reset = limit.reset_at.timestamp()
+        prepare_at = min(resume_at, reset) - PREPARE_SECONDS
+        last = time.monotonic()
+        while time.time() < prepare_at:
+            if self.state.stop_reason is not None:  # a signal, the burst off or past, the lock lost
+                return False
+            time.sleep(min(WAIT_STEP_SECONDS, max(0.0, prepare_at - time.time())))
+            # Checkpoints only before the reset: one after it would read as a call that worked
+            # since the reset (drains/selectors/runs.py probe_evidence), and skip the probe.
+            if time.monotonic() - last >= every and time.time() < reset - 1:
+                self.loop.checkpoint()
+                last = time.monotonic()
+        # Everything but the call, just before the reset, so that the call goes at it: the lock,
+        # the burst and the switch once more, a newer limit, the probe's claim, the next item.
+        if self.state.stop_reason is None:
+            self.state.lock_held()
+            self.loop.refresh_control()
+        if self.state.stop_reason is not None or not self.state.before_deadline():
+            return False
+        later = backoff_in_force(drain=self.state.name, quota_key=self.state.quota_key)
+        if later is not None and later.until > limit.reset_at:  # another drain's, a weekly one
+            self.state.stop(StopReason.RATE_LIMITED)
+            return False
+        claim = self.state.quota_key or f"drain:{self.state.name}"
+        claimed = self.state.lock.try_claim_probe(claim)
+        # Items this run skipped while it stopped are pending still: read the backlog again.
+        self.state.buffer.clear()
+        self.state.cursor, self.state.exhausted = None, False
+        if (first := self.loop.next_item()) is not None:
+            self.state.buffer.appendleft(first)
+        while (left := resume_at - time.time()) > 0 and self.state.stop_reason is None:
+            time.sleep(min(WAIT_STEP_SECONDS, left))
+        if self.state.stop_reason is not None:
+            if claimed:
+                self.state.lock.release_probe(claim)
+            return False
+        self.state.rate_limit = None
+        if claimed:  # the probe after the reset is this run's first call, alone
+            self.state.probing, self.probe.claim = True, claim
+        elif self.probe.claim_or_hold(backoff_skip=self.backoff_skip, skip=self.skip) is not None:
+            # another drain probes it: held, then skipped
+            self.state.rate_limit = limit
+            self.state.stop(StopReason.RATE_LIMITED)
+            return False
+        logger.info("%s: the window reset; going on%s", self.state.name,
+                    " (probe first)" if self.state.probing else "")
+        return True
