@@ -1,7 +1,7 @@
 """The quota entries (drains/selectors/quota.py) said for people and shaped for the snapshot.
 
-One place words the quota, so the page, the API's ``text`` fields, the digest and
-``manage.py quota`` read the same: ``Week 30 % used · resets Fri 17:57 · seen 2 min ago ·
+One place words the quota, so the page, the API's ``text`` fields, the digest and the admin
+read the same: ``Week 30 % used · resets Fri 17:57 · seen 2 min ago ·
 reserve 10 % (ceiling 90 %)`` per window, and one line per key for the forecast ("at this pace
 the week ends at 72 %: 18 % would lapse; an autopilot burst would start Thu 09:00") or, for a
 key whose calls report no windows, that no signal was seen. Times are the operator zone's.
@@ -16,8 +16,8 @@ from drains.selectors.quota import QuotaEntry, WindowState
 from operations.projection import short_time, span
 
 _LABELS = {"five_hour": "5 hours", "seven_day": "Week"}
-NO_SIGNAL = ("no quota signal seen: the calls on this key report no windows (an API-key "
-             "account does not); the drains run as before, with no ceiling and no forecast")
+NO_SIGNAL = ("no quota signal seen: no call on this key has reported a window (an API-key "
+             "account reports none); the drains run as before, with no ceiling and no forecast")
 NO_QUOTA = "no quota signal seen: no call has reported a quota window yet"
 
 
