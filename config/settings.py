@@ -386,6 +386,12 @@ DRAINS_QUOTA_WEEK_HOURS = env_float("DRAINS_QUOTA_WEEK_HOURS", 168.0, minimum=0.
 # The autopilot starts a burst when the time left to the weekly reset is at most
 # room / rate x DRAINS_AUTOPILOT_SAFETY_MARGIN + one supervisor interval.
 DRAINS_AUTOPILOT_SAFETY_MARGIN = env_float("DRAINS_AUTOPILOT_SAFETY_MARGIN", 1.25, minimum=1.0)
+# In a burst, a run that hit a session (5-hour) limit waits for its reset and goes on this many
+# seconds after it (drains/runner/quota_steps.py): no open window left idle.
+DRAINS_SESSION_RESUME_SECONDS = env_float("DRAINS_SESSION_RESUME_SECONDS", 2.0, minimum=0)
+# The longest such wait inside a run (a session limit, a weekly ceiling the reserve's release
+# lifts); a longer one ends the run and the supervisor starts the drain again after it.
+DRAINS_BURST_WAIT_MAX_HOURS = env_float("DRAINS_BURST_WAIT_MAX_HOURS", 6.0, minimum=0)
 # How often the supervisor ticks (its cron line is every 15 minutes).
 DRAINS_SUPERVISOR_INTERVAL_MINUTES = env_float(
     "DRAINS_SUPERVISOR_INTERVAL_MINUTES", 15.0, minimum=0.001

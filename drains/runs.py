@@ -159,6 +159,17 @@ def start_run(
     )
 
 
+def switch_to_burst(*, run: DrainRun, deadline: datetime) -> bool:
+    """A normal run goes on as a burst run (the autopilot started the drain's burst while it
+    ran): its mode and deadline say so from now on. Guarded: only a running run moves."""
+    moved = DrainRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+        mode=RunMode.BURST, deadline=deadline
+    )
+    if moved:
+        run.mode, run.deadline = RunMode.BURST, deadline
+    return bool(moved)
+
+
 def record_checkpoint(
     *, run: DrainRun, done: int = 0, failed: int = 0, usage: Usage | None = None, chunks: int = 1,
     busy_seconds: float = 0.0,

@@ -105,7 +105,7 @@ class HalachaDrain(_DecisionDrain):
         try:
             result = extractor.extract(decision)
         except ExtractionError as exc:
-            raise ItemFailed(str(exc), raw=exc.raw, usage=exc.usage) from exc
+            raise ItemFailed(str(exc), raw=exc.raw, usage=exc.usage, quota=exc.quota) from exc
         payload = {
             "extractor": result.extractor or getattr(extractor, "name", ""),
             "model": result.model or getattr(extractor, "model", "") or "",
@@ -114,7 +114,7 @@ class HalachaDrain(_DecisionDrain):
             "problems": result.problems,
             "raw": result.raw,
         }
-        return Processed(payload=payload, usage=result.usage)
+        return Processed(payload=payload, usage=result.usage, quota=result.quota)
 
     @classmethod
     def promote(cls, item_key: str, payload) -> bool:
@@ -170,7 +170,7 @@ class MetadataDrain(_DecisionDrain):
         try:
             result = extractor.extract_metadata(decision)
         except ExtractionError as exc:
-            raise ItemFailed(str(exc), raw=exc.raw, usage=exc.usage) from exc
+            raise ItemFailed(str(exc), raw=exc.raw, usage=exc.usage, quota=exc.quota) from exc
         payload = {
             "extractor": result.extractor or getattr(extractor, "name", ""),
             "model": result.model or getattr(extractor, "model", "") or "",
@@ -181,7 +181,7 @@ class MetadataDrain(_DecisionDrain):
             "parties": list(result.parties),
             "raw": result.raw,
         }
-        return Processed(payload=payload, usage=result.usage)
+        return Processed(payload=payload, usage=result.usage, quota=result.quota)
 
     @classmethod
     def promote(cls, item_key: str, payload) -> bool:

@@ -25,6 +25,13 @@ from rest_framework.views import APIView
 
 from drains import registry
 from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
+from drains.quota.reserve import (
+    UNSET,
+    QuotaPolicyError,
+    reserves_from,
+    resolve_quota_key,
+    set_quota_policy,
+)
 from drains.schema_gate import unapplied_migrations
 from operations import selectors
 from operations.authentication import HashedTokenAuthentication
@@ -35,6 +42,8 @@ from operations.serializers import (
     BurstResultSerializer,
     ErrorSerializer,
     HealthSerializer,
+    QuotaPolicyInputSerializer,
+    QuotaPolicyResultSerializer,
     SnapshotSerializer,
     as_json,
 )
@@ -156,6 +165,61 @@ class DrainBurstApi(ThrottledApiView):
         # A disabled drain still takes the burst (it starts when the drain is enabled again);
         # the answer says so, so that nobody waits for a run that cannot start.
         return Response({**as_json(selectors.service_entry(name)), "notice": state.notice})
+
+
+class QuotaPolicyApi(ThrottledApiView):
+    """Change a quota key's reserves or autopilot through drains.quota.reserve.set_quota_policy
+    (the one write path, which validates and records the DrainEvent); its one-line messages are
+    the 400's field messages as they are."""
+
+    authentication_classes = AUTHENTICATION
+    permission_classes = [CanChangeDrains]
+    throttle_classes = [UserThrottle, BurstToggleThrottle]
+    parser_classes = [LimitedJSONParser]
+    FIELDS = ("weekly_reserve", "session_reserve", "reserve_release_hours", "autopilot")
+
+    @extend_schema(
+        operation_id="quota_policy",
+        summary="Change a quota key's weekly or session reserve, the reserve release, or the "
+        "autopilot",
+        request=QuotaPolicyInputSerializer,
+        responses={
+            200: QuotaPolicyResultSerializer,
+            **error_responses(400, 401, 403, 413, 415, *COMMON_ERRORS),
+        },
+        parameters=[RETRY_AFTER],
+        examples=[
+            OpenApiExample("keep 15 % of the week", value={"weekly_reserve": 0.15},
+                           request_only=True),
+            OpenApiExample("one key of several, autopilot on",
+                           value={"quota": "claude-cli:/usr/bin/claude", "autopilot": True},
+                           request_only=True),
+            OpenApiExample("back to the default release", value={"reserve_release_hours": None},
+                           request_only=True),
+        ],
+    )
+    def post(self, request):
+        serializer = QuotaPolicyInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            key = resolve_quota_key(data.get("quota"))
+            policy = set_quota_policy(
+                quota_key=key, actor=request.user.get_username(),
+                **{name: data.get(name, UNSET) for name in self.FIELDS},
+            )
+        except QuotaPolicyError as exc:
+            raise ValidationError({exc.field: [str(exc)]}) from None
+        reserves = reserves_from(policy)
+        return Response({
+            "quota_key": policy.quota_key,
+            "weekly_reserve": reserves.weekly,
+            "session_reserve": reserves.session,
+            "reserve_release_hours": reserves.release_hours,
+            "autopilot": policy.autopilot,
+            "defaults": [name for name in self.FIELDS[:3] if getattr(policy, name) is None],
+            "updated_by": policy.updated_by,
+        })
 
 
 class HealthApi(ThrottledApiView):

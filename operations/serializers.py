@@ -302,3 +302,76 @@ def as_json(value):
     if isinstance(value, list | tuple):
         return [as_json(item) for item in value]
     return value
+
+
+# --- the quota policy (drains/quota/reserve.py set_quota_policy) ------------------------------
+
+
+@extend_schema_field({"type": "number", "nullable": True})
+class StrictNumberField(serializers.Field):
+    """A JSON number, or null for the setting's default (a string or a boolean is a client
+    bug). The range is the policy service's rule (drains/quota/reserve.py), not checked here."""
+
+    default_error_messages = {"invalid": "Must be a number (a JSON number), or null for the default."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+POLICY_FIELDS = ("quota", "weekly_reserve", "session_reserve", "reserve_release_hours", "autopilot")
+
+
+@extend_schema_field({"type": "string"})
+class StrictKeyField(serializers.CharField):
+    default_error_messages = {"invalid": "Must be a string: a quota key as the snapshot lists it."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class QuotaPolicyInputSerializer(serializers.Serializer):
+    quota = StrictKeyField(
+        required=False, max_length=200,
+        help_text="The quota key; may be left out when only one is known.")
+    weekly_reserve = StrictNumberField(
+        required=False, allow_null=True,
+        help_text="Fraction of the weekly window kept for the owner, 0..0.9; null: the default "
+        "(DRAINS_QUOTA_WEEKLY_RESERVE).")
+    session_reserve = StrictNumberField(
+        required=False, allow_null=True,
+        help_text="Fraction of the 5-hour window kept, 0..0.9; null: the default.")
+    reserve_release_hours = StrictNumberField(
+        required=False, allow_null=True,
+        help_text="Hours before the weekly reset over which the weekly reserve is released "
+        "(0 = never), 0..168; null: the default.")
+    autopilot = StrictBooleanField(required=False, help_text="Switch the autopilot on or off.")
+
+    def validate(self, attrs):
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {name: [f"Unknown field; the fields are {', '.join(POLICY_FIELDS)}."]
+                 for name in unknown}
+            )
+        return attrs
+
+
+class QuotaPolicyResultSerializer(serializers.Serializer):
+    """A quota key's policy after the change: the values in force (defaults filled in)."""
+
+    quota_key = serializers.CharField()
+    weekly_reserve = serializers.FloatField()
+    session_reserve = serializers.FloatField()
+    reserve_release_hours = serializers.FloatField()
+    autopilot = serializers.BooleanField()
+    defaults = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The fields that follow their setting's default (no value of their own).")
+    updated_by = serializers.CharField()

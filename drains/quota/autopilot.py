@@ -344,6 +344,30 @@ def run_autopilot(*, quota_key: str, now: datetime, dry_run: bool = False) -> li
     return lines
 
 
+def autopilot_tick(*, now: datetime, dry_run: bool = False, write=None) -> list[str]:
+    """The supervisor's autopilot step, before its six steps (so step 6 starts what it began):
+    ``run_autopilot`` for every quota key whose autopilot is on. A key that fails is recorded
+    as a ``supervisor_error`` event and the others go on."""
+    from drains.events import record_event
+    from drains.models import EventKind
+
+    write = write or (lambda line: logger.info("%s", line))
+    lines: list[str] = []
+    for key in enabled_quota_keys():
+        try:
+            said = run_autopilot(quota_key=key, now=now, dry_run=dry_run)
+        except Exception as exc:
+            logger.exception("autopilot: quota %s failed", key)
+            said = [f"quota {key}: the autopilot failed: {type(exc).__name__}: {exc}"[:2000]]
+            if not dry_run:
+                record_event(drain="", kind=EventKind.SUPERVISOR_ERROR, message=said[0],
+                             actor=ACTOR, data={"quota_key": key})
+        for line in said:
+            write(f"autopilot  {line}")
+        lines += said
+    return lines
+
+
 def _weekly_backoff_outlasts(name: str, quota_key: str, deadline: datetime, now: datetime) -> bool:
     from drains.quota import policy
     from drains.quota.backoff import backoff_in_force

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from drains.quota.kinds import LimitKind, window_kind
@@ -119,3 +119,25 @@ def first_over_ceiling(
     if not breaches:
         return None
     return max(breaches, key=lambda b: (b.resets_at is not None, b.resets_at or now))
+
+
+def weekly_ceiling_rises_past(
+    *, window: str, utilization: float, reserves: Reserves, resets_at: datetime | None,
+    now: datetime,
+) -> datetime | None:
+    """When the weekly ceiling, rising as the reserve is released, passes ``utilization``: the
+    end of the backoff at a weekly ceiling that the release will lift before the reset (so the
+    drains spend the released reserve instead of waiting for the reset). None when it will not
+    rise before the reset: no release, nothing left under 1.0, not a weekly window.
+
+    The ceiling is 1 − weekly × (R − t) / release_hours in the last release hours, so it passes
+    ``u`` when R − t = release_hours × (1 − u) / weekly (a hair later, to be strictly above)."""
+    if (
+        not is_weekly(window) or resets_at is None or reserves.release_hours <= 0
+        or reserves.weekly <= 0 or utilization >= 1.0 - EPSILON
+    ):
+        return None
+    above = min(1.0, utilization + 1e-6)
+    hours_before = min(reserves.release_hours, reserves.release_hours * (1 - above) / reserves.weekly)
+    at = resets_at - timedelta(hours=hours_before)
+    return at if at < resets_at else None

@@ -50,7 +50,12 @@ class Reserves:
 
 
 class QuotaPolicyError(ValueError):
-    """Bad input to ``set_quota_policy``; the message is one line an operator can act on."""
+    """Bad input to ``set_quota_policy``; the message is one line an operator can act on.
+    ``field`` names what was wrong (``quota``, a policy field, or ``body``), for the API."""
+
+    def __init__(self, message: str, *, field: str = "body"):
+        super().__init__(message)
+        self.field = field
 
 
 def default_reserves() -> Reserves:
@@ -87,17 +92,22 @@ def _fraction(name: str, value) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise QuotaPolicyError(f"{label} {value!r} is not a number: give a fraction 0..{MAX_RESERVE}, e.g. 0.1")
+        raise QuotaPolicyError(
+            f"{label} {value!r} is not a number: give a fraction 0..{MAX_RESERVE}, e.g. 0.1",
+            field=name,
+        )
     try:
         number = float(value)
     except ValueError:
         raise QuotaPolicyError(
-            f"{label} {value!r} is not a number: give a fraction 0..{MAX_RESERVE}, e.g. 0.1"
+            f"{label} {value!r} is not a number: give a fraction 0..{MAX_RESERVE}, e.g. 0.1",
+            field=name,
         ) from None
     if not math.isfinite(number) or not 0 <= number <= MAX_RESERVE:
         raise QuotaPolicyError(
             f"{label} {value!r} is outside 0..{MAX_RESERVE}: give a fraction of the window, "
-            "e.g. 0.1 keeps 10 % for the owner"
+            "e.g. 0.1 keeps 10 % for the owner",
+            field=name,
         )
     return number
 
@@ -109,14 +119,15 @@ def _hours(value) -> float | None:
         f"reserve release hours {value!r} is not a number of hours 0..{MAX_RELEASE_HOURS:g} "
         "(0 = never release the weekly reserve)"
     )
+    field = "reserve_release_hours"
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise QuotaPolicyError(message)
+        raise QuotaPolicyError(message, field=field)
     try:
         number = float(value)
     except ValueError:
-        raise QuotaPolicyError(message) from None
+        raise QuotaPolicyError(message, field=field) from None
     if not math.isfinite(number) or not 0 <= number <= MAX_RELEASE_HOURS:
-        raise QuotaPolicyError(message)
+        raise QuotaPolicyError(message, field=field)
     return number
 
 
@@ -125,15 +136,45 @@ def _switch(value) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in ("on", "off"):
         return value.strip().lower() == "on"
-    raise QuotaPolicyError(f"autopilot {value!r} is not on or off")
+    raise QuotaPolicyError(f"autopilot {value!r} is not on or off", field="autopilot")
 
 
 def validate_quota_key(quota_key) -> str:
     if not isinstance(quota_key, str) or not quota_key.strip():
-        raise QuotaPolicyError("the quota key is empty: name one (manage.py quota lists them)")
+        raise QuotaPolicyError(
+            "the quota key is empty: name one (manage.py quota lists them)", field="quota"
+        )
     key = quota_key.strip()
     if len(key) > QuotaPolicy._meta.get_field("quota_key").max_length:
-        raise QuotaPolicyError(f"the quota key {key[:40]!r}... is longer than 200 characters")
+        raise QuotaPolicyError(
+            f"the quota key {key[:40]!r}... is longer than 200 characters", field="quota"
+        )
+    return key
+
+
+def resolve_quota_key(quota_key: str | None) -> str:
+    """The quota key an operator means: the one given, which must be known (a drain recorded it
+    at a run start, or a reading or a policy names it), or the only one known when none is given.
+    Raises ``QuotaPolicyError`` otherwise."""
+    from drains.quota.store import known_quota_keys
+
+    known = known_quota_keys()
+    if quota_key is None:
+        if len(known) == 1:
+            return known[0]
+        if not known:
+            raise QuotaPolicyError(
+                "no quota key is known yet: a drain records its key at its first run "
+                "(e.g. manage.py drain_halacha)", field="quota"
+            )
+        raise QuotaPolicyError(
+            f"{len(known)} quota keys are known; name one with --quota: {', '.join(known)}",
+            field="quota",
+        )
+    key = validate_quota_key(quota_key)
+    if key not in known:
+        listed = ", ".join(known) if known else "none yet"
+        raise QuotaPolicyError(f"unknown quota key {key!r}; known: {listed}", field="quota")
     return key
 
 

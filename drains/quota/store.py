@@ -89,10 +89,13 @@ def latest_windows(quota_key: str | None = None) -> list[QuotaWindow]:
 
 
 def known_quota_keys() -> list[str]:
-    """Every quota key a reading or a policy row names, sorted."""
+    """Every quota key a drain recorded at a run start, a reading or a policy row names, sorted
+    (three small queries)."""
+    from drains.models import DrainControl
     from drains.quota.models import QuotaPolicy
 
-    keys = set(QuotaWindow.objects.values_list("quota_key", flat=True))
+    keys = set(DrainControl.objects.exclude(quota_key="").values_list("quota_key", flat=True))
+    keys |= set(QuotaWindow.objects.values_list("quota_key", flat=True))
     keys |= set(QuotaPolicy.objects.values_list("quota_key", flat=True))
     return sorted(keys)
 

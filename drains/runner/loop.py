@@ -336,6 +336,7 @@ class WorkLoop:
             logger.warning("%s: %s", self.name, line)
 
     def _checkpoint(self, *, final: bool = False) -> None:
+        self._record_quota()  # the calls' quota signals (drains/runner/ceiling.py)
         counted = self.chunk_done + self.chunk_failed
         still_running = record_checkpoint(
             run=self.run_row,
@@ -374,6 +375,7 @@ class WorkLoop:
             elif burst.burst_until != self.deadline:
                 logger.info("%s: burst deadline is now %s", self.name, burst.burst_until)
                 self.deadline = self.progress.deadline = burst.burst_until
+        self._load_quota()  # the quota's readings, other drains' calls too (ceiling.py)
         rows = selectors.controls_for_run(drain=self.name, quota_key=self.quota_key, now=now)
         if any(row["name"] == self.name and not row["enabled"] for row in rows):
             self._stop(StopReason.DISABLED)
@@ -381,6 +383,7 @@ class WorkLoop:
             drain=self.name, quota_key=self.quota_key, controls=rows, now=now
         ):
             self._stop(StopReason.BACKOFF)
+        self._autopilot_between_chunks()  # drains/runner/quota_steps.py
 
     # --- signals --------------------------------------------------------------------------
     def _install_signals(self) -> None:

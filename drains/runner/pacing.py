@@ -119,7 +119,7 @@ class PacingSteps:
         retry = 0
         while True:
             try:
-                return self.drain.process(item)
+                return self._call_noted(item)  # the ceiling, then the call (ceiling.py)
             except RateLimited as exc:
                 plan = policy.limit_plan(exc.kind.kind)
                 if plan != policy.LimitPlan.RETRY or retry >= settings.DRAINS_OVERLOAD_RETRIES:

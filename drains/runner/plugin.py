@@ -21,11 +21,14 @@ class ItemFailed(Exception):
     set when the call was paid for but its reply was unusable: the runtime records both.
     """
 
-    def __init__(self, message: str, *, raw: Any = None, usage: Mapping | None = None):
+    def __init__(
+        self, message: str, *, raw: Any = None, usage: Mapping | None = None, quota: Any = None
+    ):
         super().__init__(message)
         self.message = message
         self.raw = raw
         self.usage = usage or {}
+        self.quota = quota  # the failed call's QuotaSignal (drains/quota/signals.py), if any
 
 @dataclass
 class Processed:
@@ -33,6 +36,7 @@ class Processed:
 
     payload: Any
     usage: Mapping | None = None
+    quota: Any = None  # the call's QuotaSignal (drains/quota/signals.py): the runner records it
 
 
 class Drain:

@@ -25,10 +25,12 @@ from drains.models import DrainRun, EventKind, RunMode, RunStatus, StopReason, T
 from drains.progress import Progress, format_duration
 from drains.quota.backoff import backoff_in_force, set_quota_key
 from drains.quota.resets import RateLimited
+from drains.runner.ceiling import CeilingSteps
 from drains.runner.loop import WorkLoop
 from drains.runner.pacing import PacingSteps
 from drains.runner.plugin import Drain
 from drains.runner.probe import ProbeSteps
+from drains.runner.quota_steps import QuotaSteps
 from drains.runs import (
     PromotionReport,
     Usage,
@@ -131,7 +133,7 @@ def run_drain(
         lock.release()
 
 
-class _Runner(ProbeSteps, PacingSteps, WorkLoop):
+class _Runner(QuotaSteps, CeilingSteps, ProbeSteps, PacingSteps, WorkLoop):
     """One run's state. Counters and checkpoints live in the main thread; workers only process."""
 
     def __init__(
@@ -154,6 +156,7 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
         self.actor = f"runtime:{trigger}"
         self.max_items = max_items
         self.max_minutes = max_minutes
+        self.explicit_caps = (max_items is not None, max_minutes is not None)
         self.concurrency = concurrency
         self.chunk_size = chunk_size
         self.progress_stream = progress_stream
@@ -186,6 +189,7 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
         self.probing = False
         self.probe_claim: str | None = None
         self._init_pacing()  # per-minute limits and overloads (drains/runner/pacing.py)
+        self._init_ceiling()  # the quota's ceiling and readings (drains/runner/ceiling.py)
         self._stop_lock = threading.Lock()
         self._signalled = False
         self._old_handlers: dict[int, Any] = {}
@@ -208,16 +212,20 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
             self._promote_leftovers()
             self.quota_key = self.drain.quota_key()  # constructs the extractor; no call yet
             set_quota_key(drain=self.name, quota_key=self.quota_key)
-            skipped = self._backoff_skip() or self._probe_or_hold()
+            skipped = self._backoff_skip() or self._ceiling_skip() or self._probe_or_hold()
             if skipped is not None:
                 return skipped
             self._start()
             self._install_signals()
             try:
-                if self.concurrency == 1:
-                    self._loop_inline()
-                else:
-                    self._loop_threads()
+                while True:
+                    if self.concurrency == 1:
+                        self._loop_inline()
+                    else:
+                        self._loop_threads()
+                    # In a burst, a session limit is waited out, not a reason to end.
+                    if not self._wait_for_session_reset():
+                        break
             finally:
                 self._restore_signals()
                 self._release_probe()

@@ -12,6 +12,7 @@ from django.utils import timezone
 from drains import registry, selectors
 from drains.events import record_event
 from drains.models import DrainRun, EventKind
+from drains.quota.autopilot import autopilot_tick
 from drains.quota.store import prune_samples
 from drains.supervisor.decision import (
     ACTOR,
@@ -31,6 +32,8 @@ def supervise(*, names: list[str] | None = None, dry_run: bool = False, write=No
     write = write or (lambda line: logger.info("%s", line))
     names = names or registry.names()
     now = timezone.now()
+    # The quota autopilot first: a burst it starts is started by step 6 in this same tick.
+    autopilot_tick(now=now, dry_run=dry_run, write=write)
     states, controls = selectors.supervisor_states(names)
     progress = selectors.last_progress(states, controls)
     last_events = {} if dry_run else selectors.recent_events(names, actor=ACTOR)

@@ -21,6 +21,13 @@ metadata prompt (about 1,060 characters, roughly 260 tokens) is below any minimu
 all the same, which costs nothing, but nothing is cached for it until it grows past the minimum.
 Neither prompt is padded to reach it.
 
+Every answer and every refusal is read for the subscription's windows: the
+``anthropic-ratelimit-unified-*`` headers (``-5h-``/``-7d-`` utilization, reset and status, the
+top-level status and representative claim) become the result's or the exception's ``quota``
+(drains.quota.signals.from_unified_headers); an API-key account gets none of those headers and
+an empty signal. The SDK's raw response (``with_raw_response``) is how the headers of an answer
+are read.
+
 A 429 (or the spend-limit 400) becomes ``RateLimited`` with the reset and the kind read by
 drains.quota.resets; a 529 (overloaded) becomes ``RateLimited`` of kind ``overloaded``, which the
 runtime retries inside the run (drains/runner/pacing.py); every other failure, 5xx included, is
@@ -35,8 +42,10 @@ import warnings
 
 import anthropic
 from django.conf import settings
+from django.utils import timezone
 
 from drains.quota.resets import is_limit_message, overloaded, parse_reset, parse_reset_headers
+from drains.quota.signals import QuotaSignal, from_unified_headers
 from halacha.extractors.base import (
     ExtractionError,
     ExtractionResult,
@@ -101,7 +110,8 @@ class AnthropicExtractor(Extractor):
         return anthropic.Anthropic(api_key=api_key, max_retries=0, timeout=timeout)
 
     def _call(self, *, system: str, user: str, schema: dict):
-        """One Messages API request; returns (message, reply text, raw, usage) or raises."""
+        """One Messages API request; returns (message, reply text, raw, usage, quota) or raises
+        (the exception's ``quota`` what the refusal's headers said)."""
         client = self.client()
         caught: list[warnings.WarningMessage] = []
         try:
@@ -109,26 +119,17 @@ class AnthropicExtractor(Extractor):
             # end of life; a cron job's log is where an operator will see that, so log it.
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                message = client.messages.create(
+                response = client.messages.with_raw_response.create(
                     model=self.model,
                     max_tokens=int(settings.HALACHA_MAX_TOKENS),
                     system=[system_block(system)],
                     messages=[{"role": "user", "content": user}],
                     output_config={"format": {"type": "json_schema", "schema": schema}},
                 )
-        except anthropic.RateLimitError as exc:
-            raise parse_reset_headers(
-                exc.response.headers, status=exc.response.status_code
-            ).rate_limited(_describe(exc)) from exc
-        except anthropic.BadRequestError as exc:
-            text = exc.api_message or str(exc)
-            if is_limit_message(text):  # the spend limit: "You will regain access on ..."
-                raise parse_reset(text).rate_limited(_describe(exc)) from exc
-            raise ExtractionError(_describe(exc)) from exc
+                quota = from_unified_headers(response.headers, now=timezone.now())
+                message = response.parse()
         except anthropic.APIStatusError as exc:
-            if exc.status_code == 529:  # overloaded: no limit; the runtime retries the call
-                raise overloaded(_describe(exc)) from exc
-            raise ExtractionError(_describe(exc)) from exc  # 5xx, 401, ...: not a quota
+            raise _with_quota(_refused(exc), exc) from exc
         except anthropic.APIConnectionError as exc:
             raise ExtractionError(f"could not reach the Anthropic API: {exc}") from exc
         finally:
@@ -146,29 +147,58 @@ class AnthropicExtractor(Extractor):
                 "raise it for long decisions",
                 raw=raw,
                 usage=usage,
+                quota=quota,
             )
         if message.stop_reason == "refusal":
-            raise ExtractionError("the model refused to answer", raw=raw, usage=usage)
-        return message, text, raw, usage
+            raise ExtractionError("the model refused to answer", raw=raw, usage=usage, quota=quota)
+        return message, text, raw, usage, quota
 
     def extract(self, decision) -> ExtractionResult:
-        message, text, raw, usage = self._call(
+        message, text, raw, usage, quota = self._call(
             system=SYSTEM_PROMPT, user=user_prompt(decision), schema=HALACHA_SCHEMA
         )
         model = message.model or self.model
-        return halachot_result(
+        result = halachot_result(
             text, decision, raw=raw, usage=usage, extractor=self.name, model=model
         )
+        result.quota = quota
+        return result
 
     def extract_metadata(self, decision) -> MetadataResult:
-        message, text, raw, usage = self._call(
+        message, text, raw, usage, quota = self._call(
             system=METADATA_SYSTEM_PROMPT,
             user=metadata_user_prompt(decision),
             schema=METADATA_SCHEMA,
         )
-        return metadata_result(
+        result = metadata_result(
             text, raw=raw, usage=usage, extractor=self.name, model=message.model or self.model
         )
+        result.quota = quota
+        return result
+
+
+def _refused(exc: anthropic.APIStatusError) -> Exception:
+    """What a refused or failed request becomes: ``RateLimited`` for a 429, the spend-limit 400
+    or a 529 (overloaded), ``ExtractionError`` for everything else (5xx, 401, ...)."""
+    if isinstance(exc, anthropic.RateLimitError):
+        return parse_reset_headers(
+            exc.response.headers, status=exc.response.status_code
+        ).rate_limited(_describe(exc))
+    if isinstance(exc, anthropic.BadRequestError):
+        text = exc.api_message or str(exc)
+        if is_limit_message(text):  # the spend limit: "You will regain access on ..."
+            return parse_reset(text).rate_limited(_describe(exc))
+        return ExtractionError(_describe(exc))
+    if exc.status_code == 529:  # overloaded: no limit; the runtime retries the call
+        return overloaded(_describe(exc))
+    return ExtractionError(_describe(exc))
+
+
+def _with_quota(error: Exception, exc: anthropic.APIStatusError) -> Exception:
+    """``error`` carrying what the refusal's unified headers said of the windows."""
+    signal = from_unified_headers(exc.response.headers, now=timezone.now())
+    error.quota = signal if isinstance(signal, QuotaSignal) else QuotaSignal()
+    return error
 
 
 def _describe(exc: anthropic.APIStatusError) -> str:

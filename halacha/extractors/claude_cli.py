@@ -5,9 +5,14 @@ dozen tool definitions (Bash, Read, Write, Edit, ...) with every request, about 
 expensive default model, from the project's folder. A court decision is untrusted text, so this
 backend runs the CLI as a lean, tool-less model call instead. Every flag, and why:
 
-``-p --output-format json``
-    Headless; one JSON result object on stdout (result text, usage, ``total_cost_usd``,
-    ``modelUsage``).
+``-p --output-format stream-json --verbose``
+    Headless; one JSON object a line on stdout, the last the result object (result text, usage,
+    ``total_cost_usd``, ``modelUsage``). Before it, logged in as a subscriber, the CLI prints a
+    ``rate_limit_event`` on every call: the 5-hour and weekly windows' utilization and resets
+    (read by drains.quota.signals.from_stream_event into the result's or the exception's
+    ``quota``). With ``--output-format json`` that event is never printed; ``--verbose`` is what
+    stream-json requires with ``-p``. It adds nothing to the request, only lines to stdout. The
+    single JSON object of ``json`` and the plain text of older CLIs are still read.
 ``--system-prompt-file <file>``
     The extraction (or metadata) instructions are the system prompt, replacing Claude Code's
     agent prompt; the decision alone goes on standard input as the user message. A file, not an
@@ -71,9 +76,11 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from drains.quota.kinds import LimitKind
-from drains.quota.resets import is_limit_message, overloaded, parse_reset
+from drains.quota.resets import RateLimited, is_limit_message, overloaded, parse_reset
+from drains.quota.signals import QuotaSignal, combine, from_stream_event
 from halacha.extractors.base import (
     ExtractionError,
     ExtractionResult,
@@ -130,6 +137,13 @@ def _json_objects(stdout: str) -> list[dict]:
         if isinstance(value, dict):
             objects.append(value)
     return objects
+
+
+def quota_of(objects: list[dict]) -> QuotaSignal:
+    """Every ``rate_limit_event`` the call printed, as one signal (a later event wins)."""
+    now = timezone.now()
+    return combine(*(from_stream_event(obj, now=now) for obj in objects
+                     if obj.get("type") == "rate_limit_event"))
 
 
 _MODEL_USAGE_KEYS = {
@@ -271,10 +285,24 @@ class ClaudeCliExtractor(Extractor):
 
     # --- reading the reply ------------------------------------------------------------------
 
-    def _answer(self, system_prompt: str, user: str) -> tuple[str, dict, dict[str, Any], str]:
-        """(result text, the JSON object, usage, model) of a successful answer, or raise."""
+    def _answer(
+        self, system_prompt: str, user: str
+    ) -> tuple[str, dict, dict[str, Any], str, QuotaSignal]:
+        """(result text, the result object, usage, model, quota) of a successful answer, or
+        raise (the exception's ``quota`` what the call's rate_limit_events said)."""
         status, stdout, stderr = self.run(system_prompt, user)
         objects = _json_objects(stdout)
+        quota = quota_of(objects)
+        try:
+            text, result, usage, model = self._read(status, stdout, stderr, objects)
+        except (RateLimited, ExtractionError) as exc:
+            exc.quota = quota
+            raise
+        return text, result, usage, model, quota
+
+    def _read(
+        self, status: int, stdout: str, stderr: str, objects: list[dict]
+    ) -> tuple[str, dict, dict[str, Any], str]:
         results = [o for o in objects if o.get("type") == "result"] or objects[-1:]
         if not results:
             self._plain_text_failure(status, stdout, stderr)
@@ -339,13 +367,17 @@ class ClaudeCliExtractor(Extractor):
         )
 
     def extract(self, decision) -> ExtractionResult:
-        text, result, usage, model = self._answer(SYSTEM_PROMPT, user_prompt(decision))
-        return halachot_result(
+        text, result, usage, model, quota = self._answer(SYSTEM_PROMPT, user_prompt(decision))
+        extracted = halachot_result(
             text, decision, raw=result, usage=usage, extractor=self.name, model=model
         )
+        extracted.quota = quota
+        return extracted
 
     def extract_metadata(self, decision) -> MetadataResult:
-        text, result, usage, model = self._answer(
+        text, result, usage, model, quota = self._answer(
             METADATA_SYSTEM_PROMPT, metadata_user_prompt(decision)
         )
-        return metadata_result(text, raw=result, usage=usage, extractor=self.name, model=model)
+        read = metadata_result(text, raw=result, usage=usage, extractor=self.name, model=model)
+        read.quota = quota
+        return read

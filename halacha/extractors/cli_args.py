@@ -114,7 +114,8 @@ def cli_args(*, model: str, system_prompt_file: str, extra: list[str]) -> list[s
     return [
         "-p",
         "--output-format",
-        "json",
+        "stream-json",
+        "--verbose",
         "--system-prompt-file",
         system_prompt_file,
         "--tools",

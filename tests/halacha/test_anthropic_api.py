@@ -22,7 +22,7 @@ from halacha.extractors.protocol import (
     SYSTEM_PROMPT,
 )
 from halacha.models import CourtDecision
-from tests.support.anthropic_stub import AnthropicStub, error_body
+from tests.support.anthropic_stub import AnthropicStub, error_body, message_body
 
 TEXT = (
     "Supreme Court\nCase No. CA 1/24\n\n"
@@ -316,3 +316,56 @@ def test_deprecated_model_is_logged_not_fatal(stub, decision, settings, caplog):
         result = AnthropicExtractor().extract(decision)
     assert len(result.halachot) == 1
     assert any("claude-sonnet-4-5' is deprecated" in r.getMessage() for r in caplog.records)
+
+
+# --- the subscription's windows from the unified headers ---------------------------------------
+
+
+def unified(five: str, week: str, *, status="allowed", claim="five_hour", overage="rejected"):
+    five_reset = int((datetime.now(UTC) + timedelta(hours=3)).timestamp())
+    week_reset = int((datetime.now(UTC) + timedelta(days=3)).timestamp())
+    return {
+        "anthropic-ratelimit-unified-status": status,
+        "anthropic-ratelimit-unified-reset": str(week_reset if claim == "seven_day" else five_reset),
+        "anthropic-ratelimit-unified-representative-claim": claim,
+        "anthropic-ratelimit-unified-5h-utilization": five,
+        "anthropic-ratelimit-unified-5h-reset": str(five_reset),
+        "anthropic-ratelimit-unified-7d-utilization": week,
+        "anthropic-ratelimit-unified-7d-reset": str(week_reset),
+        "anthropic-ratelimit-unified-overage-status": overage,
+    }, five_reset, week_reset
+
+
+def test_unified_headers_on_an_answer(stub, decision):
+    headers, five_reset, week_reset = unified("0.42", "0.3")
+    stub.enqueue(200, message_body(halachot_json((RULE, QUOTE, ["property"]))), headers)
+    result = AnthropicExtractor().extract(decision)
+    assert [h.quote for h in result.halachot] == [QUOTE]
+    windows = {r.window: r for r in result.quota.windows}
+    assert windows["five_hour"].utilization == 0.42
+    assert windows["five_hour"].resets_at == datetime.fromtimestamp(five_reset, UTC)
+    assert windows["seven_day"].utilization == 0.3
+    assert windows["seven_day"].resets_at == datetime.fromtimestamp(week_reset, UTC)
+    assert result.quota.source == "api" and not result.quota.using_overage
+
+
+def test_unified_headers_on_a_refusal_and_extra_usage(stub, decision):
+    headers, _, week_reset = unified("0.6", "1", status="rejected", claim="seven_day",
+                                     overage="allowed")
+    stub.enqueue(429, error_body("rate_limit_error", "rate limited"), headers)
+    with pytest.raises(RateLimited) as info:
+        AnthropicExtractor().extract(decision)
+    quota = info.value.quota
+    assert {r.window: r.utilization for r in quota.windows} == {"five_hour": 0.6, "seven_day": 1.0}
+    assert quota.using_overage  # the plan refused, the overage allowed: extra usage is spent
+    assert info.value.reset_at == datetime.fromtimestamp(week_reset, UTC)
+
+
+def test_unified_headers_on_a_failed_reply_and_none_for_an_api_key(stub, decision):
+    headers, _, _ = unified("0.5", "0.5")
+    stub.enqueue(200, message_body("{}", stop_reason="max_tokens"), headers)
+    with pytest.raises(ExtractionError) as info:
+        AnthropicExtractor().extract(decision)
+    assert len(info.value.quota.windows) == 2  # paid, unusable: the reading is still kept
+    stub.reply(halachot_json())  # an API-key account: no unified header at all
+    assert not AnthropicExtractor().extract(decision).quota

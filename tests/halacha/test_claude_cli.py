@@ -113,7 +113,8 @@ def test_success(cli, decision):
     assert argv == [
         "-p",
         "--output-format",
-        "json",
+        "stream-json",
+        "--verbose",
         "--system-prompt-file",
         prompt_file,
         "--tools",
@@ -400,3 +401,64 @@ def test_a_refused_extra_arg_fails_the_drain_run_without_spending_a_decisions_at
     decision.refresh_from_db()
     assert (decision.status, decision.attempts) == ("pending", 0)
     assert not (record / "argv.json").exists()
+
+
+# --- the quota signal in stream-json: captured lines of older CLIs, and bad values ------------
+
+WEEK_RESET = int((datetime.now(UTC) + timedelta(days=3)).timestamp())
+# CLI versions before unifiedWindows (2.1.207 and earlier): the top level only, near the limit.
+OLDER_WARNING = json.dumps({"type": "rate_limit_event", "rate_limit_info": {
+    "status": "allowed_warning", "resetsAt": WEEK_RESET, "rateLimitType": "seven_day",
+    "utilization": 0.91, "isUsingOverage": False}, "uuid": "u1", "session_id": "s"})
+OLDER_ALLOWED = json.dumps({"type": "rate_limit_event", "rate_limit_info": {
+    "status": "allowed", "resetsAt": WEEK_RESET, "rateLimitType": "five_hour",
+    "isUsingOverage": False}, "uuid": "u0", "session_id": "s"})
+
+
+def test_older_shape_event_read_beside_the_result(cli, decision):
+    cli(result=reply((RULE, QUOTE, ["property"])), events=OLDER_ALLOWED + "\n" + OLDER_WARNING)
+    result = ClaudeCliExtractor().extract(decision)
+    assert [h.quote for h in result.halachot] == [QUOTE]
+    (reading,) = result.quota.windows  # the allowed event carries no figure: nothing from it
+    assert (reading.window, reading.utilization, reading.status) == (
+        "seven_day", 0.91, "allowed_warning")
+    assert reading.resets_at == datetime.fromtimestamp(WEEK_RESET, UTC)
+
+
+def test_refused_with_the_integer_one(cli, decision):
+    refused = json.dumps({"type": "rate_limit_event", "rate_limit_info": {
+        "status": "rejected", "resetsAt": WEEK_RESET, "rateLimitType": "seven_day",
+        "utilization": 1, "isUsingOverage": False}})
+    cli(result="You've hit your weekly limit · resets Dec 4, 5pm", is_error=1, exit=1,
+        events=refused)
+    with pytest.raises(RateLimited) as info:
+        ClaudeCliExtractor().extract(decision)
+    (reading,) = info.value.quota.windows
+    assert reading.utilization == 1.0 and reading.status == "rejected"
+    assert info.value.kind.kind == "weekly"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bad_values_are_ignored_with_a_warning_in_the_runs_log(cli, settings, caplog):
+    settings.HALACHA_EXTRACTOR = "claude-cli"
+    bad = json.dumps({"type": "rate_limit_event", "rate_limit_info": {
+        "status": "allowed", "unifiedWindows": {
+            "five_hour": {"utilization": "most", "resetsAt": WEEK_RESET},
+            "seven_day": {"utilization": 0.4, "resetsAt": 17},
+        }}})
+    cli(result=reply((RULE, QUOTE, ["property"])), events=bad)
+    CourtDecision.objects.create(external_id="q-1", text=TEXT, language="en")
+    with caplog.at_level("WARNING"):
+        call_command("drain_halacha", "--trigger", "manual", stdout=io.StringIO(),
+                     stderr=io.StringIO())
+    run = DrainRun.objects.get()
+    assert run.status == RunStatus.SUCCEEDED and run.items_done == 1  # never a crash
+    logged = caplog.text
+    assert "five_hour utilization 'most' is not a number; ignored" in logged
+    assert "seven_day reset 17 is not a plausible epoch" in logged
+    from drains.quota.models import QuotaWindow
+
+    # Only the good figure is stored, without the implausible reset: never a wrong ceiling.
+    (row,) = QuotaWindow.objects.all()
+    assert (row.window, row.utilization, row.resets_at) == ("seven_day", 0.4, None)
+    assert row.quota_key == ClaudeCliExtractor().quota_key()

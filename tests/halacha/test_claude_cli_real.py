@@ -21,7 +21,7 @@ from halacha.extractors.base import ExtractionError
 from halacha.extractors.claude_cli import ClaudeCliExtractor
 from halacha.extractors.protocol import METADATA_SYSTEM_PROMPT, SYSTEM_PROMPT
 from halacha.models import CourtDecision, ExtractionStatus, Halacha
-from tests.support.anthropic_stub import AnthropicStub, error_body, tool_use_body
+from tests.support.anthropic_stub import AnthropicStub, error_body, message_body, tool_use_body
 from tests.support.db import ROOT
 from tests.support.real_claude import PINNED, real_cli, request_overhead, use_real_cli
 
@@ -251,3 +251,70 @@ def test_drain__a_real_429_backs_off_the_drain_after_one_call_and_the_run_keeps_
         (QUOTE, "claude-cli", MODEL)
     ] * 2
     assert CourtDecision.objects.filter(status=ExtractionStatus.PENDING).count() == 2
+
+
+# --- the quota's windows, read from the real CLI's stream-json as a subscriber -------------------
+
+
+def as_subscriber(monkeypatch):
+    """The CLI logged in with a subscription (an OAuth token) instead of an API key: only then
+    does it print a rate_limit_event."""
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.setenv("CLAUDE_CODE_OAUTH_TOKEN", "test-oauth-token")
+
+
+def unified_headers(*, five=0.42, week=0.3, status="allowed", claim="five_hour", overage="rejected"):
+    now = int(datetime.now(UTC).timestamp())
+    return {
+        "anthropic-ratelimit-unified-status": status,
+        "anthropic-ratelimit-unified-reset": str(now + 3 * 3600),
+        "anthropic-ratelimit-unified-representative-claim": claim,
+        "anthropic-ratelimit-unified-5h-utilization": str(five),
+        "anthropic-ratelimit-unified-5h-reset": str(now + 3 * 3600),
+        "anthropic-ratelimit-unified-5h-status": "rejected" if five >= 1 else "allowed",
+        "anthropic-ratelimit-unified-7d-utilization": str(week),
+        "anthropic-ratelimit-unified-7d-reset": str(now + 3 * 86400),
+        "anthropic-ratelimit-unified-7d-status": "rejected" if week >= 1 else "allowed",
+        "anthropic-ratelimit-unified-overage-status": overage,
+    }, now
+
+
+def test_subscriber__windows_read_from_the_real_stream_json(stub, decision, monkeypatch):
+    as_subscriber(monkeypatch)
+    headers, now = unified_headers(five=0.42, week=0.3)
+    stub.enqueue(200, message_body(reply((RULE, QUOTE, ["property"])), model=MODEL), headers)
+    result = ClaudeCliExtractor().extract(decision)
+
+    assert [h.quote for h in result.halachot] == [QUOTE]  # the result object is read as before
+    windows = {r.window: r for r in result.quota.windows}
+    assert set(windows) == {"five_hour", "seven_day"}
+    assert windows["five_hour"].utilization == 0.42
+    assert windows["seven_day"].utilization == 0.3
+    assert windows["five_hour"].resets_at == datetime.fromtimestamp(now + 3 * 3600, UTC)
+    assert windows["seven_day"].resets_at == datetime.fromtimestamp(now + 3 * 86400, UTC)
+    assert result.quota.source == "cli" and not result.quota.using_overage
+    # stream-json changes what the CLI prints, not what it sends: still one lean request.
+    assert 0 < request_overhead(only_request(stub), SYSTEM_PROMPT, TEXT) <= MAX_OVERHEAD
+
+
+def test_subscriber__a_refusal_carries_the_full_window(stub, decision, monkeypatch):
+    as_subscriber(monkeypatch)
+    headers, now = unified_headers(five=0.5, week=1, status="rejected", claim="seven_day")
+    stub.enqueue(429, error_body("rate_limit_error", "This request would exceed your account's "
+                                 "rate limit. Please try again later."), headers)
+    with pytest.raises(RateLimited) as info:
+        ClaudeCliExtractor().extract(decision)
+    windows = {r.window: r for r in info.value.quota.windows}
+    assert windows["seven_day"].utilization == 1.0
+    assert windows["seven_day"].status == "rejected"
+    assert windows["five_hour"].utilization == 0.5
+    # The event names the window: the backoff is the weekly one, until the week's reset.
+    assert info.value.kind.kind == LimitKind.WEEKLY
+    only_request(stub)
+
+
+def test_api_key_account__no_event_and_an_empty_signal(stub, decision):
+    headers, _ = unified_headers()
+    stub.enqueue(200, message_body(reply(), model=MODEL), headers)
+    result = ClaudeCliExtractor().extract(decision)
+    assert not result.quota and result.quota.windows == ()

@@ -401,7 +401,8 @@ class QuotaModel:
             w = self.windows[name]
             reset = w.resets_at if w.resets_at is not None else now + w.length
             headers[f"anthropic-ratelimit-unified-{short}-utilization"] = f"{w.utilization:.4g}"
-            headers[f"anthropic-ratelimit-unified-{short}-reset"] = str(int(reset))
+            # Whole seconds, as the API sends them, rounded up: the window has reset by then.
+            headers[f"anthropic-ratelimit-unified-{short}-reset"] = str(math.ceil(reset))
             headers[f"anthropic-ratelimit-unified-{short}-status"] = self._status(w)
         full = self._full()
         windows = list(self.windows.values())
@@ -415,7 +416,7 @@ class QuotaModel:
         headers["anthropic-ratelimit-unified-status"] = status
         headers["anthropic-ratelimit-unified-representative-claim"] = claim.name
         claim_reset = claim.resets_at if claim.resets_at is not None else now + claim.length
-        headers["anthropic-ratelimit-unified-reset"] = str(int(claim_reset))
+        headers["anthropic-ratelimit-unified-reset"] = str(math.ceil(claim_reset))
         headers["anthropic-ratelimit-unified-fallback-percentage"] = "0.5"
         if self.overage:
             headers["anthropic-ratelimit-unified-overage-status"] = "allowed"

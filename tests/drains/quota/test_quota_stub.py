@@ -3,6 +3,8 @@ the reserve and the autopilot (and bench/autopilot.py) stand on."""
 
 from __future__ import annotations
 
+import math
+
 import anthropic
 import pytest
 
@@ -60,7 +62,7 @@ def test_the_week_at_80_percent_3_per_call__7_answered_then_refused_with_rejecte
     assert refused["anthropic-ratelimit-unified-status"] == "rejected"
     assert refused["anthropic-ratelimit-unified-7d-utilization"] == "1"
     assert refused["anthropic-ratelimit-unified-representative-claim"] == "seven_day"
-    assert refused["anthropic-ratelimit-unified-reset"] == str(int(quota.windows["seven_day"].resets_at))
+    assert refused["anthropic-ratelimit-unified-reset"] == str(math.ceil(quota.windows["seven_day"].resets_at))
     # A refused call took no queued answer and added nothing.
     assert [c.answered for c in quota.calls] == [True] * 7 + [False, False]
 
@@ -74,7 +76,7 @@ def test_windows_reset_at_their_reset_time_and_the_5_hour_window_opens_with_the_
     clock.t += 61  # past the 5-hour reset
     assert quota.state()["five_hour"] == (0.0, None)  # expired, not open
     answered, headers = quota.call()
-    assert answered and headers["anthropic-ratelimit-unified-5h-reset"] == str(int(clock.t + 5 * 3600))
+    assert answered and headers["anthropic-ratelimit-unified-5h-reset"] == str(math.ceil(clock.t + 5 * 3600))
     clock.t += 3600  # past the weekly reset
     week = quota.state()["seven_day"]
     assert week[0] == 0.0 and week[1] == pytest.approx(1_800_000_000.0 + 3600 + 7 * 86400)

@@ -1,0 +1,146 @@
+"""The runner's quota steps that keep a burst spending: the autopilot between chunks, and no idle
+open window after a session (5-hour) limit.
+
+``QuotaSteps`` is mixed into ``drains.runner.run._Runner`` and uses its state.
+
+- Between chunks (``_autopilot_between_chunks``): a normal run on a quota whose autopilot is on
+  asks ``drains.quota.autopilot.run_autopilot``; when that starts the burst on this drain, the
+  run goes on as a burst run (deadline the weekly reset, the normal run's default caps lifted).
+- At a weekly ceiling that the reserve's release will lift before the reset
+  (``_record_rate_limit``): the backoff lasts until the ceiling rises past the week's utilization
+  (drains/quota/ceiling.py ``weekly_ceiling_rises_past``), not until the reset, so the released
+  reserve is spent; without the release it lasts to the reset and the burst ends there.
+- After a session limit in a burst, or such a weekly ceiling (``_wait_for_session_reset``): a
+  refusal or a ceiling whose end comes before the burst's deadline, and within
+  ``DRAINS_BURST_WAIT_MAX_HOURS``, does not end the run. The backoff is written as
+  always (every drain on the quota holds); the run waits at zero calls, checkpointing (so it is
+  never taken for hung) and re-reading its control (burst off, deadline, disabled, a signal, the
+  lost lock all end the wait), until the reset plus ``DRAINS_SESSION_RESUME_SECONDS``. Then the
+  probe rule applies as at a run's start (``ProbeSteps._probe_or_hold``): its first call goes
+  alone, or it holds for another drain's probe. So the first call after the reset starts within
+  seconds of it, where a stopped run waited for the supervisor's next tick (up to 15 minutes).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+from django.utils import timezone
+
+from drains.bursts import get_drain_burst
+from drains.models import RunMode, StopReason
+from drains.quota.backoff import backoff_in_force
+from drains.quota.ceiling import weekly_ceiling_rises_past
+from drains.quota.kinds import LimitKind
+from drains.runner.ceiling import CeilingReached
+
+logger = logging.getLogger(__name__)
+
+WAIT_STEP_SECONDS = 0.5  # how often the wait looks at a stop (a signal, the burst's end)
+
+
+class QuotaSteps:
+    # --- the autopilot between chunks ------------------------------------------------------
+    def _autopilot_between_chunks(self) -> None:
+        if self.mode != RunMode.NORMAL or not self.quota_key or self.stop_reason is not None:
+            return
+        from drains.quota.autopilot import autopilot_enabled, run_autopilot
+        from drains.runs import switch_to_burst
+
+        if not autopilot_enabled(self.quota_key):
+            return
+        for line in run_autopilot(quota_key=self.quota_key, now=timezone.now()):
+            logger.info("%s: %s", self.name, line)
+        burst = get_drain_burst(self.name)
+        if not burst.active:
+            return
+        self.mode, self.deadline = RunMode.BURST, burst.burst_until
+        self.progress.deadline = burst.burst_until
+        if self.max_items == settings.DRAINS_DEFAULT_MAX_ITEMS and not self.explicit_caps[0]:
+            self.max_items = None
+        if self.max_minutes == settings.DRAINS_DEFAULT_MAX_MINUTES and not self.explicit_caps[1]:
+            self.max_minutes = None
+        switch_to_burst(run=self.run_row, deadline=burst.burst_until)
+        logger.info("%s: the autopilot's burst is on: this run goes on until %s",
+                    self.name, burst.burst_until.isoformat())
+
+    # --- the weekly ceiling the release lifts ---------------------------------------------
+    def _record_rate_limit(self, exc) -> None:
+        if isinstance(exc, CeilingReached) and self.reserves is not None:
+            breach = exc.breach
+            rises = weekly_ceiling_rises_past(
+                window=breach.window, utilization=breach.utilization, reserves=self.reserves,
+                resets_at=breach.resets_at, now=timezone.now(),
+            )
+            if rises is not None and rises < exc.reset_at:
+                exc.reset_at, exc.lifted = rises, True
+                exc.message += f"; the reserve's release lifts the ceiling at {rises.isoformat()}"
+        super()._record_rate_limit(exc)
+
+    # --- no idle open window -------------------------------------------------------------
+    def _session_wait_due(self) -> bool:
+        limit = self.rate_limit
+        waitable = limit is not None and (
+            limit.kind.kind == LimitKind.SESSION or getattr(limit, "lifted", False)
+        )
+        max_wait = float(settings.DRAINS_BURST_WAIT_MAX_HOURS) * 3600
+        return (
+            self.mode == RunMode.BURST
+            and waitable
+            and (limit.reset_at - timezone.now()).total_seconds() <= max_wait
+            and self.error is None
+            and not self._signalled
+            and self.deadline is not None
+            and limit.reset_at < self.deadline
+            and self.stop_reason in (StopReason.RATE_LIMITED, None)
+        )
+
+    def _wait_for_session_reset(self) -> bool:
+        """Wait at zero calls for the session window's reset; True when the run is to go on
+        (its first call then goes as the probe), False when it ends as it stood."""
+        if not self._session_wait_due():
+            return False
+        limit = self.rate_limit
+        resume_at = limit.reset_at.timestamp() + float(settings.DRAINS_SESSION_RESUME_SECONDS)
+        logger.info("%s: %s until %s, before the burst's deadline: waiting at zero calls to go "
+                    "on then", self.name, "session limit" if limit.kind.kind == LimitKind.SESSION
+                    else "weekly ceiling", limit.reset_at.isoformat())
+        self._checkpoint()  # the chunk so far, committed before the wait
+        # ``rate_limit`` stays set while waiting: the backoff this run wrote is not a reason to
+        # stop (it is what the run waits out); any other stop is.
+        self.stop_reason, self.halted = None, False
+        every = min(30.0, settings.DRAINS_HUNG_AFTER_SECONDS / 3)
+        reset = limit.reset_at.timestamp()
+        last = time.monotonic()
+        while time.time() < resume_at:
+            if self.stop_reason is not None:  # a signal, the burst off or past, the lock lost
+                break
+            time.sleep(min(WAIT_STEP_SECONDS, max(0.0, resume_at - time.time())))
+            # Checkpoints only before the reset: one after it would read as a call that worked
+            # since the reset (drains/selectors/runs.py probe_evidence), and skip the probe.
+            if time.monotonic() - last >= every and time.time() < reset - 1:
+                self._checkpoint()
+                last = time.monotonic()
+        if self.stop_reason is None:  # the burst, the switch and the lock once more, now
+            self._lock_held()
+            self._refresh_control()
+        if self.stop_reason is not None or not self._before_deadline():
+            return False
+        later = backoff_in_force(drain=self.name, quota_key=self.quota_key)
+        if later is not None:  # a newer limit came meanwhile (another drain's, a weekly one)
+            self._stop(StopReason.RATE_LIMITED)
+            return False
+        self.rate_limit = None
+        skipped = self._probe_or_hold()  # the probe rule, as at a run's start
+        if skipped is not None:
+            self.rate_limit = limit
+            self._stop(StopReason.RATE_LIMITED)
+            return False
+        # Items this run skipped while it stopped are pending still: read the backlog again.
+        self.buffer.clear()
+        self.cursor, self.exhausted = None, False
+        logger.info("%s: the session window reset; going on%s", self.name,
+                    " (probe first)" if self.probing else "")
+        return True
