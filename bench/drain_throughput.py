@@ -8,6 +8,10 @@
     transaction, a checkpoint per chunk) with the same extractor call. Target: runtime ≥ 0.5× it.
     Passes alternate (runtime, raw, runtime, ...) and the best of each counts, so that other
     load on the machine hits both alike.
+(a') The same at the smaller backlog with a subscriber's quota signal on every answer (the
+    5-hour and weekly windows, as the CLI's stream-json reports them): what recording it costs
+    (drains/quota/store.py; a chunk's signals in one statement at its checkpoint). Target: at
+    most 1 query per decision more than (a).
 (b) Resident memory of this process before and after a 10,000-decision run with DEBUG on
     (Django's query log must not accumulate). Target: growth < 20 MB.
 (c) A 200 ms extractor with ``concurrency=8`` on 100 decisions: wall time against the ideal
@@ -263,6 +267,16 @@ def main() -> None:
                 f"{n:>8} {best['per_s']:>10.0f} {raw_best:>8.0f} "
                 f"{best['per_s'] / raw_best:>6.2f} {best['queries']:>17.2f}"
             )
+        os.environ["TEST_EXTRACTOR_QUOTA_SIGNAL"] = "1"
+        try:
+            signalled = max((runtime_pass(args.small) for _ in range(args.repeat)),
+                            key=lambda r: r["per_s"])
+        finally:
+            os.environ.pop("TEST_EXTRACTOR_QUOTA_SIGNAL")
+        print(
+            f"(a') with a quota signal on every answer, {args.small}: {signalled['per_s']:.0f}/s, "
+            f"{signalled['queries']:.2f} queries/decision"
+        )
         memory = memory_pass(args.large)
         print(
             f"(b) RSS with DEBUG on: {memory['before']:.1f} MB before, {memory['after']:.1f} MB "

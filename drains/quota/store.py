@@ -1,8 +1,9 @@
 """The quota's readings: the only code that writes ``QuotaWindow`` and ``QuotaSample``.
 
-``record_signal`` runs on the hot path, after every call: ONE SQL statement (a CTE that upserts
-the window rows, sets the overage flag on the key's other rows and inserts the samples), nothing
-for an empty signal. A drop in a window's utilization is a reset: the new reading is simply kept.
+``record_signal`` stores one call's signal in ONE SQL statement (a CTE that upserts the window
+rows, sets the overage flag on the key's other rows and inserts the samples), nothing for an
+empty signal; ``record_signals`` stores several calls' (a run's chunk, at its checkpoint) in one
+statement too. A drop in a window's utilization is a reset: the new reading is simply kept.
 A reading older than the row's (calls finishing out of order) does not overwrite it.
 ``latest_windows`` is the read the ceiling and the command use; ``prune_samples`` keeps the
 history bounded (the supervisor tick calls it). Never calls an extractor.
@@ -10,6 +11,7 @@ history bounded (the supervisor tick calls it). Never calls an extractor.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -21,17 +23,28 @@ from drains.quota.signals import QuotaSignal
 _WINDOW = QuotaWindow._meta.db_table
 _SAMPLE = QuotaSample._meta.db_table
 
-# One statement: the readings as VALUES, the upsert of the rows (kept only when at least as fresh
-# as what is stored; a missing reset keeps a stored one that is still ahead), the overage flag
-# on the key's rows the signal did not name (overage is the quota's, not one window's), and the
-# samples for the spend rate.
+# One statement: the readings as VALUES (one row per window per call, in call order), the
+# upsert of the rows from each window's latest reading (kept only when at least as fresh as what
+# is stored; a missing reset keeps a stored one that is still ahead), the overage flag of the
+# latest call on the key's rows it did not name (overage is the quota's, not one window's), and
+# a sample per reading for the spend rate.
 _RECORD = f"""
-WITH data("window", utilization, resets_at, status) AS (VALUES {{values}}),
+WITH data("window", utilization, resets_at, status, observed_at, using_overage, seq) AS (
+    VALUES {{values}}
+),
+latest AS (
+    SELECT DISTINCT ON ("window") * FROM data ORDER BY "window", observed_at DESC, seq DESC
+),
+last_call AS (
+    SELECT observed_at, using_overage FROM data ORDER BY observed_at DESC, seq DESC LIMIT 1
+),
 upserted AS (
     INSERT INTO {_WINDOW} AS w
         (quota_key, "window", utilization, resets_at, status, using_overage, observed_at,
          observed_by)
-    SELECT %s, d."window", d.utilization, d.resets_at, d.status, %s, %s, %s FROM data d
+    SELECT %s, d."window", d.utilization, d.resets_at, d.status, d.using_overage, d.observed_at,
+           %s
+    FROM latest d
     ON CONFLICT (quota_key, "window") DO UPDATE SET
         utilization = EXCLUDED.utilization,
         resets_at = COALESCE(
@@ -46,16 +59,17 @@ upserted AS (
     RETURNING 1
 ),
 others AS (
-    UPDATE {_WINDOW} SET using_overage = %s
-    WHERE quota_key = %s AND "window" NOT IN (SELECT "window" FROM data)
-      AND using_overage <> %s
+    UPDATE {_WINDOW} AS o SET using_overage = c.using_overage
+    FROM last_call c
+    WHERE o.quota_key = %s AND o."window" NOT IN (SELECT "window" FROM data)
+      AND o.using_overage <> c.using_overage AND o.observed_at <= c.observed_at
     RETURNING 1
 )
 INSERT INTO {_SAMPLE} (quota_key, "window", utilization, resets_at, observed_at, drain, run_id)
-SELECT %s, d."window", d.utilization, d.resets_at, %s, %s, %s FROM data d
+SELECT %s, d."window", d.utilization, d.resets_at, d.observed_at, %s, %s FROM data d
 """
 
-# A signal that only says "extra usage is being spent" (no window): the flag on the key's rows.
+# Signals that only say "extra usage is being spent" (no window): the flag on the key's rows.
 _OVERAGE_ONLY = f"UPDATE {_WINDOW} SET using_overage = true WHERE quota_key = %s"
 
 
@@ -63,20 +77,38 @@ def record_signal(
     *, quota_key: str, drain: str, run_id: int | None, signal: QuotaSignal, now: datetime
 ) -> None:
     """Store what one call said of its quota: at most one statement, none for an empty signal."""
-    if not signal or not quota_key:
+    record_signals(quota_key=quota_key, drain=drain, run_id=run_id, signals=[(signal, now)])
+
+
+def record_signals(
+    *,
+    quota_key: str,
+    drain: str,
+    run_id: int | None,
+    signals: Sequence[tuple[QuotaSignal, datetime]],
+) -> None:
+    """Store several calls' signals (each with when it was observed) in ONE statement: the runner
+    writes a chunk's calls at its checkpoint. None for no signal with a reading or overage."""
+    signals = [(signal, at) for signal, at in signals if signal]
+    if not signals or not quota_key:
         return
+    rows: list = []
+    for signal, at in signals:
+        for reading in signal.windows:
+            rows.append((reading, at, signal.using_overage))
     with connection.cursor() as cursor:
-        if not signal.windows:
+        if not rows:
             cursor.execute(_OVERAGE_ONLY, [quota_key])
             return
-        values = ", ".join(["(%s, %s::float8, %s::timestamptz, %s)"] * len(signal.windows))
+        values = ", ".join(
+            ["(%s, %s::float8, %s::timestamptz, %s, %s::timestamptz, %s::boolean, %s::int)"]
+            * len(rows)
+        )
         params: list = []
-        for reading in signal.windows:
-            params += [reading.window, reading.utilization, reading.resets_at, reading.status]
-        overage = signal.using_overage
-        params += [quota_key, overage, now, drain[:64]]
-        params += [overage, quota_key, overage]
-        params += [quota_key, now, drain[:64], run_id]
+        for seq, (reading, at, overage) in enumerate(rows):
+            params += [reading.window, reading.utilization, reading.resets_at, reading.status,
+                       at, overage, seq]
+        params += [quota_key, drain[:64], quota_key, quota_key, drain[:64], run_id]
         cursor.execute(_RECORD.format(values=values), params)
 
 

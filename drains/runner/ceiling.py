@@ -11,8 +11,9 @@ latest reading says would be past a window's ceiling, and keep every call's read
   the run stops with exactly the backoff a refusal would have written, without the refused call.
   A breach already known at the start skips the run the same way (``_ceiling_skip``);
 - every call's signal (answered, failed or refused) is kept in memory at once (so the next call
-  in any worker sees it) and written by ``record_signal`` at the next checkpoint, from the main
-  thread: the paid call's staging never waits on it, and a failed write never loses a reply.
+  in any worker sees it) and written by ``record_signals`` at the next checkpoint, from the main
+  thread, all of the chunk's in one statement: the paid call's staging never waits on it, and a
+  failed write never loses a reply.
 
 With N calls in flight, the N-1 others may finish past the ceiling: each was started before the
 reading that crossed it came back. They are kept.
@@ -33,7 +34,7 @@ from drains.quota.kinds import Kind
 from drains.quota.reserve import Reserves, reserves_for
 from drains.quota.resets import RateLimited
 from drains.quota.signals import QuotaSignal, WindowReading
-from drains.quota.store import latest_windows, record_signal
+from drains.quota.store import latest_windows, record_signals
 
 logger = logging.getLogger(__name__)
 
@@ -106,17 +107,16 @@ class CeilingSteps:
             self._unrecorded.append((signal, now))
 
     def _record_quota(self) -> None:
-        """Write the signals noted since the last checkpoint (main thread; one statement each)."""
+        """Write the signals noted since the last checkpoint: one statement for them all (main
+        thread)."""
         with self._quota_lock:
             pending, self._unrecorded = self._unrecorded, []
-        for signal, observed_at in pending:
-            record_signal(
-                quota_key=self.quota_key,
-                drain=self.name,
-                run_id=self.run_row.pk if self.run_row else None,
-                signal=signal,
-                now=observed_at,
-            )
+        record_signals(
+            quota_key=self.quota_key,
+            drain=self.name,
+            run_id=self.run_row.pk if self.run_row else None,
+            signals=pending,
+        )
 
     # --- the rule ---------------------------------------------------------------------------
     def _breach(self, now: datetime) -> Breach | None:

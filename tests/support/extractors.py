@@ -15,7 +15,9 @@ Behaviour is set through the environment, so child ``manage.py`` processes get i
   "Claude AI usage limit reached|<now + 1 h>");
 - ``TEST_EXTRACTOR_QUOTA_KEY``: the quota key (default "test-quota");
 - ``TEST_EXTRACTOR_FIRST_SLEEP``: seconds the process's first call takes, answered or refused
-  (a slow probe after a reset, during which another process starts).
+  (a slow probe after a reset, during which another process starts);
+- ``TEST_EXTRACTOR_QUOTA_SIGNAL``: "1" makes every answer carry a subscriber's quota signal
+  (the 5-hour and weekly windows, low and far from their resets), as the real CLI reports it.
 
 Each also answers the metadata drain (``extract_metadata``) through the same call.
 
@@ -28,11 +30,13 @@ import os
 import re
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from django.utils import timezone
 
 from drains.quota.resets import parse_reset
+from drains.quota.signals import QuotaSignal, WindowReading
 from halacha.extractors.base import (
     ExtractedHalacha,
     ExtractionError,
@@ -66,6 +70,17 @@ def read_call_log(path: Path) -> list[tuple[float, int, int, str]]:
         stamp, pid, pk, outcome = line.split()
         calls.append((float(stamp), int(pid), int(pk), outcome))
     return calls
+
+
+def _quota_signal() -> QuotaSignal:
+    if os.environ.get("TEST_EXTRACTOR_QUOTA_SIGNAL") != "1":
+        return QuotaSignal()
+    now = timezone.now()
+    return QuotaSignal(
+        windows=(WindowReading("five_hour", 0.1, now + timedelta(hours=4), "allowed"),
+                 WindowReading("seven_day", 0.2, now + timedelta(days=5), "allowed")),
+        source="cli",
+    )
 
 
 def first_sentence(text: str) -> str:
@@ -107,6 +122,7 @@ class InstantExtractor(Extractor):
             raw={"reply": quote, "decision": decision.external_id},
             extractor=self.name,
             model=self.model,
+            quota=_quota_signal(),
         )
 
     def extract(self, decision) -> ExtractionResult:

@@ -145,7 +145,10 @@ def test_the_reserve_holds_while_the_owner_spends(api):
 
     assert all(call.answered for call in model.calls)
     assert model.owner_calls > 0 and len(model.calls) < 30
-    assert past(model, "seven_day", 0.90) == []
+    # What the owner spent since the drain's last answer is seen only in the next one: that one
+    # call may start just past the ceiling (by what the owner spent in between), never more.
+    assert len(past(model, "seven_day", 0.90)) <= 1
+    assert all(call.before["seven_day"] < 0.92 for call in model.calls)
     assert DrainRun.objects.get().status == RunStatus.RATE_LIMITED
     calls = len(model.calls)
     # The owner fills the rest of the week; no drain call follows.

@@ -92,3 +92,20 @@ def test_prune_samples_keeps_the_recent_weeks(settings):
     assert prune_samples(now=NOW) == 2
     assert QuotaSample.objects.count() == 2
     assert prune_samples(now=NOW + timedelta(seconds=1), keep_days=0) == 2
+
+
+def test_record_signals__a_chunk_in_one_statement_latest_reading_wins(django_assert_num_queries):
+    from drains.quota.store import record_signals
+
+    calls = [(signal(0.40 + i / 100, 0.30 + i / 100), NOW + timedelta(seconds=i)) for i in range(5)]
+    calls.reverse()  # the order they are given in does not matter: the latest observed wins
+    with django_assert_num_queries(1):
+        record_signals(quota_key="acct", drain="halacha", run_id=None, signals=calls)
+    stored = rows()
+    assert stored["five_hour"].utilization == pytest.approx(0.44)
+    assert stored["seven_day"].utilization == pytest.approx(0.34)
+    assert stored["seven_day"].observed_at == NOW + timedelta(seconds=4)
+    assert QuotaSample.objects.count() == 10
+    with django_assert_num_queries(0):
+        record_signals(quota_key="acct", drain="halacha", run_id=None,
+                       signals=[(QuotaSignal(), NOW)])
