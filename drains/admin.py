@@ -215,7 +215,3 @@ class StagedResultAdmin(ReadOnlyAdmin):
                     "promote_error"]
     list_filter = ["drain"]
     search_fields = ["item_key", "promote_error"]
-
-
-# The quota's rows (issue 20): readings read-only, the policy through its service.
-from drains.quota import admin as quota_admin  # noqa: E402, F401  (registers on import)

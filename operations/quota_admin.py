@@ -1,4 +1,4 @@
-"""The quota in the Django admin (registered from drains/admin.py).
+"""The quota in the Django admin (imported by operations/admin.py; listed under "Drains").
 
 ``QuotaWindow`` and ``QuotaSample`` are the calls' readings: read-only here, written only by
 drains/quota/store.py. ``QuotaPolicy`` (the reserves, the release hours, the autopilot) is changed
