@@ -22,7 +22,6 @@ from drains.bursts import MSG_DISABLED_BURST, upcoming_week_boundary
 from operations import selectors
 from operations.chart import burndown_svg
 from operations.errors import error_body
-from operations.quota import NO_QUOTA
 from operations.serializers import as_json
 
 VIEW_PERMISSION = "drains.view_draincontrol"
@@ -61,7 +60,6 @@ class OperationsPage(View):
                 "snapshot_data": as_json(snapshot),
                 "can_change": request.user.has_perm("drains.change_draincontrol"),
                 "disabled_burst_notice": MSG_DISABLED_BURST,
-                "no_quota_text": NO_QUOTA,
                 # The picker's 24-hour clock: the page and the picker read times the same way.
                 "hours": [f"{h:02d}" for h in range(24)],
                 "minutes": [f"{m:02d}" for m in range(60)],
