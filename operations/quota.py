@@ -48,8 +48,11 @@ def window_text(w: WindowState, now: datetime) -> str:
     parts = [f"{window_label(w.window)} {pct(w.utilization)} used"]
     parts.append(f"resets {short_time(w.resets_at)}" if w.resets_at else "reset not said")
     parts.append(seen_ago(w.observed_at, now))
+    released = ", being released" if w.releasing else ""
     if w.reserve > 0.0005:
-        parts.append(f"reserve {pct(w.reserve)} (ceiling {pct(w.ceiling)})")
+        parts.append(f"reserve {pct(w.reserve)} (ceiling {pct(w.ceiling)}{released})")
+    elif w.releasing:
+        parts.append("reserve released (ceiling 100 %)")
     if w.utilization >= w.ceiling:
         parts.append("at the ceiling: no drain call starts")
     if w.status == "rejected":
@@ -106,6 +109,7 @@ def quota_json(entry: QuotaEntry, now: datetime) -> dict:
                 "stale": w.stale,
                 "ceiling": round(w.ceiling, 4),
                 "reserve": round(w.reserve, 4),
+                "releasing": w.releasing,
                 "text": window_text(w, now),
             }
             for w in entry.windows

@@ -214,6 +214,8 @@ class QuotaWindowSerializer(serializers.Serializer):
     ceiling = serializers.FloatField(help_text="1 minus the reserve in force on it now: no drain "
                                      "call starts at or over it.")
     reserve = serializers.FloatField(help_text="The share held back for the account's owner now.")
+    releasing = serializers.BooleanField(help_text="A weekly window in its last "
+                                         "reserve_release_hours: the reserve shrinks to 0 at the reset.")
     text = serializers.CharField(help_text='"Week 30 % used · resets Fri 17:57 · seen 2 min ago · '
                                  'reserve 10 % (ceiling 90 %)".')
 

@@ -42,6 +42,7 @@ class WindowState:
     observed_at: datetime
     stale: bool  # reset since, or older than DRAINS_QUOTA_STALE_MINUTES
     ceiling: float  # 1 - the reserve in force on this window now
+    releasing: bool = False  # a weekly window in its release hours: its reserve is shrinking
 
     @property
     def is_weekly(self) -> bool:
@@ -144,23 +145,27 @@ def quota_entries(*, now: datetime | None = None) -> list[QuotaEntry]:
     return entries
 
 
+def _window(row: QuotaWindow, reserves: reserve.Reserves, now: datetime) -> WindowState:
+    in_force = ceiling.window_ceiling(window=row.window, reserves=reserves,
+                                      resets_at=row.resets_at, now=now)
+    return WindowState(
+        window=row.window,
+        utilization=row.utilization,
+        resets_at=row.resets_at,
+        status=row.status,
+        observed_at=row.observed_at,
+        stale=reading_stale(observed_at=row.observed_at, resets_at=row.resets_at, now=now,
+                            stale_after=stale_after()),
+        ceiling=in_force,
+        releasing=ceiling.is_weekly(row.window) and reserves.weekly > 0
+        and in_force > 1.0 - reserves.weekly + ceiling.EPSILON,
+    )
+
+
 def _entry(key: str, rows: list[QuotaWindow], policy_row: QuotaPolicy | None,
            drains: tuple[str, ...], now: datetime) -> QuotaEntry:
     reserves = reserve.reserves_from(policy_row)
-    windows = tuple(
-        WindowState(
-            window=row.window,
-            utilization=row.utilization,
-            resets_at=row.resets_at,
-            status=row.status,
-            observed_at=row.observed_at,
-            stale=reading_stale(observed_at=row.observed_at, resets_at=row.resets_at, now=now,
-                                stale_after=stale_after()),
-            ceiling=ceiling.window_ceiling(window=row.window, reserves=reserves,
-                                           resets_at=row.resets_at, now=now),
-        )
-        for row in sorted(rows, key=lambda r: _order(r.window))
-    )
+    windows = tuple(_window(row, reserves, now) for row in sorted(rows, key=lambda r: _order(r.window)))
     status = autopilot.autopilot_status(quota_key=key, now=now)
     forecast = autopilot.forecast(quota_key=key, now=now) if windows else None
     return QuotaEntry(

@@ -53,7 +53,7 @@ def test_quotas__each_window_read_with_reserve_ceiling_and_words(api, chair):
         "window": "seven_day", "label": "Week", "utilization": 0.3,
         "resets_at": "2026-12-04T17:57:00+02:00", "status": "allowed",
         "observed_at": "2026-12-02T09:58:00+02:00", "stale": False,
-        "ceiling": 0.9, "reserve": 0.1,
+        "ceiling": 0.9, "reserve": 0.1, "releasing": False,
         "text": "Week 30 % used · resets Fri 17:57 · seen 2 min ago · reserve 10 % (ceiling 90 %)",
     }
     # The session reserve defaults to 0: no reserve said, the ceiling is the window itself.
@@ -93,7 +93,10 @@ def test_quotas__the_ceiling_in_force_now_follows_the_policy_and_the_release(api
     make_window(CHAIR, "five_hour", 0.86, resets_at=now + timedelta(hours=1))
     q = quotas(api)[CHAIR]
     week, session = q["windows"][1], q["windows"][0]
-    assert week["ceiling"] == 0.9 and week["reserve"] == 0.1
+    assert week["ceiling"] == 0.9 and week["reserve"] == 0.1 and week["releasing"] is True
+    assert week["text"] == ("Week 85 % used · resets Wed 13:00 · seen 2 min ago · "
+                            "reserve 10 % (ceiling 90 %, being released)")
+    assert session["releasing"] is False
     assert session["ceiling"] == 0.85  # the session reserve is never released
     assert session["text"] == ("5 hours 86 % used · resets Wed 11:00 · seen 2 min ago · "
                                "reserve 15 % (ceiling 85 %) · at the ceiling: no drain call starts")
