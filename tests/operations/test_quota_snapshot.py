@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from drains.models import DrainControl
-from drains.quota.models import QuotaPolicy
+from drains.quota.models import QuotaPolicy, QuotaSample
 from operations.quota import NO_QUOTA, NO_SIGNAL
 from tests.operations.conftest import JERUSALEM
 from tests.support.quota_rows import make_window
@@ -162,12 +162,16 @@ def test_quotas__the_forecast_line_and_the_autopilot(api, settings, frozen, auto
     assert q["text"] == line
 
 
-def test_quotas__the_query_count_does_not_grow_with_windows(api, chair):
+def test_quotas__the_query_count_does_not_grow_with_windows_or_samples(api, chair):
     with CaptureQueriesContext(connection) as few:
         api.get(URL)
     now = timezone.now()
     for model in ("sonnet", "haiku", "m1", "m2", "m3", "m4"):
         make_window(CHAIR, f"seven_day_{model}", 0.1, resets_at=now + timedelta(days=2))
+    QuotaSample.objects.bulk_create(  # the spend rate's history: read by one statement
+        QuotaSample(quota_key=CHAIR, window="seven_day", utilization=i / 1000, resets_at=FRI_1757,
+                    observed_at=now - timedelta(minutes=300 - i), drain="halacha")
+        for i in range(300))
     with CaptureQueriesContext(connection) as many:
         data = api.get(URL).json()
     assert len(many.captured_queries) == len(few.captured_queries)
