@@ -108,7 +108,10 @@ def autopilot_lines(key: str, *, now: datetime) -> list[str]:
         return list(own(quota_key=key, now=now))
     lines = []
     status = autopilot.autopilot_status(quota_key=key, now=now)
-    lines.append(f"  autopilot: {'on' if status.enabled else 'off'}, {status.state}: {status.reason}")
+    if status.enabled:
+        lines.append(f"  autopilot: on, {status.state}: {status.reason}")
+    else:
+        lines.append("  autopilot: off")
     forecast = autopilot.forecast(quota_key=key, now=now)
     if forecast is not None:
         line = (

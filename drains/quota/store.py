@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection
 
-from drains.quota.models import QuotaSample, QuotaWindow
+from drains.quota.models import QuotaPolicy, QuotaSample, QuotaWindow
 from drains.quota.signals import QuotaSignal
 
 _WINDOW = QuotaWindow._meta.db_table
@@ -120,11 +120,44 @@ def latest_windows(quota_key: str | None = None) -> list[QuotaWindow]:
     return list(rows.order_by("quota_key", "window"))
 
 
+_STATE = f"""
+SELECT p.id, p.weekly_reserve, p.session_reserve, p.reserve_release_hours, p.autopilot,
+       w."window", w.utilization, w.resets_at, w.status, w.using_overage, w.observed_at,
+       w.observed_by
+FROM (SELECT %s::varchar AS quota_key) k
+LEFT JOIN {QuotaPolicy._meta.db_table} p ON p.quota_key = k.quota_key
+LEFT JOIN {_WINDOW} w ON w.quota_key = k.quota_key
+ORDER BY w."window"
+"""
+
+
+def quota_state(quota_key: str) -> tuple[list[QuotaWindow], QuotaPolicy | None]:
+    """A quota key's readings and its policy row (None when it has none), in ONE query: what
+    the runner reads between chunks. The rows are unsaved copies, for reading only."""
+    with connection.cursor() as cursor:
+        cursor.execute(_STATE, [quota_key])
+        found = cursor.fetchall()
+    policy = None
+    windows = []
+    for (pk, weekly, session, hours, autopilot, window, utilization, resets_at, status,
+         overage, observed_at, observed_by) in found:
+        if pk is not None and policy is None:
+            policy = QuotaPolicy(id=pk, quota_key=quota_key, weekly_reserve=weekly,
+                                 session_reserve=session, reserve_release_hours=hours,
+                                 autopilot=autopilot)
+        if window is not None:
+            windows.append(QuotaWindow(
+                quota_key=quota_key, window=window, utilization=utilization,
+                resets_at=resets_at, status=status, using_overage=overage,
+                observed_at=observed_at, observed_by=observed_by,
+            ))
+    return windows, policy
+
+
 def known_quota_keys() -> list[str]:
     """Every quota key a drain recorded at a run start, a reading or a policy row names, sorted
     (three small queries)."""
     from drains.models import DrainControl
-    from drains.quota.models import QuotaPolicy
 
     keys = set(DrainControl.objects.exclude(quota_key="").values_list("quota_key", flat=True))
     keys |= set(QuotaWindow.objects.values_list("quota_key", flat=True))

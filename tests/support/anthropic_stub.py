@@ -342,7 +342,8 @@ class QuotaModel:
             return
         for w in self.windows.values():
             if w.resets_at is None and w.opens_on_call:
-                w.resets_at = at + w.length
+                # Whole seconds, as the API's headers give resets: the header is the reset.
+                w.resets_at = float(math.ceil(at + w.length))
             w.utilization = min(1.0, w.utilization + w.per_call * calls)
 
     def _next_reset(self) -> tuple[float, StubWindow] | None:

@@ -109,3 +109,22 @@ def test_record_signals__a_chunk_in_one_statement_latest_reading_wins(django_ass
     with django_assert_num_queries(0):
         record_signals(quota_key="acct", drain="halacha", run_id=None,
                        signals=[(QuotaSignal(), NOW)])
+
+
+def test_quota_state__readings_and_policy_in_one_query(django_assert_num_queries):
+    from drains.quota.models import QuotaPolicy
+    from drains.quota.store import quota_state
+
+    with django_assert_num_queries(1):
+        assert quota_state("acct") == ([], None)
+    record_signal(quota_key="acct", drain="d", run_id=None, signal=signal(), now=NOW)
+    with django_assert_num_queries(1):
+        windows, policy = quota_state("acct")
+    assert [(w.window, w.utilization, w.resets_at) for w in windows] == [
+        ("five_hour", 0.4, FIVE_H), ("seven_day", 0.3, WEEK)]
+    assert policy is None
+    QuotaPolicy.objects.create(quota_key="acct", weekly_reserve=0.2)
+    windows, policy = quota_state("acct")
+    assert len(windows) == 2 and policy.weekly_reserve == 0.2 and policy.session_reserve is None
+    QuotaWindow.objects.all().delete()
+    assert quota_state("acct")[1].weekly_reserve == 0.2
