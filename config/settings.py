@@ -396,6 +396,9 @@ DRAINS_QUOTA_SAMPLE_DAYS = env_int("DRAINS_QUOTA_SAMPLE_DAYS", 28, minimum=1)
 # The projection's rate (operations/projection.py): items done over the last this-many minutes
 # of counted time (working time in a burst; wall time without backoffs otherwise).
 DRAINS_PROJECTION_WINDOW_MINUTES = env_float("DRAINS_PROJECTION_WINDOW_MINUTES", 180.0, minimum=0.01)
+# A quota window's reading shown as stale once this old (drains/quota/freshness.py): the owner may
+# have spent from the same windows since no call of ours looked. A window past its reset is stale too.
+DRAINS_QUOTA_STALE_MINUTES = env_float("DRAINS_QUOTA_STALE_MINUTES", 60.0, minimum=1)
 DRAINS_HUNG_AFTER_SECONDS = env_int("DRAINS_HUNG_AFTER_SECONDS", 1800, minimum=1)
 DRAINS_HUNG_KILL_GRACE_SECONDS = env_float("DRAINS_HUNG_KILL_GRACE_SECONDS", 10.0, minimum=0)
 # The zone in which operators think and in which human reset times without a zone are read.

@@ -1,7 +1,8 @@
 """The daily digest: what each drain did in the last 24 hours, mailed to the operators.
 
 Per drain: items done, halachot extracted, bursts, backoffs and failed runs; per quota key, what
-it has spent so far this quota week (drains/selectors/usage.py); then the sibling jobs' runs and
+it has spent so far this quota week (drains/selectors/usage.py), its windows' latest readings and
+the week's forecast, worded as the page words them (operations/quota.py); then the sibling jobs' runs and
 failures, so a failing court fetch is seen the next morning. It only reads
 (runs, events, decisions, controls) and sends one email through Django's email backend; it
 never changes a drain, a run or a burst.
@@ -24,8 +25,10 @@ from drains.quota import policy
 from drains.quota.kinds import describe_kind
 from drains.schedule import scheduled_jobs
 from drains.selectors import digest as reads
+from drains.selectors.quota import QuotaEntry, quota_entries
 from drains.selectors.usage import QuotaWeekUsage, usage_by_week
 from drains.wording import plural
+from operations.quota import forecast_text, window_text
 from operations.selectors import usage_text
 
 WINDOW = timedelta(hours=24)
@@ -77,6 +80,7 @@ class Digest:
     drains: list[DrainDigest]
     jobs: list[JobDigest]
     usage: list[QuotaWeekUsage] = field(default_factory=list)  # this quota week, per quota key
+    quotas: list[QuotaEntry] = field(default_factory=list)  # the windows and forecast, per key
 
     @property
     def failure_count(self) -> int:
@@ -154,7 +158,7 @@ def build_digest(*, now: datetime | None = None) -> Digest:
 
     usage = usage_by_week(now=until, weeks=1)
     return Digest(since=since, until=until, drains=list(drains.values()), jobs=list(jobs.values()),
-                  usage=usage)
+                  usage=usage, quotas=quota_entries(now=until))
 
 
 def _local(moment: datetime) -> str:
@@ -207,6 +211,7 @@ def render_digest(digest: Digest) -> tuple[str, str]:
         out.append(f"  failures:           {len(d.failures)}")
         out.extend(_failure_lines(d.failures))
         out.append("")
+    quotas = {q.key: q for q in digest.quotas}
     for u in digest.usage:
         out.append(f"Quota {u.quota_key or '(no quota key)'}")
         out.append(f"  {usage_text(u)}")
@@ -215,6 +220,12 @@ def render_digest(digest: Digest) -> tuple[str, str]:
             f"{u.cache_creation_input_tokens} cache creation, {u.cache_read_input_tokens} cache read"
         )
         out.append(f"  calls: {u.calls} ({u.refused_calls} refused), {plural(u.runs, 'run')}")
+        if u.quota_key in quotas:
+            out.extend(_quota_lines(quotas.pop(u.quota_key), digest.until))
+        out.append("")
+    for q in quotas.values():  # a key with readings but no drain run this week
+        out.append(f"Quota {q.key}")
+        out.extend(_quota_lines(q, digest.until))
         out.append("")
     if digest.jobs:
         out.append("Other jobs")
@@ -229,6 +240,11 @@ def render_digest(digest: Digest) -> tuple[str, str]:
         "Details: the /operations page, or `manage.py schedule` for the last run of each job."
     )
     return subject, "\n".join(out) + "\n"
+
+
+def _quota_lines(q: QuotaEntry, now: datetime) -> list[str]:
+    """The key's windows as the page words them, then its forecast (or no-signal) line."""
+    return [*(f"  {window_text(w, now)}" for w in q.windows), f"  {forecast_text(q, now)}"]
 
 
 def _failure_lines(failures: list[Failure]) -> list[str]:

@@ -4,8 +4,8 @@ Owns: turning the operations snapshot into metric families. It reads through the
 selector (``operations.selectors.snapshot``, a constant number of queries) plus two reads of its
 own, each one query whatever the number of drains and runs: the run totals (items done, extractor
 tokens) and the unapplied migrations (``drains.schema.missing_migrations``). The quota-week
-usage per quota key comes from the snapshot's ``usage`` (drains/selectors/usage.py). It never
-writes.
+usage per quota key comes from the snapshot's ``usage`` (drains/selectors/usage.py), the quota
+windows and forecast from its ``quotas`` (drains/selectors/quota.py). It never writes.
 
 Access: a client address in ``DRAINS_METRICS_ALLOWED_IPS``, or ``Authorization: Bearer <token>``
 matching ``DRAINS_METRICS_TOKEN``; anything else is a JSON 403 (operations/errors.py's shape).
@@ -156,10 +156,59 @@ class SnapshotCollector:
         yield tokens
         yield from per_key.values()
 
+        yield from _quota_families(self.snapshot["quotas"])
+
         schema = gauge("drains_schema_unapplied_migrations",
                        "Migrations on disk not recorded as applied (0: the schema is current).")
         schema.add_metric([], self.unapplied)
         yield schema
+
+
+def _quota_families(quotas: list[dict]):
+    """The quota windows' latest readings and the week's forecast (the snapshot's ``quotas``).
+    A key whose calls report no windows (an API key) has only ``drains_quota_signal_seen 0``."""
+    gauge = GaugeMetricFamily
+    by_window = ["quota", "window"]
+    utilization = gauge("drains_quota_utilization",
+                        "The window's latest reported utilization, 0..1.", labels=by_window)
+    reset = gauge("drains_quota_reset_timestamp_seconds",
+                  "When the window resets, as last reported (0: not said).", labels=by_window)
+    ceiling = gauge("drains_quota_ceiling", "The ceiling in force on the window now (1 - reserve).",
+                    labels=by_window)
+    observed = gauge("drains_quota_observed_timestamp_seconds",
+                     "When a call last reported the window.", labels=by_window)
+    stale = gauge("drains_quota_stale", "1 when the reading is stale (reset since, or old).",
+                  labels=by_window)
+    seen = gauge("drains_quota_signal_seen",
+                 "1 when a call on the key reported a quota window (0: e.g. an API key).",
+                 labels=["quota"])
+    overage = gauge("drains_quota_using_overage", "1 while extra usage is being spent.",
+                    labels=["quota"])
+    week_end = gauge("drains_quota_forecast_week_end_utilization",
+                     "The weekly utilization at the reset on the current pace (absent: no forecast).",
+                     labels=["quota"])
+    lapse = gauge("drains_quota_forecast_lapse_ratio",
+                  "The share of the week that would lapse unspent at the reset on the current pace "
+                  "(absent: no forecast).", labels=["quota"])
+    autopilot = gauge("drains_quota_autopilot_enabled", "1 when the key's autopilot is on.",
+                      labels=["quota"])
+    for q in quotas:
+        key = q["key"]
+        for w in q["windows"]:
+            labels = [key, w["window"]]
+            utilization.add_metric(labels, w["utilization"])
+            reset.add_metric(labels, _ts(w["resets_at"]))
+            ceiling.add_metric(labels, w["ceiling"])
+            observed.add_metric(labels, _ts(w["observed_at"]))
+            stale.add_metric(labels, 1 if w["stale"] else 0)
+        seen.add_metric([key], 1 if q["signal_seen"] else 0)
+        overage.add_metric([key], 1 if q["using_overage"] else 0)
+        if q["forecast"] is not None:
+            week_end.add_metric([key], q["forecast"]["week_end_utilization"])
+            lapse.add_metric([key], q["forecast"]["lapse"])
+        autopilot.add_metric([key], 1 if q["autopilot"] and q["autopilot"]["enabled"] else 0)
+    yield from (utilization, reset, ceiling, observed, stale, seen, overage, week_end, lapse,
+                autopilot)
 
 
 def render_metrics(now: datetime | None = None) -> bytes:

@@ -5,7 +5,8 @@ It reads through the drains read side — the burst service (``get_drain_bursts`
 each drain's runner lock (``drain_lock_holders``) and one round trip of batched statements
 (``drains.selectors.snapshot``) — three round trips for the shipped drains, however many
 drains, runs and events exist — plus the quota usage of this week and the one before
-(``drains.selectors.usage``: one aggregate, the quota keys, and the halachot per week). What a row means (alive, hung, backoff in force) is asked of
+(``drains.selectors.usage``: one aggregate, the quota keys, and the halachot per week), and
+each quota key's windows, reserves, autopilot and forecast (``drains.selectors.quota``). What a row means (alive, hung, backoff in force) is asked of
 drains/rules.py. It must never write.
 """
 
@@ -27,9 +28,11 @@ from drains.models import DrainControl, DrainEvent, DrainRun, RunStatus
 from drains.quota import policy
 from drains.quota.kinds import describe_kind
 from drains.selectors import snapshot as reads
+from drains.selectors.quota import quota_entries
 from drains.selectors.snapshot import HISTORY_HOURS, NOTES_PER_SERVICE, TIMELINE_LENGTH
 from drains.selectors.usage import QuotaWeekUsage, usage_by_week
 from operations import projection as proj
+from operations.quota import quota_json
 
 __all__ = [
     "HISTORY_HOURS",
@@ -368,6 +371,8 @@ def snapshot(*, now: datetime | None = None, only: str | None = None) -> dict:
         "timeline": [_event(e) for e in recent],
         "usage": [] if only is not None else [
             usage_entry(u) for u in usage_by_week(now=now, weeks=USAGE_WEEKS)],
+        # Per quota key: its windows, reserves, ceilings, autopilot and forecast (issue 20).
+        "quotas": [] if only is not None else [quota_json(q, now) for q in quota_entries(now=now)],
     }
 
 

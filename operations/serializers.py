@@ -213,6 +213,69 @@ class UsageSerializer(serializers.Serializer):
         '$0.04 per halacha".')
 
 
+class QuotaWindowSerializer(serializers.Serializer):
+    """One window of one quota key: the latest reading any call reported (drains/quota/store.py)."""
+
+    window = serializers.CharField(help_text="The signal's name: five_hour, seven_day, "
+                                   "seven_day_opus, seven_day_sonnet, ...")
+    label = serializers.CharField(help_text='For people: "Week", "5 hours", "Week (Opus)".')
+    utilization = serializers.FloatField(help_text="Fraction 0..1 of the window used.")
+    resets_at = serializers.DateTimeField(allow_null=True, help_text="The window's reset, as the "
+                                          "signal said it (an estimate: the weekly reset drifts).")
+    status = serializers.CharField(allow_blank=True, help_text="allowed, allowed_warning, "
+                                   "rejected, or empty when the signal did not say.")
+    observed_at = serializers.DateTimeField(help_text="When a call last reported it.")
+    stale = serializers.BooleanField(help_text="The window has reset since, or the reading is older "
+                                     "than DRAINS_QUOTA_STALE_MINUTES.")
+    ceiling = serializers.FloatField(help_text="1 minus the reserve in force on it now: no drain "
+                                     "call starts at or over it.")
+    reserve = serializers.FloatField(help_text="The share held back for the account's owner now.")
+    releasing = serializers.BooleanField(help_text="A weekly window in its last "
+                                         "reserve_release_hours: the reserve shrinks to 0 at the reset.")
+    text = serializers.CharField(help_text='"Week 30 % used · resets Fri 17:57 · seen 2 min ago · '
+                                 'reserve 10 % (ceiling 90 %)".')
+
+
+class QuotaAutopilotSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField(help_text="The operator's opt-in (QuotaPolicy.autopilot).")
+    state = serializers.CharField(help_text="What the autopilot is doing (drains/quota/autopilot.py).")
+    reason = serializers.CharField(allow_blank=True, help_text="Why, in one line.")
+    planned_start = serializers.DateTimeField(allow_null=True, help_text="When its rule would start "
+                                              "a burst on the current pace; null when none is due.")
+
+
+class QuotaForecastSerializer(serializers.Serializer):
+    week_end_utilization = serializers.FloatField(help_text="The weekly utilization at the reset on "
+                                                  "the current pace.")
+    lapse = serializers.FloatField(help_text="What would be left unspent then: the ceiling at the "
+                                   "reset minus that.")
+    resets_at = serializers.DateTimeField(allow_null=True, help_text="The weekly reset it projects to.")
+
+
+class QuotaSerializer(serializers.Serializer):
+    """One quota key (an account the drains draw on): drains/selectors/quota.py."""
+
+    key = serializers.CharField(help_text="The quota key (DrainControl.quota_key).")
+    signal_seen = serializers.BooleanField(help_text="false: no call on this key reported a window "
+                                           "(an API-key account); nothing is limited or forecast.")
+    using_overage = serializers.BooleanField(help_text="Extra usage is being spent: a ceiling too.")
+    drains = serializers.ListField(child=serializers.CharField(),
+                                   help_text="The drains that draw on this key.")
+    windows = QuotaWindowSerializer(many=True)
+    weekly_reserve = serializers.FloatField(help_text="The policy's weekly reserve (0..0.9).")
+    session_reserve = serializers.FloatField(help_text="The policy's 5-hour reserve (0..0.9).")
+    reserve_release_hours = serializers.FloatField(
+        help_text="The weekly reserve is released linearly over these last hours before the weekly "
+        "reset; 0 = never.")
+    ceilings = serializers.DictField(child=serializers.FloatField(),
+                                     help_text="Per window, the ceiling in force now.")
+    autopilot = QuotaAutopilotSerializer(allow_null=True)
+    forecast = QuotaForecastSerializer(allow_null=True, help_text="null without a weekly reading.")
+    text = serializers.CharField(help_text='"at this pace the week ends at 72 %: 18 % would lapse; '
+                                 'an autopilot burst would start Thu 09:00", or that no signal was '
+                                 "seen.")
+
+
 class SnapshotSerializer(serializers.Serializer):
     generated_at = serializers.DateTimeField()
     week_boundary = serializers.DateTimeField(help_text="The upcoming Saturday 18:00 Asia/Jerusalem.")
@@ -221,6 +284,8 @@ class SnapshotSerializer(serializers.Serializer):
     timeline = EventSerializer(many=True)
     usage = UsageSerializer(many=True, help_text="Per quota key, the current quota week and the "
                             "one before it, newest first.")
+    quotas = QuotaSerializer(many=True, help_text="Per quota key: the windows' latest readings, "
+                             "reserves, ceilings, autopilot and forecast.")
 
 
 class HealthSerializer(serializers.Serializer):

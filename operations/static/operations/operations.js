@@ -214,6 +214,7 @@
     const boundary = document.getElementById("week-boundary");
     boundary.textContent = long(snapshot.week_boundary);
     boundary.dateTime = snapshot.week_boundary;
+    root.dispatchEvent(new CustomEvent("snapshot", { detail: snapshot })); // quota.js listens
     fillList(document.getElementById("usage"), snapshot.usage,
       (u) => `${u.quota_key || "(no quota key)"}: ${u.text}`, "no extractor runs this week");
     fillList(document.getElementById("global-notes"), snapshot.notes, (n) => `${short(n.at)} ${n.drain}: ${n.message}`, "none");
