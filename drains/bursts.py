@@ -24,6 +24,7 @@ from drains import registry, rules, validate
 from drains.clock import format_local, operator_tz
 from drains.events import record_event
 from drains.models import DrainControl, EventKind
+from drains.quota.hold import hold_after_operator_off
 
 WEEK_BOUNDARY_WEEKDAY = 5  # Saturday (Monday is 0)
 WEEK_BOUNDARY_TIME = time(18, 0)
@@ -247,8 +248,6 @@ def set_drain_burst(
             and actor != AUTOPILOT
             and rules.burst_active(previous, now=now)
         ):
-            from drains.quota.autopilot import hold_after_operator_off
-
             hold_after_operator_off(
                 quota_key=control.quota_key, until=previous, actor=actor, drain=name
             )

@@ -396,28 +396,6 @@ def _start_burst(*, name: str, until: datetime, note: str, now: datetime) -> boo
     return True
 
 
-def hold_after_operator_off(*, quota_key: str, until: datetime, actor: str, drain: str) -> None:
-    """An operator stopped an autopilot burst: no new one before the next weekly reset (the
-    burst's deadline was that reset). Nothing when the autopilot itself is off by now."""
-    from drains.events import record_event
-    from drains.models import EventKind
-
-    if not quota_key:
-        return
-    weekly = QuotaWindow.objects.filter(quota_key=quota_key, window=WEEKLY).first()
-    reset = weekly.resets_at if weekly and weekly.resets_at and weekly.resets_at > until else until
-    held = QuotaPolicy.objects.filter(quota_key=quota_key, autopilot=True).update(
-        autopilot_held_until=reset
-    )
-    if held:
-        record_event(
-            drain=drain, kind=EventKind.NOTE, actor=actor,
-            message=f"autopilot of quota {quota_key} held until the weekly reset "
-            f"{format_local(reset)}: {actor} stopped its burst",
-            data={"quota_key": quota_key, "held_until": reset.isoformat()},
-        )
-
-
 def on_autopilot_turned_off(*, quota_key: str, actor: str) -> list[str]:
     """The autopilot was switched off (drains/quota/reserve.py ``set_quota_policy``, in its
     transaction): its bursts on the quota's drains end now; an operator's own bursts stay."""
