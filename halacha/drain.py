@@ -81,7 +81,9 @@ class _DecisionDrain(Drain):
     def retry_failed(cls, item_keys: list[str] | None) -> list[str]:
         failed = cls._failed()
         if item_keys is not None:
-            failed = failed.filter(pk__in=[int(k) for k in item_keys])
+            # A key that is not a decision's id names no failed item: it matches nothing.
+            ids = [int(k) for k in item_keys if k.isascii() and k.isdigit() and len(k) <= 18]
+            failed = failed.filter(pk__in=ids)
         with transaction.atomic():
             keys = [str(pk) for pk in failed.select_for_update().values_list("id", flat=True)]
             CourtDecision.objects.filter(pk__in=[int(k) for k in keys]).update(

@@ -72,10 +72,10 @@ def test_metrics__error_info_names_kind_and_reason(failed_run):
         "reason": REASON}.items())))] == 1
 
 
-def test_migration_0007__moves_a_stored_traceback_apart(make_run):
+def test_migration_0009__moves_a_stored_traceback_apart(make_run):
     old = make_run(status="failed", error=TRACEBACK)
     plain = make_run(status="crashed", error="process 4242 died without finishing")
-    migration = importlib.import_module("drains.migrations.0007_run_error_reason")
+    migration = importlib.import_module("drains.migrations.0009_run_error_reason")
     migration.split_tracebacks(django_apps, None)
     old.refresh_from_db()
     plain.refresh_from_db()
