@@ -222,14 +222,25 @@ def measure(way: Way, week_reset: float, release_seconds: float, scale: float) -
     session_resets = [r.at for r in model.resets if r.window == "five_hour"]
     probes = [c for c in refused if any(0 <= c.at - r <= 600 * scale for r in session_resets)]
     breaches = 0
-    known = None  # the drains' latest reading (their previous call's answer)
+    known, known_at = None, 0.0  # the drains' latest reading (their previous call's answer)
+    details = []
     for call in calls:
         if known is not None and call.answered:
-            if known["seven_day"] >= ceiling_at(call.at, week_reset, release_seconds) - 1e-9:
+            week_ceiling = ceiling_at(call.at, week_reset, release_seconds)
+            session_reset_since = any(known_at < r <= call.at for r in session_resets)
+            if known["seven_day"] >= week_ceiling - 1e-9:
                 breaches += 1
-            elif known["five_hour"] >= 1.0 - 1e-9:
+                details.append(("breach week", call, known, week_ceiling))
+            elif known["five_hour"] >= 1.0 - 1e-9 and not session_reset_since:
                 breaches += 1
-        known = call.after if call.answered else known
+                details.append(("breach session", call, known, 1.0))
+        if not call.answered:
+            details.append(("refused", call, known, None))
+        if call.answered:
+            known, known_at = call.after, call.at
+    for what, call, seen, ceiling in details:
+        print(f"    {way.drain} {what}: R-{(week_reset - call.at) / (3600 * scale):.2f} h, "
+              f"before {call.before}, known {seen}, ceiling {ceiling}", flush=True)
     # Latency after a 5-hour reset that held the drain: its window was full when it reset.
     latencies = []
     for reset in model.resets:

