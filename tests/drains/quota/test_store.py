@@ -148,3 +148,20 @@ def test_out_of_order_answers__within_a_period_the_highest_reading_is_kept():
     record_signal(quota_key="acct", drain="d", run_id=None, signal=later,
                   now=NOW + timedelta(seconds=2))
     assert rows()["five_hour"].utilization == 0.03
+
+
+def test_the_supervisor_tick_prunes_old_samples(settings):
+    from django.utils import timezone
+
+    from drains.supervisor.tick import supervise
+
+    settings.DRAINS_QUOTA_SAMPLE_DAYS = 28
+    now = timezone.now()
+    record_signal(quota_key="acct", drain="d", run_id=None, signal=signal(),
+                  now=now - timedelta(days=30))
+    record_signal(quota_key="acct", drain="d", run_id=None, signal=signal(), now=now)
+    supervise(dry_run=True, write=lambda line: None)
+    assert QuotaSample.objects.count() == 4  # a dry run writes (and deletes) nothing
+    supervise(write=lambda line: None)
+    assert QuotaSample.objects.count() == 2
+    assert QuotaSample.objects.filter(observed_at__lt=now - timedelta(days=28)).count() == 0
