@@ -34,7 +34,7 @@ from drains.quota.ceiling import Breach, first_over_ceiling, weekly_ceiling_rise
 from drains.quota.kinds import Kind
 from drains.quota.reserve import Reserves, reserves_from
 from drains.quota.resets import RateLimited
-from drains.quota.signals import QuotaSignal, WindowReading
+from drains.quota.signals import QuotaSignal, WindowReading, supersedes
 from drains.quota.store import quota_state, record_signals
 from drains.runner.state import RunState
 
@@ -91,7 +91,7 @@ class QuotaCeiling:
 
     def _keep(self, reading: WindowReading, observed_at: datetime) -> None:
         known = self._readings.get(reading.window)
-        if known is None or known[1] <= observed_at:
+        if known is None or supersedes(reading, observed_at, *known):
             self._readings[reading.window] = (reading, observed_at)
 
     def note(self, signal: QuotaSignal | None) -> None:
