@@ -25,6 +25,7 @@ from django.utils import timezone
 from drains import selectors
 from drains.bursts import get_drain_burst
 from drains.events import record_event
+from drains.journal import JournalError
 from drains.locks import LockLost
 from drains.models import EventKind, RunMode, StopReason
 from drains.quota import policy
@@ -40,6 +41,9 @@ logger = logging.getLogger(__name__)
 # A checkpoint also comes at least this often while items complete, so that slow items (minutes
 # each) never make a healthy run look hung for a whole chunk.
 CHECKPOINT_EVERY_SECONDS = 60.0
+# After an error, how long the calls in flight get to come back and reach the journal (a call
+# cut short by the process ending is paid for and lost).
+UNCLEAN_JOIN_SECONDS = 30.0
 
 
 @dataclass
@@ -50,6 +54,8 @@ class _Outcome:
     error: BaseException | None = None
     item: Any = None  # for "slowed": the item goes back into the queue
     seconds: float = 0.0  # time the worker spent on it: the run's busy time (the projection)
+    journaled: bool = False  # its paid result has an entry in the local journal
+    fatal: BaseException | None = None  # done, but the run stops (the journal cannot be written)
 
 
 _SENTINEL = object()
@@ -93,7 +99,7 @@ class WorkLoop:
             for worker in workers:
                 # Clean exit: nothing is in flight. Otherwise give running calls a moment to
                 # stage what they were paid for, but never wait forever on a stuck call.
-                worker.join(None if clean else 5.0)
+                worker.join(None if clean else UNCLEAN_JOIN_SECONDS)
 
     def _worker(self, work_q: queue.Queue, result_q: queue.Queue) -> None:
         try:
@@ -209,28 +215,71 @@ class WorkLoop:
             except RateLimited as exc:
                 return _Outcome("rate_limited", key, error=exc)
             except ItemFailed as exc:
-                self.drain.mark_failed(key, exc.message, max_attempts=self.max_attempts)
-                return _Outcome("failed", key, usage=exc.usage, error=exc)
-            try:
-                inserted = stage_result(
-                    drain=self.name, item_key=key, payload=processed.payload, run=self.run_row
+                failure = exc.message
+                self.db.call(
+                    f"recording the failure of item {key}",
+                    lambda: self.drain.mark_failed(key, failure, max_attempts=self.max_attempts),
                 )
+                return _Outcome("failed", key, usage=exc.usage, error=exc)
+            # Paid for: on local disk first (drains/journal.py), then staged in PostgreSQL.
+            journaled, journal_error = self._journal_paid(key, processed)
+            # An item whose result stays in the journal is counted by its replay, not here.
+            kept_usage = None if journaled else processed.usage
+            try:
+                inserted = self.db.call(
+                    f"staging the result of item {key}",
+                    lambda: stage_result(
+                        drain=self.name, item_key=key, payload=processed.payload, run=self.run_row
+                    ),
+                )
+                if self.stop_reason == StopReason.LOCK_LOST:
+                    # The lock session ended while the database was away: staged, promoted by
+                    # whoever holds the lock next, never here.
+                    return _Outcome("superseded", key, usage=kept_usage, journaled=journaled)
                 # When an older staged row won, promote that one (it was paid for first).
-                promote_staged(
-                    drain=self.name,
-                    item_key=key,
-                    payload=processed.payload if inserted else None,
-                    run=self.run_row,
+                self.db.call(
+                    f"promoting the result of item {key}",
+                    lambda: promote_staged(
+                        drain=self.name,
+                        item_key=key,
+                        payload=processed.payload if inserted else None,
+                        run=self.run_row,
+                    ),
                 )
             except RunSuperseded:
-                return _Outcome("superseded", key, usage=processed.usage)
+                return _Outcome("superseded", key, usage=kept_usage, journaled=journaled)
             except Exception as exc:
-                return _Outcome("error", key, usage=processed.usage, error=exc)
-            return _Outcome("done", key, usage=processed.usage)
+                return _Outcome("error", key, usage=kept_usage, error=exc, journaled=journaled)
+            return _Outcome(
+                "done", key, usage=processed.usage, journaled=journaled, fatal=journal_error
+            )
         except Exception as exc:
             return _Outcome("error", key, error=exc)
         finally:
             reset_queries()  # DEBUG's query log must not grow with the backlog
+
+    def _journal_paid(self, key: str, processed) -> tuple[bool, JournalError | None]:
+        """(journaled, the error when the journal cannot be written). A journal that fails does
+        not lose this result (it is staged directly); the run stops before its next call."""
+        if self.journal is None:
+            return False, None
+        try:
+            self.journal.record(
+                drain=self.name, item_key=key, run_id=self.run_row.pk, payload=processed.payload,
+                usage=processed.usage,
+            )
+        except JournalError as exc:
+            self._stop(StopReason.ERROR)  # at once: no further call starts
+            return False, exc
+        return True, None
+
+    def _recheck_lock(self) -> None:
+        """After a reconnect: a run whose lock session ended is fenced (no call, no promotion)."""
+        try:
+            self.lock.check()
+        except LockLost as exc:
+            self.error = self.error or exc
+            self._stop(StopReason.LOCK_LOST)
 
     def _apply(self, outcome: _Outcome) -> None:
         self.chunk_usage.add(outcome.usage)
@@ -245,6 +294,12 @@ class WorkLoop:
         if outcome.kind == "done":
             self.done += 1
             self.chunk_done += 1
+            if outcome.journaled:
+                self.chunk_keys.append(outcome.key)
+            if outcome.fatal is not None:
+                self.error = self.error or outcome.fatal
+                logger.error("%s: %s", self.name, outcome.fatal)
+                self._stop(StopReason.ERROR)
         elif outcome.kind == "failed":
             self.failed += 1
             self.chunk_failed += 1
@@ -337,20 +392,28 @@ class WorkLoop:
 
     def _checkpoint(self, *, final: bool = False) -> None:
         counted = self.chunk_done + self.chunk_failed
-        still_running = record_checkpoint(
-            run=self.run_row,
-            done=self.chunk_done,
-            failed=self.chunk_failed,
-            usage=self.chunk_usage,
-            chunks=1 if counted else 0,
-            busy_seconds=self.chunk_busy,
+        still_running = self.db.call(
+            f"the checkpoint of run {self.run_row.pk}",
+            lambda: record_checkpoint(
+                run=self.run_row,
+                done=self.chunk_done,
+                failed=self.chunk_failed,
+                usage=self.chunk_usage,
+                chunks=1 if counted else 0,
+                busy_seconds=self.chunk_busy,
+            ),
         )
+        counted_keys, self.chunk_keys = self.chunk_keys, []
         if counted:
             self.chunks += 1
         self.last_checkpoint = time.monotonic()
         self.chunk_done = self.chunk_failed = 0
         self.chunk_usage = Usage()
         self.chunk_busy = 0.0
+        if still_running and self.journal is not None:
+            # Counted in PostgreSQL now: their journal entries may go. (Not counted, because
+            # the run was superseded: the entries stay, and their replay counts them.)
+            self.journal.forget(self.name, counted_keys)
         if not still_running:
             self._stop(StopReason.SUPERSEDED)
         if not final:

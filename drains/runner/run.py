@@ -19,7 +19,15 @@ from django.db import DatabaseError, connections
 
 from drains import registry, selectors
 from drains.bursts import ensure_control, get_drain_burst
+from drains.dbretry import (
+    DatabaseUnavailable,
+    DbRetry,
+    ensure_session_timeouts,
+    is_transient,
+    one_line,
+)
 from drains.events import record_event
+from drains.journal import Journal, JournalError, open_journal
 from drains.locks import DrainLock, LockLost
 from drains.models import DrainRun, EventKind, RunMode, RunStatus, StopReason, Trigger
 from drains.progress import Progress, format_duration
@@ -36,6 +44,7 @@ from drains.runs import (
     finish_run,
     mark_dead_runs,
     promote_leftovers,
+    replay_journal,
     start_run,
 )
 from drains.schema_gate import ensure_schema
@@ -60,6 +69,17 @@ REASON_STATUS = {
     StopReason.LOCK_LOST: RunStatus.FAILED,
     StopReason.ERROR: RunStatus.FAILED,
 }
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a run's failure: a database error without libpq's DETAIL and HINT lines."""
+    if isinstance(exc, DatabaseUnavailable | JournalError):
+        return str(exc)
+    if isinstance(exc, DatabaseError) or is_transient(exc):
+        return one_line(exc)
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 class DrainRunFailed(RuntimeError):
@@ -177,6 +197,10 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
         self.chunk_failed = 0
         self.chunk_usage = Usage()
         self.chunk_busy = 0.0  # seconds workers spent on this chunk's items
+        self.chunk_keys: list[str] = []  # this chunk's done items with a journal entry
+        self.journal: Journal | None = None  # opened in run(): a failure there is the run's
+        # Transient database errors while staging, checkpointing, finishing: reconnect, retry.
+        self.db = DbRetry(on_reconnect=self._recheck_lock)
         self.last_checkpoint = self.started
         self.stop_reason: str | None = None
         self.halted = False  # a hard stop: no further call starts, even for queued items
@@ -194,6 +218,8 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
     # --- the run --------------------------------------------------------------------------
     def run(self) -> RunResult:
         try:
+            self.journal = open_journal()
+            ensure_session_timeouts()
             control = ensure_control(name=self.name)
             if not control.enabled:
                 return self._skip(
@@ -227,9 +253,9 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
         except BaseException as exc:
             self._release_probe()
             self._fail(exc)
+            which = f"run {self.run_row.pk}" if self.run_row else "run (before it started)"
             raise DrainRunFailed(
-                f"{self.name} run {self.run_row.pk if self.run_row else '?'} failed: "
-                f"{type(exc).__name__}: {exc}",
+                f"{self.name} {which} failed: {describe(exc)}",
                 self.run_row.pk if self.run_row else None,
             ) from exc
 
@@ -302,6 +328,15 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
         return RunResult(drain=self.name, status=SKIPPED, reason=reason, message=message)
 
     def _promote_leftovers(self) -> None:
+        if self.journal is not None:
+            # Paid results this host's journal still holds go to staging before any new call.
+            replayed = self.db.call(
+                "replaying the journal",
+                lambda: replay_journal(drain_name=self.name, journal=self.journal),
+            )
+            if replayed:
+                logger.info("%s: %d paid result(s) moved from the journal to staging",
+                            self.name, replayed)
         report: PromotionReport = promote_leftovers(drain_name=self.name)
         if report.promoted or report.already_done:
             record_event(
@@ -325,8 +360,11 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
                     actor=self.actor,
                     data={"item_key": item_key, "error": error},
                 )
-        # Never pay again for an item whose paid result is still waiting in staging.
-        self.unpromotable = report.failed_keys
+        # Never pay again for an item whose paid result is still waiting in staging (or, should
+        # one be left, in the journal).
+        self.unpromotable = report.failed_keys | (
+            self.journal.keys(self.name) if self.journal is not None else set()
+        )
 
     # --- the end --------------------------------------------------------------------------
     def _finish(self) -> RunResult:
@@ -342,7 +380,10 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
             error = error_text(self.error)
         elif self.rate_limit is not None:
             error = f"rate limited until {self.rate_limit.reset_at.isoformat()}: {self.rate_limit.message}"
-        if not finish_run(run=self.run_row, status=status, stop_reason=reason, error=error):
+        if not self.db.call(
+            f"recording the end of run {self.run_row.pk}",
+            lambda: finish_run(run=self.run_row, status=status, stop_reason=reason, error=error),
+        ):
             # The supervisor already ended this run (hung/crashed): report what the row says.
             self.run_row.refresh_from_db(fields=["status", "stop_reason"])
             status = self.run_row.status
@@ -353,9 +394,7 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
             f"{self.failed} failed in {format_duration(elapsed)}{self._pacing_summary()}"
         )
         if status == RunStatus.FAILED:
-            raise DrainRunFailed(
-                f"{message}. {type(self.error).__name__}: {self.error}", self.run_row.pk
-            )
+            raise DrainRunFailed(f"{message}. {describe(self.error)}", self.run_row.pk)
         logger.debug(message)
         return RunResult(
             drain=self.name,
@@ -376,26 +415,32 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
         logger.error("%s: run failed: %s: %s", self.name, type(exc).__name__, exc)
         try:
             if self.run_row is None:
-                self.run_row = start_run(
+                self.run_row = self.db.call("recording the failed run", lambda: start_run(
                     drain=self.name,
                     trigger=self.trigger,
                     mode=self.mode,
                     deadline=self.deadline,
                     backend_pid=self.lock.backend_pid,
-                )
+                ))
             else:
                 try:
+                    # The final counts, the partial chunk included (retried like any checkpoint).
                     self._checkpoint(final=True)
-                except DatabaseError as db_exc:
-                    logger.error("%s: final checkpoint failed: %s", self.name, db_exc)
+                except (DatabaseError, DatabaseUnavailable, JournalError) as db_exc:
+                    # Its done items keep their journal entries: their replay counts them.
+                    logger.error("%s: final checkpoint failed: %s", self.name, describe(db_exc))
                     connections["default"].close()
-            finish_run(run=self.run_row, status=status, stop_reason=reason, error=error_text(exc))
-        except DatabaseError as db_exc:
+            self.db.call(
+                f"recording the end of run {self.run_row.pk}",
+                lambda: finish_run(
+                    run=self.run_row, status=status, stop_reason=reason, error=error_text(exc)
+                ),
+            )
+        except (DatabaseError, DatabaseUnavailable) as db_exc:
             # The database itself is the problem: the failure goes to the log and the exit
-            # status; the supervisor sees the run's lock gone and marks it crashed.
+            # status; the next runner (or the supervisor) marks the run crashed, and the replay
+            # of this host's journal counts what it was paid for.
             logger.critical(
-                "%s: could not record the failure in the database (%s); original error: %s",
-                self.name,
-                db_exc,
-                exc,
+                "%s: could not record the failure in the database (%s)", self.name,
+                describe(db_exc),
             )
