@@ -184,3 +184,25 @@ def test_one_line_drops_libpq_detail_and_hint():
             line = one_line(exc)
             assert not is_transient(exc)
     assert "\n" not in line and "boom" in line and "HINT" not in line
+
+
+def test_the_supervisor_moves_a_dead_runs_journal_entries_to_staging_and_promotes_them(call_log):
+    from drains.supervisor import supervise
+    from tests.support.extractors import first_sentence
+
+    (decision,) = factories.make_decisions(1)
+    run = factories.make_run(status="failed", items_done=0)
+    open_journal().record(
+        drain="halacha", item_key=str(decision.pk), run_id=run.pk, usage={"input_tokens": 5},
+        payload={"extractor": "journaled", "model": "m", "halachot": [
+            {"rule": "R.", "quote": first_sentence(decision.text), "topics": ["contract"]}]},
+    )
+    lines = []
+    supervise(names=["halacha"], write=lines.append)
+
+    assert any("1 from this host's journal" in line for line in lines), lines
+    assert open_journal().count() == 0 and not StagedResult.objects.exists()
+    assert list(decision.halachot.values_list("extractor", flat=True)) == ["journaled"]
+    run.refresh_from_db()
+    assert (run.items_done, run.input_tokens) == (1, 5)
+    assert called(call_log) == []
