@@ -232,9 +232,9 @@ class WorkLoop:
                         drain=self.name, item_key=key, payload=processed.payload, run=self.run_row
                     ),
                 )
-                if self.stop_reason == StopReason.LOCK_LOST:
-                    # The lock session ended while the database was away: staged, promoted by
-                    # whoever holds the lock next, never here.
+                if self.stop_reason == StopReason.LOCK_LOST or not self._lock_held():
+                    # The lock session ended (while the database was away, or terminated on
+                    # its own): staged, promoted by whoever holds the lock next, never here.
                     return _Outcome("superseded", key, usage=kept_usage, journaled=journaled)
                 # When an older staged row won, promote that one (it was paid for first).
                 self.db.call(

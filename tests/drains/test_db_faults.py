@@ -10,6 +10,7 @@ and every failure a command reports is one line.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -222,7 +223,12 @@ def test_full_disk__the_paid_item_waits_in_the_journal(case, server, tmp_path):
         with server.admin() as conn:
             conn.execute("DROP TABLESPACE IF EXISTS small")
             conn.execute(f"CREATE TABLESPACE small LOCATION '{small / 'ts'}'")
-        c = case(tablespace="small", DRAINS_DB_RETRY_SECONDS="4")
+        # Answers of 64 KB that do not compress: every staging write needs new pages.
+        padding = base64.b64encode(os.urandom(48_000)).decode()
+        answer = json.dumps({"type": "result", "subtype": "success", "is_error": False,
+                             "result": RESULT, "total_cost_usd": 0.01, "padding": padding,
+                             "usage": {"input_tokens": 100, "output_tokens": 10}})
+        c = case(tablespace="small", DRAINS_DB_RETRY_SECONDS="4", FAKE_CLAUDE_STDOUT=answer)
         drain = c.drain()
         c.wait_calls(4)
         filler = small / "filler"
@@ -310,3 +316,23 @@ def test_a_server_that_accepts_and_never_answers__one_line_within_the_bound(tmp_
         for conn in held:
             conn.close()
         listener.close()
+
+
+def test_only_the_lock_session_ends__no_further_paid_call_and_no_promotion(case):
+    """pg_terminate_backend on the run's lock session alone; its other connection stays."""
+    c = case(FAKE_CLAUDE_HANG="0.3", DRAINS_CHUNK_SIZE="50")
+    drain = c.drain()
+    c.wait_calls(3)
+    (lock_pid,) = c.query("SELECT backend_pid FROM drains_drainrun WHERE status = 'running'")[0]
+    others = c.query("SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'drains@%%'"
+                     " AND pid <> %s", lock_pid)
+    assert others, "the run's own connection"
+    assert c.query("SELECT pg_terminate_backend(%s)", lock_pid) == [(True,)]
+    paid_then = c.completed_calls()
+    out, err = drain.communicate(timeout=60)
+    assert drain.returncode == 1 and "lock_lost" in err, out + err
+    assert_one_line(err)
+    assert c.completed_calls() <= paid_then + 1  # at most the call that was in flight
+    done = c.query("SELECT count(*) FROM halacha_courtdecision WHERE status = 'done'")[0][0]
+    assert done <= paid_then  # the call in flight was staged, not promoted
+    c.finish()
