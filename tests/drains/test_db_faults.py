@@ -134,7 +134,8 @@ def test_a_server_that_accepts_and_never_answers__one_line_within_the_bound(tmp_
             except TimeoutError:
                 continue
 
-    threading.Thread(target=accept, daemon=True).start()
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
     url = f"postgresql://postgres@127.0.0.1:{listener.getsockname()[1]}/silent"
     env = faults.base_env(url, tmp_path, DRAINS_DB_CONNECT_TIMEOUT_SECONDS="2")
     try:
@@ -147,6 +148,7 @@ def test_a_server_that_accepts_and_never_answers__one_line_within_the_bound(tmp_
             assert len(lines) == 1 and "DRAINS_DB_CONNECT_TIMEOUT_SECONDS" in lines[0], done.stderr
     finally:
         stop.set()
+        acceptor.join()
         for conn in held:
             conn.close()
         listener.close()
