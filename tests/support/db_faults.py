@@ -72,6 +72,7 @@ def popen(env, *args) -> subprocess.Popen:
 
 
 def make_template(pg: PrivatePostgres, folder: Path, decisions: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
     env = base_env(pg.create_database(TEMPLATE), folder)
     for step in (["migrate"], ["import_decisions", str(write_decisions(folder, decisions))]):
         done = manage(env, *step)
