@@ -30,6 +30,8 @@ import psycopg
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection
 
+from drains.journal import JournalError
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -88,6 +90,17 @@ def one_line(exc: BaseException) -> str:
         f"the database failed: {message_of(exc)}. Check that PostgreSQL is up and has disk "
         "space, then run the drain again (what was paid for is kept in the journal)."
     )
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a run's failure: a database error without libpq's DETAIL and HINT lines."""
+    if isinstance(exc, DatabaseUnavailable | JournalError):
+        return str(exc)
+    if isinstance(exc, DatabaseError) or is_transient(exc):
+        return one_line(exc)
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 _applied = threading.local()

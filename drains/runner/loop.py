@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from drains import selectors
 from drains.bursts import get_drain_burst
+from drains.dbretry import describe
 from drains.events import record_event
 from drains.journal import JournalError
 from drains.locks import LockLost
@@ -315,7 +316,7 @@ class WorkLoop:
         elif outcome.kind == "error":
             if self.error is None:
                 self.error = outcome.error
-                logger.error("%s: item %s: %s", self.name, outcome.key, outcome.error)
+                logger.error("%s: item %s: %s", self.name, outcome.key, describe(outcome.error))
             self._stop(StopReason.ERROR)
         self.progress.item(done=self.done, failed=self.failed)
         if (

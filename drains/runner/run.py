@@ -19,13 +19,7 @@ from django.db import DatabaseError, connections
 
 from drains import registry, selectors
 from drains.bursts import ensure_control, get_drain_burst
-from drains.dbretry import (
-    DatabaseUnavailable,
-    DbRetry,
-    ensure_session_timeouts,
-    is_transient,
-    one_line,
-)
+from drains.dbretry import DatabaseUnavailable, DbRetry, describe, ensure_session_timeouts
 from drains.events import record_event
 from drains.journal import Journal, JournalError, open_journal
 from drains.locks import DrainLock, LockLost
@@ -69,17 +63,6 @@ REASON_STATUS = {
     StopReason.LOCK_LOST: RunStatus.FAILED,
     StopReason.ERROR: RunStatus.FAILED,
 }
-
-
-def describe(exc: BaseException) -> str:
-    """One line for a run's failure: a database error without libpq's DETAIL and HINT lines."""
-    if isinstance(exc, DatabaseUnavailable | JournalError):
-        return str(exc)
-    if isinstance(exc, DatabaseError) or is_transient(exc):
-        return one_line(exc)
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 class DrainRunFailed(RuntimeError):
@@ -412,7 +395,7 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
         interrupted = isinstance(exc, KeyboardInterrupt)
         status = RunStatus.STOPPED if interrupted else RunStatus.FAILED
         reason = StopReason.SIGNAL if interrupted else StopReason.ERROR
-        logger.error("%s: run failed: %s: %s", self.name, type(exc).__name__, exc)
+        logger.error("%s: run failed: %s", self.name, describe(exc))
         try:
             if self.run_row is None:
                 self.run_row = self.db.call("recording the failed run", lambda: start_run(
