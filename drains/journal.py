@@ -113,9 +113,17 @@ class Journal:
             return
         try:
             with self._lock:
-                self._conn.executemany(
-                    "DELETE FROM paid WHERE drain = ? AND item_key = ?", [(drain, k) for k in keys]
-                )
+                # One transaction (one fsync) for the chunk, not one per entry.
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.executemany(
+                        "DELETE FROM paid WHERE drain = ? AND item_key = ?",
+                        [(drain, k) for k in keys],
+                    )
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise self._error("write", exc) from exc
 
