@@ -14,6 +14,7 @@ an entry is replayed. A journal that cannot be written raises ``JournalError`` (
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import sqlite3
 import threading
@@ -24,12 +25,20 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+logger = logging.getLogger(__name__)
+
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS paid ("
     " drain TEXT NOT NULL, item_key TEXT NOT NULL, run_id INTEGER, payload TEXT NOT NULL,"
     " usage TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL,"
     " PRIMARY KEY (drain, item_key))"
 )
+
+
+# Ballast kept beside the journal: when its disk fills up, deleting it makes room for the
+# deletes (SQLite writes a rollback journal for them too) that must follow counted checkpoints,
+# so that entries already counted in PostgreSQL are never left behind to be counted again.
+RESERVE_BYTES = 256 * 1024
 
 
 class JournalError(RuntimeError):
@@ -68,6 +77,21 @@ class Journal:
         except (OSError, sqlite3.Error) as exc:
             raise self._error("open", exc) from exc
         self._conn = conn
+        self.reserve = path.with_name(path.name + ".reserve")
+        self._keep_reserve()
+
+    def _keep_reserve(self) -> None:
+        if self.reserve.exists():
+            return
+        try:
+            with open(self.reserve, "wb") as f:
+                f.write(b"\0" * RESERVE_BYTES)
+        except OSError as exc:  # no room even for it: the run goes on; a full disk stops it later
+            self.reserve.unlink(missing_ok=True)
+            logger.warning("cannot keep the journal's reserve %s: %s", self.reserve, exc)
+
+    def _release_reserve(self) -> None:
+        self.reserve.unlink(missing_ok=True)
 
     def _error(self, what: str, exc: BaseException) -> JournalError:
         return JournalError(
@@ -88,6 +112,7 @@ class Journal:
                     (drain, item_key, run_id, body, spent, timezone.now().isoformat()),
                 )
         except sqlite3.Error as exc:
+            self._release_reserve()  # room for the forget() of what was counted already
             raise self._error("write", exc) from exc
 
     def entries(self, drain: str) -> list[Entry]:
@@ -112,20 +137,27 @@ class Journal:
         if not keys:
             return
         try:
-            with self._lock:
-                # One transaction (one fsync) for the chunk, not one per entry.
+            self._delete(drain, keys)
+        except sqlite3.Error:
+            self._release_reserve()  # the disk is full: the ballast makes room, once
+            try:
+                self._delete(drain, keys)
+            except sqlite3.Error as exc:
+                raise self._error("write", exc) from exc
+
+    def _delete(self, drain: str, keys: list[str]) -> None:
+        with self._lock:
+            # One transaction (one fsync) for the chunk, not one per entry.
+            try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self._conn.executemany(
-                        "DELETE FROM paid WHERE drain = ? AND item_key = ?",
-                        [(drain, k) for k in keys],
-                    )
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
+                self._conn.executemany(
+                    "DELETE FROM paid WHERE drain = ? AND item_key = ?", [(drain, k) for k in keys]
+                )
                 self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._error("write", exc) from exc
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
 
     def count(self) -> int:
         with self._lock:

@@ -152,3 +152,29 @@ def test_a_server_that_accepts_and_never_answers__one_line_within_the_bound(tmp_
         for conn in held:
             conn.close()
         listener.close()
+
+
+def test_a_full_journal_disk_stops_the_run_before_its_next_call(case, tmp_path):
+    """The journal's own disk (a 2 MB tmpfs) fills up: one line, no further call; the result in
+    hand is staged directly; once there is room the next run goes on."""
+    import subprocess
+
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(journal)], check=True)
+    try:
+        c = case(FAKE_CLAUDE_STDOUT=faults.big_answer())
+        drain = c.drain()
+        c.wait_calls(3)
+        filler = faults.fill(journal)
+        paid_then = c.completed_calls()
+        out, err = drain.communicate(timeout=60)
+        assert drain.returncode == 1, out + err
+        faults.assert_one_line(err)
+        assert "cannot write the journal of paid results" in faults.failure_lines(err)[0], err
+        assert c.completed_calls() <= paid_then + 1  # stopped before its next call
+        filler.unlink()
+        c.finish()
+        c.assert_promise_kept()
+    finally:
+        subprocess.run(["umount", "-l", str(journal)], check=False)
