@@ -59,8 +59,13 @@ def _psycopg_error(exc: BaseException) -> BaseException | None:
     return None
 
 
-def is_transient(exc: BaseException) -> bool:
-    if not isinstance(exc, DatabaseError | psycopg.Error):
+def is_transient(exc: BaseException | None) -> bool:
+    if isinstance(exc, DatabaseUnavailable):
+        return False  # the budget is spent: never retried again
+    # A wrapper (a PromotionError, say) is as transient as the database error it carries.
+    while exc is not None and not isinstance(exc, DatabaseError | psycopg.Error):
+        exc = exc.__cause__
+    if exc is None:
         return False
     inner = _psycopg_error(exc)
     sqlstate = getattr(inner, "sqlstate", None) if inner is not None else None
@@ -96,7 +101,7 @@ def describe(exc: BaseException) -> str:
     """One line for a run's failure: a database error without libpq's DETAIL and HINT lines."""
     if isinstance(exc, DatabaseUnavailable | JournalError):
         return str(exc)
-    if isinstance(exc, DatabaseError) or is_transient(exc):
+    if isinstance(exc, DatabaseError | psycopg.Error):
         return one_line(exc)
     text = str(exc).strip()
     first = text.splitlines()[0] if text else ""
@@ -147,7 +152,7 @@ class DbRetry:
             try:
                 ensure_session_timeouts()
                 return fn()
-            except (DatabaseError, psycopg.Error) as exc:
+            except Exception as exc:
                 if not is_transient(exc):
                     raise
                 reset_connection()

@@ -206,3 +206,19 @@ def test_the_supervisor_moves_a_dead_runs_journal_entries_to_staging_and_promote
     run.refresh_from_db()
     assert (run.items_done, run.input_tokens) == (1, 5)
     assert called(call_log) == []
+
+
+def test_what_is_transient():
+    import psycopg
+
+    from drains.dbretry import DatabaseUnavailable
+    from drains.runs import PromotionError
+
+    lost = psycopg.OperationalError("server closed the connection unexpectedly")
+    assert is_transient(lost)
+    wrapped = PromotionError("halacha", "1", lost)
+    wrapped.__cause__ = lost
+    assert is_transient(wrapped)  # a promotion cut off by the database goes again
+    assert not is_transient(PromotionError("halacha", "1", KeyError("quote")))
+    assert not is_transient(DatabaseUnavailable("spent"))
+    assert not is_transient(ValueError("x"))
