@@ -39,12 +39,16 @@ test: venv test-packages claude-cli
 # - nftables: the many-host tests cut a host's connections without closing them;
 # - pgbouncer: the many-host tests run every job through a session-pooling PgBouncer;
 # - prometheus: its promtool checks and unit-tests deploy/prometheus/alerts.yml (the server it
-#   brings is not started).
+#   brings is not started);
+# - postgresql: the fault tests (tests/drains/test_db_faults.py, bench/db_faults.py) run a
+#   server of their own from its binaries in /usr/lib/postgresql/*/bin (restart it, shut it
+#   down, fill its disk); the cluster the package sets up is not used.
 TEST_PACKAGES := chromium:/usr/bin/chromium nftables:/usr/sbin/nft pgbouncer:/usr/sbin/pgbouncer \
   prometheus:/usr/bin/promtool
 test-packages:
 	@missing=""; for entry in $(TEST_PACKAGES); do \
 	  test -x "$${entry#*:}" || missing="$$missing $${entry%%:*}"; done; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for the tests:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

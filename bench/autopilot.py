@@ -290,7 +290,7 @@ def main() -> None:
         from drains import registry
         from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
         from drains.models import DrainControl
-        from drains.quota.reserve import set_quota_policy
+        from drains.quota.controls import set_quota_policy
         from drains.supervisor import actions
         from drains.supervisor.tick import supervise
         from tests.support.anthropic_stub import (

@@ -154,6 +154,10 @@ _default_db["OPTIONS"].setdefault(
 # refuses the `options` startup parameter (or set its ignore_startup_parameters = options).
 DRAINS_DB_DEAD_PEER_SECONDS = env_int("DRAINS_DB_DEAD_PEER_SECONDS", 60, minimum=0, maximum=86_400)
 _default_db["OPTIONS"] = dead_peer_options(DRAINS_DB_DEAD_PEER_SECONDS, _default_db["OPTIONS"])
+# Every connection (Django's and each lock session, which take these parameters) gives up on a
+# server that accepts the TCP connection and never answers after this many seconds.
+DRAINS_DB_CONNECT_TIMEOUT_SECONDS = env_int("DRAINS_DB_CONNECT_TIMEOUT_SECONDS", 10, minimum=1)
+_default_db["OPTIONS"].setdefault("connect_timeout", str(DRAINS_DB_CONNECT_TIMEOUT_SECONDS))
 _default_db["CONN_MAX_AGE"] = 0
 DATABASES = {"default": _default_db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -402,7 +406,26 @@ DRAINS_PROJECTION_WINDOW_MINUTES = env_float("DRAINS_PROJECTION_WINDOW_MINUTES",
 # have spent from the same windows since no call of ours looked. A window past its reset is stale too.
 DRAINS_QUOTA_STALE_MINUTES = env_float("DRAINS_QUOTA_STALE_MINUTES", 60.0, minimum=1)
 DRAINS_HUNG_AFTER_SECONDS = env_int("DRAINS_HUNG_AFTER_SECONDS", 1800, minimum=1)
-DRAINS_HUNG_KILL_GRACE_SECONDS = env_float("DRAINS_HUNG_KILL_GRACE_SECONDS", 10.0, minimum=0)
+# SIGTERM to SIGKILL for a hung run: a SIGTERMed run finishes the call in flight (its result goes
+# to the journal), so the default is at least the CLI's timeout; an operator may set it lower.
+DRAINS_HUNG_KILL_GRACE_SECONDS = env_float(
+    "DRAINS_HUNG_KILL_GRACE_SECONDS",
+    max(10.0, env_float("HALACHA_CLI_TIMEOUT_SECONDS", 300.0, minimum=1) + 5.0),
+    minimum=0,
+)
+# The runner's and the supervisor's own statements (SET on their sessions, so it works through
+# PgBouncer in session mode; migrations and the web keep the server's settings). 0 = no limit.
+DRAINS_DB_STATEMENT_TIMEOUT_MS = env_int("DRAINS_DB_STATEMENT_TIMEOUT_MS", 30000, minimum=0)
+DRAINS_DB_LOCK_TIMEOUT_MS = env_int("DRAINS_DB_LOCK_TIMEOUT_MS", 10000, minimum=0)
+# A transient database error (connection lost, server restarting, serialization failure,
+# statement or lock timeout) while the runner stages, checkpoints or finishes is retried with a
+# jittered backoff for at most this many seconds in all, reconnecting each time. 0 = no retry.
+DRAINS_DB_RETRY_SECONDS = env_float("DRAINS_DB_RETRY_SECONDS", 60.0, minimum=0)
+# The local journal of paid results (drains/journal.py): one SQLite file per host in this folder.
+DRAINS_JOURNAL_DIR = Path(env_str("DRAINS_JOURNAL_DIR", str(VAR_DIR / "journal")))
+# Test and bench only: no journal (and, with DRAINS_DB_RETRY_SECONDS=0, no reconnect), to show
+# the paid results a database fault loses without them. Never set it anywhere else.
+DRAINS_JOURNAL_UNSAFE_OFF = env_bool("DRAINS_JOURNAL_UNSAFE_OFF", False)
 # The zone in which operators think and in which human reset times without a zone are read.
 DRAINS_OPERATOR_TZ = env_zone("DRAINS_OPERATOR_TZ", "Asia/Jerusalem")
 

@@ -40,6 +40,12 @@ def _apply_default_options(argv: list[str]) -> None:
 def connection_failure_line(exc: BaseException, settings_dict: dict) -> str | None:
     """One line for an error raised while *opening* a database connection, else None."""
     message = str(exc).strip()
+    if message.startswith("connection timeout expired"):
+        # A server that accepted the TCP connection and never answered (connect_timeout).
+        message = (
+            "connection failed: no answer within DRAINS_DB_CONNECT_TIMEOUT_SECONDS "
+            f"({settings_dict.get('OPTIONS', {}).get('connect_timeout', '?')} s, connection timeout)"
+        )
     if not message.startswith("connection failed:"):
         return None
     flat = " ".join(message.split())
@@ -97,6 +103,11 @@ def run(argv: list[str]) -> None:
     except (OperationalError, psycopg.OperationalError) as exc:
         line = connection_failure_line(exc, connections[DEFAULT_DB_ALIAS].settings_dict)
         if line is None:
-            raise
+            # Connected, then the database failed: still one line (no libpq DETAIL or HINT).
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            line = (
+                f"Database error: {first}. Check that PostgreSQL is up and has disk space, "
+                "then run the command again."
+            )
         sys.stderr.write(line + "\n")
         sys.exit(EXIT_ENVIRONMENT)

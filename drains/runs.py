@@ -403,3 +403,56 @@ def promote_leftovers(*, drain_name: str, run_ids=None) -> PromotionReport:
         else:
             report.already_done += 1
     return report
+
+
+# --- the local journal (drains/journal.py) -----------------------------------------------------
+
+_REPLAY_STAGE_SQL = (
+    f"INSERT INTO {StagedResult._meta.db_table} "
+    "(drain, item_key, run_id, payload, created_at, promote_attempts, promote_error) "
+    f"VALUES (%s, %s, (SELECT id FROM {DrainRun._meta.db_table} WHERE id = %s), %s::jsonb, %s, 0, '') "
+    "ON CONFLICT (drain, item_key) DO NOTHING"
+)
+
+
+def replay_journal(*, drain_name: str, journal) -> int:
+    """Move this host's journal entries of ``drain_name`` into staging, oldest first.
+
+    Each entry in one transaction: its staged row (kept when one is already there) and its
+    item counted as done on the run that paid for it (that run's checkpoint never counted it:
+    an entry is forgotten only after the checkpoint that counts it). The entry is deleted only
+    after that commit. Zero quota; call it while no live run of this host works on the drain
+    (holding its lock, or having seen the lock free) and before any new call. Returns the count.
+    """
+    entries = journal.entries(drain_name)
+    for entry in entries:
+        usage = Usage()
+        usage.add(entry.usage)
+        with transaction.atomic(durable=True):
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    _REPLAY_STAGE_SQL,
+                    [drain_name, entry.item_key, entry.run_id,
+                     json.dumps(entry.payload, ensure_ascii=False, default=str), timezone.now()],
+                )
+            if entry.run_id is not None:
+                _count_journaled(entry.run_id, usage)
+        journal.forget(drain_name, [entry.item_key])
+    return len(entries)
+
+
+def _count_journaled(run_id: int, usage: Usage) -> None:
+    """One paid item onto a run's counts, whatever its status (a correction of a dead run's row:
+    its usage counts calls from these columns)."""
+    run = DrainRun.objects.select_for_update().filter(pk=run_id).only("model_usage").first()
+    if run is None:
+        return
+    values: dict[str, Any] = {"items_done": F("items_done") + 1}
+    for key in USAGE_TOKEN_KEYS:
+        if getattr(usage, key):
+            values[key] = F(key) + getattr(usage, key)
+    if usage.cost_usd:
+        values["cost_usd"] = F("cost_usd") + usage.cost_usd
+    if usage.models:
+        values["model_usage"] = merge_model_usage(run.model_usage or {}, usage.models)
+    DrainRun.objects.filter(pk=run_id).update(**values)

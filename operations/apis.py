@@ -27,12 +27,12 @@ from drains import operator, registry
 from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
 from drains.controls import set_drain_enabled
 from drains.models import DrainRun
+from drains.quota.controls import set_quota_policy
 from drains.quota.reserve import (
     UNSET,
     QuotaPolicyError,
     reserves_from,
     resolve_quota_key,
-    set_quota_policy,
 )
 from drains.retries import retry_failed_items
 from drains.schema import unapplied_migrations
@@ -180,7 +180,7 @@ class DrainBurstApi(ThrottledApiView):
 
 
 class QuotaPolicyApi(ThrottledApiView):
-    """Change a quota key's reserves or autopilot through drains.quota.reserve.set_quota_policy
+    """Change a quota key's reserves or autopilot through drains.quota.controls.set_quota_policy
     (the one write path, which validates and records the DrainEvent); its one-line messages are
     the 400's field messages as they are."""
 

@@ -2,7 +2,7 @@
 
 ``QuotaWindow`` and ``QuotaSample`` are the calls' readings: read-only here, written only by
 drains/quota/store.py. ``QuotaPolicy`` (the reserves, the release hours, the autopilot) is changed
-only through the quota policy service (``drains.quota.reserve.set_quota_policy``), which
+only through the quota policy service (``drains.quota.controls.set_quota_policy``), which
 validates, writes and records the audit event, exactly as ``manage.py quota set`` and the REST API
 do; the admin never saves the row itself. The lists show what the page shows (the same words,
 from operations/quota.py).
@@ -15,7 +15,7 @@ from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.utils import timezone
 
-from drains.quota import reserve
+from drains.quota import controls, reserve
 from drains.quota.models import QuotaPolicy, QuotaSample, QuotaWindow
 from drains.selectors.quota import quota_entries
 from operations.quota import forecast_text, window_text
@@ -92,7 +92,7 @@ class QuotaPolicyAdmin(admin.ModelAdmin):
         changes = {f: form.cleaned_data[f] for f in POLICY_FIELDS
                    if f in form.changed_data or not change}
         try:
-            reserve.set_quota_policy(quota_key=key, actor=request.user.get_username(), **changes)
+            controls.set_quota_policy(quota_key=key, actor=request.user.get_username(), **changes)
         except reserve.QuotaPolicyError as exc:  # the service's one line; nothing was written
             self.message_user(request, str(exc), messages.ERROR)
             request.quota_policy_refused = True

@@ -411,7 +411,7 @@ class FailedListSerializer(serializers.Serializer):
     drains = FailedDrainSerializer(many=True)
 
 
-# --- the quota policy (drains/quota/reserve.py set_quota_policy) ------------------------------
+# --- the quota policy (drains/quota/controls.py set_quota_policy) ------------------------------
 
 
 @extend_schema_field({"type": "number", "nullable": True})

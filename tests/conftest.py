@@ -26,6 +26,16 @@ def _own_the_test_processes(request, monkeypatch):
     monkeypatch.setenv(processes.ENV_KEY, token)
 
 
+@pytest.fixture(autouse=True)
+def _own_journal(tmp_path, monkeypatch, settings):
+    """A journal of paid results per test (drains/journal.py), in-process and for its children,
+    so that an entry one test leaves is never replayed into another test's database."""
+    path = tmp_path / "journal"
+    settings.DRAINS_JOURNAL_DIR = path
+    monkeypatch.setenv("DRAINS_JOURNAL_DIR", str(path))
+    return path
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_teardown(item, nextitem):
     """Before any fixture is torn down (so before the test database is flushed): kill and reap

@@ -77,3 +77,46 @@ def test_quota_reserve_settings_out_of_range_are_one_clear_line(name, value, mes
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+def test_every_connection_has_a_connect_timeout_and_each_lock_session_too(settings):
+    from django.db import connection
+
+    from drains.locks import open_lock_session
+
+    params = connection.get_connection_params()
+    assert params["connect_timeout"] == str(settings.DRAINS_DB_CONNECT_TIMEOUT_SECONDS)
+    with open_lock_session(application_name="timeout-check") as lock_session:
+        assert lock_session.info.get_parameters()["connect_timeout"] == params["connect_timeout"]
+
+
+def _printed_settings(*names: str, **env: str) -> list[str]:
+    code = "from django.conf import settings; print(" + ", ".join(
+        f"settings.{name}" for name in names) + ")"
+    done = manage("shell", "-c", code, env=child_env(**env))
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1].split()
+
+
+def test_the_hung_kill_grace_is_at_least_the_cli_timeout_unless_set_lower():
+    assert _printed_settings("DRAINS_HUNG_KILL_GRACE_SECONDS", HALACHA_CLI_TIMEOUT_SECONDS="400",
+                             DRAINS_HUNG_KILL_GRACE_SECONDS="") == ["405.0"]
+    assert _printed_settings("DRAINS_HUNG_KILL_GRACE_SECONDS", HALACHA_CLI_TIMEOUT_SECONDS="400",
+                             DRAINS_HUNG_KILL_GRACE_SECONDS="3") == ["3.0"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_runner_sessions_get_statement_and_lock_timeouts(settings):
+    from django.db import connection
+
+    from drains.dbretry import ensure_session_timeouts, reset_connection
+
+    settings.DRAINS_DB_STATEMENT_TIMEOUT_MS = 1234
+    settings.DRAINS_DB_LOCK_TIMEOUT_MS = 567
+    reset_connection()
+    ensure_session_timeouts()
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        statement = cursor.fetchone()[0]
+        cursor.execute("SHOW lock_timeout")
+        lock = cursor.fetchone()[0]
+    reset_connection()  # the next test's session starts clean
+    assert (statement, lock) == ("1234ms", "567ms")

@@ -397,7 +397,7 @@ def _start_burst(*, name: str, until: datetime, note: str, now: datetime) -> boo
 
 
 def on_autopilot_turned_off(*, quota_key: str, actor: str) -> list[str]:
-    """The autopilot was switched off (drains/quota/reserve.py ``set_quota_policy``, in its
+    """The autopilot was switched off (drains/quota/controls.py ``set_quota_policy``, in its
     transaction): its bursts on the quota's drains end now; an operator's own bursts stay."""
     from django.utils import timezone
 

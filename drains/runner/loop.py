@@ -20,7 +20,9 @@ from django.utils import timezone
 
 from drains import selectors
 from drains.bursts import get_drain_burst
+from drains.dbretry import describe
 from drains.events import record_event
+from drains.journal import JournalError
 from drains.models import EventKind, RunMode, StopReason
 from drains.quota import policy
 from drains.quota.actions import act_on_limit
@@ -38,6 +40,9 @@ logger = logging.getLogger(__name__)
 # A checkpoint also comes at least this often while items complete, so that slow items (minutes
 # each) never make a healthy run look hung for a whole chunk.
 CHECKPOINT_EVERY_SECONDS = 60.0
+# After an error, how long the calls in flight get to come back and reach the journal (a call
+# cut short by the process ending is paid for and lost).
+UNCLEAN_JOIN_SECONDS = 30.0
 
 _SENTINEL = object()
 
@@ -100,7 +105,7 @@ class WorkLoop:
             for worker in workers:
                 # Clean exit: nothing is in flight. Otherwise give running calls a moment to
                 # stage what they were paid for, but never wait forever on a stuck call.
-                worker.join(None if clean else 5.0)
+                worker.join(None if clean else UNCLEAN_JOIN_SECONDS)
 
     def _worker(self, work_q: queue.Queue, result_q: queue.Queue) -> None:
         try:
@@ -182,7 +187,7 @@ class WorkLoop:
         return outcome
 
     def _process_item(self, item) -> ItemOutcome:
-        """Process one item: call, stage, promote. Never raises."""
+        """Process one item: call, journal, stage, promote. Never raises."""
         state = self.state
         key = state.drain.item_key(item)
         try:
@@ -198,28 +203,66 @@ class WorkLoop:
             except RateLimited as exc:
                 return ItemOutcome(Outcome.RATE_LIMITED, key, error=exc)
             except ItemFailed as exc:
-                state.drain.mark_failed(key, exc.message, max_attempts=state.max_attempts)
-                return ItemOutcome(Outcome.FAILED, key, usage=exc.usage, error=exc)
-            try:
-                inserted = stage_result(
-                    drain=state.name, item_key=key, payload=processed.payload, run=state.run_row
+                failure = exc.message
+                state.db.call(
+                    f"recording the failure of item {key}",
+                    lambda: state.drain.mark_failed(key, failure, max_attempts=state.max_attempts),
                 )
+                return ItemOutcome(Outcome.FAILED, key, usage=exc.usage, error=exc)
+            # Paid for: on local disk first (drains/journal.py), then staged in PostgreSQL.
+            journaled, journal_error = self._journal_paid(key, processed)
+            # An item whose result stays in the journal is counted by its replay, not here.
+            kept_usage = None if journaled else processed.usage
+            try:
+                inserted = state.db.call(
+                    f"staging the result of item {key}",
+                    lambda: stage_result(
+                        drain=state.name, item_key=key, payload=processed.payload,
+                        run=state.run_row,
+                    ),
+                )
+                if state.stop_reason == StopReason.LOCK_LOST or not state.lock_held():
+                    # The lock session ended (while the database was away, or terminated on
+                    # its own): staged, promoted by whoever holds the lock next, never here.
+                    return ItemOutcome(Outcome.SUPERSEDED, key, usage=kept_usage,
+                                       journaled=journaled)
                 # When an older staged row won, promote that one (it was paid for first).
-                promote_staged(
-                    drain=state.name,
-                    item_key=key,
-                    payload=processed.payload if inserted else None,
-                    run=state.run_row,
+                state.db.call(
+                    f"promoting the result of item {key}",
+                    lambda: promote_staged(
+                        drain=state.name,
+                        item_key=key,
+                        payload=processed.payload if inserted else None,
+                        run=state.run_row,
+                    ),
                 )
             except RunSuperseded:
-                return ItemOutcome(Outcome.SUPERSEDED, key, usage=processed.usage)
+                return ItemOutcome(Outcome.SUPERSEDED, key, usage=kept_usage, journaled=journaled)
             except Exception as exc:
-                return ItemOutcome(Outcome.ERROR, key, usage=processed.usage, error=exc)
-            return ItemOutcome(Outcome.DONE, key, usage=processed.usage)
+                return ItemOutcome(Outcome.ERROR, key, usage=kept_usage, error=exc,
+                                   journaled=journaled)
+            return ItemOutcome(Outcome.DONE, key, usage=processed.usage, journaled=journaled,
+                               fatal=journal_error)
         except Exception as exc:
             return ItemOutcome(Outcome.ERROR, key, error=exc)
         finally:
             reset_queries()  # DEBUG's query log must not grow with the backlog
+
+    def _journal_paid(self, key: str, processed) -> tuple[bool, JournalError | None]:
+        """(journaled, the error when the journal cannot be written). A journal that fails does
+        not lose this result (it is staged directly); the run stops before its next call."""
+        state = self.state
+        if state.journal is None:
+            return False, None
+        try:
+            state.journal.record(
+                drain=state.name, item_key=key, run_id=state.row.pk, payload=processed.payload,
+                usage=processed.usage,
+            )
+        except JournalError as exc:
+            state.stop(StopReason.ERROR)  # at once: no further call starts
+            return False, exc
+        return True, None
 
     # --- its outcome (main thread) --------------------------------------------------------
     def _apply(self, outcome: ItemOutcome) -> None:
@@ -237,6 +280,12 @@ class WorkLoop:
         if outcome.kind == Outcome.DONE:
             state.done += 1
             state.chunk_done += 1
+            if outcome.journaled:
+                state.chunk_keys.append(outcome.key)
+            if outcome.fatal is not None:
+                state.error = state.error or outcome.fatal
+                logger.error("%s: %s", state.name, outcome.fatal)
+                state.stop(StopReason.ERROR)
         elif outcome.kind == Outcome.FAILED:
             state.failed += 1
             state.chunk_failed += 1
@@ -249,7 +298,7 @@ class WorkLoop:
         elif outcome.kind == Outcome.ERROR:
             if state.error is None:
                 state.error = outcome.error
-                logger.error("%s: item %s: %s", state.name, outcome.key, outcome.error)
+                logger.error("%s: item %s: %s", state.name, outcome.key, describe(outcome.error))
             state.stop(StopReason.ERROR)
         state.shown.item(done=state.done, failed=state.failed)
         if (
@@ -310,20 +359,28 @@ class WorkLoop:
         state = self.state
         self.ceiling.record()  # the calls' quota signals (drains/runner/ceiling.py)
         counted = state.chunk_done + state.chunk_failed
-        still_running = record_checkpoint(
-            run=state.row,
-            done=state.chunk_done,
-            failed=state.chunk_failed,
-            usage=state.chunk_usage,
-            chunks=1 if counted else 0,
-            busy_seconds=state.chunk_busy,
+        still_running = state.db.call(
+            f"the checkpoint of run {state.row.pk}",
+            lambda: record_checkpoint(
+                run=state.row,
+                done=state.chunk_done,
+                failed=state.chunk_failed,
+                usage=state.chunk_usage,
+                chunks=1 if counted else 0,
+                busy_seconds=state.chunk_busy,
+            ),
         )
+        counted_keys, state.chunk_keys = state.chunk_keys, []
         if counted:
             state.chunks += 1
         state.last_checkpoint = time.monotonic()
         state.chunk_done = state.chunk_failed = 0
         state.chunk_usage = Usage()
         state.chunk_busy = 0.0
+        if still_running and state.journal is not None:
+            # Counted in PostgreSQL now: their journal entries may go. (Not counted, because
+            # the run was superseded: the entries stay, and their replay counts them.)
+            state.journal.forget(state.name, counted_keys)
         if not still_running:
             state.stop(StopReason.SUPERSEDED)
         if not final:

@@ -19,8 +19,10 @@ from django.utils import timezone
 from drains import registry, selectors
 from drains.bursts import ensure_control, get_drain_burst
 from drains.clock import format_local
+from drains.dbretry import DatabaseUnavailable, describe, ensure_session_timeouts
 from drains.events import record_event
 from drains.failures import ErrorKind, describe_failure, one_line
+from drains.journal import JournalError, open_journal
 from drains.locks import DrainLock, LockLost
 from drains.models import EventKind, RunMode, RunStatus, StopReason, Trigger
 from drains.progress import Progress, format_duration
@@ -37,6 +39,7 @@ from drains.runs import (
     finish_run,
     mark_dead_runs,
     promote_leftovers,
+    replay_journal,
     start_run,
 )
 from drains.schema import ensure_schema
@@ -179,6 +182,8 @@ class _Runner:
     def run(self) -> RunResult:
         state = self.state
         try:
+            state.journal = open_journal()
+            ensure_session_timeouts()
             control = ensure_control(name=state.name)
             if not control.enabled:
                 return self._skip(
@@ -220,11 +225,8 @@ class _Runner:
             self.probe.release()
             self._fail(exc)
             run_id = state.run_row.pk if state.run_row else None
-            raise DrainRunFailed(
-                f"{state.name} run {run_id if run_id is not None else '?'} failed: "
-                f"{type(exc).__name__}: {exc}",
-                run_id,
-            ) from exc
+            which = f"run {run_id}" if run_id is not None else "run (before it started)"
+            raise DrainRunFailed(f"{state.name} {which} failed: {describe(exc)}", run_id) from exc
 
     def _backoff_skip(self) -> RunResult | None:
         """No call while a backoff on the quota is in force: the run is skipped."""
@@ -301,6 +303,16 @@ class _Runner:
 
     def _promote_leftovers(self) -> None:
         state = self.state
+        journal = state.journal
+        if journal is not None:
+            # Paid results this host's journal still holds go to staging before any new call.
+            replayed = state.db.call(
+                "replaying the journal",
+                lambda: replay_journal(drain_name=state.name, journal=journal),
+            )
+            if replayed:
+                logger.info("%s: %d paid result(s) moved from the journal to staging",
+                            state.name, replayed)
         report: PromotionReport = promote_leftovers(drain_name=state.name)
         if report.promoted or report.already_done:
             record_event(
@@ -324,8 +336,11 @@ class _Runner:
                     actor=state.actor,
                     data={"item_key": item_key, "error": error},
                 )
-        # Never pay again for an item whose paid result is still waiting in staging.
-        state.unpromotable = report.failed_keys
+        # Never pay again for an item whose paid result is still waiting in staging (or, should
+        # one be left, in the journal).
+        state.unpromotable = report.failed_keys | (
+            journal.keys(state.name) if journal is not None else set()
+        )
 
     # --- the end --------------------------------------------------------------------------
     def _finish(self) -> RunResult:
@@ -348,7 +363,10 @@ class _Runner:
             # Not one item went through: the run did not succeed at anything.
             status = RunStatus.FAILED
             failure = self._every_item_failed()
-        if not finish_run(run=state.row, status=status, stop_reason=reason, **failure):
+        if not state.db.call(
+            f"recording the end of run {state.row.pk}",
+            lambda: finish_run(run=state.row, status=status, stop_reason=reason, **failure),
+        ):
             # The supervisor already ended this run (hung/crashed): report what the row says.
             state.row.refresh_from_db(fields=["status", "stop_reason"])
             status = state.row.status
@@ -407,32 +425,37 @@ class _Runner:
         interrupted = isinstance(exc, KeyboardInterrupt)
         status = RunStatus.STOPPED if interrupted else RunStatus.FAILED
         reason = StopReason.SIGNAL if interrupted else StopReason.ERROR
-        logger.error("%s: run failed: %s: %s", state.name, type(exc).__name__, exc)
+        logger.error("%s: run failed: %s", state.name, describe(exc))
         try:
             if state.run_row is None:
-                state.run_row = start_run(
+                state.run_row = state.db.call("recording the failed run", lambda: start_run(
                     drain=state.name,
                     trigger=state.trigger,
                     mode=state.mode,
                     deadline=state.deadline,
                     backend_pid=state.lock.backend_pid,
-                )
+                ))
             else:
                 try:
+                    # The final counts, the partial chunk included (retried like any checkpoint).
                     self.loop.checkpoint(final=True)
-                except DatabaseError as db_exc:
-                    logger.error("%s: final checkpoint failed: %s", state.name, db_exc)
+                except (DatabaseError, DatabaseUnavailable, JournalError) as db_exc:
+                    # Its done items keep their journal entries: their replay counts them.
+                    logger.error("%s: final checkpoint failed: %s", state.name, describe(db_exc))
                     connections["default"].close()
-            finish_run(run=state.run_row, status=status, stop_reason=reason,
-                       **describe_failure(exc).fields())
-        except DatabaseError as db_exc:
+            row = state.row
+            state.db.call(
+                f"recording the end of run {row.pk}",
+                lambda: finish_run(run=row, status=status, stop_reason=reason,
+                                   **describe_failure(exc).fields()),
+            )
+        except (DatabaseError, DatabaseUnavailable) as db_exc:
             # The database itself is the problem: the failure goes to the log and the exit
-            # status; the supervisor sees the run's lock gone and marks it crashed.
+            # status; the next runner (or the supervisor) marks the run crashed, and the replay
+            # of this host's journal counts what it was paid for.
             logger.critical(
-                "%s: could not record the failure in the database (%s); original error: %s",
-                state.name,
-                db_exc,
-                exc,
+                "%s: could not record the failure in the database (%s)", state.name,
+                describe(db_exc),
             )
 
     # --- signals --------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from typing import Any
 
 from django.utils import timezone
 
+from drains.dbretry import DbRetry
+from drains.journal import Journal
 from drains.locks import DrainLock, LockLost
 from drains.models import DrainRun, RunMode, StopReason
 from drains.progress import Progress
@@ -44,6 +46,8 @@ class ItemOutcome:
     error: Any = None  # the exception that ended it (RateLimited, SlowedDown, ItemFailed, ...)
     item: Any = None  # for SLOWED: the item goes back into the queue
     seconds: float = 0.0  # time the worker spent on it: the run's busy time (the projection)
+    journaled: bool = False  # its paid result has an entry in the local journal
+    fatal: BaseException | None = None  # done, but the run stops (the journal cannot be written)
 
 
 @dataclass
@@ -79,6 +83,10 @@ class RunState:
     chunk_failed: int = 0
     chunk_usage: Usage = field(default_factory=Usage)
     chunk_busy: float = 0.0  # seconds workers spent on this chunk's items
+    chunk_keys: list[str] = field(default_factory=list)  # done items with a journal entry
+    journal: Journal | None = None  # opened at the run's start: a failure there is the run's
+    # Transient database errors while staging, checkpointing, finishing: reconnect, retry.
+    db: DbRetry = field(init=False)
     last_checkpoint: float = 0.0
     # how it ends
     stop_reason: str | None = None
@@ -93,6 +101,8 @@ class RunState:
 
     def __post_init__(self) -> None:
         self.last_checkpoint = self.started
+        # After a reconnect, a run whose lock session ended is fenced (no call, no promotion).
+        self.db = DbRetry(on_reconnect=lambda: self.lock_held(ask=True))
         self.explicit_caps = (self.max_items is not None, self.max_minutes is not None)
 
     @property

@@ -24,12 +24,13 @@ from django.db import connection
 
 from drains import registry
 from drains.bursts import clear_expired_burst
+from drains.journal import open_journal
 from drains.locks import drain_lock_holders
 from drains.models import DrainRun, EventKind, RunStatus, StopReason, Trigger
 from drains.quota.actions import end_outlasted_bursts
 from drains.quota.backoff import clear_backoff
 from drains.quota.kinds import Kind
-from drains.runs import finish_run, promote_leftovers
+from drains.runs import finish_run, promote_leftovers, replay_journal
 from drains.supervisor.decision import ACTOR, Decision, Noted, NotStarted
 from drains.trigger import trigger_args
 
@@ -111,6 +112,8 @@ def clear_backoff_of(name: str, until: datetime) -> str | None:
 
 
 def promote(name: str, notes: list[Decision]) -> str | None:
+    journal = open_journal()
+    replayed = replay_journal(drain_name=name, journal=journal) if journal is not None else 0
     report = promote_leftovers(drain_name=name)
     for item_key, error in report.failed:
         message = (
@@ -121,7 +124,8 @@ def promote(name: str, notes: list[Decision]) -> str | None:
             Decision(name, EventKind.NOTE, message, data={"item_key": item_key, "error": error})
         )
     return (
-        f"promoted {report.promoted}, {report.already_done} already done, "
+        (f"{replayed} from this host's journal; " if replayed else "")
+        + f"promoted {report.promoted}, {report.already_done} already done, "
         f"{len(report.failed)} cannot be promoted"
     )
 

@@ -30,9 +30,10 @@ def plan_drain(
     controls: dict[str, dict],
     last_progress: datetime | None,
     cleared_backoffs: set[str],
+    journaled: int = 0,
 ) -> list[Decision]:
     """The decisions of the six steps for one drain, in order (later steps assume the earlier
-    decisions were applied)."""
+    decisions were applied). ``journaled``: paid results this host's journal still holds."""
     control = state.control
     decisions: list[Decision] = []
     burst_until = _expired_burst(state, now, decisions)  # step 1
@@ -41,8 +42,8 @@ def plan_drain(
     still_live = _hung(state, live, now, decisions)  # step 3
     if control and control["backoff_until"] is not None:  # step 4
         decisions.append(_backoff(state.name, control, now, last_progress, cleared_backoffs))
-    if state.staged and not still_live:  # step 5 (never while a live run works on them)
-        decisions.append(_promote(state))
+    if (state.staged or journaled) and not still_live:  # step 5 (never while a live run works)
+        decisions.append(_promote(state, journaled))
     if rules.burst_active(burst_until, now=now):  # step 6
         decisions.append(_start_or_hold(state, burst_until, still_live, controls, now, cleared_backoffs))
     return decisions
@@ -197,14 +198,15 @@ def _backoff(
     )
 
 
-def _promote(state: DrainState) -> Decision:
-    """Step 5: staged rows left by dead runs are promoted."""
+def _promote(state: DrainState, journaled: int = 0) -> Decision:
+    """Step 5: staged rows (and this host's journal entries) left by dead runs are promoted."""
     name = state.name
     promote = Decision(
         name,
         EventKind.PROMOTE,
-        f"{state.staged} staged result(s) left by dead runs",
-        data={"staged": state.staged},
+        f"{state.staged} staged result(s) left by dead runs"
+        + (f", {journaled} in this host's journal" if journaled else ""),
+        data={"staged": state.staged, **({"journaled": journaled} if journaled else {})},
     )
     promote.apply = lambda: actions.promote(name, promote.followups)
     return promote

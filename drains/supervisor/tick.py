@@ -10,7 +10,9 @@ import logging
 from django.utils import timezone
 
 from drains import registry, selectors
+from drains.dbretry import ensure_session_timeouts
 from drains.events import record_event
+from drains.journal import JournalError, open_journal
 from drains.models import DrainRun, EventKind
 from drains.quota.autopilot import autopilot_tick
 from drains.quota.store import prune_samples
@@ -31,6 +33,12 @@ def supervise(*, names: list[str] | None = None, dry_run: bool = False, write=No
     """One tick over ``names`` (default: every registered drain). ``write(line)`` prints."""
     write = write or (lambda line: logger.info("%s", line))
     names = names or registry.names()
+    ensure_session_timeouts()  # the supervisor's own statements: lock and statement timeouts
+    try:
+        journal = open_journal()  # this host's paid results not yet in staging
+    except JournalError as exc:
+        write(f"supervisor: {exc}")
+        journal = None
     now = timezone.now()
     # The quota autopilot first: a burst it starts is started by step 6 in this same tick.
     autopilot_tick(now=now, dry_run=dry_run, write=write)
@@ -58,6 +66,7 @@ def supervise(*, names: list[str] | None = None, dry_run: bool = False, write=No
                 controls=controls,
                 last_progress=progress.get(name),
                 cleared_backoffs=cleared,
+                journaled=len(journal.keys(name)) if journal is not None else 0,
             )
             for decision in planned:
                 if dry_run:

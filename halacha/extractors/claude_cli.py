@@ -87,6 +87,7 @@ from halacha.extractors.base import (
     Extractor,
     MetadataResult,
 )
+from halacha.extractors.child import die_with_parent
 from halacha.extractors.cli_args import (  # noqa: F401  (re-exported: the backend's public names)
     ALLOWED_EXTRA,
     CLI_ENV_DEFAULTS,
@@ -250,6 +251,8 @@ class ClaudeCliExtractor(Extractor):
                 cwd=workdir,
                 # Its own process group, so a timeout kills whatever the CLI started as well.
                 start_new_session=True,
+                # And it dies with the drain: kill -9 of the drain leaves no call running.
+                preexec_fn=die_with_parent(),
             )
         except OSError as exc:
             raise ExtractionError(

@@ -747,10 +747,17 @@ def test_drain__a_lost_lock_fails_the_run(settings, call_log, use_extractor, hoo
     with pytest.raises(DrainRunFailed, match="lost"):
         drain()
     run = DrainRun.objects.get()
-    # The lock went during the 1st call; its result is still this run's (the run row is still
-    # running), but the lock check before the next paid call stops the run.
-    assert (run.status, run.stop_reason, run.items_done) == ("failed", "lock_lost", 1)
+    # The lock went during the 1st call: its result is staged but not promoted by this run
+    # (fenced: the lock check before the promotion), and no further call is made.
+    assert (run.status, run.stop_reason, run.items_done) == ("failed", "lock_lost", 0)
     assert len(read_call_log(call_log)) == 1
+    assert StagedResult.objects.count() == 1
+    # The next run promotes it without paying again; the journal's replay counts it on run 1.
+    hook(None)
+    assert drain().done == 9
+    assert len(read_call_log(call_log)) == 10
+    run.refresh_from_db()
+    assert run.items_done == 1
 
 
 # --- concurrency ------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """``manage.py quota`` (show every quota key) and ``manage.py quota set [--quota KEY] ...``: the
 CLI to the quota report (drains/quota/report.py) and the policy service
-(drains/quota/reserve.py ``set_quota_policy``)."""
+(drains/quota/controls.py ``set_quota_policy``)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import getpass
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from drains.quota.controls import set_quota_policy
 from drains.quota.report import quota_lines, settings_line
-from drains.quota.reserve import UNSET, QuotaPolicyError, resolve_quota_key, set_quota_policy
+from drains.quota.reserve import UNSET, QuotaPolicyError, resolve_quota_key
 
 SET_OPTIONS = ("weekly_reserve", "session_reserve", "reserve_release_hours", "autopilot")
 

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from drains.models import DrainControl, DrainEvent, DrainRun, EventKind, RunStatus
-from drains.quota.reserve import set_quota_policy
+from drains.quota.controls import set_quota_policy
 from drains.quota.signals import QuotaSignal, WindowReading
 from drains.quota.store import record_signal
 from tests import factories

@@ -19,8 +19,8 @@ import pytest
 from django.core.management import call_command
 
 from drains.models import DrainControl, DrainEvent, DrainRun, EventKind, RunStatus
+from drains.quota.controls import set_quota_policy
 from drains.quota.models import QuotaSample, QuotaWindow
-from drains.quota.reserve import set_quota_policy
 from drains.quota.signals import QuotaSignal, WindowReading
 from drains.quota.store import record_signal
 from halacha.extractors.anthropic_api import AnthropicExtractor

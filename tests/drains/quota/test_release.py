@@ -18,7 +18,7 @@ from django.utils import timezone
 from drains.bursts import get_drain_burst, set_drain_burst
 from drains.models import DrainControl, DrainEvent, DrainRun, EventKind
 from drains.quota import autopilot
-from drains.quota.reserve import set_quota_policy
+from drains.quota.controls import set_quota_policy
 from drains.quota.signals import QuotaSignal, WindowReading
 from drains.quota.store import record_signal
 from halacha.extractors.anthropic_api import AnthropicExtractor

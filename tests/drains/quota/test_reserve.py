@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from drains.models import DrainEvent, EventKind
+from drains.quota.controls import set_quota_policy
 from drains.quota.models import QuotaPolicy
 from drains.quota.reserve import (
     DEFAULT,
     QuotaPolicyError,
     Reserves,
     reserves_for,
-    set_quota_policy,
 )
 
 pytestmark = pytest.mark.django_db
