@@ -1,12 +1,11 @@
-"""The reserve kept for the account's owner, per quota key, and the one service that changes a
-quota key's policy (``set_quota_policy``).
+"""The reserve kept for the account's owner, per quota key, and the validation of a quota key's
+policy.
 
 ``reserves_for`` reads the ``QuotaPolicy`` row, each empty field falling back to its setting
 (DRAINS_QUOTA_WEEKLY_RESERVE, DRAINS_QUOTA_SESSION_RESERVE, DRAINS_QUOTA_RESERVE_RELEASE_HOURS).
-``set_quota_policy`` is the only writer of ``QuotaPolicy``'s operator fields: the command, the
-REST API and the admin call it and show its ``QuotaPolicyError`` as it is. It validates
-everything before it writes anything, locks the row, writes and records an audit event, in one
-transaction.
+The one writer of ``QuotaPolicy``'s operator fields is drains/quota/controls.py
+``set_quota_policy``: the command, the REST API and the admin call it and show its
+``QuotaPolicyError`` as it is.
 """
 
 from __future__ import annotations
