@@ -52,7 +52,8 @@ def allow_orm_beside_playwright(monkeypatch):
 
 
 def hhmm(moment) -> str:
-    return moment.astimezone(JERUSALEM).strftime("%a %H:%M")
+    """How the page says a time within six days: the operator's zone, with its abbreviation."""
+    return moment.astimezone(JERUSALEM).strftime("%a %H:%M %Z")
 
 
 @pytest.mark.parametrize(("width", "height"), [(1400, 900), (390, 844)])

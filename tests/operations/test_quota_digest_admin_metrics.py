@@ -21,7 +21,7 @@ from tests.support.quota_rows import make_window
 
 CHAIR = "anthropic:chair"
 FRI_1757 = datetime(2026, 12, 4, 17, 57, tzinfo=JERUSALEM)
-WEEK_LINE = "Week 60 % used · resets Fri 17:57 · seen 2 min ago · reserve 10 % (ceiling 90 %)"
+WEEK_LINE = "Week 60 % used · resets Fri 17:57 IST · seen 2 min ago · reserve 10 % (ceiling 90 %)"
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_digest__says_the_windows_and_the_forecast_as_the_page_does(chair):
         "  5 hours 25 % used · reset not said · seen 2 min ago",
         f"  {WEEK_LINE}",
         "  at this pace the week ends at 90 %: 10 % would lapse; "
-        "the autopilot is off (on, it would start a burst Wed 15:42)",
+        "the autopilot is off (on, it would start a burst Wed 15:42 IST)",
     ]
     assert f"Quota anthropic:api-key\n  {NO_SIGNAL}\n" in body
 

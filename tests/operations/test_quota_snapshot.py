@@ -54,14 +54,14 @@ def test_quotas__each_window_read_with_reserve_ceiling_and_words(api, chair):
         "resets_at": "2026-12-04T17:57:00+02:00", "status": "allowed",
         "observed_at": "2026-12-02T09:58:00+02:00", "stale": False,
         "ceiling": 0.9, "reserve": 0.1, "releasing": False,
-        "text": "Week 30 % used · resets Fri 17:57 · seen 2 min ago · reserve 10 % (ceiling 90 %)",
+        "text": "Week 30 % used · resets Fri 17:57 IST · seen 2 min ago · reserve 10 % (ceiling 90 %)",
     }
     # The session reserve defaults to 0: no reserve said, the ceiling is the window itself.
-    assert q["windows"][0]["text"] == "5 hours 42 % used · resets Wed 12:30 · seen just now"
+    assert q["windows"][0]["text"] == "5 hours 42 % used · resets Wed 12:30 IST · seen just now"
     assert q["windows"][0]["ceiling"] == 1.0
     opus = q["windows"][2]
     assert opus["stale"] is True  # older than DRAINS_QUOTA_STALE_MINUTES (60)
-    assert opus["text"] == ("Week (Opus) 5 % used · resets Fri 17:57 · seen 3 h ago · "
+    assert opus["text"] == ("Week (Opus) 5 % used · resets Fri 17:57 IST · seen 3 h ago · "
                             "reserve 10 % (ceiling 90 %) · stale")
     assert q["weekly_reserve"] == 0.1 and q["session_reserve"] == 0.0
     assert q["reserve_release_hours"] == 6.0
@@ -94,11 +94,11 @@ def test_quotas__the_ceiling_in_force_now_follows_the_policy_and_the_release(api
     q = quotas(api)[CHAIR]
     week, session = q["windows"][1], q["windows"][0]
     assert week["ceiling"] == 0.9 and week["reserve"] == 0.1 and week["releasing"] is True
-    assert week["text"] == ("Week 85 % used · resets Wed 13:00 · seen 2 min ago · "
+    assert week["text"] == ("Week 85 % used · resets Wed 13:00 IST · seen 2 min ago · "
                             "reserve 10 % (ceiling 90 %, being released)")
     assert session["releasing"] is False
     assert session["ceiling"] == 0.85  # the session reserve is never released
-    assert session["text"] == ("5 hours 86 % used · resets Wed 11:00 · seen 2 min ago · "
+    assert session["text"] == ("5 hours 86 % used · resets Wed 11:00 IST · seen 2 min ago · "
                                "reserve 15 % (ceiling 85 %) · at the ceiling: no drain call starts")
     assert "at the ceiling" not in week["text"]
 
@@ -125,7 +125,7 @@ def test_quotas__the_page_draws_each_window_as_a_labelled_bar_with_the_reserve(o
     html = client.get("/operations").content.decode()
     section = html.split('id="quota-section"')[1].split("</section>")[0]
     week = section.split('data-window="seven_day"')[1].split("</li>")[0]
-    assert "Week 30 % used · resets Fri 17:57 · seen 2 min ago · reserve 10 % (ceiling 90 %)" in week
+    assert "Week 30 % used · resets Fri 17:57 IST · seen 2 min ago · reserve 10 % (ceiling 90 %)" in week
     assert '<rect class="used" x="0" y="1" width="30" height="8">' in week
     assert '<rect class="reserve" x="90" y="0" width="10" height="10">' in week
     assert '<rect class="ceiling" x="90"' in week
@@ -141,16 +141,16 @@ AUTOPILOT = {"DRAINS_AUTOPILOT_SAFETY_MARGIN": 1.25, "DRAINS_QUOTA_DEFAULT_SPEND
 
 @pytest.mark.parametrize(("autopilot", "line"), [
     (True, "at this pace the week ends at 90 %: 10 % would lapse; "
-           "an autopilot burst would start Wed 15:42"),
+           "an autopilot burst would start Wed 15:42 IST"),
     (False, "at this pace the week ends at 90 %: 10 % would lapse; "
-            "the autopilot is off (on, it would start a burst Wed 15:42)"),
+            "the autopilot is off (on, it would start a burst Wed 15:42 IST)"),
 ])
 def test_quotas__the_forecast_line_and_the_autopilot(api, settings, frozen, autopilot, line):
     for name, value in AUTOPILOT.items():
         setattr(settings, name, value)
     DrainControl.objects.create(name="halacha", quota_key=CHAIR)
     QuotaPolicy.objects.create(quota_key=CHAIR, autopilot=autopilot)
-    # 60 % used 112 h into the week: on that pace 90 % at Fri 17:57 (the ceiling then is 100 %
+    # 60 % used 112 h into the week: on that pace 90 % at Fri 17:57 IST (the ceiling then is 100 %
     # with the reserve released); the room of 40 % takes 40 h x 1.25 + 15 min = 50 h 15 min.
     make_window(CHAIR, "seven_day", 0.60, resets_at=FRI_1757)
     q = quotas(api)[CHAIR]
