@@ -444,5 +444,7 @@ else:
     EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"drains@{socket.gethostname()}")
 DIGEST_RECIPIENTS = env_list("DIGEST_RECIPIENTS", [])
+# Where people reach the web app: the digest links each failed run's page under it.
+DRAINS_SITE_URL = env_str("DRAINS_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 BASE_DIR = BASE_DIR
