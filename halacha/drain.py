@@ -81,7 +81,9 @@ class _DecisionDrain(Drain):
     def retry_failed(cls, item_keys: list[str] | None) -> list[str]:
         failed = cls._failed()
         if item_keys is not None:
-            failed = failed.filter(pk__in=[int(k) for k in item_keys])
+            # A key that is no decision id matches no failed item (it is not an error).
+            failed = failed.filter(pk__in=[int(k) for k in item_keys
+                                           if k.isascii() and k.isdigit() and len(k) <= 18])
         with transaction.atomic():
             keys = [str(pk) for pk in failed.select_for_update().values_list("id", flat=True)]
             CourtDecision.objects.filter(pk__in=[int(k) for k in keys]).update(
@@ -89,6 +91,20 @@ class _DecisionDrain(Drain):
                 updated_at=timezone.now(),
             )
         return keys
+
+    @classmethod
+    def extractor_label(cls) -> str:
+        from django.conf import settings
+
+        name = settings.HALACHA_EXTRACTOR
+        model = {"anthropic": settings.HALACHA_MODEL,
+                 "claude-cli": settings.HALACHA_CLI_MODEL}.get(name, "")
+        return f"{name}:{model}" if model else name
+
+    @classmethod
+    def first_item_at(cls):
+        return CourtDecision.objects.order_by("created_at").values_list(
+            "created_at", flat=True).first()
 
     @classmethod
     def oldest_pending_at(cls):

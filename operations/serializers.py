@@ -140,6 +140,9 @@ class ProjectionSerializer(serializers.Serializer):
     fraction_by_deadline = serializers.FloatField(allow_null=True)
     on_time = serializers.BooleanField(allow_null=True)
     text = serializers.CharField()
+    measured = serializers.BooleanField(
+        help_text="False: no run of the extractor and model configured now in the window, so "
+        "no rate (\"no measured rate yet\").")
     history = HistoryPointSerializer(many=True)
 
 

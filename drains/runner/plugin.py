@@ -154,6 +154,17 @@ class Drain:
         return []
 
     @classmethod
+    def extractor_label(cls) -> str:
+        """The extractor and model configured now, from settings alone (no extractor is built):
+        a run records it, and the projection measures only runs with the same label."""
+        return ""
+
+    @classmethod
+    def first_item_at(cls):
+        """When the first item arrived (None: unknown): the burn-down starts there."""
+        return None
+
+    @classmethod
     def oldest_pending_at(cls):
         """When the oldest pending item arrived (None: unknown or nothing pending)."""
         return None

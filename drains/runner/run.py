@@ -270,6 +270,7 @@ class _Runner(ProbeSteps, PacingSteps, WorkLoop):
             backlog_at_start=backlog,
             backend_pid=self.lock.backend_pid,
             concurrency=self.concurrency,
+            extractor=self.drain.extractor_label(),
         )
         total = min(backlog, self.max_items) if self.max_items else backlog
         self.progress = Progress(

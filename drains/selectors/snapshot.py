@@ -154,6 +154,7 @@ _SPANS = f"""
             ORDER BY started_at DESC LIMIT 1) r),
     spans AS (
         SELECT drain, started_at AS s, items_done AS n, concurrency, status, busy_seconds,
+               extractor,
                GREATEST(started_at, CASE WHEN status = 'running'
                     THEN COALESCE(last_checkpoint_at, started_at)
                     ELSE COALESCE(finished_at, last_checkpoint_at, started_at) END) AS e
@@ -195,13 +196,14 @@ def done_per_hour(names: list[str], now: datetime) -> Statement:
 
 def recent_runs(names: list[str], now: datetime, since: datetime) -> Statement:
     """Per drain, the runs that reach into ``since``..``now``, newest first, as plain tuples
-    ``(started_at, end, items_done, concurrency, status, busy_seconds)`` for the projection's rate
+    ``(started_at, end, items_done, concurrency, status, busy_seconds, extractor)`` for the
+    projection's rate
     (operations/projection.py), read from the same ``_SPANS`` as ``done_per_hour``; rows grow
     with the runs in the window, the statement count does not.
     """
     sql = f"""
         WITH {_SPANS}
-        SELECT drain, s, e, n, concurrency, status, busy_seconds
+        SELECT drain, s, e, n, concurrency, status, busy_seconds, extractor
         FROM spans ORDER BY drain, s DESC
     """
 

@@ -211,9 +211,10 @@ def test_snapshot__projection_at_the_rate_of_the_last_hour(api, frozen, decision
     halacha = by_name(api.get(URL).json())["halacha"]
     projection = halacha["projection"]
     assert projection["rate_per_hour"] == 50.0
-    assert projection["finish_at"] == "2026-12-02T12:00:00+02:00"
+    # From the next scheduled run (halacha fires at :10), not from now: 2 h after 10:10.
+    assert projection["finish_at"] == "2026-12-02T12:10:00+02:00"
     assert projection["deadline_kind"] == "week"
-    assert projection["text"] == "done by Wed 12:00 IST, 3 d 6 h before the weekly reset"
+    assert projection["text"] == "done by Wed 12:10 IST, 3 d 6 h before the weekly reset"
     history = projection["history"]
     assert history[-1]["backlog"] == 100 and history[-2]["backlog"] == 150
 
