@@ -47,8 +47,12 @@ def rate_text(p: Projection) -> str:
 
 
 def span(delta: timedelta) -> str:
-    """A rounded duration: ``40 min``, ``28 h``, ``3 d 4 h``."""
-    minutes = max(0, round(delta.total_seconds() / 60))
+    """A rounded duration: ``7 s``, ``40 min``, ``28 h``, ``3 d 4 h`` (seconds below 90 s, as the
+    page's script says a checkpoint's age)."""
+    seconds = max(0, delta.total_seconds())
+    if seconds < 90:
+        return f"{int(seconds)} s"
+    minutes = round(seconds / 60)
     if minutes < 60:
         return f"{minutes} min"
     hours = round(minutes / 60)
