@@ -60,6 +60,7 @@ class _DecisionDrain(Drain):
     done_at_field: str  # when the item was finished: the digest counts from it
     attempts_field: str
     error_field: str
+    arrived_at_field = "created_at"
 
     @classmethod
     def _failed(cls):

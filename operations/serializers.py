@@ -115,6 +115,9 @@ class BackoffSerializer(serializers.Serializer):
 class BacklogSerializer(serializers.Serializer):
     pending = serializers.IntegerField()
     staged = serializers.IntegerField(help_text="Paid-for results waiting to be promoted.")
+    oldest_pending_at = serializers.DateTimeField(
+        allow_null=True, required=False,
+        help_text="When the oldest pending item arrived (null: nothing pending, or unknown).")
     done = serializers.IntegerField()
     failed = serializers.IntegerField()
 

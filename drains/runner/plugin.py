@@ -59,6 +59,9 @@ class Drain:
 
     name: ClassVar[str] = ""
     command: ClassVar[str] = ""  # the management command that runs it; default drain_<name>
+    # The item field that says when it arrived (None: unknown): the snapshot reads the oldest
+    # pending item's age from it, in the backlog statement.
+    arrived_at_field: ClassVar[str | None] = None
     # What ``produced_between`` counts, singular and plural, for a run's last line.
     product_names: ClassVar[tuple[str, str]] = ("row", "rows")
 

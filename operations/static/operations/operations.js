@@ -145,7 +145,8 @@
     }
     runLink(body.querySelector('[data-f="run"]'), s.current_run, runText(s.current_run));
     const b = s.backlog;
-    setText(body, "backlog", b ? `${b.pending} pending · ${b.staged} staged · ${b.done} done · ${b.failed} failed` : "—");
+    const oldest = b && b.oldest_pending_at ? ` · oldest pending since ${short(b.oldest_pending_at)}` : "";
+    setText(body, "backlog", b ? `${b.pending} pending · ${b.staged} staged · ${b.done} done · ${b.failed} failed${oldest}` : "—");
     setText(body, "backoff", s.backoff
       ? `${s.backoff.kind_label ? s.backoff.kind_label + " · " : ""}until ${short(s.backoff.until)}: ${s.backoff.reason}`
       : "—");
