@@ -214,6 +214,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "LimitKindEnum": "drains.limitkinds.LimitKind",
         "ServiceKindEnum": ["drain", "supervisor", "job"],
+        "RunStatusEnum": "drains.models.RunStatus",
+        "HealthStatusEnum": ["ok", "unavailable"],
     },
     # Request bodies refuse unknown fields, so the schema says so (additionalProperties: false).
     "POSTPROCESSING_HOOKS": [

@@ -99,6 +99,8 @@ def _services() -> list[_Job]:
 
 def _event(event: DrainEvent) -> dict:
     return {
+        "id": event.id,
+        "url": reverse("operations:event", args=[event.id]),
         "at": event.at,
         "drain": event.drain,
         "kind": event.kind,

@@ -150,6 +150,8 @@ class ProjectionSerializer(serializers.Serializer):
 
 
 class EventSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.CharField(help_text="The event's page (its whole message and data).")
     at = serializers.DateTimeField()
     drain = serializers.CharField(allow_blank=True)
     kind = serializers.CharField()
@@ -350,3 +352,9 @@ class FailedDrainSerializer(serializers.Serializer):
 
 class FailedListSerializer(serializers.Serializer):
     drains = FailedDrainSerializer(many=True)
+
+
+class TimelineSerializer(serializers.Serializer):
+    events = EventSerializer(many=True)
+    next_before = serializers.IntegerField(
+        allow_null=True, help_text="Pass as ?before= for the next (older) page; null at the end.")
