@@ -59,6 +59,8 @@ class OperationsPage(View):
     def get(self, request):
         snapshot = selectors.snapshot()
         can_change = request.user.has_perm(CHANGE_PERMISSION)
+        supervisor_next = next((s["next_fire_at"] for s in snapshot["services"]
+                                if s["kind"] == "supervisor"), None)
         for s in snapshot["services"]:
             if s["kind"] == "drain":
                 # What the buttons may do now, and why not (the disabled button says it).
@@ -77,6 +79,7 @@ class OperationsPage(View):
                     "action": lacks_change_permission("This action"),
                 },
                 "no_burst_to_stop": MSG_NO_BURST,
+                "supervisor_next": supervisor_next,
                 "operator_zone": settings.DRAINS_OPERATOR_TZ,
                 # The page's script names the zone as Python does (IST/IDT, not "GMT+2").
                 "zone_abbreviations": json.dumps(zone_abbreviations()),

@@ -135,6 +135,8 @@
     if (!body) return false;
     const state = setText(body, "state", s.state);
     state.className = `state state-${s.state}`;
+    const summary = root.querySelector(`[data-summary="${CSS.escape(s.name)}"]`);
+    if (summary) { summary.textContent = s.state; summary.className = `state state-${s.state}`; }
     setText(body, "reason", s.reason);
     const burstCell = body.querySelector('[data-f="burst"]');
     if (burstCell) {
