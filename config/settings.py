@@ -171,6 +171,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "Asia/Jerusalem"
+# The admin's times in the one notation of drains/clock.py (config/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["config.formats"]
 USE_I18N = True
 USE_TZ = True
 
@@ -542,5 +544,7 @@ else:
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"drains@{socket.gethostname()}")
 env_emails("DEFAULT_FROM_EMAIL", [])  # checked when set
 DIGEST_RECIPIENTS = env_emails("DIGEST_RECIPIENTS", [])
+# Where people reach the web app: the digest links each failed run's page under it.
+DRAINS_SITE_URL = env_str("DRAINS_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 BASE_DIR = BASE_DIR

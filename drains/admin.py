@@ -12,7 +12,9 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from drains import bursts, controls, registry, rules
 from drains.clock import format_local
@@ -191,10 +193,17 @@ class DrainRunAdmin(ReadOnlyAdmin):
         "items_done",
         "items_failed",
         "models_used",
+        "page",
     ]
     list_filter = ["drain", "status", "error_kind", "trigger", "mode", "started_at"]
     search_fields = ["drain", "host", "error"]
     show_full_result_count = False  # no COUNT(*) over every run ever on each page
+
+    @admin.display(description="page")
+    def page(self, run: DrainRun) -> str:
+        """The run's page on /operations (its error, traceback, events, items and log)."""
+        return format_html('<a href="{}">run {}</a>', reverse("operations:run", args=[run.pk]),
+                           run.pk)
 
     @admin.display(description="models")
     def models_used(self, run: DrainRun) -> str:

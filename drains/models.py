@@ -168,6 +168,12 @@ class DrainRun(models.Model):
         help_text="Calls in flight at once (--concurrency): the projection scales its per-call "
         "rate to it (operations/projection.py).",
     )
+    extractor = models.CharField(
+        max_length=200, blank=True, default="",
+        help_text="The extractor and model the run was configured with (the drain's "
+        "extractor_label, e.g. claude-cli:sonnet): the projection's rate counts only runs of the "
+        "one configured now.",
+    )
     busy_seconds = models.FloatField(
         default=0.0,
         help_text="Time the run's workers spent on items (calls, staging, promotion), summed over "

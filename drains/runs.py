@@ -137,6 +137,7 @@ def start_run(
     backend_pid: int | None = None,
     slot: datetime | None = None,
     concurrency: int = 1,
+    extractor: str = "",
 ) -> DrainRun:
     """Record that this process starts a run now (status running)."""
     return DrainRun.objects.create(
@@ -151,6 +152,7 @@ def start_run(
         backlog_at_start=backlog_at_start,
         slot=slot,
         concurrency=concurrency,
+        extractor=extractor[:200],
     )
 
 

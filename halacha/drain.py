@@ -60,6 +60,7 @@ class _DecisionDrain(Drain):
     done_at_field: str  # when the item was finished: the digest counts from it
     attempts_field: str
     error_field: str
+    arrived_at_field = "created_at"
 
     @classmethod
     def _failed(cls):
@@ -81,9 +82,9 @@ class _DecisionDrain(Drain):
     def retry_failed(cls, item_keys: list[str] | None) -> list[str]:
         failed = cls._failed()
         if item_keys is not None:
-            # A key that is not a decision's id names no failed item: it matches nothing.
-            ids = [int(k) for k in item_keys if k.isascii() and k.isdigit() and len(k) <= 18]
-            failed = failed.filter(pk__in=ids)
+            # A key that is no decision id matches no failed item (it is not an error).
+            failed = failed.filter(pk__in=[int(k) for k in item_keys
+                                           if k.isascii() and k.isdigit() and len(k) <= 18])
         with transaction.atomic():
             keys = [str(pk) for pk in failed.select_for_update().values_list("id", flat=True)]
             CourtDecision.objects.filter(pk__in=[int(k) for k in keys]).update(
@@ -91,6 +92,20 @@ class _DecisionDrain(Drain):
                 updated_at=timezone.now(),
             )
         return keys
+
+    @classmethod
+    def extractor_label(cls) -> str:
+        from django.conf import settings
+
+        name = settings.HALACHA_EXTRACTOR
+        model = {"anthropic": settings.HALACHA_MODEL,
+                 "claude-cli": settings.HALACHA_CLI_MODEL}.get(name, "")
+        return f"{name}:{model}" if model else name
+
+    @classmethod
+    def first_item_at(cls):
+        return CourtDecision.objects.order_by("created_at").values_list(
+            "created_at", flat=True).first()
 
     @classmethod
     def oldest_pending_at(cls):

@@ -41,6 +41,7 @@ from operations import selectors
 from operations.authentication import HashedTokenAuthentication
 from operations.errors import LimitedJSONParser
 from operations.permissions import CanChangeDrains, CanViewDrains
+from operations.runs import timeline_filters
 from operations.serializers import (
     ActionResultSerializer,
     BurstInputSerializer,
@@ -55,6 +56,7 @@ from operations.serializers import (
     RetryFailedInputSerializer,
     RunDetailSerializer,
     SnapshotSerializer,
+    TimelineSerializer,
     as_json,
 )
 from operations.throttles import (
@@ -412,3 +414,23 @@ class StopRunApi(_ActionApi):
         except operator.Refused as exc:
             raise Conflict(str(exc)) from None
         return _done(done.message, data=done.data)
+
+
+class TimelineApi(ThrottledApiView):
+    authentication_classes = AUTHENTICATION
+    permission_classes = [CanViewDrains]
+
+    @extend_schema(operation_id="timeline", summary="Events newest first, 50 at a time, "
+                   "filtered by drain and kind",
+                   parameters=[OpenApiParameter("drain", str, description="Only this drain."),
+                               OpenApiParameter("kind", str, description="Only this kind."),
+                               OpenApiParameter("before", int, description="Events older than "
+                                                "this one (the previous page's next_before).")],
+                   responses={200: TimelineSerializer,
+                              **error_responses(400, 401, 403, *COMMON_ERRORS)})
+    def get(self, request):
+        try:
+            filters = timeline_filters(request.query_params)
+        except ValueError as exc:
+            raise ValidationError({"before": [str(exc)]}) from None
+        return Response(as_json(run_reads.timeline(**filters)))

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMessage
+from django.urls import reverse
 from django.utils import timezone
 
 from drains import registry, rules
@@ -248,7 +249,9 @@ def _quota_lines(q: QuotaEntry, now: datetime) -> list[str]:
 
 
 def _failure_lines(failures: list[Failure]) -> list[str]:
-    return [f"    {_local(f.at)}  run {f.run_id} {f.status}: {f.error}" for f in failures]
+    site = settings.DRAINS_SITE_URL
+    return [f"    {_local(f.at)}  run {f.run_id} {f.status}: {f.error}\n"
+            f"      {site}{reverse('operations:run', args=[f.run_id])}" for f in failures]
 
 
 @dataclass(frozen=True)

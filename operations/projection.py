@@ -35,16 +35,23 @@ class Projection:
     fraction_by_deadline: float | None  # share of the pending backlog done by the deadline
     on_time: bool | None
     text: str
+    measured: bool = True  # False: no run of the configured extractor in the window
 
 
 def rate_text(p: Projection) -> str:
     """The measured rate for people: ``38 per hour`` (rounded), never ``1588809.68 per hour``."""
+    if not p.measured:
+        return "no measured rate yet"
     return f"{per_hour(p.rate_per_hour)}, measured"
 
 
 def span(delta: timedelta) -> str:
-    """A rounded duration: ``40 min``, ``28 h``, ``3 d 4 h``."""
-    minutes = max(0, round(delta.total_seconds() / 60))
+    """A rounded duration: ``7 s``, ``40 min``, ``28 h``, ``3 d 4 h`` (seconds below 90 s, as the
+    page's script says a checkpoint's age)."""
+    seconds = max(0, delta.total_seconds())
+    if seconds < 90:
+        return f"{int(seconds)} s"
+    minutes = round(seconds / 60)
     if minutes < 60:
         return f"{minutes} min"
     hours = round(minutes / 60)
@@ -66,6 +73,7 @@ class RunSpan:
     concurrency: int = 1
     status: str = "succeeded"
     busy: float = 0.0
+    extractor: str = ""  # the extractor and model it ran with (DrainRun.extractor)
 
     def slot_seconds(self) -> float:
         """Working time per call slot, summed: what the workers spent on items, or (not
@@ -113,38 +121,56 @@ def window_rate(runs: list[RunSpan], *, now: datetime, window: timedelta, burst:
 
 def drain_projection(*, backlog: dict, burst, done_per_hour: list[float], runs: list[tuple],
                      now: datetime, backoff_until: datetime | None,
-                     window: timedelta) -> tuple[Projection, list[tuple[datetime, int]]]:
+                     window: timedelta, extractor: str | None = None,
+                     next_fire: datetime | None = None, running: bool = False,
+                     first_item_at: datetime | None = None,
+                     ) -> tuple[Projection, list[tuple[datetime, int]]]:
     """A drain's projection and backlog history, from what the snapshot read.
 
     ``runs`` are ``drains.selectors.snapshot.recent_runs`` rows; ``burst`` is its BurstState.
-    No item is done while a backoff is in force: the work resumes at its known reset.
+    Only runs of ``extractor`` (the label configured now; None: every run) measure the rate: a
+    fast offline run says nothing about a paid backend. No item is done while a backoff is in
+    force: the work resumes at its known reset. Outside a burst, with no run going, nothing is
+    done before the drain's next scheduled run (``next_fire``). The history starts at the first
+    item (``first_item_at``).
     """
     pending = backlog["pending"] + backlog["staged"]
     if burst.active:
         deadline, kind = burst.burst_until, "burst"
     else:
         deadline, kind = upcoming_week_boundary(now), "week"
-    rate = window_rate([RunSpan(*row) for row in runs], now=now, window=window,
-                       burst=burst.active)
+    spans = [RunSpan(*row) for row in runs]
+    if extractor is not None:
+        spans = [s for s in spans if s.extractor == extractor]
+    rate = window_rate(spans, now=now, window=window, burst=burst.active)
     start = max(now, backoff_until) if backoff_until else now
+    if not burst.active and not running and next_fire is not None and next_fire > start:
+        start = next_fire
     p = project(pending=pending, rate_per_hour=round(rate, 2), now=start, deadline=deadline,
-                deadline_kind=kind, window=window)
+                deadline_kind=kind, window=window, measured=bool(spans))
     history = backlog_history(pending=pending, done_per_bucket=[round(d) for d in done_per_hour],
-                              now=now)
+                              now=now, start=first_item_at)
     return p, history
 
 
 def project(*, pending: int, rate_per_hour: float, now: datetime, deadline: datetime,
-            deadline_kind: str, window: timedelta = timedelta(hours=1)) -> Projection:
+            deadline_kind: str, window: timedelta = timedelta(hours=1),
+            measured: bool = True) -> Projection:
     """When will ``pending`` items be done at ``rate_per_hour`` from ``now`` (the reset, when a
-    backoff is in force), measured against ``deadline``? ``window``: what the rate looked at."""
+    backoff is in force; the next scheduled run, outside a burst), measured against
+    ``deadline``? ``window``: what the rate looked at; ``measured``: whether any run of the
+    configured extractor was in it."""
     def result(finish_at, fraction, on_time, text):
         return Projection(pending, rate_per_hour, deadline, deadline_kind, finish_at, fraction,
-                          on_time, text)
+                          on_time, text, measured)
 
     what = "the burst deadline" if deadline_kind == "burst" else "the weekly reset"
     if pending <= 0:
         return result(None, 1.0, True, "backlog empty")
+    if not measured:
+        return result(None, None, None,
+                      f"no measured rate yet (no run of the configured extractor in the last "
+                      f"{span(window)}): {pending} pending, {what} is {short_time(deadline)}")
     if rate_per_hour <= 0:
         return result(None, 0.0, False,
                       f"nothing done in the last {span(window)}, so no projection: {pending} pending, "
@@ -161,16 +187,22 @@ def project(*, pending: int, rate_per_hour: float, now: datetime, deadline: date
 
 
 def backlog_history(*, pending: int, done_per_bucket: list[int], now: datetime,
-                    bucket: timedelta = timedelta(hours=1)) -> list[tuple[datetime, int]]:
+                    bucket: timedelta = timedelta(hours=1),
+                    start: datetime | None = None) -> list[tuple[datetime, int]]:
     """Backlog at each bucket boundary, oldest first, ending with ``(now, pending)``.
 
-    ``done_per_bucket`` is oldest first; its last entry is the bucket that ends now.
+    ``done_per_bucket`` is oldest first; its last entry is the bucket that ends now. With
+    ``start`` (the first item's arrival) no point is drawn from before the bucket it fell in:
+    there was no backlog to draw.
     """
     points = [(now, pending)]
     backlog = pending
     for i, done in enumerate(reversed(done_per_bucket)):
+        at = now - bucket * (i + 1)
+        if start is not None and at < start - bucket:
+            break
         backlog += done
-        points.append((now - bucket * (i + 1), backlog))
+        points.append((at, backlog))
     return list(reversed(points))
 
 

@@ -15,6 +15,7 @@ import socket
 from pathlib import Path
 
 from django.conf import settings
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -133,3 +134,54 @@ def failed_items(*, drain: str | None = None) -> dict:
                        "error": failures.one_line(i.error), "at": i.at} for i in items],
         })
     return {"drains": out}
+
+
+# --- the timeline, paged and filtered -------------------------------------------------------------
+
+TIMELINE_PAGE = 50
+MESSAGE_CLIP = 300  # characters of an event's message on the page; its own page has it all
+ACTOR_CLIP = 40
+
+
+def event_entry(e: DrainEvent) -> dict:
+    return {"id": e.id, "at": e.at, "drain": e.drain, "kind": e.kind, "actor": e.actor,
+            "message": e.message, "run": e.run_id,
+            "url": reverse("operations:event", args=[e.id])}
+
+
+def timeline(*, drain: str | None = None, kind: str | None = None, before: int | None = None,
+             limit: int = TIMELINE_PAGE) -> dict:
+    """Events newest first, optionally one drain's and one kind's, ``limit`` at a time; the
+    next page starts ``before`` the last id of this one (``next_before``, None at the end)."""
+    events = DrainEvent.objects.order_by("-at", "-id")
+    if drain:
+        events = events.filter(drain=drain)
+    if kind:
+        events = events.filter(kind=kind)
+    if before is not None:
+        pivot = DrainEvent.objects.filter(pk=before).values_list("at", flat=True).first()
+        if pivot is not None:
+            events = events.filter(Q(at__lt=pivot) | Q(at=pivot, id__lt=before))
+    rows = list(events[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"events": [event_entry(e) for e in rows],
+            "next_before": rows[-1].id if more and rows else None}
+
+
+def event_detail(event_id: int) -> dict:
+    """Raises ``DrainEvent.DoesNotExist``."""
+    e = DrainEvent.objects.get(pk=event_id)
+    return {**event_entry(e), "data": e.data,
+            "run_url": run_url(e.run_id) if e.run_id else None}
+
+
+def timeline_filters(params) -> dict:
+    """``drain``, ``kind`` and ``before`` from a query string; ValueError for a bad ``before``."""
+    before = params.get("before") or None
+    if before is not None:
+        if not (before.isascii() and before.isdigit() and len(before) <= 18):
+            raise ValueError(f"{before!r} is not an event id: pass the next_before of a page.")
+        before = int(before)
+    return {"drain": params.get("drain") or None, "kind": params.get("kind") or None,
+            "before": before}

@@ -103,6 +103,8 @@ def _services() -> list[_Job]:
 
 def _event(event: DrainEvent) -> dict:
     return {
+        "id": event.id,
+        "url": reverse("operations:event", args=[event.id]),
         "at": event.at,
         "drain": event.drain,
         "kind": event.kind,
@@ -288,7 +290,10 @@ def _drain_entry(entry: dict, name: str, *, now, control, burst, current, last, 
     )
     p, history = proj.drain_projection(backlog=backlog, burst=burst, done_per_hour=done_per_hour,
                                        runs=recent_runs, now=now, window=_window(),
-                                       backoff_until=_backoff_end(control, now))
+                                       backoff_until=_backoff_end(control, now),
+                                       extractor=registry.get(name).extractor_label(),
+                                       next_fire=entry["next_fire_at"],
+                                       running=current is not None)
     backoff = None
     if control is not None and policy.backoff_active(control.backoff_until, now=now):
         backoff = {
@@ -314,6 +319,7 @@ def _drain_entry(entry: dict, name: str, *, now, control, burst, current, last, 
             "fraction_by_deadline": p.fraction_by_deadline,
             "on_time": p.on_time,
             "text": p.text,
+            "measured": p.measured,
             "history": [{"at": t, "backlog": v} for t, v in history],
         },
     )
@@ -430,12 +436,19 @@ def drain_chart(name: str, *, now: datetime | None = None) -> DrainChart:
     registry.get(name)
     now = now or timezone.now()
     burst = bursts.get_drain_burst(name)
-    backlogs, done, runs, controls = reads.fetch([
+    backlogs, done, runs, controls, (current, _) = reads.fetch([
         reads.backlogs([name]), reads.done_per_hour([name], now),
         reads.recent_runs([name], now, now - _window() - proj.SESSION_BOUND),
-        reads.controls([name])])
+        reads.controls([name]), reads.runs([name])])
+    drain = registry.get(name)
+    command = drain.command_name()
+    expression = next((j.expression for j in schedule.scheduled_jobs() if j.name == command), None)
     p, history = proj.drain_projection(backlog=backlogs[name], burst=burst,
                                        done_per_hour=done[name], runs=runs[name], now=now,
                                        window=_window(),
-                                       backoff_until=_backoff_end(controls.get(name), now))
+                                       backoff_until=_backoff_end(controls.get(name), now),
+                                       extractor=drain.extractor_label(),
+                                       next_fire=next_fire(expression, now) if expression else None,
+                                       running=name in current,
+                                       first_item_at=drain.first_item_at())
     return DrainChart(name, p, history)

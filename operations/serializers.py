@@ -115,6 +115,9 @@ class BackoffSerializer(serializers.Serializer):
 class BacklogSerializer(serializers.Serializer):
     pending = serializers.IntegerField()
     staged = serializers.IntegerField(help_text="Paid-for results waiting to be promoted.")
+    oldest_pending_at = serializers.DateTimeField(
+        allow_null=True, required=False,
+        help_text="When the oldest pending item arrived (null: nothing pending, or unknown).")
     done = serializers.IntegerField()
     failed = serializers.IntegerField()
 
@@ -140,10 +143,15 @@ class ProjectionSerializer(serializers.Serializer):
     fraction_by_deadline = serializers.FloatField(allow_null=True)
     on_time = serializers.BooleanField(allow_null=True)
     text = serializers.CharField()
+    measured = serializers.BooleanField(
+        help_text="False: no run of the extractor and model configured now in the window, so "
+        "no rate (\"no measured rate yet\").")
     history = HistoryPointSerializer(many=True)
 
 
 class EventSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.CharField(help_text="The event's page (its whole message and data).")
     at = serializers.DateTimeField()
     drain = serializers.CharField(allow_blank=True)
     kind = serializers.CharField()
@@ -482,3 +490,7 @@ class QuotaPolicyResultSerializer(serializers.Serializer):
         child=serializers.CharField(),
         help_text="The fields that follow their setting's default (no value of their own).")
     updated_by = serializers.CharField()
+class TimelineSerializer(serializers.Serializer):
+    events = EventSerializer(many=True)
+    next_before = serializers.IntegerField(
+        allow_null=True, help_text="Pass as ?before= for the next (older) page; null at the end.")

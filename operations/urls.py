@@ -12,6 +12,7 @@ api_urlpatterns = [
     path("operations/drains/<slug:name>/retry-failed", apis.RetryFailedApi.as_view(),
          name="retry-failed"),
     path("operations/failed", apis.FailedItemsApi.as_view(), name="failed"),
+    path("operations/timeline", apis.TimelineApi.as_view(), name="timeline"),
     path("operations/runs/<int:run_id>", apis.RunApi.as_view(), name="run"),
     path("operations/runs/<int:run_id>/stop", apis.StopRunApi.as_view(), name="stop-run"),
     path("operations/quota/policy", apis.QuotaPolicyApi.as_view(), name="quota_policy"),
@@ -26,4 +27,6 @@ page_urlpatterns = [
     path("operations/burndown/<slug:name>.svg", views.BurndownChart.as_view(), name="burndown"),
     path("operations/runs/<int:run_id>", views.RunPage.as_view(), name="run"),
     path("operations/failed", views.FailedPage.as_view(), name="failed"),
+    path("operations/timeline", views.TimelinePage.as_view(), name="timeline"),
+    path("operations/events/<int:event_id>", views.EventPage.as_view(), name="event"),
 ]

@@ -23,7 +23,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from drains import operator, registry
 from drains.bursts import MSG_DISABLED_BURST, MSG_NO_BURST, upcoming_week_boundary
 from drains.clock import zone_abbreviations
-from drains.models import DrainRun
+from drains.models import DrainEvent, DrainRun, EventKind
 from operations import runs as run_reads
 from operations import selectors
 from operations.chart import burndown_svg
@@ -59,6 +59,8 @@ class OperationsPage(View):
     def get(self, request):
         snapshot = selectors.snapshot()
         can_change = request.user.has_perm(CHANGE_PERMISSION)
+        supervisor_next = next((s["next_fire_at"] for s in snapshot["services"]
+                                if s["kind"] == "supervisor"), None)
         for s in snapshot["services"]:
             if s["kind"] == "drain":
                 # What the buttons may do now, and why not (the disabled button says it).
@@ -77,6 +79,7 @@ class OperationsPage(View):
                     "action": lacks_change_permission("This action"),
                 },
                 "no_burst_to_stop": MSG_NO_BURST,
+                "supervisor_next": supervisor_next,
                 "operator_zone": settings.DRAINS_OPERATOR_TZ,
                 # The page's script names the zone as Python does (IST/IDT, not "GMT+2").
                 "zone_abbreviations": json.dumps(zone_abbreviations()),
@@ -144,3 +147,42 @@ class FailedPage(View):
         return render(request, "operations/failed.html",
                       {"failed": run_reads.failed_items(drain=drain), "only": drain,
                        **_action_context(request)})
+
+
+@method_decorator(page_access, name="dispatch")
+class TimelinePage(View):
+    """Every event, newest first, 50 a page, filtered by drain and kind."""
+
+    def get(self, request):
+        try:
+            filters = run_reads.timeline_filters(request.GET)
+        except ValueError as exc:
+            return render(request, "operations/timeline.html",
+                          {"error": str(exc), "page": {"events": []}, "filters": {},
+                           "drains": registry.names(), "kinds": EventKind.choices,
+                           "operator_zone": settings.DRAINS_OPERATOR_TZ}, status=400)
+        page = run_reads.timeline(**filters)
+        older = None
+        if page["next_before"]:
+            query = request.GET.copy()
+            query["before"] = str(page["next_before"])
+            older = f"{reverse('operations:timeline')}?{query.urlencode()}"
+        return render(request, "operations/timeline.html", {
+            "page": page, "filters": filters, "older": older, "drains": registry.names(),
+            "kinds": EventKind.choices, "clip": run_reads.MESSAGE_CLIP,
+            "operator_zone": settings.DRAINS_OPERATOR_TZ})
+
+
+@method_decorator(page_access, name="dispatch")
+class EventPage(View):
+    """One event whole: its message unclipped, its actor, data and run."""
+
+    def get(self, request, event_id: int):
+        try:
+            event = run_reads.event_detail(event_id)
+        except DrainEvent.DoesNotExist:
+            raise Http404(f"No event {event_id}.") from None
+        return render(request, "operations/event.html",
+                      {"event": event, "data": json.dumps(event["data"], indent=2,
+                                                          ensure_ascii=False, default=str),
+                       "operator_zone": settings.DRAINS_OPERATOR_TZ})

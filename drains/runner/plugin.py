@@ -63,6 +63,9 @@ class Drain:
 
     name: ClassVar[str] = ""
     command: ClassVar[str] = ""  # the management command that runs it; default drain_<name>
+    # The item field that says when it arrived (None: unknown): the snapshot reads the oldest
+    # pending item's age from it, in the backlog statement.
+    arrived_at_field: ClassVar[str | None] = None
     # What ``produced_between`` counts, singular and plural, for a run's last line.
     product_names: ClassVar[tuple[str, str]] = ("row", "rows")
 
@@ -156,6 +159,17 @@ class Drain:
         """Put failed items (``None``: all) back in the backlog with their attempts reset;
         returns the keys that moved. Only drains/retries.py calls it (it audits the change)."""
         return []
+
+    @classmethod
+    def extractor_label(cls) -> str:
+        """The extractor and model configured now, from settings alone (no extractor is built):
+        a run records it, and the projection measures only runs with the same label."""
+        return ""
+
+    @classmethod
+    def first_item_at(cls):
+        """When the first item arrived (None: unknown): the burn-down starts there."""
+        return None
 
     @classmethod
     def oldest_pending_at(cls):

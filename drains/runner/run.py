@@ -263,6 +263,7 @@ class _Runner:
             backlog_at_start=backlog,
             backend_pid=state.lock.backend_pid,
             concurrency=state.concurrency,
+            extractor=state.drain.extractor_label(),
         )
         total = min(backlog, state.max_items) if state.max_items else backlog
         state.progress = Progress(

@@ -26,10 +26,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection
-from django.db.models import CharField, Count, F, OuterRef, Subquery, Value
+from django.db.models import BigIntegerField, CharField, Count, F, Min, OuterRef, Subquery, Value
+from django.db.models.functions import Cast, Extract
 
 from drains import registry
 from drains.models import NOTE_KINDS, DrainControl, DrainEvent, DrainRun, EventKind, StagedResult
@@ -45,6 +46,9 @@ class Statement:
     sql: str
     params: list
     read: Callable[[list[tuple]], object]
+
+
+OLDEST = "oldest"  # the backlogs statement's row for the oldest pending item
 
 
 def fetch(statements: list[Statement]) -> list:
@@ -154,6 +158,7 @@ _SPANS = f"""
             ORDER BY started_at DESC LIMIT 1) r),
     spans AS (
         SELECT drain, started_at AS s, items_done AS n, concurrency, status, busy_seconds,
+               extractor,
                GREATEST(started_at, CASE WHEN status = 'running'
                     THEN COALESCE(last_checkpoint_at, started_at)
                     ELSE COALESCE(finished_at, last_checkpoint_at, started_at) END) AS e
@@ -195,13 +200,14 @@ def done_per_hour(names: list[str], now: datetime) -> Statement:
 
 def recent_runs(names: list[str], now: datetime, since: datetime) -> Statement:
     """Per drain, the runs that reach into ``since``..``now``, newest first, as plain tuples
-    ``(started_at, end, items_done, concurrency, status, busy_seconds)`` for the projection's rate
+    ``(started_at, end, items_done, concurrency, status, busy_seconds, extractor)`` for the
+    projection's rate
     (operations/projection.py), read from the same ``_SPANS`` as ``done_per_hour``; rows grow
     with the runs in the window, the statement count does not.
     """
     sql = f"""
         WITH {_SPANS}
-        SELECT drain, s, e, n, concurrency, status, busy_seconds
+        SELECT drain, s, e, n, concurrency, status, busy_seconds, extractor
         FROM spans ORDER BY drain, s DESC
     """
 
@@ -239,6 +245,17 @@ def backlogs(drain_names: list[str]) -> Statement:
                 .annotate(_n=Count("pk"), _d=Value(name, output_field=label))
                 .values_list("_d", "_s", "_n")
             )
+            if getattr(cls, "arrived_at_field", None):
+                # The oldest pending item's arrival, as Unix seconds (NULL: nothing pending).
+                parts.append(
+                    cls.pending_queryset()
+                    .order_by()
+                    .values(_d=Value(name, output_field=label))
+                    .annotate(_s=Value(OLDEST, output_field=label),
+                              _n=Cast(Min(Extract(cls.arrived_at_field, "epoch", tzinfo=UTC)),
+                                      BigIntegerField()))
+                    .values_list("_d", "_s", "_n")
+                )
         else:
             separate[name] = cls.backlog_counts()  # not combinable (see the module docstring)
     union = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
@@ -251,8 +268,13 @@ def backlogs(drain_names: list[str]) -> Statement:
             for status, n in known.items():
                 if status in counts[name]:
                     counts[name][status] = n
+        for name in drain_names:
+            counts[name]["oldest_pending_at"] = None
         for drain, status, n in rows:
-            if status in counts.get(drain, {}):
+            if status == OLDEST and drain in counts:
+                counts[drain]["oldest_pending_at"] = (
+                    datetime.fromtimestamp(n, UTC) if n is not None else None)
+            elif status in counts.get(drain, {}):
                 counts[drain][status] = n
         return counts
 

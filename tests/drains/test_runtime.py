@@ -919,7 +919,10 @@ def test_drain_command__last_line_gives_halachot_found_and_backlog_left(use_extr
     line = out.getvalue().strip().splitlines()[-1]
     found = Halacha.objects.count()
     assert line.endswith(f"; {found} halachot found, 2 left in the backlog"), line
-    assert DrainRun.objects.get().trigger == "manual"
+    run = DrainRun.objects.get()
+    assert run.trigger == "manual"
+    # The extractor it ran with, for the projection (only runs of the configured one count).
+    assert run.extractor == "tests.support.extractors:CountingExtractor"
 
 
 def test_debug_query_log_does_not_grow_during_the_run(settings, call_log, use_extractor):

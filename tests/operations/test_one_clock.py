@@ -79,3 +79,14 @@ def test_api_and_metrics__machine_times(api, burst):
     found = samples(render_metrics().decode())
     assert value(found, "drains_burst_deadline_timestamp_seconds", drain="halacha") == (
         datetime.fromisoformat(UNTIL).timestamp())
+
+
+def test_admin__times_in_the_one_format(burst, django_user_model):
+    admin = django_user_model.objects.create_superuser("root", password="pw")
+    client = Client()
+    client.force_login(admin)
+    text = html.unescape(re.sub(r"<[^>]+>", " ", client.get("/admin/drains/drainevent/")
+                                .content.decode()))
+    times = HUMAN.findall(text)
+    assert "Wed 2026-12-02 10:00 IST" in times  # the event's "at", in the list
+    assert "Fri 2026-12-04 09:30 IST" in times  # and its message

@@ -44,7 +44,7 @@ def test_deadline_already_passed_is_zero_percent():
 
 @pytest.mark.parametrize(
     ("minutes", "text"),
-    [(0, "0 min"), (40, "40 min"), (60, "1 h"), (28 * 60 + 10, "28 h"), (80 * 60, "3 d 8 h"),
+    [(0, "0 s"), (7 / 60, "7 s"), (1.5, "2 min"), (40, "40 min"), (60, "1 h"), (28 * 60 + 10, "28 h"), (80 * 60, "3 d 8 h"),
      (96 * 60, "4 d")],
 )
 def test_span(minutes, text):

@@ -120,8 +120,8 @@ def test_recent_runs_reads_the_window_and_the_run_before_it(frozen, make_run):
              busy_seconds=2.5)
     [rows] = reads.fetch([reads.recent_runs(["halacha"], NOW, NOW - 3 * H - SESSION_BOUND)])
     assert rows["halacha"] == [
-        (at(1), at(0.5), 7, 1, "running", 2.5),
-        (at(9), at(8), 60, 4, "rate_limited", 0.0),
+        (at(1), at(0.5), 7, 1, "running", 2.5, "offline"),
+        (at(9), at(8), 60, 4, "rate_limited", 0.0, "offline"),
     ]
 
 

@@ -62,6 +62,7 @@ def test_schedule_command__status_is_the_reason(failed_run):
 def test_digest__failure_line_is_the_reason(failed_run):
     subject, body = render_digest(build_digest())
     assert f"run {failed_run.pk} failed: {SHOWN}" in body
+    assert f"http://127.0.0.1:8000/operations/runs/{failed_run.pk}" in body  # its page
     assert "Traceback" not in body
 
 
@@ -84,3 +85,11 @@ def test_migration_0009__moves_a_stored_traceback_apart(make_run):
     assert old.error_traceback == TRACEBACK
     assert (plain.error, plain.error_traceback) == ("process 4242 died without finishing", "")
     assert DrainRun.objects.filter(error__startswith="Traceback").count() == 0
+
+
+def test_admin__the_run_list_links_each_run_page(failed_run, django_user_model):
+    admin = django_user_model.objects.create_superuser("root", password="pw")
+    client = Client()
+    client.force_login(admin)
+    html = client.get("/admin/drains/drainrun/").content.decode()
+    assert f'<a href="/operations/runs/{failed_run.pk}">run {failed_run.pk}</a>' in html

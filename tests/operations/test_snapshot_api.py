@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
 from drains.bursts import set_drain_burst, upcoming_week_boundary
@@ -48,7 +49,8 @@ def test_snapshot__idle_drain_reports_backlog_counts_and_why_it_is_not_running(
     decisions(pending=3, done=2, failed=1)
     StagedResult.objects.create(drain="halacha", item_key="d-9", payload={}, created_at=timezone.now())
     halacha = by_name(api.get(URL).json())["halacha"]
-    assert halacha["backlog"] == {"pending": 3, "staged": 1, "done": 2, "failed": 1}
+    assert halacha["backlog"] == {"pending": 3, "staged": 1, "done": 2, "failed": 1,
+                                  "oldest_pending_at": "2026-12-02T10:00:00+02:00"}
     assert halacha["state"] == "idle"
     assert halacha["reason"] == "3 pending; next run Wed 10:10 IST"
     assert halacha["burst_active"] is False and halacha["burst_until"] is None
@@ -211,9 +213,10 @@ def test_snapshot__projection_at_the_rate_of_the_last_hour(api, frozen, decision
     halacha = by_name(api.get(URL).json())["halacha"]
     projection = halacha["projection"]
     assert projection["rate_per_hour"] == 50.0
-    assert projection["finish_at"] == "2026-12-02T12:00:00+02:00"
+    # From the next scheduled run (halacha fires at :10), not from now: 2 h after 10:10.
+    assert projection["finish_at"] == "2026-12-02T12:10:00+02:00"
     assert projection["deadline_kind"] == "week"
-    assert projection["text"] == "done by Wed 12:00 IST, 3 d 6 h before the weekly reset"
+    assert projection["text"] == "done by Wed 12:10 IST, 3 d 6 h before the weekly reset"
     history = projection["history"]
     assert history[-1]["backlog"] == 100 and history[-2]["backlog"] == 150
 
@@ -253,7 +256,8 @@ def test_snapshot__constant_number_of_queries_for_1_vs_many_drains_and_runs(
     services = by_name(response.json())
     assert len(services) == len(scheduled_jobs()) + 30
     assert services["x29"]["last_run"]["items_done"] == 3
-    assert services["x29"]["backlog"] == {"pending": 2, "staged": 0, "done": 1, "failed": 0}
+    assert services["x29"]["backlog"] == {"pending": 2, "staged": 0, "done": 1, "failed": 0,
+                                          "oldest_pending_at": None}
     assert services["x29"]["schedule"] is None
     assert "not scheduled" in services["x29"]["reason"]
 
@@ -325,3 +329,18 @@ def test_snapshot__a_run_names_the_models_its_calls_used(api, frozen, make_run):
     services = by_name(api.get(URL).json())
     assert services["halacha"]["last_run"]["models"] == ["claude-sonnet-4-6", "claude-haiku-4-5"]
     assert services["metadata"]["last_run"]["models"] == []
+
+
+def test_snapshot__the_oldest_pending_items_arrival_on_each_drain(api, operator, frozen, decisions):
+    frozen.tick(-timedelta(hours=5))
+    decisions(done=1)  # older, but done: not pending
+    frozen.tick(timedelta(hours=2))
+    decisions(pending=1)  # the oldest pending: 3 h ago
+    frozen.tick(timedelta(hours=3))
+    decisions(pending=1)
+    halacha = by_name(api.get(URL).json())["halacha"]
+    assert halacha["backlog"]["oldest_pending_at"] == "2026-12-02T07:00:00+02:00"
+    client = Client()
+    client.force_login(operator)
+    page = client.get("/operations").content.decode()
+    assert "oldest pending since Wed 07:00 IST" in page

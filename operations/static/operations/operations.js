@@ -15,6 +15,9 @@
   const ZONE = root.dataset.zone || "Asia/Jerusalem";
   const ABBREVIATIONS = JSON.parse(root.dataset.zoneAbbreviations || "{}");
   const NEAR_MS = 6 * 24 * 3600 * 1000;
+  const MESSAGE_CLIP = 300; // as operations/runs.py MESSAGE_CLIP: the event's page has it all
+  const ACTOR_CLIP = 40;
+  function clip(text, n) { return text.length > n ? text.slice(0, n - 1) + "…" : text; }
   const csrfToken = root.querySelector("input[name=csrfmiddlewaretoken]").value;
   const canChange = root.dataset.canChange === "true";
   let lastSnapshot = null;
@@ -132,6 +135,8 @@
     if (!body) return false;
     const state = setText(body, "state", s.state);
     state.className = `state state-${s.state}`;
+    const summary = root.querySelector(`[data-summary="${CSS.escape(s.name)}"]`);
+    if (summary) { summary.textContent = s.state; summary.className = `state state-${s.state}`; }
     setText(body, "reason", s.reason);
     const burstCell = body.querySelector('[data-f="burst"]');
     if (burstCell) {
@@ -145,13 +150,14 @@
     }
     runLink(body.querySelector('[data-f="run"]'), s.current_run, runText(s.current_run));
     const b = s.backlog;
-    setText(body, "backlog", b ? `${b.pending} pending · ${b.staged} staged · ${b.done} done · ${b.failed} failed` : "—");
+    const oldest = b && b.oldest_pending_at ? ` · oldest pending since ${short(b.oldest_pending_at)}` : "";
+    setText(body, "backlog", b ? `${b.pending} pending · ${b.staged} staged · ${b.done} done · ${b.failed} failed${oldest}` : "—");
     setText(body, "backoff", s.backoff
       ? `${s.backoff.kind_label ? s.backoff.kind_label + " · " : ""}until ${short(s.backoff.until)}: ${s.backoff.reason}`
       : "—");
     setText(body, "next", short(s.next_fire_at));
     runLink(body.querySelector('[data-f="last"]'), s.last_run, lastRunText(s.last_run));
-    fillList(body.querySelector('[data-f="notes"]'), s.notes, (n) => `${short(n.at)} ${n.message}`, "none");
+    fillList(body.querySelector('[data-f="notes"]'), s.notes, (n) => `${short(n.at)} ${clip(n.message, MESSAGE_CLIP)}`, "none");
     if (s.projection) {
       setText(body, "projection", s.projection.text);
       setText(body, "rate", `(${s.projection.rate_text})`);
@@ -217,9 +223,18 @@
     root.dispatchEvent(new CustomEvent("snapshot", { detail: snapshot })); // quota.js listens
     fillList(document.getElementById("usage"), snapshot.usage,
       (u) => `${u.quota_key || "(no quota key)"}: ${u.text}`, "no extractor runs this week");
-    fillList(document.getElementById("global-notes"), snapshot.notes, (n) => `${short(n.at)} ${n.drain}: ${n.message}`, "none");
-    fillList(document.getElementById("timeline"), snapshot.timeline,
-      (e) => `${long(e.at)} ${e.drain} ${e.kind} by ${e.actor}: ${e.message}`, "no events yet");
+    fillList(document.getElementById("global-notes"), snapshot.notes, (n) => `${short(n.at)} ${n.drain}: ${clip(n.message, MESSAGE_CLIP)}`, "none");
+    const timeline = document.getElementById("timeline");
+    fillList(timeline, snapshot.timeline,
+      (e) => `${long(e.at)} ${e.drain} ${e.kind} by ${clip(e.actor, ACTOR_CLIP)}: ${clip(e.message, MESSAGE_CLIP)}`, "no events yet");
+    snapshot.timeline.forEach((e, i) => { // a clipped event links to its whole text
+      if (e.message.length > MESSAGE_CLIP || e.actor.length > ACTOR_CLIP) {
+        const a = document.createElement("a");
+        a.href = e.url;
+        a.textContent = "whole event";
+        timeline.children[i].append(" ", a);
+      }
+    });
   }
 
   // --- talking to the API -------------------------------------------------------------------
