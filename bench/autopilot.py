@@ -46,6 +46,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from psycopg import sql
@@ -148,12 +149,20 @@ def make_drain(way: Way, index: int):
     url = way.stub.url
 
     class WayExtractor(AnthropicExtractor):
+        _client = None
+
         def quota_key(self) -> str:
             return way.quota_key
 
         def client(self):
-            return anthropic.Anthropic(api_key="sk-ant-bench", base_url=url, max_retries=0,
-                                       timeout=30)
+            # One client per run, kept (the backend makes one per call; building one costs tens
+            # of milliseconds, which the compressed week would scale up to minutes). The
+            # backend closes it after each call: closing it here is left to the end of the run.
+            if self._client is None:
+                self._client = anthropic.Anthropic(api_key="sk-ant-bench", base_url=url,
+                                                   max_retries=0, timeout=30)
+                self._client.close = lambda: None
+            return self._client
 
     class WayDrain(HalachaDrain):
         name = f"bench_{index:02d}"
@@ -200,6 +209,27 @@ def start_run(way: Way, trigger: str) -> str:
     return f"started {way.drain} in a thread"
 
 
+def burst_spans(drain: str, week_reset: float) -> list[tuple[float, float]]:
+    """When the drain's bursts were on: from each burst_on to its deadline or the event that
+    ended it (off, ended, expired)."""
+    from drains.models import DrainEvent, EventKind
+
+    ends = {EventKind.BURST_OFF, EventKind.BURST_ENDED, EventKind.BURST_EXPIRED}
+    spans, opened = [], None
+    for kind, at, data in DrainEvent.objects.filter(drain=drain).order_by("at", "id").values_list(
+        "kind", "at", "data"
+    ):
+        if kind == EventKind.BURST_ON:
+            until = data.get("until")
+            opened = (at.timestamp(), week_reset if until is None else
+                      min(week_reset, datetime.fromisoformat(until).timestamp()))
+            spans.append(opened)
+        elif kind in ends and opened is not None:
+            spans[-1] = (opened[0], min(opened[1], at.timestamp()))
+            opened = None
+    return spans
+
+
 def ceiling_at(t: float, reset: float, release_seconds: float) -> float:
     if release_seconds <= 0:
         return 1.0 - RESERVE
@@ -218,9 +248,15 @@ def measure(way: Way, week_reset: float, release_seconds: float, scale: float) -
     final_ceiling = 1.0 if release_seconds > 0 else 1.0 - RESERVE
     calls = [c for c in model.calls if c.at < week_reset]
     refused = [c for c in calls if not c.answered]
-    # A refusal right after a 5-hour reset is the probe finding the window still full.
+    # A probe: the first call after a reset or after a wait (a backoff that expired), which may
+    # find the window full again (the owner spent it meanwhile).
     session_resets = [r.at for r in model.resets if r.window == "five_hour"]
-    probes = [c for c in refused if any(0 <= c.at - r <= 600 * scale for r in session_resets)]
+    previous = {id(c): p for p, c in zip([None, *calls], calls, strict=False)}
+    probes = [
+        c for c in refused
+        if any(0 <= c.at - r <= 600 * scale for r in session_resets)
+        or previous[id(c)] is None or c.at - previous[id(c)].at >= 15 * 60 * scale
+    ]
     breaches = 0
     known, known_at = None, 0.0  # the drains' latest reading (their previous call's answer)
     details = []
@@ -241,14 +277,21 @@ def measure(way: Way, week_reset: float, release_seconds: float, scale: float) -
     for what, call, seen, ceiling in details:
         print(f"    {way.drain} {what}: R-{(week_reset - call.at) / (3600 * scale):.2f} h, "
               f"before {call.before}, known {seen}, ceiling {ceiling}", flush=True)
-    # Latency after a 5-hour reset that held the drain: its window was full when it reset.
+    # Latency after a 5-hour reset that held the drain in a burst: its window was full when it
+    # reset, and the week was below its ceiling (else the week, not the session, held it).
     latencies = []
+    spans = burst_spans(way.drain, week_reset)
     for reset in model.resets:
         if reset.window != "five_hour" or reset.utilization < 1.0 - SESSION_PER_CALL - 1e-9:
             continue
-        nxt = next((c.at for c in calls if c.at >= reset.at), None)
-        if nxt is not None and reset.at < week_reset - 1:
-            latencies.append(nxt - reset.at)
+        if not any(a <= reset.at < b for a, b in spans) or reset.at >= week_reset - 1:
+            continue
+        nxt = next((c for c in calls if c.at >= reset.at), None)
+        if nxt is None:
+            continue
+        if nxt.before["seven_day"] >= ceiling_at(reset.at, week_reset, release_seconds) - 1e-9:
+            continue
+        latencies.append(nxt.at - reset.at)
     return {
         "week_end": end_u,
         "lapsed": max(0.0, final_ceiling - end_u),
@@ -258,6 +301,7 @@ def measure(way: Way, week_reset: float, release_seconds: float, scale: float) -
         "refused_not_probe": len(refused) - len(probes),
         "breaches": breaches,
         "latency_scaled": max(latencies) / scale if latencies else None,
+        "latency_real_ms": max(latencies) * 1000 if latencies else None,
         "held_resets": len(latencies),
         "owner_share": way.owner_share,
         "burst_start_hours_before_reset": (
@@ -365,20 +409,21 @@ def main() -> None:
         rows = []
         header = (f"{'seed':>4} {'way':<14} {'owner':>6} {'week end':>9} {'lapsed':>7} "
                   f"{'unused':>7} {'calls':>6} {'refused':>8} {'(probe)':>8} {'breaches':>9} "
-                  f"{'reset->call':>12} {'burst from':>11}")
+                  f"{'reset->call (real)':>19} {'burst from':>11}")
         print(header)
         for way in ways:
             release_seconds = (0 if way.way in ("ap-no-release", "cron") else RELEASE_HOURS * hour)
             m = measure(way, week_reset, release_seconds, scale)
             m.update(seed=way.seed, way=way.way)
             rows.append(m)
-            latency = "-" if m["latency_scaled"] is None else f"{m['latency_scaled']:.0f} s"
+            latency = ("-" if m["latency_scaled"] is None else
+                       f"{m['latency_scaled']:.0f} s ({m['latency_real_ms']:.0f} ms)")
             burst = m["burst_start_hours_before_reset"]
             burst = "-" if burst is None else f"R-{burst:.0f} h"
             print(f"{way.seed:>4} {way.way:<14} {m['owner_share']:>6.0%} {m['week_end']:>9.1%} "
                   f"{m['lapsed']:>7.1%} {m['unused']:>7.1%} {m['calls']:>6} {m['refused']:>8} "
                   f"{m['refused'] - m['refused_not_probe']:>8} {m['breaches']:>9} "
-                  f"{latency:>12} {burst:>11}")
+                  f"{latency:>19} {burst:>11}")
         goals = []
         for m in rows:
             if m["way"] == "autopilot":
