@@ -59,3 +59,21 @@ def test_every_connection_carries_the_keepalives(settings):
     params = connection.get_connection_params()
     assert params["keepalives_idle"] == str(settings.DRAINS_DB_DEAD_PEER_SECONDS // 3)
     assert "tcp_keepalives_idle" in params["options"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DRAINS_QUOTA_WEEKLY_RESERVE", "0.95", "DRAINS_QUOTA_WEEKLY_RESERVE=0.95 is above the maximum of 0.9"),
+        ("DRAINS_QUOTA_SESSION_RESERVE", "-0.1", "DRAINS_QUOTA_SESSION_RESERVE=-0.1 is below the minimum"),
+        ("DRAINS_QUOTA_RESERVE_RELEASE_HOURS", "200", "longer than the week (168 hours)"),
+        ("DRAINS_QUOTA_WEEKLY_RESERVE", "lots", "DRAINS_QUOTA_WEEKLY_RESERVE='lots' is not a number"),
+    ],
+)
+def test_quota_reserve_settings_out_of_range_are_one_clear_line(name, value, message):
+    env = child_env()
+    env[name] = value
+    result = manage("check", env=env)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -99,16 +99,17 @@ def key_lines(key: str, rows: list, policy: QuotaPolicy | None, *, now: datetime
 def autopilot_lines(key: str, *, now: datetime) -> list[str]:
     """The autopilot's state and the forecast, from the functions drains/quota/autopilot.py
     owns. Its own ``report_lines(quota_key=, now=)`` wins when it provides one."""
-    try:
-        from drains.quota import autopilot
-    except ImportError:  # the autopilot is not part of this build
-        return []
+    from drains.quota import autopilot  # imported late: it reads this module's neighbours
+
     own = getattr(autopilot, "report_lines", None)
     if own is not None:
         return list(own(quota_key=key, now=now))
     lines = []
     status = autopilot.autopilot_status(quota_key=key, now=now)
-    lines.append(f"  autopilot: {'on' if status.enabled else 'off'}, {status.state}: {status.reason}")
+    if status.enabled:
+        lines.append(f"  autopilot: on, {status.state}: {status.reason}")
+    else:
+        lines.append("  autopilot: off")
     forecast = autopilot.forecast(quota_key=key, now=now)
     if forecast is not None:
         line = (

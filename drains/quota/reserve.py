@@ -11,7 +11,6 @@ transaction.
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass
 
@@ -192,8 +191,8 @@ def set_quota_policy(
 
     Raises ``QuotaPolicyError`` (nothing written) on a bad value or when nothing is to change.
     Records a ``quota_policy`` DrainEvent with the old and new values. Turning the autopilot off
-    is handed to ``drains.quota.autopilot.on_autopilot_turned_off`` when that exists (it ends an
-    autopilot burst in the same transaction).
+    is handed to ``drains.quota.autopilot.on_autopilot_turned_off`` (it ends the autopilot's
+    bursts in the same transaction).
     """
     key = validate_quota_key(quota_key)
     changes: dict = {}
@@ -228,9 +227,10 @@ def set_quota_policy(
             data={"quota_key": key, "before": before, "after": after},
         )
         if before["autopilot"] and not after["autopilot"]:
-            hook = _autopilot_hook()
-            if hook is not None:
-                hook(quota_key=key, actor=actor)
+            # Its bursts end in the same transaction (the autopilot's own rule).
+            from drains.quota.autopilot import on_autopilot_turned_off
+
+            on_autopilot_turned_off(quota_key=key, actor=actor)
     return policy
 
 
@@ -242,14 +242,3 @@ def _shown(value, name: str) -> str:
     if name == "reserve_release_hours":
         return f"{value:g} h"
     return f"{value:.0%}"
-
-
-def _autopilot_hook():
-    """20B's ``on_autopilot_turned_off(*, quota_key, actor)``, when its module provides it."""
-    try:
-        module = importlib.import_module("drains.quota.autopilot")
-    except ModuleNotFoundError as exc:
-        if exc.name != "drains.quota.autopilot":
-            raise
-        return None
-    return getattr(module, "on_autopilot_turned_off", None)

@@ -214,6 +214,32 @@ def from_unified_headers(headers, *, now: datetime) -> QuotaSignal:
     return reader.signal(using_overage=using)
 
 
+# Two readings of a window whose resets are this close are of the same period of it: its
+# utilization only grows within a period (a new 5-hour window opens at least 5 hours after the
+# last one's reset was announced, a new week a week later).
+SAME_PERIOD = timedelta(hours=1)
+
+
+def same_period(a: datetime | None, b: datetime | None) -> bool:
+    return a is not None and b is not None and abs(a - b) < SAME_PERIOD
+
+
+def supersedes(new: WindowReading, new_at: datetime, known: WindowReading,
+               known_at: datetime) -> bool:
+    """Whether ``new`` (observed at ``new_at``) is the window's current reading rather than
+    ``known``. Within one period the higher utilization is the current one, whatever order the
+    answers came back in (calls in flight answer out of order); a later period (a reset moved
+    ahead) replaces the earlier one, the drop in utilization being the reset; without both
+    resets, the later observation wins."""
+    if same_period(new.resets_at, known.resets_at):
+        if new.utilization != known.utilization:
+            return new.utilization > known.utilization
+        return new_at >= known_at
+    if new.resets_at is not None and known.resets_at is not None:
+        return new.resets_at > known.resets_at
+    return new_at >= known_at
+
+
 def combine(*signals: QuotaSignal) -> QuotaSignal:
     """Several signals of one call (the CLI may print more than one event) as one: a later
     reading of a window replaces an earlier one; overage if the last signal that said so did."""

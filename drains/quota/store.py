@@ -17,23 +17,31 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection
 
-from drains.quota.models import QuotaSample, QuotaWindow
-from drains.quota.signals import QuotaSignal
+from drains.quota.models import QuotaPolicy, QuotaSample, QuotaWindow
+from drains.quota.signals import SAME_PERIOD, QuotaSignal
 
 _WINDOW = QuotaWindow._meta.db_table
 _SAMPLE = QuotaSample._meta.db_table
 
 # One statement: the readings as VALUES (one row per window per call, in call order), the
-# upsert of the rows from each window's latest reading (kept only when at least as fresh as what
-# is stored; a missing reset keeps a stored one that is still ahead), the overage flag of the
+# upsert of the rows from each window's current reading (drains/quota/signals.py
+# ``supersedes``: of the latest period, the highest utilization — calls in flight answer out of
+# order, and within a period utilization only grows; a later period replaces an earlier one,
+# the drop being the reset), kept only when at least as fresh as what is stored (a missing reset
+# keeps a stored one that is still ahead), the overage flag of the
 # latest call on the key's rows it did not name (overage is the quota's, not one window's), and
 # a sample per reading for the spend rate.
 _RECORD = f"""
 WITH data("window", utilization, resets_at, status, observed_at, using_overage, seq) AS (
     VALUES {{values}}
 ),
+top AS (SELECT "window", max(resets_at) AS resets_at FROM data GROUP BY "window"),
 latest AS (
-    SELECT DISTINCT ON ("window") * FROM data ORDER BY "window", observed_at DESC, seq DESC
+    SELECT DISTINCT ON (d."window") d.*
+    FROM data d JOIN top t ON t."window" = d."window"
+    ORDER BY d."window",
+             COALESCE(d.resets_at > t.resets_at - interval '{{period}}', false) DESC,
+             d.utilization DESC, d.observed_at DESC, d.seq DESC
 ),
 last_call AS (
     SELECT observed_at, using_overage FROM data ORDER BY observed_at DESC, seq DESC LIMIT 1
@@ -46,12 +54,14 @@ upserted AS (
            %s
     FROM latest d
     ON CONFLICT (quota_key, "window") DO UPDATE SET
-        utilization = EXCLUDED.utilization,
+        utilization = CASE WHEN {{same}} THEN GREATEST(w.utilization, EXCLUDED.utilization)
+                           ELSE EXCLUDED.utilization END,
         resets_at = COALESCE(
             EXCLUDED.resets_at,
             CASE WHEN w.resets_at > EXCLUDED.observed_at THEN w.resets_at END
         ),
-        status = EXCLUDED.status,
+        status = CASE WHEN {{same}} AND w.utilization > EXCLUDED.utilization THEN w.status
+                      ELSE EXCLUDED.status END,
         using_overage = EXCLUDED.using_overage,
         observed_at = EXCLUDED.observed_at,
         observed_by = EXCLUDED.observed_by
@@ -68,6 +78,12 @@ others AS (
 INSERT INTO {_SAMPLE} (quota_key, "window", utilization, resets_at, observed_at, drain, run_id)
 SELECT %s, d."window", d.utilization, d.resets_at, d.observed_at, %s, %s FROM data d
 """
+
+_PERIOD = f"{int(SAME_PERIOD.total_seconds())} seconds"
+_SAME = (
+    "(w.resets_at IS NOT NULL AND EXCLUDED.resets_at IS NOT NULL "
+    f"AND abs(extract(epoch FROM EXCLUDED.resets_at - w.resets_at)) < {int(SAME_PERIOD.total_seconds())})"
+)
 
 # Signals that only say "extra usage is being spent" (no window): the flag on the key's rows.
 _OVERAGE_ONLY = f"UPDATE {_WINDOW} SET using_overage = true WHERE quota_key = %s"
@@ -109,7 +125,7 @@ def record_signals(
             params += [reading.window, reading.utilization, reading.resets_at, reading.status,
                        at, overage, seq]
         params += [quota_key, drain[:64], quota_key, quota_key, drain[:64], run_id]
-        cursor.execute(_RECORD.format(values=values), params)
+        cursor.execute(_RECORD.format(values=values, period=_PERIOD, same=_SAME), params)
 
 
 def latest_windows(quota_key: str | None = None) -> list[QuotaWindow]:
@@ -120,11 +136,44 @@ def latest_windows(quota_key: str | None = None) -> list[QuotaWindow]:
     return list(rows.order_by("quota_key", "window"))
 
 
+_STATE = f"""
+SELECT p.id, p.weekly_reserve, p.session_reserve, p.reserve_release_hours, p.autopilot,
+       w."window", w.utilization, w.resets_at, w.status, w.using_overage, w.observed_at,
+       w.observed_by
+FROM (SELECT %s::varchar AS quota_key) k
+LEFT JOIN {QuotaPolicy._meta.db_table} p ON p.quota_key = k.quota_key
+LEFT JOIN {_WINDOW} w ON w.quota_key = k.quota_key
+ORDER BY w."window"
+"""
+
+
+def quota_state(quota_key: str) -> tuple[list[QuotaWindow], QuotaPolicy | None]:
+    """A quota key's readings and its policy row (None when it has none), in ONE query: what
+    the runner reads between chunks. The rows are unsaved copies, for reading only."""
+    with connection.cursor() as cursor:
+        cursor.execute(_STATE, [quota_key])
+        found = cursor.fetchall()
+    policy = None
+    windows = []
+    for (pk, weekly, session, hours, autopilot, window, utilization, resets_at, status,
+         overage, observed_at, observed_by) in found:
+        if pk is not None and policy is None:
+            policy = QuotaPolicy(id=pk, quota_key=quota_key, weekly_reserve=weekly,
+                                 session_reserve=session, reserve_release_hours=hours,
+                                 autopilot=autopilot)
+        if window is not None:
+            windows.append(QuotaWindow(
+                quota_key=quota_key, window=window, utilization=utilization,
+                resets_at=resets_at, status=status, using_overage=overage,
+                observed_at=observed_at, observed_by=observed_by,
+            ))
+    return windows, policy
+
+
 def known_quota_keys() -> list[str]:
     """Every quota key a drain recorded at a run start, a reading or a policy row names, sorted
     (three small queries)."""
     from drains.models import DrainControl
-    from drains.quota.models import QuotaPolicy
 
     keys = set(DrainControl.objects.exclude(quota_key="").values_list("quota_key", flat=True))
     keys |= set(QuotaWindow.objects.values_list("quota_key", flat=True))

@@ -31,10 +31,10 @@ from django.utils import timezone
 from drains.models import StopReason
 from drains.quota.ceiling import Breach, first_over_ceiling
 from drains.quota.kinds import Kind
-from drains.quota.reserve import Reserves, reserves_for
+from drains.quota.reserve import Reserves, reserves_from
 from drains.quota.resets import RateLimited
-from drains.quota.signals import QuotaSignal, WindowReading
-from drains.quota.store import latest_windows, record_signals
+from drains.quota.signals import QuotaSignal, WindowReading, supersedes
+from drains.quota.store import quota_state, record_signals
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +70,8 @@ class CeilingSteps:
         """The quota's stored readings and reserves (the start, and between chunks)."""
         if not self.quota_key:
             return
-        self.reserves = reserves_for(self.quota_key)
-        rows = latest_windows(self.quota_key)
+        rows, policy = quota_state(self.quota_key)  # one query
+        self.reserves = reserves_from(policy)
         stale_after = timedelta(seconds=int(settings.DRAINS_FALLBACK_BACKOFF_SECONDS))
         now = timezone.now()
         with self._quota_lock:
@@ -87,7 +87,7 @@ class CeilingSteps:
 
     def _keep(self, reading: WindowReading, observed_at: datetime) -> None:
         known = self._readings.get(reading.window)
-        if known is None or known[1] <= observed_at:
+        if known is None or supersedes(reading, observed_at, *known):
             self._readings[reading.window] = (reading, observed_at)
 
     def _note_quota(self, signal: QuotaSignal | None) -> None:

@@ -277,7 +277,9 @@ class WorkLoop:
         answered = outcome.kind in ("done", "failed", "superseded") or (
             outcome.kind == "error" and outcome.usage is not None
         )
-        if outcome.kind == "rate_limited":
+        if outcome.kind == "rate_limited" and getattr(outcome.error, "breach", None) is not None:
+            pass  # the quota's ceiling stopped it before the call (ceiling.py): no probe made
+        elif outcome.kind == "rate_limited":
             self._stop(StopReason.RATE_LIMITED)
             self.rate_limit = outcome.error
             self._record_rate_limit(outcome.error)

@@ -318,3 +318,35 @@ def test_api_key_account__no_event_and_an_empty_signal(stub, decision):
     stub.enqueue(200, message_body(reply(), model=MODEL), headers)
     result = ClaudeCliExtractor().extract(decision)
     assert not result.quota and result.quota.windows == ()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_drain__the_real_cli_stops_at_the_weekly_ceiling_without_a_refusal(
+    monkeypatch, settings, tmp_path
+):
+    from tests.support.anthropic_stub import QuotaModel, StubResponse
+
+    # The week at 84 %, +3 % a call: 0.87, 0.90 — the second answer is at the ceiling (90 %).
+    model = QuotaModel(week=0.84, week_per_call=0.03, session_per_call=0.01,
+                       week_resets_in=3 * 86400)
+    answer = StubResponse(200, message_body(reply((RULE, QUOTE, ["property"])), model=MODEL))
+    with AnthropicStub(quota=model, responder=lambda _r: answer) as running:
+        use_real_cli(monkeypatch, settings, tmp_path, running)
+        as_subscriber(monkeypatch)
+        settings.HALACHA_EXTRACTOR = "claude-cli"
+        settings.DRAINS_QUOTA_WEEKLY_RESERVE = 0.10
+        for n in range(5):
+            CourtDecision.objects.create(external_id=f"ceil-{n}", text=TEXT, language="en")
+        call_command("drain_halacha", "--trigger", "manual", stdout=io.StringIO(),
+                     stderr=io.StringIO())
+
+    assert [call.answered for call in model.calls] == [True, True]  # no refused call
+    run = DrainRun.objects.get()
+    assert run.status == RunStatus.RATE_LIMITED and run.items_done == 2
+    assert "quota ceiling: seven_day at 90%" in run.error
+    control = DrainControl.objects.get(name="halacha")
+    assert control.backoff_kind == "weekly"
+    from drains.quota.models import QuotaWindow
+
+    stored = {w.window: w.utilization for w in QuotaWindow.objects.all()}
+    assert stored["seven_day"] == pytest.approx(0.90) and "five_hour" in stored

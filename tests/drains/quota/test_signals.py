@@ -184,3 +184,23 @@ def test_combine__later_reading_wins():
         "unifiedWindows": {"seven_day": {"utilization": 0.31, "resetsAt": WEEK}}}}, now=NOW)
     merged = by_window(combine(a, b))
     assert merged["seven_day"].utilization == 0.31 and merged["five_hour"].utilization == 0.42
+
+
+def test_supersedes__out_of_order_within_a_period_and_a_reset():
+    from datetime import timedelta
+
+    from drains.quota.signals import WindowReading, supersedes
+
+    reset = NOW + timedelta(hours=3)
+    full, late = WindowReading("five_hour", 1.0, reset), WindowReading("five_hour", 0.9, reset)
+    later = NOW + timedelta(seconds=1)
+    assert not supersedes(late, later, full, NOW)  # an older answer noted late
+    assert supersedes(full, NOW, late, later)
+    # The reset announced a second later (rounding): the same period.
+    assert not supersedes(WindowReading("five_hour", 0.9, reset + timedelta(seconds=1)), later,
+                          full, NOW)
+    # A new window: the reset 5 hours later, the drop is the reset.
+    assert supersedes(WindowReading("five_hour", 0.02, reset + timedelta(hours=5)), later,
+                      full, NOW)
+    # No reset known: the later observation.
+    assert supersedes(WindowReading("five_hour", 0.1, None), later, full, NOW)

@@ -53,9 +53,10 @@ def test_empty_signal_is_no_statement(django_assert_num_queries):
 
 def test_drop_is_a_reset_and_an_older_reading_does_not_overwrite():
     record_signal(quota_key="acct", drain="d", run_id=None, signal=signal(0.9, 0.8), now=NOW)
-    # The window reset: the lower reading is kept as it is.
+    # The window reset (a new one opened, its reset hours later): the lower reading is kept.
     later = NOW + timedelta(minutes=10)
-    record_signal(quota_key="acct", drain="d", run_id=None, signal=signal(0.02, 0.8), now=later)
+    reset = QuotaSignal(windows=(WindowReading("five_hour", 0.02, FIVE_H + timedelta(hours=5)),))
+    record_signal(quota_key="acct", drain="d", run_id=None, signal=reset, now=later)
     assert rows()["five_hour"].utilization == 0.02
     # A call that finished late with an older reading: the row keeps the newer one.
     record_signal(quota_key="acct", drain="d", run_id=None, signal=signal(0.95, 0.8),
@@ -109,3 +110,58 @@ def test_record_signals__a_chunk_in_one_statement_latest_reading_wins(django_ass
     with django_assert_num_queries(0):
         record_signals(quota_key="acct", drain="halacha", run_id=None,
                        signals=[(QuotaSignal(), NOW)])
+
+
+def test_quota_state__readings_and_policy_in_one_query(django_assert_num_queries):
+    from drains.quota.models import QuotaPolicy
+    from drains.quota.store import quota_state
+
+    with django_assert_num_queries(1):
+        assert quota_state("acct") == ([], None)
+    record_signal(quota_key="acct", drain="d", run_id=None, signal=signal(), now=NOW)
+    with django_assert_num_queries(1):
+        windows, policy = quota_state("acct")
+    assert [(w.window, w.utilization, w.resets_at) for w in windows] == [
+        ("five_hour", 0.4, FIVE_H), ("seven_day", 0.3, WEEK)]
+    assert policy is None
+    QuotaPolicy.objects.create(quota_key="acct", weekly_reserve=0.2)
+    windows, policy = quota_state("acct")
+    assert len(windows) == 2 and policy.weekly_reserve == 0.2 and policy.session_reserve is None
+    QuotaWindow.objects.all().delete()
+    assert quota_state("acct")[1].weekly_reserve == 0.2
+
+
+def test_out_of_order_answers__within_a_period_the_highest_reading_is_kept():
+    from drains.quota.store import record_signals
+
+    # Three calls in flight answered 0.90, 0.95 and 1.0 by the service, noted in another order.
+    noted = [(signal(1.0, 0.5), NOW), (signal(0.90, 0.5), NOW + timedelta(milliseconds=5)),
+             (signal(0.95, 0.5), NOW + timedelta(milliseconds=9))]
+    record_signals(quota_key="acct", drain="d", run_id=None, signals=noted)
+    assert rows()["five_hour"].utilization == 1.0
+    # One by one, the same.
+    record_signal(quota_key="acct", drain="d", run_id=None, signal=signal(0.92, 0.5),
+                  now=NOW + timedelta(seconds=1))
+    assert rows()["five_hour"].utilization == 1.0
+    # A new period (the reset moved ahead by hours): the drop is the reset, kept.
+    later = QuotaSignal(windows=(WindowReading("five_hour", 0.03, FIVE_H + timedelta(hours=5)),))
+    record_signal(quota_key="acct", drain="d", run_id=None, signal=later,
+                  now=NOW + timedelta(seconds=2))
+    assert rows()["five_hour"].utilization == 0.03
+
+
+def test_the_supervisor_tick_prunes_old_samples(settings):
+    from django.utils import timezone
+
+    from drains.supervisor.tick import supervise
+
+    settings.DRAINS_QUOTA_SAMPLE_DAYS = 28
+    now = timezone.now()
+    record_signal(quota_key="acct", drain="d", run_id=None, signal=signal(),
+                  now=now - timedelta(days=30))
+    record_signal(quota_key="acct", drain="d", run_id=None, signal=signal(), now=now)
+    supervise(dry_run=True, write=lambda line: None)
+    assert QuotaSample.objects.count() == 4  # a dry run writes (and deletes) nothing
+    supervise(write=lambda line: None)
+    assert QuotaSample.objects.count() == 2
+    assert QuotaSample.objects.filter(observed_at__lt=now - timedelta(days=28)).count() == 0
