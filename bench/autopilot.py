@@ -13,7 +13,12 @@ seed's week is spent four ways, each on its own account and drain:
 - ``cron``: cron only (the baseline without a burst);
 - ``manual``: an operator's burst started at a fixed point, 2 days before the reset, until the
   default deadline (the burst week, which follows the observed reset), as the Saturday rule has
-  an operator do it; the reserve released as in ``autopilot``.
+  an operator do it; the reserve released as in ``autopilot``;
+- ``autopilot-cli`` (only with ``--ways``, the first seed only): ``autopilot`` with the drain's
+  calls made by the real pinned Claude CLI as a subscriber (an OAuth token, the stand-in as its
+  API, tests/support/real_claude.py's world), reading its stream-json ``rate_limit_event``
+  lines; a CLI call takes seconds, so its calls are 5x larger (1 % of the week, 10 % of the
+  5-hour window) and the owner's the same share of the week in fewer, larger calls.
 
 The real runtime runs the drains (``run_drain``, the real ``anthropic`` SDK against the stand-in,
 the ceiling, the probe, the session wait) and real supervisor ticks decide (``supervise``, with
@@ -32,6 +37,7 @@ at most 5 % below the ceiling; 0 breaches; no refused call but a probe after a r
 call at most 60 s (scaled) after a reset.
 
     .venv/bin/python bench/autopilot.py [--week-seconds 600] [--seeds 5] [--seed 1]
+    .venv/bin/python bench/autopilot.py --seeds 1 --ways autopilot-cli,cron
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from psycopg import sql
@@ -56,7 +63,7 @@ sys.path.insert(0, str(ROOT))
 from bench.drain_throughput import admin_execute, server_url  # noqa: E402
 
 WEEK_HOURS = 168.0
-WAYS = ("autopilot", "ap-no-release", "cron", "manual")
+WAYS = ("autopilot", "ap-no-release", "cron", "manual")  # and "autopilot-cli" (--ways)
 WEEK_PER_CALL = 0.002  # 500 calls fill the week
 SESSION_PER_CALL = 0.02  # 50 calls fill a 5-hour window: one full window is 10 % of the week
 LATENCY = 0.08  # seconds per call (about 80 s of the real week)
@@ -104,12 +111,14 @@ def scale_settings(scale: float) -> None:
     settings.DRAINS_CHUNK_SIZE = 5
 
 
-def owner_schedule(seed: int, start: float, week: float) -> tuple[list[float], float]:
+def owner_schedule(
+    seed: int, start: float, week: float, per_call: float = WEEK_PER_CALL
+) -> tuple[list[float], float]:
     """The owner's calls: a share of the week drawn from the seed, in sessions of a few (scaled)
     hours on days the seed picks, by day rather than by night."""
     rng = random.Random(seed)
     share = rng.uniform(0.10, 0.40)
-    calls = int(share / WEEK_PER_CALL)
+    calls = int(share / per_call)
     hour = week / WEEK_HOURS
     weights = [rng.uniform(0.2, 1.5) for _ in range(7)]
     times: list[float] = []
@@ -146,14 +155,23 @@ def make_drain(way: Way, index: int):
 
     prefix = f"w{index:02d}-"
     url = way.stub.url
+    cli = way.way == "autopilot-cli"
 
     class WayExtractor(AnthropicExtractor):
+        _client = None
+
         def quota_key(self) -> str:
             return way.quota_key
 
         def client(self):
-            return anthropic.Anthropic(api_key="sk-ant-bench", base_url=url, max_retries=0,
-                                       timeout=30)
+            # One client per run, kept (the backend makes one per call; building one costs tens
+            # of milliseconds, which the compressed week would scale up to minutes). The
+            # backend closes it after each call: closing it here is left to the end of the run.
+            if self._client is None:
+                self._client = anthropic.Anthropic(api_key="sk-ant-bench", base_url=url,
+                                                   max_retries=0, timeout=30)
+                self._client.close = lambda: None
+            return self._client
 
     class WayDrain(HalachaDrain):
         name = f"bench_{index:02d}"
@@ -166,6 +184,10 @@ def make_drain(way: Way, index: int):
             )
 
         def make_extractor(self):
+            if cli:  # the real pinned CLI as a subscriber, the stand-in as its API
+                from halacha.extractors.claude_cli import ClaudeCliExtractor
+
+                return ClaudeCliExtractor()
             return WayExtractor()
 
     registry.register(WayDrain)
@@ -174,6 +196,30 @@ def make_drain(way: Way, index: int):
         for i in range(BACKLOG)
     )
     return WayDrain.name
+
+
+CLI_WEEK_PER_CALL = 0.01  # the real CLI way: 100 calls fill the week (a call takes ~1-2 s)
+CLI_SESSION_PER_CALL = 0.1  # 10 calls fill a 5-hour window (still 10 % of the week)
+
+
+def use_real_cli(stub_url: str, home: Path) -> None:
+    """The claude-cli backend runs the real pinned CLI, logged in as a subscriber (an OAuth
+    token, any string), with the stand-in as its API (tests/support/real_claude.py's world)."""
+    from django.conf import settings
+
+    from tests.support.real_claude import FOREIGN, isolated_env, real_cli
+
+    (home / ".claude").mkdir(parents=True, exist_ok=True)
+    for name in FOREIGN:
+        os.environ.pop(name, None)
+    os.environ.update(isolated_env(stub_url, home))
+    os.environ.pop("ANTHROPIC_API_KEY", None)
+    os.environ["CLAUDE_CODE_OAUTH_TOKEN"] = "bench-oauth-token"
+    settings.CLAUDE_CLI = str(real_cli())
+    settings.CLAUDE_CONFIG_DIR = str(home / ".claude")
+    settings.HALACHA_CLI_TIMEOUT_SECONDS = 120
+    settings.HALACHA_CLI_MODEL = "claude-sonnet-4-6"
+    settings.HALACHA_CLI_EXTRA_ARGS = ""
 
 
 def start_run(way: Way, trigger: str) -> str:
@@ -200,6 +246,27 @@ def start_run(way: Way, trigger: str) -> str:
     return f"started {way.drain} in a thread"
 
 
+def burst_spans(drain: str, week_reset: float) -> list[tuple[float, float]]:
+    """When the drain's bursts were on: from each burst_on to its deadline or the event that
+    ended it (off, ended, expired)."""
+    from drains.models import DrainEvent, EventKind
+
+    ends = {EventKind.BURST_OFF, EventKind.BURST_ENDED, EventKind.BURST_EXPIRED}
+    spans, opened = [], None
+    for kind, at, data in DrainEvent.objects.filter(drain=drain).order_by("at", "id").values_list(
+        "kind", "at", "data"
+    ):
+        if kind == EventKind.BURST_ON:
+            until = data.get("until")
+            opened = (at.timestamp(), week_reset if until is None else
+                      min(week_reset, datetime.fromisoformat(until).timestamp()))
+            spans.append(opened)
+        elif kind in ends and opened is not None:
+            spans[-1] = (opened[0], min(opened[1], at.timestamp()))
+            opened = None
+    return spans
+
+
 def ceiling_at(t: float, reset: float, release_seconds: float) -> float:
     if release_seconds <= 0:
         return 1.0 - RESERVE
@@ -218,9 +285,15 @@ def measure(way: Way, week_reset: float, release_seconds: float, scale: float) -
     final_ceiling = 1.0 if release_seconds > 0 else 1.0 - RESERVE
     calls = [c for c in model.calls if c.at < week_reset]
     refused = [c for c in calls if not c.answered]
-    # A refusal right after a 5-hour reset is the probe finding the window still full.
+    # A probe: the first call after a reset or after a wait (a backoff that expired), which may
+    # find the window full again (the owner spent it meanwhile).
     session_resets = [r.at for r in model.resets if r.window == "five_hour"]
-    probes = [c for c in refused if any(0 <= c.at - r <= 600 * scale for r in session_resets)]
+    previous = {id(c): p for p, c in zip([None, *calls], calls, strict=False)}
+    probes = [
+        c for c in refused
+        if any(0 <= c.at - r <= 600 * scale for r in session_resets)
+        or previous[id(c)] is None or c.at - previous[id(c)].at >= 15 * 60 * scale
+    ]
     breaches = 0
     known, known_at = None, 0.0  # the drains' latest reading (their previous call's answer)
     details = []
@@ -241,14 +314,22 @@ def measure(way: Way, week_reset: float, release_seconds: float, scale: float) -
     for what, call, seen, ceiling in details:
         print(f"    {way.drain} {what}: R-{(week_reset - call.at) / (3600 * scale):.2f} h, "
               f"before {call.before}, known {seen}, ceiling {ceiling}", flush=True)
-    # Latency after a 5-hour reset that held the drain: its window was full when it reset.
+    # Latency after a 5-hour reset that held the drain in a burst: its window was full when it
+    # reset, and the week was below its ceiling (else the week, not the session, held it).
     latencies = []
+    session_step = model.windows["five_hour"].per_call
+    spans = burst_spans(way.drain, week_reset)
     for reset in model.resets:
-        if reset.window != "five_hour" or reset.utilization < 1.0 - SESSION_PER_CALL - 1e-9:
+        if reset.window != "five_hour" or reset.utilization < 1.0 - session_step - 1e-9:
             continue
-        nxt = next((c.at for c in calls if c.at >= reset.at), None)
-        if nxt is not None and reset.at < week_reset - 1:
-            latencies.append(nxt - reset.at)
+        if not any(a <= reset.at < b for a, b in spans) or reset.at >= week_reset - 1:
+            continue
+        nxt = next((c for c in calls if c.at >= reset.at), None)
+        if nxt is None:
+            continue
+        if nxt.before["seven_day"] >= ceiling_at(reset.at, week_reset, release_seconds) - 1e-9:
+            continue
+        latencies.append(nxt.at - reset.at)
     return {
         "week_end": end_u,
         "lapsed": max(0.0, final_ceiling - end_u),
@@ -258,6 +339,7 @@ def measure(way: Way, week_reset: float, release_seconds: float, scale: float) -
         "refused_not_probe": len(refused) - len(probes),
         "breaches": breaches,
         "latency_scaled": max(latencies) / scale if latencies else None,
+        "latency_real_ms": max(latencies) * 1000 if latencies else None,
         "held_resets": len(latencies),
         "owner_share": way.owner_share,
         "burst_start_hours_before_reset": (
@@ -312,24 +394,36 @@ def main() -> None:
         week_reset = start + week
         ways: list[Way] = []
         for seed in range(args.seed, args.seed + args.seeds):
-            times, share = owner_schedule(seed, start, week)
             for way_name in ways_wanted:
+                if way_name == "autopilot-cli" and seed != args.seed:
+                    continue  # one seed through the real CLI
+                cli = way_name == "autopilot-cli"
+                week_per_call = CLI_WEEK_PER_CALL if cli else WEEK_PER_CALL
+                session_per_call = CLI_SESSION_PER_CALL if cli else SESSION_PER_CALL
+                # The same owner in every way of a seed: the same times, the same share of the
+                # week (fewer, larger calls where the way's calls are larger).
+                times, share = owner_schedule(seed, start, week)
                 way = Way(seed, way_name, owner_share=share)
-                model = QuotaModel(week_per_call=WEEK_PER_CALL, session_per_call=SESSION_PER_CALL,
+                model = QuotaModel(week_per_call=week_per_call, session_per_call=session_per_call,
                                    week_seconds=week, session_seconds=5 * hour,
                                    week_resets_in=week_reset - time.time(),
-                                   owner=owner_at(times))
+                                   owner=owner_at(times, calls=WEEK_PER_CALL / week_per_call))
                 model.windows["seven_day"].resets_at = week_reset
                 way.stub = AnthropicStub(quota=model, responder=answer).__enter__()
                 stubs.append(way.stub)
                 way.quota_key = f"bench:{seed}:{way_name}"
+                if cli:
+                    use_real_cli(way.stub.url, Path(f"/tmp/bench_autopilot_{os.getpid()}"))
+                    from halacha.extractors.claude_cli import ClaudeCliExtractor
+
+                    way.quota_key = ClaudeCliExtractor().quota_key()
                 way.drain = make_drain(way, len(ways))
                 DrainControl.objects.create(name=way.drain, quota_key=way.quota_key)
                 release = 0 if way_name in ("ap-no-release", "cron") else RELEASE_HOURS
                 set_quota_policy(quota_key=way.quota_key, actor="bench",
                                  reserve_release_hours=release * scale,
-                                 autopilot="on" if way_name.startswith("ap") or
-                                 way_name == "autopilot" else "off")
+                                 autopilot="on" if way_name.startswith(("ap", "autopilot"))
+                                 else "off")
                 ways.append(way)
         by_drain = {w.drain: w for w in ways}
         actions.start_if_backlog = lambda name: start_run(by_drain[name], "supervisor")
@@ -365,27 +459,28 @@ def main() -> None:
         rows = []
         header = (f"{'seed':>4} {'way':<14} {'owner':>6} {'week end':>9} {'lapsed':>7} "
                   f"{'unused':>7} {'calls':>6} {'refused':>8} {'(probe)':>8} {'breaches':>9} "
-                  f"{'reset->call':>12} {'burst from':>11}")
+                  f"{'reset->call (real)':>19} {'burst from':>11}")
         print(header)
         for way in ways:
             release_seconds = (0 if way.way in ("ap-no-release", "cron") else RELEASE_HOURS * hour)
             m = measure(way, week_reset, release_seconds, scale)
             m.update(seed=way.seed, way=way.way)
             rows.append(m)
-            latency = "-" if m["latency_scaled"] is None else f"{m['latency_scaled']:.0f} s"
+            latency = ("-" if m["latency_scaled"] is None else
+                       f"{m['latency_scaled']:.0f} s ({m['latency_real_ms']:.0f} ms)")
             burst = m["burst_start_hours_before_reset"]
             burst = "-" if burst is None else f"R-{burst:.0f} h"
             print(f"{way.seed:>4} {way.way:<14} {m['owner_share']:>6.0%} {m['week_end']:>9.1%} "
                   f"{m['lapsed']:>7.1%} {m['unused']:>7.1%} {m['calls']:>6} {m['refused']:>8} "
                   f"{m['refused'] - m['refused_not_probe']:>8} {m['breaches']:>9} "
-                  f"{latency:>12} {burst:>11}")
+                  f"{latency:>19} {burst:>11}")
         goals = []
         for m in rows:
-            if m["way"] == "autopilot":
+            if m["way"] in ("autopilot", "autopilot-cli"):
                 goals.append(("unused <= 3 %", m["unused"] <= 0.03))
             if m["way"] == "ap-no-release":
                 goals.append(("lapsed <= 5 %", m["lapsed"] <= 0.05))
-            if m["way"] in ("autopilot", "ap-no-release"):
+            if m["way"] in ("autopilot", "ap-no-release", "autopilot-cli"):
                 goals.append(("0 breaches", m["breaches"] == 0))
                 goals.append(("refused only probes", m["refused_not_probe"] == 0))
                 goals.append(("reset->call <= 60 s", (m["latency_scaled"] or 0) <= 60))

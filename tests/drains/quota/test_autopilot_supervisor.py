@@ -80,3 +80,24 @@ def test_not_due__nothing_starts(world):
     assert "autopilot  quota cli:acct: autopilot waiting:" in out, out
     assert DrainControl.objects.get(name="halacha").burst_until is None
     assert not DrainRun.objects.filter(drain="halacha").exists()
+
+
+def test_between_chunks__a_normal_run_starts_the_autopilots_burst_and_goes_on_as_it(
+    world, settings, monkeypatch
+):
+    from drains.bursts import get_drain_burst
+    from drains.models import RunMode
+
+    monkeypatch.setenv("TEST_EXTRACTOR_QUOTA_KEY", KEY)
+    settings.HALACHA_EXTRACTOR = "tests.support.extractors:InstantExtractor"
+    settings.DRAINS_DEFAULT_MAX_ITEMS = 3  # a normal run alone would stop after 3
+    settings.DRAINS_CHUNK_SIZE = 2
+    factories.make_decisions(5, prefix="b")  # 8 in all
+    week_reading(0.60, timedelta(hours=30))  # due (see above)
+    out = io.StringIO()
+    call_command("drain_halacha", "--trigger", "cron", stdout=out, stderr=io.StringIO())
+    [run] = DrainRun.objects.filter(drain="halacha")
+    burst = get_drain_burst("halacha")
+    assert burst.active and DrainControl.objects.get(name="halacha").burst_by == "autopilot"
+    assert run.mode == RunMode.BURST and run.deadline == burst.burst_until
+    assert run.items_done == 8, out.getvalue()  # past the normal run's cap: the burst's run
