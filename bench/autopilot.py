@@ -18,7 +18,8 @@ seed's week is spent four ways, each on its own account and drain:
   calls made by the real pinned Claude CLI as a subscriber (an OAuth token, the stand-in as its
   API, tests/support/real_claude.py's world), reading its stream-json ``rate_limit_event``
   lines; a CLI call takes seconds, so its calls are 5x larger (1 % of the week, 10 % of the
-  5-hour window) and the owner's the same share of the week in fewer, larger calls.
+  5-hour window), the owner's the same share of the week in fewer, larger calls, and its cron
+  fires every 5 hours (the same share of the week as the others' hourly 1-item run).
 
 The real runtime runs the drains (``run_drain``, the real ``anthropic`` SDK against the stand-in,
 the ceiling, the probe, the session wait) and real supervisor ticks decide (``supervise``, with
@@ -434,14 +435,20 @@ def main() -> None:
               f"a call, {LATENCY * 1000:.0f} ms a call, backlog {BACKLOG} a drain", flush=True)
         while time.time() < start:
             time.sleep(0.05)
-        next_cron = next_tick = start
+        next_tick = start
+        # Cron spends the same share of the week in every way: the CLI way's calls are 5x
+        # larger, so its cron fires every 5 hours.
+        next_cron = {way.drain: start for way in ways}
+        cron_every = {way.drain: CRON_EVERY_HOURS * hour * (
+            CLI_WEEK_PER_CALL / WEEK_PER_CALL if way.way == "autopilot-cli" else 1)
+            for way in ways}
         interval = 15 * 60 * scale
         while time.time() < week_reset + 1:
             now = time.time()
-            if now >= next_cron and now < week_reset:
-                for way in ways:
+            for way in ways:
+                if now >= next_cron[way.drain] and now < week_reset:
                     start_run(way, "cron")
-                next_cron += CRON_EVERY_HOURS * hour
+                    next_cron[way.drain] += cron_every[way.drain]
             if now >= next_tick:
                 supervise(write=lambda line: None)
                 next_tick += interval
