@@ -303,10 +303,11 @@ def test_stop_on_the_page__sigterm_stops_a_real_run_audited(
 
     from drains import operator
 
-    # One second an item, 60 items: the run would go on for a minute unless stopped.
+    # 0.3 s an item, 100 items: the run would go on for 30 s unless stopped; its first
+    # checkpoint (items_done ≥ 1: it is really working) comes after 10 items.
     monkeypatch.setenv("HALACHA_EXTRACTOR", "tests.support.extractors:SleepingExtractor")
-    monkeypatch.setenv("TEST_EXTRACTOR_SLEEP", "1")
-    runnable(60)
+    monkeypatch.setenv("TEST_EXTRACTOR_SLEEP", "0.3")
+    runnable(100)
     with sync_playwright() as p:
         browser, page, errors = _open(p, live_server, width, height, "olga")
         try:
@@ -328,11 +329,11 @@ def test_stop_on_the_page__sigterm_stops_a_real_run_audited(
             stop.click()
             expect(actions.locator("form.stop-run .form-status")).to_contain_text(
                 f"stop run {run.pk}: SIGTERM sent to pid {run.pid}")
-            # After: the runner stopped on the signal, long before its 60 items were done.
+            # After: the runner stopped on the signal, long before its 100 items were done.
             run = _poll("the run ends on SIGTERM", lambda: DrainRun.objects.filter(
                 pk=run.pk, finished_at__isnull=False).first())
             assert (run.status, run.stop_reason) == ("stopped", "signal"), run.error
-            assert run.items_done < 60
+            assert run.items_done < 100
             event = DrainEvent.objects.get(kind="stop_run")
             assert (event.actor, event.run_id) == ("olga", run.pk)
             _refresh(page)
