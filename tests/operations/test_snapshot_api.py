@@ -349,10 +349,8 @@ def test_snapshot__the_oldest_pending_items_arrival_on_each_drain(api, operator,
 def test_snapshot__why_not_run_now_follows_the_operators_rule(api, frozen, decisions):
     """Each drain's ``why_not_run_now`` is what the run-now action would answer (the page's
     button follows it at every refresh): null when it can run, else the reason — a backoff
-    recorded through another drain on its quota key included."""
+    observed by another drain on its quota key included."""
     from drains.operator import why_not_run_now
-    from drains.quota.backoff import record_backoff
-
     def why():
         return by_name(api.get(URL).json())["halacha"]["why_not_run_now"]
 
@@ -361,9 +359,11 @@ def test_snapshot__why_not_run_now_follows_the_operators_rule(api, frozen, decis
     assert why() is None and why_not_run_now("halacha") is None
     assert by_name(api.get(URL).json())["supervise_drains"]["why_not_run_now"] is None
     DrainControl.objects.update_or_create(name="halacha", defaults={"quota_key": "q"})
-    record_backoff(drain="metadata", quota_key="q", reset_at=timezone.now() + timedelta(hours=1),
-                   reason="usage limit reached")
+    DrainControl.objects.update_or_create(name="metadata", defaults={
+        "quota_key": "q", "backoff_until": timezone.now() + timedelta(hours=1),
+        "backoff_reason": "usage limit reached"})
     assert why() == why_not_run_now("halacha")
-    assert why().startswith("a backoff is in force until Wed 2026-12-02 11:00 IST")
+    assert why().startswith("a backoff is in force until Wed 2026-12-02 11:00 IST (observed by "
+                            "metadata)")
     DrainControl.objects.filter(name="halacha").update(enabled=False)
     assert why() == why_not_run_now("halacha") == "the drain is disabled: enable it first"
