@@ -48,27 +48,40 @@ class Done:
     data: dict
 
 
-def _why_not_start(name: str, now) -> str | None:
-    control = DrainControl.objects.filter(name=name).first()
-    if control is not None and not control.enabled:
+def start_refusal(*, enabled: bool, backoff_until, backoff_drain: str, name: str,
+                  holder: int | None, next_fire, pending: int, now) -> str | None:
+    """Why "run now" cannot start ``name`` (None: it can), from what is known of it: whether it
+    is enabled, the backoff that stops it (``backoff_until``, observed by ``backoff_drain``;
+    None: none), the session holding its lock, its next scheduled start and its pending items.
+    The one rule: the action (below) and the snapshot's ``why_not_run_now`` (the page's button,
+    refreshed every 15 s) both ask it."""
+    if not enabled:
         return "the drain is disabled: enable it first"
-    backoff = backoff_in_force(drain=name, now=now)
-    if backoff is not None:
-        source = "" if backoff.drain == name else f" (observed by {backoff.drain})"
-        return (f"a backoff is in force until {format_local(backoff.until)}{source}: use "
+    if backoff_until is not None:
+        source = "" if backoff_drain == name else f" (observed by {backoff_drain})"
+        return (f"a backoff is in force until {format_local(backoff_until)}{source}: use "
                 "\"retry now\" to clear it first")
-    holder = drain_lock_holders([name])[name]
     if holder is not None:
         return f"a run is going (database session {holder} holds the drain lock)"
-    command = registry.get(name).command_name()
-    for job in schedule.scheduled_jobs():
-        if job.name == command:
-            fire = schedule.next_fire_times(job.expression, 1, now)[0]
-            if fire - now <= SCHEDULE_MARGIN:
-                return f"its scheduled run starts at {format_local(fire)}: wait for it"
-    if not registry.get(name).pending_count():
+    if next_fire is not None and next_fire - now <= SCHEDULE_MARGIN:
+        return f"its scheduled run starts at {format_local(next_fire)}: wait for it"
+    if not pending:
         return "the backlog is empty: nothing to run"
     return None
+
+
+def _why_not_start(name: str, now) -> str | None:
+    control = DrainControl.objects.filter(name=name).first()
+    backoff = backoff_in_force(drain=name, now=now)
+    command = registry.get(name).command_name()
+    fire = next((schedule.next_fire_times(job.expression, 1, now)[0]
+                 for job in schedule.scheduled_jobs() if job.name == command), None)
+    return start_refusal(
+        enabled=control is None or control.enabled,
+        backoff_until=backoff.until if backoff else None,
+        backoff_drain=backoff.drain if backoff else name, name=name,
+        holder=drain_lock_holders([name])[name], next_fire=fire,
+        pending=registry.get(name).pending_count(), now=now)
 
 
 def why_not_run_now(name: str) -> str | None:

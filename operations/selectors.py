@@ -21,7 +21,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from drains import bursts, failures, registry, rules, schedule
+from drains import bursts, failures, operator, registry, rules, schedule
 from drains.clock import format_local, short_time
 from drains.locks import drain_lock_holders
 from drains.models import DrainControl, DrainEvent, DrainRun, RunStatus
@@ -278,11 +278,25 @@ def _entry(service: _Job, next_fire_at, current, last, notes, now) -> dict:
         "backoff": None,
         "backlog": None,
         "projection": None,
+        "why_not_run_now": None,
     }
 
 
+def _why_not_run_now(name: str, *, control, backoffs, holder, next_fire, backlog,
+                     now) -> str | None:
+    """Why the page's "run now" cannot apply (None: it can), asked of drains/operator.py's rule
+    with what the snapshot read, so the button follows each refresh at no extra round trip."""
+    blocking = policy.blocking_backoff(drain=name, quota_key=control.quota_key if control else "",
+                                       controls=backoffs, now=now)
+    return operator.start_refusal(
+        enabled=control is None or control.enabled,
+        backoff_until=blocking["backoff_until"] if blocking else None,
+        backoff_drain=blocking["name"] if blocking else name, name=name, holder=holder,
+        next_fire=next_fire, pending=backlog["pending"], now=now)
+
+
 def _drain_entry(entry: dict, name: str, *, now, control, burst, current, last, backlog,
-                 done_per_hour, recent_runs, holder) -> tuple[str, str]:
+                 done_per_hour, recent_runs, holder, backoffs) -> tuple[str, str]:
     """Fill a drain's part of its snapshot entry; return its (state, reason)."""
     state, reason = _drain_state(
         control=control, burst=burst, current=current, last=last, backlog=backlog,
@@ -310,6 +324,9 @@ def _drain_entry(entry: dict, name: str, *, now, control, burst, current, last, 
         burst_active=burst.active,
         backoff=backoff,
         backlog=backlog,
+        why_not_run_now=_why_not_run_now(name, control=control, backoffs=backoffs, holder=holder,
+                                         next_fire=entry["next_fire_at"], backlog=backlog,
+                                         now=now),
         projection={
             "deadline": p.deadline,
             "deadline_kind": p.deadline_kind,
@@ -337,8 +354,9 @@ def snapshot(*, now: datetime | None = None, only: str | None = None) -> dict:
 
     burst_states = bursts.get_drain_bursts()
     holders = drain_lock_holders(drain_names)
-    controls, (current, last), done, runs, backlogs, (notes, recent) = reads.fetch([
+    controls, backoffs, (current, last), done, runs, backlogs, (notes, recent) = reads.fetch([
         reads.controls(drain_names),
+        reads.backoffs(now),
         reads.runs(run_names),
         reads.done_per_hour(drain_names, now),
         reads.recent_runs(drain_names, now, now - _window() - proj.SESSION_BOUND),
@@ -357,7 +375,7 @@ def snapshot(*, now: datetime | None = None, only: str | None = None) -> dict:
                 burst=burst_states[service.name], current=current.get(service.name),
                 last=last.get(service.name), backlog=backlogs[service.name],
                 done_per_hour=done[service.name], recent_runs=runs[service.name],
-                holder=holders.get(service.name),
+                holder=holders.get(service.name), backoffs=backoffs,
             )
         else:
             state, reason = _job_state(

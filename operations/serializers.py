@@ -175,6 +175,10 @@ class ServiceSerializer(serializers.Serializer):
     last_run = RunSerializer(allow_null=True)
     backlog = BacklogSerializer(allow_null=True)
     projection = ProjectionSerializer(allow_null=True)
+    why_not_run_now = serializers.CharField(
+        allow_null=True, help_text="Drains: why \"run now\" cannot apply now (\"the drain is "
+        "disabled: enable it first\", \"a backoff is in force until …\", \"the backlog is empty: "
+        "nothing to run\"); null when it can, and for other services. The page's button follows it.")
     notes = EventSerializer(many=True)
 
 

@@ -20,7 +20,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from drains import operator, registry
+from drains import registry
 from drains.bursts import MSG_DISABLED_BURST, MSG_NO_BURST, upcoming_week_boundary
 from drains.clock import zone_abbreviations
 from drains.models import DrainEvent, DrainRun, EventKind
@@ -63,8 +63,6 @@ class OperationsPage(View):
                                 if s["kind"] == "supervisor"), None)
         for s in snapshot["services"]:
             if s["kind"] == "drain":
-                # What the buttons may do now, and why not (the disabled button says it).
-                s["why_not_run_now"] = operator.why_not_run_now(s["name"]) or ""
                 s["failed_url"] = f"{reverse('operations:failed')}?drain={s['name']}"
         return render(
             request,

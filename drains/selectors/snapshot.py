@@ -4,7 +4,8 @@ a CONSTANT number of round trips however many drains, runs and events exist.
 Each read is a ``Statement`` (its SQL and parameters, and how to turn its rows into data);
 ``fetch`` sends several together, so the snapshot's own reads cost one round trip:
 
-a. every DrainControl row (``controls``);
+a. every DrainControl row (``controls``), and every backoff in force (``backoffs``, for "run
+   now": a backoff on the drain's quota key stops it too);
 b. per run name, the newest running run and the newest finished one (``runs``): a UNION ALL of
    two LATERAL joins over ``unnest(names)``, each an index probe on (drain, started_at), with
    ``pg_stat_get_activity(backend_pid)`` telling whether a running job's session is there;
@@ -103,6 +104,22 @@ def controls(drain_names: list[str]) -> Statement:
             control.disabled_by = row[len(attnames)]
             controls[control.name] = control
         return controls
+
+    return Statement(sql, list(params), read)
+
+
+def backoffs(now: datetime) -> Statement:
+    """Every backoff in force (name, quota_key, backoff_until): a rate limit belongs to the
+    quota, so a drain is stopped by its own and by any on its quota key (drains/quota/policy.py
+    ``blocking_backoff``), whichever drains the snapshot shows. As many rows as backoffs."""
+    sql, params = (
+        DrainControl.objects.filter(backoff_until__gt=now)
+        .values_list("name", "quota_key", "backoff_until")
+        .query.sql_with_params()
+    )
+
+    def read(rows):
+        return [{"name": n, "quota_key": k, "backoff_until": u} for n, k, u in rows]
 
     return Statement(sql, list(params), read)
 

@@ -344,3 +344,26 @@ def test_snapshot__the_oldest_pending_items_arrival_on_each_drain(api, operator,
     client.force_login(operator)
     page = client.get("/operations").content.decode()
     assert "oldest pending since Wed 07:00 IST" in page
+
+
+def test_snapshot__why_not_run_now_follows_the_operators_rule(api, frozen, decisions):
+    """Each drain's ``why_not_run_now`` is what the run-now action would answer (the page's
+    button follows it at every refresh): null when it can run, else the reason — a backoff
+    observed by another drain on its quota key included."""
+    from drains.operator import why_not_run_now
+    def why():
+        return by_name(api.get(URL).json())["halacha"]["why_not_run_now"]
+
+    assert why() == why_not_run_now("halacha") == "the backlog is empty: nothing to run"
+    decisions(pending=1)
+    assert why() is None and why_not_run_now("halacha") is None
+    assert by_name(api.get(URL).json())["supervise_drains"]["why_not_run_now"] is None
+    DrainControl.objects.update_or_create(name="halacha", defaults={"quota_key": "q"})
+    DrainControl.objects.update_or_create(name="metadata", defaults={
+        "quota_key": "q", "backoff_until": timezone.now() + timedelta(hours=1),
+        "backoff_reason": "usage limit reached"})
+    assert why() == why_not_run_now("halacha")
+    assert why().startswith("a backoff is in force until Wed 2026-12-02 11:00 IST (observed by "
+                            "metadata)")
+    DrainControl.objects.filter(name="halacha").update(enabled=False)
+    assert why() == why_not_run_now("halacha") == "the drain is disabled: enable it first"

@@ -167,6 +167,13 @@
     const actions = body.querySelector(".actions");
     if (actions && canChange) {
       // Each button is enabled only when its action can apply; the disabled one says why.
+      const runNow = actions.querySelector("form.run-now button");
+      const whyNot = s.why_not_run_now || ""; // the snapshot asks drains/operator.py's rule
+      runNow.disabled = Boolean(whyNot);
+      runNow.title = whyNot;
+      if (whyNot) runNow.setAttribute("aria-describedby", `run-now-why-${s.name}`);
+      else runNow.removeAttribute("aria-describedby");
+      setText(actions, "run-now-why", whyNot);
       const retry = actions.querySelector("form.retry-now button");
       retry.disabled = !s.backoff;
       retry.title = s.backoff ? "" : "no backoff to clear";
