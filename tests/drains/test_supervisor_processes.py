@@ -147,5 +147,6 @@ def test_hung_run_is_stopped_marked_and_restarted_and_resumes_from_its_checkpoin
     calls = Counter(pk for _, _, pk, _ in read_call_log(world / "calls.log"))
     assert calls == Counter({d.pk: 2 if d.external_id == "h-0005" else 1 for d in decisions})
     assert set(CourtDecision.objects.values_list("status", flat=True)) == {"done"}
-    log = (world / "log" / "halacha-supervisor.log").read_text()
-    assert f"run {again.pk} succeeded" in log
+    # The run's row is finished before its process writes the last line: wait for the line.
+    log = world / "log" / "halacha-supervisor.log"
+    wait_until(lambda: f"run {again.pk} succeeded" in log.read_text(), "the run's last line")
