@@ -15,23 +15,13 @@ from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.utils import timezone
 
+from drains.admin import ReadOnlyAdmin
 from drains.quota import controls, reserve
 from drains.quota.models import QuotaPolicy, QuotaSample, QuotaWindow
 from drains.selectors.quota import quota_entries
 from operations.quota import forecast_text, window_text
 
 POLICY_FIELDS = ("weekly_reserve", "session_reserve", "reserve_release_hours", "autopilot")
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(QuotaWindow)
