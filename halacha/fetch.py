@@ -79,6 +79,8 @@ def record_lines(text: str, source: str) -> list[str]:
     A payload starting with ``[`` is a JSON array of records; one starting with ``{`` that
     parses whole is a single record; anything else is read as JSONL, line by line, so that a
     broken line is reported on its own. Raises ``NotJson`` when an array does not parse.
+    JSONL lines end at ``\n`` (or ``\r\n``) only, as ``import_decisions`` reads a file: a
+    record may hold U+2028 or U+0085, at which ``str.splitlines`` would cut it in two.
     """
     text = text.removeprefix("\ufeff")
     stripped = text.lstrip()
@@ -100,7 +102,10 @@ def record_lines(text: str, source: str) -> list[str]:
             pass  # not one object: it is JSONL, whose lines the importer reports one by one
         else:
             return [json.dumps(record, ensure_ascii=False)]
-    return text.splitlines()
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline that ends the last line starts no record
+    return [line.removesuffix("\r") for line in lines]
 
 
 def _unique_destination(folder: Path, name: str, now: datetime) -> Path:

@@ -171,6 +171,17 @@ def test_feed_jsonl_with_a_broken_line(feed, inbox):
 
 
 @pytest.mark.django_db
+def test_feed_jsonl_lines_end_at_newline_only(feed, inbox):
+    """A record holding U+2028, U+0085 or U+001C unescaped is one line, not three."""
+    texts = ["a\u2028b", "c\x85d", "e\x1cf"]
+    body = "\r\n".join(json.dumps(rec(n, t), ensure_ascii=False) for n, t in enumerate(texts, 1))
+    feed.routes["/odd.jsonl"] = (200, "application/x-ndjson", body.encode("utf-8"))
+    report = fetch_decisions(inbox=inbox, feed_url=feed.url("/odd.jsonl"))
+    assert (report.feed.lines, report.feed.added, report.feed.bad) == (3, 3, 0)
+    assert CourtDecision.objects.get(external_id="feed-2").text == "c\x85d"
+
+
+@pytest.mark.django_db
 def test_feed_server_error_raises_after_the_inbox_is_imported(feed, inbox):
     (inbox / "a.jsonl").write_text(json.dumps(rec(1)) + "\n")
     feed.routes["/decisions"] = (503, "text/plain", b"upstream database is down")
