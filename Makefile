@@ -31,6 +31,7 @@ run: venv
 
 test: venv test-packages claude-cli
 	$(PYTHON) -m ruff check .
+	$(PYTHON) -m mypy
 	$(PYTHON) -m pytest
 
 # Debian packages the tests drive, installed when missing (as root, or with sudo):
