@@ -18,6 +18,7 @@ import logging
 import socket
 import sqlite3
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,7 @@ class Journal:
         )
 
     def record(self, *, drain: str, item_key: str, run_id: int | None, payload: Any,
-               usage: dict | None) -> None:
+               usage: Mapping[str, Any] | None) -> None:
         """Append one paid result; an older entry for the item wins (it was paid for first)."""
         body = json.dumps(payload, ensure_ascii=False, default=str)
         spent = json.dumps(dict(usage or {}), ensure_ascii=False, default=str)

@@ -69,6 +69,8 @@ def end_outlasted_bursts(
     done = []
     bursts = DrainControl.objects.filter(name__in=list(drains), burst_until__isnull=False)
     for name, burst_until in bursts.values_list("name", "burst_until"):
+        if burst_until is None:
+            continue  # the filter left none out; this tells the type checker
         if not policy.weekly_outlasts_burst(
             kind=kind.kind, reset_at=reset_at, burst_until=burst_until, now=now
         ):

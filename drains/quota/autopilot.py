@@ -23,9 +23,11 @@ an extractor.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any, TypedDict
 
 from django.conf import settings
 from django.db import transaction
@@ -148,13 +150,32 @@ class _Inputs:
     reserves: Reserves
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """The plan for a week whose weekly reading has a reset ahead, with that reading."""
+
+    plan: StartPlan
+    rate: SpendRate
+    utilization: float
+    resets_at: datetime
+
+
+class ControlRow(TypedDict):
+    """A drain's control row as ``quota_drains`` reads it."""
+
+    name: str
+    enabled: bool
+    burst_until: datetime | None
+    burst_by: str
+
+
 def _inputs(quota_key: str) -> _Inputs:
     policy = QuotaPolicy.objects.filter(quota_key=quota_key).first()
     weekly = QuotaWindow.objects.filter(quota_key=quota_key, window=WEEKLY).first()
     return _Inputs(policy, weekly, reserves_from(policy))
 
 
-def _ceilings(reserves, resets_at: datetime, now: datetime) -> tuple[float, float]:
+def _ceilings(reserves: Reserves, resets_at: datetime, now: datetime) -> tuple[float, float]:
     """(the weekly ceiling in force now, the one the week ends at)."""
     ceiling_now = window_ceiling(window=WEEKLY, reserves=reserves, resets_at=resets_at, now=now)
     just_before = resets_at - timedelta(microseconds=1)
@@ -164,7 +185,7 @@ def _ceilings(reserves, resets_at: datetime, now: datetime) -> tuple[float, floa
     return ceiling_now, at_reset
 
 
-def _plan(inputs: _Inputs, quota_key: str, now: datetime) -> tuple[StartPlan, SpendRate] | None:
+def _plan(inputs: _Inputs, quota_key: str, now: datetime) -> _Planned | None:
     weekly = inputs.weekly
     if weekly is None or weekly.resets_at is None or weekly.resets_at <= now:
         return None
@@ -182,7 +203,7 @@ def _plan(inputs: _Inputs, quota_key: str, now: datetime) -> tuple[StartPlan, Sp
         margin=float(settings.DRAINS_AUTOPILOT_SAFETY_MARGIN),
         interval=supervisor_interval(),
     )
-    return plan, rate
+    return _Planned(plan, rate, weekly.utilization, weekly.resets_at)
 
 
 def supervisor_interval() -> timedelta:
@@ -203,16 +224,15 @@ def forecast(*, quota_key: str, now: datetime) -> Forecast | None:
     planned = _plan(inputs, quota_key, now)
     if planned is None:
         return None
-    plan, rate = planned
-    weekly = inputs.weekly
-    _, at_reset = _ceilings(inputs.reserves, weekly.resets_at, now)
-    pace = week_pace(utilization=weekly.utilization, resets_at=weekly.resets_at, now=now)
-    hours_left = (weekly.resets_at - now).total_seconds() / 3600
-    end = min(1.0, weekly.utilization + pace * hours_left)
+    plan, rate = planned.plan, planned.rate
+    _, at_reset = _ceilings(inputs.reserves, planned.resets_at, now)
+    pace = week_pace(utilization=planned.utilization, resets_at=planned.resets_at, now=now)
+    hours_left = (planned.resets_at - now).total_seconds() / 3600
+    end = min(1.0, planned.utilization + pace * hours_left)
     return Forecast(
         quota_key=quota_key,
-        utilization=weekly.utilization,
-        resets_at=weekly.resets_at,
+        utilization=planned.utilization,
+        resets_at=planned.resets_at,
         pace_per_hour=pace,
         week_end_utilization=end,
         ceiling_at_reset=at_reset,
@@ -222,7 +242,7 @@ def forecast(*, quota_key: str, now: datetime) -> Forecast | None:
     )
 
 
-def quota_drains(quota_key: str) -> list[dict]:
+def quota_drains(quota_key: str) -> list[ControlRow]:
     """The drains that draw on ``quota_key`` (their control rows as dicts; one query)."""
     from drains.models import DrainControl
 
@@ -246,15 +266,17 @@ def autopilot_status(*, quota_key: str, now: datetime) -> AutopilotStatus:
 
 
 def _status(
-    quota_key: str, inputs: _Inputs, drains: list[dict], now: datetime
-) -> tuple[AutopilotStatus, StartPlan | None, SpendRate | None]:
+    quota_key: str, inputs: _Inputs, drains: list[ControlRow], now: datetime
+) -> tuple[AutopilotStatus, _Planned | None]:
     enabled = bool(inputs.policy and inputs.policy.autopilot)
     planned = _plan(inputs, quota_key, now)
-    plan, rate = planned if planned else (None, None)
+    plan = planned.plan if planned else None
     start = plan.planned_start if plan else None
 
-    def status(state: AutopilotState, reason: str, **extra) -> tuple:
-        return AutopilotStatus(quota_key, enabled, state, reason, start, **extra), plan, rate
+    def status(
+        state: AutopilotState, reason: str, **extra: Any
+    ) -> tuple[AutopilotStatus, _Planned | None]:
+        return AutopilotStatus(quota_key, enabled, state, reason, start, **extra), planned
 
     if not enabled:
         return status(AutopilotState.OFF, "the autopilot is off for this quota key")
@@ -307,25 +329,26 @@ def run_autopilot(*, quota_key: str, now: datetime, dry_run: bool = False) -> li
 
     inputs = _inputs(quota_key)
     drains = quota_drains(quota_key)
-    status, plan, rate = _status(quota_key, inputs, drains, now)
+    status, planned = _status(quota_key, inputs, drains, now)
     lines: list[str] = []
     if status.state == AutopilotState.BURSTING:
         for d in drains:
-            if d["burst_by"] != ACTOR or not rules.burst_active(d["burst_until"], now=now):
+            until = d["burst_until"]
+            # An active burst has a deadline; ``until is None`` only narrows the type.
+            if d["burst_by"] != ACTOR or until is None or not rules.burst_active(until, now=now):
                 continue
             if d["name"] not in registry.names() or registry.get(d["name"]).pending_count():
                 continue
             message = "autopilot burst ended: the backlog is empty"
             if dry_run:
                 lines.append(f"{d['name']}: would end: {message}")
-            elif end_burst_early(name=d["name"], until=d["burst_until"], message=message,
-                                 actor=ACTOR):
+            elif end_burst_early(name=d["name"], until=until, message=message, actor=ACTOR):
                 lines.append(f"{d['name']}: {message}")
         return lines
-    if status.state != AutopilotState.DUE:
+    if status.state != AutopilotState.DUE or planned is None:  # DUE always comes with a plan
         return [f"quota {quota_key}: autopilot {status.state}: {status.reason}"]
-    deadline = inputs.weekly.resets_at
-    note = burst_note(utilization=inputs.weekly.utilization, room=plan.room, rate=rate,
+    deadline = planned.resets_at
+    note = burst_note(utilization=planned.utilization, room=planned.plan.room, rate=planned.rate,
                       deadline=deadline)
     for d in drains:
         name = d["name"]
@@ -344,7 +367,9 @@ def run_autopilot(*, quota_key: str, now: datetime, dry_run: bool = False) -> li
     return lines
 
 
-def autopilot_tick(*, now: datetime, dry_run: bool = False, write=None) -> list[str]:
+def autopilot_tick(
+    *, now: datetime, dry_run: bool = False, write: Callable[[str], object] | None = None
+) -> list[str]:
     """The supervisor's autopilot step, before its six steps (so step 6 starts what it began):
     ``run_autopilot`` for every quota key whose autopilot is on. A key that fails is recorded
     as a ``supervisor_error`` event and the others go on."""

@@ -26,9 +26,13 @@ SESSION_WINDOWS = ("five_hour",)
 
 
 class Reading(Protocol):
-    window: str
-    utilization: float
-    resets_at: datetime | None
+    # Read-only: a frozen WindowReading and a QuotaWindow row both are one.
+    @property
+    def window(self) -> str: ...
+    @property
+    def utilization(self) -> float: ...
+    @property
+    def resets_at(self) -> datetime | None: ...
 
 
 @dataclass(frozen=True)

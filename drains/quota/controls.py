@@ -29,10 +29,10 @@ def set_quota_policy(
     *,
     quota_key: str,
     actor: str,
-    weekly_reserve=UNSET,
-    session_reserve=UNSET,
-    reserve_release_hours=UNSET,
-    autopilot=UNSET,
+    weekly_reserve: object = UNSET,
+    session_reserve: object = UNSET,
+    reserve_release_hours: object = UNSET,
+    autopilot: object = UNSET,
 ) -> QuotaPolicy:
     """Change a quota key's policy; ``UNSET`` leaves a field, ``None`` (``DEFAULT``) returns a
     reserve or the release hours to the setting's default.
@@ -43,7 +43,7 @@ def set_quota_policy(
     bursts in the same transaction).
     """
     key = validate_quota_key(quota_key)
-    changes: dict = {}
+    changes: dict[str, float | bool | None] = {}
     if weekly_reserve is not UNSET:
         changes["weekly_reserve"] = _fraction("weekly_reserve", weekly_reserve)
     if session_reserve is not UNSET:
@@ -80,7 +80,7 @@ def set_quota_policy(
     return policy
 
 
-def _shown(value, name: str) -> str:
+def _shown(value: object, name: str) -> str:
     if value is None:
         return "default"
     if name == "autopilot":

@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import models
 
@@ -92,12 +93,12 @@ def classify_text(text: str) -> Kind:
     return Kind()
 
 
-def _classify_object(obj: dict) -> Kind:
+def _classify_object(obj: dict[str, Any]) -> Kind:
     info = obj.get("rate_limit_info")
     if obj.get("type") == "rate_limit_event" and isinstance(info, dict):
         return window_kind(info.get("rateLimitType"))
     found = obj.get("error")
-    error: dict = found if isinstance(found, dict) else {}
+    error: dict[str, Any] = found if isinstance(found, dict) else {}
     if obj.get("api_error_status") == 529 or "overloaded" in str(
         obj.get("api_error_type") or error.get("type") or ""
     ):

@@ -146,4 +146,4 @@ def slowed_limit(*, in_flight_limit: int) -> int:
 def overload_retry_wait(*, retry: int, base: float, jitter: float) -> float:
     """Seconds before retry number ``retry`` (1, 2, ...) of an overloaded call: ``base``,
     doubled each time, plus up to a quarter more (``jitter`` in [0, 1))."""
-    return base * 2 ** (retry - 1) * (1 + 0.25 * jitter)
+    return base * 2.0 ** (retry - 1) * (1 + 0.25 * jitter)

@@ -13,7 +13,7 @@ from django.conf import settings
 
 from drains.clock import format_local
 from drains.quota.ceiling import first_over_ceiling, is_weekly, window_ceiling
-from drains.quota.models import QuotaPolicy
+from drains.quota.models import QuotaPolicy, QuotaWindow
 from drains.quota.reserve import reserves_from
 from drains.quota.store import known_quota_keys, latest_windows
 
@@ -40,7 +40,7 @@ def quota_lines(*, now: datetime) -> list[str]:
     if not keys:
         return ["no quota key known yet: a drain records its key at its first run"]
     policies = {p.quota_key: p for p in QuotaPolicy.objects.filter(quota_key__in=keys)}
-    windows: dict[str, list] = {}
+    windows: dict[str, list[QuotaWindow]] = {}
     for row in latest_windows():
         windows.setdefault(row.quota_key, []).append(row)
     lines: list[str] = []
@@ -49,7 +49,7 @@ def quota_lines(*, now: datetime) -> list[str]:
     return lines
 
 
-def key_lines(key: str, rows: list, policy: QuotaPolicy | None, *, now: datetime) -> list[str]:
+def key_lines(key: str, rows: list[QuotaWindow], policy: QuotaPolicy | None, *, now: datetime) -> list[str]:
     reserves = reserves_from(policy)
     lines = [f"quota {key}"]
 

@@ -82,7 +82,7 @@ def reserves_for(quota_key: str) -> Reserves:
     return reserves_from(QuotaPolicy.objects.filter(quota_key=quota_key).first())
 
 
-def _fraction(name: str, value) -> float | None:
+def _fraction(name: str, value: object) -> float | None:
     label = name.replace("_", " ")
     if value is None:
         return None
@@ -107,7 +107,7 @@ def _fraction(name: str, value) -> float | None:
     return number
 
 
-def _hours(value) -> float | None:
+def _hours(value: object) -> float | None:
     if value is None:
         return None
     message = (
@@ -126,7 +126,7 @@ def _hours(value) -> float | None:
     return number
 
 
-def _switch(value) -> bool:
+def _switch(value: object) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in ("on", "off"):
@@ -134,13 +134,14 @@ def _switch(value) -> bool:
     raise QuotaPolicyError(f"autopilot {value!r} is not on or off", field="autopilot")
 
 
-def validate_quota_key(quota_key) -> str:
+def validate_quota_key(quota_key: object) -> str:
     if not isinstance(quota_key, str) or not quota_key.strip():
         raise QuotaPolicyError(
             "the quota key is empty: name one (manage.py quota lists them)", field="quota"
         )
     key = quota_key.strip()
-    if len(key) > QuotaPolicy._meta.get_field("quota_key").max_length:
+    max_length = QuotaPolicy._meta.get_field("quota_key").max_length  # 200, set on the field
+    if max_length is not None and len(key) > max_length:
         raise QuotaPolicyError(
             f"the quota key {key[:40]!r}... is longer than 200 characters", field="quota"
         )

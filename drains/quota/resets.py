@@ -222,7 +222,7 @@ def _zone(name: str | None) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def _clock(match: re.Match) -> time | None:
+def _clock(match: re.Match[str]) -> time | None:
     hour = int(match["hour"])
     minute = int(match["minute"] or 0)
     ampm = (match["ampm"] or "").replace(".", "").lower()

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from drains.quota.kinds import lower_headers
 
@@ -74,7 +76,7 @@ class _Reader:
     def warn(self, text: str) -> None:
         self.warnings.append(f"quota signal ({self.source}): {text}")
 
-    def utilization(self, window: str, value) -> float | None:
+    def utilization(self, window: str, value: object) -> float | None:
         if isinstance(value, str):
             try:
                 value = float(value.strip())
@@ -88,7 +90,7 @@ class _Reader:
             return None
         return float(value)
 
-    def reset(self, window: str, value) -> datetime | None:
+    def reset(self, window: str, value: object) -> datetime | None:
         if value is None or value == "":
             return None
         if isinstance(value, str):
@@ -112,15 +114,23 @@ class _Reader:
             return None
         return moment
 
-    def status(self, window: str, value) -> str:
+    def status(self, window: str, value: object) -> str:
         if value in (None, ""):
             return ""
-        if value in STATUSES:
+        if isinstance(value, str) and value in STATUSES:
             return value
         self.warn(f"{window} status {value!r} is unknown; ignored")
         return ""
 
-    def add(self, window, utilization, resets_at, status, *, replace: bool = True) -> None:
+    def add(
+        self,
+        window: object,
+        utilization: object,
+        resets_at: object,
+        status: object,
+        *,
+        replace: bool = True,
+    ) -> None:
         """One reading, if ``window`` is a window name and ``utilization`` a fraction. A window
         refused with no utilization given is full (1.0)."""
         if not isinstance(window, str) or not _WINDOW_NAME_RE.match(window):
@@ -130,6 +140,7 @@ class _Reader:
             return
         status = self.status(window, status)
         reset = self.reset(window, resets_at)
+        value: float | None
         if utilization is None:
             if status != "rejected":
                 return  # allowed, no figure: nothing to read (the older CLIs' usual event)
@@ -149,7 +160,7 @@ class _Reader:
         )
 
 
-def from_stream_event(obj: dict, *, now: datetime) -> QuotaSignal:
+def from_stream_event(obj: dict[str, Any], *, now: datetime) -> QuotaSignal:
     """The signal in one CLI stream-json ``rate_limit_event`` (an empty one for any other line).
 
     Two shapes: ``rate_limit_info.unifiedWindows`` (CLI 2.1.259 and later: every window, each
@@ -182,7 +193,7 @@ def from_stream_event(obj: dict, *, now: datetime) -> QuotaSignal:
     return reader.signal(using_overage=info.get("isUsingOverage") is True)
 
 
-def from_unified_headers(headers, *, now: datetime) -> QuotaSignal:
+def from_unified_headers(headers: Mapping[str, str] | None, *, now: datetime) -> QuotaSignal:
     """The signal in an API response's ``anthropic-ratelimit-unified-*`` headers (answered or
     refused); empty when there are none (an API-key account).
 

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connection
 
 from drains.quota.models import QuotaPolicy, QuotaSample, QuotaWindow
-from drains.quota.signals import SAME_PERIOD, QuotaSignal
+from drains.quota.signals import SAME_PERIOD, QuotaSignal, WindowReading
 
 _WINDOW = QuotaWindow._meta.db_table
 _SAMPLE = QuotaSample._meta.db_table
@@ -108,7 +108,7 @@ def record_signals(
     signals = [(signal, at) for signal, at in signals if signal]
     if not signals or not quota_key:
         return
-    rows: list = []
+    rows: list[tuple[WindowReading, datetime, bool]] = []
     for signal, at in signals:
         for reading in signal.windows:
             rows.append((reading, at, signal.using_overage))
@@ -120,7 +120,7 @@ def record_signals(
             ["(%s, %s::float8, %s::timestamptz, %s, %s::timestamptz, %s::boolean, %s::int)"]
             * len(rows)
         )
-        params: list = []
+        params: list[str | float | datetime | None] = []
         for seq, (reading, at, overage) in enumerate(rows):
             params += [reading.window, reading.utilization, reading.resets_at, reading.status,
                        at, overage, seq]

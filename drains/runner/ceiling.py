@@ -25,6 +25,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from django.conf import settings
 from django.utils import timezone
@@ -36,6 +37,7 @@ from drains.quota.reserve import Reserves, reserves_from
 from drains.quota.resets import RateLimited
 from drains.quota.signals import QuotaSignal, WindowReading, supersedes
 from drains.quota.store import quota_state, record_signals
+from drains.runner.plugin import Processed
 from drains.runner.state import RunState
 
 logger = logging.getLogger(__name__)
@@ -45,10 +47,10 @@ class CeilingReached(RateLimited):
     """No call made: the quota is at its ceiling (or spending extra usage); ``breach`` says
     which window. Recorded like the refusal it avoids."""
 
-    def __init__(self, breach: Breach, *, now: datetime):
+    def __init__(self, breach: Breach, *, now: datetime) -> None:
         trusted = breach.resets_at is not None and breach.resets_at > now
         reset_at = (
-            breach.resets_at
+            cast(datetime, breach.resets_at)  # trusted: not None
             if trusted
             else now + timedelta(seconds=int(settings.DRAINS_FALLBACK_BACKOFF_SECONDS))
         )
@@ -133,7 +135,7 @@ class QuotaCeiling:
             readings=readings, using_overage=overage, reserves=self.reserves, now=now
         )
 
-    def call(self, item):
+    def call(self, item: Any) -> Processed:
         """The paid call, if the quota is below its ceiling; its signal noted either way."""
         now = timezone.now()
         breach = self.breach(now)

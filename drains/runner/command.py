@@ -4,8 +4,9 @@ sets ``drain_name`` and ``help`` and nothing else (thin: argument parsing, one s
 from __future__ import annotations
 
 import sys
+from typing import Any
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 
 from drains import validate
 from drains.models import Trigger
@@ -24,7 +25,7 @@ class DrainCommand(validate.CheckedCommand):
 
     drain_name = ""
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         # From a shell it is an operator's run; cron lines and the supervisor say who they are.
         add_trigger_argument(parser, default=Trigger.MANUAL)
         parser.add_argument(
@@ -46,7 +47,7 @@ class DrainCommand(validate.CheckedCommand):
             help=f"Extractor calls in flight at once (threads), 1 to {MAX_CONCURRENCY}. Default 1.",
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             result = run_drain(
                 self.drain_name,

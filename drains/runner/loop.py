@@ -30,7 +30,7 @@ from drains.quota.backoff import record_backoff
 from drains.quota.resets import RateLimited
 from drains.runner.ceiling import QuotaCeiling
 from drains.runner.pacing import Halted, Pacing, SlowedDown
-from drains.runner.plugin import ItemFailed
+from drains.runner.plugin import ItemFailed, Processed
 from drains.runner.probe import ProbeClaim
 from drains.runner.state import ItemOutcome, Outcome, RunState
 from drains.runs import RunSuperseded, Usage, promote_staged, record_checkpoint, stage_result
@@ -71,7 +71,7 @@ class WorkLoop:
             self._threads()
 
     def _inline(self) -> None:
-        pending: deque = deque()
+        pending: deque[Any] = deque()
         self._pump(
             submit=pending.append,
             next_outcome=lambda: self._work(pending.popleft()),
@@ -80,8 +80,8 @@ class WorkLoop:
 
     def _threads(self) -> None:
         state = self.state
-        work_q: queue.Queue = queue.Queue()
-        result_q: queue.Queue = queue.Queue()
+        work_q: queue.Queue[Any] = queue.Queue()  # items, then one _SENTINEL per worker
+        result_q: queue.Queue[ItemOutcome] = queue.Queue()
         workers = [
             threading.Thread(
                 target=self._worker,
@@ -107,7 +107,7 @@ class WorkLoop:
                 # stage what they were paid for, but never wait forever on a stuck call.
                 worker.join(None if clean else UNCLEAN_JOIN_SECONDS)
 
-    def _worker(self, work_q: queue.Queue, result_q: queue.Queue) -> None:
+    def _worker(self, work_q: queue.Queue[Any], result_q: queue.Queue[ItemOutcome]) -> None:
         try:
             while True:
                 item = work_q.get()
@@ -142,7 +142,7 @@ class WorkLoop:
             in_flight -= 1
             self._apply(outcome)
 
-    def next_item(self):
+    def next_item(self) -> Any:
         state = self.state
         while not state.buffer:
             if state.exhausted:
@@ -180,13 +180,13 @@ class WorkLoop:
         return True
 
     # --- one item (in a worker, or inline) ------------------------------------------------
-    def _work(self, item) -> ItemOutcome:
+    def _work(self, item: Any) -> ItemOutcome:
         started = time.monotonic()
         outcome = self._process_item(item)
         outcome.seconds = time.monotonic() - started
         return outcome
 
-    def _process_item(self, item) -> ItemOutcome:
+    def _process_item(self, item: Any) -> ItemOutcome:
         """Process one item: call, journal, stage, promote. Never raises."""
         state = self.state
         key = state.drain.item_key(item)
@@ -248,7 +248,7 @@ class WorkLoop:
         finally:
             reset_queries()  # DEBUG's query log must not grow with the backlog
 
-    def _journal_paid(self, key: str, processed) -> tuple[bool, JournalError | None]:
+    def _journal_paid(self, key: str, processed: Processed) -> tuple[bool, JournalError | None]:
         """(journaled, the error when the journal cannot be written). A journal that fails does
         not lose this result (it is staged directly); the run stops before its next call."""
         state = self.state

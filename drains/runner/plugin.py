@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
+from django.db.models import QuerySet
+
+from drains.quota.signals import QuotaSignal
+
 
 class ItemFailed(Exception):
     """Processing one item failed for a reason other than a rate limit; the run goes on.
@@ -22,8 +26,13 @@ class ItemFailed(Exception):
     """
 
     def __init__(
-        self, message: str, *, raw: Any = None, usage: Mapping | None = None, quota: Any = None
-    ):
+        self,
+        message: str,
+        *,
+        raw: Any = None,
+        usage: Mapping[str, Any] | None = None,
+        quota: QuotaSignal | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.raw = raw
@@ -46,8 +55,8 @@ class Processed:
     """What ``Drain.process`` returns: a JSON-able payload to stage, and the call's usage."""
 
     payload: Any
-    usage: Mapping | None = None
-    quota: Any = None  # the call's QuotaSignal (drains/quota/signals.py): the runner records it
+    usage: Mapping[str, Any] | None = None
+    quota: QuotaSignal | None = None  # the call's QuotaSignal (drains/quota/signals.py): the runner records it
 
 
 class Drain:
@@ -69,8 +78,8 @@ class Drain:
     # What ``produced_between`` counts, singular and plural, for a run's last line.
     product_names: ClassVar[tuple[str, str]] = ("row", "rows")
 
-    def __init__(self):
-        self._extractor = None
+    def __init__(self) -> None:
+        self._extractor: Any = None
 
     @classmethod
     def command_name(cls) -> str:
@@ -78,7 +87,7 @@ class Drain:
 
     # --- the backlog ---------------------------------------------------------------------
     @classmethod
-    def pending_queryset(cls):
+    def pending_queryset(cls) -> QuerySet[Any]:
         raise NotImplementedError(f"{cls.__name__}.pending_queryset()")
 
     @classmethod
@@ -102,25 +111,25 @@ class Drain:
         None when it produces none of its own."""
         return None
 
-    def select_pending(self, *, after: Any, limit: int) -> list:
+    def select_pending(self, *, after: Any, limit: int) -> list[Any]:
         """The next ``limit`` pending items after the cursor ``after`` (None: from the start)."""
         items = self.pending_queryset()
         if after is not None:
             items = items.filter(pk__gt=after)
         return list(items.order_by("pk")[:limit])
 
-    def item_key(self, item) -> str:
+    def item_key(self, item: Any) -> str:
         return str(item.pk)
 
-    def item_cursor(self, item) -> Any:
+    def item_cursor(self, item: Any) -> Any:
         return item.pk
 
     # --- the paid part ---------------------------------------------------------------------
-    def make_extractor(self):
+    def make_extractor(self) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.make_extractor()")
 
     @property
-    def extractor(self):
+    def extractor(self) -> Any:
         if self._extractor is None:
             self._extractor = self.make_extractor()
         return self._extractor
@@ -130,7 +139,7 @@ class Drain:
         quota_key = getattr(self.extractor, "quota_key", None)
         return str(quota_key() if callable(quota_key) else self.extractor.__class__.__name__)
 
-    def process(self, item) -> Processed:
+    def process(self, item: Any) -> Processed:
         raise NotImplementedError(f"{type(self).__name__}.process()")
 
     # --- persistence (classmethods: no extractor needed) ----------------------------------
@@ -167,11 +176,11 @@ class Drain:
         return ""
 
     @classmethod
-    def first_item_at(cls):
+    def first_item_at(cls) -> datetime | None:
         """When the first item arrived (None: unknown): the burn-down starts there."""
         return None
 
     @classmethod
-    def oldest_pending_at(cls):
+    def oldest_pending_at(cls) -> datetime | None:
         """When the oldest pending item arrived (None: unknown or nothing pending)."""
         return None

@@ -76,24 +76,27 @@ class QuotaSteps:
         for line in run_autopilot(quota_key=self.state.quota_key, now=timezone.now()):
             logger.info("%s: %s", self.state.name, line)
         burst = get_drain_burst(self.state.name)
-        if not burst.active:
+        until = burst.burst_until
+        if not burst.active or until is None:  # an active burst has a deadline
             return
-        self.state.mode, self.state.deadline = RunMode.BURST, burst.burst_until
-        self.state.progress.deadline = burst.burst_until
+        progress = self.state.progress
+        assert progress is not None, "the run's progress is set at its start"
+        self.state.mode, self.state.deadline = RunMode.BURST, until
+        progress.deadline = until
         if self.state.max_items == settings.DRAINS_DEFAULT_MAX_ITEMS and not self.state.explicit_caps[0]:
             self.state.max_items = None
         if self.state.max_minutes == settings.DRAINS_DEFAULT_MAX_MINUTES and not self.state.explicit_caps[1]:
             self.state.max_minutes = None
-        switch_to_burst(run=self.state.run_row, deadline=burst.burst_until)
+        switch_to_burst(run=self.state.row, deadline=until)
         logger.info("%s: the autopilot's burst is on: this run goes on until %s",
-                    self.state.name, burst.burst_until.isoformat())
+                    self.state.name, until.isoformat())
 
     # --- no idle open window -------------------------------------------------------------
     def _session_wait_due(self) -> bool:
         limit = self.state.rate_limit
-        waitable = limit is not None and (
-            limit.kind.kind == LimitKind.SESSION or getattr(limit, "lifted", False)
-        )
+        if limit is None:
+            return False
+        waitable = limit.kind.kind == LimitKind.SESSION or getattr(limit, "lifted", False)
         max_wait = float(settings.DRAINS_BURST_WAIT_MAX_HOURS) * 3600
         return (
             self.state.mode == RunMode.BURST
@@ -109,9 +112,9 @@ class QuotaSteps:
     def wait_for_session_reset(self) -> bool:
         """Wait at zero calls for the session window's reset; True when the run is to go on
         (its first call then goes as the probe), False when it ends as it stood."""
-        if not self._session_wait_due():
-            return False
         limit = self.state.rate_limit
+        if limit is None or not self._session_wait_due():
+            return False
         resume_at = limit.reset_at.timestamp() + float(settings.DRAINS_SESSION_RESUME_SECONDS)
         logger.info("%s: %s until %s, before the burst's deadline: waiting at zero calls to go "
                     "on then", self.state.name, "session limit" if limit.kind.kind == LimitKind.SESSION

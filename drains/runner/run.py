@@ -10,7 +10,8 @@ import logging
 import signal
 import threading
 from dataclasses import dataclass
-from typing import Any
+from types import FrameType
+from typing import Any, TextIO
 
 from django.conf import settings
 from django.db import DatabaseError, connections
@@ -95,7 +96,7 @@ def run_drain(
     max_minutes: float | None = None,
     concurrency: int = 1,
     chunk_size: int | None = None,
-    progress_stream=None,
+    progress_stream: TextIO | None = None,
     tty: bool | None = None,
 ) -> RunResult:
     """Run the drain ``name`` once, as the one runner. See the module docstring.
@@ -151,9 +152,9 @@ class _Runner:
         max_minutes: float | None,
         concurrency: int,
         chunk_size: int,
-        progress_stream,
+        progress_stream: TextIO | None,
         tty: bool | None,
-    ):
+    ) -> None:
         self.state = RunState(
             drain=drain,
             lock=lock,
@@ -285,7 +286,7 @@ class _Runner:
             f", deadline {format_local(state.deadline)}" if state.deadline else "",
         )
 
-    def _skip(self, reason: str, message: str, **data) -> RunResult:
+    def _skip(self, reason: str, message: str, **data: Any) -> RunResult:
         """Exit without a run and without any extractor call; say why once in the timeline."""
         state = self.state
         logger.info(message)
@@ -471,7 +472,7 @@ class _Runner:
             signal.signal(signum, handler)
         self._old_handlers.clear()
 
-    def _on_signal(self, signum, frame) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if self._signalled:
             raise KeyboardInterrupt(f"{name} received twice: stopping without finishing the item")

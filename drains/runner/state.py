@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TextIO
 
 from django.utils import timezone
 
@@ -60,7 +60,7 @@ class RunState:
     concurrency: int
     chunk_size: int
     max_attempts: int
-    progress_stream: Any = None
+    progress_stream: TextIO | None = None
     tty: bool | None = None
     started: float = field(default_factory=lambda: time.monotonic())  # looked up per run: freezegun
     run_row: DrainRun | None = None
@@ -71,7 +71,7 @@ class RunState:
     explicit_caps: tuple[bool, bool] = (False, False)
     unpromotable: set[str] = field(default_factory=set)
     # the loop's queue: items selected and not yet dispatched
-    buffer: deque = field(default_factory=deque)
+    buffer: deque[Any] = field(default_factory=deque)
     cursor: Any = None
     exhausted: bool = False
     dispatched: int = 0
@@ -102,8 +102,11 @@ class RunState:
     def __post_init__(self) -> None:
         self.last_checkpoint = self.started
         # After a reconnect, a run whose lock session ended is fenced (no call, no promotion).
-        self.db = DbRetry(on_reconnect=lambda: self.lock_held(ask=True))
+        self.db = DbRetry(on_reconnect=self._check_lock_after_reconnect)
         self.explicit_caps = (self.max_items is not None, self.max_minutes is not None)
+
+    def _check_lock_after_reconnect(self) -> None:
+        self.lock_held(ask=True)  # its answer is not needed: a lost lock fences the run
 
     @property
     def name(self) -> str:
