@@ -14,6 +14,7 @@ here writes. The runtime's and the supervisor's reads are re-exported here.
 """
 
 from drains.selectors.runs import (
+    ControlValues,
     DrainState,
     ProbeEvidence,
     controls_for_run,
@@ -28,6 +29,7 @@ from drains.selectors.runs import (
 )
 
 __all__ = [
+    "ControlValues",
     "DrainState",
     "ProbeEvidence",
     "controls_for_run",

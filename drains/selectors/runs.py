@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 from django.db import connection
 from django.db.models import Count, Max, Q
@@ -109,10 +109,32 @@ def newest_runs(names: Iterable[str]) -> dict[str, DrainRun]:
 # --- the supervisor -----------------------------------------------------------------------------
 
 
+class ControlValues(TypedDict):
+    """A drain's control row as ``DrainControl.objects.values()`` reads it: the supervisor's
+    input. A drain without a row yet is planned with the defaults of the first six
+    (drains/supervisor/tick.py); the others come with a row."""
+
+    name: str
+    enabled: bool
+    burst_until: datetime | None
+    backoff_until: datetime | None
+    hung_after_seconds: int | None
+    quota_key: str
+    id: NotRequired[int]
+    burst_by: NotRequired[str]
+    backoff_reason: NotRequired[str]
+    backoff_observed_at: NotRequired[datetime | None]
+    backoff_kind: NotRequired[str]
+    backoff_model: NotRequired[str]
+    backoff_from_run_id: NotRequired[int | None]
+    updated_by: NotRequired[str]
+    updated_at: NotRequired[datetime]
+
+
 @dataclass
 class DrainState:
     name: str
-    control: Mapping[str, Any] | None
+    control: ControlValues | None
     running: list[DrainRun]
     holder: int | None
     staged: int
@@ -132,10 +154,11 @@ FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::bigint[])
 
 def supervisor_states(
     names: list[str],
-) -> tuple[dict[str, DrainState], dict[str, Mapping[str, Any]]]:
+) -> tuple[dict[str, DrainState], dict[str, ControlValues]]:
     """Everything a tick decides on, in a fixed number of queries whatever the history."""
-    controls: dict[str, Mapping[str, Any]] = {
-        row["name"]: row for row in DrainControl.objects.values()
+    # values() with no field names reads every column, as ControlValues names them.
+    controls: dict[str, ControlValues] = {
+        row["name"]: cast(ControlValues, row) for row in DrainControl.objects.values()
     }
     # Runs before lock holders: a run seen running whose lock is then free has died (or has
     # just finished, and then the guarded state change below does nothing).
@@ -164,13 +187,13 @@ def supervisor_states(
 
 
 def last_progress(
-    states: dict[str, DrainState], controls: Mapping[str, Mapping[str, Any]]
+    states: dict[str, DrainState], controls: Mapping[str, ControlValues]
 ) -> dict[str, datetime | None]:
     """Per drain with a backoff: the latest checkpoint with items done after the backoff was
     observed, by a run of this drain or of any drain on the same quota (the quota is what was
     limited) other than the run that hit the limit. One query for all of them."""
 
-    def peers(control: Mapping[str, Any]) -> str:
+    def peers(control: ControlValues) -> str:
         key = control.get("quota_key") or ""
         same = {c["name"] for c in controls.values() if key and c["quota_key"] == key}
         return "\n".join(sorted(same | {control["name"]}))

@@ -7,7 +7,9 @@ drains/rules.py. It changes nothing: each decision carries the action that would
 
 from __future__ import annotations
 
+import functools
 import socket
+from collections.abc import Mapping
 from datetime import datetime
 
 from django.conf import settings
@@ -18,7 +20,7 @@ from drains.models import DrainRun, EventKind, RunStatus
 from drains.quota import policy
 from drains.quota.kinds import Kind
 from drains.quota.notes import weekly_limit_message
-from drains.selectors import DrainState
+from drains.selectors import ControlValues, DrainState
 from drains.supervisor import actions
 from drains.supervisor.decision import Decision
 
@@ -27,7 +29,7 @@ def plan_drain(
     state: DrainState,
     *,
     now: datetime,
-    controls: dict[str, dict],
+    controls: Mapping[str, ControlValues],
     last_progress: datetime | None,
     cleared_backoffs: set[str],
     journaled: int = 0,
@@ -40,12 +42,18 @@ def plan_drain(
     burst_until = _outlasted_burst(state, burst_until, now, decisions)  # step 1, weekly limit
     live = _crashed(state, decisions)  # step 2
     still_live = _hung(state, live, now, decisions)  # step 3
-    if control and control["backoff_until"] is not None:  # step 4
-        decisions.append(_backoff(state.name, control, now, last_progress, cleared_backoffs))
+    backoff_until = control["backoff_until"] if control else None
+    if control and backoff_until is not None:  # step 4
+        decisions.append(
+            _backoff(state.name, control, backoff_until, now, last_progress, cleared_backoffs)
+        )
     if (state.staged or journaled) and not still_live:  # step 5 (never while a live run works)
         decisions.append(_promote(state, journaled))
-    if rules.burst_active(burst_until, now=now):  # step 6
-        decisions.append(_start_or_hold(state, burst_until, still_live, controls, now, cleared_backoffs))
+    # step 6 (a burst comes from the control row: both are there when one is on)
+    if control is not None and burst_until is not None and rules.burst_active(burst_until, now=now):
+        decisions.append(
+            _start_or_hold(state, control, burst_until, still_live, controls, now, cleared_backoffs)
+        )
     return decisions
 
 
@@ -73,7 +81,7 @@ def _outlasted_burst(
     """Step 1, too: a burst that a weekly limit outlasts (its reset at or after the deadline)
     has nothing left to spend and ends now. Returns the burst still on, if any."""
     control = state.control
-    if control is None or not policy.weekly_outlasts_burst(
+    if control is None or burst_until is None or not policy.weekly_outlasts_burst(
         kind=control.get("backoff_kind") or "",
         reset_at=control["backoff_until"],
         burst_until=burst_until,
@@ -81,6 +89,8 @@ def _outlasted_burst(
     ):
         return burst_until
     name, reset_at = state.name, control["backoff_until"]
+    if reset_at is None:  # weekly_outlasts_burst said it is set; this narrows the type
+        return burst_until
     kind = Kind(control["backoff_kind"], control.get("backoff_model") or "")
     decisions.append(
         Decision(
@@ -162,7 +172,7 @@ def _hung(
                 reason,
                 run_id=run.pk,
                 data={"pid": run.pid, "host": run.host, "threshold": threshold},
-                apply=lambda run=run, reason=reason: actions.stop_hung(run, reason),
+                apply=functools.partial(actions.stop_hung, run, reason),
             )
         )
     return still_live
@@ -170,13 +180,15 @@ def _hung(
 
 def _backoff(
     name: str,
-    control: dict,
+    control: ControlValues,
+    until: datetime,
     now: datetime,
     last_progress: datetime | None,
     cleared_backoffs: set[str],
 ) -> Decision:
-    """Step 4: a backoff is kept while fresh, cleared when stale or past its reset."""
-    until, observed = control["backoff_until"], control["backoff_observed_at"]
+    """Step 4: a backoff (until ``until``, the row's) is kept while fresh, cleared when stale or
+    past its reset."""
+    observed = control["backoff_observed_at"]
     stale_because = policy.backoff_stale_because(
         until=until, observed_at=observed, last_progress=last_progress, now=now
     )
@@ -214,14 +226,15 @@ def _promote(state: DrainState, journaled: int = 0) -> Decision:
 
 def _start_or_hold(
     state: DrainState,
+    control: ControlValues,
     burst_until: datetime,
     still_live: list[DrainRun],
-    controls: dict[str, dict],
+    controls: Mapping[str, ControlValues],
     now: datetime,
     cleared_backoffs: set[str],
 ) -> Decision:
     """Step 6: start the drain when a burst wants it running and nothing stops it."""
-    name, control = state.name, state.control
+    name = state.name
     why_not = None
     if not control["enabled"]:
         why_not = "the drain is disabled"
