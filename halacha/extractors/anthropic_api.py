@@ -41,10 +41,17 @@ import logging
 import warnings
 
 import anthropic
+from anthropic.types import TextBlockParam
 from django.conf import settings
 from django.utils import timezone
 
-from drains.quota.resets import is_limit_message, overloaded, parse_reset, parse_reset_headers
+from drains.quota.resets import (
+    RateLimited,
+    is_limit_message,
+    overloaded,
+    parse_reset,
+    parse_reset_headers,
+)
 from drains.quota.signals import QuotaSignal, from_unified_headers
 from halacha.extractors.base import (
     ExtractionError,
@@ -67,11 +74,11 @@ from halacha.extractors.protocol import (
 logger = logging.getLogger(__name__)
 
 
-def system_block(text: str) -> dict:
+def system_block(text: str) -> TextBlockParam:
     """The system prompt as a content block, marked for prompt caching when HALACHA_PROMPT_CACHE
     is on (read at call time). The mark costs nothing when the prompt is too short to cache: the
     API then simply caches nothing."""
-    block = {"type": "text", "text": text}
+    block: TextBlockParam = {"type": "text", "text": text}
     if settings.HALACHA_PROMPT_CACHE:
         block["cache_control"] = {"type": "ephemeral"}
     return block
@@ -139,7 +146,7 @@ class AnthropicExtractor(Extractor):
         usage = usage_from(getattr(message, "usage", None))
         raw = message.model_dump(mode="json")
         text = "".join(
-            block.text for block in message.content if getattr(block, "type", "") == "text"
+            block.text for block in message.content if block.type == "text"
         )
         if message.stop_reason == "max_tokens":
             raise ExtractionError(
@@ -177,7 +184,7 @@ class AnthropicExtractor(Extractor):
         return result
 
 
-def _refused(exc: anthropic.APIStatusError) -> Exception:
+def _refused(exc: anthropic.APIStatusError) -> RateLimited | ExtractionError:
     """What a refused or failed request becomes: ``RateLimited`` for a 429, the spend-limit 400
     or a 529 (overloaded), ``ExtractionError`` for everything else (5xx, 401, ...)."""
     if isinstance(exc, anthropic.RateLimitError):
@@ -194,7 +201,9 @@ def _refused(exc: anthropic.APIStatusError) -> Exception:
     return ExtractionError(_describe(exc))
 
 
-def _with_quota(error: Exception, exc: anthropic.APIStatusError) -> Exception:
+def _with_quota(
+    error: RateLimited | ExtractionError, exc: anthropic.APIStatusError
+) -> RateLimited | ExtractionError:
     """``error`` carrying what the refusal's unified headers said of the windows."""
     signal = from_unified_headers(exc.response.headers, now=timezone.now())
     error.quota = signal if isinstance(signal, QuotaSignal) else QuotaSignal()

@@ -103,7 +103,12 @@ class Extractor:
     """
 
     name = "base"
-    model = ""
+
+    @property
+    def model(self) -> str:
+        """The model it uses ("": none); a backend that reads a setting reads it at call time,
+        one with a fixed model sets it as a class attribute."""
+        return ""
 
     def quota_key(self) -> str:
         return self.name

@@ -71,7 +71,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +171,18 @@ def usage_of(result: dict) -> dict[str, Any]:
                 entry["cost_usd"] = float(spent["costUSD"])
             usage["model_usage"][str(model)] = entry
     return usage
+
+
+@dataclass(frozen=True)
+class CliAnswer:
+    """A successful answer of the CLI as read: the result text, the result object, usage,
+    the model it was spent on, and what the call's rate_limit_events said of the quota."""
+
+    text: str
+    result: dict[str, Any]
+    usage: dict[str, Any]
+    model: str
+    quota: QuotaSignal
 
 
 class ClaudeCliExtractor(Extractor):
@@ -288,11 +300,9 @@ class ClaudeCliExtractor(Extractor):
 
     # --- reading the reply ------------------------------------------------------------------
 
-    def _answer(
-        self, system_prompt: str, user: str
-    ) -> tuple[str, dict, dict[str, Any], str, QuotaSignal]:
-        """(result text, the result object, usage, model, quota) of a successful answer, or
-        raise (the exception's ``quota`` what the call's rate_limit_events said)."""
+    def _answer(self, system_prompt: str, user: str) -> CliAnswer:
+        """A successful answer, or raise (the exception's ``quota`` what the call's
+        rate_limit_events said)."""
         status, stdout, stderr = self.run(system_prompt, user)
         objects = _json_objects(stdout)
         quota = quota_of(objects)
@@ -301,16 +311,17 @@ class ClaudeCliExtractor(Extractor):
         except (RateLimited, ExtractionError) as exc:
             exc.quota = quota
             raise
-        return text, result, usage, model, quota
+        return CliAnswer(text, result, usage, model, quota)
 
     def _read(
-        self, status: int, stdout: str, stderr: str, objects: list[dict]
-    ) -> tuple[str, dict, dict[str, Any], str]:
+        self, status: int, stdout: str, stderr: str, objects: list[dict[str, Any]]
+    ) -> tuple[str, dict[str, Any], dict[str, Any], str]:
         results = [o for o in objects if o.get("type") == "result"] or objects[-1:]
         if not results:
             self._plain_text_failure(status, stdout, stderr)
         result = results[-1]
-        text = result.get("result") if isinstance(result.get("result"), str) else ""
+        said_text = result.get("result")
+        text = said_text if isinstance(said_text, str) else ""
         usage = usage_of(result)
         failed = bool(result.get("is_error")) or status != 0
         limited = result.get("api_error_status") == 429
@@ -370,17 +381,19 @@ class ClaudeCliExtractor(Extractor):
         )
 
     def extract(self, decision) -> ExtractionResult:
-        text, result, usage, model, quota = self._answer(SYSTEM_PROMPT, user_prompt(decision))
+        answer = self._answer(SYSTEM_PROMPT, user_prompt(decision))
         extracted = halachot_result(
-            text, decision, raw=result, usage=usage, extractor=self.name, model=model
+            answer.text, decision, raw=answer.result, usage=answer.usage, extractor=self.name,
+            model=answer.model,
         )
-        extracted.quota = quota
+        extracted.quota = answer.quota
         return extracted
 
     def extract_metadata(self, decision) -> MetadataResult:
-        text, result, usage, model, quota = self._answer(
-            METADATA_SYSTEM_PROMPT, metadata_user_prompt(decision)
+        answer = self._answer(METADATA_SYSTEM_PROMPT, metadata_user_prompt(decision))
+        read = metadata_result(
+            answer.text, raw=answer.result, usage=answer.usage, extractor=self.name,
+            model=answer.model,
         )
-        read = metadata_result(text, raw=result, usage=usage, extractor=self.name, model=model)
-        read.quota = quota
+        read.quota = answer.quota
         return read

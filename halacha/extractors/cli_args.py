@@ -20,7 +20,7 @@ CLI_ENV_DEFAULTS = {
 }
 
 # Flags an operator may add, and whether each takes a value ("many": one or more).
-ALLOWED_EXTRA = {
+ALLOWED_EXTRA: dict[str, int | str] = {  # the values each flag takes ("many": any number)
     "--effort": 1,
     "--fallback-model": 1,
     "--max-budget-usd": 1,
