@@ -11,6 +11,7 @@ import os
 import re
 from datetime import datetime
 from pathlib import Path
+from typing import overload
 from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -38,6 +39,10 @@ def _raw(name: str) -> str | None:
     return value
 
 
+@overload
+def env_str(name: str, default: str) -> str: ...
+@overload
+def env_str(name: str, default: None = None) -> str | None: ...
 def env_str(name: str, default: str | None = None) -> str | None:
     value = _raw(name)
     return default if value is None or value == "" else value
@@ -58,6 +63,10 @@ def env_choice(name: str, default: str, choices: list[str]) -> str:
     return value
 
 
+@overload
+def env_zone(name: str, default: str) -> str: ...
+@overload
+def env_zone(name: str, default: None) -> str | None: ...
 def env_zone(name: str, default: str | None) -> str | None:
     """An IANA time zone name (Asia/Jerusalem, UTC), checked against the zone database."""
     value = env_str(name, default)

@@ -78,7 +78,9 @@ def run(argv: list[str]) -> None:
     from django.core.exceptions import ImproperlyConfigured
 
     try:
-        settings._setup()  # load settings now: a bad environment is a user error
+        # Load settings now: a bad environment is a user error. (LazySettings._setup is not in
+        # django-stubs, and the plugin types ``settings`` as the loaded Settings.)
+        settings._setup()  # type: ignore[misc]
     except ImproperlyConfigured as exc:
         sys.stderr.write(f"Configuration error: {exc}\n")
         sys.exit(EXIT_ENVIRONMENT)

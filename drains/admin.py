@@ -123,7 +123,7 @@ class DrainControlAdmin(admin.ModelAdmin):
                 text = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
                 self.message_user(request, f"{control.name}: {text}", messages.ERROR)
                 continue
-            if state.active:
+            if state.active and state.burst_until is not None:  # an active burst has a deadline
                 text = f"{control.name}: burst on until {format_local(state.burst_until)}"
             elif not state.changed:
                 text = f"{control.name}: {state.notice} (no change)"

@@ -8,7 +8,7 @@ be installed. It only reads ``settings.CRONJOBS`` — never the database, never 
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.checks import Error, Warning
+from django.core.checks import CheckMessage, Error, Warning
 
 from drains import schedule
 
@@ -28,7 +28,7 @@ def check_schedule(app_configs=None, **kwargs) -> list:
         jobs = schedule.scheduled_jobs(getattr(settings, "CRONJOBS", []))
     except (ValueError, TypeError, IndexError) as exc:
         return [Error(f"CRONJOBS cannot be read: {exc}", obj="settings.CRONJOBS", id="drains.E002")]
-    problems = [
+    problems: list[CheckMessage] = [
         Error(
             f"CRONJOBS runs {name} more than once; each command is one job with one schedule.",
             hint="Merge the entries into one cron expression.",

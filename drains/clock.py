@@ -61,18 +61,22 @@ def zone_abbreviations(year: int | None = None) -> dict[int, str]:
     for the page's script, which cannot name a zone the way Python does."""
     zone = operator_tz()
     year = year or timezone.now().year
-    out = {}
+    out: dict[int, str] = {}
     for month in range(1, 13):
         at = datetime(year, month, 15, 12, tzinfo=UTC).astimezone(zone)
-        out[int(at.utcoffset().total_seconds() // 60)] = at.tzname()
+        offset, name = at.utcoffset(), at.tzname()
+        if offset is not None and name is not None:  # always, in a ZoneInfo
+            out[int(offset.total_seconds() // 60)] = name
     return out
 
 
 class LogFormatter(logging.Formatter):
     """Log lines stamped in the operator's zone with its abbreviation, whatever the host's TZ."""
 
-    def formatTime(self, record, datefmt=None):  # noqa: N802 - logging's name
+    def formatTime(  # noqa: N802 - logging's name
+        self, record: logging.LogRecord, datefmt: str | None = None
+    ) -> str:
         at = datetime.fromtimestamp(record.created, tz=operator_tz())
         return at.strftime(datefmt or "%Y-%m-%d %H:%M:%S %Z")
 
-    converter = time.gmtime  # unused by formatTime above; never the host's local time
+    converter = staticmethod(time.gmtime)  # unused by formatTime above; never the host's local time

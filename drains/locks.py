@@ -23,6 +23,7 @@ import select
 import socket
 import zlib
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import psycopg
 from django.core.exceptions import ImproperlyConfigured
@@ -41,6 +42,19 @@ SUPERVISOR_LOCK_KEY = 1
 # "PRB1" as an int4: one probe after a reset per quota (key: crc32 of the quota key).
 PROBE_LOCK_NAMESPACE = 0x50524231
 _DJANGO_ONLY_PARAMS = ("cursor_factory", "context", "prepare_threshold", "server_side_binding")
+
+
+class _Fetches(Protocol):
+    def fetchone(self) -> Any: ...
+
+
+def one_row(cursor: _Fetches) -> Any:
+    """The row of a statement that always returns one (a SELECT of functions, this session's
+    own row): None there would be a broken server, said as such rather than as a TypeError."""
+    row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("the server returned no row where one always comes")
+    return row
 
 
 def drain_lock_key(name: str) -> int:
@@ -100,10 +114,10 @@ def _require_own_session(conn: psycopg.Connection, params: dict) -> None:
     mark = secrets.token_hex(8)
     conn.execute("SELECT set_config('drains.session_mark', %s, false)", (mark,))
     with psycopg.connect(autocommit=True, **params) as other:
-        seen_elsewhere = other.execute(
+        seen_elsewhere = one_row(other.execute(
             "SELECT current_setting('drains.session_mark', true)"
-        ).fetchone()[0]
-    kept = conn.execute("SELECT current_setting('drains.session_mark', true)").fetchone()[0]
+        ))[0]
+    kept = one_row(conn.execute("SELECT current_setting('drains.session_mark', true)"))[0]
     if kept != mark or seen_elsewhere == mark:
         raise SessionNotOwned(
             "the database connection does not keep a server session of its own (PgBouncer in "
@@ -133,10 +147,10 @@ class DrainLock:
             application_name=f"drain-{self.name} host={socket.gethostname()} pid={os.getpid()}"
         )
         try:
-            got = conn.execute(
+            got = one_row(conn.execute(
                 "SELECT pg_try_advisory_lock(%s, %s), pg_backend_pid()",
                 (DRAIN_LOCK_NAMESPACE, self.key),
-            ).fetchone()
+            ))
         except BaseException:
             conn.close()
             raise
@@ -182,9 +196,9 @@ class DrainLock:
         if self._conn is None:
             raise LockLost(f"the {self.name} drain lock is not held")
         return bool(
-            self._conn.execute(
+            one_row(self._conn.execute(
                 "SELECT pg_try_advisory_lock(%s, %s)", (PROBE_LOCK_NAMESPACE, drain_lock_key(quota))
-            ).fetchone()[0]
+            ))[0]
         )
 
     def release_probe(self, quota: str) -> None:
@@ -263,9 +277,9 @@ class SupervisorLock:
         conn = open_lock_session(
             application_name=f"supervisor host={socket.gethostname()} pid={os.getpid()}"
         )
-        got = conn.execute(
+        got = one_row(conn.execute(
             "SELECT pg_try_advisory_lock(%s, %s)", (SUPERVISOR_LOCK_NAMESPACE, SUPERVISOR_LOCK_KEY)
-        ).fetchone()[0]
+        ))[0]
         if not got:
             conn.close()
             return False

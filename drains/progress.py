@@ -114,7 +114,7 @@ class Progress:
         self.clock = clock
         self.started = clock()
         self.min_interval = min_interval
-        self._last_draw = None
+        self._last_draw: float | None = None
         self._drawn = False
         self.manual = manual
         self._last_line: float | None = None  # a manual run's last log line (not on a terminal)

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -77,19 +77,21 @@ def whole_number(minimum: int, maximum: int) -> Callable[[str], int]:
     """A whole number written in ASCII digits, ``minimum`` to ``maximum`` inclusive."""
     accepted = f"a whole number from {minimum} to {maximum}"
 
-    def parse(value: str) -> int:
+    def parse(value: object) -> int:  # text from a command line, or a call_command keyword
         raw = value
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise Refused(f"{shown(value)} is not {accepted}")
         if isinstance(value, str):
             if not _WHOLE.fullmatch(value.strip()):
                 raise Refused(f"{shown(value)} is not {accepted}")
-            value = int(value.strip())
-        if value < minimum:
+            number = int(value.strip())
+        else:
+            number = value
+        if number < minimum:
             raise Refused(f"{shown(raw)} must be at least {minimum}; give {accepted}")
-        if value > maximum:
+        if number > maximum:
             raise Refused(f"{shown(raw)} must be at most {maximum}; give {accepted}")
-        return value
+        return number
 
     parse.__name__ = "whole number"
     return parse
@@ -99,7 +101,7 @@ def decimal_number(minimum: float, maximum: float, unit: str = "") -> Callable[[
     """A finite number (ASCII digits, a point, an exponent), ``minimum`` to ``maximum``."""
     accepted = f"a number from {minimum:g} to {maximum:g}" + (f" {unit}" if unit else "")
 
-    def parse(value: str) -> float:
+    def parse(value: object) -> float:  # text from a command line, or a call_command keyword
         raw = value
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise Refused(f"{shown(value)} is not {accepted}")
@@ -187,6 +189,7 @@ def aware_datetime(value: Any) -> datetime:
     """An ISO 8601 date and time with a UTC offset of at most ±15:59, inside the calendar in
     UTC and in every zone (so nothing overflows when it is shown or stored)."""
     example = "e.g. 2026-12-05T18:00:00+02:00"
+    parsed: datetime | None
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str):
@@ -210,12 +213,12 @@ def aware_datetime(value: Any) -> datetime:
             )
     else:
         raise Refused(f"{shown(value)} is not a date and time; give ISO 8601, {example}")
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
+    offset = parsed.utcoffset()
+    if parsed.tzinfo is None or offset is None:
         raise Refused(
             f"{parsed.isoformat()} has no time zone; add a UTC offset (+02:00 for Israel in "
             "winter, +03:00 in summer)"
         )
-    offset = parsed.utcoffset()
     if abs(offset) > MAX_UTC_OFFSET:
         sign = "-" if offset < timedelta(0) else "+"
         minutes = int(abs(offset).total_seconds() // 60)
@@ -381,7 +384,9 @@ def _recheck(action: argparse.Action, value: Any) -> Any:
     for item in value if many else [value]:
         if action.type is not None:
             try:
-                item = action.type(item)
+                # The project names no type by its registry string; one would fail here as
+                # before (TypeError: refused), so the callable it always is here is said.
+                item = cast(Callable[[Any], Any], action.type)(item)
             except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
                 raise BadInput(f"argument {name}: {exc}") from None
         if action.choices and item not in action.choices:

@@ -127,7 +127,10 @@ def _write_errors(target: Path, report: ImportReport | None, error: str) -> None
     lines = (
         [error]
         if error
-        else [f"{source}:{line}: {message}" for source, line, message in report.errors]
+        else [
+            f"{source}:{line}: {message}"
+            for source, line, message in (report.errors if report is not None else [])
+        ]
     )
     if lines:
         Path(f"{target}.errors").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -148,20 +151,21 @@ def fetch_inbox(inbox: Path, report: FetchReport) -> None:
     )
     for path in candidates:
         source = f"inbox/{path.name}"
-        file_report: ImportReport | None = ImportReport()
+        reading = ImportReport()
+        file_report: ImportReport | None = reading  # None: the file failed as a whole
         error = ""
         try:
             if path.suffix.lower() == ".jsonl":
-                import_file(path, report=file_report)
+                import_file(path, report=reading)
             else:
                 text = path.read_text(encoding="utf-8")
-                import_lines(record_lines(text, source), source, report=file_report)
-                file_report.files += 1
-            if file_report.nothing_parsed:
+                import_lines(record_lines(text, source), source, report=reading)
+                reading.files += 1
+            if reading.nothing_parsed:
                 # Not one line was JSON (a truncated `{"a":`, an HTML page): nothing of it
                 # was imported, and it is a broken file, not a file of bad records.
-                raise NotJson(f"not one of its {file_report.lines} line(s) is JSON "
-                              f"({file_report.errors[0][2]})")
+                raise NotJson(f"not one of its {reading.lines} line(s) is JSON "
+                              f"({reading.errors[0][2]})")
         except FileNotFoundError:
             continue  # another fetch moved it first
         except (NotJson, UnicodeDecodeError) as exc:

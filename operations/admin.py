@@ -16,8 +16,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["token_key", "user", "name", "created", "expiry"]
     list_filter = ["user"]
     search_fields = ["name", "user__username", "token_key"]
-    fields = ["token_key", "user", "name", "created", "expiry"]
-    readonly_fields = fields
+    readonly_fields = ("token_key", "user", "name", "created", "expiry")
+    fields = readonly_fields
     actions = ["delete_selected"]
 
     def has_add_permission(self, request):

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
@@ -80,16 +81,18 @@ def _fields(detail: dict) -> dict[str, list[str]]:
 
 def _from_api_exception(exc: exceptions.APIException) -> tuple[dict, dict]:
     headers = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header
-    if getattr(exc, "wait", None) is not None:
-        headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+    auth_header = getattr(exc, "auth_header", None)  # NotAuthenticated, AuthenticationFailed
+    if auth_header:
+        headers["WWW-Authenticate"] = auth_header
+    wait = getattr(exc, "wait", None)  # Throttled
+    if wait is not None:
+        headers["Retry-After"] = str(max(1, int(wait + 0.999)))
     detail = exc.detail
     if isinstance(exc, exceptions.ValidationError):
         if isinstance(detail, dict):
             fields = _fields(detail)
-            non_field = fields.pop(settings.REST_FRAMEWORK.get("NON_FIELD_ERRORS_KEY",
-                                                               "non_field_errors"), [])
+            non_field = fields.pop(str(settings.REST_FRAMEWORK.get("NON_FIELD_ERRORS_KEY",
+                                                                   "non_field_errors")), [])
             message = " ".join(non_field + [f"{name}: {' '.join(msgs)}"
                                             for name, msgs in fields.items()])
             if non_field:
@@ -137,15 +140,19 @@ def json_error_view(status_code: int):
     """A handler400/403/404/500 that answers JSON under /api/ and Django's page elsewhere."""
     from django.views import defaults
 
-    html = {400: defaults.bad_request, 403: defaults.permission_denied,
-            404: defaults.page_not_found, 500: defaults.server_error}[status_code]
+    pages: dict[int, Callable[..., HttpResponse]] = {
+        400: defaults.bad_request, 403: defaults.permission_denied,
+        404: defaults.page_not_found, 500: defaults.server_error,
+    }
+    html = pages[status_code]
 
     def view(request, exception=None):
         if not request.path.startswith("/api/") and request.path != "/metrics":
             if exception is None:
                 return html(request)
             return html(request, exception)
-        answer_status, message = status_code, {
+        answer_status = status_code
+        message: object = {
             400: "The request is not valid.",
             403: "You may not do this.",
             404: "Not found: no API endpoint has this path. The endpoints are listed at /api/docs/.",

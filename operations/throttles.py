@@ -21,7 +21,12 @@ from rest_framework.throttling import SimpleRateThrottle
 
 
 class SettingsRateThrottle(SimpleRateThrottle):
-    def get_rate(self):
+    scope: str  # every subclass names its rate in DRAINS_API_THROTTLE_RATES
+    # Set by SimpleRateThrottle.__init__ from the rate when it is not off (not in the stubs).
+    num_requests: int
+    duration: int
+
+    def get_rate(self) -> str | None:
         return settings.DRAINS_API_THROTTLE_RATES[self.scope]
 
     def timer(self) -> float:

@@ -8,12 +8,13 @@ writes: there is no second control path beside the API and the burst service.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import wraps
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -50,7 +51,8 @@ def require_view_permission(view):
     return wrapped
 
 
-page_access = [staff_member_required, require_view_permission]
+_ViewDecorator = Callable[[Callable[..., HttpResponseBase]], Callable[..., HttpResponseBase]]
+page_access: list[_ViewDecorator] = [staff_member_required, require_view_permission]
 
 
 @method_decorator(page_access, name="dispatch")

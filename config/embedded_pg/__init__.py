@@ -108,7 +108,8 @@ def stop(pgdata: Path = PGDATA) -> str:
     if _running_socket_dir(pgdata) is None and not (pgdata / "postmaster.pid").exists():
         return f"embedded PostgreSQL in {pgdata} is not running"
     with _quiet_runtime_dir_warning():
-        from pgserver._commands import pg_ctl
+        # pgserver._commands makes one function per PostgreSQL binary at import time.
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
     user = "pgserver" if os.geteuid() == 0 else None
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)

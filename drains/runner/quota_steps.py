@@ -79,10 +79,8 @@ class QuotaSteps:
         until = burst.burst_until
         if not burst.active or until is None:  # an active burst has a deadline
             return
-        progress = self.state.progress
-        assert progress is not None, "the run's progress is set at its start"
         self.state.mode, self.state.deadline = RunMode.BURST, until
-        progress.deadline = until
+        self.state.shown.deadline = until
         if self.state.max_items == settings.DRAINS_DEFAULT_MAX_ITEMS and not self.state.explicit_caps[0]:
             self.state.max_items = None
         if self.state.max_minutes == settings.DRAINS_DEFAULT_MAX_MINUTES and not self.state.explicit_caps[1]:

@@ -58,13 +58,14 @@ def ddl_session(*, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
 def is_lock_timeout(exc: BaseException) -> bool:
     """True when ``exc`` (or what it wraps) is PostgreSQL's lock_not_available (55P03)."""
     seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, psycopg.errors.LockNotAvailable):
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, psycopg.errors.LockNotAvailable):
             return True
-        if getattr(exc, "sqlstate", None) == _LOCK_TIMEOUT_SQLSTATE:
+        if getattr(current, "sqlstate", None) == _LOCK_TIMEOUT_SQLSTATE:
             return True
-        exc = exc.__cause__ or exc.__context__
+        current = current.__cause__ or current.__context__
     return False
 
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import psycopg
 from django.conf import settings
@@ -45,7 +46,7 @@ class SchemaLock:
     database_oid: int
     connection: psycopg.Connection
     backend_pid: int
-    backend_start: object  # a timestamptz; compared for equality, never computed with
+    backend_start: datetime  # a timestamptz; compared for equality, never computed with
     waited_seconds: float
     application_name: str = field(default="")
 
@@ -100,7 +101,7 @@ def before_migration(*, using: str, lock: SchemaLock | None) -> None:
                 ddl_name,
             ],
         )
-        still_held = cursor.fetchone()[0]
+        still_held = locks.one_row(cursor)[0]
     if not still_held:
         raise SchemaLockLost(
             f"Stopped before the next migration: this process no longer holds the schema lock "
@@ -132,11 +133,11 @@ def acquire_schema_lock(*, using: str = DEFAULT_DB_ALIAS) -> SchemaLock:
             # An idle_session_timeout set by the DBA must not end the lock session (and with it
             # the lock) while this process migrates on its other connection.
             conn.execute("SET idle_session_timeout = 0")
-        oid, database, backend_pid, backend_start = conn.execute(
+        oid, database, backend_pid, backend_start = locks.one_row(conn.execute(
             "SELECT d.oid::bigint, d.datname, a.pid, a.backend_start"
             " FROM pg_database d JOIN pg_stat_activity a ON a.pid = pg_backend_pid()"
             " WHERE d.datname = current_database()"
-        ).fetchone()
+        ))
         waited = _poll_until_taken(conn, oid, database)
     except BaseException:
         conn.close()
@@ -164,9 +165,9 @@ def _poll_until_taken(conn: psycopg.Connection, oid: int, database: str) -> floa
     next_report = started + report_every
     delays = _poll_delays()
     while True:
-        got = conn.execute(
+        got = locks.one_row(conn.execute(
             "SELECT pg_try_advisory_lock(%s::int4, %s::int4)", [SCHEMA_LOCK_NAMESPACE, dbkey]
-        ).fetchone()[0]
+        ))[0]
         now = time.monotonic()
         if got:
             return now - started

@@ -19,7 +19,7 @@ from drains.events import cli_actor
 def describe(state: BurstState) -> str:
     if not state.changed:
         return f"{state.name}: {state.notice} (no change)"
-    if state.active:
+    if state.active and state.burst_until is not None:  # an active burst has a deadline
         line = f"{state.name}: burst on until {format_local(state.burst_until)}"
         return f"{line} ({state.notice})" if state.notice else line
     if state.burst_until is not None:

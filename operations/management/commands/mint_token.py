@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 from django.conf import settings
 
 from drains import validate
@@ -37,9 +40,14 @@ class Command(validate.CheckedCommand):
             help="Revoke the user's other tokens of the same name first.",
         )
 
-    def handle(self, *args, username: str, name: str, days, rotate: bool, **options):
+    def handle(
+        self, *args: Any, username: str, name: str, days: float | None, rotate: bool,
+        **options: Any,
+    ) -> None:
         if days is None:
-            days = settings.REST_KNOX["TOKEN_TTL"].total_seconds() / 86400
+            ttl = settings.REST_KNOX["TOKEN_TTL"]  # a timedelta (config/settings.py)
+            assert isinstance(ttl, timedelta), "REST_KNOX TOKEN_TTL is a timedelta"
+            days = ttl.total_seconds() / 86400
         try:
             minted = mint_token(username=username, name=name, days=days, replace=rotate)
         except TokenError as exc:
