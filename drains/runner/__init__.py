@@ -29,16 +29,18 @@ waited out in the run), and never calls an extractor while a backoff is in force
 deadline.
 
 Modules: ``plugin`` (the ``Drain`` base class a drain subclasses), ``run`` (``run_drain``: one
-run from lock to finish, its skips, its end and its signals), ``state`` (``RunState``, the one
-run's state every part takes, and the ``Outcome`` kinds of an item), ``loop`` (``WorkLoop``:
+run from lock to finish, its skips and its signals), ``ending`` (``RunEnd``: the status from the
+stop reason, the last line, a failure recorded before it is raised), ``state`` (``RunState``, the
+one run's state every part takes, and the ``Outcome`` kinds of an item), ``loop`` (``WorkLoop``:
 dispatching, applying outcomes, checkpoints), ``pacing`` (``CallGate``, the calls in flight and
 the pause after a per-minute limit, and ``Pacing``, the paid call through it with overload
 retries), ``probe`` (``ProbeClaim``, the probe after a reset), ``command`` (``DrainCommand``, the
 base of every ``manage.py drain_<name>``).
 """
 
+from drains.runner.ending import SKIPPED, DrainRunFailed, RunResult
 from drains.runner.plugin import Drain, FailedItem, ItemFailed, Processed
-from drains.runner.run import ALREADY_RUNNING, SKIPPED, DrainRunFailed, RunResult, run_drain
+from drains.runner.run import ALREADY_RUNNING, run_drain
 
 __all__ = [
     "ALREADY_RUNNING",

@@ -10,7 +10,8 @@ from django.core.management.base import CommandError, CommandParser
 
 from drains import validate
 from drains.models import Trigger
-from drains.runner.run import DrainRunFailed, run_drain
+from drains.runner.ending import DrainRunFailed
+from drains.runner.run import run_drain
 from drains.trigger import add_trigger_argument
 
 MAX_ITEMS = 1_000_000

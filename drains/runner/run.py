@@ -9,26 +9,23 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TextIO
 
 from django.conf import settings
-from django.db import DatabaseError, connections
-from django.utils import timezone
 
 from drains import registry, selectors
 from drains.bursts import ensure_control, get_drain_burst
 from drains.clock import format_local
-from drains.dbretry import DatabaseUnavailable, describe, ensure_session_timeouts
+from drains.dbretry import describe, ensure_session_timeouts
 from drains.events import record_event
-from drains.failures import ErrorKind, describe_failure, one_line
-from drains.journal import JournalError, open_journal
-from drains.locks import DrainLock, LockLost
-from drains.models import EventKind, RunMode, RunStatus, StopReason, Trigger
-from drains.progress import Progress, format_duration
+from drains.journal import open_journal
+from drains.locks import DrainLock
+from drains.models import EventKind, RunMode, StopReason, Trigger
+from drains.progress import Progress
 from drains.quota.backoff import backoff_in_force, set_quota_key
 from drains.runner.ceiling import QuotaCeiling
+from drains.runner.ending import SKIPPED, DrainRunFailed, RunEnd, RunResult
 from drains.runner.loop import WorkLoop
 from drains.runner.pacing import Pacing
 from drains.runner.plugin import Drain
@@ -37,7 +34,6 @@ from drains.runner.quota_steps import QuotaSteps
 from drains.runner.state import RunState
 from drains.runs import (
     PromotionReport,
-    finish_run,
     mark_dead_runs,
     promote_leftovers,
     replay_journal,
@@ -49,44 +45,6 @@ from drains.wording import plural
 logger = logging.getLogger(__name__)
 
 ALREADY_RUNNING = "already_running"
-SKIPPED = "skipped"
-
-# Why a run ended (DrainRun.stop_reason) and the status each reason gives.
-REASON_STATUS: dict[str, str] = {
-    StopReason.BACKLOG_EMPTY: RunStatus.SUCCEEDED,
-    StopReason.MAX_ITEMS: RunStatus.SUCCEEDED,
-    StopReason.MAX_MINUTES: RunStatus.SUCCEEDED,
-    StopReason.DEADLINE: RunStatus.STOPPED,
-    StopReason.BURST_OFF: RunStatus.STOPPED,
-    StopReason.DISABLED: RunStatus.STOPPED,
-    StopReason.BACKOFF: RunStatus.STOPPED,  # another drain on the same quota hit the limit
-    StopReason.SIGNAL: RunStatus.STOPPED,
-    StopReason.SUPERSEDED: RunStatus.STOPPED,  # the supervisor marked this run hung/crashed
-    StopReason.RATE_LIMITED: RunStatus.RATE_LIMITED,
-    StopReason.LOCK_LOST: RunStatus.FAILED,
-    StopReason.ERROR: RunStatus.FAILED,
-}
-
-
-class DrainRunFailed(RuntimeError):
-    """A run ended ``failed``; the DrainRun row holds the error. Exit non-zero."""
-
-    def __init__(self, message: str, run_id: int | None):
-        super().__init__(message)
-        self.run_id = run_id
-
-
-@dataclass
-class RunResult:
-    drain: str
-    status: str  # a RunStatus value, or ALREADY_RUNNING / SKIPPED
-    reason: str
-    message: str
-    run_id: int | None = None
-    done: int = 0
-    failed: int = 0
-    elapsed: float = 0.0
-
 
 def run_drain(
     name: str,
@@ -176,6 +134,7 @@ class _Runner:
             skip=self._skip, signalled=lambda: self._signalled,
         )
         self.loop.between_chunks = self.quota.between_chunks  # the autopilot
+        self.end = RunEnd(self.state, loop=self.loop, pacing=self.pacing)
         self._signalled = False
         self._old_handlers: dict[int, Any] = {}
 
@@ -219,12 +178,12 @@ class _Runner:
             finally:
                 self._restore_signals()
                 self.probe.release()
-            return self._finish()
+            return self.end.finish()
         except DrainRunFailed:
-            raise  # recorded by _finish
+            raise  # recorded by RunEnd.finish
         except BaseException as exc:
             self.probe.release()
-            self._fail(exc)
+            self.end.fail(exc)
             run_id = state.run_row.pk if state.run_row else None
             which = f"run {run_id}" if run_id is not None else "run (before it started)"
             raise DrainRunFailed(f"{state.name} {which} failed: {describe(exc)}", run_id) from exc
@@ -343,122 +302,6 @@ class _Runner:
         state.unpromotable = report.failed_keys | (
             journal.keys(state.name) if journal is not None else set()
         )
-
-    # --- the end --------------------------------------------------------------------------
-    def _finish(self) -> RunResult:
-        state = self.state
-        self.loop.checkpoint(final=True)
-        reason = state.stop_reason or StopReason.BACKLOG_EMPTY
-        if state.error is not None:
-            reason = StopReason.LOCK_LOST if isinstance(state.error, LockLost) else StopReason.ERROR
-        elif state.rate_limit is not None:
-            reason = StopReason.RATE_LIMITED
-        status = REASON_STATUS[reason]
-        failure: dict[str, str] = {}
-        if state.error is not None:
-            failure = describe_failure(state.error).fields()
-        elif state.rate_limit is not None:
-            failure = {"error": one_line(
-                f"rate limited until {format_local(state.rate_limit.reset_at)}: "
-                f"{state.rate_limit.message}")}
-        elif state.failed and not state.done and status == RunStatus.SUCCEEDED:
-            # Not one item went through: the run did not succeed at anything.
-            status = RunStatus.FAILED
-            failure = self._every_item_failed()
-        if not state.db.call(
-            f"recording the end of run {state.row.pk}",
-            lambda: finish_run(run=state.row, status=status, stop_reason=reason, **failure),
-        ):
-            # The supervisor already ended this run (hung/crashed): report what the row says.
-            state.row.refresh_from_db(fields=["status", "stop_reason"])
-            status = state.row.status
-        state.shown.close(done=state.done, failed=state.failed)
-        elapsed = state.elapsed()
-        message = (
-            f"{state.name}: run {state.row.pk} {status} ({reason}): {state.done} done, "
-            f"{state.failed} failed in {format_duration(elapsed)}{self.pacing.summary()}"
-            f"{self._outcome_summary()}"
-        )
-        if status == RunStatus.FAILED:
-            raise DrainRunFailed(f"{message}. {state.row.error}", state.row.pk)
-        logger.debug(message)
-        return RunResult(
-            drain=state.name,
-            status=status,
-            reason=reason,
-            message=message,
-            run_id=state.row.pk,
-            done=state.done,
-            failed=state.failed,
-            elapsed=elapsed,
-        )
-
-    def _outcome_summary(self) -> str:
-        """What the run produced and what is left: ``; 12 halachot found, 5 left in the backlog``."""
-        parts = []
-        try:
-            produced = self.state.drain.produced_between(self.state.row.started_at, timezone.now())
-            if produced is not None:
-                singular, plural_ = self.state.drain.product_names
-                parts.append(f"{produced} {singular if produced == 1 else plural_} found")
-            parts.append(f"{self.state.drain.pending_count()} left in the backlog")
-        except DatabaseError as exc:  # the run is recorded; only the summary is missing
-            logger.warning("%s: could not count what the run produced: %s", self.state.name, exc)
-            return ""
-        return "; " + ", ".join(parts)
-
-    def _every_item_failed(self) -> dict[str, str]:
-        """The failure of a run whose every item failed: the count and the last item's error."""
-        items = f"{self.state.failed} item{'s' if self.state.failed != 1 else ''}"
-        if self.state.last_item_error is None:
-            return {"error": f"every item failed ({items})", "error_kind": ErrorKind.EXTRACTOR}
-        key, exc = self.state.last_item_error
-        described = describe_failure(exc)
-        kind = described.error_kind
-        return {
-            "error": one_line(f"every item failed ({items}); the last, {key}: {exc}"),
-            "error_kind": ErrorKind.EXTRACTOR if kind == ErrorKind.INTERNAL else kind,
-            "error_traceback": described.error_traceback,
-        }
-
-    def _fail(self, exc: BaseException) -> None:
-        """Record the failure on the run (creating one if it had not started yet)."""
-        state = self.state
-        interrupted = isinstance(exc, KeyboardInterrupt)
-        status = RunStatus.STOPPED if interrupted else RunStatus.FAILED
-        reason = StopReason.SIGNAL if interrupted else StopReason.ERROR
-        logger.error("%s: run failed: %s", state.name, describe(exc))
-        try:
-            if state.run_row is None:
-                state.run_row = state.db.call("recording the failed run", lambda: start_run(
-                    drain=state.name,
-                    trigger=state.trigger,
-                    mode=state.mode,
-                    deadline=state.deadline,
-                    backend_pid=state.lock.backend_pid,
-                ))
-            else:
-                try:
-                    # The final counts, the partial chunk included (retried like any checkpoint).
-                    self.loop.checkpoint(final=True)
-                except (DatabaseError, DatabaseUnavailable, JournalError) as db_exc:
-                    # Its done items keep their journal entries: their replay counts them.
-                    logger.error("%s: final checkpoint failed: %s", state.name, describe(db_exc))
-                    connections["default"].close()
-            row = state.row
-            state.db.call(
-                f"recording the end of run {row.pk}",
-                lambda: finish_run(run=row, status=status, stop_reason=reason,
-                                   **describe_failure(exc).fields()),
-            )
-        except (DatabaseError, DatabaseUnavailable) as db_exc:
-            # The database itself is the problem: the failure goes to the log and the exit
-            # status; the next runner (or the supervisor) marks the run crashed, and the replay
-            # of this host's journal counts what it was paid for.
-            logger.critical(
-                "%s: could not record the failure in the database (%s)", state.name,
-                describe(db_exc),
-            )
 
     # --- signals --------------------------------------------------------------------------
     def _install_signals(self) -> None:
