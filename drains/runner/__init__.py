@@ -32,7 +32,8 @@ Modules: ``plugin`` (the ``Drain`` base class a drain subclasses), ``run`` (``ru
 run from lock to finish, its skips and its signals), ``ending`` (``RunEnd``: the status from the
 stop reason, the last line, a failure recorded before it is raised), ``state`` (``RunState``, the
 one run's state every part takes, and the ``Outcome`` kinds of an item), ``loop`` (``WorkLoop``:
-dispatching, applying outcomes, checkpoints), ``pacing`` (``CallGate``, the calls in flight and
+dispatching, applying outcomes, checkpoints), ``paid`` (a paid result journaled, staged and
+promoted), ``pacing`` (``CallGate``, the calls in flight and
 the pause after a per-minute limit, and ``Pacing``, the paid call through it with overload
 retries), ``probe`` (``ProbeClaim``, the probe after a reset), ``command`` (``DrainCommand``, the
 base of every ``manage.py drain_<name>``).

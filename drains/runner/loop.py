@@ -22,7 +22,6 @@ from drains import selectors
 from drains.bursts import get_drain_burst
 from drains.dbretry import describe
 from drains.events import record_event
-from drains.journal import JournalError
 from drains.models import EventKind, RunMode, StopReason
 from drains.quota import policy
 from drains.quota.actions import act_on_limit
@@ -30,10 +29,11 @@ from drains.quota.backoff import record_backoff
 from drains.quota.resets import RateLimited
 from drains.runner.ceiling import QuotaCeiling
 from drains.runner.pacing import Halted, Pacing, SlowedDown
-from drains.runner.plugin import ItemFailed, Processed
+from drains.runner.paid import keep_paid
+from drains.runner.plugin import ItemFailed
 from drains.runner.probe import ProbeClaim
 from drains.runner.state import ItemOutcome, Outcome, RunState
-from drains.runs import RunSuperseded, Usage, promote_staged, record_checkpoint, stage_result
+from drains.runs import Usage, record_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -209,60 +209,11 @@ class WorkLoop:
                     lambda: state.drain.mark_failed(key, failure, max_attempts=state.max_attempts),
                 )
                 return ItemOutcome(Outcome.FAILED, key, usage=exc.usage, error=exc)
-            # Paid for: on local disk first (drains/journal.py), then staged in PostgreSQL.
-            journaled, journal_error = self._journal_paid(key, processed)
-            # An item whose result stays in the journal is counted by its replay, not here.
-            kept_usage = None if journaled else processed.usage
-            try:
-                inserted = state.db.call(
-                    f"staging the result of item {key}",
-                    lambda: stage_result(
-                        drain=state.name, item_key=key, payload=processed.payload,
-                        run=state.run_row,
-                    ),
-                )
-                if state.stop_reason == StopReason.LOCK_LOST or not state.lock_held():
-                    # The lock session ended (while the database was away, or terminated on
-                    # its own): staged, promoted by whoever holds the lock next, never here.
-                    return ItemOutcome(Outcome.SUPERSEDED, key, usage=kept_usage,
-                                       journaled=journaled)
-                # When an older staged row won, promote that one (it was paid for first).
-                state.db.call(
-                    f"promoting the result of item {key}",
-                    lambda: promote_staged(
-                        drain=state.name,
-                        item_key=key,
-                        payload=processed.payload if inserted else None,
-                        run=state.run_row,
-                    ),
-                )
-            except RunSuperseded:
-                return ItemOutcome(Outcome.SUPERSEDED, key, usage=kept_usage, journaled=journaled)
-            except Exception as exc:
-                return ItemOutcome(Outcome.ERROR, key, usage=kept_usage, error=exc,
-                                   journaled=journaled)
-            return ItemOutcome(Outcome.DONE, key, usage=processed.usage, journaled=journaled,
-                               fatal=journal_error)
+            return keep_paid(state, key, processed)
         except Exception as exc:
             return ItemOutcome(Outcome.ERROR, key, error=exc)
         finally:
             reset_queries()  # DEBUG's query log must not grow with the backlog
-
-    def _journal_paid(self, key: str, processed: Processed) -> tuple[bool, JournalError | None]:
-        """(journaled, the error when the journal cannot be written). A journal that fails does
-        not lose this result (it is staged directly); the run stops before its next call."""
-        state = self.state
-        if state.journal is None:
-            return False, None
-        try:
-            state.journal.record(
-                drain=state.name, item_key=key, run_id=state.row.pk, payload=processed.payload,
-                usage=processed.usage,
-            )
-        except JournalError as exc:
-            state.stop(StopReason.ERROR)  # at once: no further call starts
-            return False, exc
-        return True, None
 
     # --- its outcome (main thread) --------------------------------------------------------
     def _apply(self, outcome: ItemOutcome) -> None:
