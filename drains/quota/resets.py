@@ -18,12 +18,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.utils import timezone
 
-from drains.clock import operator_tz
 from drains.quota.kinds import (
     Kind,
     LimitKind,
@@ -32,6 +31,7 @@ from drains.quota.kinds import (
     lower_headers,
 )
 from drains.quota.signals import QuotaSignal
+from drains.quota.wallclock import MONTHS, clock_of, next_wall_clock, zone_named
 
 MAX_TRUSTED_AHEAD = timedelta(days=32)
 EPOCH_MS_THRESHOLD = 10**11  # an epoch above this is in milliseconds
@@ -142,53 +142,7 @@ def _from_epoch(value: float) -> datetime | None:
         return None
 
 
-# --- wall-clock forms ("resets 1pm (Europe/Lisbon)", "resets Oct 6, 1pm") -------------------
-
-_MONTHS = {
-    name: number
-    for number, name in enumerate(
-        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
-    )
-}
-
-
-def _instants(day: date, clock: time, tz: ZoneInfo) -> list[datetime]:
-    """Every UTC instant at which ``tz`` shows ``day clock``.
-
-    Two on a fall-back night (the hour is repeated), one normally. On a spring-forward night the
-    wall time does not exist; it is read with the offset before the jump (fold=0), which lands
-    just after the gap — the clock skipped ahead, so the reset did too.
-    """
-    naive = datetime.combine(day, clock)
-    first = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
-    second = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
-    exists = first.astimezone(tz).replace(tzinfo=None) == naive
-    if not exists:
-        return [first]
-    return sorted({first, second})
-
-
-def next_wall_clock(
-    now: datetime, tz: ZoneInfo, clock: time, *, month: int | None = None, day: int | None = None
-) -> datetime | None:
-    """The first moment strictly after ``now`` at which ``tz`` shows ``clock`` (on ``month/day``).
-
-    Without a date: today, tomorrow or the day after in ``tz``. With a date (the year is never
-    printed): that date in the current year or a following one.
-    """
-    local_today = now.astimezone(tz).date()
-    if month is None or day is None:  # the signal gives a month only with its day
-        days = [local_today + timedelta(days=offset) for offset in (-1, 0, 1, 2)]
-    else:
-        days = []
-        for year in range(local_today.year - 1, local_today.year + 5):
-            try:
-                days.append(date(year, month, day))
-            except ValueError:  # Feb 29 in a common year, or Apr 31: not a day that year
-                continue
-    later = [moment for d in days for moment in _instants(d, clock, tz) if moment > now]
-    return min(later) if later else None
-
+# --- wall-clock forms ("resets 1pm (Europe/Lisbon)", "resets Oct 6, 1pm"): drains/quota/wallclock.py
 
 _CLOCK = r"(?P<hour>\d{1,2})(?::(?P<minute>\d{2}))?\s*(?P<ampm>[ap]\.?m\.?)?"
 _HUMAN_RE = re.compile(
@@ -210,31 +164,6 @@ _RELATIVE_RE = re.compile(
 )
 _RELATIVE_PART_RE = re.compile(r"(\d+)\s*([a-z]+)", re.IGNORECASE)
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-
-
-def _zone(name: str | None) -> ZoneInfo:
-    """The named zone, or the operator's (DRAINS_OPERATOR_TZ) when the message names none."""
-    name = (name or "").strip()
-    if not name:
-        return operator_tz()
-    if name.upper() in {"UTC", "GMT", "Z"}:
-        name = "UTC"
-    return ZoneInfo(name)
-
-
-def _clock(match: re.Match[str]) -> time | None:
-    hour = int(match["hour"])
-    minute = int(match["minute"] or 0)
-    ampm = (match["ampm"] or "").replace(".", "").lower()
-    if ampm:
-        if not 1 <= hour <= 12:
-            return None
-        hour = hour % 12 + (12 if ampm == "pm" else 0)
-    elif match["minute"] is None:
-        return None  # a bare number ("resets 5") is not a time
-    if not (0 <= hour <= 23 and 0 <= minute <= 59):
-        return None
-    return time(hour, minute)
 
 
 def parse_reset(text: str, now: datetime | None = None) -> ResetInfo:
@@ -270,7 +199,7 @@ def _parse_reset(text: str, now: datetime | None = None) -> ResetInfo:
     match = _REGAIN_RE.search(raw)
     if match:
         try:
-            tz = _zone(match["tz"] or "UTC")
+            tz = zone_named(match["tz"] or "UTC")
             day = date.fromisoformat(match["date"])
             at = time.fromisoformat(match["time"]) if match["time"] else time(0, 0)
         except (ValueError, ZoneInfoNotFoundError) as exc:
@@ -288,11 +217,11 @@ def _parse_reset(text: str, now: datetime | None = None) -> ResetInfo:
         return _verdict(now + timedelta(seconds=seconds), now=now, source="relative", raw=raw)
 
     for match in _HUMAN_RE.finditer(raw):
-        clock = _clock(match)
+        clock = clock_of(match)
         if clock is None:
             continue
         try:
-            tz = _zone(match["tz"])
+            tz = zone_named(match["tz"])
         except (ZoneInfoNotFoundError, ValueError):
             return _verdict(
                 None,
@@ -301,7 +230,7 @@ def _parse_reset(text: str, now: datetime | None = None) -> ResetInfo:
                 raw=raw,
                 note=f"unknown time zone {match['tz']!r}",
             )
-        month = _MONTHS[match["month"][:3].lower()] if match["month"] else None
+        month = MONTHS[match["month"][:3].lower()] if match["month"] else None
         day_of_month = int(match["day"]) if match["day"] else None
         parsed = next_wall_clock(now, tz, clock, month=month, day=day_of_month)
         source = "wall-clock-date" if month else "wall-clock"

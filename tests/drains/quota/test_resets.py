@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 from drains.quota.resets import (
     RateLimited,
     is_limit_message,
-    next_wall_clock,
     parse_reset,
     parse_reset_headers,
 )
+from drains.quota.wallclock import next_wall_clock
 
 
 def utc(*args) -> datetime:
