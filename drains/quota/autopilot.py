@@ -15,7 +15,7 @@ when the backlog is empty, or at ``R``. It never starts over, shortens or length
 burst. An operator's "off" on an autopilot burst holds it until the next weekly reset
 (``QuotaPolicy.autopilot_held_until``).
 
-``plan_start`` is the pure rule; ``forecast`` and ``autopilot_status`` read (a few queries);
+``plan_start`` (drains/quota/autopilot_rule.py) is the pure rule; ``forecast`` and ``autopilot_status`` read (a few queries);
 ``run_autopilot`` acts (the supervisor tick and the runner between chunks call it). It never calls
 an extractor.
 """
@@ -34,6 +34,7 @@ from django.db import transaction
 
 from drains import rules
 from drains.clock import format_local
+from drains.quota.autopilot_rule import StartPlan, burst_note, plan_start
 from drains.quota.ceiling import window_ceiling
 from drains.quota.models import QuotaPolicy, QuotaWindow
 from drains.quota.rate import WEEKLY, SpendRate, measure_spend_rate
@@ -54,65 +55,6 @@ class AutopilotState(StrEnum):
     BURSTING = "bursting"  # an autopilot burst is on
     MANUAL = "manual"  # an operator's burst is on: the autopilot leaves it alone
     NO_DRAINS = "no_drains"  # no enabled drain has run on this quota key yet
-
-
-@dataclass(frozen=True)
-class StartPlan:
-    """What the rule says for one quota now."""
-
-    start: bool
-    room: float  # the week-end ceiling minus u
-    room_now: float  # the ceiling in force now minus u
-    needed: timedelta | None  # room / s x margin + interval (None: no room)
-    planned_start: datetime | None  # R − needed (None: no room)
-    reason: str
-
-
-def plan_start(
-    *,
-    utilization: float,
-    resets_at: datetime,
-    ceiling_now: float,
-    ceiling_at_reset: float,
-    rate_per_hour: float,
-    now: datetime,
-    margin: float,
-    interval: timedelta,
-) -> StartPlan:
-    """The autopilot's rule (pure): start when the time left to the reset is no more than the
-    time the room takes at rate ``s``, with the safety margin, plus one supervisor interval."""
-    room = ceiling_at_reset - utilization
-    room_now = ceiling_now - utilization
-    if room <= 0:
-        return StartPlan(False, room, room_now, None, None,
-                         f"the week is at {utilization:.0%}, at its ceiling {ceiling_at_reset:.0%}")
-    needed = timedelta(hours=room / max(rate_per_hour, 1e-9) * margin) + interval
-    planned = resets_at - needed
-    left = resets_at - now
-    if left > needed:
-        return StartPlan(False, room, room_now, needed, planned,
-                         f"{_hours(left)} left to the reset, more than the {_hours(needed)} the "
-                         f"room {room:.0%} takes at {rate_per_hour:.2%}/h with the margin")
-    if room_now <= 0:
-        return StartPlan(False, room, room_now, needed, planned,
-                         f"due, but the week at {utilization:.0%} is at the ceiling in force now "
-                         f"({ceiling_now:.0%}); it rises as the reserve is released")
-    return StartPlan(True, room, room_now, needed, planned,
-                     f"{_hours(left)} left to the reset, no more than the {_hours(needed)} the "
-                     f"room {room:.0%} takes at {rate_per_hour:.2%}/h with the margin")
-
-
-def _hours(delta: timedelta) -> str:
-    hours = delta.total_seconds() / 3600
-    return f"{hours:.1f} h" if hours >= 1 else f"{delta.total_seconds() / 60:.0f} min"
-
-
-def burst_note(*, utilization: float, room: float, rate: SpendRate, deadline: datetime) -> str:
-    """The note an autopilot burst starts with: u, room, s and the deadline."""
-    return (
-        f"autopilot: week at {utilization:.0%}, room {room:.0%}, spend rate "
-        f"{rate.describe()}; burst until the weekly reset {format_local(deadline)}"
-    )
 
 
 # --- reading ------------------------------------------------------------------------------
