@@ -116,20 +116,9 @@ def pause_for_operator(
         f"wait for the reset), then enable again: {enable}. The refusal: {reason}"
     )
     recipients = list(settings.DIGEST_RECIPIENTS)
-    note = message
-    if recipients:
-        try:
-            EmailMessage(
-                subject=f"[drains] {described}: {what} paused",
-                body=message + "\n",
-                to=recipients,
-            ).send(fail_silently=False)
-            note += f" (emailed to {', '.join(recipients)})"
-        except Exception as exc:  # noqa: BLE001 - the failure becomes a note, never lost
-            logger.error("could not email the operators about the pause: %s", exc)
-            note += f" (the email to {', '.join(recipients)} FAILED: {type(exc).__name__}: {exc})"
-    else:
-        note += " (nobody emailed: DIGEST_RECIPIENTS is empty)"
+    note = message + _email_operators(
+        subject=f"[drains] {described}: {what} paused", body=message, recipients=recipients
+    )
     for name in paused:
         record_event(
             drain=name,
@@ -145,3 +134,16 @@ def pause_for_operator(
             },
         )
     return [f"{name}: paused ({described})" for name in paused]
+
+
+def _email_operators(*, subject: str, body: str, recipients: list[str]) -> str:
+    """Email ``body`` to ``recipients`` (DIGEST_RECIPIENTS); what to add to the note: to whom, or
+    why nobody was emailed (a failure to send becomes part of the note, never lost)."""
+    if not recipients:
+        return " (nobody emailed: DIGEST_RECIPIENTS is empty)"
+    try:
+        EmailMessage(subject=subject, body=body + "\n", to=recipients).send(fail_silently=False)
+    except Exception as exc:  # noqa: BLE001 - the failure becomes a note, never lost
+        logger.error("could not email the operators about the pause: %s", exc)
+        return f" (the email to {', '.join(recipients)} FAILED: {type(exc).__name__}: {exc})"
+    return f" (emailed to {', '.join(recipients)})"

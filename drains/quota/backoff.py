@@ -61,7 +61,6 @@ def record_backoff(
         raise ValueError("reset_at must be timezone-aware")
     now = timezone.now()
     kind = kind or Kind()
-    described = describe_kind(kind.kind, kind.model)
     with transaction.atomic():
         DrainControl.objects.get_or_create(name=drain)
         same_quota = Q(name=drain) | Q(quota_key=quota_key) if quota_key else Q(name=drain)
@@ -78,24 +77,41 @@ def record_backoff(
             updated_at=now,
         )
         for name in names:
-            shared = "" if name == drain else f" (shares quota {quota_key!r} with {drain})"
-            record_event(
-                drain=name,
-                run=run if name == drain else None,
-                actor=actor,
-                kind=EventKind.BACKOFF,
-                message=f"{described}: rate limited until {format_local(reset_at)}{shared}: "
-                f"{reason}"[:2000],
-                data={
-                    "until": reset_at.isoformat(),
-                    "kind": kind.kind,
-                    "model": kind.model,
-                    "quota_key": quota_key,
-                    "observed_by": drain,
-                    "run": run.pk if run else None,
-                },
-            )
+            _record_backoff_event(name, drain=drain, quota_key=quota_key, reset_at=reset_at,
+                                  reason=reason, run=run, actor=actor, kind=kind)
     return names
+
+
+def _record_backoff_event(
+    name: str,
+    *,
+    drain: str,
+    quota_key: str,
+    reset_at: datetime,
+    reason: str,
+    run: DrainRun | None,
+    actor: str,
+    kind: Kind,
+) -> None:
+    """The ``backoff`` event of one drain backing off (``drain`` observed the limit)."""
+    described = describe_kind(kind.kind, kind.model)
+    shared = "" if name == drain else f" (shares quota {quota_key!r} with {drain})"
+    record_event(
+        drain=name,
+        run=run if name == drain else None,
+        actor=actor,
+        kind=EventKind.BACKOFF,
+        message=f"{described}: rate limited until {format_local(reset_at)}{shared}: "
+        f"{reason}"[:2000],
+        data={
+            "until": reset_at.isoformat(),
+            "kind": kind.kind,
+            "model": kind.model,
+            "quota_key": quota_key,
+            "observed_by": drain,
+            "run": run.pk if run else None,
+        },
+    )
 
 
 def clear_backoff(*, drain: str, until: datetime, actor: str) -> bool:

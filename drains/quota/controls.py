@@ -43,20 +43,12 @@ def set_quota_policy(
     bursts in the same transaction).
     """
     key = validate_quota_key(quota_key)
-    changes: dict[str, float | bool | None] = {}
-    if weekly_reserve is not UNSET:
-        changes["weekly_reserve"] = _fraction("weekly_reserve", weekly_reserve)
-    if session_reserve is not UNSET:
-        changes["session_reserve"] = _fraction("session_reserve", session_reserve)
-    if reserve_release_hours is not UNSET:
-        changes["reserve_release_hours"] = _hours(reserve_release_hours)
-    if autopilot is not UNSET:
-        changes["autopilot"] = _switch(autopilot)
-    if not changes:
-        raise QuotaPolicyError(
-            "nothing to change: give a weekly reserve, a session reserve, the reserve release "
-            "hours or the autopilot"
-        )
+    changes = _changes(
+        weekly_reserve=weekly_reserve,
+        session_reserve=session_reserve,
+        reserve_release_hours=reserve_release_hours,
+        autopilot=autopilot,
+    )
     with transaction.atomic():
         QuotaPolicy.objects.get_or_create(quota_key=key)
         policy = QuotaPolicy.objects.select_for_update().get(quota_key=key)
@@ -78,6 +70,32 @@ def set_quota_policy(
             # Its bursts end in the same transaction (the autopilot's own rule).
             on_autopilot_turned_off(quota_key=key, actor=actor)
     return policy
+
+
+def _changes(
+    *,
+    weekly_reserve: object,
+    session_reserve: object,
+    reserve_release_hours: object,
+    autopilot: object,
+) -> dict[str, float | bool | None]:
+    """The fields to change, each validated (``UNSET``: left out); ``QuotaPolicyError`` on a bad
+    value or when nothing is to change."""
+    changes: dict[str, float | bool | None] = {}
+    if weekly_reserve is not UNSET:
+        changes["weekly_reserve"] = _fraction("weekly_reserve", weekly_reserve)
+    if session_reserve is not UNSET:
+        changes["session_reserve"] = _fraction("session_reserve", session_reserve)
+    if reserve_release_hours is not UNSET:
+        changes["reserve_release_hours"] = _hours(reserve_release_hours)
+    if autopilot is not UNSET:
+        changes["autopilot"] = _switch(autopilot)
+    if not changes:
+        raise QuotaPolicyError(
+            "nothing to change: give a weekly reserve, a session reserve, the reserve release "
+            "hours or the autopilot"
+        )
+    return changes
 
 
 def _shown(value: object, name: str) -> str:

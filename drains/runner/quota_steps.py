@@ -121,19 +121,10 @@ class QuotaSteps:
         # ``rate_limit`` stays set while waiting: the backoff this run wrote is not a reason to
         # stop (it is what the run waits out); any other stop is.
         self.state.stop_reason, self.state.halted = None, False
-        every = min(30.0, settings.DRAINS_HUNG_AFTER_SECONDS / 3)
         reset = limit.reset_at.timestamp()
-        prepare_at = min(resume_at, reset) - PREPARE_SECONDS
-        last = time.monotonic()
-        while time.time() < prepare_at:
-            if self.state.stop_reason is not None:  # a signal, the burst off or past, the lock lost
-                return False
-            time.sleep(min(WAIT_STEP_SECONDS, max(0.0, prepare_at - time.time())))
-            # Checkpoints only before the reset: one after it would read as a call that worked
-            # since the reset (drains/selectors/runs.py probe_evidence), and skip the probe.
-            if time.monotonic() - last >= every and time.time() < reset - 1:
-                self.loop.checkpoint()
-                last = time.monotonic()
+        if not self._wait_before_reset(prepare_at=min(resume_at, reset) - PREPARE_SECONDS,
+                                       reset=reset):
+            return False
         # Everything but the call, just before the reset, so that the call goes at it: the lock,
         # the burst and the switch once more, a newer limit, the probe's claim, the next item.
         if self.state.stop_reason is None:
@@ -147,11 +138,7 @@ class QuotaSteps:
             return False
         claim = self.state.quota_key or f"drain:{self.state.name}"
         claimed = self.state.lock.try_claim_probe(claim)
-        # Items this run skipped while it stopped are pending still: read the backlog again.
-        self.state.buffer.clear()
-        self.state.cursor, self.state.exhausted = None, False
-        if (first := self.loop.next_item()) is not None:
-            self.state.buffer.appendleft(first)
+        self._reread_backlog()
         while (left := resume_at - time.time()) > 0 and self.state.stop_reason is None:
             time.sleep(min(WAIT_STEP_SECONDS, left))
         if self.state.stop_reason is not None:
@@ -169,3 +156,27 @@ class QuotaSteps:
         logger.info("%s: the window reset; going on%s", self.state.name,
                     " (probe first)" if self.state.probing else "")
         return True
+
+    def _wait_before_reset(self, *, prepare_at: float, reset: float) -> bool:
+        """Sleep at zero calls until ``prepare_at`` (epoch seconds), with a checkpoint every
+        third of the hung threshold; False when the run stopped meanwhile."""
+        every = min(30.0, settings.DRAINS_HUNG_AFTER_SECONDS / 3)
+        last = time.monotonic()
+        while time.time() < prepare_at:
+            if self.state.stop_reason is not None:  # a signal, the burst off or past, the lock lost
+                return False
+            time.sleep(min(WAIT_STEP_SECONDS, max(0.0, prepare_at - time.time())))
+            # Checkpoints only before the reset: one after it would read as a call that worked
+            # since the reset (drains/selectors/runs.py probe_evidence), and skip the probe.
+            if time.monotonic() - last >= every and time.time() < reset - 1:
+                self.loop.checkpoint()
+                last = time.monotonic()
+        return True
+
+    def _reread_backlog(self) -> None:
+        """Items this run skipped while it stopped are pending still: read the backlog again
+        (the first item at once, so that the call goes at the reset)."""
+        self.state.buffer.clear()
+        self.state.cursor, self.state.exhausted = None, False
+        if (first := self.loop.next_item()) is not None:
+            self.state.buffer.appendleft(first)
