@@ -158,9 +158,11 @@ def test_journal_survives_the_process_and_forgets_only_what_it_is_told(tmp_path)
     ]
     again.forget("d", ["1"])
     assert again.keys("d") == {"2"} and again.entries("other") == []
-    # rollback journal, full sync: nothing is waiting in a WAL file
+    # WAL with a full sync per commit (durable at each commit, not only at checkpoints)
+    assert again._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert again._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # kept in the file
 
 
 def test_journal_in_an_unwritable_place_is_one_line(tmp_path):
