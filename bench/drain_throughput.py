@@ -123,9 +123,9 @@ def raw_pass(n: int, database: str) -> dict:
             "INSERT INTO drains_drainrun (drain, trigger, mode, host, pid, started_at, status, "
             "items_done, items_failed, chunks, error, stop_reason, input_tokens, output_tokens, "
             "cache_creation_input_tokens, cache_read_input_tokens, cost_usd, model_usage, "
-            "concurrency, busy_seconds) VALUES "
+            "concurrency, busy_seconds, error_kind, error_traceback, extractor) VALUES "
             "('halacha', 'manual', 'normal', 'bench', 0, now(), 'running', 0, 0, 0, '', '', "
-            "0, 0, 0, 0, 0, '{}', 1, 0) RETURNING id"
+            "0, 0, 0, 0, 0, '{}', 1, 0, '', '', '') RETURNING id"
         ).fetchone()[0]
         last, done = 0, 0
         while True:
