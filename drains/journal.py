@@ -36,6 +36,15 @@ _SCHEMA = (
     " usage TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL,"
     " PRIMARY KEY (drain, item_key))"
 )
+# Paid calls whose item failed (ItemFailed: a reply that could not be used, its usage): kept like
+# a paid result until the checkpoint that counts the failure, so that a run killed before that
+# checkpoint still has its failures and their usage counted on its row (replay_journal).
+_FAILED_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS failed ("
+    " drain TEXT NOT NULL, item_key TEXT NOT NULL, run_id INTEGER,"
+    " usage TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL,"
+    " PRIMARY KEY (drain, item_key))"
+)
 
 
 # Ballast kept beside the journal: when its disk fills up, deleting it makes room for the
@@ -85,6 +94,7 @@ class Journal:
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
             conn.execute(_SCHEMA)
+            conn.execute(_FAILED_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise self._error("open", exc) from exc
         self._conn = conn
@@ -126,6 +136,34 @@ class Journal:
             self._release_reserve()  # room for the forget() of what was counted already
             raise self._error("write", exc) from exc
 
+    def record_failure(self, *, drain: str, item_key: str, run_id: int | None,
+                       usage: dict | None) -> None:
+        """Append one paid call whose item failed (counted as failed on ``run_id`` if replayed)."""
+        spent = json.dumps(dict(usage or {}), ensure_ascii=False, default=str)
+        try:
+            with self._lock:
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO failed (drain, item_key, run_id, usage, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (drain, item_key, run_id, spent, timezone.now().isoformat()),
+                )
+        except sqlite3.Error as exc:
+            self._release_reserve()
+            raise self._error("write", exc) from exc
+
+    def failures(self, drain: str) -> list[Entry]:
+        """The failed calls of ``drain`` not yet counted by a checkpoint (payload None)."""
+        try:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT item_key, run_id, usage FROM failed WHERE drain = ?"
+                    " ORDER BY created_at, item_key",
+                    (drain,),
+                ).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error("read", exc) from exc
+        return [Entry(drain, key, run_id, None, json.loads(spent)) for key, run_id, spent in rows]
+
     def entries(self, drain: str) -> list[Entry]:
         try:
             with self._lock:
@@ -161,9 +199,11 @@ class Journal:
             # One transaction (one fsync) for the chunk, not one per entry.
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.executemany(
-                    "DELETE FROM paid WHERE drain = ? AND item_key = ?", [(drain, k) for k in keys]
-                )
+                for table in ("paid", "failed"):
+                    self._conn.executemany(
+                        f"DELETE FROM {table} WHERE drain = ? AND item_key = ?",
+                        [(drain, k) for k in keys],
+                    )
                 self._conn.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:
@@ -172,7 +212,9 @@ class Journal:
 
     def count(self) -> int:
         with self._lock:
-            return self._conn.execute("SELECT count(*) FROM paid").fetchone()[0]
+            return self._conn.execute(
+                "SELECT (SELECT count(*) FROM paid) + (SELECT count(*) FROM failed)"
+            ).fetchone()[0]
 
     def close(self) -> None:
         with self._lock:

@@ -203,12 +203,19 @@ class WorkLoop:
             except RateLimited as exc:
                 return ItemOutcome(Outcome.RATE_LIMITED, key, error=exc)
             except ItemFailed as exc:
-                failure = exc.message
+                failure, spent = exc.message, exc.usage
+                # A failed call is a call: on local disk first too, so that its run's row counts
+                # it (and its usage) even when the run dies before its next checkpoint.
+                journaled, journal_error = self._journal(
+                    lambda journal: journal.record_failure(
+                        drain=state.name, item_key=key, run_id=state.row.pk, usage=spent)
+                )
                 state.db.call(
                     f"recording the failure of item {key}",
                     lambda: state.drain.mark_failed(key, failure, max_attempts=state.max_attempts),
                 )
-                return ItemOutcome(Outcome.FAILED, key, usage=exc.usage, error=exc)
+                return ItemOutcome(Outcome.FAILED, key, usage=exc.usage, error=exc,
+                                   journaled=journaled, fatal=journal_error)
             # Paid for: on local disk first (drains/journal.py), then staged in PostgreSQL.
             journaled, journal_error = self._journal_paid(key, processed)
             # An item whose result stays in the journal is counted by its replay, not here.
@@ -252,13 +259,17 @@ class WorkLoop:
         """(journaled, the error when the journal cannot be written). A journal that fails does
         not lose this result (it is staged directly); the run stops before its next call."""
         state = self.state
+        return self._journal(lambda journal: journal.record(
+            drain=state.name, item_key=key, run_id=state.row.pk, payload=processed.payload,
+            usage=processed.usage,
+        ))
+
+    def _journal(self, write: Callable[[Any], None]) -> tuple[bool, JournalError | None]:
+        state = self.state
         if state.journal is None:
             return False, None
         try:
-            state.journal.record(
-                drain=state.name, item_key=key, run_id=state.row.pk, payload=processed.payload,
-                usage=processed.usage,
-            )
+            write(state.journal)
         except JournalError as exc:
             state.stop(StopReason.ERROR)  # at once: no further call starts
             return False, exc
@@ -289,7 +300,13 @@ class WorkLoop:
         elif outcome.kind == Outcome.FAILED:
             state.failed += 1
             state.chunk_failed += 1
+            if outcome.journaled:
+                state.chunk_keys.append(outcome.key)
             self._note_item_failure(outcome)
+            if outcome.fatal is not None:
+                state.error = state.error or outcome.fatal
+                logger.error("%s: %s", state.name, outcome.fatal)
+                state.stop(StopReason.ERROR)
         elif outcome.kind == Outcome.RATE_LIMITED:
             self.limit_reached(outcome.error)
         elif outcome.kind == Outcome.SUPERSEDED:

@@ -42,8 +42,15 @@ def plan_drain(
     still_live = _hung(state, live, now, decisions)  # step 3
     if control and control["backoff_until"] is not None:  # step 4
         decisions.append(_backoff(state.name, control, now, last_progress, cleared_backoffs))
+    # Runs found dead in this tick: their rows are corrected after this host's journal is
+    # replayed, in step 5, or (nothing to promote) right after they are marked. A run stopped
+    # as hung is corrected by the next runner (the lock was not free when this tick read it).
+    dead = [d for d in decisions if d.action in (EventKind.CRASHED, EventKind.HUNG)]
     if (state.staged or journaled) and not still_live:  # step 5 (never while a live run works)
-        decisions.append(_promote(state, journaled))
+        decisions.append(_promote(state, journaled, [d.run_id for d in dead]))
+    elif state.holder is None:  # the lock is free: no runner is starting either
+        for decision in dead:
+            decision.apply = _then_correct(state.name, decision.apply, decision.run_id)
     if rules.burst_active(burst_until, now=now):  # step 6
         decisions.append(_start_or_hold(state, burst_until, still_live, controls, now, cleared_backoffs))
     return decisions
@@ -198,17 +205,29 @@ def _backoff(
     )
 
 
-def _promote(state: DrainState, journaled: int = 0) -> Decision:
-    """Step 5: staged rows (and this host's journal entries) left by dead runs are promoted."""
+def _then_correct(name: str, apply, run_id: int):
+    def both() -> str | None:
+        outcome = apply()
+        corrected = actions.correct(name, run_id)
+        return "; ".join(part for part in (outcome, corrected) if part) or None
+
+    return both
+
+
+def _promote(state: DrainState, journaled: int = 0, dead: list[int] = ()) -> Decision:
+    """Step 5: staged rows (and this host's journal entries) left by dead runs are promoted, and
+    the rows of the runs found dead in this tick corrected from what they did."""
     name = state.name
+    dead = list(dead)
     promote = Decision(
         name,
         EventKind.PROMOTE,
         f"{state.staged} staged result(s) left by dead runs"
         + (f", {journaled} in this host's journal" if journaled else ""),
-        data={"staged": state.staged, **({"journaled": journaled} if journaled else {})},
+        data={"staged": state.staged, **({"journaled": journaled} if journaled else {}),
+              **({"dead_runs": dead} if dead else {})},
     )
-    promote.apply = lambda: actions.promote(name, promote.followups)
+    promote.apply = lambda: actions.promote(name, promote.followups, dead)
     return promote
 
 
