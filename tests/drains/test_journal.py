@@ -224,3 +224,23 @@ def test_what_is_transient():
     assert not is_transient(PromotionError("halacha", "1", KeyError("quote")))
     assert not is_transient(DatabaseUnavailable("spent"))
     assert not is_transient(ValueError("x"))
+
+
+def test_a_failed_call_in_the_journal_is_counted_on_its_run_by_the_replay(tmp_path):
+    from drains.runs import replay_journal
+
+    run = factories.make_run(status="crashed", items_done=3, items_failed=1)
+    journal = Journal(tmp_path / "j.sqlite3")
+    journal.record_failure(drain="halacha", item_key="7", run_id=run.pk,
+                           usage={"input_tokens": 4, "cost_usd": 0.5})
+    assert [(e.item_key, e.run_id, e.usage["input_tokens"]) for e in journal.failures("halacha")] \
+        == [("7", run.pk, 4)]
+    assert journal.keys("halacha") == set() and journal.count() == 1  # nothing to stage
+
+    assert replay_journal(drain_name="halacha", journal=journal) == 0
+    run.refresh_from_db()
+    assert (run.items_done, run.items_failed, run.input_tokens) == (3, 2, 4)
+    assert journal.count() == 0 and not StagedResult.objects.exists()
+    journal.record_failure(drain="halacha", item_key="8", run_id=run.pk, usage=None)
+    journal.forget("halacha", ["8"])  # the checkpoint that counted it
+    assert journal.count() == 0
