@@ -51,9 +51,12 @@ _FAILED_SCHEMA = (
 # deletes (SQLite writes a rollback journal for them too) that must follow counted checkpoints,
 # so that entries already counted in PostgreSQL are never left behind to be counted again.
 RESERVE_BYTES = 256 * 1024
-# The -wal file beside the journal: SQLite checkpoints it into the main file every 1000 pages
-# (its default wal_autocheckpoint, about 4 MB) and truncates it to this size after a checkpoint.
-WAL_SIZE_LIMIT_BYTES = 1024 * 1024
+# The -wal file beside the journal: it is checkpointed into the main file after each chunk's
+# deletes (forget), so the next write starts it over and it holds about one chunk's entries;
+# SQLite also checkpoints it by itself past WAL_AUTOCHECKPOINT_PAGES (4 KB pages), and truncates
+# it to WAL_SIZE_LIMIT_BYTES when it starts over.
+WAL_AUTOCHECKPOINT_PAGES = 256
+WAL_SIZE_LIMIT_BYTES = 512 * 1024
 
 
 class JournalError(RuntimeError):
@@ -93,6 +96,7 @@ class Journal:
                 logger.warning("the journal %s stays in %s mode (WAL refused)", path, mode)
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
             conn.execute(_SCHEMA)
             conn.execute(_FAILED_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
@@ -209,6 +213,16 @@ class Journal:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Copy the -wal file into the main file (the next write then starts the -wal over). The
+        entries are durable in the -wal either way: a checkpoint that cannot finish (a reader, a
+        full disk) only leaves the -wal longer for now."""
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            logger.warning("the journal %s could not be checkpointed: %s", self.path, exc)
 
     def count(self) -> int:
         with self._lock:
