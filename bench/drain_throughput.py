@@ -16,6 +16,10 @@
     (Django's query log must not accumulate). Target: growth < 20 MB.
 (c) A 200 ms extractor with ``concurrency=8`` on 100 decisions: wall time against the ideal
     100 × 0.2 / 8 = 2.5 s. Target ≤ 1.3×.
+(d) The journal of paid results' cost (drains/journal.py: one fsync'd SQLite commit per paid
+    call): (a)'s runtime at the smaller backlog, passes alternating with the journal and
+    without it (``DRAINS_JOURNAL_UNSAFE_OFF``, switched in this process), ``--journal-passes``
+    of each; the median and the best of each. Target: with ≥ 0.9× without.
 
 Uses DATABASE_URL's server when set, else the embedded PostgreSQL; creates and drops its own
 database (bench_drain_<pid>).
@@ -123,9 +127,9 @@ def raw_pass(n: int, database: str) -> dict:
             "INSERT INTO drains_drainrun (drain, trigger, mode, host, pid, started_at, status, "
             "items_done, items_failed, chunks, error, stop_reason, input_tokens, output_tokens, "
             "cache_creation_input_tokens, cache_read_input_tokens, cost_usd, model_usage, "
-            "concurrency, busy_seconds) VALUES "
+            "concurrency, busy_seconds, error_kind, error_traceback, extractor) VALUES "
             "('halacha', 'manual', 'normal', 'bench', 0, now(), 'running', 0, 0, 0, '', '', "
-            "0, 0, 0, 0, 0, '{}', 1, 0) RETURNING id"
+            "0, 0, 0, 0, 0, '{}', 1, 0, '', '', '') RETURNING id"
         ).fetchone()[0]
         last, done = 0, 0
         while True:
@@ -225,12 +229,37 @@ def concurrency_pass(n: int, concurrency: int, pause: float) -> dict:
     return {"wall": wall, "ideal": ideal, "ratio": wall / ideal}
 
 
+def journal_cost(n: int, passes: int) -> None:
+    from statistics import median
+
+    from django.conf import settings
+
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    saved = settings.DRAINS_JOURNAL_UNSAFE_OFF
+    try:
+        for _ in range(passes):
+            for journal in (True, False):
+                settings.DRAINS_JOURNAL_UNSAFE_OFF = not journal
+                rates[journal].append(runtime_pass(n)["per_s"])
+    finally:
+        settings.DRAINS_JOURNAL_UNSAFE_OFF = saved
+    on, off = rates[True], rates[False]
+    print(
+        f"(d) the journal, {n} decisions, {passes} passes each, alternating: with "
+        f"{median(on):.0f}/s median (best {max(on):.0f}), without {median(off):.0f}/s "
+        f"(best {max(off):.0f}): {median(on) / median(off):.2f}x median, "
+        f"{max(on) / max(off):.2f}x best"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", type=int, default=1000, help="the smaller backlog")
     parser.add_argument("--large", type=int, default=10000, help="the larger backlog")
     parser.add_argument("--concurrency", type=int, default=8, help="threads for part (c)")
     parser.add_argument("--repeat", type=int, default=3, help="passes of (a); the best counts")
+    parser.add_argument("--journal-passes", type=int, default=3,
+                        help="passes of (d) with and without the journal, alternating (0: skip)")
     args = parser.parse_args()
 
     database = f"bench_drain_{os.getpid()}"
@@ -277,6 +306,8 @@ def main() -> None:
             f"wall {conc['wall']:.2f} s "
             f"vs ideal {conc['ideal']:.2f} s = {conc['ratio']:.2f}x"
         )
+        if args.journal_passes:
+            journal_cost(args.small, args.journal_passes)
     finally:
         from django.db import connections
 

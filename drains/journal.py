@@ -1,7 +1,10 @@
 """The local journal of paid results: one small SQLite file per host, outside PostgreSQL.
 
 The moment an extractor call returns, the runner appends its raw answer here (one INSERT,
-``synchronous = FULL`` in rollback-journal mode: on disk, fsync'd, before the database is touched).
+``synchronous = FULL`` in WAL mode: appended to the ``-wal`` file beside it and fsync'd at its
+commit, so on disk before the database is touched; https://www.sqlite.org/pragma.html#pragma_synchronous:
+"With synchronous=FULL in WAL mode, an additional sync operation of the WAL file happens after each
+transaction commit", which makes each commit durable across a power loss).
 Staging in PostgreSQL follows. An entry stays until the checkpoint that counts its item has
 committed; whatever next runs the drain on this host (the next run, or the supervisor's promotion
 step) moves what is left into staging and onto its run's counts first (``drains/runs.py``,
@@ -34,12 +37,27 @@ _SCHEMA = (
     " usage TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL,"
     " PRIMARY KEY (drain, item_key))"
 )
+# Paid calls whose item failed (ItemFailed: a reply that could not be used, its usage): kept like
+# a paid result until the checkpoint that counts the failure, so that a run killed before that
+# checkpoint still has its failures and their usage counted on its row (replay_journal).
+_FAILED_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS failed ("
+    " drain TEXT NOT NULL, item_key TEXT NOT NULL, run_id INTEGER,"
+    " usage TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL,"
+    " PRIMARY KEY (drain, item_key))"
+)
 
 
 # Ballast kept beside the journal: when its disk fills up, deleting it makes room for the
 # deletes (SQLite writes a rollback journal for them too) that must follow counted checkpoints,
 # so that entries already counted in PostgreSQL are never left behind to be counted again.
 RESERVE_BYTES = 256 * 1024
+# The -wal file beside the journal: it is checkpointed into the main file after each chunk's
+# deletes (forget), so the next write starts it over and it holds about one chunk's entries;
+# SQLite also checkpoints it by itself past WAL_AUTOCHECKPOINT_PAGES (4 KB pages), and truncates
+# it to WAL_SIZE_LIMIT_BYTES when it starts over.
+WAL_AUTOCHECKPOINT_PAGES = 256
+WAL_SIZE_LIMIT_BYTES = 512 * 1024
 
 
 class JournalError(RuntimeError):
@@ -70,11 +88,18 @@ class Journal:
             conn = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=30
             )
-            # Rollback journal (WAL off) and a full fsync per commit: a committed entry is on
-            # disk when record() returns, whatever happens to this process next.
-            conn.execute("PRAGMA journal_mode = DELETE")
+            # WAL and a full fsync per commit: a committed entry is on disk when record()
+            # returns, whatever happens to this process or the host next. One sync of the -wal
+            # file per commit (rollback mode syncs the rollback journal and the file: about
+            # twice the cost). synchronous is per connection; only this class opens the file.
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":  # a file system without shared memory: still durable, slower
+                logger.warning("the journal %s stays in %s mode (WAL refused)", path, mode)
             conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
             conn.execute(_SCHEMA)
+            conn.execute(_FAILED_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise self._error("open", exc) from exc
         self._conn = conn
@@ -116,6 +141,34 @@ class Journal:
             self._release_reserve()  # room for the forget() of what was counted already
             raise self._error("write", exc) from exc
 
+    def record_failure(self, *, drain: str, item_key: str, run_id: int | None,
+                       usage: Mapping[str, Any] | None) -> None:
+        """Append one paid call whose item failed (counted as failed on ``run_id`` if replayed)."""
+        spent = json.dumps(dict(usage or {}), ensure_ascii=False, default=str)
+        try:
+            with self._lock:
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO failed (drain, item_key, run_id, usage, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (drain, item_key, run_id, spent, timezone.now().isoformat()),
+                )
+        except sqlite3.Error as exc:
+            self._release_reserve()
+            raise self._error("write", exc) from exc
+
+    def failures(self, drain: str) -> list[Entry]:
+        """The failed calls of ``drain`` not yet counted by a checkpoint (payload None)."""
+        try:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT item_key, run_id, usage FROM failed WHERE drain = ?"
+                    " ORDER BY created_at, item_key",
+                    (drain,),
+                ).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error("read", exc) from exc
+        return [Entry(drain, key, run_id, None, json.loads(spent)) for key, run_id, spent in rows]
+
     def entries(self, drain: str) -> list[Entry]:
         try:
             with self._lock:
@@ -151,18 +204,32 @@ class Journal:
             # One transaction (one fsync) for the chunk, not one per entry.
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.executemany(
-                    "DELETE FROM paid WHERE drain = ? AND item_key = ?", [(drain, k) for k in keys]
-                )
+                for table in ("paid", "failed"):
+                    self._conn.executemany(
+                        f"DELETE FROM {table} WHERE drain = ? AND item_key = ?",
+                        [(drain, k) for k in keys],
+                    )
                 self._conn.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Copy the -wal file into the main file (the next write then starts the -wal over). The
+        entries are durable in the -wal either way: a checkpoint that cannot finish (a reader, a
+        full disk) only leaves the -wal longer for now."""
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            logger.warning("the journal %s could not be checkpointed: %s", self.path, exc)
 
     def count(self) -> int:
         with self._lock:
-            return self._conn.execute("SELECT count(*) FROM paid").fetchone()[0]
+            return self._conn.execute(
+                "SELECT (SELECT count(*) FROM paid) + (SELECT count(*) FROM failed)"
+            ).fetchone()[0]
 
     def close(self) -> None:
         with self._lock:

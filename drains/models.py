@@ -60,6 +60,7 @@ class EventKind(models.TextChoices):
     LEFTOVERS_PROMOTED = "leftovers_promoted", "leftovers promoted"
     ITEM_FAILED = "item_failed", "item failed"
     RUN_CRASHED = "run_crashed", "run marked crashed"
+    RUN_CORRECTED = "run_corrected", "run counts corrected"  # drains/runs.py correct_run_counts
     NOTE = "note", "note"
     PROBE = "probe", "probe after reset"  # its outcome: ok, or refused (a new backoff)
     PROBE_WAIT = "probe_wait", "waiting for the quota's probe"

@@ -418,14 +418,23 @@ _REPLAY_STAGE_SQL = (
 
 
 def replay_journal(*, drain_name: str, journal) -> int:
-    """Move this host's journal entries of ``drain_name`` into staging, oldest first.
+    """Move this host's journal entries of ``drain_name`` into staging, oldest first (and count
+    its failed calls on their runs).
 
     Each entry in one transaction: its staged row (kept when one is already there) and its
     item counted as done on the run that paid for it (that run's checkpoint never counted it:
     an entry is forgotten only after the checkpoint that counts it). The entry is deleted only
     after that commit. Zero quota; call it while no live run of this host works on the drain
-    (holding its lock, or having seen the lock free) and before any new call. Returns the count.
+    (holding its lock, or having seen the lock free) and before any new call. Returns the count
+    of paid results moved.
     """
+    for entry in journal.failures(drain_name):  # failed calls: counted, nothing to stage
+        usage = Usage()
+        usage.add(entry.usage)
+        if entry.run_id is not None:
+            with transaction.atomic(durable=True):
+                _count_journaled(entry.run_id, usage, field="items_failed")
+        journal.forget(drain_name, [entry.item_key])
     entries = journal.entries(drain_name)
     for entry in entries:
         usage = Usage()
@@ -443,13 +452,13 @@ def replay_journal(*, drain_name: str, journal) -> int:
     return len(entries)
 
 
-def _count_journaled(run_id: int, usage: Usage) -> None:
+def _count_journaled(run_id: int, usage: Usage, field: str = "items_done") -> None:
     """One paid item onto a run's counts, whatever its status (a correction of a dead run's row:
     its usage counts calls from these columns)."""
     run = DrainRun.objects.select_for_update().filter(pk=run_id).only("model_usage").first()
     if run is None:
         return
-    values: dict[str, Any] = {"items_done": F("items_done") + 1}
+    values: dict[str, Any] = {field: F(field) + 1}
     for key in USAGE_TOKEN_KEYS:
         if getattr(usage, key):
             values[key] = F(key) + getattr(usage, key)
@@ -458,3 +467,84 @@ def _count_journaled(run_id: int, usage: Usage) -> None:
     if usage.models:
         values["model_usage"] = merge_model_usage(run.model_usage or {}, usage.models)
     DrainRun.objects.filter(pk=run_id).update(**values)
+
+
+# --- a dead run's row, corrected ---------------------------------------------------------------
+
+# A run that ended so may not have written its last counts: killed (crashed, or stopped as hung),
+# or ended on an error while the database was away.
+UNFINISHED = (RunStatus.CRASHED, RunStatus.HUNG, RunStatus.FAILED)
+
+
+@dataclass
+class Leftovers:
+    """What ``settle_leftovers`` did: paid results moved from the journal, the promotion of the
+    staged rows, and the runs whose counts it corrected."""
+
+    replayed: int = 0
+    report: PromotionReport = field(default_factory=PromotionReport)
+    corrected: list[str] = field(default_factory=list)  # one line each (the event's message)
+
+
+def settle_leftovers(
+    *, drain_name: str, journal, actor: str, run_ids=None
+) -> Leftovers:
+    """What dead runs of ``drain_name`` left, settled before any new call: this host's journal
+    replayed (into staging and onto its runs' counts), the staged rows promoted, then the rows of
+    the runs ``run_ids`` (default: the drain's latest run, when it ended crashed, hung or failed)
+    corrected from what they did (``correct_run_counts``), each correction with an event.
+
+    Zero quota. Same rule as ``replay_journal``: no live run of this host works on the drain.
+    """
+    if run_ids is None:
+        latest = (DrainRun.objects.filter(drain=drain_name).order_by("-started_at", "-pk")
+                  .values_list("pk", "status").first())
+        run_ids = [latest[0]] if latest and latest[1] in UNFINISHED else []
+    runs = list(DrainRun.objects.filter(pk__in=list(run_ids)).exclude(status=RunStatus.RUNNING)
+                .order_by("pk"))
+    before = {run.pk: (run.items_done, run.items_failed) for run in runs}
+    settled = Leftovers()
+    if journal is not None:
+        settled.replayed = replay_journal(drain_name=drain_name, journal=journal)
+    settled.report = promote_leftovers(drain_name=drain_name)
+    for run in runs:
+        line = correct_run_counts(run=run, before=before[run.pk], actor=actor)
+        if line:
+            settled.corrected.append(line)
+    return settled
+
+
+def correct_run_counts(*, run: DrainRun, before: tuple[int, int], actor: str) -> str | None:
+    """A dead run's ``items_done`` from the items themselves: those its drain finished between
+    the run's start and the next run's (or now; ``Drain.done_between``), when more than its row
+    says (never fewer: a paid result kept in staging counts too). ``before``: the row's counts
+    before this host's journal was replayed onto it. When the row changed (replay included),
+    an event says from what to what; returns its message, or None.
+
+    Only one runner works on a drain at a time (the drain lock), and a run's row is written
+    after its start's leftovers are promoted, so what was finished in that window is this run's.
+    """
+    drain_cls = registry.get(run.drain)
+    until = (DrainRun.objects.filter(drain=run.drain, started_at__gt=run.started_at)
+             .order_by("started_at").values_list("started_at", flat=True).first())
+    done = drain_cls.done_between(run.started_at, until or timezone.now())
+    with transaction.atomic():
+        row = DrainRun.objects.select_for_update().get(pk=run.pk)
+        if done is not None and done > row.items_done:
+            DrainRun.objects.filter(pk=run.pk).update(items_done=done)
+            row.items_done = done
+        after = (row.items_done, row.items_failed)
+        if after == before:
+            return None
+        message = (
+            f"run {run.pk} ({row.status}) counts corrected from what it did: "
+            f"{before[0]} → {after[0]} done, {before[1]} → {after[1]} failed "
+            "(its last checkpoint had not counted them)"
+        )
+        record_event(
+            drain=run.drain, run=run, actor=actor, kind=EventKind.RUN_CORRECTED, message=message,
+            data={"run": run.pk, "done": list(map(int, (before[0], after[0]))),
+                  "failed": list(map(int, (before[1], after[1])))},
+        )
+    run.items_done, run.items_failed = after
+    return message

@@ -29,7 +29,7 @@ from drains.quota.backoff import record_backoff
 from drains.quota.resets import RateLimited
 from drains.runner.ceiling import QuotaCeiling
 from drains.runner.pacing import Halted, Pacing, SlowedDown
-from drains.runner.paid import keep_paid
+from drains.runner.paid import journal_failure, keep_paid
 from drains.runner.plugin import ItemFailed
 from drains.runner.probe import ProbeClaim
 from drains.runner.state import ItemOutcome, Outcome, RunState
@@ -203,12 +203,16 @@ class WorkLoop:
             except RateLimited as exc:
                 return ItemOutcome(Outcome.RATE_LIMITED, key, error=exc)
             except ItemFailed as exc:
-                failure = exc.message
+                failure, spent = exc.message, exc.usage
+                # A failed call is a call: on local disk first too, so that its run's row counts
+                # it (and its usage) even when the run dies before its next checkpoint.
+                journaled, journal_error = journal_failure(state, key, spent)
                 state.db.call(
                     f"recording the failure of item {key}",
                     lambda: state.drain.mark_failed(key, failure, max_attempts=state.max_attempts),
                 )
-                return ItemOutcome(Outcome.FAILED, key, usage=exc.usage, error=exc)
+                return ItemOutcome(Outcome.FAILED, key, usage=exc.usage, error=exc,
+                                   journaled=journaled, fatal=journal_error)
             return keep_paid(state, key, processed)
         except Exception as exc:
             return ItemOutcome(Outcome.ERROR, key, error=exc)
@@ -240,7 +244,13 @@ class WorkLoop:
         elif outcome.kind == Outcome.FAILED:
             state.failed += 1
             state.chunk_failed += 1
+            if outcome.journaled:
+                state.chunk_keys.append(outcome.key)
             self._note_item_failure(outcome)
+            if outcome.fatal is not None:
+                state.error = state.error or outcome.fatal
+                logger.error("%s: %s", state.name, outcome.fatal)
+                state.stop(StopReason.ERROR)
         elif outcome.kind == Outcome.RATE_LIMITED:
             self.limit_reached(outcome.error)
         elif outcome.kind == Outcome.SUPERSEDED:

@@ -6,7 +6,10 @@ staged for whoever holds the lock next.
 
 from __future__ import annotations
 
-from drains.journal import JournalError
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from drains.journal import Journal, JournalError
 from drains.models import StopReason
 from drains.runner.plugin import Processed
 from drains.runner.state import ItemOutcome, Outcome, RunState
@@ -57,13 +60,29 @@ def journal_paid(
 ) -> tuple[bool, JournalError | None]:
     """(journaled, the error when the journal cannot be written). A journal that fails does
     not lose this result (it is staged directly); the run stops before its next call."""
+    return _journal(state, lambda journal: journal.record(
+        drain=state.name, item_key=key, run_id=state.row.pk, payload=processed.payload,
+        usage=processed.usage,
+    ))
+
+
+def journal_failure(
+    state: RunState, key: str, usage: Mapping[str, Any] | None
+) -> tuple[bool, JournalError | None]:
+    """A failed call is a call: on local disk first too, so that its run's row counts it (and
+    its usage) even when the run dies before its next checkpoint."""
+    return _journal(state, lambda journal: journal.record_failure(
+        drain=state.name, item_key=key, run_id=state.row.pk, usage=usage,
+    ))
+
+
+def _journal(
+    state: RunState, write: Callable[[Journal], None]
+) -> tuple[bool, JournalError | None]:
     if state.journal is None:
         return False, None
     try:
-        state.journal.record(
-            drain=state.name, item_key=key, run_id=state.row.pk, payload=processed.payload,
-            usage=processed.usage,
-        )
+        write(state.journal)
     except JournalError as exc:
         state.stop(StopReason.ERROR)  # at once: no further call starts
         return False, exc

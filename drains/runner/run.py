@@ -35,8 +35,7 @@ from drains.runner.state import RunState
 from drains.runs import (
     PromotionReport,
     mark_dead_runs,
-    promote_leftovers,
-    replay_journal,
+    settle_leftovers,
     start_run,
 )
 from drains.schema import ensure_schema
@@ -265,16 +264,18 @@ class _Runner:
     def _promote_leftovers(self) -> None:
         state = self.state
         journal = state.journal
-        if journal is not None:
-            # Paid results this host's journal still holds go to staging before any new call.
-            replayed = state.db.call(
-                "replaying the journal",
-                lambda: replay_journal(drain_name=state.name, journal=journal),
-            )
-            if replayed:
-                logger.info("%s: %d paid result(s) moved from the journal to staging",
-                            state.name, replayed)
-        report: PromotionReport = promote_leftovers(drain_name=state.name)
+        # Paid results this host's journal still holds go to staging before any new call, the
+        # staged rows are promoted, and a dead run's row is corrected from what it did.
+        settled = state.db.call(
+            "settling what earlier runs left",
+            lambda: settle_leftovers(drain_name=state.name, journal=journal, actor=state.actor),
+        )
+        if settled.replayed:
+            logger.info("%s: %d paid result(s) moved from the journal to staging",
+                        state.name, settled.replayed)
+        for line in settled.corrected:
+            logger.warning("%s: %s", state.name, line)
+        report: PromotionReport = settled.report
         if report.promoted or report.already_done:
             record_event(
                 drain=state.name,

@@ -46,7 +46,7 @@ class ItemOutcome:
     error: Any = None  # the exception that ended it (RateLimited, SlowedDown, ItemFailed, ...)
     item: Any = None  # for SLOWED: the item goes back into the queue
     seconds: float = 0.0  # time the worker spent on it: the run's busy time (the projection)
-    journaled: bool = False  # its paid result has an entry in the local journal
+    journaled: bool = False  # its paid result (or failed call) has an entry in the local journal
     fatal: BaseException | None = None  # done, but the run stops (the journal cannot be written)
 
 

@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from django.conf import settings
@@ -30,7 +30,7 @@ from drains.models import DrainRun, EventKind, RunStatus, StopReason, Trigger
 from drains.quota.actions import end_outlasted_bursts
 from drains.quota.backoff import clear_backoff
 from drains.quota.kinds import Kind
-from drains.runs import finish_run, promote_leftovers, replay_journal
+from drains.runs import finish_run, settle_leftovers
 from drains.supervisor.decision import ACTOR, Decision, Noted, NotStarted
 from drains.trigger import trigger_args
 
@@ -111,10 +111,12 @@ def clear_backoff_of(name: str, until: datetime) -> str | None:
     return None if cleared else "the backoff had changed; left as it is"
 
 
-def promote(name: str, notes: list[Decision]) -> str | None:
-    journal = open_journal()
-    replayed = replay_journal(drain_name=name, journal=journal) if journal is not None else 0
-    report = promote_leftovers(drain_name=name)
+def promote(name: str, notes: list[Decision], dead_runs: Sequence[int] = ()) -> str | None:
+    """Step 5: this host's journal replayed, the staged rows promoted, and the rows of the runs
+    this tick found dead corrected from what they did (drains/runs.py ``settle_leftovers``)."""
+    settled = settle_leftovers(drain_name=name, journal=open_journal(), actor=ACTOR,
+                               run_ids=list(dead_runs))
+    replayed, report = settled.replayed, settled.report
     for item_key, error in report.failed:
         message = (
             f"staged result for item {item_key} cannot be promoted (kept, not re-extracted): "
@@ -127,7 +129,16 @@ def promote(name: str, notes: list[Decision]) -> str | None:
         (f"{replayed} from this host's journal; " if replayed else "")
         + f"promoted {report.promoted}, {report.already_done} already done, "
         f"{len(report.failed)} cannot be promoted"
+        + "".join(f"; {line}" for line in settled.corrected)  # each has its run_corrected event
     )
+
+
+def correct(name: str, run_id: int) -> str | None:
+    """A run found dead with nothing staged: its row corrected from what it did (this host's
+    journal replayed first: its failed calls)."""
+    settled = settle_leftovers(drain_name=name, journal=open_journal(), actor=ACTOR,
+                               run_ids=[run_id])
+    return "; ".join(settled.corrected) or None
 
 
 def start_if_backlog(name: str) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from django.conf import settings
@@ -47,8 +47,16 @@ def plan_drain(
         decisions.append(
             _backoff(state.name, control, backoff_until, now, last_progress, cleared_backoffs)
         )
+    # Runs found dead in this tick: their rows are corrected after this host's journal is
+    # replayed, in step 5, or (nothing to promote) right after they are marked. A run stopped
+    # as hung is corrected by the next runner (the lock was not free when this tick read it).
+    dead = [d for d in decisions if d.action in (EventKind.CRASHED, EventKind.HUNG)]
     if (state.staged or journaled) and not still_live:  # step 5 (never while a live run works)
-        decisions.append(_promote(state, journaled))
+        decisions.append(_promote(state, journaled, [d.run_id for d in dead if d.run_id]))
+    elif state.holder is None:  # the lock is free: no runner is starting either
+        for decision in dead:
+            if decision.run_id is not None:
+                decision.apply = _then_correct(state.name, decision.apply, decision.run_id)
     # step 6 (a burst comes from the control row: both are there when one is on)
     if control is not None and burst_until is not None and rules.burst_active(burst_until, now=now):
         decisions.append(
@@ -210,17 +218,31 @@ def _backoff(
     )
 
 
-def _promote(state: DrainState, journaled: int = 0) -> Decision:
-    """Step 5: staged rows (and this host's journal entries) left by dead runs are promoted."""
+def _then_correct(
+    name: str, apply: Callable[[], str | None] | None, run_id: int
+) -> Callable[[], str | None]:
+    def both() -> str | None:
+        outcome = apply() if apply is not None else None
+        corrected = actions.correct(name, run_id)
+        return "; ".join(part for part in (outcome, corrected) if part) or None
+
+    return both
+
+
+def _promote(state: DrainState, journaled: int = 0, dead: Sequence[int] = ()) -> Decision:
+    """Step 5: staged rows (and this host's journal entries) left by dead runs are promoted, and
+    the rows of the runs found dead in this tick corrected from what they did."""
     name = state.name
+    dead_runs = list(dead)
     promote = Decision(
         name,
         EventKind.PROMOTE,
         f"{state.staged} staged result(s) left by dead runs"
         + (f", {journaled} in this host's journal" if journaled else ""),
-        data={"staged": state.staged, **({"journaled": journaled} if journaled else {})},
+        data={"staged": state.staged, **({"journaled": journaled} if journaled else {}),
+              **({"dead_runs": dead_runs} if dead_runs else {})},
     )
-    promote.apply = lambda: actions.promote(name, promote.followups)
+    promote.apply = lambda: actions.promote(name, promote.followups, dead_runs)
     return promote
 
 

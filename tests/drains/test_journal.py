@@ -158,9 +158,11 @@ def test_journal_survives_the_process_and_forgets_only_what_it_is_told(tmp_path)
     ]
     again.forget("d", ["1"])
     assert again.keys("d") == {"2"} and again.entries("other") == []
-    # rollback journal, full sync: nothing is waiting in a WAL file
+    # WAL with a full sync per commit (durable at each commit, not only at checkpoints)
+    assert again._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert again._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # kept in the file
 
 
 def test_journal_in_an_unwritable_place_is_one_line(tmp_path):
@@ -222,3 +224,23 @@ def test_what_is_transient():
     assert not is_transient(PromotionError("halacha", "1", KeyError("quote")))
     assert not is_transient(DatabaseUnavailable("spent"))
     assert not is_transient(ValueError("x"))
+
+
+def test_a_failed_call_in_the_journal_is_counted_on_its_run_by_the_replay(tmp_path):
+    from drains.runs import replay_journal
+
+    run = factories.make_run(status="crashed", items_done=3, items_failed=1)
+    journal = Journal(tmp_path / "j.sqlite3")
+    journal.record_failure(drain="halacha", item_key="7", run_id=run.pk,
+                           usage={"input_tokens": 4, "cost_usd": 0.5})
+    assert [(e.item_key, e.run_id, e.usage["input_tokens"]) for e in journal.failures("halacha")] \
+        == [("7", run.pk, 4)]
+    assert journal.keys("halacha") == set() and journal.count() == 1  # nothing to stage
+
+    assert replay_journal(drain_name="halacha", journal=journal) == 0
+    run.refresh_from_db()
+    assert (run.items_done, run.items_failed, run.input_tokens) == (3, 2, 4)
+    assert journal.count() == 0 and not StagedResult.objects.exists()
+    journal.record_failure(drain="halacha", item_key="8", run_id=run.pk, usage=None)
+    journal.forget("halacha", ["8"])  # the checkpoint that counted it
+    assert journal.count() == 0

@@ -209,3 +209,56 @@ def test_failing_child__records_the_error_and_exits_non_zero(call_log):
     assert "backend exploded" in err and "Traceback" not in err
     run = DrainRun.objects.get()
     assert run.status == "failed" and "backend exploded" in run.error
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("corrector", ["supervisor", "next run"])
+@pytest.mark.parametrize("journal", ["journal", "no journal"])
+def test_kill_9_before_the_first_checkpoint__the_dead_runs_row_is_corrected_from_what_it_did(
+    call_log, settings, corrector, journal
+):
+    """A run killed with SIGKILL before any checkpoint leaves a row saying 0 done, 0 failed.
+    The supervisor (or the next run) corrects it from what the run did: its journal (its paid
+    results and its failed calls) and the decisions' own state (what was finished while it ran:
+    without a journal, the only record). Usage follows the row."""
+    from drains.locks import drain_lock_holders
+    from drains.models import DrainEvent
+    from drains.selectors.usage import usage_by_week
+    from drains.supervisor import supervise
+
+    factories.make_decisions(30, prefix="p", text="Decision {i} holds. We hold that rule {i} binds.{mark}",
+                             marks={2: " FAIL-ME", 4: " FAIL-ME"})
+    extra = {"DRAINS_CHUNK_SIZE": "1000", "TEST_EXTRACTOR_FAIL_MARK": "FAIL-ME",
+             "TEST_EXTRACTOR_SLEEP": "0.2"}
+    if journal == "no journal":
+        extra["DRAINS_JOURNAL_UNSAFE_OFF"] = "1"
+        settings.DRAINS_JOURNAL_UNSAFE_OFF = True
+    child = drain_child(env_for(call_log, "SleepingExtractor", **extra), "--max-items", "1000")
+    assert wait_for_calls(call_log, 9, child)  # 8 calls came back (2 failed), the 9th in flight
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=60)
+    limit = time.monotonic() + 10
+    while drain_lock_holders(["halacha"])["halacha"] is not None:  # the server sees it gone
+        assert time.monotonic() < limit, "the killed run's lock session outlived it"
+        time.sleep(0.05)
+    dead = DrainRun.objects.get()
+    assert (dead.status, dead.items_done, dead.items_failed) == ("running", 0, 0)
+
+    if corrector == "supervisor":
+        supervise(names=["halacha"], write=lambda line: None)
+    else:  # the next run settles what the dead one left, then (no item allowed) ends
+        run_drain("halacha", trigger="manual", max_items=0, tty=False)
+
+    dead.refresh_from_db()
+    done = CourtDecision.objects.filter(status="done").count()
+    failed = CourtDecision.objects.filter(attempts__gt=0).exclude(status="done").count()
+    assert done >= 6 and failed == 2
+    # Without a journal the failed calls have no record but the decisions' (not the run's).
+    counted_failed = failed if journal == "journal" else 0
+    assert (dead.status, dead.items_done, dead.items_failed) == ("crashed", done, counted_failed)
+    event = DrainEvent.objects.get(kind="run_corrected")
+    assert event.run_id == dead.pk
+    assert (event.data["done"], event.data["failed"]) == ([0, done], [0, counted_failed])
+    assert f"0 → {done} done" in event.message
+    (week,) = [u for u in usage_by_week(weeks=1) if u.current]
+    assert week.calls == done + counted_failed  # usage counts calls from the rows

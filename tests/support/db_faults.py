@@ -118,7 +118,9 @@ class Case:
         total = 0
         for path in (self.folder / "journal").glob("*.sqlite3"):
             with sqlite3.connect(path) as conn:
-                total += conn.execute("SELECT count(*) FROM paid").fetchone()[0]
+                total += conn.execute(
+                    "SELECT (SELECT count(*) FROM paid) + (SELECT count(*) FROM failed)"
+                ).fetchone()[0]
         return total
 
     def finish(self) -> subprocess.CompletedProcess:
