@@ -30,7 +30,7 @@ from drains.selectors.quota import QuotaEntry, quota_entries
 from drains.selectors.usage import QuotaWeekUsage, usage_by_week
 from drains.wording import plural
 from operations.quota import forecast_text, window_text
-from operations.selectors import usage_text
+from operations.usage import usage_text
 
 WINDOW = timedelta(hours=24)
 FAILED = (RunStatus.FAILED, RunStatus.CRASHED, RunStatus.HUNG)

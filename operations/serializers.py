@@ -16,7 +16,7 @@ from rest_framework import serializers
 from drains.failures import ErrorKind
 from drains.models import RunMode, RunStatus, Trigger
 from drains.quota.kinds import LimitKind
-from operations.selectors import State
+from operations.states import State
 
 
 class RunSerializer(serializers.Serializer):
