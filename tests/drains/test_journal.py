@@ -14,7 +14,7 @@ import threading
 import pytest
 from django.db import connection
 
-from drains.dbretry import is_transient, one_line
+from drains.dbretry import database_failure_line, is_transient
 from drains.journal import Journal, JournalError, journal_path, open_journal
 from drains.models import DrainRun, StagedResult, Trigger
 from drains.runner import DrainRunFailed, run_drain
@@ -176,12 +176,12 @@ def test_journal_lives_in_the_setting_one_file_per_host(settings, tmp_path):
     assert journal_path().parent == tmp_path / "jj" and journal_path().suffix == ".sqlite3"
 
 
-def test_one_line_drops_libpq_detail_and_hint():
+def test_database_failure_line_drops_libpq_detail_and_hint():
     with admin_connect(connection.settings_dict["NAME"]) as conn:
         try:
             conn.execute("DO $$ BEGIN RAISE EXCEPTION 'boom' USING DETAIL = 'd', HINT = 'h'; END $$")
         except Exception as exc:  # noqa: BLE001 - the real error object is what is described
-            line = one_line(exc)
+            line = database_failure_line(exc)
             assert not is_transient(exc)
     assert "\n" not in line and "boom" in line and "HINT" not in line
 
