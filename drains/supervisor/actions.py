@@ -30,7 +30,8 @@ from drains.models import DrainRun, EventKind, RunStatus, StopReason, Trigger
 from drains.quota.actions import end_outlasted_bursts
 from drains.quota.backoff import clear_backoff
 from drains.quota.kinds import Kind
-from drains.runs import finish_run, promote_leftovers, replay_journal
+from drains.runs import finish_run
+from drains.staging import promote_leftovers, replay_journal
 from drains.supervisor.decision import ACTOR, Decision, Noted, NotStarted
 from drains.trigger import trigger_args
 

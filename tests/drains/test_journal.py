@@ -212,7 +212,7 @@ def test_what_is_transient():
     import psycopg
 
     from drains.dbretry import DatabaseUnavailable
-    from drains.runs import PromotionError
+    from drains.staging import PromotionError
 
     lost = psycopg.OperationalError("server closed the connection unexpectedly")
     assert is_transient(lost)
