@@ -26,6 +26,12 @@ from config.env import (
     settings_module_if_not,
 )
 
+
+def env_text(name: str, default: str) -> str:
+    """``env_str`` with a default, typed as what it is: never None."""
+    return env_str(name, default) or default
+
+
 # --- Drains -----------------------------------------------------------------------------------
 DRAINS_VAR_DIR = VAR_DIR
 DRAINS_LOG_DIR = VAR_DIR / "log"
@@ -104,7 +110,7 @@ DRAINS_DB_LOCK_TIMEOUT_MS = env_int("DRAINS_DB_LOCK_TIMEOUT_MS", 10000, minimum=
 # jittered backoff for at most this many seconds in all, reconnecting each time. 0 = no retry.
 DRAINS_DB_RETRY_SECONDS = env_float("DRAINS_DB_RETRY_SECONDS", 60.0, minimum=0)
 # The local journal of paid results (drains/journal.py): one SQLite file per host in this folder.
-DRAINS_JOURNAL_DIR = Path(env_str("DRAINS_JOURNAL_DIR", str(VAR_DIR / "journal")))
+DRAINS_JOURNAL_DIR = Path(env_text("DRAINS_JOURNAL_DIR", str(VAR_DIR / "journal")))
 # Test and bench only: no journal (and, with DRAINS_DB_RETRY_SECONDS=0, no reconnect), to show
 # the paid results a database fault loses without them. Never set it anywhere else.
 DRAINS_JOURNAL_UNSAFE_OFF = env_bool("DRAINS_JOURNAL_UNSAFE_OFF", False)
@@ -135,7 +141,7 @@ DRAINS_SUPERVISOR_INTERVAL_MINUTES = env_float(
 )
 
 # --- Halacha extraction -----------------------------------------------------------------------
-HALACHA_EXTRACTOR = env_str("HALACHA_EXTRACTOR", "offline")
+HALACHA_EXTRACTOR = env_text("HALACHA_EXTRACTOR", "offline")
 # The backends by name (halacha/extractors BACKENDS), or a class of one's own as module:Class.
 if not re.fullmatch(r"offline|anthropic|claude-cli|[A-Za-z_][\w.]*:[A-Za-z_]\w*", HALACHA_EXTRACTOR):
     raise ImproperlyConfigured(
@@ -202,7 +208,7 @@ CRONTAB_COMMAND_PREFIX = env_str("CRONTAB_COMMAND_PREFIX", "")
 
 # --- Court fetch (fetch_decisions) ------------------------------------------------------------
 # JSON/JSONL files dropped here are imported and moved to imported/ (or failed/).
-FETCH_INBOX_DIR = Path(env_str("FETCH_INBOX_DIR", str(VAR_DIR / "inbox")))
+FETCH_INBOX_DIR = Path(env_text("FETCH_INBOX_DIR", str(VAR_DIR / "inbox")))
 FETCH_FEED_URL = env_http_url("FETCH_FEED_URL")  # optional HTTP(S) feed: a JSON array or JSONL
 FETCH_FEED_TIMEOUT_SECONDS = env_float("FETCH_FEED_TIMEOUT_SECONDS", 60.0, minimum=1)
 
@@ -218,11 +224,11 @@ if EMAIL_HOST:
     EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
 else:
     EMAIL_HOST = "localhost"
-    EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+    EMAIL_BACKEND = env_text("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
     # For EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend: one file per message.
     EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"drains@{socket.gethostname()}")
 env_emails("DEFAULT_FROM_EMAIL", [])  # checked when set
 DIGEST_RECIPIENTS = env_emails("DIGEST_RECIPIENTS", [])
 # Where people reach the web app: the digest links each failed run's page under it.
-DRAINS_SITE_URL = env_str("DRAINS_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+DRAINS_SITE_URL = env_text("DRAINS_SITE_URL", "http://127.0.0.1:8000").rstrip("/")

@@ -10,6 +10,7 @@ import ipaddress
 import re
 import socket
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -202,7 +203,7 @@ LOGGING = {
 }
 
 # --- REST framework ---------------------------------------------------------------------------
-REST_FRAMEWORK = {
+REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "operations.authentication.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",

@@ -140,6 +140,7 @@ def week_minutes(expression: str) -> frozenset[int]:
     minutes, hours, days, _months, weekdays = expanded
     minutes = range(60) if minutes == ["*"] else minutes
     hours = range(24) if hours == ["*"] else hours
+    week_days: Iterable[int]
     if days != ["*"] or weekdays == ["*"]:
         week_days = range(7)
     else:

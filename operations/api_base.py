@@ -8,6 +8,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import APIException, AuthenticationFailed, NotFound
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from drains import registry
@@ -31,13 +32,14 @@ class ThrottledApiView(APIView):
     """An API view whose address throttles run before authentication (operations/throttles.py),
     and whose rejected credentials count against the caller's address."""
 
-    throttle_classes = [UserThrottle]
-    pre_auth_throttles = PRE_AUTH_THROTTLES
+    throttle_classes: list[type[BaseThrottle]] = [UserThrottle]
+    pre_auth_throttles: tuple[type[BaseThrottle], ...] = PRE_AUTH_THROTTLES
 
     def initial(self, request, *args, **kwargs):
         for throttle in (cls() for cls in self.pre_auth_throttles):
             if not throttle.allow_request(request, self):
-                self.throttled(request, throttle.wait())
+                # DRF takes None too: no Retry-After to say.
+                self.throttled(request, throttle.wait())  # type: ignore[arg-type]
         super().initial(request, *args, **kwargs)
 
     def handle_exception(self, exc):

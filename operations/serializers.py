@@ -183,7 +183,9 @@ class QuotaWindowSerializer(serializers.Serializer):
 
     window = serializers.CharField(help_text="The signal's name: five_hour, seven_day, "
                                    "seven_day_opus, seven_day_sonnet, ...")
-    label = serializers.CharField(help_text='For people: "Week", "5 hours", "Week (Opus)".')
+    # The API's field names; the stubs see DRF's own attributes of the same names.
+    label = serializers.CharField(  # type: ignore[assignment]
+        help_text='For people: "Week", "5 hours", "Week (Opus)".')
     utilization = serializers.FloatField(help_text="Fraction 0..1 of the window used.")
     resets_at = serializers.DateTimeField(allow_null=True, help_text="The window's reset, as the "
                                           "signal said it (an estimate: the weekly reset drifts).")
@@ -263,7 +265,7 @@ class ErrorBodySerializer(serializers.Serializer):
                                  "permission_denied, not_found, method_not_allowed, "
                                  "request_too_large, unsupported_media_type, throttled, server_error.")
     message = serializers.CharField(help_text="One line: what was wrong and how to fix it.")
-    fields = serializers.DictField(
+    fields = serializers.DictField(  # type: ignore[assignment]  # the API's field name
         child=serializers.ListField(child=serializers.CharField()),
         help_text="Messages per request field (\"body\" for the body as a whole); {} otherwise.",
     )
@@ -292,7 +294,8 @@ def as_json(value):
 class ActionResultSerializer(serializers.Serializer):
     message = serializers.CharField(help_text="What was done, in one line (also the event's).")
     changed = serializers.BooleanField(help_text="False: nothing changed, no event written.")
-    data = serializers.DictField(help_text="Details: the pid started, the items retried, …")
+    data = serializers.DictField(  # type: ignore[assignment]  # the API's field name
+        help_text="Details: the pid started, the items retried, …")
 
 
 class RunDetailSerializer(serializers.Serializer):
@@ -330,7 +333,7 @@ class RunDetailSerializer(serializers.Serializer):
 
 class FailedItemSerializer(serializers.Serializer):
     key = serializers.CharField()
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # the API's field name
     attempts = serializers.IntegerField()
     error = serializers.CharField(allow_blank=True, help_text="The last error, one line.")
     at = serializers.DateTimeField(help_text="When it failed for good.")

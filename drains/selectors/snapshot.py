@@ -102,7 +102,8 @@ def controls(drain_names: list[str]) -> Statement:
         controls = {}
         for row in rows:
             control = DrainControl.from_db(connection.alias, attnames, row[: len(attnames)])
-            control.disabled_by = row[len(attnames)]
+            # Read beside the row (operations/states.py says who disabled it): no field of it.
+            control.disabled_by = row[len(attnames)]  # type: ignore[attr-defined]
             controls[control.name] = control
         return controls
 
@@ -151,7 +152,8 @@ def runs(names: list[str]) -> Statement:
             run = DrainRun.from_db(connection.alias, attnames, values)
             if slot == "current":
                 # Not recorded (no backend pid): liveness unknown.
-                run.backend_alive = alive if run.backend_pid is not None else None
+                run.backend_alive = (  # type: ignore[attr-defined]  # read beside the row
+                    alive if run.backend_pid is not None else None)
                 current[run.drain] = run
             else:
                 last[run.drain] = run
