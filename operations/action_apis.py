@@ -106,33 +106,36 @@ class EnabledApi(ChangeApi):
         return action_done(message, changed=changed, data={"enabled": data["enabled"]})
 
 
+def _no_body_action(operation_id: str, summary: str):
+    """The schema of an action whose path says everything (an empty JSON body)."""
+    return extend_schema(operation_id=operation_id, summary=summary,
+                         request=EmptyInputSerializer,
+                         responses={200: ActionResultSerializer, **ACTION_ERRORS})
+
+
+def _drain_action(action: Callable[..., operator.Done], request, name: str) -> Response:
+    drain_or_404(name)
+    valid_input(EmptyInputSerializer, request)
+    return _operator_action(action, request, name=name)
+
+
 class RunNowApi(ChangeApi):
-    @extend_schema(operation_id="run_now", summary="Start a run now (refused with the reason when "
-                   "disabled, backing off, already running, about to start or empty)",
-                   request=EmptyInputSerializer,
-                   responses={200: ActionResultSerializer, **ACTION_ERRORS})
+    @_no_body_action("run_now", "Start a run now (refused with the reason when disabled, "
+                     "backing off, already running, about to start or empty)")
     def post(self, request, name: str):
-        drain_or_404(name)
-        valid_input(EmptyInputSerializer, request)
-        return _operator_action(operator.run_now, request, name=name)
+        return _drain_action(operator.run_now, request, name)
 
 
 class RetryNowApi(ChangeApi):
-    @extend_schema(operation_id="retry_now", summary="Clear the backoff in force now; the next "
-                   "run probes the quota with one call first",
-                   request=EmptyInputSerializer,
-                   responses={200: ActionResultSerializer, **ACTION_ERRORS})
+    @_no_body_action("retry_now", "Clear the backoff in force now; the next run probes the "
+                     "quota with one call first")
     def post(self, request, name: str):
-        drain_or_404(name)
-        valid_input(EmptyInputSerializer, request)
-        return _operator_action(operator.retry_now, request, name=name)
+        return _drain_action(operator.retry_now, request, name)
 
 
 class StopRunApi(ChangeApi):
-    @extend_schema(operation_id="stop_run", summary="Stop a running run: SIGTERM on this host, "
-                   "its lock session ended (the fence) on another",
-                   request=EmptyInputSerializer,
-                   responses={200: ActionResultSerializer, **ACTION_ERRORS})
+    @_no_body_action("stop_run", "Stop a running run: SIGTERM on this host, its lock session "
+                     "ended (the fence) on another")
     def post(self, request, run_id: int):
         valid_input(EmptyInputSerializer, request)
         try:
