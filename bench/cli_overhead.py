@@ -41,7 +41,7 @@ django.setup()
 from django.conf import settings  # noqa: E402
 
 from halacha.extractors.claude_cli import ClaudeCliExtractor  # noqa: E402
-from halacha.extractors.protocol import SYSTEM_PROMPT, user_prompt  # noqa: E402
+from halacha.extractors.prompts import SYSTEM_PROMPT, user_prompt  # noqa: E402
 from halacha.models import CourtDecision  # noqa: E402
 from tests.support.anthropic_stub import AnthropicStub  # noqa: E402
 from tests.support.real_claude import CLAUDE, PINNED, isolated_env, json_size  # noqa: E402

@@ -41,7 +41,7 @@ django.setup()
 from django.conf import settings  # noqa: E402
 
 from halacha.extractors.anthropic_api import AnthropicExtractor  # noqa: E402
-from halacha.extractors.protocol import SYSTEM_PROMPT  # noqa: E402
+from halacha.extractors.prompts import SYSTEM_PROMPT  # noqa: E402
 from halacha.models import CourtDecision  # noqa: E402
 from tests.support.anthropic_stub import AnthropicStub, estimate_tokens  # noqa: E402
 

@@ -91,7 +91,7 @@ def serve(drains: int) -> None:
     from rest_framework.views import APIView
 
     from config import urls as project_urls
-    from operations.apis import AUTHENTICATION
+    from operations.api_base import AUTHENTICATION
     from operations.permissions import CanViewDrains
 
     if drains:  # 0: the shipped registry as it is

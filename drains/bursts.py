@@ -134,6 +134,7 @@ def burst_week_boundary(name: str | None = None, now: datetime | None = None) ->
 
 def parse_burst_until(value) -> datetime:
     """Parse what an operator typed into an aware datetime, or raise a clear ValidationError."""
+    parsed: datetime | None
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str):
@@ -151,7 +152,7 @@ def parse_burst_until(value) -> datetime:
         raise ValidationError(MSG_UNPARSEABLE.format(value=value), code="unparseable")
     if timezone.is_naive(parsed):
         raise ValidationError(MSG_NAIVE.format(value=parsed.isoformat()), code="naive")
-    offset = parsed.utcoffset()
+    offset = parsed.utcoffset() or timedelta(0)  # aware: never None
     if abs(offset) > MAX_UTC_OFFSET:
         sign = "-" if offset < timedelta(0) else "+"
         minutes = int(abs(offset).total_seconds() // 60)
@@ -208,42 +209,24 @@ def set_drain_burst(
     registry.get(name)
     now = timezone.now()
     boundary = burst_week_boundary(name, now)
+    deadline: datetime | None
     if until is DEFAULT_DEADLINE:
-        until = boundary
-    elif until is not None:
-        until = validate_burst_until(parse_burst_until(until), now, boundary=boundary)
+        deadline = boundary
+    elif until is None:
+        deadline = None
+    else:
+        deadline = validate_burst_until(parse_burst_until(until), now, boundary=boundary)
     with transaction.atomic():
         DrainControl.objects.get_or_create(name=name)
         control = DrainControl.objects.select_for_update().get(name=name)
         previous, previous_by = control.burst_until, control.burst_by
-        if until is None and not rules.burst_active(previous, now=now):
+        if deadline is None and not rules.burst_active(previous, now=now):
             return replace(_state(name, previous, now, control.enabled), changed=False)
-        control.burst_until = until
-        control.burst_by = actor if until is not None else ""
-        control.updated_by = actor
-        control.save(update_fields=["burst_until", "burst_by", "updated_by", "updated_at"])
-        if until is None:
-            kind, message = EventKind.BURST_OFF, "burst stopped"
-        else:
-            kind, message = EventKind.BURST_ON, f"burst on until {format_local(until)}"
-            if not control.enabled:
-                message += f" ({MSG_DISABLED_BURST})"
-        if note:
-            message += f" ({note})"
-        record_event(
-            drain=name,
-            kind=kind,
-            message=message[:2000],
-            actor=actor,
-            data={
-                "until": until.isoformat() if until else None,
-                "previous": previous.isoformat() if previous else None,
-                "by": actor,
-                "previous_by": previous_by,
-            },
-        )
+        _write_burst(control, deadline, by=actor if deadline is not None else "", actor=actor)
+        _record_burst(control, deadline, previous, previous_by, actor=actor, note=note)
         if (
-            until is None
+            deadline is None
+            and previous is not None
             and previous_by == AUTOPILOT
             and actor != AUTOPILOT
             and rules.burst_active(previous, now=now)
@@ -251,7 +234,40 @@ def set_drain_burst(
             hold_after_operator_off(
                 quota_key=control.quota_key, until=previous, actor=actor, drain=name
             )
-    return _state(name, until, now, control.enabled)
+    return _state(name, deadline, now, control.enabled)
+
+
+def _write_burst(control: DrainControl, until: datetime | None, *, by: str, actor: str) -> None:
+    """The one write of a burst's value (the caller holds the row's lock)."""
+    control.burst_until = until
+    control.burst_by = by
+    control.updated_by = actor
+    control.save(update_fields=["burst_until", "burst_by", "updated_by", "updated_at"])
+
+
+def _record_burst(control: DrainControl, until: datetime | None, previous: datetime | None,
+                  previous_by: str, *, actor: str, note: str) -> None:
+    """The burst_on / burst_off event of an operator's (or the autopilot's) change."""
+    if until is None:
+        kind, message = EventKind.BURST_OFF, "burst stopped"
+    else:
+        kind, message = EventKind.BURST_ON, f"burst on until {format_local(until)}"
+        if not control.enabled:
+            message += f" ({MSG_DISABLED_BURST})"
+    if note:
+        message += f" ({note})"
+    record_event(
+        drain=control.name,
+        kind=kind,
+        message=message[:2000],
+        actor=actor,
+        data={
+            "until": until.isoformat() if until else None,
+            "previous": previous.isoformat() if previous else None,
+            "by": actor,
+            "previous_by": previous_by,
+        },
+    )
 
 
 def get_drain_burst(name: str) -> BurstState:
@@ -286,10 +302,7 @@ def clear_expired_burst(*, name: str, actor: str) -> BurstState | None:
         if control is None or control.burst_until is None or rules.burst_active(control.burst_until, now=now):
             return None
         expired = control.burst_until
-        control.burst_until = None
-        control.burst_by = ""
-        control.updated_by = actor
-        control.save(update_fields=["burst_until", "burst_by", "updated_by", "updated_at"])
+        _write_burst(control, None, by="", actor=actor)
         record_event(
             drain=name,
             kind=EventKind.BURST_EXPIRED,
@@ -310,10 +323,7 @@ def end_burst_early(
         control = DrainControl.objects.select_for_update().filter(name=name).first()
         if control is None or control.burst_until != until:
             return False
-        control.burst_until = None
-        control.burst_by = ""
-        control.updated_by = actor
-        control.save(update_fields=["burst_until", "burst_by", "updated_by", "updated_at"])
+        _write_burst(control, None, by="", actor=actor)
         record_event(
             drain=name,
             kind=EventKind.BURST_ENDED,

@@ -13,7 +13,7 @@ one attempt each (the database is gone; the journal holds what was paid for). An
 raised at once. After each reconnect ``on_reconnect`` is asked (the runner re-checks its drain
 lock there: a run whose lock session ended is fenced).
 
-``one_line(exc)`` is how a database failure is reported: the first line of the server's message
+``database_failure_line(exc)`` is how a database failure is reported: the first line of the server's message
 (no DETAIL or HINT), what failed and what to do.
 """
 
@@ -51,7 +51,7 @@ class DatabaseUnavailable(RuntimeError):
 
 
 def _psycopg_error(exc: BaseException) -> BaseException | None:
-    seen = exc
+    seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, psycopg.Error):
             return seen
@@ -87,7 +87,7 @@ def message_of(exc: BaseException) -> str:
     return lines[0] if lines else type(inner).__name__
 
 
-def one_line(exc: BaseException) -> str:
+def database_failure_line(exc: BaseException) -> str:
     """A database failure as one line: what failed and what to do."""
     if isinstance(exc, DatabaseUnavailable):
         return str(exc)
@@ -102,7 +102,7 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, DatabaseUnavailable | JournalError):
         return str(exc)
     if isinstance(exc, DatabaseError | psycopg.Error):
-        return one_line(exc)
+        return database_failure_line(exc)
     text = str(exc).strip()
     first = text.splitlines()[0] if text else ""
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

@@ -14,6 +14,7 @@ Django's and the database's own exceptions are classified here. Nothing here wri
 from __future__ import annotations
 
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.core.exceptions import ImproperlyConfigured
@@ -43,12 +44,13 @@ class Failure:
                 "error_traceback": self.error_traceback}
 
 
-def _chain(exc: BaseException):
+def _chain(exc: BaseException) -> Iterator[BaseException]:
     seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
 
 
 def classify(exc: BaseException) -> str:

@@ -100,6 +100,12 @@ def _string(obj: dict, key: str, *, required: bool = False) -> str | None:
     return value
 
 
+def _required_string(obj: dict, key: str) -> str:
+    value = _string(obj, key, required=True)
+    assert value is not None  # a required field that is missing raised RecordError
+    return value
+
+
 def _text_problem(value: str) -> str:
     """What a decision's text may not hold: a lone surrogate (not Unicode) or NUL."""
     try:
@@ -116,6 +122,37 @@ def guess_language(text: str) -> str:
     return Language.HEBREW if hebrew > latin else Language.ENGLISH
 
 
+def _decided_on(raw) -> date | None:
+    """A record's ``decided_on``: None for null or "", else a real date within the range a
+    court decision can have. Raises ``RecordError``."""
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str) or not _DATE_RE.match(raw):
+        raise RecordError(f'"decided_on" {raw!r} is not a date in the form YYYY-MM-DD')
+    try:
+        decided = date.fromisoformat(raw)
+    except ValueError:
+        raise RecordError(f'"decided_on" {raw!r} is not a real date') from None
+    latest = latest_decision()
+    if not EARLIEST_DECISION <= decided <= latest:
+        raise RecordError(
+            f'"decided_on" {raw} is outside {EARLIEST_DECISION} to {latest}: a court '
+            "decision is not older than that, nor in the future"
+        )
+    return decided
+
+
+def _url(obj: dict) -> str:
+    """A record's ``url``: "" or an http(s) URL. Raises ``RecordError``."""
+    url = (_string(obj, "url") or "").strip()
+    if url:
+        try:
+            _url_validator(url)
+        except ValidationError:
+            raise RecordError(f'"url" {url!r} is not an http(s) URL') from None
+    return url
+
+
 def validate_record(obj) -> dict:
     """Check one decoded record and return the clean fields to store.
 
@@ -129,10 +166,10 @@ def validate_record(obj) -> dict:
         raise RecordError(
             f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(RECORD_FIELDS)}"
         )
-    external_id = _string(obj, "external_id", required=True).strip()
+    external_id = _required_string(obj, "external_id").strip()
     if not external_id:
         raise RecordError('"external_id" is blank')
-    text = _string(obj, "text", required=True)
+    text = _required_string(obj, "text")
     if not text.strip():
         raise RecordError('"text" is blank')
     clean: dict = {"external_id": external_id, "text": text}
@@ -142,23 +179,7 @@ def validate_record(obj) -> dict:
             clean[key] = (_string(obj, key) or "").strip()
 
     if "decided_on" in obj:
-        raw = obj["decided_on"]
-        if raw is None or raw == "":
-            clean["decided_on"] = None
-        elif not isinstance(raw, str) or not _DATE_RE.match(raw):
-            raise RecordError(f'"decided_on" {raw!r} is not a date in the form YYYY-MM-DD')
-        else:
-            try:
-                decided = date.fromisoformat(raw)
-            except ValueError:
-                raise RecordError(f'"decided_on" {raw!r} is not a real date') from None
-            latest = latest_decision()
-            if not EARLIEST_DECISION <= decided <= latest:
-                raise RecordError(
-                    f'"decided_on" {raw} is outside {EARLIEST_DECISION} to {latest}: a court '
-                    "decision is not older than that, nor in the future"
-                )
-            clean["decided_on"] = decided
+        clean["decided_on"] = _decided_on(obj["decided_on"])
 
     if obj.get("language") is not None:
         language = _string(obj, "language")
@@ -167,13 +188,7 @@ def validate_record(obj) -> dict:
         clean["language"] = language
 
     if "url" in obj:
-        url = (_string(obj, "url") or "").strip()
-        if url:
-            try:
-                _url_validator(url)
-            except ValidationError:
-                raise RecordError(f'"url" {url!r} is not an http(s) URL') from None
-        clean["url"] = url
+        clean["url"] = _url(obj)
     return clean
 
 

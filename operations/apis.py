@@ -1,4 +1,6 @@
-"""The operations REST API: one view per operation, thin.
+"""The operations REST API: the snapshot, the burst toggle, the quota policy and the health
+check, one view per operation, thin (operations/action_apis.py: a run, the failed items and the
+operator's actions; operations/api_base.py: what they all share).
 
 Reads go through ``operations.selectors``; the burst toggle goes through
 ``drains.bursts.set_drain_burst`` (the one write path, which records the DrainEvent) and shows
@@ -11,22 +13,12 @@ import logging
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, connection
-from drf_spectacular.utils import (
-    OpenApiExample,
-    OpenApiParameter,
-    OpenApiResponse,
-    extend_schema,
-)
-from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import APIException, AuthenticationFailed, NotFound, ValidationError
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from drains import operator, registry
 from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
-from drains.controls import set_drain_enabled
-from drains.models import DrainRun
 from drains.quota.controls import set_quota_policy
 from drains.quota.reserve import (
     UNSET,
@@ -34,96 +26,30 @@ from drains.quota.reserve import (
     reserves_from,
     resolve_quota_key,
 )
-from drains.retries import retry_failed_items
 from drains.schema import unapplied_migrations
-from operations import runs as run_reads
 from operations import selectors
-from operations.authentication import HashedTokenAuthentication
-from operations.errors import LimitedJSONParser
-from operations.permissions import CanChangeDrains, CanViewDrains
-from operations.runs import timeline_filters
-from operations.serializers import (
-    ActionResultSerializer,
-    BurstInputSerializer,
-    BurstResultSerializer,
-    EmptyInputSerializer,
-    EnabledInputSerializer,
-    ErrorSerializer,
-    FailedListSerializer,
-    HealthSerializer,
-    QuotaPolicyInputSerializer,
-    QuotaPolicyResultSerializer,
-    RetryFailedInputSerializer,
-    RunDetailSerializer,
-    SnapshotSerializer,
-    TimelineSerializer,
-    as_json,
+from operations.api_base import (
+    COMMON_ERRORS,
+    RETRY_AFTER,
+    ChangeApi,
+    ReadApi,
+    ThrottledApiView,
+    drain_or_404,
+    error_responses,
 )
-from operations.throttles import (
-    PRE_AUTH_THROTTLES,
-    AuthFailureThrottle,
-    BurstToggleThrottle,
-    UserThrottle,
+from operations.inputs import BurstInputSerializer, QuotaPolicyInputSerializer
+from operations.serializers import (
+    BurstResultSerializer,
+    HealthSerializer,
+    QuotaPolicyResultSerializer,
+    SnapshotSerializer,
+    as_json,
 )
 
 logger = logging.getLogger(__name__)
 
-# Token first: an anonymous request then gets 401 with "WWW-Authenticate: Token" (DRF answers
-# 403 when the first class is session auth). Session auth enforces CSRF on unsafe methods.
-AUTHENTICATION = [HashedTokenAuthentication, SessionAuthentication]
 
-
-class ThrottledApiView(APIView):
-    """An API view whose address throttles run before authentication (operations/throttles.py),
-    and whose rejected credentials count against the caller's address."""
-
-    throttle_classes = [UserThrottle]
-    pre_auth_throttles = PRE_AUTH_THROTTLES
-
-    def initial(self, request, *args, **kwargs):
-        for throttle in (cls() for cls in self.pre_auth_throttles):
-            if not throttle.allow_request(request, self):
-                self.throttled(request, throttle.wait())
-        super().initial(request, *args, **kwargs)
-
-    def handle_exception(self, exc):
-        if isinstance(exc, AuthenticationFailed):
-            AuthFailureThrottle().record_failure(self.request, self)
-        return super().handle_exception(exc)
-
-ERROR_DESCRIPTIONS = {
-    400: "Bad input: one message per field in error.fields (\"body\" for the body as a whole).",
-    401: "Not authenticated, or the token is unknown, revoked or expired.",
-    403: "Missing permission (the message names it), or CSRF refused.",
-    404: "No drain (or run) of that name.",
-    409: "The action cannot apply now (the message says why); nothing was changed.",
-    405: "Method not allowed on this path (the Allow header lists the allowed ones).",
-    406: "The Accept header asks for something other than JSON.",
-    413: "The body is larger than the upload limit.",
-    415: "The body is not JSON.",
-    429: "Too many requests: wait Retry-After seconds.",
-    500: "The server failed; the error is in the server log.",
-}
-RETRY_AFTER = OpenApiParameter(
-    "Retry-After", int, location=OpenApiParameter.HEADER, response=[429],
-    description="Seconds to wait before trying again.",
-)
-
-
-def error_responses(*codes: int) -> dict:
-    """The documented error answers of an endpoint: every one has the shape of ErrorSerializer."""
-    return {code: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[code])
-            for code in codes}
-
-
-# Any endpoint can answer these, whatever its input.
-COMMON_ERRORS = (405, 406, 429, 500)
-
-
-class OperationsSnapshotApi(ThrottledApiView):
-    authentication_classes = AUTHENTICATION
-    permission_classes = [CanViewDrains]
-
+class OperationsSnapshotApi(ReadApi):
     @extend_schema(
         operation_id="operations_snapshot",
         summary="Every scheduled service: state and reason, runs, burst, backoff, backlog, notes",
@@ -134,12 +60,7 @@ class OperationsSnapshotApi(ThrottledApiView):
         return Response(as_json(selectors.snapshot()))
 
 
-class DrainBurstApi(ThrottledApiView):
-    authentication_classes = AUTHENTICATION
-    permission_classes = [CanChangeDrains]
-    throttle_classes = [UserThrottle, BurstToggleThrottle]
-    parser_classes = [LimitedJSONParser]
-
+class DrainBurstApi(ChangeApi):
     @extend_schema(
         operation_id="drain_burst",
         summary="Start (on, optional until) or stop (off) a drain's burst",
@@ -158,10 +79,7 @@ class DrainBurstApi(ThrottledApiView):
         ],
     )
     def post(self, request, name: str):
-        try:
-            registry.get(name)
-        except registry.UnknownDrain as exc:
-            raise NotFound(str(exc)) from None
+        drain_or_404(name)
         serializer = BurstInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -181,15 +99,11 @@ class DrainBurstApi(ThrottledApiView):
                          "changed": state.changed})
 
 
-class QuotaPolicyApi(ThrottledApiView):
+class QuotaPolicyApi(ChangeApi):
     """Change a quota key's reserves or autopilot through drains.quota.controls.set_quota_policy
     (the one write path, which validates and records the DrainEvent); its one-line messages are
     the 400's field messages as they are."""
 
-    authentication_classes = AUTHENTICATION
-    permission_classes = [CanChangeDrains]
-    throttle_classes = [UserThrottle, BurstToggleThrottle]
-    parser_classes = [LimitedJSONParser]
     FIELDS = ("weekly_reserve", "session_reserve", "reserve_release_hours", "autopilot")
 
     @extend_schema(
@@ -271,166 +185,3 @@ class HealthApi(ThrottledApiView):
                 status=503,
             )
         return Response({"status": "ok"})
-
-
-# --- a run, the failed items, and the operator's actions ------------------------------------------
-
-
-class Conflict(APIException):
-    """The action cannot apply now (the message says why); nothing was changed."""
-
-    status_code = 409
-    default_code = "conflict"
-
-
-ACTION_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 415, *COMMON_ERRORS)
-
-
-def _drain_or_404(name: str) -> None:
-    try:
-        registry.get(name)
-    except registry.UnknownDrain as exc:
-        raise NotFound(str(exc)) from None
-
-
-def _valid(serializer_class, request) -> dict:
-    serializer = serializer_class(data=request.data if request.data is not None else {})
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-def _done(message: str, *, changed: bool = True, data: dict | None = None) -> Response:
-    return Response(as_json({"message": message, "changed": changed, "data": data or {}}))
-
-
-class RunApi(ThrottledApiView):
-    authentication_classes = AUTHENTICATION
-    permission_classes = [CanViewDrains]
-
-    @extend_schema(operation_id="run", summary="One run: its counts, usage, error, events, items "
-                   "and the end of its log (the traceback for staff only)",
-                   responses={200: RunDetailSerializer,
-                              **error_responses(401, 403, 404, *COMMON_ERRORS)})
-    def get(self, request, run_id: int):
-        try:
-            detail = run_reads.run_detail(run_id, staff=request.user.is_staff)
-        except DrainRun.DoesNotExist:
-            raise NotFound(f"No run {run_id}.") from None
-        return Response(as_json(detail))
-
-
-class FailedItemsApi(ThrottledApiView):
-    authentication_classes = AUTHENTICATION
-    permission_classes = [CanViewDrains]
-
-    @extend_schema(operation_id="failed_items", summary="The items each drain failed for good, "
-                   "with attempts, last error and when (at most 200 per drain)",
-                   parameters=[OpenApiParameter("drain", str, description="Only this drain.")],
-                   responses={200: FailedListSerializer,
-                              **error_responses(401, 403, 404, *COMMON_ERRORS)})
-    def get(self, request):
-        drain = request.query_params.get("drain") or None
-        if drain is not None:
-            _drain_or_404(drain)
-        return Response(as_json(run_reads.failed_items(drain=drain)))
-
-
-class _ActionApi(ThrottledApiView):
-    authentication_classes = AUTHENTICATION
-    permission_classes = [CanChangeDrains]
-    throttle_classes = [UserThrottle, BurstToggleThrottle]
-    parser_classes = [LimitedJSONParser]
-
-
-class RetryFailedApi(_ActionApi):
-    @extend_schema(operation_id="retry_failed", summary="Put failed items (all, or the listed "
-                   "ones) back in the backlog with their attempts reset",
-                   request=RetryFailedInputSerializer,
-                   responses={200: ActionResultSerializer, **ACTION_ERRORS})
-    def post(self, request, name: str):
-        _drain_or_404(name)
-        data = _valid(RetryFailedInputSerializer, request)
-        result = retry_failed_items(name=name, item_keys=data.get("items"),
-                                    actor=request.user.get_username())
-        return _done(result.message, changed=bool(result.keys), data={"items": result.keys})
-
-
-class EnabledApi(_ActionApi):
-    @extend_schema(operation_id="drain_enabled", summary="Enable or disable a drain, with a reason",
-                   request=EnabledInputSerializer,
-                   responses={200: ActionResultSerializer, **ACTION_ERRORS})
-    def post(self, request, name: str):
-        _drain_or_404(name)
-        data = _valid(EnabledInputSerializer, request)
-        changed = set_drain_enabled(name=name, enabled=data["enabled"],
-                                    actor=request.user.get_username(),
-                                    reason=data.get("reason", ""))
-        word = "enabled" if data["enabled"] else "disabled"
-        message = f"{name}: {word}" if changed else f"{name}: already {word} (no change)"
-        return _done(message, changed=changed, data={"enabled": data["enabled"]})
-
-
-class RunNowApi(_ActionApi):
-    @extend_schema(operation_id="run_now", summary="Start a run now (refused with the reason when "
-                   "disabled, backing off, already running, about to start or empty)",
-                   request=EmptyInputSerializer,
-                   responses={200: ActionResultSerializer, **ACTION_ERRORS})
-    def post(self, request, name: str):
-        _drain_or_404(name)
-        _valid(EmptyInputSerializer, request)
-        try:
-            done = operator.run_now(name=name, actor=request.user.get_username())
-        except operator.Refused as exc:
-            raise Conflict(str(exc)) from None
-        return _done(done.message, data=done.data)
-
-
-class RetryNowApi(_ActionApi):
-    @extend_schema(operation_id="retry_now", summary="Clear the backoff in force now; the next "
-                   "run probes the quota with one call first",
-                   request=EmptyInputSerializer,
-                   responses={200: ActionResultSerializer, **ACTION_ERRORS})
-    def post(self, request, name: str):
-        _drain_or_404(name)
-        _valid(EmptyInputSerializer, request)
-        try:
-            done = operator.retry_now(name=name, actor=request.user.get_username())
-        except operator.Refused as exc:
-            raise Conflict(str(exc)) from None
-        return _done(done.message, data=done.data)
-
-
-class StopRunApi(_ActionApi):
-    @extend_schema(operation_id="stop_run", summary="Stop a running run: SIGTERM on this host, "
-                   "its lock session ended (the fence) on another",
-                   request=EmptyInputSerializer,
-                   responses={200: ActionResultSerializer, **ACTION_ERRORS})
-    def post(self, request, run_id: int):
-        _valid(EmptyInputSerializer, request)
-        try:
-            done = operator.stop_run(run_id=run_id, actor=request.user.get_username())
-        except LookupError as exc:
-            raise NotFound(str(exc)) from None
-        except operator.Refused as exc:
-            raise Conflict(str(exc)) from None
-        return _done(done.message, data=done.data)
-
-
-class TimelineApi(ThrottledApiView):
-    authentication_classes = AUTHENTICATION
-    permission_classes = [CanViewDrains]
-
-    @extend_schema(operation_id="timeline", summary="Events newest first, 50 at a time, "
-                   "filtered by drain and kind",
-                   parameters=[OpenApiParameter("drain", str, description="Only this drain."),
-                               OpenApiParameter("kind", str, description="Only this kind."),
-                               OpenApiParameter("before", int, description="Events older than "
-                                                "this one (the previous page's next_before).")],
-                   responses={200: TimelineSerializer,
-                              **error_responses(400, 401, 403, *COMMON_ERRORS)})
-    def get(self, request):
-        try:
-            filters = timeline_filters(request.query_params)
-        except ValueError as exc:
-            raise ValidationError({"before": [str(exc)]}) from None
-        return Response(as_json(run_reads.timeline(**filters)))

@@ -1,15 +1,16 @@
 """The daily digest: what each drain did in the last 24 hours, mailed to the operators.
 
 Per drain: items done, halachot extracted, bursts, backoffs and failed runs; per quota key, what
-it has spent so far this quota week (drains/selectors/usage.py), its windows' latest readings and
-the week's forecast, worded as the page words them (operations/quota.py); then the sibling jobs' runs and
-failures, so a failing court fetch is seen the next morning. It only reads
+it has spent so far this quota week (drains/selectors/usage.py), its windows' latest readings
+and the week's forecast, worded as the page words them (operations/quota.py); then the sibling
+jobs' runs and failures, so a failing court fetch is seen the next morning. It only reads
 (runs, events, decisions, controls) and sends one email through Django's email backend; it
 never changes a drain, a run or a burst.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -21,7 +22,7 @@ from django.utils import timezone
 from drains import registry, rules
 from drains.clock import format_local
 from drains.failures import reason_line
-from drains.models import DrainEvent, DrainRun, EventKind, RunStatus
+from drains.models import DrainControl, DrainEvent, DrainRun, EventKind, RunStatus
 from drains.quota import policy
 from drains.quota.kinds import describe_kind
 from drains.schedule import scheduled_jobs
@@ -30,7 +31,7 @@ from drains.selectors.quota import QuotaEntry, quota_entries
 from drains.selectors.usage import QuotaWeekUsage, usage_by_week
 from drains.wording import plural
 from operations.quota import forecast_text, window_text
-from operations.selectors import usage_text
+from operations.usage import usage_text
 
 WINDOW = timedelta(hours=24)
 FAILED = (RunStatus.FAILED, RunStatus.CRASHED, RunStatus.HUNG)
@@ -104,12 +105,29 @@ def build_digest(*, now: datetime | None = None) -> Digest:
     drain_names = registry.names()
     job_names = [job.name for job in scheduled_jobs() if job.drain is None]
     drains = {name: DrainDigest(name) for name in drain_names}
+    jobs = {name: JobDigest(name) for name in job_names}
     # How many items a drain finished in the window, from the items themselves when the drain
     # can say (exact, however long the runs that did the work lasted); else its runs' sum.
     done_exactly = {name: registry.get(name).done_between(since, until) for name in drain_names}
-    jobs = {name: JobDigest(name) for name in job_names}
+    _count_runs(drains, jobs, reads.runs_in_window([*drain_names, *job_names], since=since,
+                                                   until=until), done_exactly)
+    for name, d in drains.items():
+        exact = done_exactly[name]
+        if exact is not None:
+            d.items_done = exact
+        d.halachot = registry.get(name).produced_between(since, until)
+    _count_events(drains, reads.burst_events(drain_names, since=since, until=until))
+    for control in reads.controls(drain_names):
+        _control_now(drains[control.name], control, until)
+    usage = usage_by_week(now=until, weeks=1)
+    return Digest(since=since, until=until, drains=list(drains.values()), jobs=list(jobs.values()),
+                  usage=usage, quotas=quota_entries(now=until))
 
-    for run in reads.runs_in_window([*drain_names, *job_names], since=since, until=until):
+
+def _count_runs(drains: dict[str, DrainDigest], jobs: dict[str, JobDigest],
+                runs: Iterable[DrainRun], done_exactly: dict[str, int | None]) -> None:
+    """Each run in the window counted on its drain's or its job's digest."""
+    for run in runs:
         if run.drain in drains:
             d = drains[run.drain]
             d.runs += 1
@@ -127,12 +145,10 @@ def build_digest(*, now: datetime | None = None) -> Digest:
             if run.status in FAILED:
                 j.failures.append(_failure(run, run.drain))
 
-    for name, d in drains.items():
-        if done_exactly[name] is not None:
-            d.items_done = done_exactly[name]
-        d.halachot = registry.get(name).produced_between(since, until)
 
-    for event in reads.burst_events(drain_names, since=since, until=until):
+def _count_events(drains: dict[str, DrainDigest], events: Iterable[DrainEvent]) -> None:
+    """The window's slow-downs, pauses and burst starts and ends, on their drain's digest."""
+    for event in events:
         d = drains[event.drain]
         if event.kind == EventKind.SLOW_DOWN:
             d.slow_downs += 1
@@ -143,23 +159,20 @@ def build_digest(*, now: datetime | None = None) -> Digest:
         else:
             d.bursts_ended.append(event)
 
-    for control in reads.controls(drain_names):
-        d = drains[control.name]
-        d.enabled = control.enabled
-        if rules.burst_active(control.burst_until, now=until):
-            d.burst_until = control.burst_until
-        if policy.backoff_active(control.backoff_until, now=until):
-            d.backoff_until = control.backoff_until
-            d.backoff_kind = describe_kind(control.backoff_kind, control.backoff_model)
-            d.backoff_reason = (
-                control.backoff_reason.strip().splitlines()[0][:200]
-                if control.backoff_reason.strip()
-                else ""
-            )
 
-    usage = usage_by_week(now=until, weeks=1)
-    return Digest(since=since, until=until, drains=list(drains.values()), jobs=list(jobs.values()),
-                  usage=usage, quotas=quota_entries(now=until))
+def _control_now(d: DrainDigest, control: DrainControl, now: datetime) -> None:
+    """What is in force now: enabled, the burst, the backoff (its first line of reason)."""
+    d.enabled = control.enabled
+    if rules.burst_active(control.burst_until, now=now):
+        d.burst_until = control.burst_until
+    if policy.backoff_active(control.backoff_until, now=now):
+        d.backoff_until = control.backoff_until
+        d.backoff_kind = describe_kind(control.backoff_kind, control.backoff_model)
+        d.backoff_reason = (
+            control.backoff_reason.strip().splitlines()[0][:200]
+            if control.backoff_reason.strip()
+            else ""
+        )
 
 
 def _local(moment: datetime) -> str:
@@ -181,37 +194,61 @@ def render_digest(digest: Digest) -> tuple[str, str]:
         "",
     ]
     for d in digest.drains:
-        out.append(f"Drain {d.name}")
-        out.append(
-            f"  items done:         {d.items_done} ({plural(d.runs, 'run')}, "
-            f"{plural(d.items_failed, 'item')} failed)"
-        )
-        if d.halachot is not None:
-            out.append(f"  halachot extracted: {d.halachot}")
-        burst = f"{len(d.bursts_started)} started, {len(d.bursts_ended)} ended"
-        if d.burst_until:
-            burst += f"; active until {_local(d.burst_until)}"
-        out.append(f"  bursts:             {burst}")
-        for event in [*d.bursts_started, *d.bursts_ended]:
-            out.append(f"    {_local(event.at)}  {event.message} ({event.actor})")
-        backoff = f"{d.rate_limited_runs} rate-limited run{'s' if d.rate_limited_runs != 1 else ''}"
-        if d.backoff_until:
-            backoff += f"; backing off until {_local(d.backoff_until)}"
-            if d.backoff_kind:
-                backoff += f", {d.backoff_kind}"
-            if d.backoff_reason:
-                backoff += f" ({d.backoff_reason})"
-        out.append(f"  backoffs:           {backoff}")
-        if d.slow_downs:
-            out.append(f"  slowed down:        {d.slow_downs} time{'s' if d.slow_downs != 1 else ''}"
-                       " by per-minute API limits (no backoff)")
-        for event in d.paused:
-            out.append(f"  PAUSED {_local(event.at)}: {event.message}")
-        if not d.enabled:
-            out.append("  disabled now: no run starts until an operator enables it")
-        out.append(f"  failures:           {len(d.failures)}")
-        out.extend(_failure_lines(d.failures))
+        out.extend(_drain_lines(d))
         out.append("")
+    out.extend(_usage_lines(digest))
+    if digest.jobs:
+        out.append("Other jobs")
+        for j in digest.jobs:
+            out.append(
+                f"  {j.name}: {plural(j.runs, 'run')}, {j.succeeded} succeeded, "
+                f"{len(j.failures)} failed"
+            )
+            out.extend(_failure_lines(j.failures))
+        out.append("")
+    out.append(
+        "Details: the /operations page, or `manage.py schedule` for the last run of each job."
+    )
+    return subject, "\n".join(out) + "\n"
+
+
+def _drain_lines(d: DrainDigest) -> list[str]:
+    """A drain's part: items done, halachot, bursts, backoffs, slow-downs, pauses, failures."""
+    out = [f"Drain {d.name}",
+           f"  items done:         {d.items_done} ({plural(d.runs, 'run')}, "
+           f"{plural(d.items_failed, 'item')} failed)"]
+    if d.halachot is not None:
+        out.append(f"  halachot extracted: {d.halachot}")
+    burst = f"{len(d.bursts_started)} started, {len(d.bursts_ended)} ended"
+    if d.burst_until:
+        burst += f"; active until {_local(d.burst_until)}"
+    out.append(f"  bursts:             {burst}")
+    for event in [*d.bursts_started, *d.bursts_ended]:
+        out.append(f"    {_local(event.at)}  {event.message} ({event.actor})")
+    backoff = f"{d.rate_limited_runs} rate-limited run{'s' if d.rate_limited_runs != 1 else ''}"
+    if d.backoff_until:
+        backoff += f"; backing off until {_local(d.backoff_until)}"
+        if d.backoff_kind:
+            backoff += f", {d.backoff_kind}"
+        if d.backoff_reason:
+            backoff += f" ({d.backoff_reason})"
+    out.append(f"  backoffs:           {backoff}")
+    if d.slow_downs:
+        out.append(f"  slowed down:        {d.slow_downs} time{'s' if d.slow_downs != 1 else ''}"
+                   " by per-minute API limits (no backoff)")
+    for event in d.paused:
+        out.append(f"  PAUSED {_local(event.at)}: {event.message}")
+    if not d.enabled:
+        out.append("  disabled now: no run starts until an operator enables it")
+    out.append(f"  failures:           {len(d.failures)}")
+    out.extend(_failure_lines(d.failures))
+    return out
+
+
+def _usage_lines(digest: Digest) -> list[str]:
+    """Per quota key: this week's spending, then its windows and forecast; then the keys with
+    readings but no drain run this week."""
+    out = []
     quotas = {q.key: q for q in digest.quotas}
     for u in digest.usage:
         out.append(f"Quota {u.quota_key or '(no quota key)'}")
@@ -228,19 +265,7 @@ def render_digest(digest: Digest) -> tuple[str, str]:
         out.append(f"Quota {q.key}")
         out.extend(_quota_lines(q, digest.until))
         out.append("")
-    if digest.jobs:
-        out.append("Other jobs")
-        for j in digest.jobs:
-            out.append(
-                f"  {j.name}: {plural(j.runs, 'run')}, {j.succeeded} succeeded, "
-                f"{len(j.failures)} failed"
-            )
-            out.extend(_failure_lines(j.failures))
-        out.append("")
-    out.append(
-        "Details: the /operations page, or `manage.py schedule` for the last run of each job."
-    )
-    return subject, "\n".join(out) + "\n"
+    return out
 
 
 def _quota_lines(q: QuotaEntry, now: datetime) -> list[str]:

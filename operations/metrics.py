@@ -16,6 +16,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Sum
@@ -28,6 +29,7 @@ from drains.models import DrainRun
 from drains.schema import missing_migrations
 from operations import selectors
 from operations.errors import error_body
+from operations.states import FAILED_STATUSES
 
 BACKLOG_STATUSES = ("pending", "staged", "done", "failed")
 TOKEN_KINDS = {  # label -> DrainRun field
@@ -47,7 +49,12 @@ def run_totals(names: list[str]) -> dict[str, dict[str, int]]:
     """Items done and extractor tokens per drain over all its runs: one GROUP BY query."""
     sums = {"items_done": Sum("items_done"), **{kind: Sum(field) for kind, field in TOKEN_KINDS.items()}}
     rows = DrainRun.objects.filter(drain__in=names).values("drain").annotate(**sums).order_by()
-    return {row.pop("drain"): {key: int(value or 0) for key, value in row.items()} for row in rows}
+    totals: dict[str, dict[str, int]] = {}
+    for row in rows:
+        values: dict[str, Any] = dict(row)
+        drain = values.pop("drain")
+        totals[drain] = {key: int(value or 0) for key, value in values.items()}
+    return totals
 
 
 class SnapshotCollector:
@@ -58,110 +65,121 @@ class SnapshotCollector:
 
     def collect(self):
         services = self.snapshot["services"]
-        drains = [s for s in services if s["kind"] == "drain"]
-        gauge = GaugeMetricFamily
-        backlog = gauge("drains_backlog_items", "Items per backlog status.", labels=["drain", "status"])
-        staged = gauge("drains_staged_rows", "Paid-for results waiting to be promoted.", labels=["drain"])
-        burst = gauge("drains_burst_active", "1 while a burst is on.", labels=["drain"])
-        burst_deadline = gauge("drains_burst_deadline_timestamp_seconds",
-                               "The active burst's deadline (0: no burst).", labels=["drain"])
-        backoff = gauge("drains_backoff_until_timestamp_seconds",
-                        "End of the backoff in force (0: none).", labels=["drain"])
-        enabled = gauge("drains_enabled", "1 when the drain may run.", labels=["drain"])
-        on_time = gauge("drains_projection_on_time",
-                        "1 when the projected finish is before the deadline, 0 when it misses it, "
-                        "absent when there is no projection.", labels=["drain"])
-        finish = gauge("drains_projection_finish_timestamp_seconds",
-                       "Projected time the backlog is empty (0: no rate to project from).",
-                       labels=["drain"])
-        items = CounterMetricFamily("drains_items_done", "Items done over all runs.", labels=["drain"])
-        tokens = CounterMetricFamily("drains_extractor_tokens", "Extractor tokens over all runs.",
-                                     labels=["drain", "kind"])
-        for s in drains:
-            name = s["name"]
-            for status in BACKLOG_STATUSES:
-                backlog.add_metric([name, status], s["backlog"][status])
-            staged.add_metric([name], s["backlog"]["staged"])
-            burst.add_metric([name], 1 if s["burst_active"] else 0)
-            burst_deadline.add_metric([name], _ts(s["burst_until"]) if s["burst_active"] else 0)
-            backoff.add_metric([name], _ts(s["backoff"]["until"]) if s["backoff"] else 0)
-            enabled.add_metric([name], 1 if s["enabled"] else 0)
-            p = s["projection"]
-            if p is not None and p["on_time"] is not None:
-                on_time.add_metric([name], 1 if p["on_time"] else 0)
-            finish.add_metric([name], _ts(p["finish_at"]) if p else 0)
-            total = self.totals.get(name, {})
-            items.add_metric([name], total.get("items_done", 0))
-            for kind in TOKEN_KINDS:
-                tokens.add_metric([name, kind], total.get(kind, 0))
-        yield from (backlog, staged, burst, burst_deadline, backoff, enabled, on_time, finish,
-                    items, tokens)
-
-        # Every scheduled service (drains, the supervisor, the other jobs) by its name.
-        active = gauge("drains_run_active", "1 while a run is going.", labels=["drain"])
-        age = gauge("drains_checkpoint_age_seconds",
-                    "Seconds since the running run's last checkpoint (present while running).",
-                    labels=["drain"])
-        last = gauge("drains_last_run_finish_timestamp_seconds",
-                     "When the newest finished run ended, labelled with how.",
-                     labels=["drain", "status"])
-        state = gauge("drains_service_state", "1 for the service's current state.",
-                      labels=["drain", "state"])
-        failed = gauge("drains_last_run_error_info",
-                       "1 when the newest finished run failed: its id, the kind of failure and "
-                       "its one-line reason (absent when it did not fail).",
-                       labels=["drain", "run", "kind", "reason"])
-        for s in services:
-            name, run = s["name"], s["current_run"]
-            active.add_metric([name], 1 if run else 0)
-            if run is not None and run["checkpoint_age_seconds"] is not None:
-                age.add_metric([name], run["checkpoint_age_seconds"])
-            if s["last_run"] is not None:
-                finished = s["last_run"]["finished_at"] or s["last_run"]["started_at"]
-                last.add_metric([name, s["last_run"]["status"]], _ts(finished))
-                if s["last_run"]["error"] and s["last_run"]["status"] in selectors.FAILED_STATUSES:
-                    r = s["last_run"]
-                    failed.add_metric([name, str(r["id"]), r["error_kind"], r["error"]], 1)
-            state.add_metric([name, s["state"]], 1)
-        yield from (active, age, last, state, failed)
-
-        # This quota week's spending per quota key (the snapshot's ``usage``). Gauges, not
-        # counters: each resets when the week turns at the Saturday 18:00 boundary.
-        week = [u for u in self.snapshot["usage"] if u["current"]]
-        tokens = gauge("drains_quota_week_tokens", "Extractor tokens this quota week.",
-                       labels=["quota_key", "kind"])
-        per_key = {
-            "cost_usd": gauge("drains_quota_week_cost_usd",
-                              "Extractor cost this quota week (USD).", labels=["quota_key"]),
-            "calls": gauge("drains_quota_week_calls",
-                           "Extractor calls answered this quota week (items done + failed).",
-                           labels=["quota_key"]),
-            "refused_calls": gauge("drains_quota_week_refused_calls",
-                                   "Runs ended rate-limited this quota week.", labels=["quota_key"]),
-            "items_done": gauge("drains_quota_week_items_done", "Items done this quota week.",
-                                labels=["quota_key"]),
-            "halachot": gauge("drains_quota_week_halachot", "Halachot created this quota week.",
-                              labels=["quota_key"]),
-            "cost_per_halacha": gauge("drains_quota_week_cost_per_halacha_usd",
-                                      "Cost per halacha this quota week (absent without halachot).",
-                                      labels=["quota_key"]),
-        }
-        for u in week:
-            key = u["quota_key"]
-            for kind, field in TOKEN_KINDS.items():
-                tokens.add_metric([key, kind], u[field])
-            for field, family in per_key.items():
-                if u[field] is not None:
-                    family.add_metric([key], u[field])
-        yield tokens
-        yield from per_key.values()
-
+        yield from _drain_families([s for s in services if s["kind"] == "drain"], self.totals)
+        yield from _service_families(services)
+        yield from _usage_families(self.snapshot["usage"])
         yield from _quota_families(self.snapshot["quotas"])
-
-        schema = gauge("drains_schema_unapplied_migrations",
-                       "Migrations on disk not recorded as applied (0: the schema is current).")
+        schema = GaugeMetricFamily(
+            "drains_schema_unapplied_migrations",
+            "Migrations on disk not recorded as applied (0: the schema is current).")
         schema.add_metric([], self.unapplied)
         yield schema
+
+
+def _drain_families(drains: list[dict], totals: dict[str, dict[str, int]]):
+    """Per drain: its backlog, burst, backoff, projection and its runs' totals."""
+    gauge = GaugeMetricFamily
+    backlog = gauge("drains_backlog_items", "Items per backlog status.", labels=["drain", "status"])
+    staged = gauge("drains_staged_rows", "Paid-for results waiting to be promoted.", labels=["drain"])
+    burst = gauge("drains_burst_active", "1 while a burst is on.", labels=["drain"])
+    burst_deadline = gauge("drains_burst_deadline_timestamp_seconds",
+                           "The active burst's deadline (0: no burst).", labels=["drain"])
+    backoff = gauge("drains_backoff_until_timestamp_seconds",
+                    "End of the backoff in force (0: none).", labels=["drain"])
+    enabled = gauge("drains_enabled", "1 when the drain may run.", labels=["drain"])
+    on_time = gauge("drains_projection_on_time",
+                    "1 when the projected finish is before the deadline, 0 when it misses it, "
+                    "absent when there is no projection.", labels=["drain"])
+    finish = gauge("drains_projection_finish_timestamp_seconds",
+                   "Projected time the backlog is empty (0: no rate to project from).",
+                   labels=["drain"])
+    items = CounterMetricFamily("drains_items_done", "Items done over all runs.", labels=["drain"])
+    tokens = CounterMetricFamily("drains_extractor_tokens", "Extractor tokens over all runs.",
+                                 labels=["drain", "kind"])
+    for s in drains:
+        name = s["name"]
+        for status in BACKLOG_STATUSES:
+            backlog.add_metric([name, status], s["backlog"][status])
+        staged.add_metric([name], s["backlog"]["staged"])
+        burst.add_metric([name], 1 if s["burst_active"] else 0)
+        burst_deadline.add_metric([name], _ts(s["burst_until"]) if s["burst_active"] else 0)
+        backoff.add_metric([name], _ts(s["backoff"]["until"]) if s["backoff"] else 0)
+        enabled.add_metric([name], 1 if s["enabled"] else 0)
+        p = s["projection"]
+        if p is not None and p["on_time"] is not None:
+            on_time.add_metric([name], 1 if p["on_time"] else 0)
+        finish.add_metric([name], _ts(p["finish_at"]) if p else 0)
+        total = totals.get(name, {})
+        items.add_metric([name], total.get("items_done", 0))
+        for kind in TOKEN_KINDS:
+            tokens.add_metric([name, kind], total.get(kind, 0))
+    yield from (backlog, staged, burst, burst_deadline, backoff, enabled, on_time, finish,
+                items, tokens)
+
+
+def _service_families(services: list[dict]):
+    """Every scheduled service (drains, the supervisor, the other jobs) by its name."""
+    gauge = GaugeMetricFamily
+    active = gauge("drains_run_active", "1 while a run is going.", labels=["drain"])
+    age = gauge("drains_checkpoint_age_seconds",
+                "Seconds since the running run's last checkpoint (present while running).",
+                labels=["drain"])
+    last = gauge("drains_last_run_finish_timestamp_seconds",
+                 "When the newest finished run ended, labelled with how.",
+                 labels=["drain", "status"])
+    state = gauge("drains_service_state", "1 for the service's current state.",
+                  labels=["drain", "state"])
+    failed = gauge("drains_last_run_error_info",
+                   "1 when the newest finished run failed: its id, the kind of failure and "
+                   "its one-line reason (absent when it did not fail).",
+                   labels=["drain", "run", "kind", "reason"])
+    for s in services:
+        name, run = s["name"], s["current_run"]
+        active.add_metric([name], 1 if run else 0)
+        if run is not None and run["checkpoint_age_seconds"] is not None:
+            age.add_metric([name], run["checkpoint_age_seconds"])
+        if s["last_run"] is not None:
+            finished = s["last_run"]["finished_at"] or s["last_run"]["started_at"]
+            last.add_metric([name, s["last_run"]["status"]], _ts(finished))
+            if s["last_run"]["error"] and s["last_run"]["status"] in FAILED_STATUSES:
+                r = s["last_run"]
+                failed.add_metric([name, str(r["id"]), r["error_kind"], r["error"]], 1)
+        state.add_metric([name, s["state"]], 1)
+    yield from (active, age, last, state, failed)
+
+
+def _usage_families(usage: list[dict]):
+    """This quota week's spending per quota key (the snapshot's ``usage``). Gauges, not
+    counters: each resets when the week turns at the Saturday 18:00 boundary."""
+    gauge = GaugeMetricFamily
+    week = [u for u in usage if u["current"]]
+    tokens = gauge("drains_quota_week_tokens", "Extractor tokens this quota week.",
+                   labels=["quota_key", "kind"])
+    per_key = {
+        "cost_usd": gauge("drains_quota_week_cost_usd",
+                          "Extractor cost this quota week (USD).", labels=["quota_key"]),
+        "calls": gauge("drains_quota_week_calls",
+                       "Extractor calls answered this quota week (items done + failed).",
+                       labels=["quota_key"]),
+        "refused_calls": gauge("drains_quota_week_refused_calls",
+                               "Runs ended rate-limited this quota week.", labels=["quota_key"]),
+        "items_done": gauge("drains_quota_week_items_done", "Items done this quota week.",
+                            labels=["quota_key"]),
+        "halachot": gauge("drains_quota_week_halachot", "Halachot created this quota week.",
+                          labels=["quota_key"]),
+        "cost_per_halacha": gauge("drains_quota_week_cost_per_halacha_usd",
+                                  "Cost per halacha this quota week (absent without halachot).",
+                                  labels=["quota_key"]),
+    }
+    for u in week:
+        key = u["quota_key"]
+        for kind, field in TOKEN_KINDS.items():
+            tokens.add_metric([key, kind], u[field])
+        for field, family in per_key.items():
+            if u[field] is not None:
+                family.add_metric([key], u[field])
+    yield tokens
+    yield from per_key.values()
 
 
 def _quota_families(quotas: list[dict]):

@@ -33,6 +33,24 @@ def run_url(run_id: int) -> str:
     return reverse("operations:run", args=[run_id])
 
 
+def run_fields(run: DrainRun) -> dict:
+    """What every surface shows of a run's row: the snapshot's current and last runs, a run's
+    page."""
+    return {
+        "id": run.pk,
+        "url": run_url(run.pk),
+        "status": run.status,
+        "trigger": run.trigger,
+        "mode": run.mode,
+        "host": run.host,
+        "pid": run.pid,
+        "backend_pid": run.backend_pid,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "last_checkpoint_at": run.last_checkpoint_at,
+    }
+
+
 def log_path(run: DrainRun) -> Path | None:
     """Where the run's output went, when it is known: the cron line's file, or the file the
     supervisor or "run now" started it with. A run started in a shell wrote to that shell."""
@@ -77,18 +95,8 @@ def run_detail(run_id: int, *, staff: bool) -> dict:
                   .values("item_key", "created_at", "promote_attempts", "promote_error")[:200])
     end = run.finished_at or timezone.now()
     return {
-        "id": run.pk,
-        "url": run_url(run.pk),
+        **run_fields(run),
         "drain": run.drain,
-        "status": run.status,
-        "trigger": run.trigger,
-        "mode": run.mode,
-        "host": run.host,
-        "pid": run.pid,
-        "backend_pid": run.backend_pid,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "last_checkpoint_at": run.last_checkpoint_at,
         "duration_seconds": round((end - run.started_at).total_seconds(), 1),
         "deadline": run.deadline,
         "backlog_at_start": run.backlog_at_start,
@@ -143,10 +151,15 @@ MESSAGE_CLIP = 300  # characters of an event's message on the page; its own page
 ACTOR_CLIP = 40
 
 
+def event_fields(e: DrainEvent) -> dict:
+    """An event as the snapshot's notes and timeline list it."""
+    return {"id": e.id, "url": reverse("operations:event", args=[e.id]), "at": e.at,
+            "drain": e.drain, "kind": e.kind, "actor": e.actor, "message": e.message}
+
+
 def event_entry(e: DrainEvent) -> dict:
-    return {"id": e.id, "at": e.at, "drain": e.drain, "kind": e.kind, "actor": e.actor,
-            "message": e.message, "run": e.run_id,
-            "url": reverse("operations:event", args=[e.id])}
+    """An event as the timeline's pages list it: with its run."""
+    return {**event_fields(e), "run": e.run_id}
 
 
 def timeline(*, drain: str | None = None, kind: str | None = None, before: int | None = None,

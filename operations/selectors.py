@@ -6,8 +6,9 @@ each drain's runner lock (``drain_lock_holders``) and one round trip of batched 
 (``drains.selectors.snapshot``) — three round trips for the shipped drains, however many
 drains, runs and events exist — plus the quota usage of this week and the one before
 (``drains.selectors.usage``: one aggregate, the quota keys, and the halachot per week), and
-each quota key's windows, reserves, autopilot and forecast (``drains.selectors.quota``). What a row means (alive, hung, backoff in force) is asked of
-drains/rules.py. It must never write.
+each quota key's windows, reserves, autopilot and forecast (``drains.selectors.quota``). A
+service's state and reason are operations/states.py's; what a row means (alive, hung, backoff in
+force) is asked of drains/rules.py. It must never write.
 """
 
 from __future__ import annotations
@@ -18,47 +19,34 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
-from django.urls import reverse
 from django.utils import timezone
 
 from drains import bursts, failures, operator, registry, rules, schedule
-from drains.clock import format_local, short_time
 from drains.locks import drain_lock_holders
-from drains.models import DrainControl, DrainEvent, DrainRun, RunStatus
+from drains.models import DrainRun, RunStatus
 from drains.quota import policy
 from drains.quota.kinds import describe_kind
 from drains.selectors import snapshot as reads
 from drains.selectors.quota import quota_entries
 from drains.selectors.snapshot import HISTORY_HOURS, NOTES_PER_SERVICE, TIMELINE_LENGTH
-from drains.selectors.usage import QuotaWeekUsage, usage_by_week
+from drains.selectors.usage import usage_by_week
 from operations import projection as proj
 from operations.quota import quota_json
+from operations.runs import event_fields, run_fields
+from operations.states import drain_state, job_state
+from operations.usage import usage_entry
 
 __all__ = [
     "HISTORY_HOURS",
     "NOTES_PER_SERVICE",
     "TIMELINE_LENGTH",
     "DrainChart",
-    "State",
     "drain_chart",
     "next_fire",
     "service_entry",
     "snapshot",
-    "usage_entry",
 ]
 USAGE_WEEKS = 2  # the current quota week and the one before it
-FAILED_STATUSES = {RunStatus.FAILED, RunStatus.CRASHED, RunStatus.HUNG}
-
-
-class State:
-    IDLE = "idle"
-    RUNNING = "running"
-    HUNG = "hung"
-    BACKING_OFF = "backing_off"
-    DISABLED = "disabled"
-    FAILING = "failing"
-
-    choices = (IDLE, RUNNING, HUNG, BACKING_OFF, DISABLED, FAILING)
 
 
 @dataclass(frozen=True)
@@ -101,18 +89,6 @@ def _services() -> list[_Job]:
 # --- shaping --------------------------------------------------------------------------------------
 
 
-def _event(event: DrainEvent) -> dict:
-    return {
-        "id": event.id,
-        "url": reverse("operations:event", args=[event.id]),
-        "at": event.at,
-        "drain": event.drain,
-        "kind": event.kind,
-        "actor": event.actor,
-        "message": event.message,
-    }
-
-
 def _run(run: DrainRun | None, now: datetime) -> dict | None:
     if run is None:
         return None
@@ -121,17 +97,7 @@ def _run(run: DrainRun | None, now: datetime) -> dict | None:
     if run.backlog_at_start:
         progress = round(min(1.0, run.items_done / run.backlog_at_start), 4)
     return {
-        "id": run.pk,
-        "url": reverse("operations:run", args=[run.pk]),
-        "status": run.status,
-        "trigger": run.trigger,
-        "mode": run.mode,
-        "host": run.host,
-        "pid": run.pid,
-        "backend_pid": run.backend_pid,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "last_checkpoint_at": run.last_checkpoint_at,
+        **run_fields(run),
         "checkpoint_age_seconds": (
             max(0, int((now - seen).total_seconds())) if run.status == RunStatus.RUNNING else None
         ),
@@ -152,96 +118,6 @@ def _models(model_usage) -> list[str]:
         model_usage = json.loads(model_usage)
     spent = model_usage if isinstance(model_usage, dict) else {}
     return sorted(spent, key=lambda m: (-(spent[m] or {}).get("calls", 0), m))
-
-
-def _first_line(text: str, limit: int = 160) -> str:
-    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _hung_after(control: DrainControl | None) -> timedelta:
-    return rules.hung_after(
-        override_seconds=control.hung_after_seconds if control else None,
-        default_seconds=settings.DRAINS_HUNG_AFTER_SECONDS,
-    )
-
-
-def _running_state(run: DrainRun, hung_after: timedelta, now: datetime,
-                   alive: bool | None) -> tuple[str, str]:
-    where = f"run {run.pk} on {run.host} (pid {run.pid})"
-    if alive is False:
-        return State.FAILING, (
-            f"{where} is marked running but no longer holds its lock: the process died; "
-            "the supervisor will mark it crashed"
-        )
-    age = now - rules.last_sign_of_life(
-        last_checkpoint_at=run.last_checkpoint_at, started_at=run.started_at
-    )
-    if rules.is_hung(
-        last_checkpoint_at=run.last_checkpoint_at,
-        started_at=run.started_at,
-        threshold=hung_after,
-        now=now,
-    ):
-        return State.HUNG, (
-            f"no checkpoint for {proj.span(age)} (limit {proj.span(hung_after)}) from {where}"
-        )
-    of = f" of {run.backlog_at_start}" if run.backlog_at_start else ""
-    return State.RUNNING, (
-        f"lock held by {where}: {run.items_done}{of} done, "
-        f"last checkpoint {proj.span(age)} ago"
-    )
-
-
-def _failed_reason(run: DrainRun) -> str:
-    error = failures.reason_line(error=run.error, error_kind=run.error_kind)
-    when = short_time(run.finished_at or run.started_at)
-    return f"last run {run.pk} {run.status} at {when}" + (f": {error}" if error else "")
-
-
-def _drain_state(*, control, burst, current, last, backlog, next_fire, holder,
-                 now) -> tuple[str, str]:
-    if current is not None:
-        # Alive exactly when the run's session holds the drain's lock (any session, when the
-        # run has not recorded its backend pid yet).
-        alive = rules.holds_lock(backend_pid=current.backend_pid, holder=holder)
-        return _running_state(current, _hung_after(control), now, alive)
-    if holder is not None:
-        return State.RUNNING, f"lock held by database session {holder}; its run is starting"
-    if control is not None and not control.enabled:
-        by = f" by {control.disabled_by}" if getattr(control, "disabled_by", None) else ""
-        return State.DISABLED, f"disabled{by}: no run starts until it is enabled again"
-    if control is not None and policy.backoff_active(control.backoff_until, now=now):
-        reason = _first_line(control.backoff_reason) or "rate limited"
-        which = describe_kind(control.backoff_kind, control.backoff_model)
-        return State.BACKING_OFF, (
-            f"backing off until {short_time(control.backoff_until)}"
-            f"{' (' + which + ')' if which else ''}: {reason}"
-        )
-    if last is not None and last.status in FAILED_STATUSES:
-        return State.FAILING, _failed_reason(last)
-    if backlog["pending"] == 0:
-        return State.IDLE, "backlog empty"
-    if burst.active:
-        return State.IDLE, (
-            f"burst until {short_time(burst.burst_until)}: {backlog['pending']} pending, "
-            "waiting for the supervisor to start a run"
-        )
-    if next_fire is not None:
-        return State.IDLE, f"{backlog['pending']} pending; next run {short_time(next_fire)}"
-    return State.IDLE, f"{backlog['pending']} pending; not scheduled: only a burst starts it"
-
-
-def _job_state(*, current, last, next_fire, now) -> tuple[str, str]:
-    if current is not None:
-        return _running_state(current, _hung_after(None), now, current.backend_alive)
-    if last is not None and last.status in FAILED_STATUSES:
-        return State.FAILING, _failed_reason(last)
-    after = f"; next {short_time(next_fire)}" if next_fire else ""
-    if last is None:
-        return State.IDLE, f"never run{after}"
-    when = short_time(last.finished_at or last.started_at)
-    return State.IDLE, f"last run {last.status} at {when}{after}"
 
 
 def _backoff_end(control, now: datetime) -> datetime | None:
@@ -271,7 +147,7 @@ def _entry(service: _Job, next_fire_at, current, last, notes, now) -> dict:
         "next_fire_at": next_fire_at,
         "current_run": _run(current, now),
         "last_run": _run(last, now),
-        "notes": [_event(e) for e in notes],
+        "notes": [event_fields(e) for e in notes],
         "enabled": None,
         "burst_until": None,
         "burst_active": False,
@@ -298,7 +174,7 @@ def _why_not_run_now(name: str, *, control, backoffs, holder, next_fire, backlog
 def _drain_entry(entry: dict, name: str, *, now, control, burst, current, last, backlog,
                  done_per_hour, recent_runs, holder, backoffs) -> tuple[str, str]:
     """Fill a drain's part of its snapshot entry; return its (state, reason)."""
-    state, reason = _drain_state(
+    state, reason = drain_state(
         control=control, burst=burst, current=current, last=last, backlog=backlog,
         next_fire=entry["next_fire_at"], holder=holder, now=now,
     )
@@ -343,103 +219,80 @@ def _drain_entry(entry: dict, name: str, *, now, control, burst, current, last, 
     return state, reason
 
 
+@dataclass
+class _Reads:
+    """Everything the snapshot reads of its services' drains: the burst states, the lock
+    holders, and the batched statements' answers (one round trip)."""
+
+    bursts: dict
+    holders: dict
+    controls: dict
+    backoffs: list
+    current: dict
+    last: dict
+    done: dict
+    runs: dict
+    backlogs: dict
+    notes: dict
+    recent: list
+
+
+def _read(services: list[_Job], now: datetime, *, with_timeline: bool) -> _Reads:
+    drain_names = [s.drain for s in services if s.drain]
+    burst_states = bursts.get_drain_bursts()
+    holders = drain_lock_holders(drain_names)
+    controls, backoffs, (current, last), done, runs, backlogs, (notes, recent) = reads.fetch([
+        reads.controls(drain_names),
+        reads.backoffs(now),
+        reads.runs([s.name for s in services]),
+        reads.done_per_hour(drain_names, now),
+        reads.recent_runs(drain_names, now, now - _window() - proj.SESSION_BOUND),
+        reads.backlogs(drain_names),
+        reads.events(now, with_timeline=with_timeline),
+    ])
+    return _Reads(burst_states, holders, controls, backoffs, current, last, done, runs, backlogs,
+                  notes, recent)
+
+
+def _service_entry(service: _Job, r: _Reads, now: datetime) -> dict:
+    """One service's snapshot entry, its state and reason included (takes its notes from
+    ``r.notes``, so that what is left over is the notes of no service)."""
+    name = service.name
+    next_fire_at = next_fire(service.expression, now) if service.expression else None
+    current, last = r.current.get(name), r.last.get(name)
+    entry = _entry(service, next_fire_at, current, last, r.notes.pop(name, []), now)
+    if service.drain:
+        state, reason = _drain_entry(
+            entry, name, now=now, control=r.controls.get(name), burst=r.bursts[name],
+            current=current, last=last, backlog=r.backlogs[name], done_per_hour=r.done[name],
+            recent_runs=r.runs[name], holder=r.holders.get(name), backoffs=r.backoffs,
+        )
+    else:
+        state, reason = job_state(current=current, last=last, next_fire=next_fire_at, now=now)
+    entry["state"], entry["reason"] = state, reason
+    return entry
+
+
 def snapshot(*, now: datetime | None = None, only: str | None = None) -> dict:
     """The whole operations snapshot (``only``: just one service, for the burst answer)."""
     now = now or timezone.now()
     services = _services()
     if only is not None:
         services = [s for s in services if s.name == only]
-    drain_names = [s.drain for s in services if s.drain]
-    run_names = [s.name for s in services]
-
-    burst_states = bursts.get_drain_bursts()
-    holders = drain_lock_holders(drain_names)
-    controls, backoffs, (current, last), done, runs, backlogs, (notes, recent) = reads.fetch([
-        reads.controls(drain_names),
-        reads.backoffs(now),
-        reads.runs(run_names),
-        reads.done_per_hour(drain_names, now),
-        reads.recent_runs(drain_names, now, now - _window() - proj.SESSION_BOUND),
-        reads.backlogs(drain_names),
-        reads.events(now, with_timeline=only is None),
-    ])
-
-    entries = []
-    for service in services:
-        next_fire_at = next_fire(service.expression, now) if service.expression else None
-        entry = _entry(service, next_fire_at, current.get(service.name),
-                       last.get(service.name), notes.pop(service.name, []), now)
-        if service.drain:
-            state, reason = _drain_entry(
-                entry, service.name, now=now, control=controls.get(service.name),
-                burst=burst_states[service.name], current=current.get(service.name),
-                last=last.get(service.name), backlog=backlogs[service.name],
-                done_per_hour=done[service.name], recent_runs=runs[service.name],
-                holder=holders.get(service.name), backoffs=backoffs,
-            )
-        else:
-            state, reason = _job_state(
-                current=current.get(service.name), last=last.get(service.name),
-                next_fire=next_fire_at, now=now,
-            )
-        entry["state"], entry["reason"] = state, reason
-        entries.append(entry)
-
-    leftover = sorted((e for events in notes.values() for e in events), key=lambda e: e.at,
+    r = _read(services, now, with_timeline=only is None)
+    entries = [_service_entry(service, r, now) for service in services]
+    leftover = sorted((e for events in r.notes.values() for e in events), key=lambda e: e.at,
                       reverse=True)
     return {
         "generated_at": now,
         "week_boundary": bursts.upcoming_week_boundary(now),
         "services": entries,
-        "notes": [] if only is not None else [_event(e) for e in leftover],
-        "timeline": [_event(e) for e in recent],
+        "notes": [] if only is not None else [event_fields(e) for e in leftover],
+        "timeline": [event_fields(e) for e in r.recent],
         "usage": [] if only is not None else [
             usage_entry(u) for u in usage_by_week(now=now, weeks=USAGE_WEEKS)],
         # Per quota key: its windows, reserves, ceilings, autopilot and forecast (issue 20).
         "quotas": [] if only is not None else [quota_json(q, now) for q in quota_entries(now=now)],
-    }
-
-
-def _tokens(n: int) -> str:
-    if n >= 1_000_000:
-        return f"{n / 1_000_000:.1f} M"
-    if n >= 1_000:
-        return f"{n / 1_000:.1f} k"
-    return str(n)
-
-
-def usage_text(u: QuotaWeekUsage) -> str:
-    """``this week: 412 decisions, 1.3 M input tokens, $18.20, $0.04 per halacha``."""
-    when = "this week" if u.current else f"week to {format_local(u.week.end, '%a %d %b')}"
-    text = f"{when}: {u.items_done} decisions, {_tokens(u.input_tokens)} input tokens, ${u.cost_usd:.2f}"
-    if u.cost_per_halacha is not None:
-        text += f", ${u.cost_per_halacha:.2f} per halacha"
-    if u.refused_calls:
-        text += f", {u.refused_calls} refused call{'s' if u.refused_calls != 1 else ''}"
-    return text
-
-
-def usage_entry(u: QuotaWeekUsage) -> dict:
-    """One quota key's week, as the snapshot's ``usage`` lists it."""
-    per_halacha = u.cost_per_halacha
-    return {
-        "quota_key": u.quota_key,
-        "week_start": u.week.start,
-        "week_end": u.week.end,
-        "current": u.current,
-        "runs": u.runs,
-        "input_tokens": u.input_tokens,
-        "output_tokens": u.output_tokens,
-        "cache_creation_input_tokens": u.cache_creation_input_tokens,
-        "cache_read_input_tokens": u.cache_read_input_tokens,
-        "cost_usd": float(round(u.cost_usd, 6)),
-        "calls": u.calls,
-        "refused_calls": u.refused_calls,
-        "items_done": u.items_done,
-        "items_failed": u.items_failed,
-        "halachot": u.halachot,
-        "cost_per_halacha": None if per_halacha is None else float(round(per_halacha, 6)),
-        "text": usage_text(u),
     }
 
 

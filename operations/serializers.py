@@ -1,7 +1,6 @@
-"""Input and output shapes of the operations API (and of its OpenAPI schema).
+"""The answers' shapes of the operations API (and of its OpenAPI schema); the request bodies
+are operations/inputs.py.
 
-Input serializers only check the *form* of a request (types, known fields); the burst rules
-(future, aware, before the week boundary) live in ``drains.bursts`` and nowhere else.
 Output serializers document the shape of the plain data ``operations.selectors`` returns (the
 OpenAPI schema); ``as_json`` produces that same representation directly, because the snapshot is
 fetched by every open page every 15 seconds (a test holds the two equal).
@@ -12,58 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from drains.failures import ErrorKind
 from drains.models import RunMode, RunStatus, Trigger
 from drains.quota.kinds import LimitKind
-from operations.selectors import State
-
-
-class StrictBooleanField(serializers.BooleanField):
-    """JSON true/false only: "yes", 1 or "on" are a client bug, not a choice."""
-
-    default_error_messages = {"invalid": "Must be true or false (a JSON boolean)."}
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool):
-            return data
-        self.fail("invalid")
-
-
-@extend_schema_field({"type": "string", "format": "date-time", "nullable": True})
-class StrictStringField(serializers.CharField):
-    """A JSON string only (a number is not silently turned into one)."""
-
-    default_error_messages = {"invalid": "Must be a string: an ISO 8601 date and time with a UTC offset."}
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class BurstInputSerializer(serializers.Serializer):
-    on = StrictBooleanField(help_text="true to start (or move) a burst, false to stop it.")
-    until = StrictStringField(
-        required=False,
-        allow_null=True,
-        help_text="Deadline, ISO 8601 with a UTC offset (e.g. 2026-12-05T18:00:00+02:00). "
-        "Omit it for the upcoming Saturday 18:00 Asia/Jerusalem. Not allowed with on=false.",
-    )
-
-    def validate(self, attrs):
-        unknown = sorted(set(self.initial_data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError(
-                {name: ["Unknown field; the fields are 'on' and 'until'."] for name in unknown}
-            )
-        if attrs["on"] is False and attrs.get("until") is not None:
-            raise serializers.ValidationError(
-                {"until": ["A deadline only goes with on=true; send {\"on\": false} to stop."]}
-            )
-        return attrs
+from operations.states import State
 
 
 class RunSerializer(serializers.Serializer):
@@ -230,7 +183,9 @@ class QuotaWindowSerializer(serializers.Serializer):
 
     window = serializers.CharField(help_text="The signal's name: five_hour, seven_day, "
                                    "seven_day_opus, seven_day_sonnet, ...")
-    label = serializers.CharField(help_text='For people: "Week", "5 hours", "Week (Opus)".')
+    # The API's field names; the stubs see DRF's own attributes of the same names.
+    label = serializers.CharField(  # type: ignore[assignment]
+        help_text='For people: "Week", "5 hours", "Week (Opus)".')
     utilization = serializers.FloatField(help_text="Fraction 0..1 of the window used.")
     resets_at = serializers.DateTimeField(allow_null=True, help_text="The window's reset, as the "
                                           "signal said it (an estimate: the weekly reset drifts).")
@@ -310,7 +265,7 @@ class ErrorBodySerializer(serializers.Serializer):
                                  "permission_denied, not_found, method_not_allowed, "
                                  "request_too_large, unsupported_media_type, throttled, server_error.")
     message = serializers.CharField(help_text="One line: what was wrong and how to fix it.")
-    fields = serializers.DictField(
+    fields = serializers.DictField(  # type: ignore[assignment]  # the API's field name
         child=serializers.ListField(child=serializers.CharField()),
         help_text="Messages per request field (\"body\" for the body as a whole); {} otherwise.",
     )
@@ -334,42 +289,13 @@ def as_json(value):
     return value
 
 
-# --- the operator's actions (drains/operator.py, drains/controls.py, drains/retries.py) ---------
-
-REASON_MAX_CHARS = 500  # an enable/disable reason: the event's message carries it whole
-
-
-class _NoUnknownFields(serializers.Serializer):
-    def validate(self, attrs):
-        unknown = sorted(set(self.initial_data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError(
-                {"body": [f"Unknown field(s): {', '.join(unknown)}. Allowed: "
-                          f"{', '.join(self.fields)}."]})
-        return attrs
-
-
-class EnabledInputSerializer(_NoUnknownFields):
-    enabled = StrictBooleanField(help_text="true to enable the drain, false to disable it.")
-    reason = StrictStringField(required=False, allow_blank=True, max_length=REASON_MAX_CHARS,
-                               help_text="Why, for the timeline (at most 500 characters).")
-
-
-class RetryFailedInputSerializer(_NoUnknownFields):
-    items = serializers.ListField(
-        child=StrictStringField(max_length=64), required=False, allow_empty=False,
-        max_length=1000,
-        help_text="The failed items' keys to retry; omit it to retry every failed item.")
-
-
-class EmptyInputSerializer(_NoUnknownFields):
-    """No fields: the path says everything."""
-
+# --- a run, the failed items, the operator's actions (drains/operator.py, drains/retries.py) ---
 
 class ActionResultSerializer(serializers.Serializer):
     message = serializers.CharField(help_text="What was done, in one line (also the event's).")
     changed = serializers.BooleanField(help_text="False: nothing changed, no event written.")
-    data = serializers.DictField(help_text="Details: the pid started, the items retried, …")
+    data = serializers.DictField(  # type: ignore[assignment]  # the API's field name
+        help_text="Details: the pid started, the items retried, …")
 
 
 class RunDetailSerializer(serializers.Serializer):
@@ -407,7 +333,7 @@ class RunDetailSerializer(serializers.Serializer):
 
 class FailedItemSerializer(serializers.Serializer):
     key = serializers.CharField()
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # the API's field name
     attempts = serializers.IntegerField()
     error = serializers.CharField(allow_blank=True, help_text="The last error, one line.")
     at = serializers.DateTimeField(help_text="When it failed for good.")
@@ -424,63 +350,6 @@ class FailedListSerializer(serializers.Serializer):
 
 
 # --- the quota policy (drains/quota/controls.py set_quota_policy) ------------------------------
-
-
-@extend_schema_field({"type": "number", "nullable": True})
-class StrictNumberField(serializers.Field):
-    """A JSON number, or null for the setting's default (a string or a boolean is a client
-    bug). The range is the policy service's rule (drains/quota/reserve.py), not checked here."""
-
-    default_error_messages = {"invalid": "Must be a number (a JSON number), or null for the default."}
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int | float):
-            self.fail("invalid")
-        return data
-
-    def to_representation(self, value):
-        return value
-
-
-POLICY_FIELDS = ("quota", "weekly_reserve", "session_reserve", "reserve_release_hours", "autopilot")
-
-
-@extend_schema_field({"type": "string"})
-class StrictKeyField(serializers.CharField):
-    default_error_messages = {"invalid": "Must be a string: a quota key as the snapshot lists it."}
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class QuotaPolicyInputSerializer(serializers.Serializer):
-    quota = StrictKeyField(
-        required=False, max_length=200,
-        help_text="The quota key; may be left out when only one is known.")
-    weekly_reserve = StrictNumberField(
-        required=False, allow_null=True,
-        help_text="Fraction of the weekly window kept for the owner, 0..0.9; null: the default "
-        "(DRAINS_QUOTA_WEEKLY_RESERVE).")
-    session_reserve = StrictNumberField(
-        required=False, allow_null=True,
-        help_text="Fraction of the 5-hour window kept, 0..0.9; null: the default.")
-    reserve_release_hours = StrictNumberField(
-        required=False, allow_null=True,
-        help_text="Hours before the weekly reset over which the weekly reserve is released "
-        "(0 = never), 0..168; null: the default.")
-    autopilot = StrictBooleanField(required=False, help_text="Switch the autopilot on or off.")
-
-    def validate(self, attrs):
-        unknown = sorted(set(self.initial_data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError(
-                {name: [f"Unknown field; the fields are {', '.join(POLICY_FIELDS)}."]
-                 for name in unknown}
-            )
-        return attrs
-
 
 class QuotaPolicyResultSerializer(serializers.Serializer):
     """A quota key's policy after the change: the values in force (defaults filled in)."""

@@ -1,20 +1,20 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from operations import apis, views
+from operations import action_apis, apis, views
 
 api_urlpatterns = [
     path("operations/", apis.OperationsSnapshotApi.as_view(), name="snapshot"),
     path("operations/drains/<slug:name>/burst", apis.DrainBurstApi.as_view(), name="burst"),
-    path("operations/drains/<slug:name>/enabled", apis.EnabledApi.as_view(), name="enabled"),
-    path("operations/drains/<slug:name>/run-now", apis.RunNowApi.as_view(), name="run-now"),
-    path("operations/drains/<slug:name>/retry-now", apis.RetryNowApi.as_view(), name="retry-now"),
-    path("operations/drains/<slug:name>/retry-failed", apis.RetryFailedApi.as_view(),
+    path("operations/drains/<slug:name>/enabled", action_apis.EnabledApi.as_view(), name="enabled"),
+    path("operations/drains/<slug:name>/run-now", action_apis.RunNowApi.as_view(), name="run-now"),
+    path("operations/drains/<slug:name>/retry-now", action_apis.RetryNowApi.as_view(), name="retry-now"),
+    path("operations/drains/<slug:name>/retry-failed", action_apis.RetryFailedApi.as_view(),
          name="retry-failed"),
-    path("operations/failed", apis.FailedItemsApi.as_view(), name="failed"),
-    path("operations/timeline", apis.TimelineApi.as_view(), name="timeline"),
-    path("operations/runs/<int:run_id>", apis.RunApi.as_view(), name="run"),
-    path("operations/runs/<int:run_id>/stop", apis.StopRunApi.as_view(), name="stop-run"),
+    path("operations/failed", action_apis.FailedItemsApi.as_view(), name="failed"),
+    path("operations/timeline", action_apis.TimelineApi.as_view(), name="timeline"),
+    path("operations/runs/<int:run_id>", action_apis.RunApi.as_view(), name="run"),
+    path("operations/runs/<int:run_id>/stop", action_apis.StopRunApi.as_view(), name="stop-run"),
     path("operations/quota/policy", apis.QuotaPolicyApi.as_view(), name="quota_policy"),
     path("health/", apis.HealthApi.as_view(), name="health"),
 ]

@@ -139,6 +139,37 @@ def wait_until_serving(url: str, children: list[subprocess.Popen]) -> bool:
     return False
 
 
+def say_ready(base: str, log_dir: Path) -> None:
+    say("")
+    say(f"Ready. Operations page:  {base}/operations")
+    say(f'Log in as "{USERNAME}" at {base}/admin/login/?next=/operations')
+    say(f"API token for scripts:   .venv/bin/python manage.py mint_token {USERNAME}")
+    say(f"Web access log:          {log_dir / 'web-access.log'}")
+    say("Ctrl-C stops the web server and the scheduler.")
+    say("")
+
+
+class Children:
+    """The web server and the scheduler: started together, stopped together (SIGTERM to each
+    one still running; a second Ctrl-C makes the scheduler stop waiting for its jobs)."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen] = []
+        self.signals = 0
+
+    def stop(self) -> None:
+        for child in self.processes:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    def on_signal(self, signum, frame) -> None:
+        self.signals += 1
+        self.stop()
+
+    def dead(self) -> list[subprocess.Popen]:
+        return [c for c in self.processes if c.poll() is not None]
+
+
 def main(argv: list[str]) -> int:
     port = os.environ.get("PORT", "8000")
     problem = port_problem(port) or workers_problem(os.environ.get("WEB_CONCURRENCY"))
@@ -149,58 +180,40 @@ def main(argv: list[str]) -> int:
         return 0
     log_dir = prepare()
     base = f"http://{HOST}:{port}"
-    stopping = {"signals": 0}
-    failed = {"start-up": False}  # a child died, or never served: make run exits non-zero
-    children: list[subprocess.Popen] = []
-
-    def stop_children() -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)  # a second Ctrl-C: the scheduler stops waiting
-
-    def stop(signum, frame):
-        stopping["signals"] += 1
-        stop_children()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    failed = False  # a child died, or never served: make run exits non-zero
+    children = Children()
+    signal.signal(signal.SIGINT, children.on_signal)
+    signal.signal(signal.SIGTERM, children.on_signal)
 
     say(f"Starting the web server on {base} and the scheduler (CRONJOBS) ...")
     web = start_web(port, log_dir)
-    children.append(web)
-    scheduler = start(str(ROOT / "manage.py"), "run_scheduler")
-    children.append(scheduler)
+    children.processes.append(web)
+    children.processes.append(start(str(ROOT / "manage.py"), "run_scheduler"))
 
-    if wait_until_serving(f"{base}/operations", children):
-        say("")
-        say(f"Ready. Operations page:  {base}/operations")
-        say(f'Log in as "{USERNAME}" at {base}/admin/login/?next=/operations')
-        say(f"API token for scripts:   .venv/bin/python manage.py mint_token {USERNAME}")
-        say(f"Web access log:          {log_dir / 'web-access.log'}")
-        say("Ctrl-C stops the web server and the scheduler.")
-        say("")
-    elif not stopping["signals"]:
-        dead = [c for c in children if c.poll() is not None]
+    if wait_until_serving(f"{base}/operations", children.processes):
+        say_ready(base, log_dir)
+    elif not children.signals:
+        dead = children.dead()
         what = ("web server" if web in dead else "scheduler") if dead else "web server"
         say(f"The {what} did not start"
             + (f" (exit {dead[0].returncode})" if dead else f": no answer on {base}")
             + " - see its output above.")
-        failed["start-up"] = True
-        stop_children()
+        failed = True
+        children.stop()
 
     # Whichever stops first (Ctrl-C, or a child dying), the other is stopped too.
-    while all(child.poll() is None for child in children):
+    while all(child.poll() is None for child in children.processes):
         time.sleep(0.2)
-    if not stopping["signals"] and not failed["start-up"]:
-        dead = [c for c in children if c.poll() is not None]
+    if not children.signals and not failed:
+        dead = children.dead()
         name = "web server" if web in dead else "scheduler"
         say(f"The {name} stopped (exit {dead[0].returncode}); stopping the rest.")
-        failed["start-up"] = True
-        stop_children()
-    for child in children:
+        failed = True
+        children.stop()
+    for child in children.processes:
         child.wait()
     say("Stopped.")
-    return 1 if failed["start-up"] else 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Every setting read from the environment is checked at start-up (generated): each variable
-config/settings.py reads, found by reading the file, is set to the edges of every kind and to
-hypothesis-generated text; loading the settings either works or raises ImproperlyConfigured
-in one line that names the variable — never another exception (a traceback at start-up).
+config/settings.py and config/app_settings.py read, found by reading the files, is set to the
+edges of every kind and to hypothesis-generated text; loading the settings either works or
+raises ImproperlyConfigured in one line that names the variable — never another exception (a
+traceback at start-up).
 
-The settings module is executed afresh in process (runpy) for speed; the front door's own
+The settings modules are executed afresh in process (runpy) for speed; the front door's own
 handling (one line on stderr, exit 2) is shown through ``manage.py`` for a few of them.
 """
 
@@ -20,9 +21,11 @@ from hypothesis import strategies as st
 
 from tests.support.db import ROOT, child_env, manage
 
-SETTINGS = ROOT / "config" / "settings.py"
+# config/settings.py star-imports config/app_settings.py; each is run afresh, so that the second
+# reads the variable too (an import would find it loaded already).
+SETTINGS = [ROOT / "config" / "settings.py", ROOT / "config" / "app_settings.py"]
 READ = re.compile(r'(?:env_\w+|_throttle_rate)\(\s*"([A-Z][A-Z0-9_]+)"')
-VARIABLES = sorted(set(READ.findall(SETTINGS.read_text())))
+VARIABLES = sorted({name for path in SETTINGS for name in READ.findall(path.read_text())})
 # Read by other modules through config/env.py or by tools, not at settings load.
 NOT_AT_LOAD = {"DRAINS_WEB_BIND"}
 EDGES = [
@@ -34,12 +37,13 @@ CASES: list[int] = []
 
 
 def load(monkeypatch, name: str, value: str) -> None:
-    """Load config/settings.py with ``name=value``; the property holds or the test fails."""
+    """Load the settings with ``name=value``; the property holds or the test fails."""
     monkeypatch.setenv("DJANGO_SECRET_KEY", "k" * 64)  # no key file is written
     monkeypatch.setenv(name, value)
     CASES.append(1)
     try:
-        runpy.run_path(str(SETTINGS))
+        for path in SETTINGS:
+            runpy.run_path(str(path))
     except ImproperlyConfigured as exc:
         message = str(exc)
         assert name in message, f"{name}={value[:40]!r}: {message}"

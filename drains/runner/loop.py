@@ -33,7 +33,8 @@ from drains.runner.paid import journal_failure, keep_paid
 from drains.runner.plugin import ItemFailed
 from drains.runner.probe import ProbeClaim
 from drains.runner.state import ItemOutcome, Outcome, RunState
-from drains.runs import Usage, record_checkpoint
+from drains.runs import record_checkpoint
+from drains.usage import Usage
 
 logger = logging.getLogger(__name__)
 

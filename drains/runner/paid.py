@@ -13,7 +13,7 @@ from drains.journal import Journal, JournalError
 from drains.models import StopReason
 from drains.runner.plugin import Processed
 from drains.runner.state import ItemOutcome, Outcome, RunState
-from drains.runs import RunSuperseded, promote_staged, stage_result
+from drains.staging import RunSuperseded, promote_staged, stage_result
 
 
 def keep_paid(state: RunState, key: str, processed: Processed) -> ItemOutcome:

@@ -32,13 +32,9 @@ from drains.runner.plugin import Drain
 from drains.runner.probe import ProbeClaim
 from drains.runner.quota_steps import QuotaSteps
 from drains.runner.state import RunState
-from drains.runs import (
-    PromotionReport,
-    mark_dead_runs,
-    settle_leftovers,
-    start_run,
-)
+from drains.runs import mark_dead_runs, start_run
 from drains.schema import ensure_schema
+from drains.staging import PromotionReport, settle_leftovers
 from drains.wording import plural
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from drains.models import DrainRun, RunMode, StopReason
 from drains.progress import Progress
 from drains.quota.resets import RateLimited
 from drains.runner.plugin import Drain
-from drains.runs import Usage
+from drains.usage import Usage
 
 
 class Outcome(StrEnum):

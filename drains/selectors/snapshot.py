@@ -28,6 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.db import connection
 from django.db.models import BigIntegerField, CharField, Count, F, Min, OuterRef, Subquery, Value
@@ -101,7 +102,8 @@ def controls(drain_names: list[str]) -> Statement:
         controls = {}
         for row in rows:
             control = DrainControl.from_db(connection.alias, attnames, row[: len(attnames)])
-            control.disabled_by = row[len(attnames)]
+            # Read beside the row (operations/states.py says who disabled it): no field of it.
+            control.disabled_by = row[len(attnames)]  # type: ignore[attr-defined]
             controls[control.name] = control
         return controls
 
@@ -150,7 +152,8 @@ def runs(names: list[str]) -> Statement:
             run = DrainRun.from_db(connection.alias, attnames, values)
             if slot == "current":
                 # Not recorded (no backend pid): liveness unknown.
-                run.backend_alive = alive if run.backend_pid is not None else None
+                run.backend_alive = (  # type: ignore[attr-defined]  # read beside the row
+                    alive if run.backend_pid is not None else None)
                 current[run.drain] = run
             else:
                 last[run.drain] = run
@@ -237,6 +240,49 @@ def recent_runs(names: list[str], now: datetime, since: datetime) -> Statement:
     return Statement(sql, [names, since, now, names, since], read)
 
 
+def _backlog_parts(name: str, cls, label: CharField) -> list:
+    """A drain's backlog per status (and, when its items say when they arrived, the oldest
+    pending item's arrival, as Unix seconds; NULL: nothing pending), as ``(drain, status, n)``
+    rows to union."""
+    parts = [
+        cls.backlog_queryset()
+        .order_by()
+        .values(_s=F(cls.backlog_status_field))
+        .annotate(_n=Count("pk"), _d=Value(name, output_field=label))
+        .values_list("_d", "_s", "_n")
+    ]
+    if getattr(cls, "arrived_at_field", None):
+        parts.append(
+            cls.pending_queryset()
+            .order_by()
+            .values(_d=Value(name, output_field=label))
+            .annotate(_s=Value(OLDEST, output_field=label),
+                      _n=Cast(Min(Extract(cls.arrived_at_field, "epoch", tzinfo=UTC)),
+                              BigIntegerField()))
+            .values_list("_d", "_s", "_n")
+        )
+    return parts
+
+
+def _read_backlogs(rows, drain_names: list[str],
+                   separate: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
+    counts: dict[str, dict[str, Any]] = {
+        name: {"pending": 0, "staged": 0, "done": 0, "failed": 0} for name in drain_names}
+    for name, known in separate.items():
+        for status, n in known.items():
+            if status in counts[name]:
+                counts[name][status] = n
+    for name in drain_names:
+        counts[name]["oldest_pending_at"] = None
+    for drain, status, n in rows:
+        if status == OLDEST and drain in counts:
+            counts[drain]["oldest_pending_at"] = (
+                datetime.fromtimestamp(n, UTC) if n is not None else None)
+        elif status in counts.get(drain, {}):
+            counts[drain][status] = n
+    return counts
+
+
 def backlogs(drain_names: list[str]) -> Statement:
     """Backlog counts and staged rows of every drain: one UNION ALL of per-drain GROUP BYs.
 
@@ -255,47 +301,12 @@ def backlogs(drain_names: list[str]) -> Statement:
     for name in drain_names:
         cls = registry.get(name)
         if hasattr(cls, "backlog_queryset"):
-            parts.append(
-                cls.backlog_queryset()
-                .order_by()
-                .values(_s=F(cls.backlog_status_field))
-                .annotate(_n=Count("pk"), _d=Value(name, output_field=label))
-                .values_list("_d", "_s", "_n")
-            )
-            if getattr(cls, "arrived_at_field", None):
-                # The oldest pending item's arrival, as Unix seconds (NULL: nothing pending).
-                parts.append(
-                    cls.pending_queryset()
-                    .order_by()
-                    .values(_d=Value(name, output_field=label))
-                    .annotate(_s=Value(OLDEST, output_field=label),
-                              _n=Cast(Min(Extract(cls.arrived_at_field, "epoch", tzinfo=UTC)),
-                                      BigIntegerField()))
-                    .values_list("_d", "_s", "_n")
-                )
+            parts += _backlog_parts(name, cls, label)
         else:
             separate[name] = cls.backlog_counts()  # not combinable (see the module docstring)
     union = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
     sql, params = union.query.sql_with_params()
-
-    def read(rows):
-        counts = {name: {"pending": 0, "staged": 0, "done": 0, "failed": 0}
-                  for name in drain_names}
-        for name, known in separate.items():
-            for status, n in known.items():
-                if status in counts[name]:
-                    counts[name][status] = n
-        for name in drain_names:
-            counts[name]["oldest_pending_at"] = None
-        for drain, status, n in rows:
-            if status == OLDEST and drain in counts:
-                counts[drain]["oldest_pending_at"] = (
-                    datetime.fromtimestamp(n, UTC) if n is not None else None)
-            elif status in counts.get(drain, {}):
-                counts[drain][status] = n
-        return counts
-
-    return Statement(sql, list(params), read)
+    return Statement(sql, list(params), lambda rows: _read_backlogs(rows, drain_names, separate))
 
 
 def events(now: datetime, *, with_timeline: bool) -> Statement:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db import connection
 from django.utils import timezone
@@ -100,22 +101,14 @@ _SQL = """
 """
 
 
-def usage_by_week(*, now: datetime | None = None, weeks: int = 2) -> list[QuotaWeekUsage]:
-    """Usage per quota key and quota week for the ``weeks`` newest weeks (the current one
-    first), quota keys in order. A key appears in a week when it has runs or halachot there.
-
-    Queries: one aggregate over the runs, one read of the drains' quota keys, and one
-    ``produced_between`` per producing drain and week — never one per run.
-    """
-    now = now or timezone.now()
-    span = quota_weeks(now, weeks)
-    names = registry.names()
+def _run_sums(span: list[Week], names: list[str]) -> dict[tuple[str, int], dict]:
+    """The runs' sums per (quota key, week index): one aggregate query."""
     sql = _SQL.format(
         token_sums=", ".join(f"COALESCE(SUM(r.{f}), 0)" for f in TOKEN_FIELDS),
         runs=DrainRun._meta.db_table,
         controls=DrainControl._meta.db_table,
     )
-    params = [
+    params: list[Any] = [
         RunStatus.RATE_LIMITED.value,
         [w.start for w in span],
         [w.end for w in span],
@@ -135,7 +128,12 @@ def usage_by_week(*, now: datetime | None = None, weeks: int = 2) -> list[QuotaW
                 "items_failed": int(failed),
                 "refused_calls": refused,
             }
+    return sums
 
+
+def _halachot(span: list[Week], names: list[str]) -> dict[tuple[str, int], int]:
+    """What the drains produced per (quota key, week index): one ``produced_between`` per
+    producing drain and week."""
     keys = dict(DrainControl.objects.filter(name__in=names).values_list("name", "quota_key"))
     halachot: dict[tuple[str, int], int] = {}
     for name in names:
@@ -146,7 +144,21 @@ def usage_by_week(*, now: datetime | None = None, weeks: int = 2) -> list[QuotaW
                 break  # the drain produces nothing of its own, in any week
             slot = (keys.get(name, ""), i)
             halachot[slot] = halachot.get(slot, 0) + produced
+    return halachot
 
+
+def usage_by_week(*, now: datetime | None = None, weeks: int = 2) -> list[QuotaWeekUsage]:
+    """Usage per quota key and quota week for the ``weeks`` newest weeks (the current one
+    first), quota keys in order. A key appears in a week when it has runs or halachot there.
+
+    Queries: one aggregate over the runs, one read of the drains' quota keys, and one
+    ``produced_between`` per producing drain and week — never one per run.
+    """
+    now = now or timezone.now()
+    span = quota_weeks(now, weeks)
+    names = registry.names()
+    sums = _run_sums(span, names)
+    halachot = _halachot(span, names)
     result = []
     for key, i in sorted(set(sums) | set(halachot), key=lambda s: (s[1], s[0])):
         result.append(QuotaWeekUsage(

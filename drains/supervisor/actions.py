@@ -30,7 +30,8 @@ from drains.models import DrainRun, EventKind, RunStatus, StopReason, Trigger
 from drains.quota.actions import end_outlasted_bursts
 from drains.quota.backoff import clear_backoff
 from drains.quota.kinds import Kind
-from drains.runs import finish_run, settle_leftovers
+from drains.runs import finish_run
+from drains.staging import settle_leftovers
 from drains.supervisor.decision import ACTOR, Decision, Noted, NotStarted
 from drains.trigger import trigger_args
 
@@ -113,7 +114,7 @@ def clear_backoff_of(name: str, until: datetime) -> str | None:
 
 def promote(name: str, notes: list[Decision], dead_runs: Sequence[int] = ()) -> str | None:
     """Step 5: this host's journal replayed, the staged rows promoted, and the rows of the runs
-    this tick found dead corrected from what they did (drains/runs.py ``settle_leftovers``)."""
+    this tick found dead corrected from what they did (drains/staging.py ``settle_leftovers``)."""
     settled = settle_leftovers(drain_name=name, journal=open_journal(), actor=ACTOR,
                                run_ids=list(dead_runs))
     replayed, report = settled.replayed, settled.report

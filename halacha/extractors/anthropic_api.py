@@ -59,17 +59,15 @@ from halacha.extractors.base import (
     Extractor,
     MetadataResult,
 )
-from halacha.extractors.protocol import (
+from halacha.extractors.prompts import (
     HALACHA_SCHEMA,
     METADATA_SCHEMA,
     METADATA_SYSTEM_PROMPT,
     SYSTEM_PROMPT,
-    halachot_result,
-    metadata_result,
     metadata_user_prompt,
-    usage_from,
     user_prompt,
 )
+from halacha.extractors.protocol import halachot_result, metadata_result, usage_from
 
 logger = logging.getLogger(__name__)
 

@@ -96,15 +96,13 @@ from halacha.extractors.cli_args import (  # noqa: F401  (re-exported: the backe
     cli_args,
     extra_args,
 )
-from halacha.extractors.protocol import (
+from halacha.extractors.prompts import (
     METADATA_SYSTEM_PROMPT,
     SYSTEM_PROMPT,
-    halachot_result,
-    metadata_result,
     metadata_user_prompt,
-    usage_from,
     user_prompt,
 )
+from halacha.extractors.protocol import halachot_result, metadata_result, usage_from
 
 EXCERPT = 2000
 REAP_SECONDS = 5.0

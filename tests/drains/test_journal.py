@@ -14,7 +14,7 @@ import threading
 import pytest
 from django.db import connection
 
-from drains.dbretry import is_transient, one_line
+from drains.dbretry import database_failure_line, is_transient
 from drains.journal import Journal, JournalError, journal_path, open_journal
 from drains.models import DrainRun, StagedResult, Trigger
 from drains.runner import DrainRunFailed, run_drain
@@ -178,12 +178,12 @@ def test_journal_lives_in_the_setting_one_file_per_host(settings, tmp_path):
     assert journal_path().parent == tmp_path / "jj" and journal_path().suffix == ".sqlite3"
 
 
-def test_one_line_drops_libpq_detail_and_hint():
+def test_database_failure_line_drops_libpq_detail_and_hint():
     with admin_connect(connection.settings_dict["NAME"]) as conn:
         try:
             conn.execute("DO $$ BEGIN RAISE EXCEPTION 'boom' USING DETAIL = 'd', HINT = 'h'; END $$")
         except Exception as exc:  # noqa: BLE001 - the real error object is what is described
-            line = one_line(exc)
+            line = database_failure_line(exc)
             assert not is_transient(exc)
     assert "\n" not in line and "boom" in line and "HINT" not in line
 
@@ -214,7 +214,7 @@ def test_what_is_transient():
     import psycopg
 
     from drains.dbretry import DatabaseUnavailable
-    from drains.runs import PromotionError
+    from drains.staging import PromotionError
 
     lost = psycopg.OperationalError("server closed the connection unexpectedly")
     assert is_transient(lost)
@@ -227,7 +227,7 @@ def test_what_is_transient():
 
 
 def test_a_failed_call_in_the_journal_is_counted_on_its_run_by_the_replay(tmp_path):
-    from drains.runs import replay_journal
+    from drains.staging import replay_journal
 
     run = factories.make_run(status="crashed", items_done=3, items_failed=1)
     journal = Journal(tmp_path / "j.sqlite3")

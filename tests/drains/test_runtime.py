@@ -39,13 +39,8 @@ from drains.models import (
 from drains.progress import Progress, describe, format_duration
 from drains.quota.backoff import backoff_in_force, record_backoff
 from drains.runner import ALREADY_RUNNING, SKIPPED, DrainRunFailed, run_drain
-from drains.runs import (
-    finish_run,
-    promote_leftovers,
-    promote_staged,
-    stage_result,
-    start_run,
-)
+from drains.runs import finish_run, start_run
+from drains.staging import promote_leftovers, promote_staged, stage_result
 from halacha.models import CourtDecision, ExtractionStatus, Halacha
 from tests import factories
 from tests.support.db import admin_connect
@@ -334,7 +329,7 @@ def test_promote_leftovers__imports_no_extractor_backend():
     from tests.support.db import child_env, manage
 
     code = (
-        "import sys; from drains.runs import promote_leftovers; r = promote_leftovers(drain_name='halacha'); "
+        "import sys; from drains.staging import promote_leftovers; r = promote_leftovers(drain_name='halacha'); "
         "print(r.promoted, sorted(m for m in sys.modules if m.startswith(("
         "'halacha.extractors.offline', 'halacha.extractors.anthropic_api', "
         "'halacha.extractors.claude_cli', 'tests.support.extractors', 'anthropic'))))"

@@ -25,7 +25,7 @@ from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
 from drains.clock import format_local
 from drains.locks import DrainLock, SupervisorLock, drain_lock_holders
 from drains.models import DrainControl, DrainEvent, DrainRun, RunStatus, StagedResult
-from drains.runs import stage_result
+from drains.staging import stage_result
 from halacha.models import CourtDecision, Halacha
 from tests import factories
 from tests.factories import make_run

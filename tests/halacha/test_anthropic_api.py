@@ -15,7 +15,7 @@ from drains.quota.resets import RateLimited
 from halacha.extractors import get_extractor
 from halacha.extractors.anthropic_api import AnthropicExtractor
 from halacha.extractors.base import ExtractionError
-from halacha.extractors.protocol import (
+from halacha.extractors.prompts import (
     HALACHA_SCHEMA,
     METADATA_SCHEMA,
     METADATA_SYSTEM_PROMPT,

@@ -22,7 +22,7 @@ from drains.quota.resets import RateLimited
 from halacha.extractors import get_extractor
 from halacha.extractors.base import ExtractionError
 from halacha.extractors.claude_cli import ClaudeCliExtractor, CliConfigError, extra_args
-from halacha.extractors.protocol import (
+from halacha.extractors.prompts import (
     METADATA_SYSTEM_PROMPT,
     SYSTEM_PROMPT,
     metadata_user_prompt,

@@ -19,7 +19,7 @@ from drains.quota.kinds import Kind, LimitKind
 from drains.quota.resets import RateLimited
 from halacha.extractors.base import ExtractionError
 from halacha.extractors.claude_cli import ClaudeCliExtractor
-from halacha.extractors.protocol import METADATA_SYSTEM_PROMPT, SYSTEM_PROMPT
+from halacha.extractors.prompts import METADATA_SYSTEM_PROMPT, SYSTEM_PROMPT
 from halacha.models import CourtDecision, ExtractionStatus, Halacha
 from tests.support.anthropic_stub import AnthropicStub, error_body, message_body, tool_use_body
 from tests.support.db import ROOT

@@ -14,7 +14,7 @@ from django.core.management import call_command
 
 from drains.models import DrainRun, StagedResult
 from drains.runner import Processed
-from drains.runs import promote_staged, stage_result
+from drains.staging import promote_staged, stage_result
 from halacha.drain import HalachaDrain
 from halacha.importer import import_paths
 from halacha.models import CourtDecision, ExtractionStatus, Halacha

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from drains.models import DrainRun, RunStatus, StagedResult
-from drains.runs import promote_staged, stage_result
+from drains.staging import promote_staged, stage_result
 from halacha.extractors.base import ExtractionError
 from halacha.extractors.offline import OfflineExtractor
 from halacha.importer import import_lines

@@ -11,7 +11,7 @@ from django.core.management import call_command
 
 from drains.models import DrainRun
 from halacha.extractors.anthropic_api import AnthropicExtractor
-from halacha.extractors.protocol import METADATA_SYSTEM_PROMPT, SYSTEM_PROMPT, user_prompt
+from halacha.extractors.prompts import METADATA_SYSTEM_PROMPT, SYSTEM_PROMPT, user_prompt
 from halacha.importer import import_paths
 from halacha.models import CourtDecision
 from tests.support.anthropic_stub import AnthropicStub, estimate_tokens

@@ -10,17 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from halacha.extractors import protocol
+from halacha.extractors import prompts
 from halacha.extractors.base import ExtractionError
-from halacha.extractors.protocol import (
-    HALACHA_SCHEMA,
-    SYSTEM_PROMPT,
-    ReplyError,
-    parse_halachot,
-    parse_metadata,
-    strip_fence,
-    user_prompt,
-)
+from halacha.extractors.prompts import HALACHA_SCHEMA, SYSTEM_PROMPT, user_prompt
+from halacha.extractors.protocol import ReplyError, parse_halachot, parse_metadata, strip_fence
 
 TEXT = "The tenant left early. We hold that a lease ends only by notice. Costs to the landlord."
 QUOTE = "We hold that a lease ends only by notice."
@@ -178,6 +171,6 @@ def test_prompts():
     # continuations did not glue words together.
     assert len(SYSTEM_PROMPT) > 4500
     assert '{"halachot": [{"rule": "...", "quote": "...", "topics": ["..."]}]}' in SYSTEM_PROMPT
-    source = Path(protocol.__file__).read_text(encoding="utf-8")
+    source = Path(prompts.__file__).read_text(encoding="utf-8")
     assert re.findall(r"[^\s\"]\\\n", source) == []  # every continued line ends in a space
     assert HALACHA_SCHEMA["required"] == ["halachot"]

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from drains.models import DrainControl, DrainEvent
-from operations import serializers
+from operations import inputs
 
 URL = "/api/operations/drains/halacha/burst"
 ONE_DAY = timedelta(hours=23, minutes=59, seconds=59, microseconds=999999)
@@ -28,8 +28,8 @@ DATETIME_INPUTS = {"until"}  # every datetime field of an input serializer, by n
 
 def test_the_inputs_have_no_other_datetime_field():
     found = {
-        name for name, field in serializers.BurstInputSerializer().fields.items()
-        if isinstance(field, serializers.StrictStringField | serializers.serializers.DateTimeField)
+        name for name, field in inputs.BurstInputSerializer().fields.items()
+        if isinstance(field, inputs.StrictStringField | inputs.serializers.DateTimeField)
     }
     assert found == DATETIME_INPUTS
 

@@ -7,6 +7,7 @@ import signal
 from django.core.management.base import CommandError
 
 from drains import schedule, validate
+from drains.scheduler import Clock, Scheduler
 
 MAX_GRACE_SECONDS = 3600.0
 MAX_TIME_SCALE = 3600.0
@@ -49,8 +50,8 @@ class Command(validate.CheckedCommand):
         jobs = schedule.scheduled_jobs()
         if not jobs:
             raise CommandError("settings.CRONJOBS is empty: there is nothing to run.")
-        scheduler = schedule.Scheduler(
-            jobs=jobs, clock=schedule.Clock(scale=time_scale, start=start), grace_seconds=grace
+        scheduler = Scheduler(
+            jobs=jobs, clock=Clock(scale=time_scale, start=start), grace_seconds=grace
         )
 
         def request_stop(signum, frame):

@@ -45,29 +45,9 @@ class Command(validate.CheckedCommand):
                 f"Another supervisor is running (backend pid {holder}); this copy exits."
             )
             return
+        names = [drain] if drain else None
         try:
-            if dry_run:
-                missing = missing_migrations(connection)
-                if missing:
-                    raise CommandError(
-                        f"The schema lacks {len(missing)} migration(s); a dry run applies none. "
-                        "Run manage.py migrate (or the supervisor without --dry-run) first."
-                    )
-                result = supervise(names=[drain] if drain else None, dry_run=True,
-                                   write=self.stdout.write)
-            else:
-                ensure_schema(stdout=self.stdout)
-                # Recorded as a job run, so the schedule, the snapshot and the digest show when
-                # the supervisor last ran and whether it failed.
-                with job_run(name=COMMAND_NAME, trigger=trigger) as run:
-                    result = supervise(
-                        names=[drain] if drain else None, dry_run=False, write=self.stdout.write
-                    )
-                    if result.failed:
-                        raise CommandError(
-                            f"the supervisor failed on {', '.join(result.failed)} (see the events)."
-                        )
-                    record_checkpoint(run=run, done=len(result.decisions))
+            result = self._dry_run(names) if dry_run else self._tick(names, trigger)
         except SlotTaken as taken:
             self.stdout.write(f"{COMMAND_NAME}: {taken}")
             return
@@ -76,16 +56,41 @@ class Command(validate.CheckedCommand):
         except Exception as exc:
             message = f"supervisor tick failed: {type(exc).__name__}: {exc}"[:2000]
             if not dry_run:
-                try:
-                    record_event(
-                        drain="supervisor", kind=EventKind.SUPERVISOR_ERROR, message=message, actor=ACTOR
-                    )
-                except Exception as db_exc:
-                    self.stderr.write(f"could not record the failure: {db_exc}")
+                self._record_failure(message)
             raise CommandError(message) from exc
         finally:
             lock.release()
         if result.failed:  # dry run: nothing recorded, but still say so
+            raise _failed_on(result.failed)
+
+    def _dry_run(self, names: list[str] | None):
+        missing = missing_migrations(connection)
+        if missing:
             raise CommandError(
-                f"the supervisor failed on {', '.join(result.failed)} (see the events)."
+                f"The schema lacks {len(missing)} migration(s); a dry run applies none. "
+                "Run manage.py migrate (or the supervisor without --dry-run) first."
             )
+        return supervise(names=names, dry_run=True, write=self.stdout.write)
+
+    def _tick(self, names: list[str] | None, trigger: str):
+        ensure_schema(stdout=self.stdout)
+        # Recorded as a job run, so the schedule, the snapshot and the digest show when the
+        # supervisor last ran and whether it failed.
+        with job_run(name=COMMAND_NAME, trigger=trigger) as run:
+            result = supervise(names=names, dry_run=False, write=self.stdout.write)
+            if result.failed:
+                raise _failed_on(result.failed)
+            record_checkpoint(run=run, done=len(result.decisions))
+        return result
+
+    def _record_failure(self, message: str) -> None:
+        try:
+            record_event(
+                drain="supervisor", kind=EventKind.SUPERVISOR_ERROR, message=message, actor=ACTOR
+            )
+        except Exception as db_exc:
+            self.stderr.write(f"could not record the failure: {db_exc}")
+
+
+def _failed_on(names: list[str]) -> CommandError:
+    return CommandError(f"the supervisor failed on {', '.join(names)} (see the events).")

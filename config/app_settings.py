@@ -1,0 +1,234 @@
+"""The project's own settings: the drains, halacha extraction, the schedule, the court fetch
+and email, all read from the environment through config/env.py (config/settings.py reads the
+rest, Django's and its libraries', and star-imports these). Loaded on its own, it needs nothing
+from config/settings.py.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import socket
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import (
+    VAR_DIR,
+    env_aware_datetime,
+    env_bool,
+    env_emails,
+    env_float,
+    env_http_url,
+    env_int,
+    env_str,
+    env_zone,
+    settings_module_if_not,
+)
+
+
+def env_text(name: str, default: str) -> str:
+    """``env_str`` with a default, typed as what it is: never None."""
+    return env_str(name, default) or default
+
+
+# --- Drains -----------------------------------------------------------------------------------
+DRAINS_VAR_DIR = VAR_DIR
+DRAINS_LOG_DIR = VAR_DIR / "log"
+# Schema gate (drains/schema/)
+DRAINS_MIGRATE_LOCK_WAIT_SECONDS = env_float("DRAINS_MIGRATE_LOCK_WAIT_SECONDS", 600.0, minimum=0)
+DRAINS_MIGRATE_LOCK_REPORT_SECONDS = env_float("DRAINS_MIGRATE_LOCK_REPORT_SECONDS", 10.0, minimum=0.1)
+DRAINS_MIGRATE_LOCK_TIMEOUT_MS = env_int("DRAINS_MIGRATE_LOCK_TIMEOUT_MS", 5000, minimum=1)
+DRAINS_MIGRATE_DDL_RETRIES = env_int("DRAINS_MIGRATE_DDL_RETRIES", 5, minimum=0)
+DRAINS_MIGRATE_DDL_BACKOFF_SECONDS = env_float("DRAINS_MIGRATE_DDL_BACKOFF_SECONDS", 1.0, minimum=0)
+# TEST-ONLY: runs the gate without its lock so a test can show the race it prevents. Never set it.
+DRAINS_SCHEMA_GATE_UNSAFE_NO_LOCK = env_bool("DRAINS_SCHEMA_GATE_UNSAFE_NO_LOCK", False)
+# Runtime
+DRAINS_DEFAULT_MAX_ITEMS = env_int("DRAINS_DEFAULT_MAX_ITEMS", 50, minimum=1)
+DRAINS_DEFAULT_MAX_MINUTES = env_float("DRAINS_DEFAULT_MAX_MINUTES", 12.0, minimum=0.1)
+DRAINS_CHUNK_SIZE = env_int("DRAINS_CHUNK_SIZE", 10, minimum=1)
+# An item whose extraction failed this many times is marked failed and no longer retried.
+DRAINS_MAX_ATTEMPTS = env_int("DRAINS_MAX_ATTEMPTS", 3, minimum=1)
+DRAINS_FALLBACK_BACKOFF_SECONDS = env_int("DRAINS_FALLBACK_BACKOFF_SECONDS", 900, minimum=1)
+# A drain whose quota another drain is probing after a reset holds this long at most before it
+# exits without a call (the next cron run or supervisor start looks again).
+DRAINS_PROBE_WAIT_SECONDS = env_float("DRAINS_PROBE_WAIT_SECONDS", 600.0, minimum=0)
+# The plan by limit kind (docs/rate-limits.md). A per-minute API limit (HTTP 429 with an
+# exhausted anthropic-ratelimit-* budget) slows the run down: half the calls in flight and a
+# short wait with jitter (the parsed reset, at most DRAINS_SLOW_DOWN_MAX_WAIT_SECONDS); one more
+# call in flight again after every DRAINS_SLOW_DOWN_RECOVER_CALLS calls that went through. Only
+# when DRAINS_SLOW_DOWN_REPEATS limits come in a row with no call going through in between does
+# the run stop with a backoff of at least DRAINS_SLOW_DOWN_BACKOFF_SECONDS.
+DRAINS_SLOW_DOWN_MAX_WAIT_SECONDS = env_float("DRAINS_SLOW_DOWN_MAX_WAIT_SECONDS", 60.0, minimum=0.1)
+DRAINS_SLOW_DOWN_RECOVER_CALLS = env_int("DRAINS_SLOW_DOWN_RECOVER_CALLS", 5, minimum=1)
+DRAINS_SLOW_DOWN_REPEATS = env_int("DRAINS_SLOW_DOWN_REPEATS", 5, minimum=1)
+DRAINS_SLOW_DOWN_BACKOFF_SECONDS = env_int("DRAINS_SLOW_DOWN_BACKOFF_SECONDS", 300, minimum=1)
+# HTTP 529 (overloaded) is no limit: the call is retried inside the run, up to
+# DRAINS_OVERLOAD_RETRIES times, waiting DRAINS_OVERLOAD_RETRY_SECONDS, then twice that, ...
+# (with jitter). Still overloaded after that: the run stops with a short backoff of
+# DRAINS_OVERLOAD_BACKOFF_SECONDS, and the item is not counted as failed.
+DRAINS_OVERLOAD_RETRIES = env_int("DRAINS_OVERLOAD_RETRIES", 3, minimum=0)
+DRAINS_OVERLOAD_RETRY_SECONDS = env_float("DRAINS_OVERLOAD_RETRY_SECONDS", 2.0, minimum=0)
+DRAINS_OVERLOAD_BACKOFF_SECONDS = env_int("DRAINS_OVERLOAD_BACKOFF_SECONDS", 300, minimum=1)
+# The quota's ceiling (docs/quota.md): no drain starts a call once a window's latest utilization
+# is at 1 minus its reserve. The weekly reserve is released linearly to 0 over the last
+# DRAINS_QUOTA_RESERVE_RELEASE_HOURS before the weekly reset (0 = never); the session (5-hour)
+# reserve never is. A quota key's QuotaPolicy row overrides these (manage.py quota set).
+DRAINS_QUOTA_WEEKLY_RESERVE = env_float("DRAINS_QUOTA_WEEKLY_RESERVE", 0.10, minimum=0)
+DRAINS_QUOTA_SESSION_RESERVE = env_float("DRAINS_QUOTA_SESSION_RESERVE", 0.0, minimum=0)
+DRAINS_QUOTA_RESERVE_RELEASE_HOURS = env_float("DRAINS_QUOTA_RESERVE_RELEASE_HOURS", 6.0, minimum=0)
+for _name in ("DRAINS_QUOTA_WEEKLY_RESERVE", "DRAINS_QUOTA_SESSION_RESERVE"):
+    if globals()[_name] > 0.9:
+        raise ImproperlyConfigured(f"{_name}={globals()[_name]} is above the maximum of 0.9.")
+if DRAINS_QUOTA_RESERVE_RELEASE_HOURS > 168:
+    raise ImproperlyConfigured(
+        f"DRAINS_QUOTA_RESERVE_RELEASE_HOURS={DRAINS_QUOTA_RESERVE_RELEASE_HOURS} is longer than "
+        "the week (168 hours)."
+    )
+# Quota samples (the spend rate's history) older than this many days are pruned by the supervisor.
+DRAINS_QUOTA_SAMPLE_DAYS = env_int("DRAINS_QUOTA_SAMPLE_DAYS", 28, minimum=1)
+# The projection's rate (operations/projection.py): items done over the last this-many minutes
+# of counted time (working time in a burst; wall time without backoffs otherwise).
+DRAINS_PROJECTION_WINDOW_MINUTES = env_float("DRAINS_PROJECTION_WINDOW_MINUTES", 180.0, minimum=0.01)
+# A quota window's reading shown as stale once this old (drains/quota/freshness.py): the owner may
+# have spent from the same windows since no call of ours looked. A window past its reset is stale too.
+DRAINS_QUOTA_STALE_MINUTES = env_float("DRAINS_QUOTA_STALE_MINUTES", 60.0, minimum=1)
+DRAINS_HUNG_AFTER_SECONDS = env_int("DRAINS_HUNG_AFTER_SECONDS", 1800, minimum=1)
+# SIGTERM to SIGKILL for a hung run: a SIGTERMed run finishes the call in flight (its result goes
+# to the journal), so the default is at least the CLI's timeout; an operator may set it lower.
+DRAINS_HUNG_KILL_GRACE_SECONDS = env_float(
+    "DRAINS_HUNG_KILL_GRACE_SECONDS",
+    max(10.0, env_float("HALACHA_CLI_TIMEOUT_SECONDS", 300.0, minimum=1) + 5.0),
+    minimum=0,
+)
+# The runner's and the supervisor's own statements (SET on their sessions, so it works through
+# PgBouncer in session mode; migrations and the web keep the server's settings). 0 = no limit.
+DRAINS_DB_STATEMENT_TIMEOUT_MS = env_int("DRAINS_DB_STATEMENT_TIMEOUT_MS", 30000, minimum=0)
+DRAINS_DB_LOCK_TIMEOUT_MS = env_int("DRAINS_DB_LOCK_TIMEOUT_MS", 10000, minimum=0)
+# A transient database error (connection lost, server restarting, serialization failure,
+# statement or lock timeout) while the runner stages, checkpoints or finishes is retried with a
+# jittered backoff for at most this many seconds in all, reconnecting each time. 0 = no retry.
+DRAINS_DB_RETRY_SECONDS = env_float("DRAINS_DB_RETRY_SECONDS", 60.0, minimum=0)
+# The local journal of paid results (drains/journal.py): one SQLite file per host in this folder.
+DRAINS_JOURNAL_DIR = Path(env_text("DRAINS_JOURNAL_DIR", str(VAR_DIR / "journal")))
+# Test and bench only: no journal (and, with DRAINS_DB_RETRY_SECONDS=0, no reconnect), to show
+# the paid results a database fault loses without them. Never set it anywhere else.
+DRAINS_JOURNAL_UNSAFE_OFF = env_bool("DRAINS_JOURNAL_UNSAFE_OFF", False)
+# The zone in which operators think and in which human reset times without a zone are read.
+DRAINS_OPERATOR_TZ = env_zone("DRAINS_OPERATOR_TZ", "Asia/Jerusalem")
+
+# --- The quota autopilot (drains/quota/rate.py, drains/quota/autopilot.py; docs/quota.md) -----
+# The spend rate's default before anything is measured: weekly utilization per hour of drain
+# work (0.01 = 1 %/h). Low on purpose: too low only starts an autopilot burst early.
+DRAINS_QUOTA_DEFAULT_SPEND_RATE = env_float("DRAINS_QUOTA_DEFAULT_SPEND_RATE", 0.01, minimum=1e-6)
+# Two samples of one run further apart than this are a wait, not work (left out of the rate).
+DRAINS_QUOTA_RATE_MAX_GAP_SECONDS = env_float("DRAINS_QUOTA_RATE_MAX_GAP_SECONDS", 600.0, minimum=1)
+# The 5-hour window's length and the weekly window's (the forecast's week start is R minus it).
+DRAINS_QUOTA_SESSION_HOURS = env_float("DRAINS_QUOTA_SESSION_HOURS", 5.0, minimum=0.001)
+DRAINS_QUOTA_WEEK_HOURS = env_float("DRAINS_QUOTA_WEEK_HOURS", 168.0, minimum=0.01)
+# The autopilot starts a burst when the time left to the weekly reset is at most
+# room / rate x DRAINS_AUTOPILOT_SAFETY_MARGIN + one supervisor interval.
+DRAINS_AUTOPILOT_SAFETY_MARGIN = env_float("DRAINS_AUTOPILOT_SAFETY_MARGIN", 1.25, minimum=1.0)
+# In a burst, a run that hit a session (5-hour) limit waits for its reset and goes on this many
+# seconds after it (drains/runner/quota_steps.py): no open window left idle.
+DRAINS_SESSION_RESUME_SECONDS = env_float("DRAINS_SESSION_RESUME_SECONDS", 2.0, minimum=0)
+# The longest such wait inside a run (a session limit, a weekly ceiling the reserve's release
+# lifts); a longer one ends the run and the supervisor starts the drain again after it.
+DRAINS_BURST_WAIT_MAX_HOURS = env_float("DRAINS_BURST_WAIT_MAX_HOURS", 6.0, minimum=0)
+# How often the supervisor ticks (its cron line is every 15 minutes).
+DRAINS_SUPERVISOR_INTERVAL_MINUTES = env_float(
+    "DRAINS_SUPERVISOR_INTERVAL_MINUTES", 15.0, minimum=0.001
+)
+
+# --- Halacha extraction -----------------------------------------------------------------------
+HALACHA_EXTRACTOR = env_text("HALACHA_EXTRACTOR", "offline")
+# The backends by name (halacha/extractors BACKENDS), or a class of one's own as module:Class.
+if not re.fullmatch(r"offline|anthropic|claude-cli|[A-Za-z_][\w.]*:[A-Za-z_]\w*", HALACHA_EXTRACTOR):
+    raise ImproperlyConfigured(
+        f"HALACHA_EXTRACTOR={HALACHA_EXTRACTOR!r} is not a backend; use offline, anthropic, "
+        "claude-cli or module.path:ClassName."
+    )
+# claude-sonnet-4-5 reaches end-of-life on 2026-11-30 (the SDK's deprecation table); 4-6 follows it.
+HALACHA_MODEL = env_str("HALACHA_MODEL", "claude-sonnet-4-6")
+HALACHA_MAX_TOKENS = env_int("HALACHA_MAX_TOKENS", 4096, minimum=256)
+ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
+CLAUDE_CLI = env_str("CLAUDE_CLI", "claude")
+HALACHA_CLI_TIMEOUT_SECONDS = env_float("HALACHA_CLI_TIMEOUT_SECONDS", 300.0, minimum=1)
+# The model the CLI runs (--model): an alias or a full name. Sonnet, not the CLI's own default
+# (the most expensive model, with its own weekly limit); see the README.
+HALACHA_CLI_MODEL = env_str("HALACHA_CLI_MODEL", "sonnet")
+# Extra CLI flags, shell syntax; flags that could give the model tools are refused (claude_cli).
+HALACHA_CLI_EXTRA_ARGS = env_str("HALACHA_CLI_EXTRA_ARGS", "")
+# The CLI's account lives in its config dir; part of the quota key (and passed to the CLI).
+CLAUDE_CONFIG_DIR = env_str("CLAUDE_CONFIG_DIR")
+# One Messages API call may take this long before it counts as failed (the SDK never retries).
+HALACHA_API_TIMEOUT_SECONDS = env_float("HALACHA_API_TIMEOUT_SECONDS", 300.0, minimum=1)
+# Mark the anthropic backend's system prompt for prompt caching (cache_control, ephemeral): later
+# calls within the cache's lifetime read it at a tenth of the input price (bench/prompt_cache.py).
+HALACHA_PROMPT_CACHE = env_bool("HALACHA_PROMPT_CACHE", True)
+
+# --- Schedule: the one schedule (django-crontab); `run_scheduler` reads the same list ---------
+# Each job fires in a minute no other job uses (see drains/schedule.py and `manage.py check`):
+# metadata :00, supervisor :05/:20/:35/:50, halacha :10/:25/:40/:55, digest 07:12, fetch :17.
+# Expressions are read in the host's cron time zone; the schedule's minutes never depend on it.
+
+def _job(expression: str, command: str) -> tuple:
+    return (
+        expression,
+        "django.core.management.call_command",
+        [command],
+        # Says on the run that cron started it; a cron start of a job that is not a drain also
+        # claims its slot, so that with the crontab on several hosts it runs once (drains/jobs.py).
+        {"trigger": "cron"},
+        f">> {shlex.quote(str(DRAINS_LOG_DIR / (command + '.log')))} 2>&1",
+    )
+
+
+CRONJOBS = [
+    _job("0 * * * *", "drain_metadata"),
+    _job("5-59/15 * * * *", "supervise_drains"),
+    _job("10-59/15 * * * *", "drain_halacha"),
+    _job("12 7 * * *", "send_digest"),
+    _job("17 * * * *", "fetch_decisions"),
+]
+CRONTAB_LOCK_JOBS = True
+# The fire time a job started by run_scheduler serves (it sets this in the job's environment);
+# unset, a cron-started job derives its slot from CRONJOBS and the clock.
+DRAINS_SCHEDULED_FOR = env_aware_datetime("DRAINS_SCHEDULED_FOR")
+# The zone run_scheduler and `manage.py schedule` read the expressions in; cron uses the host's
+# (set CRON_TZ in the crontab or run the host in this zone). Default: DRAINS_OPERATOR_TZ.
+DRAINS_CRON_TZ = env_zone("DRAINS_CRON_TZ", None)
+CRONTAB_DJANGO_PROJECT_NAME = "config"
+# Installed lines carry --settings when a host runs with its own settings module.
+CRONTAB_DJANGO_SETTINGS_MODULE = settings_module_if_not("config.settings")
+# `manage.py crontab add` shells out to this (found on PATH); a prefix such as
+# "set -a; . /etc/drains.env; set +a;" gives the jobs the environment cron does not.
+CRONTAB_EXECUTABLE = env_str("CRONTAB_EXECUTABLE", "crontab")
+CRONTAB_COMMAND_PREFIX = env_str("CRONTAB_COMMAND_PREFIX", "")
+
+# --- Court fetch (fetch_decisions) ------------------------------------------------------------
+# JSON/JSONL files dropped here are imported and moved to imported/ (or failed/).
+FETCH_INBOX_DIR = Path(env_text("FETCH_INBOX_DIR", str(VAR_DIR / "inbox")))
+FETCH_FEED_URL = env_http_url("FETCH_FEED_URL")  # optional HTTP(S) feed: a JSON array or JSONL
+FETCH_FEED_TIMEOUT_SECONDS = env_float("FETCH_FEED_TIMEOUT_SECONDS", 60.0, minimum=1)
+
+# --- Email (send_digest): console unless EMAIL_HOST is set ------------------------------------
+EMAIL_HOST = env_str("EMAIL_HOST")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1, maximum=65535)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)  # implicit TLS, usually port 465
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", not EMAIL_USE_SSL)  # STARTTLS, usually port 587
+    EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
+else:
+    EMAIL_HOST = "localhost"
+    EMAIL_BACKEND = env_text("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+    # For EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend: one file per message.
+    EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"drains@{socket.gethostname()}")
+env_emails("DEFAULT_FROM_EMAIL", [])  # checked when set
+DIGEST_RECIPIENTS = env_emails("DIGEST_RECIPIENTS", [])
+# Where people reach the web app: the digest links each failed run's page under it.
+DRAINS_SITE_URL = env_text("DRAINS_SITE_URL", "http://127.0.0.1:8000").rstrip("/")

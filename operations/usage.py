@@ -1,0 +1,50 @@
+"""The quota usage of a week in the snapshot's and the digest's words and shape
+(``drains.selectors.usage`` reads it)."""
+
+from __future__ import annotations
+
+from drains.clock import format_local
+from drains.selectors.usage import QuotaWeekUsage
+
+
+def _tokens(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f} M"
+    if n >= 1_000:
+        return f"{n / 1_000:.1f} k"
+    return str(n)
+
+
+def usage_text(u: QuotaWeekUsage) -> str:
+    """``this week: 412 decisions, 1.3 M input tokens, $18.20, $0.04 per halacha``."""
+    when = "this week" if u.current else f"week to {format_local(u.week.end, '%a %d %b')}"
+    text = f"{when}: {u.items_done} decisions, {_tokens(u.input_tokens)} input tokens, ${u.cost_usd:.2f}"
+    if u.cost_per_halacha is not None:
+        text += f", ${u.cost_per_halacha:.2f} per halacha"
+    if u.refused_calls:
+        text += f", {u.refused_calls} refused call{'s' if u.refused_calls != 1 else ''}"
+    return text
+
+
+def usage_entry(u: QuotaWeekUsage) -> dict:
+    """One quota key's week, as the snapshot's ``usage`` lists it."""
+    per_halacha = u.cost_per_halacha
+    return {
+        "quota_key": u.quota_key,
+        "week_start": u.week.start,
+        "week_end": u.week.end,
+        "current": u.current,
+        "runs": u.runs,
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "cache_creation_input_tokens": u.cache_creation_input_tokens,
+        "cache_read_input_tokens": u.cache_read_input_tokens,
+        "cost_usd": float(round(u.cost_usd, 6)),
+        "calls": u.calls,
+        "refused_calls": u.refused_calls,
+        "items_done": u.items_done,
+        "items_failed": u.items_failed,
+        "halachot": u.halachot,
+        "cost_per_halacha": None if per_halacha is None else float(round(per_halacha, 6)),
+        "text": usage_text(u),
+    }
