@@ -7,7 +7,8 @@ without) − ``u``, it starts a burst on the quota's drains when
 
     R − now ≤ room / s × DRAINS_AUTOPILOT_SAFETY_MARGIN + one supervisor interval
 
-and there is room under the ceiling in force now. The burst goes through the burst service
+and there is room under the ceiling in force now for more than one call (the runner keeps one
+call's headroom below the ceiling, drains/quota/ceiling.py ``call_step``). The burst goes through the burst service
 (drains/bursts.py) with actor ``autopilot``, deadline ``R`` (the burst week follows the observed
 reset, so it can never pass it), and a note that gives ``u``, ``room``, ``s`` and the deadline.
 It ends at the ceiling (the runner's ceiling stop, then the weekly-limit rule ends the burst),
@@ -32,10 +33,11 @@ from django.db import transaction
 
 from drains import rules
 from drains.clock import format_local
-from drains.quota.ceiling import window_ceiling
+from drains.quota.ceiling import call_step, window_ceiling
 from drains.quota.models import QuotaPolicy, QuotaWindow
 from drains.quota.rate import WEEKLY, SpendRate, measure_spend_rate
 from drains.quota.reserve import Reserves, reserves_from
+from drains.quota.store import quota_state
 
 logger = logging.getLogger(__name__)
 
@@ -76,14 +78,19 @@ def plan_start(
     now: datetime,
     margin: float,
     interval: timedelta,
+    headroom: float = 0.0,
 ) -> StartPlan:
     """The autopilot's rule (pure): start when the time left to the reset is no more than the
-    time the room takes at rate ``s``, with the safety margin, plus one supervisor interval."""
+    time the room takes at rate ``s``, with the safety margin, plus one supervisor interval, and
+    the ceiling in force now leaves more than ``headroom`` (one call's step, which the runner
+    keeps below the ceiling) to spend."""
     room = ceiling_at_reset - utilization
     room_now = ceiling_now - utilization
-    if room <= 0:
+    if room <= headroom + 1e-9:  # nothing the drains may spend is left before the reset
+        at = "at" if room <= 1e-9 else f"within one call ({headroom:.1%}) of"
         return StartPlan(False, room, room_now, None, None,
-                         f"the week is at {utilization:.0%}, at its ceiling {ceiling_at_reset:.0%}")
+                         f"the week is at {utilization:.0%}, {at} its ceiling "
+                         f"{ceiling_at_reset:.0%}")
     needed = timedelta(hours=room / max(rate_per_hour, 1e-9) * margin) + interval
     planned = resets_at - needed
     left = resets_at - now
@@ -91,10 +98,12 @@ def plan_start(
         return StartPlan(False, room, room_now, needed, planned,
                          f"{_hours(left)} left to the reset, more than the {_hours(needed)} the "
                          f"room {room:.0%} takes at {rate_per_hour:.2%}/h with the margin")
-    if room_now <= 0:
+    if room_now <= headroom + 1e-9:
+        at = ("at" if room_now <= 1e-9 else
+              f"within one call ({headroom:.1%}) of")
         return StartPlan(False, room, room_now, needed, planned,
-                         f"due, but the week at {utilization:.0%} is at the ceiling in force now "
-                         f"({ceiling_now:.0%}); it rises as the reserve is released")
+                         f"due, but the week at {utilization:.0%} is {at} the ceiling in force "
+                         f"now ({ceiling_now:.0%}); it rises as the reserve is released")
     return StartPlan(True, room, room_now, needed, planned,
                      f"{_hours(left)} left to the reset, no more than the {_hours(needed)} the "
                      f"room {room:.0%} takes at {rate_per_hour:.2%}/h with the margin")
@@ -150,7 +159,8 @@ class _Inputs:
 
 def _inputs(quota_key: str) -> _Inputs:
     policy = QuotaPolicy.objects.filter(quota_key=quota_key).first()
-    weekly = QuotaWindow.objects.filter(quota_key=quota_key, window=WEEKLY).first()
+    rows, _ = quota_state(quota_key)
+    weekly = next((row for row in rows if row.window == WEEKLY), None)
     return _Inputs(policy, weekly, reserves_from(policy))
 
 
@@ -181,6 +191,7 @@ def _plan(inputs: _Inputs, quota_key: str, now: datetime) -> tuple[StartPlan, Sp
         now=now,
         margin=float(settings.DRAINS_AUTOPILOT_SAFETY_MARGIN),
         interval=supervisor_interval(),
+        headroom=call_step(getattr(weekly, "step", None), getattr(weekly, "step_pairs", 0)),
     )
     return plan, rate
 
@@ -276,7 +287,7 @@ def _status(
         return status(AutopilotState.NO_DRAINS, "no enabled drain draws on this quota key yet")
     if plan.start:
         return status(AutopilotState.DUE, plan.reason)
-    if plan.room <= 0 or (plan.planned_start and plan.planned_start <= now):
+    if plan.needed is None or (plan.planned_start and plan.planned_start <= now):
         return status(AutopilotState.AT_CEILING, plan.reason)
     return status(AutopilotState.WAITING, plan.reason)
 
