@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connection
 
 from drains.quota.models import QuotaPolicy, QuotaSample, QuotaWindow
-from drains.quota.signals import SAME_PERIOD, QuotaSignal
+from drains.quota.signals import QuotaSignal, same_period_span
 
 _WINDOW = QuotaWindow._meta.db_table
 _SAMPLE = QuotaSample._meta.db_table
@@ -79,11 +79,15 @@ INSERT INTO {_SAMPLE} (quota_key, "window", utilization, resets_at, observed_at,
 SELECT %s, d."window", d.utilization, d.resets_at, d.observed_at, %s, %s FROM data d
 """
 
-_PERIOD = f"{int(SAME_PERIOD.total_seconds())} seconds"
-_SAME = (
-    "(w.resets_at IS NOT NULL AND EXCLUDED.resets_at IS NOT NULL "
-    f"AND abs(extract(epoch FROM EXCLUDED.resets_at - w.resets_at)) < {int(SAME_PERIOD.total_seconds())})"
-)
+def _period_sql() -> tuple[str, str]:
+    """The same-period span (drains/quota/signals.py ``same_period_span``) as the statement's
+    interval and its test of a stored row against a new reading."""
+    seconds = f"{same_period_span().total_seconds():.6f}"
+    same = (
+        "(w.resets_at IS NOT NULL AND EXCLUDED.resets_at IS NOT NULL "
+        f"AND abs(extract(epoch FROM EXCLUDED.resets_at - w.resets_at)) < {seconds})"
+    )
+    return f"{seconds} seconds", same
 
 # Signals that only say "extra usage is being spent" (no window): the flag on the key's rows.
 _OVERAGE_ONLY = f"UPDATE {_WINDOW} SET using_overage = true WHERE quota_key = %s"
@@ -125,7 +129,8 @@ def record_signals(
             params += [reading.window, reading.utilization, reading.resets_at, reading.status,
                        at, overage, seq]
         params += [quota_key, drain[:64], quota_key, quota_key, drain[:64], run_id]
-        cursor.execute(_RECORD.format(values=values, period=_PERIOD, same=_SAME), params)
+        period, same = _period_sql()
+        cursor.execute(_RECORD.format(values=values, period=period, same=same), params)
 
 
 def latest_windows(quota_key: str | None = None) -> list[QuotaWindow]:

@@ -201,3 +201,21 @@ def test_quota_state__each_window_carries_the_step_one_call_moved_it(django_asse
     record_signal(quota_key="other", drain="d", run_id=None, signal=signal(), now=NOW)
     (unmeasured, _week), _ = quota_state("other")  # samples without a run: nothing measured
     assert unmeasured.step is None and unmeasured.step_pairs == 0
+
+
+def test_a_compressed_5_hour_window__the_next_periods_reading_is_not_merged_into_the_old(settings):
+    # bench/autopilot.py's 5-hour window is 18 s: its next period's reset is 18 s later, which the
+    # hour-wide same-period rule took for the old period (the full window's 98 % kept under the
+    # new reset, so the drains stopped at a window that had reset).
+    settings.DRAINS_QUOTA_SESSION_HOURS = 18 / 3600
+    reset = NOW + timedelta(seconds=5)
+
+    def five(utilization, at_reset):
+        return QuotaSignal(windows=(WindowReading("five_hour", utilization, at_reset, "allowed"),))
+
+    record_signal(quota_key="acct", drain="d", run_id=None, signal=five(0.98, reset), now=NOW)
+    record_signal(quota_key="acct", drain="d", run_id=None,
+                  signal=five(0.02, reset + timedelta(seconds=18)),
+                  now=NOW + timedelta(seconds=6))
+    row = rows()["five_hour"]
+    assert (row.utilization, row.resets_at) == (0.02, reset + timedelta(seconds=18))
