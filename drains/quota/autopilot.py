@@ -7,7 +7,8 @@ without) − ``u``, it starts a burst on the quota's drains when
 
     R − now ≤ room / s × DRAINS_AUTOPILOT_SAFETY_MARGIN + one supervisor interval
 
-and there is room under the ceiling in force now. The burst goes through the burst service
+and there is room under the ceiling in force now for more than one call (the runner keeps one
+call's headroom below the ceiling, drains/quota/ceiling.py ``call_step``). The burst goes through the burst service
 (drains/bursts.py) with actor ``autopilot``, deadline ``R`` (the burst week follows the observed
 reset, so it can never pass it), and a note that gives ``u``, ``room``, ``s`` and the deadline.
 It ends at the ceiling (the runner's ceiling stop, then the weekly-limit rule ends the burst),
@@ -35,10 +36,11 @@ from django.db import transaction
 from drains import rules
 from drains.clock import format_local
 from drains.quota.autopilot_rule import StartPlan, burst_note, plan_start
-from drains.quota.ceiling import window_ceiling
+from drains.quota.ceiling import call_step, window_ceiling
 from drains.quota.models import QuotaPolicy, QuotaWindow
 from drains.quota.rate import WEEKLY, SpendRate, measure_spend_rate
 from drains.quota.reserve import Reserves, reserves_from
+from drains.quota.store import quota_state
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +115,8 @@ class ControlRow(TypedDict):
 
 def _inputs(quota_key: str) -> _Inputs:
     policy = QuotaPolicy.objects.filter(quota_key=quota_key).first()
-    weekly = QuotaWindow.objects.filter(quota_key=quota_key, window=WEEKLY).first()
+    rows, _ = quota_state(quota_key)
+    weekly = next((row for row in rows if row.window == WEEKLY), None)
     return _Inputs(policy, weekly, reserves_from(policy))
 
 
@@ -144,6 +147,7 @@ def _plan(inputs: _Inputs, quota_key: str, now: datetime) -> _Planned | None:
         now=now,
         margin=float(settings.DRAINS_AUTOPILOT_SAFETY_MARGIN),
         interval=supervisor_interval(),
+        headroom=call_step(weekly.step, weekly.step_pairs),
     )
     return _Planned(plan, rate, weekly.utilization, weekly.resets_at)
 
@@ -240,7 +244,7 @@ def _status(
         return status(AutopilotState.NO_DRAINS, "no enabled drain draws on this quota key yet")
     if plan.start:
         return status(AutopilotState.DUE, plan.reason)
-    if plan.room <= 0 or (plan.planned_start and plan.planned_start <= now):
+    if plan.needed is None or (plan.planned_start and plan.planned_start <= now):
         return status(AutopilotState.AT_CEILING, plan.reason)
     return status(AutopilotState.WAITING, plan.reason)
 

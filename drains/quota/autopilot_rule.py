@@ -35,14 +35,19 @@ def plan_start(
     now: datetime,
     margin: float,
     interval: timedelta,
+    headroom: float = 0.0,
 ) -> StartPlan:
     """The autopilot's rule (pure): start when the time left to the reset is no more than the
-    time the room takes at rate ``s``, with the safety margin, plus one supervisor interval."""
+    time the room takes at rate ``s``, with the safety margin, plus one supervisor interval, and
+    the ceiling in force now leaves more than ``headroom`` (one call's step, which the runner
+    keeps below the ceiling) to spend."""
     room = ceiling_at_reset - utilization
     room_now = ceiling_now - utilization
-    if room <= 0:
+    if room <= headroom + 1e-9:  # nothing the drains may spend is left before the reset
+        at = "at" if room <= 1e-9 else f"within one call ({headroom:.1%}) of"
         return StartPlan(False, room, room_now, None, None,
-                         f"the week is at {utilization:.0%}, at its ceiling {ceiling_at_reset:.0%}")
+                         f"the week is at {utilization:.0%}, {at} its ceiling "
+                         f"{ceiling_at_reset:.0%}")
     needed = timedelta(hours=room / max(rate_per_hour, 1e-9) * margin) + interval
     planned = resets_at - needed
     left = resets_at - now
@@ -50,10 +55,11 @@ def plan_start(
         return StartPlan(False, room, room_now, needed, planned,
                          f"{_hours(left)} left to the reset, more than the {_hours(needed)} the "
                          f"room {room:.0%} takes at {rate_per_hour:.2%}/h with the margin")
-    if room_now <= 0:
+    if room_now <= headroom + 1e-9:
+        at = "at" if room_now <= 1e-9 else f"within one call ({headroom:.1%}) of"
         return StartPlan(False, room, room_now, needed, planned,
-                         f"due, but the week at {utilization:.0%} is at the ceiling in force now "
-                         f"({ceiling_now:.0%}); it rises as the reserve is released")
+                         f"due, but the week at {utilization:.0%} is {at} the ceiling in force "
+                         f"now ({ceiling_now:.0%}); it rises as the reserve is released")
     return StartPlan(True, room, room_now, needed, planned,
                      f"{_hours(left)} left to the reset, no more than the {_hours(needed)} the "
                      f"room {room:.0%} takes at {rate_per_hour:.2%}/h with the margin")

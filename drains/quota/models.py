@@ -28,6 +28,12 @@ class QuotaWindow(models.Model):
     observed_at = models.DateTimeField()
     observed_by = models.CharField(max_length=64, blank=True, default="")
 
+    # Not columns: set by drains.quota.store.quota_state on the unsaved copies it reads — the
+    # mean step one call of the drains moved this window, over ``step_pairs`` pairs of readings
+    # (None: nothing measured), for the ceiling's one-call headroom (quota/ceiling.py).
+    step: float | None = None
+    step_pairs: int = 0
+
     class Meta:
         ordering = ["quota_key", "window"]
         constraints = [

@@ -12,10 +12,10 @@ from datetime import datetime
 from django.conf import settings
 
 from drains.clock import format_local
-from drains.quota.ceiling import first_over_ceiling, is_weekly, window_ceiling
+from drains.quota.ceiling import call_step, first_over_ceiling, is_weekly, window_ceiling
 from drains.quota.models import QuotaPolicy, QuotaWindow
-from drains.quota.reserve import reserves_from
-from drains.quota.store import known_quota_keys, latest_windows
+from drains.quota.reserve import Reserves, reserves_from
+from drains.quota.store import known_quota_keys, quota_state
 
 NO_SIGNAL = (
     "no quota signal seen yet (an API-key account sends none): no ceiling applies; a "
@@ -40,16 +40,16 @@ def quota_lines(*, now: datetime) -> list[str]:
     if not keys:
         return ["no quota key known yet: a drain records its key at its first run"]
     policies = {p.quota_key: p for p in QuotaPolicy.objects.filter(quota_key__in=keys)}
-    windows: dict[str, list[QuotaWindow]] = {}
-    for row in latest_windows():
-        windows.setdefault(row.quota_key, []).append(row)
     lines: list[str] = []
     for key in keys:
-        lines += key_lines(key, windows.get(key, []), policies.get(key), now=now)
+        rows, _ = quota_state(key)  # the readings with their measured call steps
+        lines += key_lines(key, rows, policies.get(key), now=now)
     return lines
 
 
-def key_lines(key: str, rows: list[QuotaWindow], policy: QuotaPolicy | None, *, now: datetime) -> list[str]:
+def key_lines(
+    key: str, rows: list[QuotaWindow], policy: QuotaPolicy | None, *, now: datetime
+) -> list[str]:
     reserves = reserves_from(policy)
     lines = [f"quota {key}"]
 
@@ -84,16 +84,21 @@ def key_lines(key: str, rows: list[QuotaWindow], policy: QuotaPolicy | None, *, 
             f"{ceiling:.0%}{held} · seen {ago(row.observed_at, now)}{status}"
         )
     if rows:
-        overage = any(row.using_overage for row in rows)
-        breach = first_over_ceiling(
-            readings=rows, using_overage=overage, reserves=reserves, now=now
-        )
-        if breach is not None:
-            lines.append(f"  drains stopped: {breach.reason}")
-        else:
-            lines.append("  drains may call: every window is below its ceiling")
+        lines.append(f"  {_may_call(rows, reserves, now)}")
     lines += autopilot_lines(key, now=now)
     return lines
+
+
+def _may_call(rows: list[QuotaWindow], reserves: Reserves, now: datetime) -> str:
+    """The runner's rule, one call's headroom kept (drains/quota/ceiling.py ``call_step``)."""
+    steps = {row.window: call_step(row.step, row.step_pairs) for row in rows}
+    breach = first_over_ceiling(
+        readings=rows, using_overage=any(row.using_overage for row in rows),
+        reserves=reserves, now=now, steps=steps,
+    )
+    if breach is not None:
+        return f"drains stopped: {breach.reason}"
+    return "drains may call: every window is below its ceiling by more than one call"
 
 
 def autopilot_lines(key: str, *, now: datetime) -> list[str]:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+
 from drains.quota.kinds import lower_headers
 
 
@@ -231,8 +233,18 @@ def from_unified_headers(headers: Mapping[str, str] | None, *, now: datetime) ->
 SAME_PERIOD = timedelta(hours=1)
 
 
+def same_period_span() -> timedelta:
+    """SAME_PERIOD, or a fifth of the 5-hour window (``DRAINS_QUOTA_SESSION_HOURS``) when that
+    is shorter: with the window compressed (bench/autopilot.py's week in minutes), its periods
+    are seconds apart and an hour would take a new period's readings for the old one's (the
+    full window's utilization kept under the new reset: the drains stop at a window that reset).
+    The default, 5 h, gives 1 h."""
+    hours = float(getattr(settings, "DRAINS_QUOTA_SESSION_HOURS", 5.0))
+    return min(SAME_PERIOD, timedelta(hours=hours / 5))
+
+
 def same_period(a: datetime | None, b: datetime | None) -> bool:
-    return a is not None and b is not None and abs(a - b) < SAME_PERIOD
+    return a is not None and b is not None and abs(a - b) < same_period_span()
 
 
 def supersedes(new: WindowReading, new_at: datetime, known: WindowReading,

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connection
 
 from drains.quota.models import QuotaPolicy, QuotaSample, QuotaWindow
-from drains.quota.signals import SAME_PERIOD, QuotaSignal, WindowReading
+from drains.quota.signals import QuotaSignal, WindowReading, same_period_span
 
 _WINDOW = QuotaWindow._meta.db_table
 _SAMPLE = QuotaSample._meta.db_table
@@ -79,11 +79,15 @@ INSERT INTO {_SAMPLE} (quota_key, "window", utilization, resets_at, observed_at,
 SELECT %s, d."window", d.utilization, d.resets_at, d.observed_at, %s, %s FROM data d
 """
 
-_PERIOD = f"{int(SAME_PERIOD.total_seconds())} seconds"
-_SAME = (
-    "(w.resets_at IS NOT NULL AND EXCLUDED.resets_at IS NOT NULL "
-    f"AND abs(extract(epoch FROM EXCLUDED.resets_at - w.resets_at)) < {int(SAME_PERIOD.total_seconds())})"
-)
+def _period_sql() -> tuple[str, str]:
+    """The same-period span (drains/quota/signals.py ``same_period_span``) as the statement's
+    interval and its test of a stored row against a new reading."""
+    seconds = f"{same_period_span().total_seconds():.6f}"
+    same = (
+        "(w.resets_at IS NOT NULL AND EXCLUDED.resets_at IS NOT NULL "
+        f"AND abs(extract(epoch FROM EXCLUDED.resets_at - w.resets_at)) < {seconds})"
+    )
+    return f"{seconds} seconds", same
 
 # Signals that only say "extra usage is being spent" (no window): the flag on the key's rows.
 _OVERAGE_ONLY = f"UPDATE {_WINDOW} SET using_overage = true WHERE quota_key = %s"
@@ -125,7 +129,8 @@ def record_signals(
             params += [reading.window, reading.utilization, reading.resets_at, reading.status,
                        at, overage, seq]
         params += [quota_key, drain[:64], quota_key, quota_key, drain[:64], run_id]
-        cursor.execute(_RECORD.format(values=values, period=_PERIOD, same=_SAME), params)
+        period, same = _period_sql()
+        cursor.execute(_RECORD.format(values=values, period=period, same=same), params)
 
 
 def latest_windows(quota_key: str | None = None) -> list[QuotaWindow]:
@@ -136,37 +141,70 @@ def latest_windows(quota_key: str | None = None) -> list[QuotaWindow]:
     return list(rows.order_by("quota_key", "window"))
 
 
+# The readings, the policy and each window's measured call step, so that the runner's read
+# between chunks stays one query (the index by key, window and time serves it). The step is the
+# mean gain between consecutive samples of one run among the window's last STEP_SAMPLES; pairs
+# further apart than DRAINS_QUOTA_RATE_MAX_GAP_SECONDS (a wait, not work) and pairs across a reset
+# (a drop with the reset moved) are left out. A drop with the same reset is kept: calls in
+# flight answer out of order, and with those small drops in, the gains of a run add up to what
+# it gained, so concurrency does not inflate the step.
+STEP_SAMPLES = 100
 _STATE = f"""
 SELECT p.id, p.weekly_reserve, p.session_reserve, p.reserve_release_hours, p.autopilot,
        w."window", w.utilization, w.resets_at, w.status, w.using_overage, w.observed_at,
-       w.observed_by
+       w.observed_by, st.step, st.pairs
 FROM (SELECT %s::varchar AS quota_key) k
 LEFT JOIN {QuotaPolicy._meta.db_table} p ON p.quota_key = k.quota_key
 LEFT JOIN {_WINDOW} w ON w.quota_key = k.quota_key
+LEFT JOIN LATERAL (
+    SELECT avg(g.gain) AS step, count(*) AS pairs
+    FROM (
+        SELECT r.utilization - lag(r.utilization) OVER run AS gain,
+               EXTRACT(EPOCH FROM r.observed_at - lag(r.observed_at) OVER run) AS seconds,
+               abs(EXTRACT(EPOCH FROM r.resets_at - lag(r.resets_at) OVER run)) AS moved
+        FROM (
+            SELECT s.id, s.run_id, s.utilization, s.resets_at, s.observed_at
+            FROM {_SAMPLE} s
+            WHERE s.quota_key = w.quota_key AND s."window" = w."window"
+              AND s.run_id IS NOT NULL
+            ORDER BY s.observed_at DESC, s.id DESC
+            LIMIT {STEP_SAMPLES}
+        ) r
+        WINDOW run AS (PARTITION BY r.run_id ORDER BY r.observed_at, r.id)
+    ) g
+    WHERE g.seconds <= %s AND (g.gain >= 0 OR g.moved < 1)
+) st ON true
 ORDER BY w."window"
 """
 
 
 def quota_state(quota_key: str) -> tuple[list[QuotaWindow], QuotaPolicy | None]:
     """A quota key's readings and its policy row (None when it has none), in ONE query: what
-    the runner reads between chunks. The rows are unsaved copies, for reading only."""
+    the runner reads between chunks. The rows are unsaved copies, for reading only; each also
+    carries ``step`` (the mean step one call of the drains moved the window, None when nothing
+    is measured) and ``step_pairs`` (how many pairs of readings it is the mean of), for the
+    ceiling's headroom (drains/quota/ceiling.py ``call_step``)."""
+    gap = float(settings.DRAINS_QUOTA_RATE_MAX_GAP_SECONDS)
     with connection.cursor() as cursor:
-        cursor.execute(_STATE, [quota_key])
+        cursor.execute(_STATE, [quota_key, gap])
         found = cursor.fetchall()
     policy = None
     windows = []
     for (pk, weekly, session, hours, autopilot, window, utilization, resets_at, status,
-         overage, observed_at, observed_by) in found:
+         overage, observed_at, observed_by, step, pairs) in found:
         if pk is not None and policy is None:
             policy = QuotaPolicy(id=pk, quota_key=quota_key, weekly_reserve=weekly,
                                  session_reserve=session, reserve_release_hours=hours,
                                  autopilot=autopilot)
         if window is not None:
-            windows.append(QuotaWindow(
+            row = QuotaWindow(
                 quota_key=quota_key, window=window, utilization=utilization,
                 resets_at=resets_at, status=status, using_overage=overage,
                 observed_at=observed_at, observed_by=observed_by,
-            ))
+            )
+            row.step = None if step is None else float(step)
+            row.step_pairs = int(pairs or 0)
+            windows.append(row)
     return windows, policy
 
 

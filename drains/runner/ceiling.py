@@ -6,8 +6,10 @@ latest reading says would be past a window's ceiling, and keep every call's read
 - the readings it knows are the quota's ``QuotaWindow`` rows (read at the start and between
   chunks: other drains' and processes' calls on the same quota) and its own calls' signals, the
   freshest per window winning;
-- before every paid call (``call``, inside the call gate) the pure rule decides; a breach
-  raises ``CeilingReached``, a ``RateLimited`` of the breached window's kind until its reset, so
+- before every paid call (``call``, inside the call gate) the pure rule decides, keeping one
+  call's headroom per call (the expected step of each window, measured from the quota's samples
+  and read with the rows; ``call_step``) for the call to start and each one already in flight;
+  a breach raises ``CeilingReached``, a ``RateLimited`` of the breached window's kind until its reset, so
   the run stops with exactly the backoff a refusal would have written, without the refused call.
   A breach already known at the start skips the run the same way (``skip_at_start``);
 - every call's signal (answered, failed or refused) is kept in memory at once (so the next call
@@ -15,8 +17,10 @@ latest reading says would be past a window's ceiling, and keep every call's read
   thread, all of the chunk's in one statement: the paid call's staging never waits on it, and a
   failed write never loses a reply.
 
-With N calls in flight, the N-1 others may finish past the ceiling: each was started before the
-reading that crossed it came back. They are kept.
+With N calls in flight, the headroom counts them all (the check and the count are one step
+under the lock, so two workers never both take the last room); when the steps are larger than
+measured, the N-1 others may still finish past the ceiling: each was started before the reading
+that crossed it came back. They are kept.
 """
 
 from __future__ import annotations
@@ -31,7 +35,12 @@ from django.conf import settings
 from django.utils import timezone
 
 from drains.models import StopReason
-from drains.quota.ceiling import Breach, first_over_ceiling, weekly_ceiling_rises_past
+from drains.quota.ceiling import (
+    Breach,
+    call_step,
+    first_over_ceiling,
+    weekly_ceiling_rises_past,
+)
 from drains.quota.kinds import Kind
 from drains.quota.reserve import Reserves, reserves_from
 from drains.quota.resets import RateLimited
@@ -68,6 +77,8 @@ class QuotaCeiling:
         self._readings: dict[str, tuple[WindowReading, datetime]] = {}
         self._overage: tuple[bool, datetime] | None = None
         self._unrecorded: list[tuple[QuotaSignal, datetime]] = []
+        self._steps: dict[str, float] = {}  # window -> one call's expected step (call_step)
+        self._in_flight = 0  # paid calls started and not answered yet
         self.reserves: Reserves | None = None
         self.ceiling_stops = 0
 
@@ -82,6 +93,9 @@ class QuotaCeiling:
         now = timezone.now()
         with self._quota_lock:
             for row in rows:
+                self._steps[row.window] = call_step(
+                    row.step, row.step_pairs
+                )
                 if row.resets_at is None and now - row.observed_at > stale_after:
                     continue  # no reset known and old: it can no longer say the window is full
                 reading = WindowReading(row.window, row.utilization, row.resets_at, row.status)
@@ -96,17 +110,22 @@ class QuotaCeiling:
         if known is None or supersedes(reading, observed_at, *known):
             self._readings[reading.window] = (reading, observed_at)
 
-    def note(self, signal: QuotaSignal | None) -> None:
+    def note(self, signal: QuotaSignal | None, *, finished: bool = False) -> None:
         """What one call said of its quota: in memory at once, to the database at the next
-        checkpoint; its ignored values go to the run's log."""
-        if signal is None:
-            return
-        for warning in signal.warnings:
-            logger.warning("%s: %s", self.state.name, warning)
+        checkpoint; its ignored values go to the run's log. ``finished``: the call was one of
+        ``call``'s, no longer in flight (counted down with its reading, in one step)."""
+        if signal is not None:
+            for warning in signal.warnings:
+                logger.warning("%s: %s", self.state.name, warning)
         if not signal:
+            if finished:
+                with self._quota_lock:
+                    self._in_flight -= 1
             return
         now = timezone.now()
         with self._quota_lock:
+            if finished:
+                self._in_flight -= 1
             for reading in signal.windows:
                 self._keep(reading, now)
             self._overage = (signal.using_overage, now)
@@ -126,27 +145,39 @@ class QuotaCeiling:
 
     # --- the rule ---------------------------------------------------------------------------
     def breach(self, now: datetime) -> Breach | None:
+        """What stops the next call now (one call's headroom kept), or None."""
+        with self._quota_lock:
+            return self._breach(now, calls=1)
+
+    def _breach(self, now: datetime, *, calls: int) -> Breach | None:
         if self.reserves is None:
             return None  # no quota key: nothing to read
-        with self._quota_lock:
-            readings = [reading for reading, _ in self._readings.values()]
-            overage = bool(self._overage and self._overage[0])
+        readings = [reading for reading, _ in self._readings.values()]
+        overage = bool(self._overage and self._overage[0])
         return first_over_ceiling(
-            readings=readings, using_overage=overage, reserves=self.reserves, now=now
+            readings=readings, using_overage=overage, reserves=self.reserves, now=now,
+            steps=self._steps, calls=calls,
         )
 
     def call(self, item: Any) -> Processed:
-        """The paid call, if the quota is below its ceiling; its signal noted either way."""
+        """The paid call, if the quota leaves room for it (and for those in flight) below its
+        ceiling; its signal noted either way."""
         now = timezone.now()
-        breach = self.breach(now)
+        with self._quota_lock:  # decide and count as one step: the last room is taken once
+            breach = self._breach(now, calls=self._in_flight + 1)
+            if breach is None:
+                self._in_flight += 1
         if breach is not None:
             raise CeilingReached(breach, now=now)
+        signal = None
         try:
             processed = self.state.drain.process(item)
-        except Exception as exc:
-            self.note(getattr(exc, "quota", None))
+            signal = getattr(processed, "quota", None)
+        except BaseException as exc:
+            signal = getattr(exc, "quota", None)
             raise
-        self.note(getattr(processed, "quota", None))
+        finally:
+            self.note(signal, finished=True)
         return processed
 
     def skip_at_start(self, *, limit_reached: Callable[[RateLimited], None],
@@ -171,13 +202,15 @@ class QuotaCeiling:
 
     def lift(self, exc: RateLimited) -> None:
         """A weekly ceiling that the reserve's release lifts before the reset: the backoff lasts
-        until the ceiling rises past the week's utilization (``weekly_ceiling_rises_past``), not
-        until the reset, so the released reserve is spent. Changes ``exc`` in place."""
+        until the ceiling rises past the week's utilization and the headroom the rule keeps
+        (``weekly_ceiling_rises_past``), not until the reset, so the released reserve is spent.
+        Changes ``exc`` in place."""
         if not isinstance(exc, CeilingReached) or self.reserves is None:
             return
         breach = exc.breach
         rises = weekly_ceiling_rises_past(
-            window=breach.window, utilization=breach.utilization, reserves=self.reserves,
+            window=breach.window, utilization=breach.utilization + breach.headroom,
+            reserves=self.reserves,
             resets_at=breach.resets_at, now=timezone.now(),
         )
         if rises is not None and rises < exc.reset_at:

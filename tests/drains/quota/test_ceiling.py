@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from drains.quota.ceiling import first_over_ceiling, weekly_reserve_now, window_ceiling
+from drains.quota.ceiling import (
+    DEFAULT_CALL_STEP,
+    MAX_CALL_STEP,
+    call_step,
+    first_over_ceiling,
+    weekly_ceiling_rises_past,
+    weekly_reserve_now,
+    window_ceiling,
+)
 from drains.quota.reserve import Reserves
 from drains.quota.signals import WindowReading
 
@@ -81,3 +89,49 @@ def test_reserve_released_near_reset_lets_the_drain_go_on():
     # The same 95 % a day before: the reserve holds.
     assert first_over_ceiling(readings=[reading("seven_day", 0.95, 24)], using_overage=False,
                               reserves=RESERVES, now=NOW).kind == "weekly"
+
+
+def test_call_step__measured_bounded_and_the_default_before_it_is_measured():
+    assert call_step(None, 0) == DEFAULT_CALL_STEP == 0.01
+    assert call_step(0.03, 2) == DEFAULT_CALL_STEP  # too few pairs to trust
+    assert call_step(0.03, 3) == pytest.approx(0.03)
+    assert call_step(0.4, 50) == MAX_CALL_STEP == 0.05  # a weird measurement cannot freeze them
+    assert call_step(-0.01, 50) == 0.0
+    assert call_step(float("nan"), 50) == DEFAULT_CALL_STEP
+
+
+def test_one_calls_headroom__a_reading_within_a_step_of_the_ceiling_stops_the_next_call():
+    session = Reserves(weekly=0.10, session=0.0, release_hours=6)
+    steps = {"five_hour": 0.02, "seven_day": 0.002}
+    # 96 % + 2 % is below 100 %: the call may run; 98 % + 2 % would run it into its ceiling.
+    below = [reading("five_hour", 0.96, 2), reading("seven_day", 0.50, 50)]
+    assert first_over_ceiling(readings=below, using_overage=False, reserves=session, now=NOW,
+                              steps=steps) is None
+    near = [reading("five_hour", 0.98, 2), reading("seven_day", 0.50, 50)]
+    breach = first_over_ceiling(readings=near, using_overage=False, reserves=session, now=NOW,
+                                steps=steps)
+    assert breach.kind == "session" and breach.headroom == pytest.approx(0.02)
+    assert breach.reason == "five_hour at 98% is within one call (2.0%) of its ceiling 100%"
+    # Without steps (the command, the page): only a window at its ceiling.
+    assert first_over_ceiling(readings=near, using_overage=False, reserves=session,
+                              now=NOW) is None
+    # With calls in flight, each counts: 3 calls of 2 % from 96 % reach 100 %.
+    three = first_over_ceiling(readings=below, using_overage=False, reserves=session, now=NOW,
+                               steps=steps, calls=3)
+    assert three.headroom == pytest.approx(0.06) and "within 3 calls" in three.reason
+    # A window with no step known takes the default (1 %).
+    week = [reading("seven_day", 0.895, 50)]
+    assert first_over_ceiling(readings=week, using_overage=False, reserves=session, now=NOW,
+                              steps={}).kind == "weekly"
+    # At or over the ceiling, the reason says so as before.
+    full = [reading("five_hour", 1.0, 2)]
+    assert "is at or over its ceiling 100%" in first_over_ceiling(
+        readings=full, using_overage=False, reserves=session, now=NOW, steps=steps).reason
+
+
+def test_the_release_lifts_the_ceiling_past_the_reading_and_its_headroom():
+    # The runner asks when the ceiling passes 89 % + 1 %: 6 h x 10 % / 10 % = 6 h before.
+    reset = NOW + timedelta(hours=30)
+    rises = weekly_ceiling_rises_past(window="seven_day", utilization=0.89 + 0.01,
+                                      reserves=RESERVES, resets_at=reset, now=NOW)
+    assert abs(rises - (reset - timedelta(hours=6))) < timedelta(seconds=1)

@@ -87,14 +87,16 @@ def test_the_reserve_is_released_over_its_last_hours_and_never_before(api, setti
     past_ceiling = [c for c in answered if c.before["seven_day"] >= ceiling_at(c.at, reset, release) - 1e-9]
     assert past_ceiling == []  # concurrency 1: never a call at or past the ceiling in force
     before_release = [c for c in answered if c.at < reset - release]
-    assert max(c.after["seven_day"] for c in before_release) == pytest.approx(0.90)  # never before
+    # Never before: the week held one call's step (1 %) below the ceiling (90 %), the call that
+    # would run it into the ceiling not started.
+    assert max(c.after["seven_day"] for c in before_release) == pytest.approx(0.89)
     if release:
         # In the release the drain followed the ceiling up: at most 3 % of the week unused.
         assert any(c.before["seven_day"] >= 0.90 for c in answered)
         assert week_end >= 0.97, week_end
         [run] = DrainRun.objects.all()  # one run waited for the ceiling, it did not end
     else:
-        assert week_end == pytest.approx(0.90)  # held at the ceiling to the reset
+        assert week_end == pytest.approx(0.89)  # held below the ceiling to the reset
 
 
 def test_the_autopilots_burst_ends_at_the_ceiling(api, settings):
@@ -117,7 +119,8 @@ def test_the_autopilots_burst_ends_at_the_ceiling(api, settings):
                  stderr=io.StringIO())
 
     assert all(c.answered for c in model.calls)
-    assert max(c.after["seven_day"] for c in model.calls) == pytest.approx(0.90)
+    # One call's step (1 %) below the ceiling: the call that would reach it is not started.
+    assert max(c.after["seven_day"] for c in model.calls) == pytest.approx(0.89)
     assert not get_drain_burst("halacha").active  # ended at the ceiling
     [ended] = DrainEvent.objects.filter(kind=EventKind.BURST_ENDED)
     assert "weekly" in ended.message

@@ -5,7 +5,7 @@ issue quotes one; the older top-level shape and the integer ``1`` are captured f
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from drains.quota.signals import combine, from_stream_event, from_unified_headers
 
@@ -204,3 +204,18 @@ def test_supersedes__out_of_order_within_a_period_and_a_reset():
                       full, NOW)
     # No reset known: the later observation.
     assert supersedes(WindowReading("five_hour", 0.1, None), later, full, NOW)
+
+
+def test_same_period__a_fifth_of_the_5_hour_window_when_that_is_compressed(settings):
+    # The 5-hour window compressed to 18 s (bench/autopilot.py's week in 10 minutes): its next
+    # period's reset comes 18 s later, a new period, not the old one's readings.
+    from drains.quota.signals import WindowReading, same_period_span, supersedes
+
+    assert same_period_span() == timedelta(hours=1)  # the default: 5 h / 5
+    reset = NOW + timedelta(seconds=10)
+    full = WindowReading("five_hour", 0.98, reset)
+    opened = WindowReading("five_hour", 0.02, reset + timedelta(seconds=18))
+    assert not supersedes(opened, NOW + timedelta(seconds=12), full, NOW)  # 1 h: the same period
+    settings.DRAINS_QUOTA_SESSION_HOURS = 18 / 3600
+    assert same_period_span() == timedelta(seconds=3.6)
+    assert supersedes(opened, NOW + timedelta(seconds=12), full, NOW)  # the reset moved ahead

@@ -165,3 +165,57 @@ def test_the_supervisor_tick_prunes_old_samples(settings):
     supervise(write=lambda line: None)
     assert QuotaSample.objects.count() == 2
     assert QuotaSample.objects.filter(observed_at__lt=now - timedelta(days=28)).count() == 0
+
+
+def test_quota_state__each_window_carries_the_step_one_call_moved_it(django_assert_num_queries):
+    """The mean gain between consecutive samples of one run: pairs a wait apart or across a
+    reset left out, a small drop with the same reset (answers out of order) kept."""
+    from drains.quota.store import quota_state, record_signals
+    from tests.factories import make_run
+
+    run, other = make_run("halacha"), make_run("metadata")
+
+    def five(utilization, reset=FIVE_H):
+        return QuotaSignal(windows=(WindowReading("five_hour", utilization, reset, "allowed"),))
+
+    at = NOW
+    readings = [
+        (run, five(0.50)), (run, five(0.54)), (run, five(0.52)),  # out of order: -0.02 kept
+        (run, five(0.58)),
+        (run, five(0.03, FIVE_H + timedelta(hours=5))),  # the window reset: left out
+        (run, five(0.05, FIVE_H + timedelta(hours=5))),
+        (other, five(0.09, FIVE_H + timedelta(hours=5))),  # another run's first: no pair
+    ]
+    for number, (of, sig) in enumerate(readings):
+        at = NOW + timedelta(seconds=10 * number)
+        record_signals(quota_key="acct", drain=of.drain, run_id=of.pk, signals=[(sig, at)])
+    # A run's readings ten minutes and more apart: it waited; left out.
+    record_signals(quota_key="acct", drain="metadata", run_id=other.pk,
+                   signals=[(five(0.30, FIVE_H + timedelta(hours=5)), at + timedelta(hours=1))])
+    with django_assert_num_queries(1):
+        windows, _ = quota_state("acct")
+    (row,) = windows
+    # Pairs: +0.04, -0.02, +0.06, (reset), +0.02 -> 4 pairs, mean 0.025.
+    assert row.step_pairs == 4
+    assert row.step == pytest.approx(0.025)
+    record_signal(quota_key="other", drain="d", run_id=None, signal=signal(), now=NOW)
+    (unmeasured, _week), _ = quota_state("other")  # samples without a run: nothing measured
+    assert unmeasured.step is None and unmeasured.step_pairs == 0
+
+
+def test_a_compressed_5_hour_window__the_next_periods_reading_is_not_merged_into_the_old(settings):
+    # bench/autopilot.py's 5-hour window is 18 s: its next period's reset is 18 s later, which the
+    # hour-wide same-period rule took for the old period (the full window's 98 % kept under the
+    # new reset, so the drains stopped at a window that had reset).
+    settings.DRAINS_QUOTA_SESSION_HOURS = 18 / 3600
+    reset = NOW + timedelta(seconds=5)
+
+    def five(utilization, at_reset):
+        return QuotaSignal(windows=(WindowReading("five_hour", utilization, at_reset, "allowed"),))
+
+    record_signal(quota_key="acct", drain="d", run_id=None, signal=five(0.98, reset), now=NOW)
+    record_signal(quota_key="acct", drain="d", run_id=None,
+                  signal=five(0.02, reset + timedelta(seconds=18)),
+                  now=NOW + timedelta(seconds=6))
+    row = rows()["five_hour"]
+    assert (row.utilization, row.resets_at) == (0.02, reset + timedelta(seconds=18))
