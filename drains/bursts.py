@@ -259,7 +259,7 @@ def _record_burst(control: DrainControl, until: datetime | None, previous: datet
     record_event(
         drain=control.name,
         kind=kind,
-        message=message[:2000],
+        message=message,
         actor=actor,
         data={
             "until": until.isoformat() if until else None,

@@ -8,6 +8,17 @@ from django.utils import timezone
 
 from drains.models import DrainEvent, DrainRun
 
+# A message longer than this is clipped here, once, for every writer (an exception's text, a
+# backend's answer). The timeline shows its first line; the event's own page
+# (/operations/events/<id>) shows it whole, up to this bound.
+EVENT_MESSAGE_MAX_CHARS = 10_000
+_ACTOR_MAX_CHARS = DrainEvent._meta.get_field("actor").max_length or 150
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 def record_event(
     *,
@@ -18,12 +29,13 @@ def record_event(
     run: DrainRun | None = None,
     data: dict | None = None,
 ) -> DrainEvent:
+    """One event; its message and actor clipped to what the timeline keeps."""
     return DrainEvent.objects.create(
         drain=drain,
         run=run,
-        actor=actor or "unknown",
+        actor=clip(actor or "unknown", _ACTOR_MAX_CHARS),
         kind=kind,
-        message=message,
+        message=clip(message, EVENT_MESSAGE_MAX_CHARS),
         data=data or {},
         at=timezone.now(),
     )

@@ -118,7 +118,7 @@ class ServiceSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=["drain", "supervisor", "job"])
     schedule = serializers.CharField(allow_null=True, help_text="Cron expression, or null.")
     next_fire_at = serializers.DateTimeField(allow_null=True)
-    state = serializers.ChoiceField(choices=State.choices)
+    state = serializers.ChoiceField(choices=[state.value for state in State])
     reason = serializers.CharField(help_text="Why it is (not) running, in one line.")
     enabled = serializers.BooleanField(allow_null=True)
     burst_until = serializers.DateTimeField(allow_null=True)

@@ -6,6 +6,7 @@ with its progress), hung, failing, disabled, backing off or idle (and why). What
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from django.conf import settings
 
@@ -19,15 +20,15 @@ from operations import projection as proj
 FAILED_STATUSES = {RunStatus.FAILED, RunStatus.CRASHED, RunStatus.HUNG}
 
 
-class State:
+class State(StrEnum):
+    """A drain's state on the page and in the snapshot (its value is what the API sends)."""
+
     IDLE = "idle"
     RUNNING = "running"
     HUNG = "hung"
     BACKING_OFF = "backing_off"
     DISABLED = "disabled"
     FAILING = "failing"
-
-    choices = (IDLE, RUNNING, HUNG, BACKING_OFF, DISABLED, FAILING)
 
 
 def _first_line(text: str, limit: int = 160) -> str:

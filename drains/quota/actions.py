@@ -123,7 +123,7 @@ def pause_for_operator(
         record_event(
             drain=name,
             kind=EventKind.PAUSED,
-            message=note[:2000],
+            message=note,
             actor=actor,
             data={
                 "kind": kind.kind,

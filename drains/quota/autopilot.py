@@ -361,7 +361,7 @@ def _start_burst(*, name: str, until: datetime, note: str, now: datetime) -> boo
         if control is None or rules.burst_active(control.burst_until, now=now):
             return False
         set_drain_burst(name=name, until=until, actor=ACTOR, note=note)
-        record_event(drain=name, kind=EventKind.NOTE, message=note[:2000], actor=ACTOR,
+        record_event(drain=name, kind=EventKind.NOTE, message=note, actor=ACTOR,
                      data={"until": until.isoformat(), "quota_key": control.quota_key})
     logger.info("%s: %s", name, note)
     return True

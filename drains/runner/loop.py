@@ -308,7 +308,7 @@ class WorkLoop:
                 drain=state.name,
                 run=state.run_row,
                 kind=EventKind.ITEM_FAILED,
-                message=f"item {outcome.key}: {exc}"[:2000],
+                message=f"item {outcome.key}: {exc}",
                 actor=state.actor,
                 data={
                     "item_key": outcome.key,

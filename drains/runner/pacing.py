@@ -264,7 +264,7 @@ class Pacing:
             drain=state.name,
             run=state.run_row,
             kind=EventKind.SLOW_DOWN,
-            message=message[:2000],
+            message=message,
             actor=state.actor,
             data={
                 "kind": exc.kind.kind,
