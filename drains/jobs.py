@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import ClassVar, TypeVar
 
 from croniter import croniter
 from django.conf import settings
+from django.core.management.base import CommandParser
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -34,6 +36,11 @@ from drains import schedule
 from drains.failures import describe_failure
 from drains.models import DrainRun, RunMode, RunStatus, StopReason, Trigger
 from drains.runs import finish_even_after_db_error, finish_run, start_run
+from drains.schema import ensure_schema
+from drains.trigger import add_trigger_argument
+from drains.validate import CheckedCommand
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -132,3 +139,28 @@ def job_run(*, name: str, trigger: str = Trigger.CRON) -> Iterator[DrainRun]:
         raise
     else:
         finish_run(run=run, status=RunStatus.SUCCEEDED)
+
+
+class JobCommand(CheckedCommand):
+    """A once-per-slot job's command (the digest, the fetch, the supervisor tick): its
+    ``--trigger`` option, the schema gate, its run row (``job_run``) and the one line a start
+    prints when another host, or an earlier start, already has the slot."""
+
+    job_name: ClassVar[str]
+    trigger_choices: ClassVar[list[Trigger] | None] = None  # None: every trigger
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        add_trigger_argument(parser, default=Trigger.MANUAL, choices=self.trigger_choices)
+
+    def run_job(
+        self, trigger: str, work: Callable[[DrainRun], T], *, schema_progress: bool = False
+    ) -> T | None:
+        """``work(run)`` inside the job's run row, after the schema gate (its progress printed
+        when ``schema_progress``); None, after its one line, when the slot is taken."""
+        ensure_schema(stdout=self.stdout if schema_progress else None)
+        try:
+            with job_run(name=self.job_name, trigger=trigger) as run:
+                return work(run)
+        except SlotTaken as taken:
+            self.stdout.write(f"{self.job_name}: {taken}")
+            return None

@@ -30,7 +30,7 @@ from operations.inputs import (
     EnabledInputSerializer,
     RetryFailedInputSerializer,
 )
-from operations.runs import timeline_filters
+from operations.runs import FilterError, timeline_filters
 from operations.serializers import (
     ActionResultSerializer,
     FailedListSerializer,
@@ -156,6 +156,6 @@ class TimelineApi(ReadApi):
     def get(self, request):
         try:
             filters = timeline_filters(request.query_params)
-        except ValueError as exc:
-            raise ValidationError({"before": [str(exc)]}) from None
+        except FilterError as exc:
+            raise ValidationError({exc.field: [str(exc)]}) from None
         return Response(as_json(run_reads.timeline(**filters)))

@@ -189,12 +189,31 @@ def event_detail(event_id: int) -> dict:
             "run_url": run_url(e.run_id) if e.run_id else None}
 
 
+class FilterError(ValueError):
+    """A timeline filter that cannot be a value (``field`` names it)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 def timeline_filters(params) -> dict:
-    """``drain``, ``kind`` and ``before`` from a query string; ValueError for a bad ``before``."""
+    """``drain``, ``kind`` and ``before`` from a query string; FilterError for a bad one (an
+    event id that is not one; a name that no drain or kind could have: control characters, a
+    NUL that PostgreSQL's text refuses, or longer than the column)."""
     before = params.get("before") or None
     if before is not None:
         if not (before.isascii() and before.isdigit() and len(before) <= 18):
-            raise ValueError(f"{before!r} is not an event id: pass the next_before of a page.")
+            raise FilterError(
+                "before", f"{before!r} is not an event id: pass the next_before of a page."
+            )
         before = int(before)
-    return {"drain": params.get("drain") or None, "kind": params.get("kind") or None,
-            "before": before}
+    names = {}
+    for field in ("drain", "kind"):
+        value = params.get(field) or None
+        if value is not None and (len(value) > 64 or not value.isprintable()):
+            raise FilterError(
+                field, f"{value[:40]!r} is not a {field} name: pick one from the timeline's list."
+            )
+        names[field] = value
+    return {**names, "before": before}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from django.test import Client
 
 from drains.events import record_event
@@ -45,6 +46,21 @@ def test_timeline_api__a_bad_before_is_a_json_400(api, frozen):
     response = api.get("/api/operations/timeline?before=yesterday")
     assert response.status_code == 400
     assert "is not an event id" in response.json()["error"]["fields"]["before"][0]
+
+
+@pytest.mark.parametrize("field", ["kind", "drain"])
+def test_timeline_api__a_filter_no_name_could_be_is_a_json_400_not_a_500(api, frozen, field):
+    """A NUL (which PostgreSQL's text refuses) or a control character in a filter: schemathesis
+    found the 500 (``kind=\x00``)."""
+    for value in ("a%00b", "%C2%AD%15", "x" * 65):
+        response = api.get(f"/api/operations/timeline?{field}={value}")
+        assert response.status_code == 400, (value, response.content[:200])
+        assert f"is not a {field} name" in response.json()["error"]["fields"][field][0]
+
+
+def test_timeline_page__a_filter_no_name_could_be_is_a_400_page(operator, frozen):
+    response = _client(operator).get("/operations/timeline?kind=a%00b")
+    assert response.status_code == 400 and "is not a kind name" in response.content.decode()
 
 
 def test_timeline_page__filters_and_an_older_link(operator, frozen):

@@ -7,18 +7,17 @@ from django.db import connection
 
 from drains import registry, validate
 from drains.events import record_event
-from drains.jobs import SlotTaken, job_run
+from drains.jobs import JobCommand
 from drains.locks import SupervisorLock
 from drains.models import EventKind, Trigger
 from drains.runs import record_checkpoint
-from drains.schema import ensure_schema, missing_migrations
+from drains.schema import missing_migrations
 from drains.supervisor import ACTOR, supervise
-from drains.trigger import add_trigger_argument
-
-COMMAND_NAME = "supervise_drains"
 
 
-class Command(validate.CheckedCommand):
+class Command(JobCommand):
+    job_name = "supervise_drains"
+    trigger_choices = [Trigger.CRON, Trigger.MANUAL]
     help = (
         "Supervise every drain once: expire bursts, mark crashed and hung runs, clear stale "
         "backoffs, promote leftover staged results, and restart a drain a burst wants running. "
@@ -35,7 +34,7 @@ class Command(validate.CheckedCommand):
             "--drain", metavar="NAME", type=validate.choice(registry.names, "drain"),
             help="Supervise only this drain (default: every drain).",
         )
-        add_trigger_argument(parser, default=Trigger.MANUAL, choices=[Trigger.CRON, Trigger.MANUAL])
+        super().add_arguments(parser)
 
     def handle(self, *args, dry_run, drain, trigger, **options):
         lock = SupervisorLock()
@@ -48,9 +47,6 @@ class Command(validate.CheckedCommand):
         names = [drain] if drain else None
         try:
             result = self._dry_run(names) if dry_run else self._tick(names, trigger)
-        except SlotTaken as taken:
-            self.stdout.write(f"{COMMAND_NAME}: {taken}")
-            return
         except CommandError:
             raise
         except Exception as exc:
@@ -60,6 +56,8 @@ class Command(validate.CheckedCommand):
             raise CommandError(message) from exc
         finally:
             lock.release()
+        if result is None:  # another host has the slot
+            return
         if result.failed:  # dry run: nothing recorded, but still say so
             raise _failed_on(result.failed)
 
@@ -73,15 +71,16 @@ class Command(validate.CheckedCommand):
         return supervise(names=names, dry_run=True, write=self.stdout.write)
 
     def _tick(self, names: list[str] | None, trigger: str):
-        ensure_schema(stdout=self.stdout)
         # Recorded as a job run, so the schedule, the snapshot and the digest show when the
         # supervisor last ran and whether it failed.
-        with job_run(name=COMMAND_NAME, trigger=trigger) as run:
+        def tick(run):
             result = supervise(names=names, dry_run=False, write=self.stdout.write)
             if result.failed:
                 raise _failed_on(result.failed)
             record_checkpoint(run=run, done=len(result.decisions))
-        return result
+            return result
+
+        return self.run_job(trigger, tick, schema_progress=True)
 
     def _record_failure(self, message: str) -> None:
         try:

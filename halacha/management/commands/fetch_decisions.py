@@ -6,18 +6,16 @@ from django.conf import settings
 from django.core.management.base import CommandError
 
 from drains import validate
-from drains.jobs import SlotTaken, job_run
-from drains.models import Trigger
+from drains.jobs import JobCommand
+from drains.models import DrainRun
 from drains.runs import record_checkpoint
-from drains.schema import ensure_schema
-from drains.trigger import add_trigger_argument
 from halacha.fetch import FetchError, FetchReport, fetch_decisions
 
-JOB = "fetch_decisions"
 MAX_ERRORS_SHOWN = 50
 
 
-class Command(validate.CheckedCommand):
+class Command(JobCommand):
+    job_name = "fetch_decisions"
     help = (
         "Import new court decisions from the inbox folder (FETCH_INBOX_DIR: *.json / *.jsonl, "
         "moved to imported/ or failed/ once read) and the feed (FETCH_FEED_URL, a JSON array "
@@ -27,30 +25,18 @@ class Command(validate.CheckedCommand):
         "JSON) fails the recorded run and exits 1."
     )
 
-    def add_arguments(self, parser):
-        add_trigger_argument(parser, default=Trigger.MANUAL)
-
     def handle(self, *args, trigger: str, **options):
         # The settings were checked at start-up (config/env.py); a host's own settings module
         # or a test may have set them since, so the door checks them again before any work.
         if settings.FETCH_FEED_URL:
             validate.check("FETCH_FEED_URL", settings.FETCH_FEED_URL, validate.http_url)
         validate.check("FETCH_INBOX_DIR", settings.FETCH_INBOX_DIR, validate.writable_folder)
-        ensure_schema()
         try:
-            with job_run(name=JOB, trigger=trigger) as run:
-                try:
-                    report = fetch_decisions()
-                except FetchError as exc:
-                    # What the inbox brought in counts even when the feed then fails.
-                    _checkpoint(run, exc.report)
-                    raise
-                _checkpoint(run, report)
+            report = self.run_job(trigger, _fetch)
         except FetchError as exc:
             # Recorded on the run as failed already; say it plainly and exit non-zero.
             raise CommandError(str(exc)) from None
-        except SlotTaken as taken:
-            self.stdout.write(f"{JOB}: {taken}")
+        if report is None:  # another host has the slot
             return
         for moved in report.files:
             self.stdout.write(
@@ -74,6 +60,17 @@ class Command(validate.CheckedCommand):
                 f"{report.total.bad} bad record(s) skipped and {failed_files} file(s) moved to "
                 "failed/ (listed above); fix them and drop them in the inbox again."
             )
+
+
+def _fetch(run: DrainRun) -> FetchReport:
+    try:
+        report = fetch_decisions()
+    except FetchError as exc:
+        # What the inbox brought in counts even when the feed then fails.
+        _checkpoint(run, exc.report)
+        raise
+    _checkpoint(run, report)
+    return report
 
 
 def _checkpoint(run, report: FetchReport | None) -> None:

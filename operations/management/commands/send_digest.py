@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from drains.jobs import SlotTaken, job_run
-from drains.models import Trigger
-from drains.schema import ensure_schema
-from drains.trigger import add_trigger_argument
-from drains.validate import CheckedCommand
+from drains.jobs import JobCommand
 from operations.digest import send_digest
 
-JOB = "send_digest"
 
-
-class Command(CheckedCommand):
+class Command(JobCommand):
+    job_name = "send_digest"
     help = (
         "Email the last 24 hours per drain (items done, halachot extracted, bursts, backoffs, "
         "failures) to DIGEST_RECIPIENTS through Django's email backend (console unless "
@@ -20,7 +15,7 @@ class Command(CheckedCommand):
     )
 
     def add_arguments(self, parser):
-        add_trigger_argument(parser, default=Trigger.MANUAL)
+        super().add_arguments(parser)
         parser.add_argument(
             "--dry-run",
             action="store_true",
@@ -28,12 +23,8 @@ class Command(CheckedCommand):
         )
 
     def handle(self, *args, trigger: str, dry_run: bool, **options):
-        ensure_schema()
-        try:
-            with job_run(name=JOB, trigger=trigger):
-                result = send_digest(dry_run=dry_run)
-        except SlotTaken as taken:
-            self.stdout.write(f"{JOB}: {taken}")
+        result = self.run_job(trigger, lambda run: send_digest(dry_run=dry_run))
+        if result is None:  # another host has the slot
             return
         if dry_run or not result.recipients:
             if not result.recipients:
