@@ -185,26 +185,30 @@ class Journal:
     def keys(self, drain: str) -> set[str]:
         return {entry.item_key for entry in self.entries(drain)}
 
-    def forget(self, drain: str, keys) -> None:
-        """Delete entries once PostgreSQL holds and counts them (after that commit, never before)."""
+    def forget(self, drain: str, keys, *, tables: tuple[str, ...] = ("paid", "failed")) -> None:
+        """Delete entries once PostgreSQL holds and counts them (after that commit, never before).
+        ``tables``: only paid results, or only failed calls, when just those were counted (an
+        item's failed call and its later paid result are two entries)."""
+        if not set(tables) <= {"paid", "failed"}:  # names go into the SQL: the two tables only
+            raise ValueError(f"no journal table {tables!r}")
         keys = list(keys)
         if not keys:
             return
         try:
-            self._delete(drain, keys)
+            self._delete(drain, keys, tables)
         except sqlite3.Error:
             self._release_reserve()  # the disk is full: the ballast makes room, once
             try:
-                self._delete(drain, keys)
+                self._delete(drain, keys, tables)
             except sqlite3.Error as exc:
                 raise self._error("write", exc) from exc
 
-    def _delete(self, drain: str, keys: list[str]) -> None:
+    def _delete(self, drain: str, keys: list[str], tables: tuple[str, ...]) -> None:
         with self._lock:
             # One transaction (one fsync) for the chunk, not one per entry.
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                for table in ("paid", "failed"):
+                for table in tables:
                     self._conn.executemany(
                         f"DELETE FROM {table} WHERE drain = ? AND item_key = ?",
                         [(drain, k) for k in keys],

@@ -219,7 +219,7 @@ def replay_journal(*, drain_name: str, journal: Journal) -> int:
         if failed.run_id is not None:
             with transaction.atomic(durable=True):
                 _count_journaled(failed.run_id, spent, field="items_failed")
-        journal.forget(drain_name, [failed.item_key])
+        journal.forget(drain_name, [failed.item_key], tables=("failed",))
     entries = journal.entries(drain_name)
     for entry in entries:
         usage = Usage()
@@ -233,7 +233,7 @@ def replay_journal(*, drain_name: str, journal: Journal) -> int:
                 )
             if entry.run_id is not None:
                 _count_journaled(entry.run_id, usage)
-        journal.forget(drain_name, [entry.item_key])
+        journal.forget(drain_name, [entry.item_key], tables=("paid",))
     return len(entries)
 
 

@@ -244,3 +244,20 @@ def test_a_failed_call_in_the_journal_is_counted_on_its_run_by_the_replay(tmp_pa
     journal.record_failure(drain="halacha", item_key="8", run_id=run.pk, usage=None)
     journal.forget("halacha", ["8"])  # the checkpoint that counted it
     assert journal.count() == 0
+
+
+def test_the_replay_of_a_failed_call_keeps_a_paid_result_for_the_same_item(tmp_path):
+    """An item whose first call failed and whose next call was paid for, both still in the
+    journal: counting the failure must not forget the paid result before it is staged."""
+    from drains.staging import replay_journal
+
+    run = factories.make_run(status="crashed", items_done=0, items_failed=0)
+    journal = Journal(tmp_path / "j.sqlite3")
+    journal.record_failure(drain="halacha", item_key="7", run_id=run.pk, usage=None)
+    journal.record(drain="halacha", item_key="7", run_id=run.pk,
+                   payload={"halachot": []}, usage=None)
+    assert replay_journal(drain_name="halacha", journal=journal) == 1
+    run.refresh_from_db()
+    assert (run.items_done, run.items_failed) == (1, 1)
+    assert StagedResult.objects.filter(drain="halacha", item_key="7").exists()
+    assert journal.count() == 0
