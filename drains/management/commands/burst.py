@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import CommandError
 
-from drains import registry, validate
+from drains import validate
 from drains.bursts import (
     DEFAULT_DEADLINE,
     BurstState,
@@ -13,7 +12,7 @@ from drains.bursts import (
     set_drain_burst,
 )
 from drains.clock import format_local
-from drains.events import cli_actor
+from drains.operator_commands import SwitchCommand
 
 
 def describe(state: BurstState) -> str:
@@ -28,23 +27,14 @@ def describe(state: BurstState) -> str:
     return f"{state.name}: burst off"
 
 
-ACTOR_MAX = 150  # DrainControl.updated_by and DrainEvent.actor
-
-
-class Command(validate.CheckedCommand):
+class Command(SwitchCommand):
     help = (
         "Turn a drain's burst on (until the upcoming Saturday 18:00 Asia/Jerusalem, or --until), "
         "off, or show it. Run by an operator, never by cron; the supervisor acts on the result."
     )
+    action_help = "on, off, or status (show only)."
 
-    def add_arguments(self, parser):
-        parser.add_argument(
-            "name", type=validate.choice(registry.names, "drain"),
-            help="The drain, e.g. halacha or metadata.",
-        )
-        parser.add_argument(
-            "action", choices=["on", "off", "status"], help="on, off, or status (show only)."
-        )
+    def add_options(self, parser):
         parser.add_argument(
             "--until",
             type=validate.text(100, what="an ISO 8601 time"),
@@ -52,26 +42,20 @@ class Command(validate.CheckedCommand):
             "2026-12-05T18:00:00+02:00); no later than the upcoming Saturday 18:00 "
             "Asia/Jerusalem. Default: that boundary.",
         )
-        parser.add_argument(
-            "--actor",
-            type=validate.text(ACTOR_MAX, what="a name"),
-            help="Who makes the change, for the timeline (default: cli:<login name>; at most "
-            f"{ACTOR_MAX} characters).",
-        )
 
-    def handle(self, *args, name, action, until, actor, **options):
-        if until is not None and action != "on":
+    def handle(self, *args, **options):
+        if options["until"] is not None and options["action"] != "on":
             raise validate.BadInput("--until only goes with 'on'.")
-        actor = cli_actor(actor)[:ACTOR_MAX]
+        super().handle(*args, **options)
+
+    def show(self, name):
+        return describe(get_drain_burst(name))
+
+    def switch(self, name, on, *, actor, until=None, **options):
         try:
-            if action == "status":
-                state = get_drain_burst(name)
-            elif action == "on":
-                state = set_drain_burst(name=name, until=until or DEFAULT_DEADLINE, actor=actor)
-            else:
-                state = set_drain_burst(name=name, until=None, actor=actor)
-        except registry.UnknownDrain as exc:
-            raise CommandError(str(exc)) from None
+            state = set_drain_burst(
+                name=name, until=(until or DEFAULT_DEADLINE) if on else None, actor=actor
+            )
         except ValidationError as exc:
             raise validate.BadInput(" ".join(exc.messages)) from None
-        self.stdout.write(describe(state))
+        return describe(state)

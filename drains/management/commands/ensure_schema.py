@@ -6,8 +6,7 @@ the tests and the benchmark; it must never migrate any other way.
 
 from __future__ import annotations
 
-from django.db import DEFAULT_DB_ALIAS, connections
-
+from drains.operator_commands import add_database_argument
 from drains.schema import ensure_schema
 from drains.validate import CheckedCommand
 
@@ -21,12 +20,7 @@ class Command(CheckedCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--database",
-            default=DEFAULT_DB_ALIAS,
-            choices=tuple(connections),
-            help='The database alias to check and migrate (default "default").',
-        )
+        add_database_argument(parser, what="check and migrate")
 
     def handle(self, *args, database, verbosity, **options):
         applied = ensure_schema(using=database, stdout=self.stdout if verbosity >= 2 else None)

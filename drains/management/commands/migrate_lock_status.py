@@ -6,9 +6,10 @@ takes, releases or breaks the lock.
 
 from __future__ import annotations
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import connections
 
 from drains import schema
+from drains.operator_commands import add_database_argument
 from drains.validate import CheckedCommand
 
 
@@ -22,12 +23,7 @@ class Command(CheckedCommand):
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--database",
-            default=DEFAULT_DB_ALIAS,
-            choices=tuple(connections),
-            help='The database alias to inspect (default "default").',
-        )
+        add_database_argument(parser, what="inspect")
 
     def handle(self, *args, database, **options):
         with connections[database].cursor() as cursor:
