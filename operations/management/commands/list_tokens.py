@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from drains import validate
 from drains.clock import format_local
-from operations.tokens import USERNAME_MAX, TokenError, expired, list_tokens
+from operations.token_commands import TokenCommand, user_name
+from operations.tokens import expired, list_tokens
 
 
-class Command(validate.CheckedCommand):
+class Command(TokenCommand):
     help = (
         "List API tokens: key prefix, user, name, created, expiry. The prefix names a token for "
         "revoke_token; the token itself is never stored. Run by hand; cron never runs it."
@@ -17,15 +17,11 @@ class Command(validate.CheckedCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--user", type=validate.text(USERNAME_MAX, what="a user name"),
-            help="Only this user's tokens.",
+            "--user", type=user_name, help="Only this user's tokens.",
         )
 
     def handle(self, *args, user, **options):
-        try:
-            tokens = list_tokens(username=user)
-        except TokenError as exc:
-            raise validate.BadInput(str(exc)) from None
+        tokens = list_tokens(username=user)
         if not tokens:
             self.stdout.write("no tokens")
             return

@@ -9,10 +9,11 @@ from django.conf import settings
 
 from drains import validate
 from drains.clock import format_local
-from operations.tokens import MAX_DAYS, MAX_NAME, MIN_DAYS, USERNAME_MAX, TokenError, mint_token
+from operations.token_commands import TokenCommand, user_name
+from operations.tokens import MAX_DAYS, MAX_NAME, MIN_DAYS, mint_token
 
 
-class Command(validate.CheckedCommand):
+class Command(TokenCommand):
     help = (
         "Mint a new API token for a user and print it once (stdout) for scripts calling /api/ "
         "(header 'Authorization: Token <key>'). Only its digest is stored: copy it now. Run by "
@@ -22,8 +23,7 @@ class Command(validate.CheckedCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "username", type=validate.text(USERNAME_MAX, what="a user name"),
-            help="The existing user the token acts as.",
+            "username", type=user_name, help="The existing user the token acts as.",
         )
         parser.add_argument(
             "--name", default="script", type=validate.text(MAX_NAME, what="a token name"),
@@ -48,10 +48,7 @@ class Command(validate.CheckedCommand):
             ttl = settings.REST_KNOX["TOKEN_TTL"]  # a timedelta (config/settings.py)
             assert isinstance(ttl, timedelta), "REST_KNOX TOKEN_TTL is a timedelta"
             days = ttl.total_seconds() / 86400
-        try:
-            minted = mint_token(username=username, name=name, days=days, replace=rotate)
-        except TokenError as exc:
-            raise validate.BadInput(str(exc)) from None
+        minted = mint_token(username=username, name=name, days=days, replace=rotate)
         user = minted.token.user
         missing = [
             perm

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from drains import validate
-from operations.tokens import MAX_NAME, TOKEN_KEY_MAX, USERNAME_MAX, TokenError, revoke_tokens
+from operations.token_commands import TokenCommand, user_name
+from operations.tokens import MAX_NAME, TOKEN_KEY_MAX, revoke_tokens
 
 
-class Command(validate.CheckedCommand):
+class Command(TokenCommand):
     help = (
         "Revoke API tokens: the one whose key starts with KEY_PREFIX (as list_tokens shows it), "
         "or a user's tokens (--user, optionally --name). Callers using them get 401 at once. "
@@ -19,8 +20,7 @@ class Command(validate.CheckedCommand):
             help="The token's prefix from list_tokens.",
         )
         parser.add_argument(
-            "--user", type=validate.text(USERNAME_MAX, what="a user name"),
-            help="Revoke this user's tokens instead.",
+            "--user", type=user_name, help="Revoke this user's tokens instead.",
         )
         parser.add_argument(
             "--name", type=validate.text(MAX_NAME, what="a token name"),
@@ -32,9 +32,6 @@ class Command(validate.CheckedCommand):
             raise validate.BadInput("Give a key prefix or --user, not both.")
         if name and not user:
             raise validate.BadInput("--name goes with --user.")
-        try:
-            revoked = revoke_tokens(token_key=key_prefix, username=user, name=name)
-        except TokenError as exc:
-            raise validate.BadInput(str(exc)) from None
+        revoked = revoke_tokens(token_key=key_prefix, username=user, name=name)
         for t in revoked:
             self.stdout.write(f"revoked {t.token_key}  {t.user.get_username()}  {t.name!r}")
