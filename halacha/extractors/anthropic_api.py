@@ -89,10 +89,7 @@ def key_fingerprint(api_key: str) -> str:
 
 class AnthropicExtractor(Extractor):
     name = "anthropic"
-
-    @property
-    def model(self) -> str:  # read at call time, like every setting
-        return settings.HALACHA_MODEL
+    model_setting = "HALACHA_MODEL"
 
     def quota_key(self) -> str:
         api_key = settings.ANTHROPIC_API_KEY

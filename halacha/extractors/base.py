@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from django.conf import settings
+
 from drains.quota.resets import RateLimited  # noqa: F401  (re-exported for backends)
 from drains.quota.signals import QuotaSignal
 
@@ -103,12 +105,14 @@ class Extractor:
     """
 
     name = "base"
+    model_setting = ""  # the setting naming the model, read at call time ("": none)
 
     @property
     def model(self) -> str:
-        """The model it uses ("": none); a backend that reads a setting reads it at call time,
-        one with a fixed model sets it as a class attribute."""
-        return ""
+        """The model it uses ("": none): a backend whose model is a setting names it in
+        ``model_setting``, read at call time like every setting; one with a fixed model sets
+        ``model`` as a class attribute."""
+        return getattr(settings, self.model_setting) if self.model_setting else ""
 
     def quota_key(self) -> str:
         return self.name

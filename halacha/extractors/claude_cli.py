@@ -185,10 +185,7 @@ class CliAnswer:
 
 class ClaudeCliExtractor(Extractor):
     name = "claude-cli"
-
-    @property
-    def model(self) -> str:  # read at call time, like every setting
-        return settings.HALACHA_CLI_MODEL
+    model_setting = "HALACHA_CLI_MODEL"
 
     def executable(self) -> str:
         configured = settings.CLAUDE_CLI or "claude"
