@@ -21,7 +21,6 @@ from django.utils import timezone
 from drains import selectors
 from drains.bursts import get_drain_burst
 from drains.dbretry import describe
-from drains.events import record_event
 from drains.models import EventKind, RunMode, StopReason
 from drains.quota import policy
 from drains.quota.actions import act_on_limit
@@ -304,13 +303,10 @@ class WorkLoop:
         raw = getattr(exc, "raw", None)
         if raw is not None:
             # A paid reply that could not be used: keep it where an operator can read it.
-            record_event(
-                drain=state.name,
-                run=state.run_row,
-                kind=EventKind.ITEM_FAILED,
-                message=f"item {outcome.key}: {exc}",
-                actor=state.actor,
-                data={
+            state.record_event(
+                EventKind.ITEM_FAILED,
+                f"item {outcome.key}: {exc}",
+                {
                     "item_key": outcome.key,
                     "raw": json.dumps(raw, ensure_ascii=False, default=str)[:20000],
                 },

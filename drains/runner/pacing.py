@@ -35,7 +35,6 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from drains.events import record_event
 from drains.models import EventKind
 from drains.quota import policy
 from drains.quota.kinds import describe_kind
@@ -260,13 +259,10 @@ class Pacing:
             f"{settings.DRAINS_SLOW_DOWN_REPEATS} in a row before a backoff): {exc.message}"
         )
         logger.warning("%s: %s", state.name, message)
-        record_event(
-            drain=state.name,
-            run=state.run_row,
-            kind=EventKind.SLOW_DOWN,
-            message=message,
-            actor=state.actor,
-            data={
+        state.record_event(
+            EventKind.SLOW_DOWN,
+            message,
+            {
                 "kind": exc.kind.kind,
                 "in_flight": pace.after,
                 "was": pace.before,

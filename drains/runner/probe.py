@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from django.conf import settings
 from django.utils import timezone
@@ -96,21 +97,18 @@ class ProbeClaim:
             pass  # the quota's ceiling stopped it before the call (ceiling.py): no probe made
         elif outcome.kind == Outcome.RATE_LIMITED:
             record_limit()
-            record_probe(
-                drain=state.name,
-                quota_key=state.quota_key,
-                run=state.run_row,
-                ok=False,
-                actor=state.actor,
-                until=outcome.error.reset_at,
-            )
+            self._record(ok=False, until=outcome.error.reset_at)
         elif answered:
-            record_probe(
-                drain=state.name, quota_key=state.quota_key, run=state.run_row, ok=True,
-                actor=state.actor,
-            )
+            self._record(ok=True)
             logger.info("%s: probe after reset went through; full concurrency", state.name)
         self.release()
+
+    def _record(self, *, ok: bool, until: datetime | None = None) -> None:
+        state = self.state
+        record_probe(
+            drain=state.name, quota_key=state.quota_key, run=state.run_row, ok=ok,
+            actor=state.actor, until=until,
+        )
 
     def release(self) -> None:
         """Release the quota's probe claim (after the probe's outcome, or at the run's end)."""

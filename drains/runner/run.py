@@ -18,7 +18,6 @@ from drains import registry, selectors
 from drains.bursts import ensure_control, get_drain_burst
 from drains.clock import format_local
 from drains.dbretry import describe, ensure_session_timeouts
-from drains.events import record_event
 from drains.journal import open_journal
 from drains.locks import DrainLock
 from drains.models import EventKind, RunMode, StopReason, Trigger
@@ -248,13 +247,7 @@ class _Runner:
         last = selectors.latest_event(drain=state.name, kind=EventKind.SKIPPED)
         last_run = selectors.latest_run_start(drain=state.name)
         if last is None or last["message"] != message or (last_run and last["at"] < last_run):
-            record_event(
-                drain=state.name,
-                kind=EventKind.SKIPPED,
-                message=message,
-                actor=state.actor,
-                data={"reason": reason, **data},
-            )
+            state.record_event(EventKind.SKIPPED, message, {"reason": reason, **data})
         return RunResult(drain=state.name, status=SKIPPED, reason=reason, message=message)
 
     def _promote_leftovers(self) -> None:
@@ -273,13 +266,11 @@ class _Runner:
             logger.warning("%s: %s", state.name, line)
         report: PromotionReport = settled.report
         if report.promoted or report.already_done:
-            record_event(
-                drain=state.name,
-                kind=EventKind.LEFTOVERS_PROMOTED,
-                message=f"promoted {plural(report.promoted, 'staged result')} left by an earlier run"
+            state.record_event(
+                EventKind.LEFTOVERS_PROMOTED,
+                f"promoted {plural(report.promoted, 'staged result')} left by an earlier run"
                 + (f"; {report.already_done} were already done" if report.already_done else ""),
-                actor=state.actor,
-                data={"promoted": report.promoted, "already_done": report.already_done},
+                {"promoted": report.promoted, "already_done": report.already_done},
             )
         for item_key, error in report.failed:
             message = (
@@ -287,13 +278,7 @@ class _Runner:
                 f"re-extracted): {error}"[:2000]
             )
             if not selectors.event_exists(drain=state.name, kind=EventKind.NOTE, message=message):
-                record_event(
-                    drain=state.name,
-                    kind=EventKind.NOTE,
-                    message=message,
-                    actor=state.actor,
-                    data={"item_key": item_key, "error": error},
-                )
+                state.record_event(EventKind.NOTE, message, {"item_key": item_key, "error": error})
         # Never pay again for an item whose paid result is still waiting in staging (or, should
         # one be left, in the journal).
         state.unpromotable = report.failed_keys | (

@@ -17,9 +17,10 @@ from typing import Any, TextIO
 from django.utils import timezone
 
 from drains.dbretry import DbRetry
+from drains.events import record_event
 from drains.journal import Journal
 from drains.locks import DrainLock, LockLost
-from drains.models import DrainRun, RunMode, StopReason
+from drains.models import DrainEvent, DrainRun, RunMode, StopReason
 from drains.progress import Progress
 from drains.quota.resets import RateLimited
 from drains.runner.plugin import Drain
@@ -115,6 +116,13 @@ class RunState:
     @property
     def actor(self) -> str:
         return f"runtime:{self.trigger}"
+
+    def record_event(self, kind: str, message: str, data: dict[str, Any]) -> DrainEvent:
+        """An event of this drain by the runtime, on the run's row once it has one."""
+        return record_event(
+            drain=self.name, run=self.run_row, kind=kind, message=message, actor=self.actor,
+            data=data,
+        )
 
     def stop(self, reason: str, *, hard: bool = True) -> None:
         """Stop dispatching; a hard stop (not a batch cap) also stops calls already queued."""
