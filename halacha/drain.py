@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from datetime import date
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Case, Count, F, Value, When
@@ -134,10 +135,44 @@ class _DecisionDrain(Drain):
     def pending_queryset(cls):
         return CourtDecision.objects.filter(**{cls.backlog_status_field: ExtractionStatus.PENDING})
 
+    @classmethod
+    def mark_failed(cls, item_key: str, error: str, *, max_attempts: int) -> None:
+        """The drain's attempts + 1 and its error on the decision; failed for good once its
+        attempts reach ``max_attempts``. A decision this drain is done with is left alone."""
+        attempts, status = cls.attempts_field, cls.backlog_status_field
+        CourtDecision.objects.filter(pk=int(item_key)).exclude(
+            **{status: ExtractionStatus.DONE}
+        ).update(**{
+            attempts: F(attempts) + 1,
+            cls.error_field: error[:LAST_ERROR_MAX_CHARS],
+            status: Case(
+                When(**{f"{attempts}__gte": max_attempts - 1}, then=Value(ExtractionStatus.FAILED)),
+                default=Value(ExtractionStatus.PENDING),
+            ),
+            "updated_at": timezone.now(),
+        })
+
     def make_extractor(self):
         from halacha.extractors import get_extractor
 
         return get_extractor()
+
+    def _extract(self, method: str, decision) -> tuple[Any, dict[str, str]]:
+        """The extractor's ``method`` (``extract`` or ``extract_metadata``) on ``decision``: its
+        result and who made it (the payload's "extractor" and "model"). An ExtractionError is
+        the item's failure, with the reply and usage the call was paid for."""
+        from halacha.extractors.base import ExtractionError
+
+        extractor = self.extractor
+        try:
+            result = getattr(extractor, method)(decision)
+        except ExtractionError as exc:
+            raise ItemFailed(str(exc), raw=exc.raw, usage=exc.usage, quota=exc.quota) from exc
+        made_by = {
+            "extractor": result.extractor or getattr(extractor, "name", ""),
+            "model": result.model or getattr(extractor, "model", "") or "",
+        }
+        return result, made_by
 
 
 @registry.register
@@ -155,16 +190,9 @@ class HalachaDrain(_DecisionDrain):
         return Halacha.objects.filter(created_at__gte=since, created_at__lt=until).count()
 
     def process(self, decision) -> Processed:
-        from halacha.extractors.base import ExtractionError
-
-        extractor = self.extractor
-        try:
-            result = extractor.extract(decision)
-        except ExtractionError as exc:
-            raise ItemFailed(str(exc), raw=exc.raw, usage=exc.usage, quota=exc.quota) from exc
+        result, made_by = self._extract("extract", decision)
         payload = {
-            "extractor": result.extractor or getattr(extractor, "name", ""),
-            "model": result.model or getattr(extractor, "model", "") or "",
+            **made_by,
             "halachot": [asdict(halacha) for halacha in result.halachot],
             "rejected": result.rejected,
             "problems": result.problems,
@@ -198,19 +226,6 @@ class HalachaDrain(_DecisionDrain):
             cursor.execute(_PROMOTE_SQL.format(inserted=inserted), params)
             return bool(cursor.fetchone()[0])
 
-    @classmethod
-    def mark_failed(cls, item_key: str, error: str, *, max_attempts: int) -> None:
-        """attempts + 1 and the error; failed for good once attempts reach ``max_attempts``."""
-        CourtDecision.objects.filter(pk=int(item_key)).exclude(status=ExtractionStatus.DONE).update(
-            attempts=F("attempts") + 1,
-            last_error=error[:LAST_ERROR_MAX_CHARS],
-            status=Case(
-                When(attempts__gte=max_attempts - 1, then=Value(ExtractionStatus.FAILED)),
-                default=Value(ExtractionStatus.PENDING),
-            ),
-            updated_at=timezone.now(),
-        )
-
 
 @registry.register
 class MetadataDrain(_DecisionDrain):
@@ -222,16 +237,9 @@ class MetadataDrain(_DecisionDrain):
     error_field = "metadata_error"
 
     def process(self, decision) -> Processed:
-        from halacha.extractors.base import ExtractionError
-
-        extractor = self.extractor
-        try:
-            result = extractor.extract_metadata(decision)
-        except ExtractionError as exc:
-            raise ItemFailed(str(exc), raw=exc.raw, usage=exc.usage, quota=exc.quota) from exc
+        result, made_by = self._extract("extract_metadata", decision)
         payload = {
-            "extractor": result.extractor or getattr(extractor, "name", ""),
-            "model": result.model or getattr(extractor, "model", "") or "",
+            **made_by,
             "court": result.court,
             "case_number": result.case_number,
             "decided_on": result.decided_on.isoformat() if result.decided_on else None,
@@ -273,17 +281,3 @@ class MetadataDrain(_DecisionDrain):
         decision.save(update_fields=[*fields, "updated_at"])
         return True
 
-    @classmethod
-    def mark_failed(cls, item_key: str, error: str, *, max_attempts: int) -> None:
-        """metadata_attempts + 1 and the error; failed for good at ``max_attempts``."""
-        CourtDecision.objects.filter(pk=int(item_key)).exclude(
-            metadata_status=ExtractionStatus.DONE
-        ).update(
-            metadata_attempts=F("metadata_attempts") + 1,
-            metadata_error=error[:LAST_ERROR_MAX_CHARS],
-            metadata_status=Case(
-                When(metadata_attempts__gte=max_attempts - 1, then=Value(ExtractionStatus.FAILED)),
-                default=Value(ExtractionStatus.PENDING),
-            ),
-            updated_at=timezone.now(),
-        )
