@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from drains.bursts import upcoming_week_boundary
-from drains.clock import short_time
+from drains.clock import short_time, span
 from drains.models import RunStatus
 from drains.selectors.rows import Backlog, RunSpan
 from drains.wording import per_hour
@@ -44,22 +44,6 @@ def rate_text(p: Projection) -> str:
     if not p.measured:
         return "no measured rate yet"
     return f"{per_hour(p.rate_per_hour)}, measured"
-
-
-def span(delta: timedelta) -> str:
-    """A rounded duration: ``7 s``, ``40 min``, ``28 h``, ``3 d 4 h`` (seconds below 90 s, as the
-    page's script says a checkpoint's age)."""
-    seconds = max(0, delta.total_seconds())
-    if seconds < 90:
-        return f"{int(seconds)} s"
-    minutes = round(seconds / 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    hours = round(minutes / 60)
-    if hours < 72:
-        return f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 def window_rate(runs: list[RunSpan], *, now: datetime, window: timedelta, burst: bool,

@@ -11,12 +11,11 @@ from enum import StrEnum
 from django.conf import settings
 
 from drains import failures, rules
-from drains.clock import short_time
+from drains.clock import short_time, span
 from drains.models import DrainControl, DrainRun, RunStatus
 from drains.quota import policy
 from drains.quota.kinds import describe_kind
 from drains.selectors.rows import Backlog, CurrentRun
-from operations import projection as proj
 
 FAILED_STATUSES = {RunStatus.FAILED, RunStatus.CRASHED, RunStatus.HUNG}
 
@@ -62,12 +61,12 @@ def _running_state(run: DrainRun, hung_after: timedelta, now: datetime,
         now=now,
     ):
         return State.HUNG, (
-            f"no checkpoint for {proj.span(age)} (limit {proj.span(hung_after)}) from {where}"
+            f"no checkpoint for {span(age)} (limit {span(hung_after)}) from {where}"
         )
     of = f" of {run.backlog_at_start}" if run.backlog_at_start else ""
     return State.RUNNING, (
         f"lock held by {where}: {run.items_done}{of} done, "
-        f"last checkpoint {proj.span(age)} ago"
+        f"last checkpoint {span(age)} ago"
     )
 
 
