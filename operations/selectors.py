@@ -132,6 +132,20 @@ def _control(controls: dict[str, ControlRow], name: str) -> DrainControl | None:
     return row.control if row is not None else None
 
 
+def _backoff_json(control: DrainControl | None, now: datetime) -> dict | None:
+    """The entry's ``backoff``: the drain's own backoff in force (None: none)."""
+    if control is None or not policy.backoff_active(control.backoff_until, now=now):
+        return None
+    return {
+        "until": control.backoff_until,
+        "reason": control.backoff_reason,
+        "observed_at": control.backoff_observed_at,
+        "kind": control.backoff_kind,
+        "model": control.backoff_model,
+        "kind_label": describe_kind(control.backoff_kind, control.backoff_model),
+    }
+
+
 def _window() -> timedelta:
     return timedelta(minutes=settings.DRAINS_PROJECTION_WINDOW_MINUTES)
 
@@ -195,21 +209,11 @@ def _drain_entry(entry: dict, name: str, *, now, row: ControlRow | None, burst,
                                        extractor=registry.get(name).extractor_label(),
                                        next_fire=entry["next_fire_at"],
                                        running=current is not None)
-    backoff = None
-    if control is not None and policy.backoff_active(control.backoff_until, now=now):
-        backoff = {
-            "until": control.backoff_until,
-            "reason": control.backoff_reason,
-            "observed_at": control.backoff_observed_at,
-            "kind": control.backoff_kind,
-            "model": control.backoff_model,
-            "kind_label": describe_kind(control.backoff_kind, control.backoff_model),
-        }
     entry.update(
         enabled=control.enabled if control is not None else True,
         burst_until=burst.effective_until,
         burst_active=burst.active,
-        backoff=backoff,
+        backoff=_backoff_json(control, now),
         backlog=backlog.as_json(),
         why_not_run_now=_why_not_run_now(name, control=control, backoffs=backoffs, holder=holder,
                                          next_fire=entry["next_fire_at"], backlog=backlog,
