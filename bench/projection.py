@@ -161,7 +161,7 @@ def observe(name: str = "halacha") -> dict:
     entry = service_entry(name, now=now)
     window = timedelta(minutes=settings.DRAINS_PROJECTION_WINDOW_MINUTES)
     [runs] = reads.fetch([reads.recent_runs([name], now, now - window - proj.SESSION_BOUND)])
-    spans = [proj.RunSpan(*row) for row in runs[name]]
+    spans = runs[name]
     backoff = entry["backoff"]
     start = max(now, backoff["until"]) if backoff else now
     pending = entry["backlog"]["pending"] + entry["backlog"]["staged"]

@@ -4,6 +4,10 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+# The schema's token scheme registers itself when imported; the schema is only ever generated
+# from this URL conf, so importing it here (not at start-up) keeps drf-spectacular's plumbing
+# (about 0.12 s of imports) out of every cron job's start.
+from operations import openapi  # noqa: F401
 from operations.errors import json_error_view
 from operations.metrics import metrics_view
 from operations.urls import api_urlpatterns as operations_api

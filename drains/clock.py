@@ -5,7 +5,8 @@ Times are stored in UTC. People read them in the operator's zone, always with th
 abbreviation, in one notation — weekday, the date when it is not within the week, the time on a
 24-hour clock, the zone: ``Sat 2026-12-05 18:00 IST`` (``format_local``, commands, events'
 messages, the admin, the digest) or ``Sat 18:00 IST`` (``short_time``, the page's cells and
-reasons, for a moment within six days of now). Machines (the API, metrics, JSON output) get ISO
+reasons, for a moment within six days of now); a duration rounded as ``40 min`` or ``3 d 4 h``
+(``span``: ages, limits, lead times). Machines (the API, metrics, JSON output) get ISO
 8601 with the offset (``iso``). The log lines' timestamps are in the same zone (``LogFormatter``).
 Read at call time, never at import, so a test's ``settings`` override applies.
 """
@@ -43,6 +44,22 @@ def short_time(moment: datetime, now: datetime | None = None) -> str:
     if abs(moment - (now or timezone.now())) > NEAR:
         return format_local(moment)
     return format_local(moment, SHORT_FORMAT)
+
+
+def span(delta: timedelta) -> str:
+    """A rounded duration: ``7 s``, ``40 min``, ``28 h``, ``3 d 4 h`` (seconds below 90 s, as the
+    page's script says a checkpoint's age)."""
+    seconds = max(0, delta.total_seconds())
+    if seconds < 90:
+        return f"{int(seconds)} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours = round(minutes / 60)
+    if hours < 72:
+        return f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 def axis_time(moment: datetime) -> str:

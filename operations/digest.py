@@ -2,7 +2,7 @@
 
 Per drain: items done, halachot extracted, bursts, backoffs and failed runs; per quota key, what
 it has spent so far this quota week (drains/selectors/usage.py), its windows' latest readings
-and the week's forecast, worded as the page words them (operations/quota.py); then the sibling
+and the week's forecast, worded as the page words them (drains/quota/wording.py); then the sibling
 jobs' runs and failures, so a failing court fetch is seen the next morning. It only reads
 (runs, events, decisions, controls) and sends one email through Django's email backend; it
 never changes a drain, a run or a burst.
@@ -25,12 +25,12 @@ from drains.failures import reason_line
 from drains.models import DrainControl, DrainEvent, DrainRun, EventKind, RunStatus
 from drains.quota import policy
 from drains.quota.kinds import describe_kind
+from drains.quota.wording import forecast_text, window_text
 from drains.schedule import scheduled_jobs
 from drains.selectors import digest as reads
 from drains.selectors.quota import QuotaEntry, quota_entries
 from drains.selectors.usage import QuotaWeekUsage, usage_by_week
 from drains.wording import plural
-from operations.quota import forecast_text, window_text
 from operations.usage import usage_text
 
 WINDOW = timedelta(hours=24)

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from drains.bursts import upcoming_week_boundary
-from drains.clock import short_time
+from drains.clock import short_time, span
 from drains.models import RunStatus
+from drains.selectors.rows import Backlog, RunSpan
 from drains.wording import per_hour
 
 # A session limit resets within five hours: the runs read for the rate reach back this far
@@ -43,44 +44,6 @@ def rate_text(p: Projection) -> str:
     if not p.measured:
         return "no measured rate yet"
     return f"{per_hour(p.rate_per_hour)}, measured"
-
-
-def span(delta: timedelta) -> str:
-    """A rounded duration: ``7 s``, ``40 min``, ``28 h``, ``3 d 4 h`` (seconds below 90 s, as the
-    page's script says a checkpoint's age)."""
-    seconds = max(0, delta.total_seconds())
-    if seconds < 90:
-        return f"{int(seconds)} s"
-    minutes = round(seconds / 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    hours = round(minutes / 60)
-    if hours < 72:
-        return f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
-
-
-@dataclass(frozen=True)
-class RunSpan:
-    """A run as the rate sees it: from its start to where its counters are known (its last
-    checkpoint while running), the items done by then, its concurrency and status, and the time
-    its workers spent on items by then (``busy``, summed over workers; 0: not recorded)."""
-
-    start: datetime
-    end: datetime
-    items: int
-    concurrency: int = 1
-    status: str = "succeeded"
-    busy: float = 0.0
-    extractor: str = ""  # the extractor and model it ran with (DrainRun.extractor)
-
-    def slot_seconds(self) -> float:
-        """Working time per call slot, summed: what the workers spent on items, or (not
-        recorded) the whole span at the run's concurrency."""
-        if self.busy > 0:
-            return self.busy
-        return (self.end - self.start).total_seconds() * max(1, self.concurrency)
 
 
 def window_rate(runs: list[RunSpan], *, now: datetime, window: timedelta, burst: bool,
@@ -119,7 +82,7 @@ def window_rate(runs: list[RunSpan], *, now: datetime, window: timedelta, burst:
     return items / counted * 3600 if counted > 0 else 0.0
 
 
-def drain_projection(*, backlog: dict, burst, done_per_hour: list[float], runs: list[tuple],
+def drain_projection(*, backlog: Backlog, burst, done_per_hour: list[float], runs: list[RunSpan],
                      now: datetime, backoff_until: datetime | None,
                      window: timedelta, extractor: str | None = None,
                      next_fire: datetime | None = None, running: bool = False,
@@ -127,21 +90,19 @@ def drain_projection(*, backlog: dict, burst, done_per_hour: list[float], runs: 
                      ) -> tuple[Projection, list[tuple[datetime, int]]]:
     """A drain's projection and backlog history, from what the snapshot read.
 
-    ``runs`` are ``drains.selectors.snapshot.recent_runs`` rows; ``burst`` is its BurstState.
+    ``runs`` are ``drains.selectors.snapshot.recent_runs``'s; ``burst`` is its BurstState.
     Only runs of ``extractor`` (the label configured now; None: every run) measure the rate: a
     fast offline run says nothing about a paid backend. No item is done while a backoff is in
     force: the work resumes at its known reset. Outside a burst, with no run going, nothing is
     done before the drain's next scheduled run (``next_fire``). The history starts at the first
     item (``first_item_at``).
     """
-    pending = backlog["pending"] + backlog["staged"]
+    pending = backlog.pending + backlog.staged
     if burst.active:
         deadline, kind = burst.burst_until, "burst"
     else:
         deadline, kind = upcoming_week_boundary(now), "week"
-    spans = [RunSpan(*row) for row in runs]
-    if extractor is not None:
-        spans = [s for s in spans if s.extractor == extractor]
+    spans = [s for s in runs if extractor is None or s.extractor == extractor]
     rate = window_rate(spans, now=now, window=window, burst=burst.active)
     start = max(now, backoff_until) if backoff_until else now
     if not burst.active and not running and next_fire is not None and next_fire > start:

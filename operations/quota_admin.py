@@ -5,7 +5,7 @@ drains/quota/store.py. ``QuotaPolicy`` (the reserves, the release hours, the aut
 only through the quota policy service (``drains.quota.controls.set_quota_policy``), which
 validates, writes and records the audit event, exactly as ``manage.py quota set`` and the REST API
 do; the admin never saves the row itself. The lists show what the page shows (the same words,
-from operations/quota.py).
+from drains/quota/wording.py).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from django.utils import timezone
 from drains.admin import ReadOnlyAdmin
 from drains.quota import controls, reserve
 from drains.quota.models import QuotaPolicy, QuotaSample, QuotaWindow
+from drains.quota.wording import forecast_text, window_text
 from drains.selectors.quota import quota_entries
-from operations.quota import forecast_text, window_text
 
 POLICY_FIELDS = ("weekly_reserve", "session_reserve", "reserve_release_hours", "autopilot")
 

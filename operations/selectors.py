@@ -23,11 +23,12 @@ from django.utils import timezone
 
 from drains import bursts, failures, operator, registry, rules, schedule
 from drains.locks import drain_lock_holders
-from drains.models import DrainRun, RunStatus
+from drains.models import DrainControl, DrainRun, RunStatus
 from drains.quota import policy
 from drains.quota.kinds import describe_kind
 from drains.selectors import snapshot as reads
 from drains.selectors.quota import quota_entries
+from drains.selectors.rows import Backlog, BackoffRow, ControlRow, CurrentRun, RunSpan
 from drains.selectors.snapshot import HISTORY_HOURS, NOTES_PER_SERVICE, TIMELINE_LENGTH
 from drains.selectors.usage import usage_by_week
 from operations import projection as proj
@@ -120,10 +121,29 @@ def _models(model_usage) -> list[str]:
     return sorted(spent, key=lambda m: (-(spent[m] or {}).get("calls", 0), m))
 
 
-def _backoff_end(control, now: datetime) -> datetime | None:
+def _backoff_end(control: DrainControl | None, now: datetime) -> datetime | None:
     if control is not None and policy.backoff_active(control.backoff_until, now=now):
         return control.backoff_until
     return None
+
+
+def _control(controls: dict[str, ControlRow], name: str) -> DrainControl | None:
+    row = controls.get(name)
+    return row.control if row is not None else None
+
+
+def _backoff_json(control: DrainControl | None, now: datetime) -> dict | None:
+    """The entry's ``backoff``: the drain's own backoff in force (None: none)."""
+    if control is None or not policy.backoff_active(control.backoff_until, now=now):
+        return None
+    return {
+        "until": control.backoff_until,
+        "reason": control.backoff_reason,
+        "observed_at": control.backoff_observed_at,
+        "kind": control.backoff_kind,
+        "model": control.backoff_model,
+        "kind_label": describe_kind(control.backoff_kind, control.backoff_model),
+    }
 
 
 def _window() -> timedelta:
@@ -137,7 +157,8 @@ class DrainChart:
     history: list[tuple[datetime, int]]
 
 
-def _entry(service: _Job, next_fire_at, current, last, notes, now) -> dict:
+def _entry(service: _Job, next_fire_at, current: DrainRun | None, last: DrainRun | None, notes,
+           now) -> dict:
     """A service's entry with what every kind of service has; a drain fills in the rest."""
     return {
         "name": service.name,
@@ -158,24 +179,28 @@ def _entry(service: _Job, next_fire_at, current, last, notes, now) -> dict:
     }
 
 
-def _why_not_run_now(name: str, *, control, backoffs, holder, next_fire, backlog,
-                     now) -> str | None:
+def _why_not_run_now(name: str, *, control: DrainControl | None, backoffs: list[BackoffRow],
+                     holder, next_fire, backlog: Backlog, now) -> str | None:
     """Why the page's "run now" cannot apply (None: it can), asked of drains/operator.py's rule
     with what the snapshot read, so the button follows each refresh at no extra round trip."""
     blocking = policy.blocking_backoff(drain=name, quota_key=control.quota_key if control else "",
                                        controls=backoffs, now=now)
     return operator.start_refusal(
         enabled=control is None or control.enabled,
-        backoff_until=blocking["backoff_until"] if blocking else None,
-        backoff_drain=blocking["name"] if blocking else name, name=name, holder=holder,
-        next_fire=next_fire, pending=backlog["pending"], now=now)
+        backoff_until=blocking.backoff_until if blocking else None,
+        backoff_drain=blocking.name if blocking else name, name=name, holder=holder,
+        next_fire=next_fire, pending=backlog.pending, now=now)
 
 
-def _drain_entry(entry: dict, name: str, *, now, control, burst, current, last, backlog,
-                 done_per_hour, recent_runs, holder, backoffs) -> tuple[str, str]:
+def _drain_entry(entry: dict, name: str, *, now, row: ControlRow | None, burst,
+                 current: CurrentRun | None, last: DrainRun | None, backlog: Backlog,
+                 done_per_hour, recent_runs: list[RunSpan], holder,
+                 backoffs: list[BackoffRow]) -> tuple[str, str]:
     """Fill a drain's part of its snapshot entry; return its (state, reason)."""
+    control = row.control if row is not None else None
     state, reason = drain_state(
-        control=control, burst=burst, current=current, last=last, backlog=backlog,
+        control=control, disabled_by=row.disabled_by if row is not None else None, burst=burst,
+        current=current.run if current is not None else None, last=last, backlog=backlog,
         next_fire=entry["next_fire_at"], holder=holder, now=now,
     )
     p, history = proj.drain_projection(backlog=backlog, burst=burst, done_per_hour=done_per_hour,
@@ -184,22 +209,12 @@ def _drain_entry(entry: dict, name: str, *, now, control, burst, current, last, 
                                        extractor=registry.get(name).extractor_label(),
                                        next_fire=entry["next_fire_at"],
                                        running=current is not None)
-    backoff = None
-    if control is not None and policy.backoff_active(control.backoff_until, now=now):
-        backoff = {
-            "until": control.backoff_until,
-            "reason": control.backoff_reason,
-            "observed_at": control.backoff_observed_at,
-            "kind": control.backoff_kind,
-            "model": control.backoff_model,
-            "kind_label": describe_kind(control.backoff_kind, control.backoff_model),
-        }
     entry.update(
         enabled=control.enabled if control is not None else True,
         burst_until=burst.effective_until,
         burst_active=burst.active,
-        backoff=backoff,
-        backlog=backlog,
+        backoff=_backoff_json(control, now),
+        backlog=backlog.as_json(),
         why_not_run_now=_why_not_run_now(name, control=control, backoffs=backoffs, holder=holder,
                                          next_fire=entry["next_fire_at"], backlog=backlog,
                                          now=now),
@@ -226,13 +241,13 @@ class _Reads:
 
     bursts: dict
     holders: dict
-    controls: dict
-    backoffs: list
-    current: dict
-    last: dict
-    done: dict
-    runs: dict
-    backlogs: dict
+    controls: dict[str, ControlRow]
+    backoffs: list[BackoffRow]
+    current: dict[str, CurrentRun]
+    last: dict[str, DrainRun]
+    done: dict[str, list[float]]
+    runs: dict[str, list[RunSpan]]
+    backlogs: dict[str, Backlog]
     notes: dict
     recent: list
 
@@ -260,10 +275,11 @@ def _service_entry(service: _Job, r: _Reads, now: datetime) -> dict:
     name = service.name
     next_fire_at = next_fire(service.expression, now) if service.expression else None
     current, last = r.current.get(name), r.last.get(name)
-    entry = _entry(service, next_fire_at, current, last, r.notes.pop(name, []), now)
+    entry = _entry(service, next_fire_at, current.run if current is not None else None, last,
+                   r.notes.pop(name, []), now)
     if service.drain:
         state, reason = _drain_entry(
-            entry, name, now=now, control=r.controls.get(name), burst=r.bursts[name],
+            entry, name, now=now, row=r.controls.get(name), burst=r.bursts[name],
             current=current, last=last, backlog=r.backlogs[name], done_per_hour=r.done[name],
             recent_runs=r.runs[name], holder=r.holders.get(name), backoffs=r.backoffs,
         )
@@ -317,7 +333,7 @@ def drain_chart(name: str, *, now: datetime | None = None) -> DrainChart:
     p, history = proj.drain_projection(backlog=backlogs[name], burst=burst,
                                        done_per_hour=done[name], runs=runs[name], now=now,
                                        window=_window(),
-                                       backoff_until=_backoff_end(controls.get(name), now),
+                                       backoff_until=_backoff_end(_control(controls, name), now),
                                        extractor=drain.extractor_label(),
                                        next_fire=next_fire(expression, now) if expression else None,
                                        running=name in current,

@@ -11,11 +11,11 @@ from enum import StrEnum
 from django.conf import settings
 
 from drains import failures, rules
-from drains.clock import short_time
+from drains.clock import short_time, span
 from drains.models import DrainControl, DrainRun, RunStatus
 from drains.quota import policy
 from drains.quota.kinds import describe_kind
-from operations import projection as proj
+from drains.selectors.rows import Backlog, CurrentRun
 
 FAILED_STATUSES = {RunStatus.FAILED, RunStatus.CRASHED, RunStatus.HUNG}
 
@@ -61,12 +61,12 @@ def _running_state(run: DrainRun, hung_after: timedelta, now: datetime,
         now=now,
     ):
         return State.HUNG, (
-            f"no checkpoint for {proj.span(age)} (limit {proj.span(hung_after)}) from {where}"
+            f"no checkpoint for {span(age)} (limit {span(hung_after)}) from {where}"
         )
     of = f" of {run.backlog_at_start}" if run.backlog_at_start else ""
     return State.RUNNING, (
         f"lock held by {where}: {run.items_done}{of} done, "
-        f"last checkpoint {proj.span(age)} ago"
+        f"last checkpoint {span(age)} ago"
     )
 
 
@@ -76,8 +76,9 @@ def _failed_reason(run: DrainRun) -> str:
     return f"last run {run.pk} {run.status} at {when}" + (f": {error}" if error else "")
 
 
-def drain_state(*, control, burst, current, last, backlog, next_fire, holder,
-                 now) -> tuple[str, str]:
+def drain_state(*, control: DrainControl | None, disabled_by: str | None, burst,
+                current: DrainRun | None, last: DrainRun | None, backlog: Backlog, next_fire,
+                holder, now) -> tuple[str, str]:
     if current is not None:
         # Alive exactly when the run's session holds the drain's lock (any session, when the
         # run has not recorded its backend pid yet).
@@ -86,7 +87,7 @@ def drain_state(*, control, burst, current, last, backlog, next_fire, holder,
     if holder is not None:
         return State.RUNNING, f"lock held by database session {holder}; its run is starting"
     if control is not None and not control.enabled:
-        by = f" by {control.disabled_by}" if getattr(control, "disabled_by", None) else ""
+        by = f" by {disabled_by}" if disabled_by else ""
         return State.DISABLED, f"disabled{by}: no run starts until it is enabled again"
     if control is not None and policy.backoff_active(control.backoff_until, now=now):
         reason = _first_line(control.backoff_reason) or "rate limited"
@@ -97,21 +98,22 @@ def drain_state(*, control, burst, current, last, backlog, next_fire, holder,
         )
     if last is not None and last.status in FAILED_STATUSES:
         return State.FAILING, _failed_reason(last)
-    if backlog["pending"] == 0:
+    if backlog.pending == 0:
         return State.IDLE, "backlog empty"
     if burst.active:
         return State.IDLE, (
-            f"burst until {short_time(burst.burst_until)}: {backlog['pending']} pending, "
+            f"burst until {short_time(burst.burst_until)}: {backlog.pending} pending, "
             "waiting for the supervisor to start a run"
         )
     if next_fire is not None:
-        return State.IDLE, f"{backlog['pending']} pending; next run {short_time(next_fire)}"
-    return State.IDLE, f"{backlog['pending']} pending; not scheduled: only a burst starts it"
+        return State.IDLE, f"{backlog.pending} pending; next run {short_time(next_fire)}"
+    return State.IDLE, f"{backlog.pending} pending; not scheduled: only a burst starts it"
 
 
-def job_state(*, current, last, next_fire, now) -> tuple[str, str]:
+def job_state(*, current: CurrentRun | None, last: DrainRun | None, next_fire,
+              now) -> tuple[str, str]:
     if current is not None:
-        return _running_state(current, _hung_after(None), now, current.backend_alive)
+        return _running_state(current.run, _hung_after(None), now, current.backend_alive)
     if last is not None and last.status in FAILED_STATUSES:
         return State.FAILING, _failed_reason(last)
     after = f"; next {short_time(next_fire)}" if next_fire else ""

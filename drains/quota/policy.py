@@ -10,40 +10,73 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol, TypeGuard, TypeVar, overload
 
 from drains.quota.kinds import LimitKind
 from drains.rules import burst_active
 
 
-def backoff_active(backoff_until: datetime | None, *, now: datetime) -> bool:
-    """A backoff stops calls until its reset time."""
+def backoff_active(backoff_until: datetime | None, *, now: datetime) -> TypeGuard[datetime]:
+    """A backoff stops calls until its reset time (so, when it does, its reset is known)."""
     return backoff_until is not None and backoff_until > now
+
+
+class BackoffFields(Protocol):
+    """A backoff as a typed row says it (the snapshot's ``BackoffRow``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def quota_key(self) -> str: ...
+    @property
+    def backoff_until(self) -> datetime | None: ...
+
+
+Row = TypeVar("Row", bound=BackoffFields)  # a typed row comes back as itself
+
+
+def _backoff_fields(row: Mapping[str, Any] | BackoffFields) -> tuple[str, str, datetime | None]:
+    if isinstance(row, Mapping):
+        return row["name"], row.get("quota_key") or "", row["backoff_until"]
+    return row.name, row.quota_key, row.backoff_until
+
+
+@overload
+def blocking_backoff(*, drain: str, quota_key: str, controls: Iterable[Row], now: datetime,
+                     ignore: Iterable[str] = ()) -> Row | None: ...
+
+
+@overload  # the runner's and the supervisor's rows (``.values()`` dicts, ControlValues)
+def blocking_backoff(*, drain: str, quota_key: str, controls: Iterable[Mapping[str, Any]],
+                     now: datetime, ignore: Iterable[str] = ()) -> Mapping[str, Any] | None: ...
 
 
 def blocking_backoff(
     *,
     drain: str,
     quota_key: str,
-    controls: Iterable[Mapping[str, Any]],
+    controls: Iterable[Mapping[str, Any]] | Iterable[BackoffFields],
     now: datetime,
     ignore: Iterable[str] = (),
-) -> Mapping[str, Any] | None:
+) -> Mapping[str, Any] | BackoffFields | None:
     """The control row whose backoff stops ``drain`` now, or None.
 
     A rate limit belongs to the quota, not to one drain: the drain's own backoff stops it, and
     so does the backoff of any drain on the same ``quota_key`` (none when the key is empty).
-    ``controls`` are rows with ``name``, ``quota_key`` and ``backoff_until``; the latest reset
-    wins. ``ignore`` names drains whose backoff is being cleared.
+    ``controls`` are rows with ``name``, ``quota_key`` and ``backoff_until`` (mappings, or typed
+    rows such as the snapshot's ``BackoffRow``); the latest reset wins. ``ignore`` names drains
+    whose backoff is being cleared.
     """
     skipped = set(ignore)
-    found = None
+    found: Mapping[str, Any] | BackoffFields | None = None
+    latest: datetime | None = None
     for row in controls:
-        if row["name"] in skipped or not backoff_active(row["backoff_until"], now=now):
+        name, key, until = _backoff_fields(row)
+        if name in skipped or not backoff_active(until, now=now):
             continue
-        if row["name"] == drain or (quota_key and row.get("quota_key") == quota_key):
-            if found is None or row["backoff_until"] > found["backoff_until"]:
-                found = row
+        if name == drain or (quota_key and key == quota_key):
+            if latest is None or until > latest:
+                found, latest = row, until
     return found
 
 

@@ -2,7 +2,8 @@
 snapshot and the digest read drain state (DrainControl, DrainRun, DrainEvent, StagedResult).
 
 - ``drains.selectors.runs``: what the runtime and the supervisor read while they work;
-- ``drains.selectors.snapshot``: the batched reads behind the operations snapshot;
+- ``drains.selectors.snapshot``: the batched reads behind the operations snapshot, handing
+  over the typed rows of ``drains.selectors.rows``;
 - ``drains.selectors.digest``: what the daily digest reads;
 - ``drains.selectors.usage``: usage accounting per quota key and quota week (the snapshot, the
   page, the digest and the metrics).

@@ -28,7 +28,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from django.db import connection
 from django.db.models import BigIntegerField, CharField, Count, F, Min, OuterRef, Subquery, Value
@@ -36,6 +35,7 @@ from django.db.models.functions import Cast, Extract
 
 from drains import registry
 from drains.models import NOTE_KINDS, DrainControl, DrainEvent, DrainRun, EventKind, StagedResult
+from drains.selectors.rows import Backlog, BackoffRow, ControlRow, CurrentRun, RunSpan
 
 HISTORY_HOURS = 12
 NOTES_PER_SERVICE = 5
@@ -98,13 +98,11 @@ def controls(drain_names: list[str]) -> Statement:
     )
     attnames = [f.attname for f in DrainControl._meta.concrete_fields]
 
-    def read(rows):
+    def read(rows) -> dict[str, ControlRow]:
         controls = {}
         for row in rows:
             control = DrainControl.from_db(connection.alias, attnames, row[: len(attnames)])
-            # Read beside the row (operations/states.py says who disabled it): no field of it.
-            control.disabled_by = row[len(attnames)]  # type: ignore[attr-defined]
-            controls[control.name] = control
+            controls[control.name] = ControlRow(control, disabled_by=row[len(attnames)])
         return controls
 
     return Statement(sql, list(params), read)
@@ -120,14 +118,15 @@ def backoffs(now: datetime) -> Statement:
         .query.sql_with_params()
     )
 
-    def read(rows):
-        return [{"name": n, "quota_key": k, "backoff_until": u} for n, k, u in rows]
+    def read(rows) -> list[BackoffRow]:
+        return [BackoffRow(name, quota_key, until) for name, quota_key, until in rows]
 
     return Statement(sql, list(params), read)
 
 
 def runs(names: list[str]) -> Statement:
-    """(current running run, newest finished run) per name; runs carry ``backend_alive``."""
+    """(current running run, newest finished run) per name; the running one as a
+    ``CurrentRun``, with whether its recorded session is there."""
     table = DrainRun._meta.db_table
     columns, attnames = _columns(DrainRun)
     select = ", ".join(f"r.{c}" for c in columns)
@@ -146,15 +145,15 @@ def runs(names: list[str]) -> Statement:
              ORDER BY started_at DESC, id DESC LIMIT 1) r)
     """
 
-    def read(rows):
-        current, last = {}, {}
+    def read(rows) -> tuple[dict[str, CurrentRun], dict[str, DrainRun]]:
+        current: dict[str, CurrentRun] = {}
+        last: dict[str, DrainRun] = {}
         for *values, slot, alive in rows:
             run = DrainRun.from_db(connection.alias, attnames, values)
             if slot == "current":
                 # Not recorded (no backend pid): liveness unknown.
-                run.backend_alive = (  # type: ignore[attr-defined]  # read beside the row
-                    alive if run.backend_pid is not None else None)
-                current[run.drain] = run
+                current[run.drain] = CurrentRun(
+                    run, backend_alive=alive if run.backend_pid is not None else None)
             else:
                 last[run.drain] = run
         return current, last
@@ -219,11 +218,9 @@ def done_per_hour(names: list[str], now: datetime) -> Statement:
 
 
 def recent_runs(names: list[str], now: datetime, since: datetime) -> Statement:
-    """Per drain, the runs that reach into ``since``..``now``, newest first, as plain tuples
-    ``(started_at, end, items_done, concurrency, status, busy_seconds, extractor)`` for the
-    projection's rate
-    (operations/projection.py), read from the same ``_SPANS`` as ``done_per_hour``; rows grow
-    with the runs in the window, the statement count does not.
+    """Per drain, the runs that reach into ``since``..``now``, newest first, as ``RunSpan``s
+    for the projection's rate (operations/projection.py), read from the same ``_SPANS`` as
+    ``done_per_hour``; rows grow with the runs in the window, the statement count does not.
     """
     sql = f"""
         WITH {_SPANS}
@@ -231,10 +228,10 @@ def recent_runs(names: list[str], now: datetime, since: datetime) -> Statement:
         FROM spans ORDER BY drain, s DESC
     """
 
-    def read(rows):
-        result: dict[str, list[tuple]] = {name: [] for name in names}
-        for drain, *run in rows:
-            result[drain].append(tuple(run))
+    def read(rows) -> dict[str, list[RunSpan]]:
+        result: dict[str, list[RunSpan]] = {name: [] for name in names}
+        for drain, start, end, items, concurrency, status, busy, extractor in rows:
+            result[drain].append(RunSpan(start, end, items, concurrency, status, busy, extractor))
         return result
 
     return Statement(sql, [names, since, now, names, since], read)
@@ -265,22 +262,25 @@ def _backlog_parts(name: str, cls, label: CharField) -> list:
 
 
 def _read_backlogs(rows, drain_names: list[str],
-                   separate: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
-    counts: dict[str, dict[str, Any]] = {
-        name: {"pending": 0, "staged": 0, "done": 0, "failed": 0} for name in drain_names}
+                   separate: dict[str, dict[str, int]]) -> dict[str, Backlog]:
+    counts: dict[str, dict[str, int]] = {name: {} for name in drain_names}
+    oldest: dict[str, datetime] = {}
     for name, known in separate.items():
-        for status, n in known.items():
-            if status in counts[name]:
-                counts[name][status] = n
-    for name in drain_names:
-        counts[name]["oldest_pending_at"] = None
+        counts[name].update(known)
     for drain, status, n in rows:
-        if status == OLDEST and drain in counts:
-            counts[drain]["oldest_pending_at"] = (
-                datetime.fromtimestamp(n, UTC) if n is not None else None)
-        elif status in counts.get(drain, {}):
+        if drain not in counts:
+            continue
+        if status == OLDEST:
+            if n is not None:
+                oldest[drain] = datetime.fromtimestamp(n, UTC)
+        else:
             counts[drain][status] = n
-    return counts
+    return {
+        name: Backlog(pending=c.get("pending", 0), staged=c.get("staged", 0),
+                      done=c.get("done", 0), failed=c.get("failed", 0),
+                      oldest_pending_at=oldest.get(name))
+        for name, c in counts.items()
+    }
 
 
 def backlogs(drain_names: list[str]) -> Statement:

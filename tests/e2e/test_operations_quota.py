@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from drains.models import DrainControl
 from drains.quota.models import QuotaPolicy, QuotaWindow
-from operations.quota import NO_SIGNAL
+from drains.quota.wording import NO_SIGNAL
 from tests.e2e.test_operations_layout import WATCH_CSP
 from tests.e2e.test_operations_page import ARGS, CHROMIUM, JERUSALEM
 from tests.support.quota_rows import make_window

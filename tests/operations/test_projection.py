@@ -4,7 +4,8 @@ from datetime import timedelta
 
 import pytest
 
-from operations.projection import backlog_history, project, span
+from drains.clock import span
+from operations.projection import backlog_history, project
 from tests.operations.conftest import BOUNDARY, WEDNESDAY
 
 # Wed 10:00 -> Sat 18:00 is 80 h.

@@ -17,7 +17,8 @@ from django.utils import timezone
 from drains.bursts import set_drain_burst
 from drains.quota.backoff import record_backoff
 from drains.selectors import snapshot as reads
-from operations.projection import SESSION_BOUND, RunSpan, window_rate
+from drains.selectors.rows import RunSpan
+from operations.projection import SESSION_BOUND, window_rate
 from tests.operations.conftest import BOUNDARY, WEDNESDAY
 
 URL = "/api/operations/"
@@ -120,8 +121,8 @@ def test_recent_runs_reads_the_window_and_the_run_before_it(frozen, make_run):
              busy_seconds=2.5)
     [rows] = reads.fetch([reads.recent_runs(["halacha"], NOW, NOW - 3 * H - SESSION_BOUND)])
     assert rows["halacha"] == [
-        (at(1), at(0.5), 7, 1, "running", 2.5, "offline"),
-        (at(9), at(8), 60, 4, "rate_limited", 0.0, "offline"),
+        RunSpan(at(1), at(0.5), 7, 1, "running", 2.5, "offline"),
+        RunSpan(at(9), at(8), 60, 4, "rate_limited", 0.0, "offline"),
     ]
 
 

@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from drains.models import DrainControl, DrainEvent, EventKind
 from drains.quota.models import QuotaPolicy, QuotaWindow
+from drains.quota.wording import NO_SIGNAL
 from operations.digest import build_digest, render_digest
 from operations.metrics import render_metrics
-from operations.quota import NO_SIGNAL
 from tests.operations.conftest import JERUSALEM
 from tests.operations.test_metrics import samples, value
 from tests.support.quota_rows import make_window

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from drains.models import DrainControl
 from drains.quota.models import QuotaPolicy, QuotaSample
-from operations.quota import NO_QUOTA, NO_SIGNAL
+from drains.quota.wording import NO_QUOTA, NO_SIGNAL
 from tests.operations.conftest import JERUSALEM
 from tests.support.quota_rows import make_window
 

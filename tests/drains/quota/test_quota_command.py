@@ -17,6 +17,9 @@ from drains.models import DrainControl, DrainEvent, EventKind
 from drains.quota.models import QuotaPolicy
 from drains.quota.signals import QuotaSignal, WindowReading
 from drains.quota.store import record_signal
+from drains.quota.wording import NO_QUOTA, NO_SIGNAL
+from drains.selectors.quota import quota_entries
+from operations.quota import quota_json
 from tests.support.db import ROOT, child_env
 
 pytestmark = pytest.mark.django_db
@@ -40,15 +43,29 @@ def seen(key=KEY, *, five=0.42, week=0.3, week_reset=NOW + timedelta(days=3), at
 @freeze_time(NOW)
 def test_show__windows_reserves_ceilings_now():
     seen(at=NOW - timedelta(minutes=2))
-    text = quota()
-    assert f"quota {KEY}" in text
-    assert "reserves: weekly 10% (default), released over the last 6 h before the weekly " \
-           "reset (default); session 0% (default)" in text
-    assert ("seven_day: 30% used · resets Fri 2026-12-04 12:00 IST · ceiling now 90% · "
-            "seen 2 min ago, allowed") in text
-    assert "five_hour: 42% used · resets Tue 2026-12-01 15:00 IST · ceiling now 100%" in text
-    assert "drains may call: every window is below its ceiling" in text
-    assert "autopilot: off" in text
+    lines = quota().splitlines()
+    assert lines[:3] == [
+        f"quota {KEY}",
+        "  reserves: weekly 10 % (default), released over the last 6 h before the weekly "
+        "reset (default); session 0 % (default)",
+        "  5 hours 42 % used · resets Tue 15:00 IST · seen 2 min ago",
+    ]
+    assert lines[3] == ("  Week 30 % used · resets Fri 12:00 IST · seen 2 min ago · "
+                        "reserve 10 % (ceiling 90 %)")
+    assert lines[4] == "  drains may call: every window is below its ceiling by more than one call"
+    assert lines[5].startswith("  at this pace the week ends at ")
+    assert lines[5].endswith("would lapse; the autopilot is off")
+    assert lines[6].startswith("defaults: DRAINS_QUOTA_WEEKLY_RESERVE=0.1, ")
+
+
+@freeze_time(NOW)
+def test_show__says_what_the_page_says_in_the_same_words():
+    seen(at=NOW - timedelta(minutes=2))
+    [page] = [quota_json(entry, NOW) for entry in quota_entries(now=NOW)]
+    lines = quota().splitlines()
+    for window in page["windows"]:
+        assert f"  {window['text']}" in lines
+    assert f"  {page['text']}" in lines
 
 
 @freeze_time(NOW)
@@ -56,19 +73,22 @@ def test_show__released_reserve_and_a_stop():
     seen(week=0.93, week_reset=NOW + timedelta(hours=3))
     text = quota()
     # 3 of the 6 release hours left: half the 10 % reserve, ceiling 95 %.
-    assert "ceiling now 95% (reserve being released)" in text
+    assert ("  Week 93 % used · resets Tue 15:00 IST · seen just now · "
+            "reserve 5 % (ceiling 95 %, being released)") in text.splitlines()
     assert "drains may call" in text
     QuotaPolicy.objects.create(quota_key=KEY, reserve_release_hours=0)
     text = quota()
-    assert "never released" in text and "ceiling now 90%" in text
+    assert "never released" in text
+    assert "reserve 10 % (ceiling 90 %) · at the ceiling: no drain call starts" in text
     assert "drains stopped: seven_day at 93% is at or over its ceiling 90%" in text
 
 
 def test_show__no_signal_and_no_key():
-    assert "no quota key known yet" in quota()
+    assert quota().splitlines()[0] == NO_QUOTA
     DrainControl.objects.create(name="halacha", quota_key="anthropic:abc")
-    text = quota()
-    assert "quota anthropic:abc" in text and "no quota signal seen yet" in text
+    lines = quota().splitlines()
+    assert lines[0] == "quota anthropic:abc" and f"  {NO_SIGNAL}" in lines
+    assert not any(line.startswith("  drains may call") for line in lines)
 
 
 def test_set__the_one_known_key_written_and_audited():
@@ -77,7 +97,8 @@ def test_set__the_one_known_key_written_and_audited():
                  "--autopilot", "on", "--actor", "ops")
     policy = QuotaPolicy.objects.get(quota_key=KEY)
     assert (policy.weekly_reserve, policy.reserve_release_hours, policy.autopilot) == (0.2, 4, True)
-    assert "reserves: weekly 20%, released over the last 4 h" in text
+    assert "reserves: weekly 20 %, released over the last 4 h before the weekly reset; " \
+           "session 0 % (default)" in text
     event = DrainEvent.objects.get(kind=EventKind.QUOTA_POLICY)
     assert event.actor == "ops" and event.data["after"]["weekly_reserve"] == 0.2
     quota("set", "--quota", KEY, "--weekly-reserve", "default")
