@@ -9,8 +9,9 @@ _TOKEN = pytest.StashKey[tuple[str, set[int]]]()
 
 
 # pytest's own clock must not be frozen: a fixture that freezes time during setup otherwise
-# makes --durations report setups of 1.8 billion seconds (the frozen epoch, not the real time).
-freezegun.configure(extend_ignore_list=["_pytest"])
+# makes --durations report setups of 1.8 billion seconds (the frozen epoch, not the real time);
+# nor may the clock of pytest-xdist's worker, which reports those durations to the controller.
+freezegun.configure(extend_ignore_list=["_pytest", "xdist", "execnet"])
 
 
 def pytest_configure(config):
@@ -77,13 +78,42 @@ def reaped_process():
         process.wait()
 
 
-def pytest_terminal_summary(terminalreporter):
-    """The generated input sweeps (tests/test_input_sweep.py, test_settings_sweep.py) say how
-    many cases they ran."""
+_SWEEP_COUNTS = pytest.StashKey[dict[str, int]]()
+_SWEEPS = [("tests.test_input_sweep", "input sweep (commands)"),
+           ("tests.test_settings_sweep", "input sweep (settings)")]
+
+
+def _sweep_counts() -> dict[str, int]:
     import sys
 
-    for module, what in [("tests.test_input_sweep", "input sweep (commands)"),
-                         ("tests.test_settings_sweep", "input sweep (settings)")]:
+    counts = {}
+    for module, what in _SWEEPS:
         sweep = sys.modules.get(module)
         if sweep is not None and sweep.CASES:
-            terminalreporter.write_line(f"{what}: {len(sweep.CASES)} cases")
+            counts[what] = len(sweep.CASES)
+    return counts
+
+
+def pytest_sessionfinish(session):
+    """On a pytest-xdist worker: hand the cases this worker ran to the controller, which runs
+    no test itself and adds the workers' counts up."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["sweep_counts"] = _sweep_counts()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    counts = getattr(node, "workeroutput", {}).get("sweep_counts", {})
+    collected = node.config.stash.setdefault(_SWEEP_COUNTS, {})
+    for what, count in counts.items():
+        collected[what] = collected.get(what, 0) + count
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The generated input sweeps (tests/test_input_sweep.py, test_settings_sweep.py) say how
+    many cases they ran, whether the tests ran here or on pytest-xdist workers."""
+    counts = {**terminalreporter.config.stash.get(_SWEEP_COUNTS, {}), **_sweep_counts()}
+    for _, what in _SWEEPS:
+        if what in counts:
+            terminalreporter.write_line(f"{what}: {counts[what]} cases")
