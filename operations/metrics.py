@@ -16,7 +16,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.db.models import Sum
@@ -29,10 +29,18 @@ from drains.models import DrainRun
 from drains.schema import missing_migrations
 from operations import selectors
 from operations.errors import error_body
+from operations.snapshot_types import QuotaKeyEntry, ServiceEntry, Snapshot, UsageEntry
 from operations.states import FAILED_STATUSES
 
-BACKLOG_STATUSES = ("pending", "staged", "done", "failed")
-TOKEN_KINDS = {  # label -> DrainRun field
+_BacklogStatus = Literal["pending", "staged", "done", "failed"]
+_TokenField = Literal["input_tokens", "output_tokens", "cache_creation_input_tokens",
+                      "cache_read_input_tokens"]
+# The keys of a week's usage entry each per-key gauge of _usage_families reads.
+_WeekField = Literal["cost_usd", "calls", "refused_calls", "items_done", "halachot",
+                     "cost_per_halacha"]
+
+BACKLOG_STATUSES: tuple[_BacklogStatus, ...] = ("pending", "staged", "done", "failed")
+TOKEN_KINDS: dict[str, _TokenField] = {  # label -> DrainRun field (and usage entry key)
     "input": "input_tokens",
     "output": "output_tokens",
     "cache_creation_input": "cache_creation_input_tokens",
@@ -60,7 +68,7 @@ def run_totals(names: list[str]) -> dict[str, dict[str, int]]:
 class SnapshotCollector:
     """Metric families for one scrape, from data read before ``collect`` is called."""
 
-    def __init__(self, snapshot: dict, totals: dict[str, dict[str, int]], unapplied: int):
+    def __init__(self, snapshot: Snapshot, totals: dict[str, dict[str, int]], unapplied: int):
         self.snapshot, self.totals, self.unapplied = snapshot, totals, unapplied
 
     def collect(self):
@@ -76,7 +84,7 @@ class SnapshotCollector:
         yield schema
 
 
-def _drain_families(drains: list[dict], totals: dict[str, dict[str, int]]):
+def _drain_families(drains: list[ServiceEntry], totals: dict[str, dict[str, int]]):
     """Per drain: its backlog, burst, backoff, projection and its runs' totals."""
     gauge = GaugeMetricFamily
     backlog = gauge("drains_backlog_items", "Items per backlog status.", labels=["drain", "status"])
@@ -97,10 +105,11 @@ def _drain_families(drains: list[dict], totals: dict[str, dict[str, int]]):
     tokens = CounterMetricFamily("drains_extractor_tokens", "Extractor tokens over all runs.",
                                  labels=["drain", "kind"])
     for s in drains:
-        name = s["name"]
+        name, counts = s["name"], s["backlog"]
+        assert counts is not None, "a drain's entry always has its backlog"
         for status in BACKLOG_STATUSES:
-            backlog.add_metric([name, status], s["backlog"][status])
-        staged.add_metric([name], s["backlog"]["staged"])
+            backlog.add_metric([name, status], counts[status])
+        staged.add_metric([name], counts["staged"])
         burst.add_metric([name], 1 if s["burst_active"] else 0)
         burst_deadline.add_metric([name], _ts(s["burst_until"]) if s["burst_active"] else 0)
         backoff.add_metric([name], _ts(s["backoff"]["until"]) if s["backoff"] else 0)
@@ -117,7 +126,7 @@ def _drain_families(drains: list[dict], totals: dict[str, dict[str, int]]):
                 items, tokens)
 
 
-def _service_families(services: list[dict]):
+def _service_families(services: list[ServiceEntry]):
     """Every scheduled service (drains, the supervisor, the other jobs) by its name."""
     gauge = GaugeMetricFamily
     active = gauge("drains_run_active", "1 while a run is going.", labels=["drain"])
@@ -148,14 +157,14 @@ def _service_families(services: list[dict]):
     yield from (active, age, last, state, failed)
 
 
-def _usage_families(usage: list[dict]):
+def _usage_families(usage: list[UsageEntry]):
     """This quota week's spending per quota key (the snapshot's ``usage``). Gauges, not
     counters: each resets when the week turns at the Saturday 18:00 boundary."""
     gauge = GaugeMetricFamily
     week = [u for u in usage if u["current"]]
     tokens = gauge("drains_quota_week_tokens", "Extractor tokens this quota week.",
                    labels=["quota_key", "kind"])
-    per_key = {
+    per_key: dict[_WeekField, GaugeMetricFamily] = {
         "cost_usd": gauge("drains_quota_week_cost_usd",
                           "Extractor cost this quota week (USD).", labels=["quota_key"]),
         "calls": gauge("drains_quota_week_calls",
@@ -175,14 +184,15 @@ def _usage_families(usage: list[dict]):
         key = u["quota_key"]
         for kind, field in TOKEN_KINDS.items():
             tokens.add_metric([key, kind], u[field])
-        for field, family in per_key.items():
-            if u[field] is not None:
-                family.add_metric([key], u[field])
+        for week_field, family in per_key.items():
+            value = u[week_field]
+            if value is not None:
+                family.add_metric([key], value)
     yield tokens
     yield from per_key.values()
 
 
-def _quota_families(quotas: list[dict]):
+def _quota_families(quotas: list[QuotaKeyEntry]):
     """The quota windows' latest readings and the week's forecast (the snapshot's ``quotas``).
     A key whose calls report no windows (an API key) has only ``drains_quota_signal_seen 0``."""
     gauge = GaugeMetricFamily

@@ -9,9 +9,10 @@ from datetime import datetime
 
 from drains.quota.wording import forecast_text, window_label, window_text
 from drains.selectors.quota import QuotaEntry
+from operations.snapshot_types import QuotaKeyEntry
 
 
-def quota_json(entry: QuotaEntry, now: datetime) -> dict:
+def quota_json(entry: QuotaEntry, now: datetime) -> QuotaKeyEntry:
     """One key as the snapshot's ``quotas`` lists it (datetimes left for ``as_json``)."""
     a, f = entry.autopilot, entry.forecast
     return {

@@ -22,6 +22,7 @@ from django.utils import timezone
 from drains import failures, registry
 from drains.models import DrainEvent, DrainRun, EventKind, RunStatus, StagedResult, Trigger
 from drains.operator import why_not_stop
+from operations.snapshot_types import EventFields, RunFields
 
 LOG_TAIL_LINES = 40
 LOG_TAIL_BYTES = 64 * 1024
@@ -33,7 +34,7 @@ def run_url(run_id: int) -> str:
     return reverse("operations:run", args=[run_id])
 
 
-def run_fields(run: DrainRun) -> dict:
+def run_fields(run: DrainRun) -> RunFields:
     """What every surface shows of a run's row: the snapshot's current and last runs, a run's
     page."""
     return {
@@ -151,7 +152,7 @@ MESSAGE_CLIP = 300  # characters of an event's message on the page; its own page
 ACTOR_CLIP = 40
 
 
-def event_fields(e: DrainEvent) -> dict:
+def event_fields(e: DrainEvent) -> EventFields:
     """An event as the snapshot's notes and timeline list it."""
     return {"id": e.id, "url": reverse("operations:event", args=[e.id]), "at": e.at,
             "drain": e.drain, "kind": e.kind, "actor": e.actor, "message": e.message}

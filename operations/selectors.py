@@ -8,7 +8,8 @@ drains, runs and events exist — plus the quota usage of this week and the one 
 (``drains.selectors.usage``: one aggregate, the quota keys, and the halachot per week), and
 each quota key's windows, reserves, autopilot and forecast (``drains.selectors.quota``). A
 service's state and reason are operations/states.py's; what a row means (alive, hung, backoff in
-force) is asked of drains/rules.py. It must never write.
+force) is asked of drains/rules.py. The document's shape is operations/snapshot_types.py's. It
+must never write.
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ from drains.selectors.usage import usage_by_week
 from operations import projection as proj
 from operations.quota import quota_json
 from operations.runs import event_fields, run_fields
+from operations.snapshot_types import (
+    BacklogEntry,
+    BackoffEntry,
+    RunEntry,
+    ServiceEntry,
+    ServiceFields,
+    Snapshot,
+)
 from operations.states import drain_state, job_state
 from operations.usage import usage_entry
 
@@ -90,7 +99,7 @@ def _services() -> list[_Job]:
 # --- shaping --------------------------------------------------------------------------------------
 
 
-def _run(run: DrainRun | None, now: datetime) -> dict | None:
+def _run(run: DrainRun | None, now: datetime) -> RunEntry | None:
     if run is None:
         return None
     seen = rules.last_sign_of_life(last_checkpoint_at=run.last_checkpoint_at, started_at=run.started_at)
@@ -132,7 +141,7 @@ def _control(controls: dict[str, ControlRow], name: str) -> DrainControl | None:
     return row.control if row is not None else None
 
 
-def _backoff_json(control: DrainControl | None, now: datetime) -> dict | None:
+def _backoff_json(control: DrainControl | None, now: datetime) -> BackoffEntry | None:
     """The entry's ``backoff``: the drain's own backoff in force (None: none)."""
     if control is None or not policy.backoff_active(control.backoff_until, now=now):
         return None
@@ -144,6 +153,13 @@ def _backoff_json(control: DrainControl | None, now: datetime) -> dict | None:
         "model": control.backoff_model,
         "kind_label": describe_kind(control.backoff_kind, control.backoff_model),
     }
+
+
+def _backlog_json(backlog: Backlog) -> BacklogEntry:
+    """The entry's ``backlog``: the drain's items per status, its staged rows, its oldest
+    pending item."""
+    return {"pending": backlog.pending, "staged": backlog.staged, "done": backlog.done,
+            "failed": backlog.failed, "oldest_pending_at": backlog.oldest_pending_at}
 
 
 def _window() -> timedelta:
@@ -158,7 +174,7 @@ class DrainChart:
 
 
 def _entry(service: _Job, next_fire_at, current: DrainRun | None, last: DrainRun | None, notes,
-           now) -> dict:
+           now) -> ServiceFields:
     """A service's entry with what every kind of service has; a drain fills in the rest."""
     return {
         "name": service.name,
@@ -192,7 +208,7 @@ def _why_not_run_now(name: str, *, control: DrainControl | None, backoffs: list[
         next_fire=next_fire, pending=backlog.pending, now=now)
 
 
-def _drain_entry(entry: dict, name: str, *, now, row: ControlRow | None, burst,
+def _drain_entry(entry: ServiceFields, name: str, *, now, row: ControlRow | None, burst,
                  current: CurrentRun | None, last: DrainRun | None, backlog: Backlog,
                  done_per_hour, recent_runs: list[RunSpan], holder,
                  backoffs: list[BackoffRow]) -> tuple[str, str]:
@@ -209,16 +225,16 @@ def _drain_entry(entry: dict, name: str, *, now, row: ControlRow | None, burst,
                                        extractor=registry.get(name).extractor_label(),
                                        next_fire=entry["next_fire_at"],
                                        running=current is not None)
-    entry.update(
-        enabled=control.enabled if control is not None else True,
-        burst_until=burst.effective_until,
-        burst_active=burst.active,
-        backoff=_backoff_json(control, now),
-        backlog=backlog.as_json(),
-        why_not_run_now=_why_not_run_now(name, control=control, backoffs=backoffs, holder=holder,
-                                         next_fire=entry["next_fire_at"], backlog=backlog,
-                                         now=now),
-        projection={
+    entry.update({
+        "enabled": control.enabled if control is not None else True,
+        "burst_until": burst.effective_until,
+        "burst_active": burst.active,
+        "backoff": _backoff_json(control, now),
+        "backlog": _backlog_json(backlog),
+        "why_not_run_now": _why_not_run_now(name, control=control, backoffs=backoffs,
+                                            holder=holder, next_fire=entry["next_fire_at"],
+                                            backlog=backlog, now=now),
+        "projection": {
             "deadline": p.deadline,
             "deadline_kind": p.deadline_kind,
             "rate_per_hour": p.rate_per_hour,
@@ -230,7 +246,7 @@ def _drain_entry(entry: dict, name: str, *, now, row: ControlRow | None, burst,
             "measured": p.measured,
             "history": [{"at": t, "backlog": v} for t, v in history],
         },
-    )
+    })
     return state, reason
 
 
@@ -269,7 +285,7 @@ def _read(services: list[_Job], now: datetime, *, with_timeline: bool) -> _Reads
                   notes, recent)
 
 
-def _service_entry(service: _Job, r: _Reads, now: datetime) -> dict:
+def _service_entry(service: _Job, r: _Reads, now: datetime) -> ServiceEntry:
     """One service's snapshot entry, its state and reason included (takes its notes from
     ``r.notes``, so that what is left over is the notes of no service)."""
     name = service.name
@@ -285,11 +301,10 @@ def _service_entry(service: _Job, r: _Reads, now: datetime) -> dict:
         )
     else:
         state, reason = job_state(current=current, last=last, next_fire=next_fire_at, now=now)
-    entry["state"], entry["reason"] = state, reason
-    return entry
+    return {**entry, "state": state, "reason": reason}
 
 
-def snapshot(*, now: datetime | None = None, only: str | None = None) -> dict:
+def snapshot(*, now: datetime | None = None, only: str | None = None) -> Snapshot:
     """The whole operations snapshot (``only``: just one service, for the burst answer)."""
     now = now or timezone.now()
     services = _services()
@@ -312,7 +327,7 @@ def snapshot(*, now: datetime | None = None, only: str | None = None) -> dict:
     }
 
 
-def service_entry(name: str, *, now: datetime | None = None) -> dict:
+def service_entry(name: str, *, now: datetime | None = None) -> ServiceEntry:
     """One drain's entry (raises ``registry.UnknownDrain``)."""
     registry.get(name)
     return snapshot(now=now, only=name)["services"][0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from drains.clock import format_local
 from drains.selectors.usage import QuotaWeekUsage
+from operations.snapshot_types import UsageEntry
 
 
 def _tokens(n: int) -> str:
@@ -26,7 +27,7 @@ def usage_text(u: QuotaWeekUsage) -> str:
     return text
 
 
-def usage_entry(u: QuotaWeekUsage) -> dict:
+def usage_entry(u: QuotaWeekUsage) -> UsageEntry:
     """One quota key's week, as the snapshot's ``usage`` lists it."""
     per_halacha = u.cost_per_halacha
     return {

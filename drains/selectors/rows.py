@@ -5,9 +5,8 @@ named and checked, never an attribute glued onto a model instance or a dict read
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from drains.models import DrainControl, DrainRun
 
@@ -72,7 +71,3 @@ class Backlog:
     done: int = 0
     failed: int = 0
     oldest_pending_at: datetime | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        """The snapshot's ``backlog`` object, keys in this order."""
-        return asdict(self)
