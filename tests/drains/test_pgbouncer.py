@@ -100,7 +100,10 @@ def test_transaction_mode__refused_before_any_lock_with_one_line_naming_the_pool
                                "server session of its own (PgBouncer in pool_mode = transaction")
         assert bouncer.logins(dbname) >= 1  # it really went through the transaction pooler
         with admin_connect(dbname) as conn:
-            locks = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0]
+            # This database's locks only: other tests run beside this one on the same server.
+            locks = conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())").fetchone()[0]
             runs = conn.execute("SELECT count(*) FROM drains_drainrun").fetchone()[0] \
                 if command != "migrate" else 0
         assert locks == 0 and runs == 0

@@ -63,15 +63,19 @@ def wait_for(predicate, what: str, timeout: float, poll: float = 0.1):
 def client_ports(conn, host: str) -> list[int]:
     rows = conn.execute(
         "SELECT client_port FROM pg_stat_activity WHERE application_name LIKE %s"
-        " AND client_port IS NOT NULL", (f"%{host}%",)
+        " AND client_port IS NOT NULL AND datname = current_database()", (f"%{host}%",)
     ).fetchall()
     return [port for (port,) in rows]
 
 
 def advisory_holder(conn, classid: int, objid: int) -> int | None:
     row = conn.execute(
+        # This database's only: the tests run in parallel on one server (pytest-xdist), and a
+        # drain's key is the same in every database.
         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-        " AND classid = %s::oid AND objid = %s::oid AND objsubid = 2", (classid, objid)
+        " AND classid = %s::oid AND objid = %s::oid AND objsubid = 2"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        (classid, objid)
     ).fetchone()
     return row[0] if row else None
 
@@ -161,7 +165,7 @@ def test_a_vanished_hosts_schema_lock_is_freed_within_the_bound_and_migrate_goes
             wait_for(lambda: advisory_holder(watch, SCHEMA_LOCK_NAMESPACE, oid), "B holds the schema lock", 120)
             wait_for(lambda: watch.execute(
                 "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND application_name LIKE '%host-b%'").fetchone(), "B's migration waits on the latch", 120)
+                " AND application_name LIKE '%host-b%' AND datname = current_database()").fetchone(), "B's migration waits on the latch", 120)
             cut = vanish(migrate_b, watch, "host-b")
             started = time.monotonic()
             wait_for(lambda: advisory_holder(watch, SCHEMA_LOCK_NAMESPACE, oid) is None,
