@@ -29,9 +29,13 @@ run: venv
 	$(PYTHON) manage.py migrate
 	PORT=$(PORT) $(PYTHON) scripts/run_demo.py
 
+# The project is byte-compiled first: the suite starts about a thousand child processes, and
+# where PYTHONDONTWRITEBYTECODE is set Python never writes __pycache__ itself, so each of them
+# compiled the project's ~100 modules again (0.15 s of CPU per process, a fifth of the suite).
 test: venv test-packages claude-cli
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy
+	$(PYTHON) -m compileall -q -j 0 config drains halacha operations tests scripts manage.py
 	$(PYTHON) -m pytest
 
 # Debian packages the tests drive, installed when missing (as root, or with sudo):

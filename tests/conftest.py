@@ -19,6 +19,13 @@ def pytest_configure(config):
     processes.become_subreaper()
 
 
+def pytest_collection_modifyitems(items):
+    """The slow tests (``slow``: many processes, a private server, a browser) first, each file's
+    in their order: the pytest-xdist workers start on the long ones, and the short ones fill in
+    at the end, so no worker is left alone with a long test while the other has nothing to do."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def _own_the_test_processes(request, monkeypatch):
     """Every process this test starts inherits a token; the teardown hook below ends them."""
@@ -47,6 +54,19 @@ def pytest_runtest_teardown(item, nextitem):
     killed = processes.reap(*owner)
     if killed:
         item.add_report_section("teardown", "reaped", "killed at the end of the test: " + ", ".join(killed))
+
+
+@pytest.fixture
+def admin_user(db, django_user_model):
+    """pytest-django's admin user ("admin" / "password"), its password hashed once per session
+    (tests/support/users.py), not once per test."""
+    from tests.support.users import password_hash
+
+    user = django_user_model._default_manager.create_superuser(
+        username="admin", email="admin@example.com", password=None)
+    user.password = password_hash("password")
+    user.save(update_fields=["password"])
+    return user
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from drains.models import DrainRun
 from drains.runner import Drain
 from halacha.models import CourtDecision
 from operations.models import ApiToken
+from tests.support.users import make_user
 
 JERUSALEM = ZoneInfo("Asia/Jerusalem")
 # A Wednesday morning in winter (UTC+2): the week boundary is Sat 2026-12-05 18:00+02:00.
@@ -29,8 +30,7 @@ def frozen():
 
 
 def _user(django_user_model, username, *, staff, perms=()):
-    user = django_user_model.objects.create_user(username=username, password="pw-" + username,
-                                                 is_staff=staff)
+    user = make_user(django_user_model, username, "pw-" + username, is_staff=staff)
     for codename in perms:
         user.user_permissions.add(Permission.objects.get(codename=codename,
                                                          content_type__app_label="drains"))
