@@ -34,6 +34,9 @@ def run_suite(workers: int, extra: list[str]) -> tuple[float, str]:
     summary = next((line for line in reversed(lines) if re.search(r"\d+ (passed|failed)", line)),
                    lines[-1] if lines else f"exit {done.returncode}")
     print(f"  -n {workers}: {wall / 60:.1f} min ({summary.strip('= ')})", flush=True)
+    for line in lines:
+        if line.startswith(("FAILED ", "ERROR ")):
+            print(f"    {line}", flush=True)
     return wall, summary
 
 
