@@ -38,7 +38,7 @@ from drains.models import DrainRun, RunMode, RunStatus, StopReason, Trigger
 from drains.runs import finish_even_after_db_error, finish_run, start_run
 from drains.schema import ensure_schema
 from drains.trigger import add_trigger_argument
-from drains.validate import CheckedCommand
+from drains.validate import JOB_CHECKS, CheckedCommand
 
 T = TypeVar("T")
 
@@ -147,6 +147,7 @@ class JobCommand(CheckedCommand):
     prints when another host, or an earlier start, already has the slot."""
 
     job_name: ClassVar[str]
+    requires_system_checks = JOB_CHECKS
     trigger_choices: ClassVar[list[Trigger] | None] = None  # None: every trigger
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -25,6 +25,7 @@ class DrainCommand(validate.CheckedCommand):
     """``manage.py drain_<name>``: set ``drain_name`` and ``help`` in a subclass; nothing else."""
 
     drain_name = ""
+    requires_system_checks = validate.JOB_CHECKS
 
     def add_arguments(self, parser: CommandParser) -> None:
         # From a shell it is an operator's run; cron lines and the supervisor say who they are.
