@@ -38,7 +38,7 @@ from drains.models import DrainRun, RunMode, RunStatus, StopReason, Trigger
 from drains.runs import finish_even_after_db_error, finish_run, start_run
 from drains.schema import ensure_schema
 from drains.trigger import add_trigger_argument
-from drains.validate import JOB_CHECKS, CheckedCommand
+from drains.validate import CheckedCommand
 
 T = TypeVar("T")
 
@@ -139,6 +139,14 @@ def job_run(*, name: str, trigger: str = Trigger.CRON) -> Iterator[DrainRun]:
         raise
     else:
         finish_run(run=run, status=RunStatus.SUCCEEDED)
+
+
+JOB_CHECKS: list[str] = ["models", "caches", "compatibility", "commands", "files", "translation",
+                         "schedule"]
+"""The system checks a cron job runs before its work (``requires_system_checks``): those that
+guard what a job reads (models, the cache, the schedule). The admin's, the URL conf's, the
+templates' and static files' checks are the web server's and ``manage.py check``'s: they import
+the URL conf, the API and the schema machinery, about 0.2 s of CPU per job start."""
 
 
 class JobCommand(CheckedCommand):

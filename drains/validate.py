@@ -352,14 +352,6 @@ class OneLineParser(CommandParser):
         raise BadInput(line)
 
 
-JOB_CHECKS: list[str] = ["models", "caches", "compatibility", "commands", "files", "translation",
-                         "schedule"]
-"""The system checks a cron job runs before its work (``requires_system_checks``): those that
-guard what a job reads (models, the cache, the schedule). The admin's, the URL conf's, the
-templates' and static files' checks are the web server's and ``manage.py check``'s: they import
-the URL conf, the API and the schema machinery, about 0.2 s of CPU per job start."""
-
-
 class CheckedCommand(BaseCommand):
     """The base of the project's commands: argument errors are one line and exit status 2, and
     options given as keywords (``call_command(name, count=0)``, cron's jobs) pass the same

@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from drains import validate
+from drains.jobs import JOB_CHECKS
 from drains.models import Trigger
 from drains.runner.ending import DrainRunFailed
 from drains.runner.run import run_drain
@@ -25,7 +26,7 @@ class DrainCommand(validate.CheckedCommand):
     """``manage.py drain_<name>``: set ``drain_name`` and ``help`` in a subclass; nothing else."""
 
     drain_name = ""
-    requires_system_checks = validate.JOB_CHECKS
+    requires_system_checks = JOB_CHECKS
 
     def add_arguments(self, parser: CommandParser) -> None:
         # From a shell it is an operator's run; cron lines and the supervisor say who they are.
