@@ -17,6 +17,7 @@ from config.env import (
     VAR_DIR,
     env_aware_datetime,
     env_bool,
+    env_cron_zone,
     env_emails,
     env_float,
     env_http_url,
@@ -195,9 +196,10 @@ CRONTAB_LOCK_JOBS = True
 # The fire time a job started by run_scheduler serves (it sets this in the job's environment);
 # unset, a cron-started job derives its slot from CRONJOBS and the clock.
 DRAINS_SCHEDULED_FOR = env_aware_datetime("DRAINS_SCHEDULED_FOR")
-# The zone run_scheduler and `manage.py schedule` read the expressions in; cron uses the host's
-# (set CRON_TZ in the crontab or run the host in this zone). Default: DRAINS_OPERATOR_TZ.
-DRAINS_CRON_TZ = env_zone("DRAINS_CRON_TZ", None)
+# The zone cron reads the expressions in, so the zone run_scheduler, `manage.py schedule`, the
+# page and the slots read them in too: the host's (TZ, else /etc/localtime). Set it only when the
+# cron daemon runs in another zone than the host (TZ in its service unit, cronie's CRON_TZ).
+DRAINS_CRON_TZ = env_cron_zone("DRAINS_CRON_TZ")
 CRONTAB_DJANGO_PROJECT_NAME = "config"
 # Installed lines carry --settings when a host runs with its own settings module.
 CRONTAB_DJANGO_SETTINGS_MODULE = settings_module_if_not("config.settings")

@@ -6,6 +6,7 @@ error when the value is malformed. App modules never read ``os.environ`` themsel
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -79,6 +80,47 @@ def env_zone(name: str, default: str | None) -> str | None:
             f"{name}={value!r} is not a time zone; use an IANA name such as Asia/Jerusalem or UTC."
         ) from None
     return value
+
+
+def _zone_name(text: str) -> str | None:
+    """``text`` as an IANA zone name (``Asia/Jerusalem``, ``:UTC``, a path into a zoneinfo
+    folder), or None when it is not one."""
+    name = text.strip().lstrip(":")
+    if "zoneinfo/" in name:
+        name = name.rsplit("zoneinfo/", 1)[1]
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+    return name
+
+
+def host_zone() -> str:
+    """The zone this host's programs, cron among them, read local times in: ``TZ`` when set
+    (glibc reads a ``TZ`` it cannot parse as UTC), else Debian's ``/etc/timezone``, else the
+    zone ``/etc/localtime`` links to, else UTC."""
+    tz = os.environ.get("TZ")
+    if tz is not None:
+        return _zone_name(tz) or "UTC"
+    with contextlib.suppress(OSError):
+        named = _zone_name(Path("/etc/timezone").read_text())
+        if named:
+            return named
+    with contextlib.suppress(OSError):
+        linked = _zone_name(os.readlink("/etc/localtime"))
+        if linked:
+            return linked
+    return "UTC"
+
+
+def env_cron_zone(name: str) -> str:
+    """The zone cron reads the schedule in: ``name`` when an operator declares it, else the
+    host's own (``host_zone``). Django replaces ``TZ`` with ``TIME_ZONE`` once the settings have
+    loaded, so the zone found here is written back under ``name`` for every child process (the
+    web server, a job the scheduler starts): they all read the schedule as cron does."""
+    zone = env_zone(name, None) or host_zone()
+    os.environ[name] = zone
+    return zone
 
 
 def env_http_url(name: str) -> str | None:

@@ -65,9 +65,17 @@ def scheduled_jobs(cronjobs=None) -> list[ScheduledJob]:
 
 
 def cron_tz() -> ZoneInfo:
-    """The zone cron expressions are evaluated in (the operator zone by default)."""
+    """The zone cron reads the expressions in: the host's, unless ``DRAINS_CRON_TZ`` declares
+    another (config/env.py ``env_cron_zone``). Every reader of the schedule evaluates them here,
+    so the page, ``schedule``, the slots and ``run_scheduler`` fire when cron does."""
     cron_zone = getattr(settings, "DRAINS_CRON_TZ", None)
     return ZoneInfo(cron_zone) if cron_zone else operator_tz()
+
+
+def fires_daily(expression: str) -> bool:
+    """Whether the expression names an hour (a daily or weekly job), so that the zone it is read
+    in moves it (an hourly job's minutes are the same in every zone a whole hour off UTC)."""
+    return _standard_fields(expression)[1] != "*"
 
 
 def next_fire_times(expression: str, count: int = 1, now: datetime | None = None) -> list[datetime]:

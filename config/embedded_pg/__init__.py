@@ -1,8 +1,16 @@
 """The embedded PostgreSQL used when DATABASE_URL is unset.
 
-Data lives in ``var/pgdata``. Whichever process first needs the database starts the server
-(``pgserver`` serialises concurrent starters with an inter-process file lock) and leaves it
-running for the next job; ``make db-stop`` stops it. The server listens on a Unix socket only.
+Data lives in ``var/pgdata``. Whichever process first needs the database starts the server and
+leaves it running for the next job; ``make db-stop`` stops it. The server listens on a Unix
+socket only.
+
+Any number of processes may be first at once (two pytest-xdist workers, two cron jobs, a job and
+``make run`` on a new host). The whole start — as root the ``pgserver`` system user it runs as,
+the data folder, ``initdb``, the server — happens under one lock of ours, an ``flock`` on
+``var/.pgdata.start-lock`` beside the data folder; whoever gets it second finds the server
+running and starts nothing. ``pgserver``'s own inter-process lock is not enough: it is taken only
+after it has created the user (``useradd``, which fails for the second caller with "user exists")
+and the data folder (``mkdir`` without ``exist_ok``).
 
 Finding an already running server must stay cheap, because every cron job pays for it: we read
 ``postmaster.pid`` and probe the pid before importing ``pgserver`` at all.
@@ -11,6 +19,7 @@ Finding an already running server must stay cheap, because every cron job pays f
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sys
 import warnings
@@ -52,17 +61,40 @@ def _running_socket_dir(pgdata: Path) -> str | None:
     return socket_dir
 
 
-def ensure_running(pgdata: Path = PGDATA) -> dict:
-    """Start the embedded server if needed; return libpq connection parameters for it."""
-    socket_dir = _running_socket_dir(pgdata)
-    if socket_dir is None:
+def start_lock_path(pgdata: Path) -> Path:
+    """The lock every starter of the server on ``pgdata`` takes (beside the data folder, which
+    as root belongs to the ``pgserver`` user)."""
+    return pgdata.parent / f".{pgdata.name}.start-lock"
+
+
+@contextlib.contextmanager
+def _start_lock(pgdata: Path):
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(start_lock_path(pgdata), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel if the holder dies
+        yield
+    finally:
+        os.close(fd)
+
+
+def _start(pgdata: Path) -> str:
+    """Start the server on ``pgdata`` (user, folder, initdb, postmaster) unless another starter
+    did while we waited for the lock; return its socket directory."""
+    with _start_lock(pgdata):
+        socket_dir = _running_socket_dir(pgdata)
+        if socket_dir is not None:
+            return socket_dir
         with _quiet_runtime_dir_warning():
             import pgserver  # heavy import: only when the server must be started
 
-            pgdata.parent.mkdir(parents=True, exist_ok=True)
             server = pgserver.get_server(pgdata, cleanup_mode=None)
-            info = server.get_postmaster_info()
-        socket_dir = str(info.socket_dir)
+            return str(server.get_postmaster_info().socket_dir)
+
+
+def ensure_running(pgdata: Path = PGDATA) -> dict:
+    """Start the embedded server if needed; return libpq connection parameters for it."""
+    socket_dir = _running_socket_dir(pgdata) or _start(pgdata)
     port = (pgdata / "postmaster.pid").read_text().splitlines()[3].strip()
     return {"host": socket_dir, "port": port, "user": "postgres"}
 

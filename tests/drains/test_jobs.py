@@ -18,6 +18,8 @@ from drains.models import DrainRun, Trigger
 from drains.runs import record_checkpoint
 
 TZ = ZoneInfo("Asia/Jerusalem")
+# The hours below are cron's on a host that runs in Israel time (tests of other hosts say so).
+pytestmark = pytest.mark.usefixtures("cron_in_jerusalem")
 
 
 def at(hh, mm, ss=0, day=3):

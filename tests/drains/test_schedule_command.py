@@ -14,6 +14,8 @@ from freezegun import freeze_time
 from drains.models import DrainRun, RunMode, RunStatus
 
 TLV = ZoneInfo("Asia/Jerusalem")
+# The hours below are cron's on a host that runs in Israel time (tests of other hosts say so).
+pytestmark = pytest.mark.usefixtures("cron_in_jerusalem")
 
 
 def run_row(drain, started, status, error="", mode=RunMode.NORMAL):

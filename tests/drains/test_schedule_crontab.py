@@ -9,6 +9,8 @@ import shlex
 import stat
 import subprocess
 import sys
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.conf import settings
@@ -101,6 +103,33 @@ def test_an_installed_line_runs_its_job_through_the_shell(crontab_env, transacti
     assert "To: ops@example.com" in log
     run = DrainRun.objects.get(drain="send_digest")
     assert (run.status, run.trigger) == (RunStatus.SUCCEEDED, "cron")
+
+
+@pytest.mark.parametrize("host_zone", ["UTC", "America/New_York"])
+def test_on_a_host_in_another_zone_schedule_shows_when_cron_fires_the_daily_line(
+    crontab_env, host_zone, transactional_db
+):
+    """cron reads `12 7 * * *` in the host's zone; `schedule` (and with it the page, the slots and
+    run_scheduler, which read the same zone) must say that moment, in the operator's zone."""
+    env, store, _ = crontab_env
+    env.pop("DRAINS_CRON_TZ", None)  # the default: whatever zone this host runs in
+    env["TZ"] = host_zone
+    added = manage("crontab", "add", env=env)
+    assert added.returncode == 0, added.stderr
+    daily = next(line for line in job_lines(store) if "/send_digest.log" in line)
+    minute, hour = (int(field) for field in daily.split()[:2])
+
+    shown = manage("schedule", "--count", "2", env=env)
+    assert shown.returncode == 0, shown.stderr
+    row = next(line for line in shown.stdout.splitlines() if line.startswith("send_digest "))
+    fires = re.findall(r"\w{3} (\d{4}-\d\d-\d\d \d\d:\d\d) I[SD]T", row)
+    assert len(fires) == 2, row
+    for fire in fires:
+        moment = datetime.fromisoformat(fire).replace(tzinfo=ZoneInfo("Asia/Jerusalem"))
+        at_host = moment.astimezone(ZoneInfo(host_zone))
+        assert (at_host.hour, at_host.minute) == (hour, minute), (row, at_host)
+    # and `crontab add` said so
+    assert f"cron reads these times in {host_zone} " in added.stdout, added.stdout
 
 
 # --- refusals: one line, exit 2, nothing installed ---------------------------------------------

@@ -88,6 +88,7 @@ def probe_env(tmp_path):
         DJANGO_SETTINGS_MODULE="probe_settings",
         PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]),
         PROBE_LOG=str(log),
+        DRAINS_CRON_TZ="Asia/Jerusalem",  # a host whose cron runs in Israel time
     )
     return env, log
 

@@ -211,7 +211,7 @@ def test_digest_query_count_does_not_grow_with_runs(prepared_day, django_assert_
 
 
 @freeze_time(NOW)
-@override_settings(DIGEST_RECIPIENTS=["ops@example.com"])
+@override_settings(DIGEST_RECIPIENTS=["ops@example.com"], DRAINS_CRON_TZ="Asia/Jerusalem")
 def test_send_digest_command_mails_and_records_a_job_run(prepared_day):
     out = io.StringIO()
     call_command("send_digest", trigger="cron", stdout=out)  # as its cron line calls it

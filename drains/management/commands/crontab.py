@@ -4,8 +4,10 @@ The installed lines append each job's output to ``DRAINS_LOG_DIR/<job>.log``. cr
 shell redirection before the job, so into a missing folder the job would never start; ``add``
 therefore creates the folder first. django-crontab ignores the crontab program's exit status,
 so ``add`` and ``remove`` check first that ``CRONTAB_EXECUTABLE`` exists and afterwards that the
-table reads back as meant; ``run`` refuses a hash that is not one of ``CRONJOBS``. Everything
-else is django-crontab's own behaviour.
+table reads back as meant; ``run`` refuses a hash that is not one of ``CRONJOBS``. ``add`` ends
+by naming the zone cron reads the times in (the host's, or ``DRAINS_CRON_TZ``) and when the
+daily job fires in the operator's zone, as the page and ``manage.py schedule`` show it.
+Everything else is django-crontab's own behaviour.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from django.conf import settings
 from django_crontab.crontab import Crontab
 from django_crontab.management.commands.crontab import Command as CrontabCommand
 
-from drains import validate
+from drains import schedule, validate
+from drains.clock import format_local
 
 
 def job_hashes() -> list[str]:
@@ -38,6 +41,20 @@ def _crontab_program() -> list[str]:
             "found on PATH; install cron (its crontab program) or set CRONTAB_EXECUTABLE to it."
         )
     return words
+
+
+def _zone_line() -> str:
+    """Which zone cron reads the installed times in, and what that means in the operator's."""
+    jobs = schedule.scheduled_jobs()
+    fires = ", ".join(
+        f"{job.name} next {format_local(schedule.next_fire_times(job.expression)[0])}"
+        for job in jobs
+        if schedule.fires_daily(job.expression)
+    )
+    return (
+        f"cron reads these times in {settings.DRAINS_CRON_TZ} (this host's zone unless "
+        f"DRAINS_CRON_TZ says otherwise){': ' + fires if fires else ''}."
+    )
 
 
 class _Crontab(Crontab):
@@ -126,6 +143,8 @@ class Command(validate.CheckedCommand, CrontabCommand):
                 f"{len(missing)} of the {len(hashes)} jobs: the install did not take. Check "
                 "that this user may use cron (cron.allow) and try again."
             )
+        if subcommand == "add":
+            self.stdout.write(_zone_line())
         if subcommand == "remove" and len(missing) < len(hashes):
             raise validate.BadInput(
                 f"crontab remove: {shlex.join(program)} -l still lists jobs of this project; "
