@@ -21,10 +21,10 @@ from django.utils import timezone
 
 from drains import registry, rules
 from drains.clock import format_local
-from drains.failures import reason_line
-from drains.models import DrainControl, DrainEvent, DrainRun, EventKind, RunStatus
+from drains.failures import one_line, reason_line
+from drains.models import DrainControl, DrainEvent, DrainRun, EventKind, RunStatus, StopReason
 from drains.quota import policy
-from drains.quota.kinds import describe_kind
+from drains.quota.kinds import LimitKind, describe_kind
 from drains.quota.wording import forecast_text, window_text
 from drains.schedule import scheduled_jobs
 from drains.selectors import digest as reads
@@ -58,6 +58,8 @@ class DrainDigest:
     bursts_ended: list[DrainEvent] = field(default_factory=list)
     burst_until: datetime | None = None  # in force now
     rate_limited_runs: int = 0
+    blocked_runs: int = 0  # runs a host fault stopped (no item charged)
+    blocked: str = ""  # now: blocked by a host fault, and why (its reason and what to do)
     backoff_until: datetime | None = None  # in force now
     backoff_reason: str = ""
     backoff_kind: str = ""
@@ -136,6 +138,8 @@ def _count_runs(drains: dict[str, DrainDigest], jobs: dict[str, JobDigest],
                 d.items_done += run.items_done
             if run.status == RunStatus.RATE_LIMITED:
                 d.rate_limited_runs += 1
+            if run.stop_reason == StopReason.BLOCKED:
+                d.blocked_runs += 1
             if run.status in FAILED:
                 d.failures.append(_failure(run, run.drain))
         else:
@@ -165,7 +169,11 @@ def _control_now(d: DrainDigest, control: DrainControl, now: datetime) -> None:
     d.enabled = control.enabled
     if rules.burst_active(control.burst_until, now=now):
         d.burst_until = control.burst_until
-    if policy.backoff_active(control.backoff_until, now=now):
+    if policy.backoff_active(control.backoff_until, now=now) and (
+        control.backoff_kind == LimitKind.HOST_FAULT
+    ):
+        d.blocked = f"{one_line(control.backoff_reason, 600)}; next probe {_local(control.backoff_until)}"
+    elif policy.backoff_active(control.backoff_until, now=now):
         d.backoff_until = control.backoff_until
         d.backoff_kind = describe_kind(control.backoff_kind, control.backoff_model)
         d.backoff_reason = (
@@ -233,6 +241,10 @@ def _drain_lines(d: DrainDigest) -> list[str]:
         if d.backoff_reason:
             backoff += f" ({d.backoff_reason})"
     out.append(f"  backoffs:           {backoff}")
+    if d.blocked_runs or d.blocked:
+        out.append(f"  host faults:        {plural(d.blocked_runs, 'run')} stopped, no item charged")
+    if d.blocked:
+        out.append(f"  BLOCKED now: {d.blocked}")
     if d.slow_downs:
         out.append(f"  slowed down:        {d.slow_downs} time{'s' if d.slow_downs != 1 else ''}"
                    " by per-minute API limits (no backoff)")

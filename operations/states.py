@@ -12,9 +12,9 @@ from django.conf import settings
 
 from drains import failures, rules
 from drains.clock import short_time, span
-from drains.models import DrainControl, DrainRun, RunStatus
+from drains.models import DrainControl, DrainRun, RunStatus, StopReason
 from drains.quota import policy
-from drains.quota.kinds import describe_kind
+from drains.quota.kinds import LimitKind, describe_kind
 from drains.selectors.rows import Backlog, CurrentRun
 
 FAILED_STATUSES = {RunStatus.FAILED, RunStatus.CRASHED, RunStatus.HUNG}
@@ -27,6 +27,7 @@ class State(StrEnum):
     RUNNING = "running"
     HUNG = "hung"
     BACKING_OFF = "backing_off"
+    BLOCKED = "blocked"  # a host fault: no call until a probe call works (drains/runner/plugin.py)
     DISABLED = "disabled"
     FAILING = "failing"
 
@@ -90,11 +91,21 @@ def drain_state(*, control: DrainControl | None, disabled_by: str | None, burst,
         by = f" by {disabled_by}" if disabled_by else ""
         return State.DISABLED, f"disabled{by}: no run starts until it is enabled again"
     if control is not None and policy.backoff_active(control.backoff_until, now=now):
+        if control.backoff_kind == LimitKind.HOST_FAULT:
+            return State.BLOCKED, (
+                f"blocked: {_first_line(control.backoff_reason, 600)}; next probe call "
+                f"{short_time(control.backoff_until)} (or unblock it: retry now)"
+            )
         reason = _first_line(control.backoff_reason) or "rate limited"
         which = describe_kind(control.backoff_kind, control.backoff_model)
         return State.BACKING_OFF, (
             f"backing off until {short_time(control.backoff_until)}"
             f"{' (' + which + ')' if which else ''}: {reason}"
+        )
+    if last is not None and last.stop_reason == StopReason.BLOCKED:
+        when = f" ({short_time(next_fire)})" if next_fire is not None else ""
+        return State.BLOCKED, (
+            f"blocked: {_first_line(last.error, 600)}; the next run{when} probes with one call"
         )
     if last is not None and last.status in FAILED_STATUSES:
         return State.FAILING, _failed_reason(last)

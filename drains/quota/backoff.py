@@ -22,7 +22,7 @@ from drains.clock import format_local
 from drains.events import record_event
 from drains.models import DrainControl, DrainRun, EventKind
 from drains.quota import policy
-from drains.quota.kinds import Kind, describe_kind
+from drains.quota.kinds import Kind, LimitKind, describe_kind
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,11 @@ def _record_backoff_event(
         run=run if name == drain else None,
         actor=actor,
         kind=EventKind.BACKOFF,
-        message=f"{described}: rate limited until {format_local(reset_at)}{shared}: "
-        f"{reason}"[:2000],
+        message=(
+            f"blocked until {format_local(reset_at)}, then one probe call{shared}: {reason}"
+            if kind.kind == LimitKind.HOST_FAULT
+            else f"{described}: rate limited until {format_local(reset_at)}{shared}: {reason}"
+        )[:2000],
         data={
             "until": reset_at.isoformat(),
             "kind": kind.kind,
@@ -194,7 +197,7 @@ def record_probe(
         message = f"probe after reset: ok (quota {quota_key!r} answers again)"
     else:
         when = format_local(until) if until else "an unknown reset"
-        message = f"probe refused: backing off until {when}"
+        message = f"probe refused: backing off until {when}"  # a limit, or a host fault again
     record_event(
         drain=drain,
         run=run,

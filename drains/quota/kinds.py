@@ -30,6 +30,9 @@ class LimitKind(models.TextChoices):
     API_OUTPUT_TOKENS = "api_output_tokens", "API output tokens per minute"
     OVERLOADED = "overloaded", "API overloaded (HTTP 529)"
     UNKNOWN = "unknown", "limit of unknown kind"
+    # Not a limit: the host or the service failed (drains/runner/plugin.py HostFault). It takes
+    # the backoff's path (no call until a probe works), on a capped, doubling interval.
+    HOST_FAULT = "host_fault", "blocked by a host fault"
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,11 @@ def describe_kind(kind: str, model: str = "") -> str:
         return str(LimitKind(kind).label)
     except ValueError:
         return kind
+
+
+def limit_verb(kind: str) -> str:
+    """What a backoff of ``kind`` does to a drain, in the words every surface uses."""
+    return "blocked" if kind == LimitKind.HOST_FAULT else "rate limited"
 
 
 def window_kind(window: str | None) -> Kind:

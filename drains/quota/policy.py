@@ -8,7 +8,7 @@ caller reads the state and passes ``now`` in.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol, TypeGuard, TypeVar, overload
 
@@ -140,6 +140,21 @@ _PLANS: dict[str, LimitPlan] = {
     LimitKind.EXTRA_USAGE: LimitPlan.OPERATOR,
 }
 WEEKLY_KINDS = frozenset({LimitKind.WEEKLY, LimitKind.WEEKLY_MODEL})
+
+
+# A drain blocked by a host fault is probed again after this long, then after twice as long each
+# time the probe meets the fault again, never less often than the cap: a mended login or network
+# is noticed within the hour, and an outage of hours costs one call an hour.
+HOST_PROBE_FIRST = timedelta(minutes=1)
+HOST_PROBE_MAX = timedelta(minutes=60)
+
+
+def host_probe_interval(previous: timedelta | None) -> timedelta:
+    """How long a drain stays blocked by a host fault before its next probe call: the first
+    interval, or twice the previous block (``previous``: the last block since a call worked)."""
+    if previous is None or previous <= timedelta(0):
+        return HOST_PROBE_FIRST
+    return min(max(2 * previous, HOST_PROBE_FIRST), HOST_PROBE_MAX)
 
 
 def limit_plan(kind: str) -> LimitPlan:

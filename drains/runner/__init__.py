@@ -40,7 +40,7 @@ base of every ``manage.py drain_<name>``).
 """
 
 from drains.runner.ending import SKIPPED, DrainRunFailed, RunResult
-from drains.runner.plugin import Drain, FailedItem, ItemFailed, Processed
+from drains.runner.plugin import Drain, FailedItem, HostFault, ItemFailed, Processed
 from drains.runner.run import ALREADY_RUNNING, run_drain
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "Drain",
     "DrainRunFailed",
     "FailedItem",
+    "HostFault",
     "ItemFailed",
     "Processed",
     "RunResult",

@@ -18,6 +18,7 @@ from drains.journal import JournalError
 from drains.locks import LockLost
 from drains.models import RunStatus, StopReason
 from drains.progress import format_duration
+from drains.quota.kinds import LimitKind, limit_verb
 from drains.runner.loop import WorkLoop
 from drains.runner.pacing import Pacing
 from drains.runner.state import RunState
@@ -39,6 +40,7 @@ REASON_STATUS: dict[str, str] = {
     StopReason.SIGNAL: RunStatus.STOPPED,
     StopReason.SUPERSEDED: RunStatus.STOPPED,  # the supervisor marked this run hung/crashed
     StopReason.RATE_LIMITED: RunStatus.RATE_LIMITED,
+    StopReason.BLOCKED: RunStatus.STOPPED,  # a host fault: the drain is blocked, no item charged
     StopReason.LOCK_LOST: RunStatus.FAILED,
     StopReason.ERROR: RunStatus.FAILED,
 }
@@ -79,15 +81,16 @@ class RunEnd:
         if state.error is not None:
             reason = StopReason.LOCK_LOST if isinstance(state.error, LockLost) else StopReason.ERROR
         elif state.rate_limit is not None:
-            reason = StopReason.RATE_LIMITED
+            reason = (StopReason.BLOCKED if state.rate_limit.kind.kind == LimitKind.HOST_FAULT
+                      else StopReason.RATE_LIMITED)
         status = REASON_STATUS[reason]
         failure: dict[str, str] = {}
         if state.error is not None:
             failure = describe_failure(state.error).fields()
         elif state.rate_limit is not None:
             failure = {"error": one_line(
-                f"rate limited until {format_local(state.rate_limit.reset_at)}: "
-                f"{state.rate_limit.message}")}
+                f"{limit_verb(state.rate_limit.kind.kind)} until "
+                f"{format_local(state.rate_limit.reset_at)}: {state.rate_limit.message}")}
         elif state.failed and not state.done and status == RunStatus.SUCCEEDED:
             # Not one item went through: the run did not succeed at anything.
             status = RunStatus.FAILED

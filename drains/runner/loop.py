@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import threading
 import time
 from collections import deque
@@ -21,21 +22,25 @@ from django.utils import timezone
 from drains import selectors
 from drains.bursts import get_drain_burst
 from drains.dbretry import describe
+from drains.failures import one_line
 from drains.models import EventKind, RunMode, StopReason
 from drains.quota import policy
 from drains.quota.actions import act_on_limit
 from drains.quota.backoff import record_backoff
+from drains.quota.kinds import LimitKind
 from drains.quota.resets import RateLimited
 from drains.runner.ceiling import QuotaCeiling
 from drains.runner.pacing import Halted, Pacing, SlowedDown
 from drains.runner.paid import journal_failure, keep_paid
-from drains.runner.plugin import ItemFailed
+from drains.runner.plugin import HostFault, ItemFailed
 from drains.runner.probe import ProbeClaim
 from drains.runner.state import ItemOutcome, Outcome, RunState
 from drains.runs import record_checkpoint
 from drains.usage import Usage
 
 logger = logging.getLogger(__name__)
+
+_DIGITS = re.compile(r"\d+")
 
 # A checkpoint also comes at least this often while items complete, so that slow items (minutes
 # each) never make a healthy run look hung for a whole chunk.
@@ -234,6 +239,7 @@ class WorkLoop:
             self.pacing.gate.went_through()
         if outcome.kind == Outcome.DONE:
             state.done += 1
+            state.same_failures = 0
             state.chunk_done += 1
             if outcome.journaled:
                 state.chunk_keys.append(outcome.key)
@@ -272,9 +278,13 @@ class WorkLoop:
         """The quota refused: stop first (no call starts while the refusal is recorded), then
         record the backoff once and act on it (a weekly limit past the burst, a spend cap)."""
         state = self.state
-        state.stop(StopReason.RATE_LIMITED)
+        host_fault = exc.kind.kind == LimitKind.HOST_FAULT
+        state.stop(StopReason.BLOCKED if host_fault else StopReason.RATE_LIMITED)
         if state.rate_limit is not None:
             return
+        if host_fault:  # blocked until the next probe: the interval doubles while the fault lasts
+            previous = selectors.last_host_block(drain=state.name, quota_key=state.quota_key)
+            exc.reset_at = timezone.now() + policy.host_probe_interval(previous)
         state.rate_limit = exc
         self.ceiling.lift(exc)  # a weekly ceiling the reserve's release lifts: back off until then
         names = record_backoff(
@@ -300,6 +310,7 @@ class WorkLoop:
         exc = outcome.error
         state.last_item_error = (outcome.key, exc)
         logger.warning("%s: item %s failed: %s", state.name, outcome.key, exc)
+        self._breaker(str(exc))
         raw = getattr(exc, "raw", None)
         if raw is not None:
             # A paid reply that could not be used: keep it where an operator can read it.
@@ -311,6 +322,24 @@ class WorkLoop:
                     "raw": json.dumps(raw, ensure_ascii=False, default=str)[:20000],
                 },
             )
+
+    def _breaker(self, reason: str) -> None:
+        """A breaker for the faults no backend classified: ``Drain.breaker_failures`` items in a
+        row failing for the same reason (digits aside) are no longer each item's own fault. The
+        run stops and the drain is blocked like a host fault; those items stay charged (their
+        calls may have been paid for)."""
+        state = self.state
+        same = _DIGITS.sub("#", one_line(reason, 200))
+        state.same_failures = state.same_failures + 1 if same == state.failure_reason else 1
+        state.failure_reason = same
+        limit = state.drain.breaker_failures
+        if limit and state.same_failures >= limit and state.stop_reason is None:
+            self.limit_reached(HostFault(
+                f"{state.same_failures} items in a row failed with the same error: "
+                f"{one_line(reason, 200)}",
+                advice="look at the failed items (the page's failed list); when the cause is "
+                "mended, unblock the drain (retry now) and retry them",
+            ))
 
     # --- checkpoints ----------------------------------------------------------------------
     def checkpoint(self, *, final: bool = False) -> None:

@@ -1,5 +1,6 @@
 """The drain plugin API: what a drain class says about its work (``Drain``), what its
-``process`` returns (``Processed``) and how it reports an item-level failure (``ItemFailed``).
+``process`` returns (``Processed``) and how it reports an item-level failure (``ItemFailed``) or
+a fault that is no item's (``HostFault``).
 
 A drain class registered in ``drains.registry`` fills in the hooks; the runner
 (drains/runner/run.py) owns everything else. A drain never reads the environment and never
@@ -14,7 +15,11 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
+from drains.quota.kinds import Kind, LimitKind
+from drains.quota.policy import HOST_PROBE_FIRST
+from drains.quota.resets import RateLimited
 from drains.quota.signals import QuotaSignal
 
 
@@ -38,6 +43,27 @@ class ItemFailed(Exception):
         self.raw = raw
         self.usage = usage or {}
         self.quota = quota  # the failed call's QuotaSignal (drains/quota/signals.py), if any
+
+class HostFault(RateLimited):
+    """Not the item's fault: the host's or the service's. The extractor could not start (a
+    missing or non-executable binary), the API could not be reached, it refused the credentials
+    (401/403, the CLI's "Not logged in"), it failed with a 5xx after its own retries, the CLI was
+    killed by a signal, the host ran out of disk or memory.
+
+    Charged to no item: the run stops at once, the item goes back untouched, and the drain, with
+    every drain on its quota, is blocked (a backoff of kind ``host_fault``) until a probe call
+    works; the runner sets when that probe is due (``policy.host_probe_interval``). ``advice``
+    says what an operator can do about it.
+    """
+
+    def __init__(self, message: str, *, advice: str = "") -> None:
+        self.fault = message
+        self.advice = advice
+        reason = f"{message} (what to do: {advice})" if advice else message
+        super().__init__(timezone.now() + HOST_PROBE_FIRST, reason)
+        self.kind = Kind(LimitKind.HOST_FAULT)
+        self.args = (f"blocked by a host fault: {reason}",)
+
 
 @dataclass(frozen=True)
 class FailedItem:
@@ -77,6 +103,9 @@ class Drain:
     arrived_at_field: ClassVar[str | None] = None
     # What ``produced_between`` counts, singular and plural, for a run's last line.
     product_names: ClassVar[tuple[str, str]] = ("row", "rows")
+    # The breaker (drains/runner/loop.py): this many items in a row failing with the same error
+    # stop the run and block the drain; 0 turns it off.
+    breaker_failures: ClassVar[int] = 5
 
     def __init__(self) -> None:
         self._extractor: Any = None

@@ -18,11 +18,13 @@ from drains import registry, selectors
 from drains.bursts import ensure_control, get_drain_burst
 from drains.clock import format_local
 from drains.dbretry import describe, ensure_session_timeouts
+from drains.failures import one_line
 from drains.journal import open_journal
 from drains.locks import DrainLock
 from drains.models import EventKind, RunMode, StopReason, Trigger
 from drains.progress import Progress
 from drains.quota.backoff import backoff_in_force, set_quota_key
+from drains.quota.kinds import LimitKind
 from drains.runner.ceiling import QuotaCeiling
 from drains.runner.ending import SKIPPED, DrainRunFailed, RunEnd, RunResult
 from drains.runner.loop import WorkLoop
@@ -189,12 +191,13 @@ class _Runner:
         if backoff is None:
             return None
         source = "" if backoff.drain == state.name else f" (observed by {backoff.drain})"
-        return self._skip(
-            StopReason.BACKOFF,
-            f"{state.name}: quota {state.quota_key!r} backs off until "
-            f"{format_local(backoff.until)}{source}; no extractor call.",
-            until=backoff.until.isoformat(),
-        )
+        if backoff.kind == LimitKind.HOST_FAULT:
+            said = (f"{state.name}: blocked by a host fault until {format_local(backoff.until)}"
+                    f"{source}, then one probe call: {one_line(backoff.reason)}")
+        else:
+            said = (f"{state.name}: quota {state.quota_key!r} backs off until "
+                    f"{format_local(backoff.until)}{source}; no extractor call.")
+        return self._skip(StopReason.BACKOFF, said, until=backoff.until.isoformat())
 
     def _start(self) -> None:
         """Choose the mode (a burst runs until its deadline, a normal run is capped), record the

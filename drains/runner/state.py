@@ -94,6 +94,8 @@ class RunState:
     halted: bool = False  # a hard stop: no further call starts, even for queued items
     error: BaseException | None = None
     last_item_error: tuple[str, BaseException] | None = None  # (item key, its error)
+    failure_reason: str = ""  # the breaker (loop.py): the last item failure's reason, digits aside
+    same_failures: int = 0  # … and how many items in a row failed with it
     rate_limit: RateLimited | None = None
     # a probe after a reset: the first call runs alone
     probing: bool = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NotRequired, TypedDict, cast
 
 from django.db import connection
@@ -19,6 +19,7 @@ from drains.models import (
     RunStatus,
     StagedResult,
 )
+from drains.quota.kinds import LimitKind
 
 # --- the runtime --------------------------------------------------------------------------------
 
@@ -94,6 +95,21 @@ def probe_evidence(*, drain: str, quota_key: str) -> ProbeEvidence:
     return ProbeEvidence(
         drains=names, backoff_until=until, last_success_at=max(seen) if seen else None
     )
+
+
+def last_host_block(*, drain: str, quota_key: str) -> timedelta | None:
+    """How long the quota's latest block by a host fault lasted (its ``backoff`` event's until
+    minus its time), if no call on the quota has worked since; None otherwise. Four queries."""
+    evidence = probe_evidence(drain=drain, quota_key=quota_key)
+    blocks = DrainEvent.objects.filter(
+        drain__in=evidence.drains, kind=EventKind.BACKOFF, data__kind=LimitKind.HOST_FAULT.value
+    )
+    if evidence.last_success_at is not None:
+        blocks = blocks.filter(at__gt=evidence.last_success_at)
+    latest = blocks.order_by("-at", "-id").values_list("at", "data").first()
+    if latest is None or not latest[1].get("until"):
+        return None
+    return datetime.fromisoformat(latest[1]["until"]) - latest[0]
 
 
 def newest_runs(names: Iterable[str]) -> dict[str, DrainRun]:

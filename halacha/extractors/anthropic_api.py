@@ -57,8 +57,10 @@ from halacha.extractors.base import (
     ExtractionError,
     ExtractionResult,
     Extractor,
+    HostFault,
     MetadataResult,
 )
+from halacha.extractors.faults import service_fault
 from halacha.extractors.prompts import (
     HALACHA_SCHEMA,
     METADATA_SCHEMA,
@@ -103,9 +105,10 @@ class AnthropicExtractor(Extractor):
         """
         api_key = settings.ANTHROPIC_API_KEY
         if not api_key:
-            raise ExtractionError(
-                "ANTHROPIC_API_KEY is not set: set it for HALACHA_EXTRACTOR=anthropic, or use "
-                "HALACHA_EXTRACTOR=offline (no key) or claude-cli."
+            raise HostFault(
+                "ANTHROPIC_API_KEY is not set",
+                advice="set it for HALACHA_EXTRACTOR=anthropic, or use HALACHA_EXTRACTOR=offline "
+                "(no key) or claude-cli",
             )
         timeout = float(settings.HALACHA_API_TIMEOUT_SECONDS)
         # base_url is left to the SDK, which reads ANTHROPIC_BASE_URL itself.
@@ -132,8 +135,12 @@ class AnthropicExtractor(Extractor):
                 message = response.parse()
         except anthropic.APIStatusError as exc:
             raise _with_quota(_refused(exc), exc) from exc
-        except anthropic.APIConnectionError as exc:
-            raise ExtractionError(f"could not reach the Anthropic API: {exc}") from exc
+        except anthropic.APIConnectionError as exc:  # refused, DNS, TLS, a timeout with no reply
+            raise HostFault(
+                f"could not reach the Anthropic API at {client.base_url}: {_cause(exc)}",
+                advice="check the network, DNS and any proxy from this host (ANTHROPIC_BASE_URL "
+                "if set); the drain probes again on its own",
+            ) from exc
         finally:
             client.close()
             for warning in caught:
@@ -181,7 +188,8 @@ class AnthropicExtractor(Extractor):
 
 def _refused(exc: anthropic.APIStatusError) -> RateLimited | ExtractionError:
     """What a refused or failed request becomes: ``RateLimited`` for a 429, the spend-limit 400
-    or a 529 (overloaded), ``ExtractionError`` for everything else (5xx, 401, ...)."""
+    or a 529 (overloaded), a ``HostFault`` (a kind of RateLimited) for refused credentials and
+    the service's 5xx, ``ExtractionError`` for everything else (this request's own 400, 413)."""
     if isinstance(exc, anthropic.RateLimitError):
         return parse_reset_headers(
             exc.response.headers, status=exc.response.status_code
@@ -193,7 +201,18 @@ def _refused(exc: anthropic.APIStatusError) -> RateLimited | ExtractionError:
         return ExtractionError(_describe(exc))
     if exc.status_code == 529:  # overloaded: no limit; the runtime retries the call
         return overloaded(_describe(exc))
-    return ExtractionError(_describe(exc))
+    fault = service_fault(exc.status_code, _describe(exc), service="the Anthropic API",
+                          login_advice=KEY_ADVICE)
+    return fault or ExtractionError(_describe(exc))
+
+
+KEY_ADVICE = "check ANTHROPIC_API_KEY: the key may be revoked, mistyped or lack access to the model"
+
+
+def _cause(exc: BaseException) -> str:
+    """The connection error's own reason (refused, a name not found), under the SDK's wrapper."""
+    cause = exc.__cause__ or exc.__context__
+    return f"{exc} ({type(cause).__name__}: {cause})" if cause is not None else str(exc)
 
 
 def _with_quota(

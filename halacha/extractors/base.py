@@ -1,7 +1,9 @@
 """The extractor interface every backend implements.
 
 ``extract(decision) -> ExtractionResult`` or raises ``RateLimited`` (drains.quota.resets) when the
-quota is exhausted, or ``ExtractionError`` for any other failure. ``extract_metadata(decision)
+quota is exhausted, ``HostFault`` (drains.runner.plugin) when the fault is the host's or the
+service's and no item's (halacha/extractors/faults.py decides which), or ``ExtractionError``
+for a failure of this item. ``extract_metadata(decision)
 -> MetadataResult`` is the same contract for the metadata drain.
 
 A backend never writes to the database: the drain runtime persists what it returns (staging
@@ -19,6 +21,7 @@ from django.conf import settings
 
 from drains.quota.resets import RateLimited  # noqa: F401  (re-exported for backends)
 from drains.quota.signals import QuotaSignal
+from drains.runner.plugin import HostFault  # noqa: F401  (re-exported for backends)
 
 
 class ExtractionError(Exception):

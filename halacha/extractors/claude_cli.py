@@ -57,8 +57,9 @@ A reply is a usage limit only when the CLI says it failed — ``is_error`` true,
 429, or a non-zero exit — and its text is a limit notice; then it becomes ``RateLimited`` with the
 reset read by drains.quota.resets. Text inside a successful answer is never read as a limit (a
 decision may well say "limit reached"). API status 529 (overloaded) is ``RateLimited`` of kind
-``overloaded``, which the runtime retries inside the run. Every other failure is an
-``ExtractionError`` with stderr. The call is killed (its whole process group, then reaped) after
+``overloaded``, which the runtime retries inside the run. A fault of the host or the service (no
+start, a kill, a refused login, a 5xx) is a ``HostFault`` (halacha/extractors/faults.py). Every
+other failure is an ``ExtractionError`` with stderr. The call is killed (its whole process group, then reaped) after
 HALACHA_CLI_TIMEOUT_SECONDS.
 """
 
@@ -95,6 +96,13 @@ from halacha.extractors.cli_args import (  # noqa: F401  (re-exported: the backe
     CliConfigError,
     cli_args,
     extra_args,
+)
+from halacha.extractors.faults import (
+    LOGIN_ADVICE,
+    cli_killed_fault,
+    cli_start_fault,
+    login_fault,
+    service_fault,
 )
 from halacha.extractors.prompts import (
     METADATA_SYSTEM_PROMPT,
@@ -261,10 +269,8 @@ class ClaudeCliExtractor(Extractor):
                 # And it dies with the drain: kill -9 of the drain leaves no call running.
                 preexec_fn=die_with_parent(),
             )
-        except OSError as exc:
-            raise ExtractionError(
-                f"cannot run the Claude CLI {executable!r}: {exc}. Set CLAUDE_CLI to its path."
-            ) from exc
+        except OSError as exc:  # missing, not executable, or the host out of memory or processes
+            raise cli_start_fault(executable, exc) from exc
         try:
             stdout, stderr = process.communicate(user, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -277,6 +283,8 @@ class ClaudeCliExtractor(Extractor):
         except BaseException:
             self._kill(process)  # SIGTERM to the drain, Ctrl-C: never leave the CLI behind
             raise
+        if process.returncode < 0:  # killed by a signal that was not ours (the OOM killer, kill)
+            raise cli_killed_fault(-process.returncode, process.pid, _tail(stderr))
         return process.returncode, stdout or "", stderr or ""
 
     @staticmethod
@@ -333,6 +341,13 @@ class ClaudeCliExtractor(Extractor):
                 raise info.rate_limited(text)
             errors = result.get("errors")
             said = text or ("; ".join(map(str, errors)) if isinstance(errors, list) else "")
+            api_status = result.get("api_error_status")
+            fault = service_fault(
+                api_status if isinstance(api_status, int) else None, _head(said),
+                service="the API (through the Claude CLI)", login_advice=LOGIN_ADVICE,
+            ) or login_fault(said)
+            if fault is not None:
+                raise fault
             subtype = result.get("subtype")
             raise ExtractionError(
                 f"the Claude CLI reported an error (exit status {status}"
@@ -364,6 +379,8 @@ class ClaudeCliExtractor(Extractor):
         # still a notice, not an answer, because an answer always comes as the JSON object.
         if is_limit_message(combined) and (status != 0 or len(combined) <= 300):
             raise parse_reset(combined).rate_limited(combined)
+        if status != 0 and (fault := login_fault(combined)) is not None:
+            raise fault
         if status != 0:
             raise ExtractionError(
                 f"the Claude CLI exited with status {status}; stderr: {_tail(stderr) or '(empty)'}"
@@ -392,3 +409,4 @@ class ClaudeCliExtractor(Extractor):
         )
         read.quota = answer.quota
         return read
+

@@ -14,7 +14,7 @@ from drains.quota.kinds import Kind, LimitKind
 from drains.quota.resets import RateLimited
 from halacha.extractors import get_extractor
 from halacha.extractors.anthropic_api import AnthropicExtractor
-from halacha.extractors.base import ExtractionError
+from halacha.extractors.base import ExtractionError, HostFault
 from halacha.extractors.prompts import (
     HALACHA_SCHEMA,
     METADATA_SCHEMA,
@@ -196,27 +196,40 @@ def test_spend_limit_400_is_a_rate_limit(stub, decision):
     assert len(stub.requests) == 1
 
 
-@pytest.mark.parametrize(
-    ("status", "body", "words"),
-    [
-        (500, error_body("api_error", "Internal server error"), ["HTTP 500", "api_error"]),
-        (
-            400,
-            error_body("invalid_request_error", "max_tokens: too large"),
-            ["HTTP 400", "too large"],
-        ),
-        (401, error_body("authentication_error", "invalid x-api-key"), ["HTTP 401"]),
-    ],
-    ids=["500", "400", "401"],
-)
-def test_other_failures_are_extraction_errors(stub, decision, status, body, words):
-    stub.enqueue(status, body, {"retry-after": "1"})
+def test_a_bad_request_is_the_items_extraction_error(stub, decision):
+    stub.enqueue(400, error_body("invalid_request_error", "max_tokens: too large"),
+                 {"retry-after": "1"})
     with pytest.raises(ExtractionError) as info:
         AnthropicExtractor().extract(decision)
     assert not isinstance(info.value, RateLimited)
-    for word in words:
-        assert word in str(info.value)
+    assert "HTTP 400" in str(info.value) and "too large" in str(info.value)
     assert "req_stub" in str(info.value)
+    assert len(stub.requests) == 1  # not retried, even with retry-after
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "words", "advice"),
+    [
+        (500, error_body("api_error", "Internal server error"), ["HTTP 500", "api_error"],
+         "probes it again"),
+        (503, error_body("api_error", "Service unavailable"), ["HTTP 503"], "probes it again"),
+        (401, error_body("authentication_error", "invalid x-api-key"), ["HTTP 401"],
+         "ANTHROPIC_API_KEY"),
+        (403, error_body("permission_error", "no access"), ["HTTP 403"], "ANTHROPIC_API_KEY"),
+    ],
+    ids=["500", "503", "401", "403"],
+)
+def test_refused_credentials_and_the_services_5xx_are_host_faults(
+    stub, decision, status, body, words, advice
+):
+    stub.enqueue(status, body, {"retry-after": "1"})
+    with pytest.raises(HostFault) as info:
+        AnthropicExtractor().extract(decision)
+    assert info.value.kind == Kind(LimitKind.HOST_FAULT)
+    for word in words:
+        assert word in info.value.fault
+    assert "req_stub" in info.value.fault
+    assert advice in info.value.advice
     assert len(stub.requests) == 1  # not retried, even with retry-after
 
 
@@ -247,21 +260,23 @@ def test_settings_are_read_at_call_time(stub, decision, settings):
     assert "sk-ant-other-key" in (second.get("x-api-key", "") + second.get("authorization", ""))
 
 
-def test_missing_key_is_an_error_without_a_request(stub, decision, settings):
+def test_missing_key_is_a_host_fault_without_a_request(stub, decision, settings):
     settings.ANTHROPIC_API_KEY = None
-    with pytest.raises(ExtractionError, match="ANTHROPIC_API_KEY is not set"):
+    with pytest.raises(HostFault, match="ANTHROPIC_API_KEY is not set") as info:
         AnthropicExtractor().extract(decision)
+    assert "HALACHA_EXTRACTOR=offline" in info.value.advice
     assert stub.requests == []
 
 
-def test_unreachable_api_is_an_extraction_error(monkeypatch, settings, decision):
+def test_unreachable_api_is_a_host_fault(monkeypatch, settings, decision):
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{port}")
     settings.ANTHROPIC_API_KEY = "sk-ant-test-key"
-    with pytest.raises(ExtractionError, match="could not reach the Anthropic API"):
+    with pytest.raises(HostFault, match="could not reach the Anthropic API") as info:
         AnthropicExtractor().extract(decision)
+    assert "Connection refused" in info.value.fault and "network" in info.value.advice
 
 
 def test_quota_key(settings):

@@ -20,7 +20,7 @@ from freezegun import freeze_time
 from drains.models import DrainRun, RunStatus
 from drains.quota.resets import RateLimited
 from halacha.extractors import get_extractor
-from halacha.extractors.base import ExtractionError
+from halacha.extractors.base import ExtractionError, HostFault
 from halacha.extractors.claude_cli import ClaudeCliExtractor, CliConfigError, extra_args
 from halacha.extractors.prompts import (
     METADATA_SYSTEM_PROMPT,
@@ -277,20 +277,43 @@ def test_429_without_limit_wording(cli, decision):
 
 
 def test_non_zero_exit_carries_stderr(cli, decision):
-    cli(stdout="", stderr="Error: Invalid API key · Please run /login", exit=1)
+    cli(stdout="", stderr="Error: something broke in the CLI", exit=1)
     with pytest.raises(ExtractionError) as info:
         ClaudeCliExtractor().extract(decision)
     assert not isinstance(info.value, RateLimited)
     assert "exited with status 1" in str(info.value)
-    assert "Invalid API key" in str(info.value)
+    assert "something broke" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "notice",
+    ["Error: Invalid API key · Please run /login", "Not logged in · Please run /login",
+     "OAuth token has expired. Please obtain a new token or refresh your existing token."],
+)
+def test_a_login_notice_is_a_host_fault_with_what_to_do(cli, decision, notice):
+    cli(stdout="", stderr=notice, exit=1)
+    with pytest.raises(HostFault) as info:
+        ClaudeCliExtractor().extract(decision)
+    assert notice.split(" · ")[0].split(".")[0] in info.value.fault
+    assert "claude setup-token" in info.value.advice and "/login" in info.value.advice
 
 
 def test_error_result_that_is_not_a_limit(cli, decision):
-    cli(result="API Error: 500 Internal server error", is_error=1, exit=1, stderr="trace here")
+    cli(result="API Error: 400 the request was malformed", is_error=1, exit=1, stderr="trace here")
     with pytest.raises(ExtractionError) as info:
         ClaudeCliExtractor().extract(decision)
     assert not isinstance(info.value, RateLimited)
-    assert "API Error: 500" in str(info.value) and "trace here" in str(info.value)
+    assert "API Error: 400" in str(info.value) and "trace here" in str(info.value)
+
+
+@pytest.mark.parametrize(("api_status", "words"), [(500, "failed with HTTP 500"),
+                                                   (401, "refused the login (HTTP 401)")])
+def test_an_error_result_of_the_service_is_a_host_fault(cli, decision, api_status, words):
+    cli(result=f"API Error: {api_status} boom", is_error=1, exit=1,
+        api_error_status=api_status)
+    with pytest.raises(HostFault) as info:
+        ClaudeCliExtractor().extract(decision)
+    assert words in info.value.fault and "boom" in info.value.fault
 
 
 def test_garbage_on_stdout(cli, decision):
@@ -337,10 +360,12 @@ def test_hang_past_the_timeout_is_killed_without_a_zombie(cli, decision, setting
     )
 
 
-def test_missing_executable(settings, decision, tmp_path):
+def test_missing_executable_is_a_host_fault(settings, decision, tmp_path):
     settings.CLAUDE_CLI = str(tmp_path / "no-such-claude")
-    with pytest.raises(ExtractionError, match="cannot run the Claude CLI .*Set CLAUDE_CLI"):
+    with pytest.raises(HostFault, match="cannot run the Claude CLI .*No such file") as info:
         ClaudeCliExtractor().extract(decision)
+    assert "set CLAUDE_CLI to its path" in info.value.advice
+    assert str(tmp_path / "no-such-claude") in info.value.advice
 
 
 def test_quota_key_and_config_dir(cli, decision, settings, tmp_path):
