@@ -73,7 +73,16 @@ def test_each_kind_has_its_plan():
         "unknown": "backoff", "overloaded": "retry", "api_requests": "slow_down",
         "api_input_tokens": "slow_down", "api_output_tokens": "slow_down",
         "spend_cap": "operator", "extra_usage": "operator",
+        "host_fault": "backoff",  # blocked: no call until a probe works (issue 29)
     }
+
+
+def test_a_host_fault_is_probed_after_1_minute_then_twice_as_long_each_time_at_most_hourly():
+    intervals, previous = [], None
+    for _ in range(9):
+        previous = policy.host_probe_interval(previous)
+        intervals.append(int(previous.total_seconds() // 60))
+    assert intervals == [1, 2, 4, 8, 16, 32, 60, 60, 60]
 
 
 def test_a_weekly_limit_outlasts_a_burst_only_when_it_resets_at_or_after_the_deadline():

@@ -260,3 +260,22 @@ def test_an_operator_unblocks_by_hand_and_the_next_run_probes(monkeypatch, setti
     assert event.actor == "ops:dana"
     with pytest.raises(CommandError, match="no backoff to clear"):
         call_command("retry_now", "halacha")
+
+
+def test_blocked_is_said_by_schedule_the_digest_and_metrics(monkeypatch, settings):
+    settings.DRAINS_METRICS_ALLOWED_IPS = ["127.0.0.1"]
+    CourtDecision.objects.create(external_id="seen-1", text=TEXT, language="en")
+    with AnthropicStub(responder=Fault(broken=_server_error).respond) as stub:
+        _use_sdk(monkeypatch, settings, stub.url)
+        _drain()
+    out = io.StringIO()
+    call_command("schedule", stdout=out)
+    row = next(line for line in out.getvalue().splitlines() if line.startswith("drain_halacha "))
+    assert "stopped: blocked until" in row and "HTTP 503" in row, row
+    from operations.digest import build_digest, render_digest
+
+    _subject, body = render_digest(build_digest())
+    assert "BLOCKED now: the Anthropic API failed with HTTP 503" in body, body
+    assert "host faults:        1 run stopped, no item charged" in body, body
+    metrics = Client(REMOTE_ADDR="127.0.0.1").get("/metrics").content.decode()
+    assert 'drains_service_state{drain="halacha",state="blocked"} 1.0' in metrics

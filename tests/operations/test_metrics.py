@@ -155,7 +155,7 @@ def test_alert_rules_pass_promtool():
     result = subprocess.run([PROMTOOL, "check", "rules", str(ROOT / "deploy/prometheus/alerts.yml")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 def test_alert_rules_fire_on_the_metrics_they_watch():
