@@ -5,7 +5,7 @@ package.json (``make claude-cli``), against the local Messages API stub that rec
 
 - old (the baseline): ``claude -p --output-format json`` with the extraction prompt and the
   decision together on stdin, from the project folder, as the backend called it before;
-- new: the claude-cli backend as it is (``ClaudeCliExtractor().extract``).
+- new: the claude-cli backend as it is (``ask_halachot(ClaudeCliExtractor(), decision)``).
 
 Per call it reports the request's bytes, the overhead (bytes beyond the extraction prompt and the
 decision text, as they sit JSON-escaped in the body), the share of the request that is the
@@ -42,6 +42,7 @@ from django.conf import settings  # noqa: E402
 
 from halacha.extractors.claude_cli import ClaudeCliExtractor  # noqa: E402
 from halacha.extractors.prompts import SYSTEM_PROMPT, user_prompt  # noqa: E402
+from halacha.extractors.protocol import ask_halachot  # noqa: E402
 from halacha.models import CourtDecision  # noqa: E402
 from tests.support.anthropic_stub import AnthropicStub  # noqa: E402
 from tests.support.real_claude import CLAUDE, PINNED, isolated_env, json_size  # noqa: E402
@@ -135,7 +136,7 @@ def main() -> int:
         settings.CLAUDE_CONFIG_DIR = str(home / ".claude")
         settings.HALACHA_CLI_EXTRA_ARGS = ""
         for decision in decisions:
-            ClaudeCliExtractor().extract(decision)
+            ask_halachot(ClaudeCliExtractor(), decision)
         new_requests = stub.messages()[len(old_requests):]
         others = [r for r in stub.requests if r not in old_requests and r not in new_requests]
 

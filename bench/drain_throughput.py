@@ -112,14 +112,17 @@ def runtime_pass(n: int) -> dict:
 
 def raw_pass(n: int, database: str) -> dict:
     """The same statements with bare psycopg: the floor any runtime sits on."""
+    from halacha.extractors.protocol import ask_halachot
     from tests.support.extractors import InstantExtractor
 
     load_backlog(n)
     extractor = InstantExtractor()
 
-    class Row:  # what the extractor reads from a decision
+    class Row:  # what the halacha drain's ask reads from a decision
         def __init__(self, pk, external_id, text):
             self.pk, self.external_id, self.text = pk, external_id, text
+            self.language, self.court, self.case_number, self.title = "en", "", "", ""
+            self.decided_on = None
 
     started = time.perf_counter()
     with psycopg.connect(server_url(database), autocommit=True) as conn:
@@ -141,7 +144,7 @@ def raw_pass(n: int, database: str) -> dict:
             if not rows:
                 break
             for pk, external_id, text in rows:
-                result = extractor.extract(Row(pk, external_id, text))
+                result = ask_halachot(extractor, Row(pk, external_id, text))
                 payload = {
                     "extractor": result.extractor,
                     "model": result.model,

@@ -108,7 +108,7 @@ def make_extractor_class():
             cls.mean, cls.limit_after, cls.reset_seconds = mean, limit_after, reset_seconds
             cls.reset_at, cls.calls, cls.refused = None, 0, 0
 
-        def extract(self, decision):
+        def call(self, request):
             cls = type(self)
             with cls.lock:
                 cls.calls += 1
@@ -125,7 +125,7 @@ def make_extractor_class():
                 message = f"Claude AI usage limit reached|{int(cls.reset_at.timestamp() * 1000)}"
                 raise parse_reset(message, now).rate_limited(message)
             time.sleep(latency)
-            return self._result(decision)
+            return self._reply(request)
 
     return BurstExtractor
 

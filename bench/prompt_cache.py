@@ -42,6 +42,7 @@ from django.conf import settings  # noqa: E402
 
 from halacha.extractors.anthropic_api import AnthropicExtractor  # noqa: E402
 from halacha.extractors.prompts import SYSTEM_PROMPT  # noqa: E402
+from halacha.extractors.protocol import ask_halachot  # noqa: E402
 from halacha.models import CourtDecision  # noqa: E402
 from tests.support.anthropic_stub import AnthropicStub, estimate_tokens  # noqa: E402
 
@@ -78,7 +79,7 @@ def run(decisions: list[CourtDecision], *, cache: bool, min_cacheable: int) -> d
         extractor = AnthropicExtractor()
         for decision in decisions:
             stub.reply(json.dumps({"halachot": []}))
-            usage = extractor.extract(decision).usage
+            usage = ask_halachot(extractor, decision).usage
             for key in KEYS:
                 totals[key] += usage[key]
         marked = sum("cache_control" in r.body["system"][0] for r in stub.messages())

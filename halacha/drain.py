@@ -6,8 +6,8 @@ decision marked done. Promotion and failure marking are classmethods that need n
 the supervisor can promote leftovers at zero quota. This module imports no extractor backend at
 import time: only ``make_extractor``/``process`` load one.
 
-MetadataDrain works off decisions whose ``metadata_status`` is pending with the same extractor
-backends' ``extract_metadata`` (offline: rules over the header lines): it fills court, case
+MetadataDrain works off decisions whose ``metadata_status`` is pending through the same backends'
+one model call, with its own prompt, schema and offline rule (rules over the header lines): it fills court, case
 number and decision date where the import left them blank (an imported value comes from the
 source and is kept), and sets judges and parties.
 """
@@ -15,6 +15,7 @@ source and is kept), and sets judges and parties.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import date
 from typing import Any
@@ -157,15 +158,16 @@ class _DecisionDrain(Drain):
 
         return get_extractor()
 
-    def _extract(self, method: str, decision) -> tuple[Any, dict[str, str]]:
-        """The extractor's ``method`` (``extract`` or ``extract_metadata``) on ``decision``: its
-        result and who made it (the payload's "extractor" and "model"). An ExtractionError is
-        the item's failure, with the reply and usage the call was paid for."""
+    def _ask(self, ask: Callable[[Any, Any], Any], decision) -> tuple[Any, dict[str, str]]:
+        """``ask`` (protocol's ``ask_halachot`` or ``ask_metadata``: the drain's prompt, schema,
+        parser and offline rule) through the extractor for ``decision``: its result and who made
+        it (the payload's "extractor" and "model"). An ExtractionError is the item's failure,
+        with the reply and usage the call was paid for."""
         from halacha.extractors.base import ExtractionError
 
         extractor = self.extractor
         try:
-            result = getattr(extractor, method)(decision)
+            result = ask(extractor, decision)
         except ExtractionError as exc:
             raise ItemFailed(str(exc), raw=exc.raw, usage=exc.usage, quota=exc.quota) from exc
         made_by = {
@@ -190,7 +192,9 @@ class HalachaDrain(_DecisionDrain):
         return Halacha.objects.filter(created_at__gte=since, created_at__lt=until).count()
 
     def process(self, decision) -> Processed:
-        result, made_by = self._extract("extract", decision)
+        from halacha.extractors.protocol import ask_halachot
+
+        result, made_by = self._ask(ask_halachot, decision)
         payload = {
             **made_by,
             "halachot": [asdict(halacha) for halacha in result.halachot],
@@ -237,7 +241,9 @@ class MetadataDrain(_DecisionDrain):
     error_field = "metadata_error"
 
     def process(self, decision) -> Processed:
-        result, made_by = self._extract("extract_metadata", decision)
+        from halacha.extractors.protocol import ask_metadata
+
+        result, made_by = self._ask(ask_metadata, decision)
         payload = {
             **made_by,
             "court": result.court,

@@ -12,7 +12,8 @@ from drains.models import DrainRun, RunStatus
 from halacha.models import CourtDecision
 from tests.support.db import child_env
 
-HOLDS = "Decision {i} holds. Rule {i} binds.{mark}"
+# One halacha per decision by the offline rule (its cue "We hold that"), quoting the first sentence.
+HOLDS = "We hold that decision {i} binds. Rule {i} applies.{mark}"
 
 
 def make_decisions(

@@ -30,8 +30,9 @@ are read.
 
 A 429 (or the spend-limit 400) becomes ``RateLimited`` with the reset and the kind read by
 drains.quota.resets; a 529 (overloaded) becomes ``RateLimited`` of kind ``overloaded``, which the
-runtime retries inside the run (drains/runner/pacing.py); every other failure, 5xx included, is
-an ``ExtractionError``.
+runtime retries inside the run (drains/runner/pacing.py); refused credentials, the service's 5xx
+and a connection that cannot be made are a ``HostFault`` (halacha/extractors/faults.py); every
+other failure is this item's ``ExtractionError``.
 """
 
 from __future__ import annotations
@@ -55,21 +56,13 @@ from drains.quota.resets import (
 from drains.quota.signals import QuotaSignal, from_unified_headers
 from halacha.extractors.base import (
     ExtractionError,
-    ExtractionResult,
     Extractor,
     HostFault,
-    MetadataResult,
+    ModelCall,
+    ModelReply,
+    usage_from,
 )
 from halacha.extractors.faults import service_fault
-from halacha.extractors.prompts import (
-    HALACHA_SCHEMA,
-    METADATA_SCHEMA,
-    METADATA_SYSTEM_PROMPT,
-    SYSTEM_PROMPT,
-    metadata_user_prompt,
-    user_prompt,
-)
-from halacha.extractors.protocol import halachot_result, metadata_result, usage_from
 
 logger = logging.getLogger(__name__)
 
@@ -162,28 +155,12 @@ class AnthropicExtractor(Extractor):
             raise ExtractionError("the model refused to answer", raw=raw, usage=usage, quota=quota)
         return message, text, raw, usage, quota
 
-    def extract(self, decision) -> ExtractionResult:
+    def call(self, request: ModelCall) -> ModelReply:
         message, text, raw, usage, quota = self._call(
-            system=SYSTEM_PROMPT, user=user_prompt(decision), schema=HALACHA_SCHEMA
+            system=request.system, user=request.user, schema=request.schema
         )
-        model = message.model or self.model
-        result = halachot_result(
-            text, decision, raw=raw, usage=usage, extractor=self.name, model=model
-        )
-        result.quota = quota
-        return result
-
-    def extract_metadata(self, decision) -> MetadataResult:
-        message, text, raw, usage, quota = self._call(
-            system=METADATA_SYSTEM_PROMPT,
-            user=metadata_user_prompt(decision),
-            schema=METADATA_SCHEMA,
-        )
-        result = metadata_result(
-            text, raw=raw, usage=usage, extractor=self.name, model=message.model or self.model
-        )
-        result.quota = quota
-        return result
+        return ModelReply(text=text, usage=usage, raw=raw, backend=self.name,
+                          model=message.model or self.model, quota=quota)
 
 
 def _refused(exc: anthropic.APIStatusError) -> RateLimited | ExtractionError:

@@ -1,20 +1,24 @@
-"""The extractor interface every backend implements.
+"""The one model call every backend implements, whatever the drain.
 
-``extract(decision) -> ExtractionResult`` or raises ``RateLimited`` (drains.quota.resets) when the
-quota is exhausted, ``HostFault`` (drains.runner.plugin) when the fault is the host's or the
-service's and no item's (halacha/extractors/faults.py decides which), or ``ExtractionError``
-for a failure of this item. ``extract_metadata(decision)
--> MetadataResult`` is the same contract for the metadata drain.
+``call(ModelCall) -> ModelReply``: a drain's system prompt, user prompt and the JSON schema its
+reply must follow go in; the reply's text, its usage, the model and what the call said of the
+quota come out. A backend knows no drain: each drain owns its prompts, its schema, its parser
+and its offline rule (``ModelCall.offline``, the reply the ``offline`` backend gives without a
+model), so adding a drain touches no backend. Failures come out classified: ``RateLimited``
+(drains.quota.resets) when the quota refused, ``HostFault`` (drains.runner.plugin) when the
+fault is the host's or the service's and no item's (halacha/extractors/faults.py decides
+which), ``ExtractionError`` when the call failed for this item.
 
-A backend never writes to the database: the drain runtime persists what it returns (staging
-first, so nothing paid for is lost). When a paid call came back unusable, the ``ExtractionError``
-carries the ``raw`` reply and its ``usage`` so the runtime can still record both.
+A backend never writes to the database: the drain runtime persists what the drain made of the
+reply (staging first, so nothing paid for is lost). When a paid call came back unusable, the
+``ExtractionError`` carries the ``raw`` reply and its ``usage`` so the runtime can still record
+both.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 from django.conf import settings
@@ -49,43 +53,31 @@ class ExtractionError(Exception):
 
 
 @dataclass(frozen=True)
-class ExtractedHalacha:
-    rule: str
-    quote: str
-    topics: list[str] = field(default_factory=list)
+class ModelCall:
+    """What a drain asks a model for one item.
 
-
-@dataclass
-class ExtractionResult:
-    """What one extraction produced.
-
-    ``halachot`` holds only rules whose quote occurs verbatim in the decision; ``rejected``
-    counts the others and ``problems`` says why each was dropped. ``raw`` is JSON-serialisable.
+    ``offline`` is the drain's offline rule: the reply text the ``offline`` backend returns,
+    made without a model (deterministic, no quota). ``item`` is the item the call is for; no
+    backend reads it (test stand-ins log its key).
     """
 
-    halachot: list[ExtractedHalacha]
-    usage: dict[str, Any]
-    raw: Any
-    rejected: int = 0
-    extractor: str = ""
-    model: str = ""
-    problems: list[str] = field(default_factory=list)
-    quota: QuotaSignal = field(default_factory=QuotaSignal)  # what the call said of its windows
+    system: str
+    user: str
+    schema: dict[str, Any]
+    offline: Callable[[], str]
+    item: Any = None
 
 
 @dataclass
-class MetadataResult:
-    """Metadata read from a decision's text; None/empty where the text does not say."""
+class ModelReply:
+    """A model's answer: its text (the drain parses it), the usage and the raw reply it was paid
+    for, the backend and model that made it, and what the call said of the quota's windows."""
 
-    court: str | None
-    case_number: str | None
-    decided_on: date | None
-    judges: list[str]
-    parties: list[str]
+    text: str
     usage: dict[str, Any]
     raw: Any
-    extractor: str = ""
-    model: str = ""
+    backend: str
+    model: str
     quota: QuotaSignal = field(default_factory=QuotaSignal)
 
 
@@ -102,7 +94,7 @@ def empty_usage() -> dict[str, Any]:
 class Extractor:
     """Base class for backends.
 
-    ``name`` is the backend name stored on each Halacha; ``model`` the model it used;
+    ``name`` is the backend name stored with each result; ``model`` the model it uses;
     ``quota_key()`` names the quota the backend draws on (the API key or the CLI account), so a
     rate limit backs off every drain that shares it.
     """
@@ -120,8 +112,34 @@ class Extractor:
     def quota_key(self) -> str:
         return self.name
 
-    def extract(self, decision) -> ExtractionResult:  # pragma: no cover - interface
+    def call(self, request: ModelCall) -> ModelReply:  # pragma: no cover - interface
+        """One model call (see the module docstring for what it may raise)."""
         raise NotImplementedError
 
-    def extract_metadata(self, decision) -> MetadataResult:  # pragma: no cover - interface
-        raise NotImplementedError
+
+def usage_from(reported: Any, *, cost_usd: Any = None) -> dict[str, Any]:
+    """The usage keys every backend reports, read from a mapping (the CLI's JSON) or an object
+    (the SDK's ``Usage``); anything missing or unreadable counts 0. ``cost_usd`` is kept when the
+    backend states one (the CLI's ``total_cost_usd``)."""
+    usage = empty_usage()
+    for key in usage:
+        value = reported.get(key) if isinstance(reported, dict) else getattr(reported, key, 0)
+        try:
+            usage[key] = int(value or 0)
+        except (TypeError, ValueError):
+            usage[key] = 0
+    if isinstance(cost_usd, int | float) and not isinstance(cost_usd, bool):
+        usage["cost_usd"] = float(cost_usd)
+    return usage
+
+
+def with_model_usage(usage: dict[str, Any], model: str) -> dict[str, Any]:
+    """``usage`` with ``model_usage`` (model -> calls, tokens, cost) when the backend gave none.
+
+    The drain runtime sums ``model_usage`` onto the run, so the page and the admin can say which
+    model a run spent its quota on.
+    """
+    if model and "model_usage" not in usage:
+        spent = {key: value for key, value in usage.items() if key != "model_usage"}
+        usage = dict(usage, model_usage={model: {"calls": 1, **spent}})
+    return usage

@@ -84,9 +84,10 @@ from drains.quota.resets import RateLimited, is_limit_message, overloaded, parse
 from drains.quota.signals import QuotaSignal, combine, from_stream_event
 from halacha.extractors.base import (
     ExtractionError,
-    ExtractionResult,
     Extractor,
-    MetadataResult,
+    ModelCall,
+    ModelReply,
+    usage_from,
 )
 from halacha.extractors.child import die_with_parent
 from halacha.extractors.cli_args import (  # noqa: F401  (re-exported: the backend's public names)
@@ -104,13 +105,6 @@ from halacha.extractors.faults import (
     login_fault,
     service_fault,
 )
-from halacha.extractors.prompts import (
-    METADATA_SYSTEM_PROMPT,
-    SYSTEM_PROMPT,
-    metadata_user_prompt,
-    user_prompt,
-)
-from halacha.extractors.protocol import halachot_result, metadata_result, usage_from
 
 EXCERPT = 2000
 REAP_SECONDS = 5.0
@@ -392,21 +386,10 @@ class ClaudeCliExtractor(Extractor):
             raw=stdout,
         )
 
-    def extract(self, decision) -> ExtractionResult:
-        answer = self._answer(SYSTEM_PROMPT, user_prompt(decision))
-        extracted = halachot_result(
-            answer.text, decision, raw=answer.result, usage=answer.usage, extractor=self.name,
-            model=answer.model,
-        )
-        extracted.quota = answer.quota
-        return extracted
-
-    def extract_metadata(self, decision) -> MetadataResult:
-        answer = self._answer(METADATA_SYSTEM_PROMPT, metadata_user_prompt(decision))
-        read = metadata_result(
-            answer.text, raw=answer.result, usage=answer.usage, extractor=self.name,
-            model=answer.model,
-        )
-        read.quota = answer.quota
-        return read
+    def call(self, request: ModelCall) -> ModelReply:
+        """One CLI call. The CLI is given no schema (its ``--json-schema`` costs tools and a
+        second request, see above): a drain's system prompt spells out the JSON it wants."""
+        answer = self._answer(request.system, request.user)
+        return ModelReply(text=answer.text, usage=answer.usage, raw=answer.result,
+                          backend=self.name, model=answer.model, quota=answer.quota)
 

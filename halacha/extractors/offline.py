@@ -1,6 +1,8 @@
 """The offline extractor: deterministic rules over cue phrases, no credentials, no quota.
 
-It finds sentences in which the court lays down a rule ("we hold that", "the rule is that",
+Its rules are the decision drains' offline rules (``halachot_reply``, ``metadata_reply``), which
+their calls carry (halacha/extractors/protocol.py); the backend itself knows no drain. It finds
+sentences in which the court lays down a rule ("we hold that", "the rule is that",
 "נקבע כי", "הלכה היא", ...), skips those in a party's mouth ("the appellant argued that the rule
 is ..."), and answers in the same JSON a model would, validated by the same protocol — so its
 quotes are slices of the decision text and always verbatim. Metadata comes from labelled header
@@ -15,13 +17,7 @@ import json
 import re
 from datetime import date
 
-from halacha.extractors.base import (
-    ExtractionResult,
-    Extractor,
-    MetadataResult,
-    empty_usage,
-)
-from halacha.extractors.protocol import parse_halachot
+from halacha.extractors.base import Extractor, ModelCall, ModelReply, empty_usage
 
 HEBREW_LETTER = "\u05d0-\u05ea"
 
@@ -249,35 +245,34 @@ def read_metadata(text: str) -> dict:
     }
 
 
+def halachot_reply(text: str) -> str:
+    """The halacha drain's offline rule: the reply a model would give, from the cue phrases."""
+    return json.dumps({"halachot": find_rules(text)}, ensure_ascii=False)
+
+
+def metadata_reply(text: str) -> str:
+    """The metadata drain's offline rule: the reply a model would give, from the header lines."""
+    found = read_metadata(text)
+    decided_on = found["decided_on"]
+    return json.dumps(dict(found, decided_on=decided_on.isoformat() if decided_on else None),
+                      ensure_ascii=False)
+
+
 class OfflineExtractor(Extractor):
+    """The backend that calls no model: it answers each call with the drain's own offline rule
+    (``ModelCall.offline``), free and deterministic."""
+
     name = "offline"
     model = "cue-rules-1"
 
     def quota_key(self) -> str:
         return "offline"
 
-    def extract(self, decision) -> ExtractionResult:
-        reply = json.dumps({"halachot": find_rules(decision.text)}, ensure_ascii=False)
-        parsed = parse_halachot(reply, decision.text)
-        return ExtractionResult(
-            halachot=parsed.halachot,
-            usage=empty_usage(),
-            raw={"backend": self.name, "model": self.model, "reply": reply},
-            rejected=parsed.rejected,
-            extractor=self.name,
-            model=self.model,
-            problems=parsed.problems,
-        )
-
-    def extract_metadata(self, decision) -> MetadataResult:
-        found = read_metadata(decision.text)
-        raw = dict(
-            found, decided_on=found["decided_on"].isoformat() if found["decided_on"] else None
-        )
-        return MetadataResult(
-            **found,
-            usage=empty_usage(),
-            raw={"backend": self.name, "model": self.model, "reply": raw},
-            extractor=self.name,
-            model=self.model,
+    def call(self, request: ModelCall) -> ModelReply:
+        text = request.offline()
+        # No tokens, and no model_usage: nothing was spent on a model.
+        return ModelReply(
+            text=text, usage=dict(empty_usage(), model_usage={}),
+            raw={"backend": self.name, "model": self.model, "reply": text},
+            backend=self.name, model=self.model,
         )

@@ -1,17 +1,16 @@
-"""The protocol with the model: the validation of every reply, and the results built from it
-(the prompts and JSON schemas are halacha/extractors/prompts.py).
+"""The two decision drains' side of the model call: what they ask (``ask_halachot``,
+``ask_metadata``: the prompts and JSON schemas of halacha/extractors/prompts.py, the offline rules
+of halacha/extractors/offline.py), and what they make of the reply (its validation, the results).
 
-All three backends go through here, so a rule is accepted or rejected the same way whoever
+Every backend's reply goes through here, so a rule is accepted or rejected the same way whoever
 produced it: the reply must be ``{"halachot": [{"rule", "quote", "topics"}]}`` (a Markdown code
 fence around it is tolerated), every rule non-empty, and every quote must occur verbatim in the
-decision text. A rule whose quote does not is rejected and counted, never stored as if good.
+decision text. A rule whose quote does not is rejected and counted, never stored as if good. A
+paid-for reply that fails validation carries its raw reply and usage whichever backend made it,
+and each result's usage names the model it was spent on (``model_usage``, summed per run by the
+drain runtime).
 
-The backends that call a model (anthropic, claude-cli) build their results here as well
-(``halachot_result``, ``metadata_result``), so a paid-for reply that fails validation carries its
-raw reply and usage the same way from either, and each result's usage names the model it was spent
-on (``model_usage``, summed per run by the drain runtime).
-
-This module never calls a model and never touches the database.
+This module never touches the database; it calls a model only through the backend it is given.
 """
 
 from __future__ import annotations
@@ -22,16 +21,91 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from drains.quota.signals import QuotaSignal
 from halacha.extractors.base import (
-    ExtractedHalacha,
     ExtractionError,
-    ExtractionResult,
-    MetadataResult,
-    empty_usage,
+    Extractor,
+    ModelCall,
+    with_model_usage,
+)
+from halacha.extractors.offline import halachot_reply, metadata_reply
+from halacha.extractors.prompts import (
+    HALACHA_SCHEMA,
+    METADATA_SCHEMA,
+    METADATA_SYSTEM_PROMPT,
+    SYSTEM_PROMPT,
+    metadata_user_prompt,
+    user_prompt,
 )
 
 MAX_TOPICS = 8
 PROBLEM_EXCERPT = 120
+
+
+@dataclass(frozen=True)
+class ExtractedHalacha:
+    rule: str
+    quote: str
+    topics: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ExtractionResult:
+    """What one extraction produced.
+
+    ``halachot`` holds only rules whose quote occurs verbatim in the decision; ``rejected``
+    counts the others and ``problems`` says why each was dropped. ``raw`` is JSON-serialisable.
+    """
+
+    halachot: list[ExtractedHalacha]
+    usage: dict[str, Any]
+    raw: Any
+    rejected: int = 0
+    extractor: str = ""
+    model: str = ""
+    problems: list[str] = field(default_factory=list)
+    quota: QuotaSignal = field(default_factory=QuotaSignal)  # what the call said of its windows
+
+
+@dataclass
+class MetadataResult:
+    """Metadata read from a decision's text; None/empty where the text does not say."""
+
+    court: str | None
+    case_number: str | None
+    decided_on: date | None
+    judges: list[str]
+    parties: list[str]
+    usage: dict[str, Any]
+    raw: Any
+    extractor: str = ""
+    model: str = ""
+    quota: QuotaSignal = field(default_factory=QuotaSignal)
+
+
+# --- the asks: one model call each, through any backend ------------------------------------
+
+
+def ask_halachot(extractor: Extractor, decision) -> ExtractionResult:
+    """The halacha drain's call for ``decision``: its halachot, validated against its text."""
+    reply = extractor.call(ModelCall(
+        system=SYSTEM_PROMPT, user=user_prompt(decision), schema=HALACHA_SCHEMA,
+        offline=lambda: halachot_reply(decision.text), item=decision,
+    ))
+    result = halachot_result(reply.text, decision, raw=reply.raw, usage=reply.usage,
+                             extractor=reply.backend, model=reply.model, quota=reply.quota)
+    return result
+
+
+def ask_metadata(extractor: Extractor, decision) -> MetadataResult:
+    """The metadata drain's call for ``decision``: court, case number, date, judges, parties."""
+    reply = extractor.call(ModelCall(
+        system=METADATA_SYSTEM_PROMPT, user=metadata_user_prompt(decision),
+        schema=METADATA_SCHEMA, offline=lambda: metadata_reply(decision.text), item=decision,
+    ))
+    return metadata_result(reply.text, raw=reply.raw, usage=reply.usage,
+                           extractor=reply.backend, model=reply.model, quota=reply.quota)
+
 
 # --- reply validation -------------------------------------------------------------------------
 
@@ -180,36 +254,9 @@ def parse_metadata(reply: str) -> ParsedMetadata:
 # --- results ----------------------------------------------------------------------------------
 
 
-def usage_from(reported: Any, *, cost_usd: Any = None) -> dict[str, Any]:
-    """The usage keys every backend reports, read from a mapping (the CLI's JSON) or an object
-    (the SDK's ``Usage``); anything missing or unreadable counts 0. ``cost_usd`` is kept when the
-    backend states one (the CLI's ``total_cost_usd``)."""
-    usage = empty_usage()
-    for key in usage:
-        value = reported.get(key) if isinstance(reported, dict) else getattr(reported, key, 0)
-        try:
-            usage[key] = int(value or 0)
-        except (TypeError, ValueError):
-            usage[key] = 0
-    if isinstance(cost_usd, int | float) and not isinstance(cost_usd, bool):
-        usage["cost_usd"] = float(cost_usd)
-    return usage
-
-
-def with_model_usage(usage: dict[str, Any], model: str) -> dict[str, Any]:
-    """``usage`` with ``model_usage`` (model -> calls, tokens, cost) when the backend gave none.
-
-    The drain runtime sums ``model_usage`` onto the run, so the page and the admin can say which
-    model a run spent its quota on.
-    """
-    if model and "model_usage" not in usage:
-        spent = {key: value for key, value in usage.items() if key != "model_usage"}
-        usage = dict(usage, model_usage={model: {"calls": 1, **spent}})
-    return usage
-
-
 def halachot_result(
-    reply: str, decision, *, raw: Any, usage: dict[str, Any], extractor: str, model: str
+    reply: str, decision, *, raw: Any, usage: dict[str, Any], extractor: str, model: str,
+    quota: QuotaSignal | None = None,
 ) -> ExtractionResult:
     """Validate a paid-for halachot ``reply`` against ``decision`` and build the result.
 
@@ -217,10 +264,11 @@ def halachot_result(
     runtime records what the call cost even though it produced nothing.
     """
     usage = with_model_usage(usage, model)
+    quota = quota or QuotaSignal()
     try:
         parsed = parse_halachot(reply, decision.text)
     except ExtractionError as exc:
-        exc.raw, exc.usage = raw, usage
+        exc.raw, exc.usage, exc.quota = raw, usage, quota
         raise
     return ExtractionResult(
         halachot=parsed.halachot,
@@ -230,18 +278,21 @@ def halachot_result(
         extractor=extractor,
         model=model,
         problems=parsed.problems,
+        quota=quota,
     )
 
 
 def metadata_result(
-    reply: str, *, raw: Any, usage: dict[str, Any], extractor: str, model: str
+    reply: str, *, raw: Any, usage: dict[str, Any], extractor: str, model: str,
+    quota: QuotaSignal | None = None,
 ) -> MetadataResult:
     """Validate a paid-for metadata ``reply`` and build the result (same contract as above)."""
     usage = with_model_usage(usage, model)
+    quota = quota or QuotaSignal()
     try:
         parsed = parse_metadata(reply)
     except ExtractionError as exc:
-        exc.raw, exc.usage = raw, usage
+        exc.raw, exc.usage, exc.quota = raw, usage, quota
         raise
     return MetadataResult(
         court=parsed.court,
@@ -253,4 +304,5 @@ def metadata_result(
         raw=raw,
         extractor=extractor,
         model=model,
+        quota=quota,
     )

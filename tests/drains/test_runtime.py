@@ -88,7 +88,7 @@ def make_decisions(n: int, *, start: int = 1, marked: frozenset[int] = frozenset
     return factories.make_decisions(
         n,
         start=start,
-        text="Decision {i} states its rule. We hold that rule {i} binds{mark}.",
+        text="We hold that rule {i} binds{mark}. Decision {i} states its rule.",
         marks=dict.fromkeys(marked, " FAIL"),
     )
 
@@ -222,7 +222,7 @@ def test_drain__each_response_is_staged_and_committed_before_promotion(
         item_key, payload, attempts, error = staged[0]
         assert item_key == str(refused) and attempts == 1 and "refused" in error
         assert payload["halachot"][0]["quote"] == first_sentence(decisions[3].text)
-        assert payload["raw"]["decision"] == decisions[3].external_id
+        assert first_sentence(decisions[3].text) in payload["raw"]["reply"]  # that call's reply
         assert CourtDecision.objects.get(pk=refused).status == "pending"
         assert run.items_done == 3  # the three before it, checkpointed on the way out
     finally:

@@ -21,6 +21,7 @@ from halacha.extractors.prompts import (
     METADATA_SYSTEM_PROMPT,
     SYSTEM_PROMPT,
 )
+from halacha.extractors.protocol import ask_halachot, ask_metadata
 from halacha.models import CourtDecision
 from tests.support.anthropic_stub import AnthropicStub, error_body, message_body
 
@@ -57,7 +58,7 @@ def halachot_json(*items) -> str:
 
 def test_good_reply(stub, decision):
     stub.reply(halachot_json((RULE, QUOTE, ["property"])))
-    result = AnthropicExtractor().extract(decision)
+    result = ask_halachot(AnthropicExtractor(), decision)
 
     assert [(h.rule, h.quote, h.topics) for h in result.halachot] == [(RULE, QUOTE, ["property"])]
     assert result.rejected == 0
@@ -93,7 +94,7 @@ def test_good_reply(stub, decision):
 
 def test_fenced_reply_is_accepted(stub, decision):
     stub.reply("```json\n" + halachot_json((RULE, QUOTE, [])) + "\n```")
-    assert len(AnthropicExtractor().extract(decision).halachot) == 1
+    assert len(ask_halachot(AnthropicExtractor(), decision).halachot) == 1
 
 
 def test_fabricated_quote_is_rejected_and_counted(stub, decision):
@@ -103,7 +104,7 @@ def test_fabricated_quote_is_rejected_and_counted(stub, decision):
             ("Deposits are always forfeit.", "We hold that deposits are always forfeit.", []),
         )
     )
-    result = AnthropicExtractor().extract(decision)
+    result = ask_halachot(AnthropicExtractor(), decision)
     assert [h.rule for h in result.halachot] == [RULE]
     assert result.rejected == 1
     assert "does not occur verbatim" in result.problems[0]
@@ -113,7 +114,7 @@ def test_fabricated_quote_is_rejected_and_counted(stub, decision):
 def test_malformed_json_is_an_error_that_keeps_what_was_paid_for(stub, decision):
     stub.reply('{"halachot": [{"rule": "unterminated')
     with pytest.raises(ExtractionError) as info:
-        AnthropicExtractor().extract(decision)
+        ask_halachot(AnthropicExtractor(), decision)
     assert not isinstance(info.value, RateLimited)
     assert "not JSON" in str(info.value)
     assert info.value.usage["input_tokens"] == 1200  # the call was paid for
@@ -124,7 +125,7 @@ def test_malformed_json_is_an_error_that_keeps_what_was_paid_for(stub, decision)
 def test_reply_cut_off_at_max_tokens(stub, decision):
     stub.reply('{"halachot": [', stop_reason="max_tokens", output_tokens=2048)
     with pytest.raises(ExtractionError, match="HALACHA_MAX_TOKENS=2048") as info:
-        AnthropicExtractor().extract(decision)
+        ask_halachot(AnthropicExtractor(), decision)
     assert info.value.usage["output_tokens"] == 2048
 
 
@@ -172,7 +173,7 @@ RATE_LIMIT_BODY = error_body(
 def test_429_becomes_rate_limited_at_the_right_time(stub, decision, headers, expected, trusted):
     stub.enqueue(429, RATE_LIMIT_BODY, headers)
     with freeze_time(NOW), pytest.raises(RateLimited) as info:
-        AnthropicExtractor().extract(decision)
+        ask_halachot(AnthropicExtractor(), decision)
     assert info.value.reset_at == expected
     assert info.value.trusted is trusted
     assert info.value.message.startswith("HTTP 429 rate_limit_error This request would exceed")
@@ -191,7 +192,7 @@ def test_spend_limit_400_is_a_rate_limit(stub, decision):
         ),
     )
     with freeze_time(NOW), pytest.raises(RateLimited) as info:
-        AnthropicExtractor().extract(decision)
+        ask_halachot(AnthropicExtractor(), decision)
     assert info.value.reset_at == datetime(2026, 4, 1, tzinfo=UTC)
     assert len(stub.requests) == 1
 
@@ -200,7 +201,7 @@ def test_a_bad_request_is_the_items_extraction_error(stub, decision):
     stub.enqueue(400, error_body("invalid_request_error", "max_tokens: too large"),
                  {"retry-after": "1"})
     with pytest.raises(ExtractionError) as info:
-        AnthropicExtractor().extract(decision)
+        ask_halachot(AnthropicExtractor(), decision)
     assert not isinstance(info.value, RateLimited)
     assert "HTTP 400" in str(info.value) and "too large" in str(info.value)
     assert "req_stub" in str(info.value)
@@ -224,7 +225,7 @@ def test_refused_credentials_and_the_services_5xx_are_host_faults(
 ):
     stub.enqueue(status, body, {"retry-after": "1"})
     with pytest.raises(HostFault) as info:
-        AnthropicExtractor().extract(decision)
+        ask_halachot(AnthropicExtractor(), decision)
     assert info.value.kind == Kind(LimitKind.HOST_FAULT)
     for word in words:
         assert word in info.value.fault
@@ -239,7 +240,7 @@ def test_529__overloaded_is_no_quota_limit_but_its_own_kind_for_the_runtime_to_r
     settings.DRAINS_OVERLOAD_BACKOFF_SECONDS = 300
     stub.enqueue(529, error_body("overloaded_error", "Overloaded"), {"retry-after": "1"})
     with freeze_time(NOW), pytest.raises(RateLimited) as info:
-        AnthropicExtractor().extract(decision)
+        ask_halachot(AnthropicExtractor(), decision)
     assert info.value.kind == Kind(LimitKind.OVERLOADED)
     # The short backoff the runtime takes only if the retries inside the run fail too.
     assert info.value.reset_at == NOW + timedelta(seconds=300)
@@ -251,10 +252,10 @@ def test_settings_are_read_at_call_time(stub, decision, settings):
     extractor = AnthropicExtractor()
     stub.reply(halachot_json())
     stub.reply(halachot_json())
-    extractor.extract(decision)
+    ask_halachot(extractor, decision)
     settings.HALACHA_MODEL = "claude-opus-4-1"
     settings.ANTHROPIC_API_KEY = "sk-ant-other-key"
-    extractor.extract(decision)
+    ask_halachot(extractor, decision)
     assert [r.body["model"] for r in stub.requests] == ["claude-sonnet-4-6", "claude-opus-4-1"]
     second = stub.requests[1].headers
     assert "sk-ant-other-key" in (second.get("x-api-key", "") + second.get("authorization", ""))
@@ -263,7 +264,7 @@ def test_settings_are_read_at_call_time(stub, decision, settings):
 def test_missing_key_is_a_host_fault_without_a_request(stub, decision, settings):
     settings.ANTHROPIC_API_KEY = None
     with pytest.raises(HostFault, match="ANTHROPIC_API_KEY is not set") as info:
-        AnthropicExtractor().extract(decision)
+        ask_halachot(AnthropicExtractor(), decision)
     assert "HALACHA_EXTRACTOR=offline" in info.value.advice
     assert stub.requests == []
 
@@ -275,7 +276,7 @@ def test_unreachable_api_is_a_host_fault(monkeypatch, settings, decision):
     monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{port}")
     settings.ANTHROPIC_API_KEY = "sk-ant-test-key"
     with pytest.raises(HostFault, match="could not reach the Anthropic API") as info:
-        AnthropicExtractor().extract(decision)
+        ask_halachot(AnthropicExtractor(), decision)
     assert "Connection refused" in info.value.fault and "network" in info.value.advice
 
 
@@ -304,7 +305,7 @@ def test_extract_metadata(stub, decision):
         ),
         input_tokens=300,
     )
-    meta = AnthropicExtractor().extract_metadata(decision)
+    meta = ask_metadata(AnthropicExtractor(), decision)
     assert (meta.court, meta.case_number, meta.decided_on) == (
         "Supreme Court",
         "CA 1/24",
@@ -320,7 +321,7 @@ def test_extract_metadata(stub, decision):
 def test_extract_metadata__bad_reply(stub, decision):
     stub.reply('{"court": "X", "decided_on": "March 2024", "judges": [], "parties": []}')
     with pytest.raises(ExtractionError, match="not a YYYY-MM-DD date") as info:
-        AnthropicExtractor().extract_metadata(decision)
+        ask_metadata(AnthropicExtractor(), decision)
     assert info.value.usage["input_tokens"] == 1200
 
 
@@ -328,7 +329,7 @@ def test_deprecated_model_is_logged_not_fatal(stub, decision, settings, caplog):
     settings.HALACHA_MODEL = "claude-sonnet-4-5"  # end-of-life 2026-11-30 in the SDK's table
     stub.reply(halachot_json((RULE, QUOTE, [])))
     with caplog.at_level("WARNING", logger="halacha.extractors.anthropic_api"):
-        result = AnthropicExtractor().extract(decision)
+        result = ask_halachot(AnthropicExtractor(), decision)
     assert len(result.halachot) == 1
     assert any("claude-sonnet-4-5' is deprecated" in r.getMessage() for r in caplog.records)
 
@@ -354,7 +355,7 @@ def unified(five: str, week: str, *, status="allowed", claim="five_hour", overag
 def test_unified_headers_on_an_answer(stub, decision):
     headers, five_reset, week_reset = unified("0.42", "0.3")
     stub.enqueue(200, message_body(halachot_json((RULE, QUOTE, ["property"]))), headers)
-    result = AnthropicExtractor().extract(decision)
+    result = ask_halachot(AnthropicExtractor(), decision)
     assert [h.quote for h in result.halachot] == [QUOTE]
     windows = {r.window: r for r in result.quota.windows}
     assert windows["five_hour"].utilization == 0.42
@@ -369,7 +370,7 @@ def test_unified_headers_on_a_refusal_and_extra_usage(stub, decision):
                                      overage="allowed")
     stub.enqueue(429, error_body("rate_limit_error", "rate limited"), headers)
     with pytest.raises(RateLimited) as info:
-        AnthropicExtractor().extract(decision)
+        ask_halachot(AnthropicExtractor(), decision)
     quota = info.value.quota
     assert {r.window: r.utilization for r in quota.windows} == {"five_hour": 0.6, "seven_day": 1.0}
     assert quota.using_overage  # the plan refused, the overage allowed: extra usage is spent
@@ -380,7 +381,7 @@ def test_unified_headers_on_a_failed_reply_and_none_for_an_api_key(stub, decisio
     headers, _, _ = unified("0.5", "0.5")
     stub.enqueue(200, message_body("{}", stop_reason="max_tokens"), headers)
     with pytest.raises(ExtractionError) as info:
-        AnthropicExtractor().extract(decision)
+        ask_halachot(AnthropicExtractor(), decision)
     assert len(info.value.quota.windows) == 2  # paid, unusable: the reading is still kept
     stub.reply(halachot_json())  # an API-key account: no unified header at all
-    assert not AnthropicExtractor().extract(decision).quota
+    assert not ask_halachot(AnthropicExtractor(), decision).quota

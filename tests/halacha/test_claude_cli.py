@@ -28,6 +28,7 @@ from halacha.extractors.prompts import (
     metadata_user_prompt,
     user_prompt,
 )
+from halacha.extractors.protocol import ask_halachot, ask_metadata
 from halacha.models import CourtDecision
 from tests.drains.quota.test_resets import FALLBACK, TEXT_CASES
 from tests.support.db import ROOT
@@ -87,7 +88,7 @@ def reply(*items) -> str:
 
 def test_success(cli, decision):
     record = cli(result=reply((RULE, QUOTE, ["property"])))
-    result = ClaudeCliExtractor().extract(decision)
+    result = ask_halachot(ClaudeCliExtractor(), decision)
     assert [(h.rule, h.quote) for h in result.halachot] == [(RULE, QUOTE)]
     assert result.usage == {
         "input_tokens": 2100,
@@ -149,7 +150,7 @@ def test_model_and_extra_args_from_settings(cli, decision, settings, monkeypatch
     settings.HALACHA_CLI_EXTRA_ARGS = "--effort low --betas a b --verbose"
     monkeypatch.setenv("CLAUDE_CODE_MAX_RETRIES", "2")  # the operator's own setting wins
     record = cli(result=reply())
-    ClaudeCliExtractor().extract(decision)
+    ask_halachot(ClaudeCliExtractor(), decision)
     argv = json.loads((record / "argv.json").read_text())
     assert argv[argv.index("--model") + 1] == "claude-haiku-4-5"
     assert argv[-6:] == ["--effort", "low", "--betas", "a", "b", "--verbose"]
@@ -180,7 +181,7 @@ def test_extra_args_that_could_enable_tools_are_refused(cli, decision, settings,
     settings.HALACHA_CLI_EXTRA_ARGS = extra
     record = cli(result=reply())
     with pytest.raises(CliConfigError, match="HALACHA_CLI_EXTRA_ARGS") as info:
-        ClaudeCliExtractor().extract(decision)
+        ask_halachot(ClaudeCliExtractor(), decision)
     assert message in str(info.value) and "\n" not in str(info.value)
     assert not (record / "argv.json").exists()  # refused before the CLI ever ran
 
@@ -199,7 +200,7 @@ def test_extra_args_accepted_forms():
 def test_unusable_model_is_refused(cli, decision, settings, model):
     settings.HALACHA_CLI_MODEL = model
     with pytest.raises(CliConfigError, match="HALACHA_CLI_MODEL"):
-        ClaudeCliExtractor().extract(decision)
+        ask_halachot(ClaudeCliExtractor(), decision)
 
 
 def test_success_with_fenced_reply_and_a_fabricated_quote(cli, decision):
@@ -208,7 +209,7 @@ def test_success_with_fenced_reply_and_a_fabricated_quote(cli, decision):
         + reply((RULE, QUOTE, []), ("Made up.", "We hold that nothing.", []))
         + "\n```"
     )
-    result = ClaudeCliExtractor().extract(decision)
+    result = ask_halachot(ClaudeCliExtractor(), decision)
     assert len(result.halachot) == 1 and result.rejected == 1
 
 
@@ -217,7 +218,7 @@ def test_successful_answer_mentioning_a_limit_is_not_a_rate_limit(cli):
     quote = "Your limit will reset at 5pm (Europe/Warsaw)."
     decision = CourtDecision(external_id="q", text=text)
     cli(result=reply(("A quoted notice is just text.", quote, [])))
-    result = ClaudeCliExtractor().extract(decision)
+    result = ask_halachot(ClaudeCliExtractor(), decision)
     assert len(result.halachot) == 1  # read as an answer, not as a limit
 
 
@@ -233,7 +234,7 @@ def test_usage_limit_in_every_sample_form(cli, decision, form, message, now, exp
     else:
         cli(result=message, is_error=1, api_error_status=429)
     with freeze_time(now, tick=True), pytest.raises(RateLimited) as info:
-        ClaudeCliExtractor().extract(decision)
+        ask_halachot(ClaudeCliExtractor(), decision)
     assert info.value.trusted, info.value.message
     if "resets in" in message:  # relative to a clock that ticked while the fake ran
         assert expected <= info.value.reset_at < expected + timedelta(seconds=30)
@@ -248,7 +249,7 @@ def test_usage_limit_without_a_usable_reset_falls_back(cli, decision):
         freeze_time(datetime(2026, 1, 1, tzinfo=UTC), tick=True),
         pytest.raises(RateLimited) as info,
     ):
-        ClaudeCliExtractor().extract(decision)
+        ask_halachot(ClaudeCliExtractor(), decision)
     assert info.value.trusted is False
     start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=900)
     assert start <= info.value.reset_at < start + timedelta(seconds=60)
@@ -261,7 +262,7 @@ def test_limit_printed_on_stderr(cli, decision):
         freeze_time(datetime(2026, 5, 5, 10, tzinfo=UTC), tick=True),
         pytest.raises(RateLimited) as info,
     ):
-        ClaudeCliExtractor().extract(decision)
+        ask_halachot(ClaudeCliExtractor(), decision)
     assert info.value.reset_at - datetime(2026, 5, 5, 12, tzinfo=UTC) < timedelta(seconds=30)
 
 
@@ -272,14 +273,14 @@ def test_429_without_limit_wording(cli, decision):
         api_error_status=429,
     )
     with pytest.raises(RateLimited) as info:
-        ClaudeCliExtractor().extract(decision)
+        ask_halachot(ClaudeCliExtractor(), decision)
     assert info.value.trusted is False  # nothing says when: the bounded fallback
 
 
 def test_non_zero_exit_carries_stderr(cli, decision):
     cli(stdout="", stderr="Error: something broke in the CLI", exit=1)
     with pytest.raises(ExtractionError) as info:
-        ClaudeCliExtractor().extract(decision)
+        ask_halachot(ClaudeCliExtractor(), decision)
     assert not isinstance(info.value, RateLimited)
     assert "exited with status 1" in str(info.value)
     assert "something broke" in str(info.value)
@@ -293,7 +294,7 @@ def test_non_zero_exit_carries_stderr(cli, decision):
 def test_a_login_notice_is_a_host_fault_with_what_to_do(cli, decision, notice):
     cli(stdout="", stderr=notice, exit=1)
     with pytest.raises(HostFault) as info:
-        ClaudeCliExtractor().extract(decision)
+        ask_halachot(ClaudeCliExtractor(), decision)
     assert notice.split(" · ")[0].split(".")[0] in info.value.fault
     assert "claude setup-token" in info.value.advice and "/login" in info.value.advice
 
@@ -301,7 +302,7 @@ def test_a_login_notice_is_a_host_fault_with_what_to_do(cli, decision, notice):
 def test_error_result_that_is_not_a_limit(cli, decision):
     cli(result="API Error: 400 the request was malformed", is_error=1, exit=1, stderr="trace here")
     with pytest.raises(ExtractionError) as info:
-        ClaudeCliExtractor().extract(decision)
+        ask_halachot(ClaudeCliExtractor(), decision)
     assert not isinstance(info.value, RateLimited)
     assert "API Error: 400" in str(info.value) and "trace here" in str(info.value)
 
@@ -312,21 +313,21 @@ def test_an_error_result_of_the_service_is_a_host_fault(cli, decision, api_statu
     cli(result=f"API Error: {api_status} boom", is_error=1, exit=1,
         api_error_status=api_status)
     with pytest.raises(HostFault) as info:
-        ClaudeCliExtractor().extract(decision)
+        ask_halachot(ClaudeCliExtractor(), decision)
     assert words in info.value.fault and "boom" in info.value.fault
 
 
 def test_garbage_on_stdout(cli, decision):
     cli(stdout="\x1b[31m???? segmentation fault ????")
     with pytest.raises(ExtractionError, match="not its JSON result") as info:
-        ClaudeCliExtractor().extract(decision)
+        ask_halachot(ClaudeCliExtractor(), decision)
     assert not isinstance(info.value, RateLimited)
 
 
 def test_result_that_is_not_the_json_asked_for(cli, decision):
     cli(result="Sure! Here are the rules: none.")
     with pytest.raises(ExtractionError, match="not JSON") as info:
-        ClaudeCliExtractor().extract(decision)
+        ask_halachot(ClaudeCliExtractor(), decision)
     assert info.value.usage["cost_usd"] == 0.024  # paid for, and said so
 
 
@@ -337,7 +338,7 @@ def test_hang_past_the_timeout_is_killed_without_a_zombie(cli, decision, setting
     record = cli(hang=60, grandchild=1, result=reply())
     started = time.monotonic()
     with pytest.raises(ExtractionError, match="did not answer within 5s") as info:
-        ClaudeCliExtractor().extract(decision)
+        ask_halachot(ClaudeCliExtractor(), decision)
     elapsed = time.monotonic() - started
     assert elapsed < 15, elapsed
     assert not isinstance(info.value, RateLimited)
@@ -363,7 +364,7 @@ def test_hang_past_the_timeout_is_killed_without_a_zombie(cli, decision, setting
 def test_missing_executable_is_a_host_fault(settings, decision, tmp_path):
     settings.CLAUDE_CLI = str(tmp_path / "no-such-claude")
     with pytest.raises(HostFault, match="cannot run the Claude CLI .*No such file") as info:
-        ClaudeCliExtractor().extract(decision)
+        ask_halachot(ClaudeCliExtractor(), decision)
     assert "set CLAUDE_CLI to its path" in info.value.advice
     assert str(tmp_path / "no-such-claude") in info.value.advice
 
@@ -373,7 +374,7 @@ def test_quota_key_and_config_dir(cli, decision, settings, tmp_path):
     settings.CLAUDE_CONFIG_DIR = str(tmp_path / "account-b")
     assert ClaudeCliExtractor().quota_key() == f"claude-cli:{FAKE}:{tmp_path / 'account-b'}"
     record = cli(result=reply())
-    ClaudeCliExtractor().extract(decision)
+    ask_halachot(ClaudeCliExtractor(), decision)
     assert json.loads((record / "env.json").read_text())["CLAUDE_CONFIG_DIR"] == str(
         tmp_path / "account-b"
     )
@@ -399,7 +400,7 @@ def test_extract_metadata(cli, decision):
             }
         )
     )
-    meta = ClaudeCliExtractor().extract_metadata(decision)
+    meta = ask_metadata(ClaudeCliExtractor(), decision)
     assert (meta.court, meta.case_number, meta.decided_on) == (
         "Tel Aviv District Court",
         None,
@@ -444,7 +445,7 @@ OLDER_ALLOWED = json.dumps({"type": "rate_limit_event", "rate_limit_info": {
 
 def test_older_shape_event_read_beside_the_result(cli, decision):
     cli(result=reply((RULE, QUOTE, ["property"])), events=OLDER_ALLOWED + "\n" + OLDER_WARNING)
-    result = ClaudeCliExtractor().extract(decision)
+    result = ask_halachot(ClaudeCliExtractor(), decision)
     assert [h.quote for h in result.halachot] == [QUOTE]
     (reading,) = result.quota.windows  # the allowed event carries no figure: nothing from it
     assert (reading.window, reading.utilization, reading.status) == (
@@ -459,7 +460,7 @@ def test_refused_with_the_integer_one(cli, decision):
     cli(result="You've hit your weekly limit · resets Dec 4, 5pm", is_error=1, exit=1,
         events=refused)
     with pytest.raises(RateLimited) as info:
-        ClaudeCliExtractor().extract(decision)
+        ask_halachot(ClaudeCliExtractor(), decision)
     (reading,) = info.value.quota.windows
     assert reading.utilization == 1.0 and reading.status == "rejected"
     assert info.value.kind.kind == "weekly"

@@ -20,6 +20,7 @@ from drains.quota.resets import RateLimited
 from halacha.extractors.base import ExtractionError
 from halacha.extractors.claude_cli import ClaudeCliExtractor
 from halacha.extractors.prompts import METADATA_SYSTEM_PROMPT, SYSTEM_PROMPT
+from halacha.extractors.protocol import ask_halachot, ask_metadata
 from halacha.models import CourtDecision, ExtractionStatus, Halacha
 from tests.support.anthropic_stub import AnthropicStub, error_body, message_body, tool_use_body
 from tests.support.db import ROOT
@@ -78,7 +79,7 @@ def test_good_reply__one_lean_request_parsed_into_verbatim_halachot(
     outer_tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(outer_tmp))
     stub.reply(reply((RULE, QUOTE, ["property"])), model=MODEL)
-    result = ClaudeCliExtractor().extract(decision)
+    result = ask_halachot(ClaudeCliExtractor(), decision)
     assert list(outer_tmp.iterdir()) == []
 
     assert [(h.rule, h.quote, h.topics) for h in result.halachot] == [(RULE, QUOTE, ["property"])]
@@ -108,7 +109,7 @@ def test_good_reply__one_lean_request_parsed_into_verbatim_halachot(
 def test_the_default_model_is_a_sonnet(stub, decision, settings):
     settings.HALACHA_CLI_MODEL = "sonnet"  # the shipped default (config/settings.py)
     stub.reply(reply())
-    ClaudeCliExtractor().extract(decision)
+    ask_halachot(ClaudeCliExtractor(), decision)
     model = only_request(stub).body["model"]
     assert "sonnet" in model and "opus" not in model, model
 
@@ -126,7 +127,7 @@ def test_nothing_from_the_project_folder_reaches_the_request(stub, decision, tmp
     )
     monkeypatch.chdir(project)
     stub.reply(reply((RULE, QUOTE, [])))
-    ClaudeCliExtractor().extract(decision)
+    ask_halachot(ClaudeCliExtractor(), decision)
 
     sent = json.dumps(only_request(stub).body, ensure_ascii=False)
     for trace in ("7f3a", str(project), str(ROOT), "CLAUDE.md", "mcp__"):
@@ -147,7 +148,7 @@ def test_extract_metadata(stub, decision):
         ),
         model=MODEL,
     )
-    meta = ClaudeCliExtractor().extract_metadata(decision)
+    meta = ask_metadata(ClaudeCliExtractor(), decision)
     assert (meta.court, meta.case_number, meta.model) == (
         "Tel Aviv District Court",
         "Civil Appeal 4471-09-23",
@@ -173,7 +174,7 @@ def test_prompt_injection__no_tools_no_tool_call_no_file(stub, tmp_path):
     stub.reply(reply())  # what a second turn would get; it must never be asked for
 
     with pytest.raises(ExtractionError) as info:
-        ClaudeCliExtractor().extract(decision)
+        ask_halachot(ClaudeCliExtractor(), decision)
 
     assert not isinstance(info.value, RateLimited)
     request = only_request(stub)  # one request: the tool request ended the call
@@ -196,7 +197,7 @@ def test_429__rate_limited_after_one_request_with_the_fallback_backoff(stub, dec
     stub.reply(reply())  # a retry would get this; there must be none
     before = datetime.now(UTC)
     with pytest.raises(RateLimited) as info:
-        ClaudeCliExtractor().extract(decision)
+        ask_halachot(ClaudeCliExtractor(), decision)
 
     only_request(stub)  # one call, no retry inside the CLI
     # The CLI prints no retry-after: the bounded fallback backoff, not a trusted reset.
@@ -212,7 +213,7 @@ def test_529__overloaded_is_no_quota_limit_but_its_own_kind_for_the_runtime_to_r
     stub.enqueue(529, error_body("overloaded_error", "Overloaded"))
     stub.reply(reply())  # the CLI's own retry would get this; the drain owns retries instead
     with pytest.raises(RateLimited) as info:
-        ClaudeCliExtractor().extract(decision)
+        ask_halachot(ClaudeCliExtractor(), decision)
     assert info.value.kind == Kind(LimitKind.OVERLOADED)
     assert "API status 529" in str(info.value)
     only_request(stub)  # CLAUDE_CODE_MAX_RETRIES=0: one request, not ten over three minutes
@@ -283,7 +284,7 @@ def test_subscriber__windows_read_from_the_real_stream_json(stub, decision, monk
     as_subscriber(monkeypatch)
     headers, now = unified_headers(five=0.42, week=0.3)
     stub.enqueue(200, message_body(reply((RULE, QUOTE, ["property"])), model=MODEL), headers)
-    result = ClaudeCliExtractor().extract(decision)
+    result = ask_halachot(ClaudeCliExtractor(), decision)
 
     assert [h.quote for h in result.halachot] == [QUOTE]  # the result object is read as before
     windows = {r.window: r for r in result.quota.windows}
@@ -303,7 +304,7 @@ def test_subscriber__a_refusal_carries_the_full_window(stub, decision, monkeypat
     stub.enqueue(429, error_body("rate_limit_error", "This request would exceed your account's "
                                  "rate limit. Please try again later."), headers)
     with pytest.raises(RateLimited) as info:
-        ClaudeCliExtractor().extract(decision)
+        ask_halachot(ClaudeCliExtractor(), decision)
     windows = {r.window: r for r in info.value.quota.windows}
     assert windows["seven_day"].utilization == 1.0
     assert windows["seven_day"].status == "rejected"
@@ -316,7 +317,7 @@ def test_subscriber__a_refusal_carries_the_full_window(stub, decision, monkeypat
 def test_api_key_account__no_event_and_an_empty_signal(stub, decision):
     headers, _ = unified_headers()
     stub.enqueue(200, message_body(reply(), model=MODEL), headers)
-    result = ClaudeCliExtractor().extract(decision)
+    result = ask_halachot(ClaudeCliExtractor(), decision)
     assert not result.quota and result.quota.windows == ()
 
 

@@ -14,6 +14,7 @@ from drains.models import DrainRun, RunStatus, StagedResult
 from drains.staging import promote_staged, stage_result
 from halacha.extractors.base import ExtractionError
 from halacha.extractors.offline import OfflineExtractor
+from halacha.extractors.prompts import METADATA_SYSTEM_PROMPT
 from halacha.importer import import_lines
 from halacha.models import CourtDecision, ExtractionStatus
 from tests.support.db import ROOT, manage
@@ -124,8 +125,11 @@ def test_drain_metadata_as_cron_runs_it(transactional_db):
 class UnreadableMetadata(OfflineExtractor):
     """Offline halachot, but every metadata reply is unusable (a paid call gone wrong)."""
 
-    def extract_metadata(self, decision):
-        raise ExtractionError("the reply was not JSON", raw="<html>", usage={"input_tokens": 7})
+    def call(self, request):
+        if request.system == METADATA_SYSTEM_PROMPT:
+            raise ExtractionError("the reply was not JSON", raw="<html>",
+                                  usage={"input_tokens": 7})
+        return super().call(request)
 
 
 def test_an_unusable_reply_is_counted_and_fails_the_decision_after_max_attempts(settings):

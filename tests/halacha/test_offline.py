@@ -8,6 +8,7 @@ import pytest
 
 from halacha.extractors import get_extractor
 from halacha.extractors.offline import OfflineExtractor, find_rules, read_metadata, sentences
+from halacha.extractors.protocol import ask_halachot, ask_metadata
 from halacha.importer import import_paths
 from halacha.models import CourtDecision
 from tests.support.db import ROOT
@@ -33,7 +34,7 @@ def test_offline_finds_the_intended_rules(samples):
     extractor = OfflineExtractor()
     mismatches = {}
     for external_id, decision in samples.items():
-        result = extractor.extract(decision)
+        result = ask_halachot(extractor, decision)
         found = [{"rule": h.rule, "topics": sorted(h.topics)} for h in result.halachot]
         wanted = [
             {"rule": r["rule"], "topics": sorted(r["topics"])} for r in EXPECTED[external_id]["rules"]
@@ -47,7 +48,7 @@ def test_every_offline_quote_is_verbatim_and_states_its_rule(samples):
     extractor = OfflineExtractor()
     quotes = 0
     for decision in samples.values():
-        result = extractor.extract(decision)
+        result = ask_halachot(extractor, decision)
         assert result.rejected == 0 and result.problems == []
         for halacha in result.halachot:
             assert halacha.quote in decision.text
@@ -59,7 +60,7 @@ def test_every_offline_quote_is_verbatim_and_states_its_rule(samples):
 def test_offline_metadata_matches_the_headers(samples):
     extractor = OfflineExtractor()
     for external_id, decision in samples.items():
-        meta = extractor.extract_metadata(decision)
+        meta = ask_metadata(extractor, decision)
         got = {
             "court": meta.court,
             "case_number": meta.case_number,
@@ -75,7 +76,7 @@ def test_offline_result_shape(samples):
     extractor = get_extractor("offline")
     assert extractor.quota_key() == "offline"
     decision = samples["sc-en-002"]
-    first, second = extractor.extract(decision), extractor.extract(decision)
+    first, second = ask_halachot(extractor, decision), ask_halachot(extractor, decision)
     assert first.halachot == second.halachot  # deterministic
     assert first.extractor == "offline" and first.model == extractor.model
     assert first.usage == {
@@ -83,6 +84,7 @@ def test_offline_result_shape(samples):
         "output_tokens": 0,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
+        "model_usage": {},  # no model was spent on
     }
     assert json.loads(json.dumps(first.raw))["reply"].startswith('{"halachot": [')
 

@@ -12,6 +12,7 @@ from django.core.management import call_command
 from drains.models import DrainRun
 from halacha.extractors.anthropic_api import AnthropicExtractor
 from halacha.extractors.prompts import METADATA_SYSTEM_PROMPT, SYSTEM_PROMPT, user_prompt
+from halacha.extractors.protocol import ask_halachot, ask_metadata
 from halacha.importer import import_paths
 from halacha.models import CourtDecision
 from tests.support.anthropic_stub import AnthropicStub, estimate_tokens
@@ -46,7 +47,7 @@ def decision(n: int) -> CourtDecision:
 def extract(stub: AnthropicStub, *decisions: CourtDecision) -> list[dict]:
     for _ in decisions:
         stub.reply(EMPTY)
-    return [AnthropicExtractor().extract(d).usage for d in decisions]
+    return [ask_halachot(AnthropicExtractor(), d).usage for d in decisions]
 
 
 def cache_figures(usage: dict) -> tuple[int, int]:
@@ -75,13 +76,13 @@ def test_a_changed_prompt_misses_the_cache(stub, monkeypatch):
     first, second, third, fourth = (decision(n) for n in range(4))
     extract(stub, first)
     monkeypatch.setattr(
-        "halacha.extractors.anthropic_api.SYSTEM_PROMPT", SYSTEM_PROMPT.replace("careful", "exact")
+        "halacha.extractors.protocol.SYSTEM_PROMPT", SYSTEM_PROMPT.replace("careful", "exact")
     )
     (changed,) = extract(stub, second)
     assert cache_figures(changed) == (PREFIX, 0)  # a one-word change is a new prefix: written
     (again,) = extract(stub, third)
     assert cache_figures(again) == (0, PREFIX)
-    monkeypatch.setattr("halacha.extractors.anthropic_api.SYSTEM_PROMPT", SYSTEM_PROMPT)
+    monkeypatch.setattr("halacha.extractors.protocol.SYSTEM_PROMPT", SYSTEM_PROMPT)
     (back,) = extract(stub, fourth)
     assert cache_figures(back) == (0, PREFIX)  # the original prompt is still cached
 
@@ -114,7 +115,7 @@ def test_a_prompt_below_the_minimum_is_marked_but_never_cached(stub):
     usages = []
     for n in range(2):
         stub.reply(reply)
-        usages.append(AnthropicExtractor().extract_metadata(decision(n)).usage)
+        usages.append(ask_metadata(AnthropicExtractor(), decision(n)).usage)
     assert [r.body["system"][0]["cache_control"] for r in stub.messages()] == [
         {"type": "ephemeral"}
     ] * 2

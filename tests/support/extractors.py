@@ -1,13 +1,16 @@
 """Test extractors for the drain runtime, chosen with ``HALACHA_EXTRACTOR=tests.support.extractors:Name``.
 
-They are honest fakes of a paid backend: each call is appended to a call log (one line per call,
-written when the call *starts*: ``<unix time> <pid> <decision pk> <outcome>``) so a test can
-count calls across real processes, and the reply is a halacha quoted verbatim from the decision.
-Behaviour is set through the environment, so child ``manage.py`` processes get it too:
+They are honest fakes of a paid backend, and like every backend they know no drain: each answers
+the one model call (``call(ModelCall)``) with the calling drain's own offline rule (for the
+halacha drain: the halachot its cue phrases find, e.g. one per ``tests/factories.py`` decision,
+quoting its first sentence), at a price (``USAGE``). Each call is appended to a call log (one line
+per call, written when the call *starts*: ``<unix time> <pid> <item pk> <outcome>``) so a test
+can count calls across real processes. Behaviour is set through the environment, so child
+``manage.py`` processes get it too:
 
 - ``TEST_EXTRACTOR_CALL_LOG``: the call log file (no log when unset);
 - ``TEST_EXTRACTOR_SLEEP``: seconds each call takes (SleepingExtractor: default 0.2);
-- ``TEST_EXTRACTOR_FAIL_MARK``: decisions whose text contains it raise ``ExtractionError``
+- ``TEST_EXTRACTOR_FAIL_MARK``: calls whose prompt contains it raise ``ExtractionError``
   (with a paid raw reply and usage);
 - ``TEST_EXTRACTOR_RATE_LIMIT_AFTER``: calls this process makes before every later call raises
   ``RateLimited`` (RateLimitingExtractor: default 0);
@@ -19,9 +22,7 @@ Behaviour is set through the environment, so child ``manage.py`` processes get i
 - ``TEST_EXTRACTOR_QUOTA_SIGNAL``: "1" makes every answer carry a subscriber's quota signal
   (the 5-hour and weekly windows, low and far from their resets), as the real CLI reports it.
 
-Each also answers the metadata drain (``extract_metadata``) through the same call.
-
-``HookExtractor.hook`` (in-process tests only) is called with each decision before it returns.
+``HookExtractor.hook`` (in-process tests only) is called with each call's item before it returns.
 """
 
 from __future__ import annotations
@@ -37,13 +38,7 @@ from django.utils import timezone
 
 from drains.quota.resets import parse_reset
 from drains.quota.signals import QuotaSignal, WindowReading
-from halacha.extractors.base import (
-    ExtractedHalacha,
-    ExtractionError,
-    ExtractionResult,
-    Extractor,
-    MetadataResult,
-)
+from halacha.extractors.base import ExtractionError, Extractor, ModelCall, ModelReply
 
 USAGE = {
     "input_tokens": 120,
@@ -89,7 +84,7 @@ def first_sentence(text: str) -> str:
 
 
 class InstantExtractor(Extractor):
-    """Answers at once: one halacha whose quote is the decision's first sentence."""
+    """Answers at once, with the drain's offline rule, at a price."""
 
     name = "test"
     model = "test-model-1"
@@ -98,11 +93,11 @@ class InstantExtractor(Extractor):
     def quota_key(self) -> str:
         return os.environ.get("TEST_EXTRACTOR_QUOTA_KEY", "test-quota")
 
-    def _log(self, decision, outcome: str) -> None:
+    def _log(self, request: ModelCall, outcome: str) -> None:
         path = os.environ.get("TEST_EXTRACTOR_CALL_LOG")
         if not path:
             return
-        line = f"{time.time():.6f} {os.getpid()} {decision.pk} {outcome}\n"
+        line = f"{time.time():.6f} {os.getpid()} {getattr(request.item, 'pk', 0)} {outcome}\n"
         with _LOG_LOCK, open(path, "a", encoding="utf-8") as log:
             log.write(line)
 
@@ -114,54 +109,33 @@ class InstantExtractor(Extractor):
         if first and pause:
             time.sleep(pause)
 
-    def _result(self, decision) -> ExtractionResult:
-        quote = first_sentence(decision.text)
-        return ExtractionResult(
-            halachot=[ExtractedHalacha(rule=f"Rule of {decision.external_id}", quote=quote)],
-            usage=dict(USAGE),
-            raw={"reply": quote, "decision": decision.external_id},
-            extractor=self.name,
-            model=self.model,
-            quota=_quota_signal(),
-        )
+    def _reply(self, request: ModelCall) -> ModelReply:
+        text = request.offline()
+        return ModelReply(text=text, usage=dict(USAGE), raw={"reply": text}, backend=self.name,
+                          model=self.model, quota=_quota_signal())
 
-    def extract(self, decision) -> ExtractionResult:
-        return self._result(decision)
-
-    def extract_metadata(self, decision) -> MetadataResult:
-        """The metadata drain's call: the same call log and behaviour as ``extract``."""
-        result = self.extract(decision)
-        return MetadataResult(
-            court=None,
-            case_number=decision.external_id,
-            decided_on=None,
-            judges=[],
-            parties=[],
-            usage=result.usage,
-            raw=result.raw,
-            extractor=self.name,
-            model=self.model,
-        )
+    def call(self, request: ModelCall) -> ModelReply:
+        return self._reply(request)
 
 
 class CountingExtractor(InstantExtractor):
     """Logs every call, then behaves as the environment says (sleep, fail mark)."""
 
-    def extract(self, decision) -> ExtractionResult:
+    def call(self, request: ModelCall) -> ModelReply:
         mark = os.environ.get("TEST_EXTRACTOR_FAIL_MARK")
-        failing = bool(mark) and mark in decision.text
-        self._log(decision, "fail" if failing else "ok")
+        failing = bool(mark) and mark in request.user
+        self._log(request, "fail" if failing else "ok")
         self._first_call_pause()
         pause = _env_float("TEST_EXTRACTOR_SLEEP", self.default_sleep)
         if pause:
             time.sleep(pause)
         if failing:
             raise ExtractionError(
-                f"the reply for {decision.external_id} is not JSON",
+                f"the reply for {getattr(request.item, 'external_id', '?')} is not JSON",
                 raw="I cannot help with that.",
                 usage=dict(USAGE),
             )
-        return self._result(decision)
+        return self._reply(request)
 
 
 class SleepingExtractor(CountingExtractor):
@@ -173,8 +147,8 @@ class SleepingExtractor(CountingExtractor):
 class BlockingExtractor(CountingExtractor):
     """Logs the call and never returns: a hung backend."""
 
-    def extract(self, decision) -> ExtractionResult:
-        self._log(decision, "block")
+    def call(self, request: ModelCall) -> ModelReply:
+        self._log(request, "block")
         threading.Event().wait()
         raise AssertionError("unreachable")
 
@@ -186,14 +160,14 @@ class RateLimitingExtractor(CountingExtractor):
         self.calls = 0
         self._lock = threading.Lock()
 
-    def extract(self, decision) -> ExtractionResult:
+    def call(self, request: ModelCall) -> ModelReply:
         allowed = int(_env_float("TEST_EXTRACTOR_RATE_LIMIT_AFTER", 0))
         with self._lock:
             self.calls += 1
             limited = self.calls > allowed
         if not limited:
-            return super().extract(decision)
-        self._log(decision, "limited")
+            return super().call(request)
+        self._log(request, "limited")
         self._first_call_pause()
         message = os.environ.get("TEST_EXTRACTOR_LIMIT_MESSAGE") or (
             f"Claude AI usage limit reached|{int(timezone.now().timestamp()) + 3600}"
@@ -204,8 +178,8 @@ class RateLimitingExtractor(CountingExtractor):
 class RaisingExtractor(CountingExtractor):
     """Every call fails with an unexpected error (not an item failure): a broken backend."""
 
-    def extract(self, decision) -> ExtractionResult:
-        self._log(decision, "crash")
+    def call(self, request: ModelCall) -> ModelReply:
+        self._log(request, "crash")
         raise RuntimeError("backend exploded")
 
 
@@ -217,12 +191,12 @@ class UnconstructibleExtractor(CountingExtractor):
 
 
 class HookExtractor(CountingExtractor):
-    """Calls ``HookExtractor.hook(decision)`` before answering (in-process tests)."""
+    """Calls ``HookExtractor.hook(item)`` before answering (in-process tests)."""
 
     hook = None
 
-    def extract(self, decision) -> ExtractionResult:
-        result = super().extract(decision)
+    def call(self, request: ModelCall) -> ModelReply:
+        reply = super().call(request)
         if HookExtractor.hook is not None:
-            HookExtractor.hook(decision)
-        return result
+            HookExtractor.hook(request.item)
+        return reply

@@ -12,24 +12,24 @@ import os
 import threading
 import time
 
-from halacha.extractors.base import ExtractionResult
+from halacha.extractors.base import ModelCall, ModelReply
 from tests.support.extractors import CountingExtractor
 
 
 class BlockOnceExtractor(CountingExtractor):
-    def extract(self, decision) -> ExtractionResult:
+    def call(self, request: ModelCall) -> ModelReply:
         mark = os.environ.get("TEST_EXTRACTOR_BLOCK_MARK")
         flag = os.environ.get("TEST_EXTRACTOR_BLOCK_FLAG")
-        if mark and flag and mark in decision.text:
+        if mark and flag and mark in request.user:
             try:
                 os.remove(flag)
                 first = True
             except FileNotFoundError:
                 first = False  # already consumed: this is the restarted run, answer normally
             if first:
-                self._log(decision, "block")
+                self._log(request, "block")
                 threading.Event().wait()
-        return super().extract(decision)
+        return super().call(request)
 
 
 class BlockUntilReleasedExtractor(CountingExtractor):
@@ -37,12 +37,12 @@ class BlockUntilReleasedExtractor(CountingExtractor):
     ``TEST_EXTRACTOR_RELEASE`` exists, then answers it: a hung call that finally comes back.
     Other decisions behave as CountingExtractor's (``TEST_EXTRACTOR_SLEEP`` per call)."""
 
-    def extract(self, decision) -> ExtractionResult:
+    def call(self, request: ModelCall) -> ModelReply:
         mark = os.environ.get("TEST_EXTRACTOR_BLOCK_MARK")
         release = os.environ.get("TEST_EXTRACTOR_RELEASE")
-        if mark and release and mark in decision.text:
-            self._log(decision, "block")
+        if mark and release and mark in request.user:
+            self._log(request, "block")
             while not os.path.exists(release):
                 time.sleep(0.05)
-            return self._result(decision)
-        return super().extract(decision)
+            return self._reply(request)
+        return super().call(request)
