@@ -12,7 +12,8 @@ from halacha.models import CourtDecision, Halacha
 
 class HalachaInline(admin.TabularInline):
     model = Halacha
-    fields = readonly_fields = ("ordinal", "rule", "quote", "topics", "extractor", "model")
+    fields = readonly_fields = ("ordinal", "rule", "quote", "grounding", "quote_spans", "topics",
+                                "extractor", "model")
     extra = 0
     can_delete = False
     show_change_link = True

@@ -40,9 +40,10 @@ _PROMOTE_SQL = (
 )
 _INSERTED_CTE = (
     f", inserted AS (INSERT INTO {Halacha._meta.db_table} "
-    "(decision_id, ordinal, rule, quote, topics, extractor, model, created_at) "
-    "SELECT done.id, v.ordinal, v.rule, v.quote, v.topics::jsonb, %s, %s, %s "
-    "FROM done CROSS JOIN (VALUES {values}) AS v(ordinal, rule, quote, topics) RETURNING 1)"
+    "(decision_id, ordinal, rule, quote, topics, quote_spans, grounding, extractor, model, "
+    "created_at) SELECT done.id, v.ordinal, v.rule, v.quote, v.topics::jsonb, "
+    "v.quote_spans::jsonb, v.grounding, %s, %s, %s FROM done CROSS JOIN (VALUES {values}) "
+    "AS v(ordinal, rule, quote, topics, quote_spans, grounding) RETURNING 1)"
 )
 
 
@@ -221,11 +222,15 @@ class HalachaDrain(_DecisionDrain):
         if halachot:
             extractor = str(payload.get("extractor") or "")[:32]
             model = str(payload.get("model") or "")[:100]
-            inserted = _INSERTED_CTE.format(values=", ".join(["(%s, %s, %s, %s)"] * len(halachot)))
+            inserted = _INSERTED_CTE.format(
+                values=", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(halachot)))
             params += [extractor, model, now]
             for ordinal, item in enumerate(halachot, 1):
                 topics = json.dumps(item.get("topics") or [], ensure_ascii=False)
-                params += [ordinal, item["rule"], item["quote"], topics]
+                # A result staged before grounding was recorded has neither: it was exact.
+                spans = json.dumps(item.get("quote_spans") or [])
+                params += [ordinal, item["rule"], item["quote"], topics, spans,
+                           str(item.get("grounding") or "exact")[:16]]
         with connection.cursor() as cursor:
             cursor.execute(_PROMOTE_SQL.format(inserted=inserted), params)
             return bool(cursor.fetchone()[0])

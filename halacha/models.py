@@ -65,7 +65,17 @@ class Halacha(models.Model):
     decision = models.ForeignKey(CourtDecision, on_delete=models.CASCADE, related_name="halachot")
     ordinal = models.PositiveIntegerField()
     rule = models.TextField()
-    quote = models.TextField(help_text="Verbatim supporting quote from the decision text.")
+    quote = models.TextField(help_text="The supporting passage, in the decision's own words: its "
+                             "slices of the text, joined by ' … ' when there are several.")
+    quote_spans = models.JSONField(
+        default=list, blank=True,
+        help_text="Where the quote is in the decision's text: [[start, end], ...] (characters).",
+    )
+    grounding = models.CharField(
+        max_length=16, default="exact", blank=True,
+        help_text="The tier that grounded the model's quote in the text: exact, nfc, whitespace, "
+        "quotes, dashes, points, invisible or ellipsis (halacha/grounding.py).",
+    )
     topics = models.JSONField(default=list, blank=True)
     extractor = models.CharField(max_length=32)
     model = models.CharField(max_length=100, blank=True, default="")

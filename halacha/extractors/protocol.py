@@ -4,8 +4,12 @@ of halacha/extractors/offline.py), and what they make of the reply (its validati
 
 Every backend's reply goes through here, so a rule is accepted or rejected the same way whoever
 produced it: the reply must be ``{"halachot": [{"rule", "quote", "topics"}]}`` (a Markdown code
-fence around it is tolerated), every rule non-empty, and every quote must occur verbatim in the
-decision text. A rule whose quote does not is rejected and counted, never stored as if good. A
+fence around it is tolerated), every rule non-empty, and every quote must be grounded in the
+decision's text (halacha/grounding.py: exact, or after a fixed ladder of typographic
+normalisations; what is kept is the decision's own slice, with its offsets and the tier that
+found it). A rule whose quote is not is rejected and counted, never stored as if good. The tiers
+and rejections are counted per call in its ``model_usage`` (``quotes_exact``, …,
+``quotes_rejected``), so each run sums them per model. A
 paid-for reply that fails validation carries its raw reply and usage whichever backend made it,
 and each result's usage names the model it was spent on (``model_usage``, summed per run by the
 drain runtime).
@@ -17,11 +21,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 from drains.quota.signals import QuotaSignal
+from halacha import grounding
 from halacha.extractors.base import (
     ExtractionError,
     Extractor,
@@ -45,16 +51,18 @@ PROBLEM_EXCERPT = 120
 @dataclass(frozen=True)
 class ExtractedHalacha:
     rule: str
-    quote: str
+    quote: str  # the decision's own text (its slices joined by " … ")
     topics: list[str] = field(default_factory=list)
+    quote_spans: list[list[int]] = field(default_factory=list)  # [[start, end], ...] in its text
+    grounding: str = "exact"  # the tier that grounded the quote (halacha/grounding.py)
 
 
 @dataclass
 class ExtractionResult:
     """What one extraction produced.
 
-    ``halachot`` holds only rules whose quote occurs verbatim in the decision; ``rejected``
-    counts the others and ``problems`` says why each was dropped. ``raw`` is JSON-serialisable.
+    ``halachot`` holds only rules whose quote is grounded in the decision; ``rejected`` counts the
+    others and ``problems`` says why each was dropped. ``raw`` is JSON-serialisable.
     """
 
     halachot: list[ExtractedHalacha]
@@ -120,6 +128,13 @@ class ParsedReply:
     rejected: int = 0
     problems: list[str] = field(default_factory=list)
 
+    def quote_counts(self) -> dict[str, int]:
+        """How each quote fared: ``quotes_<tier>`` for the kept ones, ``quotes_rejected``."""
+        counts = Counter(f"quotes_{h.grounding}" for h in self.halachot)
+        if self.rejected:
+            counts["quotes_rejected"] = self.rejected
+        return dict(counts)
+
 
 _FENCE_RE = re.compile(r"```[a-zA-Z0-9_-]*[ \t]*\r?\n(.*?)\r?\n?```", re.S)
 
@@ -167,9 +182,14 @@ def parse_halachot(reply: str, decision_text: str) -> ParsedReply:
     extra = sorted(set(data) - {"halachot"})
     if extra:
         parsed.problems.append(f"ignored unexpected keys: {', '.join(extra)}")
+    decision = grounding.Decision(decision_text)
     for index, item in enumerate(items, 1):
-        problem = _item_problem(item, decision_text)
-        if problem:
+        problem = _item_problem(item)
+        grounded = None if problem else decision.ground(item["quote"])
+        if grounded is None and not problem:
+            problem = ("the quote does not occur in the decision, verbatim or by the grounding "
+                       f"ladder: {_excerpt(item['quote'])!r}")
+        if problem or grounded is None:
             parsed.rejected += 1
             parsed.problems.append(f"halacha {index} rejected: {problem}")
             continue
@@ -180,13 +200,15 @@ def parse_halachot(reply: str, decision_text: str) -> ParsedReply:
                 topics.append(topic)
         parsed.halachot.append(
             ExtractedHalacha(
-                rule=item["rule"].strip(), quote=item["quote"].strip(), topics=topics[:MAX_TOPICS]
+                rule=item["rule"].strip(), quote=grounded.text, topics=topics[:MAX_TOPICS],
+                quote_spans=[list(span) for span in grounded.spans],
+                grounding=grounded.tier.label,
             )
         )
     return parsed
 
 
-def _item_problem(item, decision_text: str) -> str:
+def _item_problem(item) -> str:
     if not isinstance(item, dict):
         return f"not an object but {type(item).__name__}"
     rule, quote, topics = item.get("rule"), item.get("quote"), item.get("topics", [])
@@ -198,8 +220,6 @@ def _item_problem(item, decision_text: str) -> str:
         not isinstance(topics, list) or not all(isinstance(t, str) for t in topics)
     ):
         return "topics must be a list of strings"
-    if quote.strip() not in decision_text:
-        return f"the quote does not occur verbatim in the decision: {_excerpt(quote)!r}"
     return ""
 
 
@@ -270,6 +290,7 @@ def halachot_result(
     except ExtractionError as exc:
         exc.raw, exc.usage, exc.quota = raw, usage, quota
         raise
+    usage = _with_quote_counts(usage, model, parsed.quote_counts())
     return ExtractionResult(
         halachot=parsed.halachot,
         usage=usage,
@@ -280,6 +301,19 @@ def halachot_result(
         problems=parsed.problems,
         quota=quota,
     )
+
+
+def _with_quote_counts(usage: dict[str, Any], model: str, counts: dict[str, int]) -> dict[str, Any]:
+    """``usage`` with the quotes' tiers counted on the model's entry of ``model_usage`` (summed
+    per run like its tokens). A call with no model entry (offline) counts nothing there."""
+    models = usage.get("model_usage")
+    if not counts or not isinstance(models, dict) or not models:
+        return usage
+    name = model if model in models else next(iter(models))
+    entry = dict(models[name])
+    for key, value in counts.items():
+        entry[key] = entry.get(key, 0) + value
+    return dict(usage, model_usage=dict(models, **{name: entry}))
 
 
 def metadata_result(

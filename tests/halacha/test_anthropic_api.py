@@ -71,7 +71,8 @@ def test_good_reply(stub, decision):
     # The run sums model_usage, so it can say which model the quota was spent on.
     assert result.usage == {
         **tokens,
-        "model_usage": {"claude-sonnet-4-5-20250929": {"calls": 1, **tokens}},
+        # … and how its quotes were grounded (halacha/grounding.py), summed per run the same way
+        "model_usage": {"claude-sonnet-4-5-20250929": {"calls": 1, **tokens, "quotes_exact": 1}},
     }
     assert (result.extractor, result.model) == ("anthropic", "claude-sonnet-4-5-20250929")
     assert json.loads(json.dumps(result.raw))["id"] == "msg_stub_01"
@@ -107,7 +108,7 @@ def test_fabricated_quote_is_rejected_and_counted(stub, decision):
     result = ask_halachot(AnthropicExtractor(), decision)
     assert [h.rule for h in result.halachot] == [RULE]
     assert result.rejected == 1
-    assert "does not occur verbatim" in result.problems[0]
+    assert "does not occur in the decision, verbatim or by the grounding ladder" in result.problems[0]
     assert len(stub.requests) == 1
 
 

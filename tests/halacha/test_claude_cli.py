@@ -103,6 +103,7 @@ def test_success(cli, decision):
                 "output_tokens": 0,
                 "cache_creation_input_tokens": 0,
                 "cache_read_input_tokens": 0,
+                "quotes_exact": 1,
             }
         },
     }

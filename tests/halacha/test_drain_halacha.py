@@ -107,8 +107,11 @@ def test_process__returns_a_json_payload_of_the_extraction(settings):
             "rule": "A promise made without consideration is not binding.",
             "quote": "We hold that a promise made without consideration is not binding.",
             "topics": ["contract"],
+            "quote_spans": [[58, 123]],  # where it stands in the decision's text
+            "grounding": "exact",
         }
     ]
+    assert decision.text[58:123] == payload["halachot"][0]["quote"]
     assert set(processed.usage) >= {"input_tokens", "output_tokens"}
 
 

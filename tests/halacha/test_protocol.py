@@ -57,7 +57,8 @@ def test_fabricated_quote_is_rejected_and_counted():
     assert [h.rule for h in parsed.halachot] == ["A lease ends only by notice."]
     assert parsed.rejected == 1
     assert parsed.problems == [
-        "halacha 2 rejected: the quote does not occur verbatim in the decision: "
+        "halacha 2 rejected: the quote does not occur in the decision, verbatim or by the "
+        "grounding ladder: "
         "'We hold that leases are sacred.'"
     ]
 
