@@ -1,5 +1,7 @@
-"""The command base every drain command uses: ``manage.py drain_<name>`` is a subclass that
-sets ``drain_name`` and ``help`` and nothing else (thin: argument parsing, one service call)."""
+"""The command base every drain command uses: ``manage.py drain NAME`` runs any registered drain
+(drains/management/commands/drain.py), and ``manage.py drain_<name>`` (the names cron and
+operators use) is a subclass that sets ``drain_name`` and ``help`` and nothing else (thin:
+argument parsing, one service call)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from drains import validate
+from drains import registry, validate
 from drains.jobs import JOB_CHECKS
 from drains.models import Trigger
 from drains.runner.ending import DrainRunFailed
@@ -23,12 +25,18 @@ below the run row's smallint column (32767), which a typo would otherwise overfl
 
 
 class DrainCommand(validate.CheckedCommand):
-    """``manage.py drain_<name>``: set ``drain_name`` and ``help`` in a subclass; nothing else."""
+    """``manage.py drain_<name>``: set ``drain_name`` and ``help`` in a subclass; nothing else.
+    Without a ``drain_name`` the command takes the drain as its first argument."""
 
     drain_name = ""
     requires_system_checks = JOB_CHECKS
 
     def add_arguments(self, parser: CommandParser) -> None:
+        if not self.drain_name:
+            parser.add_argument(
+                "name", type=validate.choice(registry.names, "drain"),
+                help="The drain to run, e.g. halacha or metadata.",
+            )
         # From a shell it is an operator's run; cron lines and the supervisor say who they are.
         add_trigger_argument(parser, default=Trigger.MANUAL)
         parser.add_argument(
@@ -53,7 +61,7 @@ class DrainCommand(validate.CheckedCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             result = run_drain(
-                self.drain_name,
+                self.drain_name or options["name"],
                 trigger=options["trigger"],
                 max_items=options["max_items"],
                 max_minutes=options["max_minutes"],

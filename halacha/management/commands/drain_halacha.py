@@ -5,8 +5,9 @@ from drains.runner.command import DrainCommand
 
 class Command(DrainCommand):
     help = (
-        "Extract halachot from pending court decisions with HALACHA_EXTRACTOR. Cron runs it at "
-        ":10/:25/:40/:55 (a bounded batch); during a burst the supervisor starts it to run until "
-        "the deadline. One runner at a time: a second copy exits 0 at once."
+        "Extract halachot from pending court decisions with HALACHA_EXTRACTOR: the same as "
+        "`manage.py drain halacha`. Cron runs a bounded batch at its slot (manage.py schedule); "
+        "during a burst the supervisor starts it to run until the deadline. One runner at a "
+        "time: a second copy exits 0 at once."
     )
     drain_name = "halacha"

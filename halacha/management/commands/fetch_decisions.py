@@ -1,4 +1,4 @@
-"""`manage.py fetch_decisions`: the court fetch (cron, hourly at :17)."""
+"""`manage.py fetch_decisions`: the court fetch (cron, at its slot: manage.py schedule)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class Command(JobCommand):
         "Import new court decisions from the inbox folder (FETCH_INBOX_DIR: *.json / *.jsonl, "
         "moved to imported/ or failed/ once read) and the feed (FETCH_FEED_URL, a JSON array "
         "or JSONL), idempotent by external_id; bad records are reported (file and line, or feed "
-        "position) and skipped. Cron runs it hourly at :17. Exit status 1 if any record was "
+        "position) and skipped. Cron runs it at its slot (manage.py schedule). Exit status 1 if any record was "
         "bad or a file failed, as import_decisions; a feed error (unreachable, HTTP error, not "
         "JSON) fails the recorded run and exits 1."
     )

@@ -1,4 +1,4 @@
-"""`manage.py send_digest`: the daily digest email (cron, 07:12)."""
+"""`manage.py send_digest`: the daily digest email (cron, at its slot: manage.py schedule)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ class Command(JobCommand):
     help = (
         "Email the last 24 hours per drain (items done, halachot extracted, bursts, backoffs, "
         "failures) to DIGEST_RECIPIENTS through Django's email backend (console unless "
-        "EMAIL_HOST is set). Cron runs it daily at 07:12; the run is recorded as a job run."
+        "EMAIL_HOST is set). Cron runs it daily at its slot (manage.py schedule); the run is recorded as a job run."
     )
 
     def add_arguments(self, parser):
