@@ -7,7 +7,7 @@ input, internal) and ``error_traceback`` (the whole traceback, bounded) — and 
 is the one sentence every surface shows (page, API, ``schedule``, digest, metrics label).
 
 The drains package knows no drain's exceptions: an exception class says what kind of failure
-it is with a ``failure_kind`` attribute (halacha's ExtractionError, RecordError, FetchError do);
+it is with a ``failure_kind`` attribute (the domain's extraction, record and fetch errors do);
 Django's and the database's own exceptions are classified here. Nothing here writes.
 """
 

@@ -6,11 +6,11 @@ exact numbers.
 
 from __future__ import annotations
 
-IRREGULAR = {"halacha": "halachot", "is": "are", "was": "were"}
+IRREGULAR = {"is": "are", "was": "were"}  # a product's plural is its drain's (product_names)
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
-    """``1 run``, ``0 runs``, ``2 halachot`` (``many`` when the plural is not word + s)."""
+    """``1 run``, ``0 runs``, ``2 entries`` with ``many="entries"`` (when it is not word + s)."""
     if n == 1:
         return f"{n} {word}"
     return f"{n} {many or IRREGULAR.get(word) or word + 's'}"

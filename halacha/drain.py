@@ -240,6 +240,12 @@ class HalachaDrain(_DecisionDrain):
 class MetadataDrain(_DecisionDrain):
     name = "metadata"
     command = "drain_metadata"
+    product_names = ("metadata record", "metadata records")
+
+    @classmethod
+    def produced_between(cls, since, until) -> int:
+        """One metadata record per decision it finished."""
+        return cls.done_between(since, until)
     backlog_status_field = "metadata_status"
     done_at_field = "metadata_extracted_at"
     attempts_field = "metadata_attempts"

@@ -1,6 +1,7 @@
 """The daily digest: what each drain did in the last 24 hours, mailed to the operators.
 
-Per drain: items done, halachot extracted, bursts, backoffs and failed runs; per quota key, what
+Per drain: items done, what it produced (in its own product's words), bursts, backoffs and
+failed runs; per quota key, what
 it has spent so far this quota week (drains/selectors/usage.py), its windows' latest readings
 and the week's forecast, worded as the page words them (drains/quota/wording.py); then the sibling
 jobs' runs and failures, so a failing court fetch is seen the next morning. It only reads
@@ -53,7 +54,8 @@ class DrainDigest:
     items_done: int = 0
     items_failed: int = 0
     runs: int = 0
-    halachot: int | None = None  # rows the drain produced (the halacha drain: halachot)
+    produced: int | None = None  # how many of its product the drain made (None: it makes none)
+    product: str = ""  # its product's plural name
     bursts_started: list[DrainEvent] = field(default_factory=list)
     bursts_ended: list[DrainEvent] = field(default_factory=list)
     burst_until: datetime | None = None  # in force now
@@ -117,7 +119,8 @@ def build_digest(*, now: datetime | None = None) -> Digest:
         exact = done_exactly[name]
         if exact is not None:
             d.items_done = exact
-        d.halachot = registry.get(name).produced_between(since, until)
+        cls = registry.get(name)
+        d.produced, d.product = cls.produced_between(since, until), cls.product_names[1]
     _count_events(drains, reads.burst_events(drain_names, since=since, until=until))
     for control in reads.controls(drain_names):
         _control_now(drains[control.name], control, until)
@@ -221,12 +224,12 @@ def render_digest(digest: Digest) -> tuple[str, str]:
 
 
 def _drain_lines(d: DrainDigest) -> list[str]:
-    """A drain's part: items done, halachot, bursts, backoffs, slow-downs, pauses, failures."""
+    """A drain's part: items done, its product, bursts, backoffs, slow-downs, pauses, failures."""
     out = [f"Drain {d.name}",
            f"  items done:         {d.items_done} ({plural(d.runs, 'run')}, "
            f"{plural(d.items_failed, 'item')} failed)"]
-    if d.halachot is not None:
-        out.append(f"  halachot extracted: {d.halachot}")
+    if d.produced is not None:
+        out.append(f"  {d.product + ' made:':<20}{d.produced}")
     burst = f"{len(d.bursts_started)} started, {len(d.bursts_ended)} ended"
     if d.burst_until:
         burst += f"; active until {_local(d.burst_until)}"

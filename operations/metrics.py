@@ -36,8 +36,7 @@ _BacklogStatus = Literal["pending", "staged", "done", "failed"]
 _TokenField = Literal["input_tokens", "output_tokens", "cache_creation_input_tokens",
                       "cache_read_input_tokens"]
 # The keys of a week's usage entry each per-key gauge of _usage_families reads.
-_WeekField = Literal["cost_usd", "calls", "refused_calls", "items_done", "halachot",
-                     "cost_per_halacha"]
+_WeekField = Literal["cost_usd", "calls", "refused_calls", "items_done"]
 
 BACKLOG_STATUSES: tuple[_BacklogStatus, ...] = ("pending", "staged", "done", "failed")
 TOKEN_KINDS: dict[str, _TokenField] = {  # label -> DrainRun field (and usage entry key)
@@ -174,22 +173,29 @@ def _usage_families(usage: list[UsageEntry]):
                                "Runs ended rate-limited this quota week.", labels=["quota_key"]),
         "items_done": gauge("drains_quota_week_items_done", "Items done this quota week.",
                             labels=["quota_key"]),
-        "halachot": gauge("drains_quota_week_halachot", "Halachot created this quota week.",
-                          labels=["quota_key"]),
-        "cost_per_halacha": gauge("drains_quota_week_cost_per_halacha_usd",
-                                  "Cost per halacha this quota week (absent without halachot).",
-                                  labels=["quota_key"]),
     }
+    by_product = ["quota_key", "drain", "product"]
+    produced = gauge("drains_quota_week_produced",
+                     "What each drain made this quota week, in its own product's name.",
+                     labels=by_product)
+    cost_each = gauge("drains_quota_week_cost_per_product_usd",
+                      "Cost of one of the drain's products this quota week (absent when it made "
+                      "none).", labels=by_product)
     for u in week:
         key = u["quota_key"]
         for kind, field in TOKEN_KINDS.items():
             tokens.add_metric([key, kind], u[field])
         for week_field, family in per_key.items():
-            value = u[week_field]
-            if value is not None:
-                family.add_metric([key], value)
+            family.add_metric([key], u[week_field])
+        for p in u["products"]:
+            labels = [key, p["drain"], p["product"]]
+            produced.add_metric(labels, p["count"])
+            if p["cost_each"] is not None:
+                cost_each.add_metric(labels, p["cost_each"])
     yield tokens
     yield from per_key.values()
+    yield produced
+    yield cost_each
 
 
 def _quota_families(quotas: list[QuotaKeyEntry]):

@@ -5,7 +5,7 @@ It reads through the drains read side — the burst service (``get_drain_bursts`
 each drain's runner lock (``drain_lock_holders``) and one round trip of batched statements
 (``drains.selectors.snapshot``) — three round trips for the shipped drains, however many
 drains, runs and events exist — plus the quota usage of this week and the one before
-(``drains.selectors.usage``: one aggregate, the quota keys, and the halachot per week), and
+(``drains.selectors.usage``: one aggregate, the quota keys, and each drain's products per week), and
 each quota key's windows, reserves, autopilot and forecast (``drains.selectors.quota``). A
 service's state and reason are operations/states.py's; what a row means (alive, hung, backoff in
 force) is asked of drains/rules.py. The document's shape is operations/snapshot_types.py's. It

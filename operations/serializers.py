@@ -148,6 +148,17 @@ class BurstResultSerializer(ServiceSerializer):
     )
 
 
+class ProductSerializer(serializers.Serializer):
+    """What one drain made in a quota week, and what its runs cost."""
+
+    drain = serializers.CharField()
+    product = serializers.CharField(help_text='Its plural name, e.g. "halachot".')
+    count = serializers.IntegerField(help_text="How many it made in the week.")
+    cost_usd = serializers.FloatField(help_text="What the drain's runs in the week cost.")
+    cost_each = serializers.FloatField(allow_null=True,
+                                       help_text="cost_usd / count; null when it made none.")
+
+
 class UsageSerializer(serializers.Serializer):
     """One quota key's spending in one quota week (drains/selectors/usage.py)."""
 
@@ -166,16 +177,14 @@ class UsageSerializer(serializers.Serializer):
     calls = serializers.IntegerField(
         help_text="Extractor calls answered: items done + items failed (one call per item).")
     refused_calls = serializers.IntegerField(help_text="Runs that ended rate-limited.")
-    items_done = serializers.IntegerField(help_text="Items (decisions) done.")
+    items_done = serializers.IntegerField(help_text="Items done (by every drain on the key).")
     items_failed = serializers.IntegerField()
-    halachot = serializers.IntegerField(
-        allow_null=True, help_text="Halachot created in the week by the drains on this key; "
-        "null when none of them produces any.")
-    cost_per_halacha = serializers.FloatField(
-        allow_null=True, help_text="cost_usd / halachot; null without halachot.")
+    products = ProductSerializer(
+        many=True, help_text="What each drain on this key made in the week, in its own words "
+        "(empty when none of them produces anything of its own).")
     text = serializers.CharField(
-        help_text='For people: "this week: 412 decisions, 1.3 M input tokens, $18.20, '
-        '$0.04 per halacha".')
+        help_text='For people: "this week: 412 items, 1.3 M input tokens, $18.20; 455 halachot '
+        'at $0.04 each".')
 
 
 class QuotaWindowSerializer(serializers.Serializer):

@@ -131,6 +131,16 @@ class ServiceEntry(ServiceFields):
     failed_url: NotRequired[str]
 
 
+class ProductEntry(TypedDict):
+    """What one drain made in a quota week (``drains.selectors.usage.Produced``)."""
+
+    drain: str
+    product: str  # its plural name, e.g. "halachot", "metadata records"
+    count: int
+    cost_usd: float  # the drain's runs' cost in the week
+    cost_each: float | None  # cost_usd / count; None when it made none
+
+
 class UsageEntry(TypedDict):
     """One quota key's week (``operations.usage.usage_entry``)."""
 
@@ -148,8 +158,7 @@ class UsageEntry(TypedDict):
     refused_calls: int
     items_done: int
     items_failed: int
-    halachot: int | None  # None: no drain on this key produces rows of its own
-    cost_per_halacha: float | None  # None without halachot
+    products: list[ProductEntry]  # each producing drain's own product (none: no drain produces)
     text: str
 
 

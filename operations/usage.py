@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from drains.clock import format_local
-from drains.selectors.usage import QuotaWeekUsage
+from drains.selectors.usage import Produced, QuotaWeekUsage
 from operations.snapshot_types import UsageEntry
 
 
@@ -17,19 +17,23 @@ def _tokens(n: int) -> str:
 
 
 def usage_text(u: QuotaWeekUsage) -> str:
-    """``this week: 412 decisions, 1.3 M input tokens, $18.20, $0.04 per halacha``."""
+    """``this week: 412 items, 1.3 M input tokens, $18.20; 455 halachot at $0.04 each``."""
     when = "this week" if u.current else f"week to {format_local(u.week.end, '%a %d %b')}"
-    text = f"{when}: {u.items_done} decisions, {_tokens(u.input_tokens)} input tokens, ${u.cost_usd:.2f}"
-    if u.cost_per_halacha is not None:
-        text += f", ${u.cost_per_halacha:.2f} per halacha"
+    text = f"{when}: {u.items_done} items, {_tokens(u.input_tokens)} input tokens, ${u.cost_usd:.2f}"
     if u.refused_calls:
         text += f", {u.refused_calls} refused call{'s' if u.refused_calls != 1 else ''}"
-    return text
+    made = [_produced_text(p) for p in u.products]
+    return text + ("; " + ", ".join(made) if made else "")
+
+
+def _produced_text(p: Produced) -> str:
+    each = p.cost_each
+    return (f"{p.count} {p.singular if p.count == 1 else p.product}"
+            + (f" at ${each:.2f} each" if each is not None else ""))
 
 
 def usage_entry(u: QuotaWeekUsage) -> UsageEntry:
     """One quota key's week, as the snapshot's ``usage`` lists it."""
-    per_halacha = u.cost_per_halacha
     return {
         "quota_key": u.quota_key,
         "week_start": u.week.start,
@@ -45,7 +49,11 @@ def usage_entry(u: QuotaWeekUsage) -> UsageEntry:
         "refused_calls": u.refused_calls,
         "items_done": u.items_done,
         "items_failed": u.items_failed,
-        "halachot": u.halachot,
-        "cost_per_halacha": None if per_halacha is None else float(round(per_halacha, 6)),
+        "products": [
+            {"drain": p.drain, "product": p.product, "count": p.count,
+             "cost_usd": float(round(p.cost_usd, 6)),
+             "cost_each": None if p.cost_each is None else float(round(p.cost_each, 6))}
+            for p in u.products
+        ],
         "text": usage_text(u),
     }

@@ -124,7 +124,8 @@ class RunEnd:
         )
 
     def _outcome_summary(self) -> str:
-        """What the run produced and what is left: ``; 12 halachot found, 5 left in the backlog``."""
+        """What the run produced, in its drain's words (``Drain.product_names``), and what is
+        left: ``; 12 <products> found, 5 left in the backlog``."""
         parts = []
         try:
             produced = self.state.drain.produced_between(self.state.row.started_at, timezone.now())

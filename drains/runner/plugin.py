@@ -136,8 +136,8 @@ class Drain:
 
     @classmethod
     def produced_between(cls, since: datetime, until: datetime) -> int | None:
-        """Domain rows the drain produced in [since, until) (the halacha drain: halachot);
-        None when it produces none of its own."""
+        """How many of its product (``product_names``) the drain made in [since, until); None
+        when it makes none of its own. Usage, the digest, the metrics and the page count it."""
         return None
 
     def select_pending(self, *, after: Any, limit: int) -> list[Any]:

@@ -3,9 +3,11 @@
 A quota week ends at the burst week boundary (``drains.bursts.upcoming_week_boundary``:
 Saturday 18:00 in the operator zone) and starts at the boundary before it. ``usage_by_week``
 sums the drain runs started in each week, grouped by their drain's ``DrainControl.quota_key``,
-in ONE aggregate query however many runs exist, and asks each drain class how many domain rows
-it produced in each week (``Drain.produced_between``: the halacha drain counts its halachot;
-drains never import halacha). Nothing here writes.
+in ONE aggregate query however many runs exist, and asks each drain class how many of its
+product it made in each week (``Drain.produced_between``, named by ``Drain.product_names``;
+drains never import a domain app). Each drain's product is counted and priced on its own (its
+runs' cost over what it made): two drains on one key never add up each other's products.
+Nothing here writes.
 
 What is counted, and why:
 - tokens (input, output, cache creation, cache read) and cost: the runs' recorded sums;
@@ -61,17 +63,27 @@ class QuotaWeekUsage:
     items_done: int = 0
     items_failed: int = 0
     refused_calls: int = 0
-    halachot: int | None = None  # None: no drain on this key produces rows of its own
+    # What each drain on the key produced, in its own words (none: no drain here produces).
+    products: tuple[Produced, ...] = ()
 
     @property
     def calls(self) -> int:
         return self.items_done + self.items_failed
 
+
+@dataclass(frozen=True)
+class Produced:
+    """What one drain made in a quota week: its product's name, how many, and its runs' cost."""
+
+    drain: str
+    product: str  # plural, e.g. "halachot"
+    singular: str  # e.g. "halacha"
+    count: int
+    cost_usd: Decimal
+
     @property
-    def cost_per_halacha(self) -> Decimal | None:
-        if not self.halachot:
-            return None
-        return self.cost_usd / self.halachot
+    def cost_each(self) -> Decimal | None:
+        return self.cost_usd / self.count if self.count else None
 
 
 def quota_weeks(now: datetime, count: int) -> list[Week]:
@@ -88,7 +100,7 @@ def quota_weeks(now: datetime, count: int) -> list[Week]:
 
 
 _SQL = """
-    SELECT COALESCE(c.quota_key, '') AS quota_key, w.i,
+    SELECT COALESCE(c.quota_key, '') AS quota_key, w.i, r.drain,
            COUNT(*), {token_sums}, COALESCE(SUM(r.cost_usd), 0),
            COALESCE(SUM(r.items_done), 0), COALESCE(SUM(r.items_failed), 0),
            COUNT(*) FILTER (WHERE r.status = %s)
@@ -97,12 +109,15 @@ _SQL = """
       ON r.started_at >= w.s AND r.started_at < w.e
     LEFT JOIN {controls} c ON c.name = r.drain
     WHERE r.drain = ANY(%s) AND r.started_at >= %s AND r.started_at < %s
-    GROUP BY 1, 2
+    GROUP BY 1, 2, 3
 """
 
 
-def _run_sums(span: list[Week], names: list[str]) -> dict[tuple[str, int], dict]:
-    """The runs' sums per (quota key, week index): one aggregate query."""
+def _run_sums(
+    span: list[Week], names: list[str]
+) -> tuple[dict[tuple[str, int], dict], dict[tuple[str, int, str], Decimal]]:
+    """The runs' sums per (quota key, week index), and each drain's cost per (quota key, week
+    index, drain): one aggregate query."""
     sql = _SQL.format(
         token_sums=", ".join(f"COALESCE(SUM(r.{f}), 0)" for f in TOKEN_FIELDS),
         runs=DrainRun._meta.db_table,
@@ -117,10 +132,11 @@ def _run_sums(span: list[Week], names: list[str]) -> dict[tuple[str, int], dict]
         span[0].end,
     ]
     sums: dict[tuple[str, int], dict] = {}
+    costs: dict[tuple[str, int, str], Decimal] = {}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        for key, i, runs, *tokens, cost, done, failed, refused in cursor.fetchall():
-            sums[(key, i - 1)] = {
+        for key, i, drain, runs, *tokens, cost, done, failed, refused in cursor.fetchall():
+            row = {
                 "runs": runs,
                 **{f: int(v) for f, v in zip(TOKEN_FIELDS, tokens, strict=True)},
                 "cost_usd": Decimal(cost),
@@ -128,28 +144,38 @@ def _run_sums(span: list[Week], names: list[str]) -> dict[tuple[str, int], dict]
                 "items_failed": int(failed),
                 "refused_calls": refused,
             }
-    return sums
+            total = sums.setdefault((key, i - 1), dict.fromkeys(row, 0) | {"cost_usd": Decimal(0)})
+            for field, value in row.items():
+                total[field] += value
+            costs[(key, i - 1, drain)] = Decimal(cost)
+    return sums, costs
 
 
-def _halachot(span: list[Week], names: list[str]) -> dict[tuple[str, int], int]:
-    """What the drains produced per (quota key, week index): one ``produced_between`` per
-    producing drain and week."""
+def _products(
+    span: list[Week], names: list[str], costs: dict[tuple[str, int, str], Decimal]
+) -> dict[tuple[str, int], list[Produced]]:
+    """What each drain produced per (quota key, week index), with its runs' cost: one
+    ``produced_between`` per producing drain and week."""
     keys = dict(DrainControl.objects.filter(name__in=names).values_list("name", "quota_key"))
-    halachot: dict[tuple[str, int], int] = {}
+    products: dict[tuple[str, int], list[Produced]] = {}
     for name in names:
         cls = registry.get(name)
+        singular, plural = cls.product_names
+        key = keys.get(name, "")
         for i, week in enumerate(span):
-            produced = cls.produced_between(week.start, week.end)
-            if produced is None:
+            made = cls.produced_between(week.start, week.end)
+            if made is None:
                 break  # the drain produces nothing of its own, in any week
-            slot = (keys.get(name, ""), i)
-            halachot[slot] = halachot.get(slot, 0) + produced
-    return halachot
+            cost = costs.get((key, i, name), Decimal(0))
+            if made or cost:
+                products.setdefault((key, i), []).append(
+                    Produced(name, plural, singular, made, cost))
+    return products
 
 
 def usage_by_week(*, now: datetime | None = None, weeks: int = 2) -> list[QuotaWeekUsage]:
     """Usage per quota key and quota week for the ``weeks`` newest weeks (the current one
-    first), quota keys in order. A key appears in a week when it has runs or halachot there.
+    first), quota keys in order. A key appears in a week when it has runs or products there.
 
     Queries: one aggregate over the runs, one read of the drains' quota keys, and one
     ``produced_between`` per producing drain and week — never one per run.
@@ -157,12 +183,12 @@ def usage_by_week(*, now: datetime | None = None, weeks: int = 2) -> list[QuotaW
     now = now or timezone.now()
     span = quota_weeks(now, weeks)
     names = registry.names()
-    sums = _run_sums(span, names)
-    halachot = _halachot(span, names)
+    sums, costs = _run_sums(span, names)
+    products = _products(span, names, costs)
     result = []
-    for key, i in sorted(set(sums) | set(halachot), key=lambda s: (s[1], s[0])):
+    for key, i in sorted(set(sums) | set(products), key=lambda s: (s[1], s[0])):
         result.append(QuotaWeekUsage(
             quota_key=key, week=span[i], current=i == 0,
-            halachot=halachot.get((key, i)), **sums.get((key, i), {}),
+            products=tuple(products.get((key, i), ())), **sums.get((key, i), {}),
         ))
     return result

@@ -1,4 +1,4 @@
-"""The daily digest for a prepared day: per drain items done, halachot, bursts, backoffs and
+"""The daily digest for a prepared day: per drain items done, its product, bursts, backoffs and
 failures in the last 24 hours — and nothing from before the window."""
 
 from __future__ import annotations
@@ -127,14 +127,17 @@ def prepared_day(db):
 def test_digest_counts_the_prepared_day_per_drain(prepared_day):
     digest = build_digest()
     halacha, metadata = digest.drains
-    assert (halacha.name, halacha.items_done, halacha.halachot) == ("halacha", 3, 6)
+    assert (halacha.name, halacha.items_done, halacha.produced, halacha.product) == (
+        "halacha", 3, 6, "halachot")
     assert (halacha.runs, halacha.items_failed, halacha.rate_limited_runs) == (3, 1, 1)
     assert [e.actor for e in halacha.bursts_started] == ["alice"]
     assert [e.actor for e in halacha.bursts_ended] == ["bob"]
     assert halacha.burst_until is None
     assert halacha.backoff_until == NOW + timedelta(hours=2)
     assert [f.error for f in halacha.failures] == ["ExtractionError: the model returned no JSON"]
-    assert (metadata.items_done, metadata.halachot, metadata.runs) == (2, None, 1)
+    # the metadata drain's own product, one record per decision it finished: never halachot
+    assert (metadata.items_done, metadata.produced, metadata.product, metadata.runs) == (
+        2, 2, "metadata records", 1)
     assert [(f.status, f.error) for f in metadata.failures] == [
         ("crashed", "process 4242 died without finishing")
     ]
@@ -155,7 +158,7 @@ def test_digest_text_for_the_prepared_day(prepared_day):
     )
     expected_halacha = """Drain halacha
   items done:         3 (3 runs, 1 item failed)
-  halachot extracted: 6
+  halachot made:      6
   bursts:             1 started, 1 ended
     Mon 2026-03-02 09:30 IST  burst on until Sat 07 Mar 18:00 IST (alice)
     Mon 2026-03-02 21:05 IST  burst stopped (bob)
@@ -203,10 +206,11 @@ def test_an_empty_day_reads_as_nothing_done(db):
 def test_digest_query_count_does_not_grow_with_runs(prepared_day, django_assert_max_num_queries):
     for i in range(30):
         run("halacha", at(10, i), RunStatus.FAILED, error=f"e{i}")
-    # 7 for the day's runs, events and controls; 3 for the quota week's usage (one aggregate
-    # over the runs, the drains' quota keys, the halachot of the week); 1 for the quota windows,
-    # policies and keys (one round trip; no quota key is known here).
-    with django_assert_max_num_queries(11):
+    # 8 for the day's runs, events, controls and what each of the 2 drains made; 4 for the quota
+    # week's usage (one aggregate over the runs, the drains' quota keys, what each producing
+    # drain made in the week); 1 for the quota windows, policies and keys (one round trip; no
+    # quota key is known here). Per drain, never per run.
+    with django_assert_max_num_queries(13):
         build_digest()
 
 

@@ -99,20 +99,24 @@ def test_usage_by_week__sums_per_quota_key_and_week(known_usage):
     assert api.cost_usd == Decimal("18.20")
     assert (api.items_done, api.items_failed, api.calls) == (412, 2, 414)
     assert api.refused_calls == 1
-    assert api.halachot == 455
-    assert api.cost_per_halacha == Decimal("0.04")
+    ((halachot),) = api.products
+    assert (halachot.drain, halachot.product, halachot.count) == ("halacha", "halachot", 455)
+    assert (halachot.cost_usd, halachot.cost_each) == (Decimal("18.20"), Decimal("0.04"))
 
     cli = rows[(CLI_KEY, True)]
     assert (cli.runs, cli.input_tokens, cli.output_tokens, cli.cost_usd) == (1, 2_000, 300,
                                                                              Decimal("0.75"))
     assert (cli.calls, cli.refused_calls) == (11, 0)
-    assert cli.halachot is None and cli.cost_per_halacha is None  # metadata makes no halachot
+    # The metadata drain counts its own product (none done here), never as halachot.
+    ((records),) = cli.products
+    assert (records.product, records.count, records.cost_each) == ("metadata records", 0, None)
 
     last = rows[(API_KEY, False)]
     assert (last.week.start, last.week.end) == (LAST_WEEK_START, THIS_WEEK_START)
     assert (last.runs, last.input_tokens, last.cost_usd) == (2, 500_000, Decimal("7.00"))
-    assert (last.items_done, last.refused_calls, last.halachot) == (100, 2, 140)
-    assert last.cost_per_halacha == Decimal("0.05")
+    assert (last.items_done, last.refused_calls) == (100, 2)
+    assert [(p.product, p.count, p.cost_each) for p in last.products] == [
+        ("halachot", 140, Decimal("0.05"))]
     cli_last = rows[(CLI_KEY, False)]
     assert (cli_last.runs, cli_last.input_tokens, cli_last.cost_usd) == (1, 7, Decimal("0.07"))
 
@@ -154,10 +158,10 @@ def test_snapshot__usage_equals_the_sums_of_the_runs(api, known_usage):
         "refused_calls": 1,
         "items_done": 412,
         "items_failed": 2,
-        "halachot": 455,
-        "cost_per_halacha": 0.04,
-        "text": "this week: 412 decisions, 1.3 M input tokens, $18.20, $0.04 per halacha, "
-                "1 refused call",
+        "products": [{"drain": "halacha", "product": "halachot", "count": 455,
+                      "cost_usd": 18.2, "cost_each": 0.04}],
+        "text": "this week: 412 items, 1.3 M input tokens, $18.20, 1 refused call; "
+                "455 halachot at $0.04 each",
     }
     # The same sums straight from the table, so the figures are the runs' and nothing else.
     from django.db.models import Sum
@@ -166,28 +170,32 @@ def test_snapshot__usage_equals_the_sums_of_the_runs(api, known_usage):
     assert this["input_tokens"] == week.aggregate(n=Sum("input_tokens"))["n"]
     assert [u["current"] for u in data["usage"]] == [True, True, False, False]
     last = next(u for u in data["usage"] if u["quota_key"] == API_KEY and not u["current"])
-    assert last["text"] == ("week to Sat 28 Nov: 100 decisions, 500.0 k input tokens, $7.00, "
-                            "$0.05 per halacha, 2 refused calls")
-    assert _current(data, CLI_KEY)["cost_per_halacha"] is None
+    assert last["text"] == ("week to Sat 28 Nov: 100 items, 500.0 k input tokens, $7.00, "
+                            "2 refused calls; 140 halachot at $0.05 each")
+    assert _current(data, CLI_KEY)["products"] == [
+        {"drain": "metadata", "product": "metadata records", "count": 0, "cost_usd": 0.75,
+         "cost_each": None}]
 
 
 def test_snapshot__usage_is_documented_in_the_schema(api, db):
     schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     props = schema["components"]["schemas"]["Usage"]["properties"]
-    assert {"quota_key", "input_tokens", "cost_usd", "calls", "refused_calls", "halachot",
-            "cost_per_halacha", "text"} <= set(props)
+    assert {"quota_key", "input_tokens", "cost_usd", "calls", "refused_calls", "products",
+            "text"} <= set(props)
+    product = schema["components"]["schemas"]["Product"]["properties"]
+    assert {"drain", "product", "count", "cost_usd", "cost_each"} <= set(product)
     assert "usage" in schema["components"]["schemas"]["Snapshot"]["properties"]
 
 
 def test_digest__shows_this_weeks_usage_per_quota_key(known_usage):
     _, body = render_digest(build_digest())
     assert f"Quota {API_KEY}" in body
-    assert ("this week: 412 decisions, 1.3 M input tokens, $18.20, $0.04 per halacha, "
-            "1 refused call") in body
+    assert ("this week: 412 items, 1.3 M input tokens, $18.20, 1 refused call; "
+            "455 halachot at $0.04 each") in body
     assert "tokens: 1300001 input, 60000 output, 20000 cache creation, 400000 cache read" in body
     assert "calls: 414 (1 refused)" in body
     assert f"Quota {CLI_KEY}" in body
-    assert "this week: 10 decisions, 2.0 k input tokens, $0.75" in body
+    assert "this week: 10 items, 2.0 k input tokens, $0.75; 0 metadata records" in body
 
 
 def test_metrics__usage_gauges_per_quota_key(known_usage):
@@ -198,8 +206,31 @@ def test_metrics__usage_gauges_per_quota_key(known_usage):
     assert value(s, "drains_quota_week_calls", quota_key=API_KEY) == 414
     assert value(s, "drains_quota_week_refused_calls", quota_key=API_KEY) == 1
     assert value(s, "drains_quota_week_items_done", quota_key=API_KEY) == 412
-    assert value(s, "drains_quota_week_halachot", quota_key=API_KEY) == 455
-    assert value(s, "drains_quota_week_cost_per_halacha_usd", quota_key=API_KEY) == 0.04
+    halachot = {"quota_key": API_KEY, "drain": "halacha", "product": "halachot"}
+    assert value(s, "drains_quota_week_produced", **halachot) == 455
+    assert value(s, "drains_quota_week_cost_per_product_usd", **halachot) == 0.04
     assert value(s, "drains_quota_week_cost_usd", quota_key=CLI_KEY) == 0.75
-    assert not [k for k in s if k[0] == "drains_quota_week_cost_per_halacha_usd"
-                and ("quota_key", CLI_KEY) in k[1]]
+    records = {"quota_key": CLI_KEY, "drain": "metadata", "product": "metadata records"}
+    assert value(s, "drains_quota_week_produced", **records) == 0
+    assert not [k for k in s if k[0] == "drains_quota_week_cost_per_product_usd"
+                and ("quota_key", CLI_KEY) in k[1]]  # made none: no cost each
+
+
+def test_two_drains_on_one_key_count_and_price_each_its_own_product(frozen, make_run, api):
+    """A second producing drain on the same quota is never counted as the first's product."""
+    DrainControl.objects.create(name="halacha", quota_key=API_KEY)
+    DrainControl.objects.create(name="metadata", quota_key=API_KEY)
+    make_run("halacha", started_at=at(1, 9, month=12), cost_usd=Decimal("9.00"), items_done=30)
+    make_run("metadata", started_at=at(1, 10, month=12), cost_usd=Decimal("0.60"), items_done=3)
+    _halachot(45, at(1, 9, month=12), "both")
+    for i in range(3):
+        CourtDecision.objects.create(external_id=f"meta-{i}", text="t", metadata_status="done",
+                                     metadata_extracted_at=at(1, 10, month=12),
+                                     text_sha256=f"m{i}".rjust(64, "0"))
+    (week,) = [u for u in usage_by_week(weeks=1) if u.quota_key == API_KEY]
+    assert [(p.drain, p.product, p.count, p.cost_usd, p.cost_each) for p in week.products] == [
+        ("halacha", "halachot", 45, Decimal("9.00"), Decimal("0.2")),
+        ("metadata", "metadata records", 3, Decimal("0.60"), Decimal("0.2")),
+    ]
+    (entry,) = [u for u in api.get(URL).json()["usage"] if u["quota_key"] == API_KEY]
+    assert entry["text"].endswith("; 45 halachot at $0.20 each, 3 metadata records at $0.20 each")

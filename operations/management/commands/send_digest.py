@@ -9,7 +9,7 @@ from operations.digest import send_digest
 class Command(JobCommand):
     job_name = "send_digest"
     help = (
-        "Email the last 24 hours per drain (items done, halachot extracted, bursts, backoffs, "
+        "Email the last 24 hours per drain (items done, what each drain made, bursts, backoffs, "
         "failures) to DIGEST_RECIPIENTS through Django's email backend (console unless "
         "EMAIL_HOST is set). Cron runs it daily at its slot (manage.py schedule); the run is recorded as a job run."
     )
