@@ -9,10 +9,15 @@ from drains.wording import per_hour, plural, rounded
 
 @pytest.mark.parametrize(("n", "word", "text"), [
     (1, "run", "1 run"), (0, "run", "0 runs"), (2, "record", "2 records"),
-    (1, "halacha", "1 halacha"), (3, "halacha", "3 halachot"),
+    (1, "is", "1 is"), (3, "was", "3 were"),
 ])
 def test_plural(n, word, text):
     assert plural(n, word) == text
+
+
+def test_plural_takes_a_drains_own_plural():
+    assert plural(3, "halacha", "halachot") == "3 halachot"
+    assert plural(1, "halacha", "halachot") == "1 halacha"
 
 
 @pytest.mark.parametrize(("value", "text"), [

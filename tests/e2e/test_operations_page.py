@@ -116,8 +116,9 @@ def test_operations_page__burst_on_with_a_picked_date_off_and_a_past_date_error(
             expect(row.locator('[data-f="last"]')).to_contain_text("model claude-sonnet-4-6")
             # This quota week's usage per quota key (rendered on the server) ...
             usage = page.locator("#usage li").first
+            # (each drain's product in its own words: the halacha drain made none yet)
             expect(usage).to_have_text(
-                "anthropic:e2e: this week: 3 decisions, 6.3 k input tokens, $0.07")
+                "anthropic:e2e: this week: 3 items, 6.3 k input tokens, $0.07; 0 halachot")
             # ... and rebuilt from the API on refresh.
             started = DrainRun.objects.get(pid=4100).started_at
             DrainRun.objects.create(
@@ -125,8 +126,8 @@ def test_operations_page__burst_on_with_a_picked_date_off_and_a_past_date_error(
                 finished_at=started + timedelta(minutes=6), items_done=2, input_tokens=700,
                 cost_usd="0.03")
             page.evaluate("window.operationsPage.refresh()")
-            expect(usage).to_have_text("anthropic:e2e: this week: 5 decisions, 7.0 k input tokens, "
-                                       "$0.10, 1 refused call")
+            expect(usage).to_have_text("anthropic:e2e: this week: 5 items, 7.0 k input tokens, "
+                                       "$0.10, 1 refused call; 0 halachot")
             # The picker starts at the upcoming Saturday 18:00 Asia/Jerusalem, on a 24-hour clock.
             assert pick_value(form) == boundary.strftime("%Y-%m-%dT%H:%M")
 
