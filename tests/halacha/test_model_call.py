@@ -11,14 +11,13 @@ text with the usage and model.
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from halacha.extractors import get_extractor
 from halacha.extractors.base import ModelCall, ModelReply
+from tests.halacha.test_claude_cli import cli  # noqa: F401  (the fake CLI, configured)
 from tests.support.anthropic_stub import AnthropicStub
-from tests.support.db import ROOT
 from tests.support.extractors import USAGE, InstantExtractor
 
 SYSTEM = 'Count the words of the text. Reply with JSON only: {"words": N}.'
@@ -53,18 +52,8 @@ def test_the_sdk_sends_the_drains_prompts_and_schema_and_returns_the_text(monkey
     assert body["output_config"] == {"format": {"type": "json_schema", "schema": SCHEMA}}
 
 
-def test_the_cli_backend_runs_the_drains_prompts_and_returns_the_text(settings, monkeypatch,
-                                                                      tmp_path):
-    settings.CLAUDE_CLI = str(ROOT / "tests" / "support" / "fake_claude" / "claude")
-    settings.CLAUDE_CONFIG_DIR = None
-    settings.HALACHA_CLI_EXTRA_ARGS = ""
-    for name in list(os.environ):
-        if name.startswith("FAKE_CLAUDE_"):
-            monkeypatch.delenv(name)
-    record = tmp_path / "record"
-    record.mkdir()
-    monkeypatch.setenv("FAKE_CLAUDE_RECORD", str(record))
-    monkeypatch.setenv("FAKE_CLAUDE_RESULT", '{"words": 7}')
+def test_the_cli_backend_runs_the_drains_prompts_and_returns_the_text(cli):  # noqa: F811
+    record = cli(result='{"words": 7}')
     reply = get_extractor("claude-cli").call(words_call(TEXT))
     assert reply.text == '{"words": 7}' and reply.backend == "claude-cli"
     assert reply.usage["input_tokens"] > 0  # what the CLI reported the call cost
