@@ -111,7 +111,7 @@ def retry_now(*, name: str, actor: str) -> Done:
     backoff = backoff_in_force(drain=name, now=now)
     if backoff is None:
         raise Refused(f"{name}: no backoff to clear.")
-    if not clear_backoff(drain=backoff.drain, until=backoff.until, actor=actor):
+    if not clear_backoff(drain=backoff.drain, until=backoff.until, actor=actor, whole_quota=True):
         raise Refused(f"{name}: the backoff changed meanwhile; reload and look again.")
     message = (f"retry now: backoff until {format_local(backoff.until)} cleared"
                + ("" if backoff.drain == name else f" (observed by {backoff.drain})")

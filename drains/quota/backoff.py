@@ -117,14 +117,22 @@ def _record_backoff_event(
     )
 
 
-def clear_backoff(*, drain: str, until: datetime, actor: str) -> bool:
-    """Clear ``drain``'s backoff if it is still the one that ends at ``until``.
+def clear_backoff(*, drain: str, until: datetime, actor: str, whole_quota: bool = False) -> bool:
+    """Clear ``drain``'s backoff if it is still the one that ends at ``until``; with
+    ``whole_quota``, every copy of it on the drains of the same quota too (``record_backoff``
+    wrote one on each: an operator's retry now lifts them all).
 
     Guarded: a backoff written again meanwhile (a newer rate limit) is left as it is. Returns
-    whether it was cleared; the caller (the supervisor) records the decision as its event.
+    whether it was cleared; the caller (the supervisor, the operator) records the decision as its
+    event.
     """
+    which = Q(name=drain)
+    if whole_quota:
+        key = DrainControl.objects.filter(name=drain).values_list("quota_key", flat=True).first()
+        if key:
+            which |= Q(quota_key=key)
     return bool(
-        DrainControl.objects.filter(name=drain, backoff_until=until).update(
+        DrainControl.objects.filter(which, backoff_until=until).update(
             backoff_until=None,
             backoff_reason="",
             backoff_observed_at=None,

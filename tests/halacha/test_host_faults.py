@@ -246,14 +246,21 @@ def test_an_operator_unblocks_by_hand_and_the_next_run_probes(monkeypatch, setti
     fault = Fault(broken=_server_error)
     with AnthropicStub(responder=fault.respond) as stub:
         _use_sdk(monkeypatch, settings, stub.url)
+        from halacha.extractors import get_extractor
+
+        # the metadata drain draws on the same API key: the block is written on both
+        DrainControl.objects.create(name="metadata", quota_key=get_extractor().quota_key())
         _drain()
-        assert DrainControl.objects.get(name="halacha").backoff_kind == LimitKind.HOST_FAULT
+        assert set(DrainControl.objects.values_list("name", "backoff_kind")) == {
+            ("halacha", LimitKind.HOST_FAULT), ("metadata", LimitKind.HOST_FAULT)}
         assert "blocked" in _drain()  # still blocked: this run makes no call
         assert len(stub.messages()) == 1
         fault.on = False
         out = io.StringIO()
         call_command("retry_now", "halacha", "--actor", "ops:dana", stdout=out)
         assert "backoff until" in out.getvalue() and "probes" in out.getvalue()
+        # lifted on every drain of the quota, not only on the one that observed it
+        assert not DrainControl.objects.filter(backoff_until__isnull=False).exists()
         _drain()
     assert CourtDecision.objects.filter(status=ExtractionStatus.DONE).count() == 3
     event = DrainEvent.objects.get(drain="halacha", kind=EventKind.RETRY_NOW)
