@@ -99,6 +99,7 @@ from halacha.extractors.cli_args import (  # noqa: F401  (re-exported: the backe
     extra_args,
 )
 from halacha.extractors.faults import (
+    KILLED_BY_THE_HOST,
     LOGIN_ADVICE,
     cli_killed_fault,
     cli_start_fault,
@@ -277,7 +278,7 @@ class ClaudeCliExtractor(Extractor):
         except BaseException:
             self._kill(process)  # SIGTERM to the drain, Ctrl-C: never leave the CLI behind
             raise
-        if process.returncode < 0:  # killed by a signal that was not ours (the OOM killer, kill)
+        if -process.returncode in KILLED_BY_THE_HOST:  # the OOM killer, a kill -9: not the item's
             raise cli_killed_fault(-process.returncode, process.pid, _tail(stderr))
         return process.returncode, stdout or "", stderr or ""
 

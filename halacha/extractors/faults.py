@@ -55,6 +55,13 @@ def cli_start_fault(executable: str, exc: OSError) -> HostFault:
     )
 
 
+# The signals that kill a CLI mid-call from outside its drain: the OOM killer and kill -9
+# (SIGKILL), a crash of the host's memory or the binary (SIGSEGV, SIGBUS). Not SIGTERM, SIGINT or
+# SIGHUP: those come with the drain's own stop (systemd stopping the scheduler's cgroup, Ctrl-C),
+# which ends the run as stopped, not as a fault of the host.
+KILLED_BY_THE_HOST = frozenset({signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT})
+
+
 def cli_killed_fault(number: int, pid: int, stderr: str) -> HostFault:
     """The CLI was killed mid-call by a signal not the drain's (the OOM killer, a ``kill -9``)."""
     try:

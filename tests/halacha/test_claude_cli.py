@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import time
 from datetime import UTC, date, datetime, timedelta
 
@@ -360,6 +361,23 @@ def test_hang_past_the_timeout_is_killed_without_a_zombie(cli, decision, setting
         not psutil.pid_exists(grandchild)
         or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
     )
+
+
+@pytest.mark.parametrize("number", [signal.SIGKILL, signal.SIGSEGV])
+def test_a_cli_killed_from_outside_is_a_host_fault(cli, decision, number):
+    cli(signal=int(number), stderr="partial output")
+    with pytest.raises(HostFault, match=f"killed by {number.name} mid-call") as info:
+        ask_halachot(ClaudeCliExtractor(), decision)
+    assert "OOM killer" in info.value.advice
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_cli_stopped_with_its_drain_is_no_host_fault(cli, decision, number):
+    """systemd stopping the scheduler's cgroup, Ctrl-C: the drain stops too; no block is written
+    on the whole quota for it."""
+    cli(signal=int(number))
+    with pytest.raises(ExtractionError, match=f"exited with status -{int(number)}"):
+        ask_halachot(ClaudeCliExtractor(), decision)
 
 
 def test_missing_executable_is_a_host_fault(settings, decision, tmp_path):
