@@ -30,6 +30,7 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -121,6 +122,7 @@ class _Normalised:
     text: str
     pieces: list[tuple[int, int, int, bool]]
     piece_starts: list[int]  # each piece's normalised start, for the binary search
+    piece_ends: list[int]  # each piece's original end, for the binary search
 
     def _piece(self, index: int) -> tuple[int, int, int, bool]:
         return self.pieces[bisect.bisect_right(self.piece_starts, index) - 1]
@@ -135,27 +137,29 @@ class _Normalised:
 
     def index_at(self, original: int) -> int:
         """The first normalised character that comes from at or after ``original``."""
-        for at, begin, _finish, plain in self.pieces[self._first_piece_ending_after(original):]:
+        first = bisect.bisect_right(self.piece_ends, original)  # pieces ending after it
+        for at, begin, _finish, plain in self.pieces[first:first + 2]:
             if plain:
                 return at + max(0, original - begin)
             if begin >= original:
                 return at
-        return len(self.text)
-
-    def _first_piece_ending_after(self, original: int) -> int:
-        ends = [finish for _at, _begin, finish, _plain in self.pieces]
-        return bisect.bisect_right(ends, original)
+        return len(self.text)  # (a piece straddling ``original`` is followed by one that is not)
 
 
 class _Builder:
-    def __init__(self) -> None:
+    def __init__(self, tier: Tier) -> None:
         self.out: list[str] = []
         self.pieces: list[tuple[int, int, int, bool]] = []
         self.length = 0
         self.last = ""
+        self.collapse = tier >= Tier.WHITESPACE
 
     def plain(self, text: str, a: int, b: int) -> None:
-        """Characters ``a``..``b`` of ``text`` as they are."""
+        """Characters ``a``..``b`` of ``text`` as they are (a space that follows the space just
+        written, across a mark dropped between them, joins it)."""
+        if a < b and self.collapse and self.last == " " and text[a] == " ":
+            self._widen_last_space(a + 1)
+            a += 1
         if a < b:
             self.out.append(text[a:b])
             self.pieces.append((self.length, a, b, True))
@@ -189,7 +193,7 @@ class _Builder:
 
 
 def _normalise(text: str, tier: Tier) -> _Normalised:
-    built = _Builder()
+    built = _Builder(tier)
     if tier == Tier.EXACT:
         built.plain(text, 0, len(text))
         return _finish(built)
@@ -207,7 +211,8 @@ def _normalise(text: str, tier: Tier) -> _Normalised:
 
 
 def _finish(built: _Builder) -> _Normalised:
-    return _Normalised("".join(built.out), built.pieces, [piece[0] for piece in built.pieces])
+    return _Normalised("".join(built.out), built.pieces, [piece[0] for piece in built.pieces],
+                       [piece[2] for piece in built.pieces])
 
 
 def _copy(built: _Builder, text: str, a: int, b: int, tier: Tier) -> None:
@@ -277,27 +282,37 @@ class Decision:
         return None
 
     def _ground_passages(self, quote: str) -> Grounded | None:
-        """A quote of passages joined by ellipses: each grounded, in order, close together."""
+        """A quote of passages joined by ellipses: each grounded, in order, close together.
+        Every occurrence of the first passage is tried as the start, and each later passage is
+        the first occurrence after the one before within ``ELLIPSIS_GAP``, so a copy of a
+        passage elsewhere in the decision never hides the one beside its neighbour."""
         if not _ELLIPSIS.search(quote):
             return None
-        passages = [p for p in _ELLIPSIS.split(quote) if p.strip()]
-        if not passages:
+        needles = [_quote_at(p, Tier.INVISIBLE) for p in _ELLIPSIS.split(quote) if p.strip()]
+        if not needles or any(len(needle) < MIN_FRAGMENT for needle in needles):
             return None
-        spans: list[tuple[int, int]] = []
-        after = 0
-        for passage in passages:
-            if len(_quote_at(passage, Tier.INVISIBLE)) < MIN_FRAGMENT:
-                return None
-            found = self._find(passage, after=after)
-            if found is None:
-                return None
-            _tier, start, end = found
-            if spans and start - spans[-1][1] > ELLIPSIS_GAP:
-                return None
-            spans.append((start, end))
-            after = end
-        text = JOINER.join(self.text[start:end] for start, end in spans)
-        return Grounded(Tier.ELLIPSIS, tuple(spans), text)
+        for first in self._occurrences(needles[0], after=0):
+            spans = [first]
+            for needle in needles[1:]:
+                near = next(
+                    (span for span in self._occurrences(needle, after=spans[-1][1])
+                     if span[0] - spans[-1][1] <= ELLIPSIS_GAP), None)
+                if near is None:
+                    break
+                spans.append(near)
+            else:
+                text = JOINER.join(self.text[start:end] for start, end in spans)
+                return Grounded(Tier.ELLIPSIS, tuple(spans), text)
+        return None
+
+    def _occurrences(self, needle: str, *, after: int) -> Iterator[tuple[int, int]]:
+        """The original spans of ``needle`` (normalised by every tier) at or after ``after``,
+        in order of position."""
+        normalised = self._at(Tier.INVISIBLE)
+        at = normalised.text.find(needle, normalised.index_at(after))
+        while at >= 0:
+            yield normalised.original(at, at + len(needle))
+            at = normalised.text.find(needle, at + 1)
 
 
 def ground(quote: str, text: str) -> Grounded | None:

@@ -94,6 +94,33 @@ def test_paraphrases_passages_out_of_order_and_other_text_stay_rejected(text, co
     assert ground(copy, text) is None
 
 
+@pytest.mark.parametrize("text", [
+    f"abc def {RLM} ghi jkl",  # a space, a dropped mark, a space: one space
+    f"abc def {RLM} ghi jkl\u2126",  # the same when NFC makes the run go character by character
+])
+def test_spaces_on_both_sides_of_a_dropped_mark_are_one_space(text):
+    grounded = ground("abc def ghi", text)
+    assert grounded is not None and grounded.tier == Tier.INVISIBLE
+    assert grounded.text == f"abc def {RLM} ghi"
+
+
+def test_a_passage_is_taken_beside_its_neighbour_not_where_it_also_occurs_verbatim():
+    filler = "Filler sentence here. " * 60
+    text = (f"We hold that a landlord may not cut off water. The tenant{NBSP}is protected from "
+            f"eviction. {filler}Elsewhere: the tenant is protected from eviction by statute.")
+    grounded = ground(
+        "We hold that a landlord may not cut off water ... tenant is protected from eviction", text)
+    assert grounded is not None and grounded.spans[1][0] < 100
+
+
+def test_a_first_passage_repeated_later_is_tried_again_beside_the_second():
+    text = ("The court held that the permit was void. " + "Filler. " * 100
+            + "The court held that the permit was void. Therefore the appeal is dismissed.")
+    grounded = ground("The court held that the permit was void … Therefore the appeal is dismissed",
+                      text)
+    assert grounded is not None and grounded.spans[0][0] > 800
+
+
 def test_passages_far_apart_are_not_one_quote():
     filler = "Nothing else is said here. " * (ELLIPSIS_GAP // 20)
     text = f"We hold that a landlord may not cut off water. {filler}The tenant is protected."
