@@ -171,9 +171,10 @@ def raw_pass(n: int, database: str) -> dict:
                     for ordinal, h in enumerate(payload["halachot"], 1):
                         conn.execute(
                             "INSERT INTO halacha_halacha (decision_id, ordinal, rule, quote, "
-                            "topics, extractor, model, created_at) "
-                            "VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s, now())",
+                            "topics, quote_spans, grounding, extractor, model, created_at) "
+                            "VALUES (%s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, now())",
                             (pk, ordinal, h["rule"], h["quote"], json.dumps(h["topics"]),
+                             json.dumps(h["quote_spans"]), h["grounding"],
                              payload["extractor"], payload["model"]),
                         )  # fmt: skip
                 done += 1
