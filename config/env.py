@@ -96,21 +96,50 @@ def _zone_name(text: str) -> str | None:
 
 
 def host_zone() -> str:
-    """The zone this host's programs, cron among them, read local times in: ``TZ`` when set
-    (glibc reads a ``TZ`` it cannot parse as UTC), else Debian's ``/etc/timezone``, else the
-    zone ``/etc/localtime`` links to, else UTC."""
+    """The zone this host's programs, cron among them, read local times in, found as glibc finds
+    it: ``TZ`` when set (a zone name, or ``:/path`` to a zone file; glibc reads a ``TZ`` it cannot
+    parse as UTC), else ``/etc/localtime`` (a link into the zone database, or a copy of one of its
+    files), else Debian's ``/etc/timezone``, else UTC."""
     tz = os.environ.get("TZ")
     if tz is not None:
+        path = tz.strip().lstrip(":")
+        if path.startswith("/"):
+            return _zone_of_file(Path(path)) or "UTC"
         return _zone_name(tz) or "UTC"
+    return _zone_of_file(Path("/etc/localtime")) or _etc_timezone() or "UTC"
+
+
+_ZONEINFO = Path("/usr/share/zoneinfo")
+
+
+def _etc_timezone() -> str | None:
+    try:
+        return _zone_name(Path("/etc/timezone").read_text())
+    except OSError:
+        return None
+
+
+def _zone_of_file(path: Path) -> str | None:
+    """The zone a zone file is: where its links lead in the zone database, or, for a copy, the
+    database file with the same bytes (/etc/timezone's zone first)."""
+    try:
+        resolved = os.path.realpath(path)
+        data = Path(resolved).read_bytes()
+    except OSError:
+        return None
+    named = _zone_name(resolved)
+    if named:
+        return named
+    candidates = [_etc_timezone()]
     with contextlib.suppress(OSError):
-        named = _zone_name(Path("/etc/timezone").read_text())
-        if named:
-            return named
-    with contextlib.suppress(OSError):
-        linked = _zone_name(os.readlink("/etc/localtime"))
-        if linked:
-            return linked
-    return "UTC"
+        candidates += sorted(str(p.relative_to(_ZONEINFO)) for p in _ZONEINFO.rglob("*")
+                             if p.is_file() and not p.is_symlink()
+                             and p.relative_to(_ZONEINFO).parts[0] not in ("posix", "right"))
+    for name in candidates:
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            if name and (_ZONEINFO / name).read_bytes() == data and _zone_name(name):
+                return name
+    return None
 
 
 def env_cron_zone(name: str) -> str:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
@@ -120,3 +122,25 @@ def test_the_runner_sessions_get_statement_and_lock_timeouts(settings):
         lock = cursor.fetchone()[0]
     reset_connection()  # the next test's session starts clean
     assert (statement, lock) == ("1234ms", "567ms")
+
+
+@pytest.mark.parametrize(("tz", "zone"), [
+    ("Asia/Tokyo", "Asia/Tokyo"),
+    (":America/New_York", "America/New_York"),
+    ("/usr/share/zoneinfo/Europe/Paris", "Europe/Paris"),  # a path, as glibc takes it
+    ("no such zone", "UTC"),  # glibc reads a TZ it cannot parse as UTC
+])
+def test_the_hosts_zone_is_read_as_glibc_and_cron_read_it(monkeypatch, tz, zone):
+    from config.env import host_zone
+
+    monkeypatch.setenv("TZ", tz)
+    assert host_zone() == zone
+
+
+def test_a_copied_zone_file_is_known_by_its_bytes(monkeypatch, tmp_path):
+    from config.env import host_zone
+
+    copy = tmp_path / "localtime"
+    copy.write_bytes(Path("/usr/share/zoneinfo/Asia/Jerusalem").read_bytes())
+    monkeypatch.setenv("TZ", f":{copy}")
+    assert host_zone() in {"Asia/Jerusalem", "Asia/Tel_Aviv", "Israel"}  # the same zone's names
