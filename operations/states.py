@@ -12,7 +12,7 @@ from django.conf import settings
 
 from drains import failures, rules
 from drains.clock import short_time, span
-from drains.models import DrainControl, DrainRun, RunStatus, StopReason
+from drains.models import DrainControl, DrainRun, RunStatus
 from drains.quota import policy
 from drains.quota.kinds import LimitKind, describe_kind
 from drains.selectors.rows import Backlog, CurrentRun
@@ -101,11 +101,6 @@ def drain_state(*, control: DrainControl | None, disabled_by: str | None, burst,
         return State.BACKING_OFF, (
             f"backing off until {short_time(control.backoff_until)}"
             f"{' (' + which + ')' if which else ''}: {reason}"
-        )
-    if last is not None and last.stop_reason == StopReason.BLOCKED:
-        when = f" ({short_time(next_fire)})" if next_fire is not None else ""
-        return State.BLOCKED, (
-            f"blocked: {_first_line(last.error, 600)}; the next run{when} probes with one call"
         )
     if last is not None and last.status in FAILED_STATUSES:
         return State.FAILING, _failed_reason(last)
