@@ -37,7 +37,7 @@ class StopReason(models.TextChoices):
     SIGNAL = "signal", "SIGTERM/SIGINT"
     SUPERSEDED = "superseded", "the supervisor marked the run hung/crashed"
     RATE_LIMITED = "rate_limited", "rate limited"
-    BLOCKED = "blocked", "blocked by a host fault (no item charged; a probe call unblocks)"
+    BLOCKED = "blocked", "blocked by a host fault or the breaker; a probe call unblocks"
     LOCK_LOST = "lock_lost", "drain lock lost"
     ERROR = "error", "error"
     DEAD = "dead", "process gone (marked by a new runner or the supervisor)"

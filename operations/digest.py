@@ -60,7 +60,7 @@ class DrainDigest:
     bursts_ended: list[DrainEvent] = field(default_factory=list)
     burst_until: datetime | None = None  # in force now
     rate_limited_runs: int = 0
-    blocked_runs: int = 0  # runs a host fault stopped (no item charged)
+    blocked_runs: int = 0  # runs a host fault or the breaker stopped
     blocked: str = ""  # now: blocked by a host fault, and why (its reason and what to do)
     backoff_until: datetime | None = None  # in force now
     backoff_reason: str = ""
@@ -229,7 +229,7 @@ def _drain_lines(d: DrainDigest) -> list[str]:
            f"  items done:         {d.items_done} ({plural(d.runs, 'run')}, "
            f"{plural(d.items_failed, 'item')} failed)"]
     if d.produced is not None:
-        out.append(f"  {d.product + ' made:':<20}{d.produced}")
+        out.append(f"  {d.product + ' made:':<19} {d.produced}")
     burst = f"{len(d.bursts_started)} started, {len(d.bursts_ended)} ended"
     if d.burst_until:
         burst += f"; active until {_local(d.burst_until)}"
@@ -245,7 +245,8 @@ def _drain_lines(d: DrainDigest) -> list[str]:
             backoff += f" ({d.backoff_reason})"
     out.append(f"  backoffs:           {backoff}")
     if d.blocked_runs or d.blocked:
-        out.append(f"  host faults:        {plural(d.blocked_runs, 'run')} stopped, no item charged")
+        out.append(f"  blocked:            {plural(d.blocked_runs, 'run')} stopped by a host fault "
+                   "or the breaker")
     if d.blocked:
         out.append(f"  BLOCKED now: {d.blocked}")
     if d.slow_downs:

@@ -52,8 +52,11 @@ def record_backoff(
     run: DrainRun | None = None,
     actor: str = "runtime",
     kind: Kind | None = None,
+    breaker: bool = False,
 ) -> list[str]:
     """Write a rate limit's backoff on every drain that draws on ``quota_key`` (and ``drain``).
+    ``breaker``: the block is the runner's breaker's (its events say so; a probe lifts it only
+    by going through).
 
     One transaction; an event per drain. Returns the names of the drains now backing off.
     """
@@ -78,7 +81,7 @@ def record_backoff(
         )
         for name in names:
             _record_backoff_event(name, drain=drain, quota_key=quota_key, reset_at=reset_at,
-                                  reason=reason, run=run, actor=actor, kind=kind)
+                                  reason=reason, run=run, actor=actor, kind=kind, breaker=breaker)
     return names
 
 
@@ -92,6 +95,7 @@ def _record_backoff_event(
     run: DrainRun | None,
     actor: str,
     kind: Kind,
+    breaker: bool = False,
 ) -> None:
     """The ``backoff`` event of one drain backing off (``drain`` observed the limit)."""
     described = describe_kind(kind.kind, kind.model)
@@ -113,6 +117,7 @@ def _record_backoff_event(
             "quota_key": quota_key,
             "observed_by": drain,
             "run": run.pk if run else None,
+            **({"breaker": True} if breaker else {}),
         },
     )
 

@@ -40,7 +40,7 @@ REASON_STATUS: dict[str, str] = {
     StopReason.SIGNAL: RunStatus.STOPPED,
     StopReason.SUPERSEDED: RunStatus.STOPPED,  # the supervisor marked this run hung/crashed
     StopReason.RATE_LIMITED: RunStatus.RATE_LIMITED,
-    StopReason.BLOCKED: RunStatus.STOPPED,  # a host fault: the drain is blocked, no item charged
+    StopReason.BLOCKED: RunStatus.STOPPED,  # a host fault or the breaker: the drain is blocked
     StopReason.LOCK_LOST: RunStatus.FAILED,
     StopReason.ERROR: RunStatus.FAILED,
 }

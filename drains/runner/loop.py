@@ -234,7 +234,12 @@ class WorkLoop:
             outcome = ItemOutcome(Outcome.RATE_LIMITED, outcome.key,
                                   error=self.pacing.long_backoff(outcome.error))
         if state.probing and outcome.kind != Outcome.SLOWED:  # per-minute: the probe goes again
-            self.probe.outcome(outcome, record_limit=lambda: self.limit_reached(outcome.error))
+            self.probe.outcome(
+                outcome, record_limit=lambda: self.limit_reached(outcome.error),
+                # after the breaker's block, a probe that fails as well keeps the drain blocked
+                reblock=lambda: self.limit_reached(_breaker_fault(
+                    "the probe after the breaker's block failed too", str(outcome.error))),
+            )
         if outcome.kind in (Outcome.DONE, Outcome.FAILED):
             self.pacing.gate.went_through()
         if outcome.kind == Outcome.DONE:
@@ -295,6 +300,7 @@ class WorkLoop:
             run=state.run_row,
             actor=state.actor,
             kind=exc.kind,
+            breaker=getattr(exc, "breaker", False),
         )
         logger.warning(
             "%s: rate limited until %s; backing off %s", state.name, exc.reset_at, ", ".join(names)
@@ -334,12 +340,8 @@ class WorkLoop:
         state.failure_reason = same
         limit = state.drain.breaker_failures
         if limit and state.same_failures >= limit and state.stop_reason is None:
-            self.limit_reached(HostFault(
-                f"{state.same_failures} items in a row failed with the same error: "
-                f"{one_line(reason, 200)}",
-                advice="look at the failed items (the page's failed list); when the cause is "
-                "mended, unblock the drain (retry now) and retry them",
-            ))
+            self.limit_reached(_breaker_fault(
+                f"{state.same_failures} items in a row failed with the same error", reason))
 
     # --- checkpoints ----------------------------------------------------------------------
     def checkpoint(self, *, final: bool = False) -> None:
@@ -397,3 +399,15 @@ class WorkLoop:
         ):
             state.stop(StopReason.BACKOFF)
         self.between_chunks()  # the autopilot (drains/runner/quota_steps.py)
+
+
+def _breaker_fault(what: str, reason: str) -> HostFault:
+    """The breaker's block: items keep failing the same way, whatever the cause."""
+    fault = HostFault(
+        f"{what}: {one_line(reason, 200)}",
+        advice="look at the failed items (the page's failed list); when the cause is mended, "
+        "unblock the drain (retry now) and retry them",
+    )
+    fault.breaker = True
+    return fault
+

@@ -62,6 +62,7 @@ class HostFault(RateLimited):
         reason = f"{message} (what to do: {advice})" if advice else message
         super().__init__(timezone.now() + HOST_PROBE_FIRST, reason)
         self.kind = Kind(LimitKind.HOST_FAULT)
+        self.breaker = False  # set by the runner's breaker: the probe must go through to lift it
         self.args = (f"blocked by a host fault: {reason}",)
 
 

@@ -33,6 +33,7 @@ class ProbeClaim:
     def __init__(self, state: RunState):
         self.state = state
         self.claim: str | None = None  # the quota's probe claim, while this run holds it
+        self.after_breaker = False  # the block being probed is the runner's breaker's
 
     def claim_or_hold(self, *, backoff_skip: Callable[[], object | None],
                       skip: Callable[..., object]) -> object | None:
@@ -78,17 +79,20 @@ class ProbeClaim:
     def due(self) -> bool:
         state = self.state
         evidence = selectors.probe_evidence(drain=state.name, quota_key=state.quota_key)
+        self.after_breaker = bool((evidence.backoff or {}).get("breaker"))
         return policy.probe_due(
             backoff_until=evidence.backoff_until,
             last_success_at=evidence.last_success_at,
             now=timezone.now(),
         )
 
-    def outcome(self, outcome: ItemOutcome, *, record_limit: Callable[[], None]) -> None:
+    def outcome(self, outcome: ItemOutcome, *, record_limit: Callable[[], None],
+                reblock: Callable[[], None] = lambda: None) -> None:
         """The probe's call came back: the quota answers (any reply it was paid for, even an
         item failure) and the run opens up, or it refused (``record_limit`` writes the new
-        backoff and the run stops before any further call). No call made (a stop before it, an
-        error before any reply): the probe is still due, for the next run."""
+        backoff and the run stops before any further call). After the breaker's block an item
+        failure is no answer: the items still fail, so ``reblock`` blocks again. No call made (a
+        stop before it, an error before any reply): the probe is still due, for the next run."""
         state = self.state
         answered = outcome.kind in (Outcome.DONE, Outcome.FAILED, Outcome.SUPERSEDED) or (
             outcome.kind == Outcome.ERROR and outcome.usage is not None
@@ -98,6 +102,10 @@ class ProbeClaim:
         elif outcome.kind == Outcome.RATE_LIMITED:
             record_limit()
             self._record(ok=False, until=outcome.error.reset_at)
+        elif outcome.kind == Outcome.FAILED and self.after_breaker:
+            reblock()
+            limit = self.state.rate_limit
+            self._record(ok=False, until=limit.reset_at if limit is not None else None)
         elif answered:
             self._record(ok=True)
             logger.info("%s: probe after reset went through; full concurrency", state.name)

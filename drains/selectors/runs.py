@@ -66,6 +66,7 @@ class ProbeEvidence:
     drains: list[str]  # the drains on the quota (the drain alone when it has no key)
     backoff_until: datetime | None  # the reset of the latest backoff recorded on the quota
     last_success_at: datetime | None  # a probe that went through, or a checkpoint with work
+    backoff: dict[str, Any] | None = None  # the latest backoff event's data (its kind, breaker)
 
 
 def probe_evidence(*, drain: str, quota_key: str) -> ProbeEvidence:
@@ -75,25 +76,30 @@ def probe_evidence(*, drain: str, quota_key: str) -> ProbeEvidence:
     if quota_key:
         peers.update(DrainControl.objects.filter(quota_key=quota_key).values_list("name", flat=True))
     names = sorted(peers)
-    last_backoff = (
+    latest = (
         # An operator's "retry now" ends the backoff early: its event is the latest reset.
         DrainEvent.objects.filter(drain__in=names, kind__in=[EventKind.BACKOFF, EventKind.RETRY_NOW])
         .order_by("-at", "-id")
-        .values_list("data", flat=True)
+        .values_list("at", "data")
         .first()
     )
+    last_backoff = latest[1] if latest else None
     until = None
     if last_backoff and last_backoff.get("until"):
         until = datetime.fromisoformat(last_backoff["until"])
     probed = DrainEvent.objects.filter(
         drain__in=names, kind=EventKind.PROBE, data__outcome="ok"
     ).aggregate(at=Max("at"))["at"]
-    worked = DrainRun.objects.filter(drain__in=names, items_done__gt=0).aggregate(
-        at=Max("last_checkpoint_at")
-    )["at"]
+    runs = DrainRun.objects.filter(drain__in=names, items_done__gt=0)
+    if latest is not None:
+        # Work of a run that started after the backoff: the run that met the limit checkpoints
+        # its last chunk after recording it, which says nothing of the quota since.
+        runs = runs.filter(started_at__gte=latest[0])
+    worked = runs.aggregate(at=Max("last_checkpoint_at"))["at"]
     seen = [at for at in (probed, worked) if at is not None]
     return ProbeEvidence(
-        drains=names, backoff_until=until, last_success_at=max(seen) if seen else None
+        drains=names, backoff_until=until, last_success_at=max(seen) if seen else None,
+        backoff=last_backoff,
     )
 
 

@@ -283,6 +283,27 @@ def test_blocked_is_said_by_schedule_the_digest_and_metrics(monkeypatch, setting
 
     _subject, body = render_digest(build_digest())
     assert "BLOCKED now: the Anthropic API failed with HTTP 503" in body, body
-    assert "host faults:        1 run stopped, no item charged" in body, body
+    assert "blocked:            1 run stopped by a host fault or the breaker" in body, body
     metrics = Client(REMOTE_ADDR="127.0.0.1").get("/metrics").content.decode()
     assert 'drains_service_state{drain="halacha",state="blocked"} 1.0' in metrics
+
+
+def test_the_breakers_block_is_not_lifted_by_a_probe_that_fails_the_same_way(monkeypatch, settings):
+    for n in range(12):
+        CourtDecision.objects.create(external_id=f"bp-{n}", text=TEXT, language="en")
+    with _sdk_stub_answering(monkeypatch, settings, lambda text: "Sorry, no JSON.") as stub:
+        start = timezone.now()
+        with freeze_time(start, tick=True) as clock:
+            _drain()  # five failures: the breaker blocks for a minute
+            clock.move_to(start + timedelta(minutes=2))
+            _drain()  # the probe fails the same way: blocked again, for twice as long
+            calls = len(stub.messages())
+    assert calls == 6  # the probe was one call, alone (the first item again)
+    assert sorted(CourtDecision.objects.values_list("attempts", flat=True)) == [0] * 7 + [1] * 4 + [2]
+    blocks = DrainEvent.objects.filter(
+        drain="halacha", kind=EventKind.BACKOFF, data__breaker=True).order_by("id")
+    lengths = [round((datetime.fromisoformat(e.data["until"]) - e.at).total_seconds() / 60)
+               for e in blocks]
+    assert lengths == [1, 2]
+    probe = DrainEvent.objects.filter(drain="halacha", kind=EventKind.PROBE).get()
+    assert probe.data["outcome"] == "refused"
