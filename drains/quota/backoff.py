@@ -53,10 +53,11 @@ def record_backoff(
     actor: str = "runtime",
     kind: Kind | None = None,
     breaker: bool = False,
+    item: str = "",
 ) -> list[str]:
     """Write a rate limit's backoff on every drain that draws on ``quota_key`` (and ``drain``).
     ``breaker``: the block is the runner's breaker's (its events say so; a probe lifts it only
-    by going through).
+    by going through). ``item``: the item the call that met it was for (a host fault's).
 
     One transaction; an event per drain. Returns the names of the drains now backing off.
     """
@@ -81,7 +82,8 @@ def record_backoff(
         )
         for name in names:
             _record_backoff_event(name, drain=drain, quota_key=quota_key, reset_at=reset_at,
-                                  reason=reason, run=run, actor=actor, kind=kind, breaker=breaker)
+                                  reason=reason, run=run, actor=actor, kind=kind, breaker=breaker,
+                                  item=item if name == drain else "")
     return names
 
 
@@ -96,6 +98,7 @@ def _record_backoff_event(
     actor: str,
     kind: Kind,
     breaker: bool = False,
+    item: str = "",
 ) -> None:
     """The ``backoff`` event of one drain backing off (``drain`` observed the limit)."""
     described = describe_kind(kind.kind, kind.model)
@@ -118,6 +121,7 @@ def _record_backoff_event(
             "observed_by": drain,
             "run": run.pk if run else None,
             **({"breaker": True} if breaker else {}),
+            **({"item": item} if item else {}),
         },
     )
 

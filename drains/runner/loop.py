@@ -159,9 +159,8 @@ class WorkLoop:
                 state.exhausted = True
                 return None
             state.cursor = state.drain.item_cursor(batch[-1])
-            state.buffer.extend(
-                item for item in batch if state.drain.item_key(item) not in state.unpromotable
-            )
+            skipped = state.unpromotable | state.held_back
+            state.buffer.extend(item for item in batch if state.drain.item_key(item) not in skipped)
         return state.buffer.popleft()
 
     def _may_dispatch(self) -> bool:
@@ -229,16 +228,19 @@ class WorkLoop:
         state = self.state
         state.chunk_usage.add(outcome.usage)
         state.chunk_busy += outcome.seconds
+        if outcome.kind == Outcome.RATE_LIMITED and self._items_own_host_fault(outcome):
+            outcome = self._charge_host_fault(outcome)
         if outcome.kind == Outcome.SLOWED and not state.halted and not self.pacing.slow_down(outcome):
             # Per-minute limits that keep coming: a backoff like any other limit after all.
             outcome = ItemOutcome(Outcome.RATE_LIMITED, outcome.key,
                                   error=self.pacing.long_backoff(outcome.error))
         if state.probing and outcome.kind != Outcome.SLOWED:  # per-minute: the probe goes again
             self.probe.outcome(
-                outcome, record_limit=lambda: self.limit_reached(outcome.error),
+                outcome, record_limit=lambda: self.limit_reached(outcome.error, item=outcome.key),
                 # after the breaker's block, a probe that fails as well keeps the drain blocked
                 reblock=lambda: self.limit_reached(_breaker_fault(
                     "the probe after the breaker's block failed too", str(outcome.error))),
+                reopen=self._reopen,
             )
         if outcome.kind in (Outcome.DONE, Outcome.FAILED):
             self.pacing.gate.went_through()
@@ -263,7 +265,7 @@ class WorkLoop:
                 logger.error("%s: %s", state.name, outcome.fatal)
                 state.stop(StopReason.ERROR)
         elif outcome.kind == Outcome.RATE_LIMITED:
-            self.limit_reached(outcome.error)
+            self.limit_reached(outcome.error, item=outcome.key)
         elif outcome.kind == Outcome.SUPERSEDED:
             # Fenced: paid for and staged, but this run may promote nothing more.
             state.stop(StopReason.SUPERSEDED)
@@ -279,7 +281,42 @@ class WorkLoop:
         ):
             self.checkpoint()
 
-    def limit_reached(self, exc: RateLimited) -> None:
+    def _reopen(self) -> None:
+        """The probe went through: the item it held back (the one that met the host fault) is
+        back in this run. The probe was the only call in flight, so reading the backlog again
+        from its start repeats no call."""
+        state = self.state
+        if state.held_back:
+            state.held_back.clear()
+            state.cursor, state.exhausted = None, False
+            state.buffer.clear()
+
+    def _items_own_host_fault(self, outcome: ItemOutcome) -> bool:
+        """A host fault on the item the last host-fault block met, after the quota worked since:
+        the item's own after all (the probe after that block skipped it, and calls went through)."""
+        exc = outcome.error
+        if exc.kind.kind != LimitKind.HOST_FAULT or getattr(exc, "breaker", False):
+            return False
+        state = self.state
+        return state.db.call(
+            "reading the last host-fault block",
+            lambda: selectors.host_fault_item_since_worked(drain=state.name,
+                                                           quota_key=state.quota_key),
+        ) == outcome.key
+
+    def _charge_host_fault(self, outcome: ItemOutcome) -> ItemOutcome:
+        """Charge the item one attempt for a host fault that only it meets; the run goes on."""
+        state = self.state
+        message = f"met the same fault again while other items went through: {outcome.error.fault}"
+        state.db.call(
+            f"recording the failure of item {outcome.key}",
+            lambda: state.drain.mark_failed(outcome.key, message, max_attempts=state.max_attempts),
+        )
+        logger.warning("%s: item %s %s", state.name, outcome.key, message)
+        return ItemOutcome(Outcome.FAILED, outcome.key, usage=outcome.usage,
+                           error=ItemFailed(message), seconds=outcome.seconds)
+
+    def limit_reached(self, exc: RateLimited, *, item: str = "") -> None:
         """The quota refused: stop first (no call starts while the refusal is recorded), then
         record the backoff once and act on it (a weekly limit past the burst, a spend cap)."""
         state = self.state
@@ -301,6 +338,7 @@ class WorkLoop:
             actor=state.actor,
             kind=exc.kind,
             breaker=getattr(exc, "breaker", False),
+            item=item if host_fault else "",
         )
         logger.warning(
             "%s: rate limited until %s; backing off %s", state.name, exc.reset_at, ", ".join(names)

@@ -34,6 +34,7 @@ class ProbeClaim:
         self.state = state
         self.claim: str | None = None  # the quota's probe claim, while this run holds it
         self.after_breaker = False  # the block being probed is the runner's breaker's
+        self.faulted_item = ""  # the item the host-fault block being probed met
 
     def claim_or_hold(self, *, backoff_skip: Callable[[], object | None],
                       skip: Callable[..., object]) -> object | None:
@@ -55,6 +56,8 @@ class ProbeClaim:
             if state.lock.try_claim_probe(claim):
                 if self.due():  # under the claim: a probe may have ended just now
                     state.probing, self.claim = True, claim
+                    if self.faulted_item:  # probe the host with another item than the one
+                        state.held_back.add(self.faulted_item)  # that met the fault
                     logger.info(
                         "%s: quota %r reset since its last backoff: one probe call first",
                         state.name, state.quota_key,
@@ -80,6 +83,7 @@ class ProbeClaim:
         state = self.state
         evidence = selectors.probe_evidence(drain=state.name, quota_key=state.quota_key)
         self.after_breaker = bool((evidence.backoff or {}).get("breaker"))
+        self.faulted_item = str((evidence.backoff or {}).get("item") or "")
         return policy.probe_due(
             backoff_until=evidence.backoff_until,
             last_success_at=evidence.last_success_at,
@@ -87,11 +91,13 @@ class ProbeClaim:
         )
 
     def outcome(self, outcome: ItemOutcome, *, record_limit: Callable[[], None],
-                reblock: Callable[[], None] = lambda: None) -> None:
+                reblock: Callable[[], None] = lambda: None,
+                reopen: Callable[[], None] = lambda: None) -> None:
         """The probe's call came back: the quota answers (any reply it was paid for, even an
         item failure) and the run opens up, or it refused (``record_limit`` writes the new
-        backoff and the run stops before any further call). After the breaker's block an item
-        failure is no answer: the items still fail, so ``reblock`` blocks again. No call made (a
+        backoff and the run stops before any further call; an answer ``reopen``s what the probe
+        held back). After the breaker's block an item failure is no answer: the items still
+        fail, so ``reblock`` blocks again. No call made (a
         stop before it, an error before any reply): the probe is still due, for the next run."""
         state = self.state
         answered = outcome.kind in (Outcome.DONE, Outcome.FAILED, Outcome.SUPERSEDED) or (
@@ -109,6 +115,7 @@ class ProbeClaim:
         elif answered:
             self._record(ok=True)
             logger.info("%s: probe after reset went through; full concurrency", state.name)
+            reopen()
         self.release()
 
     def _record(self, *, ok: bool, until: datetime | None = None) -> None:

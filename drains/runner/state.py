@@ -71,6 +71,7 @@ class RunState:
     # (max_items, max_minutes) given on the command line: the autopilot keeps them in a burst
     explicit_caps: tuple[bool, bool] = (False, False)
     unpromotable: set[str] = field(default_factory=set)
+    held_back: set[str] = field(default_factory=set)  # not this run: the probe skips them
     # the loop's queue: items selected and not yet dispatched
     buffer: deque[Any] = field(default_factory=deque)
     cursor: Any = None

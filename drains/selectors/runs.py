@@ -118,6 +118,21 @@ def last_host_block(*, drain: str, quota_key: str) -> timedelta | None:
     return datetime.fromisoformat(latest[1]["until"]) - latest[0]
 
 
+def host_fault_item_since_worked(*, drain: str, quota_key: str) -> str | None:
+    """The item the quota's latest host-fault block met, if a call on the quota has worked since
+    that block: a second host fault on that item is then the item's own (a request the service
+    always fails, a decision that always times out), not the host's."""
+    evidence = probe_evidence(drain=drain, quota_key=quota_key)
+    latest = (
+        DrainEvent.objects.filter(drain=drain, kind=EventKind.BACKOFF,
+                                  data__kind=LimitKind.HOST_FAULT.value)
+        .order_by("-at", "-id").values_list("at", "data").first()
+    )
+    if latest is None or not latest[1].get("item") or evidence.last_success_at is None:
+        return None
+    return str(latest[1]["item"]) if evidence.last_success_at > latest[0] else None
+
+
 def newest_runs(names: Iterable[str]) -> dict[str, DrainRun]:
     """The newest DrainRun per name (a drain, or a job's command), in one query (DISTINCT ON)."""
     rows = (

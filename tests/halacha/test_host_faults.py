@@ -307,3 +307,36 @@ def test_the_breakers_block_is_not_lifted_by_a_probe_that_fails_the_same_way(mon
     assert lengths == [1, 2]
     probe = DrainEvent.objects.filter(drain="halacha", kind=EventKind.PROBE).get()
     assert probe.data["outcome"] == "refused"
+
+
+def test_a_fault_only_one_item_meets_is_charged_to_it_once_other_items_went_through(
+    monkeypatch, settings
+):
+    """A request the service always answers 5xx (or a decision that always times out) is no
+    host's fault: the probe after its block skips it, the others go through, and when it meets
+    the fault again it is charged, so it cannot block the drain forever."""
+    poison = CourtDecision.objects.create(external_id="pp-0", text=TEXT + " POISON", language="en")
+    for n in range(1, 4):
+        CourtDecision.objects.create(external_id=f"pp-{n}", text=TEXT, language="en")
+
+    def respond(request) -> StubResponse:
+        if "POISON" in json.dumps(request.body["messages"]):
+            return _server_error(request)
+        return StubResponse(200, message_body(GOOD, model=MODEL))
+
+    with AnthropicStub(responder=respond) as stub:
+        _use_sdk(monkeypatch, settings, stub.url)
+        start = timezone.now()
+        with freeze_time(start, tick=True) as clock:
+            _drain()  # the poisoned decision first: blocked for a minute, nothing charged
+            poison.refresh_from_db()
+            assert (poison.attempts, DrainRun.objects.get().stop_reason) == (0, StopReason.BLOCKED)
+            clock.move_to(start + timedelta(minutes=2))
+            # The probe takes another decision; once it went through, the poisoned one meets the
+            # fault again in the same run, now the item's own: charged, and the run goes on.
+            _drain()
+    assert CourtDecision.objects.filter(status=ExtractionStatus.DONE).count() == 3
+    poison.refresh_from_db()
+    assert poison.attempts == 1 and "while other items went through" in poison.last_error
+    assert DrainEvent.objects.filter(drain="halacha", kind=EventKind.BACKOFF).count() == 1
+    assert DrainRun.objects.order_by("-id").first().stop_reason != StopReason.BLOCKED
