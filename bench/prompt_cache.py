@@ -1,7 +1,7 @@
 """Input tokens saved by prompt caching in the ``anthropic`` backend: caching on against off.
 
 N sample decisions (halacha/samples, English and Hebrew alternating) go through the real backend
-(``AnthropicExtractor().extract``, the official SDK over HTTP) against the local Messages API
+(``ask_halachot(AnthropicExtractor(), decision)``, the official SDK over HTTP) against the local Messages API
 stub, which reports usage as the API does with prompt caching (tests/support/anthropic_stub.py:
 the first call with a cache_control'd prefix writes it, later calls with the same exact prefix
 read it; tokens estimated as characters / 4; nothing cached below ``--min-cacheable``). Each

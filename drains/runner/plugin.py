@@ -48,7 +48,8 @@ class HostFault(RateLimited):
     """Not the item's fault: the host's or the service's. The extractor could not start (a
     missing or non-executable binary), the API could not be reached, it refused the credentials
     (401/403, the CLI's "Not logged in"), it failed with a 5xx after its own retries, the CLI was
-    killed by a signal, the host ran out of disk or memory.
+    killed by a signal from outside (the OOM killer, ``kill -9``), the host had no memory or
+    processes left to start it.
 
     Charged to no item: the run stops at once, the item goes back untouched, and the drain, with
     every drain on its quota, is blocked (a backoff of kind ``host_fault``) until a probe call

@@ -340,7 +340,7 @@ class ClaudeCliExtractor(Extractor):
             fault = service_fault(
                 api_status if isinstance(api_status, int) else None, _head(said),
                 service="the API (through the Claude CLI)", login_advice=LOGIN_ADVICE,
-            ) or login_fault(said)
+            ) or (login_fault(said) if result.get("is_error") else None)  # not a model's words
             if fault is not None:
                 raise fault
             subtype = result.get("subtype")
