@@ -11,6 +11,8 @@ import importlib
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from halacha.extractors.base import Extractor
+
 BACKENDS = {
     "offline": "halacha.extractors.offline:OfflineExtractor",
     "anthropic": "halacha.extractors.anthropic_api:AnthropicExtractor",
@@ -29,9 +31,16 @@ def extractor_class(name: str | None = None):
     module_name, _, class_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)
-        return getattr(module, class_name)
+        cls = getattr(module, class_name)
     except (ImportError, AttributeError) as exc:
         raise ImproperlyConfigured(f"HALACHA_EXTRACTOR={name!r} cannot be loaded: {exc}") from exc
+    if not callable(getattr(cls, "call", None)) or getattr(cls, "call", None) is Extractor.call:
+        raise ImproperlyConfigured(
+            f"HALACHA_EXTRACTOR={name!r} has no call(ModelCall) method: a backend implements the "
+            "one generic model call (halacha/extractors/base.py); extract() and "
+            "extract_metadata() are no longer used."
+        )
+    return cls
 
 
 def get_extractor(name: str | None = None):

@@ -67,3 +67,17 @@ def test_the_test_stand_ins_answer_any_drain_with_its_offline_rule_at_a_price(na
     reply = stand_in.call(words_call(TEXT))
     assert json.loads(reply.text) == {"words": 7}
     assert reply.usage == USAGE
+
+
+class OldStyleBackend:
+    """A backend of one's own written for the interface before the generic call."""
+
+    def extract(self, decision):  # pragma: no cover - never called
+        raise AssertionError
+
+
+def test_a_backend_without_the_generic_call_is_refused_with_what_to_do(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured, match="has no call\\(ModelCall\\) method"):
+        get_extractor(f"{__name__}:OldStyleBackend")
