@@ -345,6 +345,9 @@ class OneLineParser(CommandParser):
 
     def error(self, message):
         command = f"manage.py {self.prog.split()[-1]}"
+        # argparse quotes what it did not recognise as it came: a line break or another control
+        # character in it would break the one line, so those are written escaped (\n, \x00).
+        message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
         line = f"{message} (see {command} --help)"
         if self.called_from_command_line:
             sys.stderr.write(f"{command}: error: {line}\n")

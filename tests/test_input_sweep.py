@@ -277,3 +277,12 @@ def _job_hashes() -> list[str]:
     from drains.management.commands.crontab import job_hashes
 
     return job_hashes()
+
+
+def test_an_unrecognised_argument_with_a_line_break_is_still_one_line():
+    """Found by the sweep: argparse quotes what it did not recognise as it came."""
+    from django.core.management import call_command
+
+    with pytest.raises(CommandError) as info:
+        call_command("migrate", "-\n", "--plan")
+    assert "\n" not in str(info.value) and "unrecognized arguments: -\\n" in str(info.value)
