@@ -7,9 +7,11 @@ error when the value is malformed. App modules never read ``os.environ`` themsel
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import re
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import overload
@@ -130,16 +132,20 @@ def _zone_of_file(path: Path) -> str | None:
     named = _zone_name(resolved)
     if named:
         return named
-    candidates = [_etc_timezone()]
-    with contextlib.suppress(OSError):
-        candidates += sorted(str(p.relative_to(_ZONEINFO)) for p in _ZONEINFO.rglob("*")
-                             if p.is_file() and not p.is_symlink()
-                             and p.relative_to(_ZONEINFO).parts[0] not in ("posix", "right"))
-    for name in candidates:
-        with contextlib.suppress(OSError, ValueError, TypeError):
+    # A copy: /etc/timezone's zone first (one read), the database walked only when it differs.
+    for name in itertools.chain([_etc_timezone()], _database_zones()):
+        with contextlib.suppress(OSError, ValueError):
             if name and (_ZONEINFO / name).read_bytes() == data and _zone_name(name):
                 return name
     return None
+
+
+def _database_zones() -> Iterator[str]:
+    with contextlib.suppress(OSError):
+        for path in sorted(_ZONEINFO.rglob("*")):
+            relative = path.relative_to(_ZONEINFO)
+            if path.is_file() and not path.is_symlink() and relative.parts[0] not in ("posix", "right"):
+                yield str(relative)
 
 
 def env_cron_zone(name: str) -> str:
