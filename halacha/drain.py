@@ -7,9 +7,9 @@ the supervisor can promote leftovers at zero quota. This module imports no extra
 import time: only ``make_extractor``/``process`` load one.
 
 MetadataDrain works off decisions whose ``metadata_status`` is pending through the same backends'
-one model call, with its own prompt, schema and offline rule (rules over the header lines): it fills court, case
-number and decision date where the import left them blank (an imported value comes from the
-source and is kept), and sets judges and parties.
+one model call, with its own prompt, schema and offline rule (rules over the header lines): it
+fills court, case number and decision date where the import left them blank (an imported value
+comes from the source and is kept), and sets judges and parties.
 """
 
 from __future__ import annotations

@@ -257,16 +257,15 @@ class Decision:
         quote = quote.strip()
         if not quote:
             return None
-        found = self._find(quote, after=0)
+        found = self._find(quote)
         if found is not None:
             tier, start, end = found
             return Grounded(tier, ((start, end),), self.text[start:end])
         return self._ground_passages(quote)
 
-    def _find(self, quote: str, *, after: int) -> tuple[Tier, int, int] | None:
-        """The first tier (1-7) at which ``quote`` occurs at or after the original offset
-        ``after``, and its original span."""
-        exact = self.text.find(quote, after)
+    def _find(self, quote: str) -> tuple[Tier, int, int] | None:
+        """The first tier (1-7) at which ``quote`` occurs, and its original span."""
+        exact = self.text.find(quote)
         if exact >= 0:
             return Tier.EXACT, exact, exact + len(quote)
         for tier in (Tier.NFC, Tier.WHITESPACE, Tier.QUOTES, Tier.DASHES, Tier.POINTS,
@@ -275,7 +274,7 @@ class Decision:
             if not needle:
                 return None
             normalised = self._at(tier)
-            at = normalised.text.find(needle, normalised.index_at(after))
+            at = normalised.text.find(needle)
             if at >= 0:
                 start, end = normalised.original(at, at + len(needle))
                 return tier, start, end

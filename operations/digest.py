@@ -172,11 +172,12 @@ def _control_now(d: DrainDigest, control: DrainControl, now: datetime) -> None:
     d.enabled = control.enabled
     if rules.burst_active(control.burst_until, now=now):
         d.burst_until = control.burst_until
-    if policy.backoff_active(control.backoff_until, now=now) and (
-        control.backoff_kind == LimitKind.HOST_FAULT
-    ):
-        d.blocked = f"{one_line(control.backoff_reason, 600)}; next probe {_local(control.backoff_until)}"
-    elif policy.backoff_active(control.backoff_until, now=now):
+    if not policy.backoff_active(control.backoff_until, now=now):
+        return
+    if control.backoff_kind == LimitKind.HOST_FAULT:
+        reason = one_line(control.backoff_reason, 600)
+        d.blocked = f"{reason}; next probe {_local(control.backoff_until)}"
+    else:
         d.backoff_until = control.backoff_until
         d.backoff_kind = describe_kind(control.backoff_kind, control.backoff_model)
         d.backoff_reason = (

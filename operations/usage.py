@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from drains.clock import format_local
 from drains.selectors.usage import Produced, QuotaWeekUsage
+from drains.wording import plural
 from operations.snapshot_types import UsageEntry
 
 
@@ -28,8 +29,8 @@ def usage_text(u: QuotaWeekUsage) -> str:
 
 def _produced_text(p: Produced) -> str:
     each = p.cost_each
-    return (f"{p.count} {p.singular if p.count == 1 else p.product}"
-            + (f" at ${each:.2f} each" if each is not None else ""))
+    return plural(p.count, p.singular, p.product) + (
+        f" at ${each:.2f} each" if each is not None else "")
 
 
 def usage_entry(u: QuotaWeekUsage) -> UsageEntry:

@@ -214,7 +214,7 @@ def record_probe(
         message = f"probe after reset: ok (quota {quota_key!r} answers again)"
     else:
         when = format_local(until) if until else "an unknown reset"
-        message = f"probe refused: backing off until {when}"  # a limit, or a host fault again
+        message = f"probe refused: backing off until {when}"
     record_event(
         drain=drain,
         run=run,

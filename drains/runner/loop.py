@@ -448,4 +448,3 @@ def _breaker_fault(what: str, reason: str) -> HostFault:
     )
     fault.breaker = True
     return fault
-

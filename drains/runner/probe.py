@@ -97,8 +97,8 @@ class ProbeClaim:
         item failure) and the run opens up, or it refused (``record_limit`` writes the new
         backoff and the run stops before any further call; an answer ``reopen``s what the probe
         held back). After the breaker's block an item failure is no answer: the items still
-        fail, so ``reblock`` blocks again. No call made (a
-        stop before it, an error before any reply): the probe is still due, for the next run."""
+        fail, so ``reblock`` blocks again. No call made (a stop before it, an error before any
+        reply): the probe is still due, for the next run."""
         state = self.state
         answered = outcome.kind in (Outcome.DONE, Outcome.FAILED, Outcome.SUPERSEDED) or (
             outcome.kind == Outcome.ERROR and outcome.usage is not None

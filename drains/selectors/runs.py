@@ -103,31 +103,33 @@ def probe_evidence(*, drain: str, quota_key: str) -> ProbeEvidence:
     )
 
 
+def _latest_host_block(drains: Iterable[str], *, after: datetime | None = None):
+    """(time, data) of the latest ``backoff`` event of a host fault among ``drains`` (after
+    ``after``, when given), or None."""
+    blocks = DrainEvent.objects.filter(
+        drain__in=list(drains), kind=EventKind.BACKOFF, data__kind=LimitKind.HOST_FAULT.value
+    )
+    if after is not None:
+        blocks = blocks.filter(at__gt=after)
+    return blocks.order_by("-at", "-id").values_list("at", "data").first()
+
+
 def last_host_block(*, drain: str, quota_key: str) -> timedelta | None:
     """How long the quota's latest block by a host fault lasted (its ``backoff`` event's until
     minus its time), if no call on the quota has worked since; None otherwise. Four queries."""
     evidence = probe_evidence(drain=drain, quota_key=quota_key)
-    blocks = DrainEvent.objects.filter(
-        drain__in=evidence.drains, kind=EventKind.BACKOFF, data__kind=LimitKind.HOST_FAULT.value
-    )
-    if evidence.last_success_at is not None:
-        blocks = blocks.filter(at__gt=evidence.last_success_at)
-    latest = blocks.order_by("-at", "-id").values_list("at", "data").first()
+    latest = _latest_host_block(evidence.drains, after=evidence.last_success_at)
     if latest is None or not latest[1].get("until"):
         return None
     return datetime.fromisoformat(latest[1]["until"]) - latest[0]
 
 
 def host_fault_item_since_worked(*, drain: str, quota_key: str) -> str | None:
-    """The item the quota's latest host-fault block met, if a call on the quota has worked since
+    """The item the drain's latest host-fault block met, if a call on the quota has worked since
     that block: a second host fault on that item is then the item's own (a request the service
-    always fails, a decision that always times out), not the host's."""
+    always fails, a decision that always times out), not the host's. Four queries."""
     evidence = probe_evidence(drain=drain, quota_key=quota_key)
-    latest = (
-        DrainEvent.objects.filter(drain=drain, kind=EventKind.BACKOFF,
-                                  data__kind=LimitKind.HOST_FAULT.value)
-        .order_by("-at", "-id").values_list("at", "data").first()
-    )
+    latest = _latest_host_block([drain])
     if latest is None or not latest[1].get("item") or evidence.last_success_at is None:
         return None
     return str(latest[1]["item"]) if evidence.last_success_at > latest[0] else None

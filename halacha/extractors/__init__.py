@@ -34,7 +34,7 @@ def extractor_class(name: str | None = None):
         cls = getattr(module, class_name)
     except (ImportError, AttributeError) as exc:
         raise ImproperlyConfigured(f"HALACHA_EXTRACTOR={name!r} cannot be loaded: {exc}") from exc
-    if not callable(getattr(cls, "call", None)) or getattr(cls, "call", None) is Extractor.call:
+    if getattr(cls, "call", Extractor.call) is Extractor.call:
         raise ImproperlyConfigured(
             f"HALACHA_EXTRACTOR={name!r} has no call(ModelCall) method: a backend implements the "
             "one generic model call (halacha/extractors/base.py); extract() and "

@@ -59,8 +59,8 @@ reset read by drains.quota.resets. Text inside a successful answer is never read
 decision may well say "limit reached"). API status 529 (overloaded) is ``RateLimited`` of kind
 ``overloaded``, which the runtime retries inside the run. A fault of the host or the service (no
 start, a kill, a refused login, a 5xx) is a ``HostFault`` (halacha/extractors/faults.py). Every
-other failure is an ``ExtractionError`` with stderr. The call is killed (its whole process group, then reaped) after
-HALACHA_CLI_TIMEOUT_SECONDS.
+other failure is an ``ExtractionError`` with stderr. The call is killed (its whole process
+group, then reaped) after HALACHA_CLI_TIMEOUT_SECONDS.
 """
 
 from __future__ import annotations

@@ -9,10 +9,9 @@ decision's text (halacha/grounding.py: exact, or after a fixed ladder of typogra
 normalisations; what is kept is the decision's own slice, with its offsets and the tier that
 found it). A rule whose quote is not is rejected and counted, never stored as if good. The tiers
 and rejections are counted per call in its ``model_usage`` (``quotes_exact``, …,
-``quotes_rejected``), so each run sums them per model. A
-paid-for reply that fails validation carries its raw reply and usage whichever backend made it,
-and each result's usage names the model it was spent on (``model_usage``, summed per run by the
-drain runtime).
+``quotes_rejected``), so each run sums them per model. A paid-for reply that fails validation
+carries its raw reply and usage whichever backend made it, and each result's usage names the
+model it was spent on (``model_usage``, summed per run by the drain runtime).
 
 This module never touches the database; it calls a model only through the backend it is given.
 """
@@ -100,9 +99,8 @@ def ask_halachot(extractor: Extractor, decision) -> ExtractionResult:
         system=SYSTEM_PROMPT, user=user_prompt(decision), schema=HALACHA_SCHEMA,
         offline=lambda: halachot_reply(decision.text), item=decision,
     ))
-    result = halachot_result(reply.text, decision, raw=reply.raw, usage=reply.usage,
-                             extractor=reply.backend, model=reply.model, quota=reply.quota)
-    return result
+    return halachot_result(reply.text, decision, raw=reply.raw, usage=reply.usage,
+                           extractor=reply.backend, model=reply.model, quota=reply.quota)
 
 
 def ask_metadata(extractor: Extractor, decision) -> MetadataResult:

@@ -11,7 +11,8 @@ class Command(JobCommand):
     help = (
         "Email the last 24 hours per drain (items done, what each drain made, bursts, backoffs, "
         "failures) to DIGEST_RECIPIENTS through Django's email backend (console unless "
-        "EMAIL_HOST is set). Cron runs it daily at its slot (manage.py schedule); the run is recorded as a job run."
+        "EMAIL_HOST is set). Cron runs it daily at its slot (manage.py schedule); the run is "
+        "recorded as a job run."
     )
 
     def add_arguments(self, parser):
