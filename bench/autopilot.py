@@ -148,11 +148,13 @@ class Way:
 def make_drain(way: Way, index: int):
     """A drain of its own for one way: its own decisions, its own account (stand-in)."""
     import anthropic
+    from django.db.models import Q
 
     from drains import registry
+    from drains.runner import Source
     from halacha.drain import HalachaDrain
     from halacha.extractors.anthropic_api import AnthropicExtractor
-    from halacha.models import CourtDecision, ExtractionStatus
+    from halacha.models import CourtDecision
 
     prefix = f"w{index:02d}-"
     url = way.stub.url
@@ -178,11 +180,8 @@ def make_drain(way: Way, index: int):
         name = f"bench_{index:02d}"
         command = f"drain_bench_{index:02d}"
 
-        @classmethod
-        def pending_queryset(cls):
-            return CourtDecision.objects.filter(
-                external_id__startswith=prefix, status=ExtractionStatus.PENDING
-            )
+        source = Source(CourtDecision, version_field="text_sha256",
+                        where=Q(external_id__startswith=prefix))
 
         def make_extractor(self):
             if cli:  # the real pinned CLI as a subscriber, the stand-in as its API
@@ -196,6 +195,7 @@ def make_drain(way: Way, index: int):
         CourtDecision(external_id=f"{prefix}{i:05d}", text=f"Decision {i}. We hold rule {i}.")
         for i in range(BACKLOG)
     )
+    WayDrain.sync()
     return WayDrain.name
 
 

@@ -72,22 +72,28 @@ def load_backlog(n: int, *, padding: int = 20) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE halacha_halacha, halacha_courtdecision, drains_stagedresult, "
-            "drains_drainevent, drains_drainrun, drains_draincontrol CASCADE"
+            "drains_drainevent, drains_drainrun, drains_draincontrol, drains_item CASCADE"
         )
         cursor.execute(
             """
             INSERT INTO halacha_courtdecision (external_id, court, case_number, title, text,
-                text_sha256, language, url, status, attempts, last_error, metadata_status,
-                metadata_attempts, metadata_error, judges, parties, created_at, updated_at)
+                text_sha256, language, url, judges, parties, created_at, updated_at)
             SELECT 'b-' || i, '', '', '', 'Decision ' || i || ' lays down a rule for the bench. '
                 || 'We hold that rule ' || i || ' binds every party to a contract made in '
                 || 'writing. ' || repeat('Background facts. ', %s),
-                '', 'en', '', 'pending', 0, '', 'pending', 0, '', '[]', '[]', now(), now()
+                '', 'en', '', '[]', '[]', now(), now()
             FROM generate_series(1, %s) AS i
             """,
             [padding, n],
         )
+        # Each drain's items, pending, as the import's saves would have queued them.
+        cursor.execute(
+            "INSERT INTO drains_item (drain, ref, status, attempts, last_error, version, "
+            "arrived_at, updated_at) SELECT drain, id, 'pending', 0, '', '', now(), now() "
+            "FROM halacha_courtdecision CROSS JOIN (VALUES ('halacha'), ('metadata')) AS d(drain)"
+        )
         cursor.execute("ANALYZE halacha_courtdecision")
+        cursor.execute("ANALYZE drains_item")
 
 
 def runtime_pass(n: int) -> dict:
@@ -137,8 +143,9 @@ def raw_pass(n: int, database: str) -> dict:
         last, done = 0, 0
         while True:
             rows = conn.execute(
-                "SELECT id, external_id, text FROM halacha_courtdecision "
-                "WHERE status = 'pending' AND id > %s ORDER BY id LIMIT %s",
+                "SELECT d.id, d.external_id, d.text FROM drains_item i "
+                "JOIN halacha_courtdecision d ON d.id = i.ref WHERE i.drain = 'halacha' "
+                "AND i.status = 'pending' AND i.ref > %s ORDER BY i.ref LIMIT %s",
                 (last, CHUNK),
             ).fetchall()
             if not rows:
@@ -164,8 +171,9 @@ def raw_pass(n: int, database: str) -> dict:
                         (str(pk),),
                     )
                     conn.execute(
-                        "UPDATE halacha_courtdecision SET status = 'done', extracted_at = now(), "
-                        "last_error = '', updated_at = now() WHERE id = %s AND status <> 'done'",
+                        "UPDATE drains_item SET status = 'done', done_at = now(), "
+                        "last_error = '', updated_at = now() WHERE drain = 'halacha' AND ref = %s "
+                        "AND status <> 'done'",
                         (pk,),
                     )
                     for ordinal, h in enumerate(payload["halachot"], 1):

@@ -188,12 +188,11 @@ class Watcher(threading.Thread):
         from django.db import connections
         from django.utils import timezone
 
-        from drains.models import DrainControl
-        from halacha.models import CourtDecision
+        from drains.models import DrainControl, Item
 
         try:
             while not self.stop.is_set():
-                done = CourtDecision.objects.filter(status="done").count()
+                done = Item.objects.filter(drain="halacha", status="done").count()
                 for fraction in POINTS:
                     label = f"{fraction:.0%}"
                     if label not in self.marks and done >= fraction * self.total:

@@ -59,14 +59,10 @@ def use_drains(total: int) -> list[str]:
     """Make the registry hold ``total`` drains: halacha plus small bench drains."""
     from drains import registry
     from drains.runner import Drain
-    from halacha.models import CourtDecision
+    from halacha.drain import HalachaDrain
 
     class BenchDrain(Drain):
-        backlog_status_field = "status"
-
-        @classmethod
-        def backlog_queryset(cls):
-            return CourtDecision.objects.all()
+        source = HalachaDrain.source  # the decisions, like halacha's
 
     for name in registry.names():
         if name != "halacha":
@@ -188,16 +184,21 @@ def load_threads(port: int, path: str, token: str, seconds: float, connections: 
 
 def seed(runs: int, all_names: list[str], jobs: list[str]) -> str:
     from django.contrib.auth.models import Permission, User
+    from django.db import connection
     from django.utils import timezone
 
     from drains.models import DrainRun
     from halacha.models import CourtDecision
 
-    statuses = ["pending"] * 6 + ["done"] * 3 + ["failed"]
     CourtDecision.objects.bulk_create(
-        CourtDecision(external_id=f"bench-{i}", text="text", status=statuses[i % 10])
-        for i in range(2000)
-    )
+        CourtDecision(external_id=f"bench-{i}", text="text") for i in range(2000))
+    with connection.cursor() as cursor:  # each drain's items: 6 pending, 3 done, 1 failed in 10
+        cursor.execute(
+            "INSERT INTO drains_item (drain, ref, status, attempts, last_error, version, "
+            "arrived_at, updated_at) SELECT n.name, d.id, (ARRAY['pending', 'pending', 'pending', "
+            "'pending', 'pending', 'pending', 'done', 'done', 'done', 'failed'])[d.id %% 10 + 1], "
+            "0, '', '', now(), now() FROM halacha_courtdecision d CROSS JOIN unnest(%s::text[]) "
+            "AS n(name) ON CONFLICT (drain, ref) DO NOTHING", [all_names])
     now = timezone.now()
     for name in all_names + jobs:
         rows = []

@@ -36,14 +36,14 @@ from bench._harness import admin_execute, server_url  # noqa: E402
 
 def use_drains(total: int) -> list[str]:
     """The registry holds ``total`` drains: halacha plus bench drains with an empty backlog."""
+    from django.db.models import Q
+
     from drains import registry
-    from drains.runner import Drain
+    from drains.runner import Drain, Source
     from halacha.models import CourtDecision
 
     class BenchDrain(Drain):
-        @classmethod
-        def pending_queryset(cls):
-            return CourtDecision.objects.none()
+        source = Source(CourtDecision, where=Q(pk__in=[]))  # no items
 
     for name in registry.names():
         if name != "halacha":

@@ -1,5 +1,5 @@
 """The drains in the Django admin: bursts and settings steered through the services, runs,
-events and staged results for inspection only.
+events, staged results and items' state for inspection only.
 
 The admin never writes ``burst_until`` itself: the form validates with the burst service's own
 rule (``validate_burst_until``) and saving calls ``set_drain_burst`` (which records the event),
@@ -18,7 +18,7 @@ from django.utils.html import format_html
 
 from drains import bursts, controls, registry, rules
 from drains.clock import format_local
-from drains.models import DrainControl, DrainEvent, DrainRun, StagedResult
+from drains.models import DrainControl, DrainEvent, DrainRun, Item, StagedResult
 
 
 class DrainControlForm(forms.ModelForm):
@@ -226,3 +226,21 @@ class StagedResultAdmin(ReadOnlyAdmin):
                     "promote_error"]
     list_filter = ["drain"]
     search_fields = ["item_key", "promote_error"]
+
+
+@admin.register(Item)
+class ItemAdmin(ReadOnlyAdmin):
+    """Each drain's state of each of its items. Read-only: a hand-set status would hide an item
+    from its drain or make it pay twice; failed items are retried from the operations page, the
+    API or ``manage.py`` (audited)."""
+
+    list_display = ["drain", "ref", "status", "attempts", "short_error", "arrived_at", "done_at",
+                    "updated_at"]
+    list_filter = ["drain", "status"]
+    search_fields = ["=ref", "last_error"]
+    show_full_result_count = False
+
+    @admin.display(description="last error")
+    def short_error(self, item: Item) -> str:
+        error = item.last_error
+        return error if len(error) <= 120 else error[:119] + "…"

@@ -294,3 +294,43 @@ class StagedResult(models.Model):
 # The quota's own rows live with the quota (drains/quota/models.py); importing them here is what
 # makes Django register them in this app.
 from drains.quota.models import QuotaPolicy, QuotaSample, QuotaWindow  # noqa: E402, F401
+
+
+class ItemStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    DONE = "done", "done"
+    FAILED = "failed", "failed"
+
+
+class Item(models.Model):
+    """One drain's state of one item (a row of the drain's source, ``ref`` its primary key).
+
+    Only drains/items.py writes these: a drain declares its source and never sees its state.
+    """
+
+    drain = models.CharField(max_length=64)
+    ref = models.BigIntegerField(help_text="The source row's primary key.")
+    status = models.CharField(max_length=16, choices=ItemStatus.choices,
+                              default=ItemStatus.PENDING)
+    attempts = models.IntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    version = models.CharField(
+        max_length=128, blank=True, default="",
+        help_text="The source's version field when the item was queued: a change queues it again.")
+    arrived_at = models.DateTimeField()
+    done_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["drain", "ref"], name="drains_item_unique"),
+        ]
+        indexes = [
+            # The next chunk of pending work is an index range scan however large "done" grows.
+            models.Index(fields=["drain", "ref"], condition=Q(status="pending"),
+                         name="drains_item_pending"),
+            models.Index(fields=["drain", "status"], name="drains_item_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.drain} #{self.ref} {self.status}"

@@ -3,9 +3,14 @@ drains itself imports no sibling app."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-_DRAINS: dict[str, Any] = {}
+from drains.items import Source, watch
+
+if TYPE_CHECKING:
+    from drains.runner.plugin import Drain
+
+_DRAINS: dict[str, type[Drain]] = {}
 
 
 class UnknownDrain(LookupError):
@@ -15,13 +20,18 @@ class UnknownDrain(LookupError):
         super().__init__(f"There is no drain named {name!r}; known drains: {known}.")
 
 
-def register(drain_cls):
-    """Class decorator: make a drain known by its ``name``."""
+def register(drain_cls: type[Drain]) -> type[Drain]:
+    """Class decorator: make a drain known by its ``name``, and keep its source's rows queued
+    as its items (drains/items.py)."""
     name = drain_cls.name
+    if not name or not isinstance(getattr(drain_cls, "source", None), Source):
+        raise TypeError(f"{drain_cls.__name__}: a drain needs a name and a source "
+                        "(drains.items.Source: which rows are its items).")
     existing = _DRAINS.get(name)
     if existing is not None and existing is not drain_cls:
         raise ValueError(f"Two drains registered under the name {name!r}.")
     _DRAINS[name] = drain_cls
+    watch(drain_cls.source.model, classes)
     return drain_cls
 
 
@@ -30,11 +40,15 @@ def unregister(name: str) -> None:
     _DRAINS.pop(name, None)
 
 
-def get(name: str):
+def get(name: str) -> type[Drain]:
     try:
         return _DRAINS[name]
     except KeyError:
         raise UnknownDrain(name) from None
+
+
+def classes() -> list[type[Drain]]:
+    return [_DRAINS[name] for name in sorted(_DRAINS)]
 
 
 def names() -> list[str]:

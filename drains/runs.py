@@ -183,7 +183,7 @@ def correct_run_counts(*, run: DrainRun, before: tuple[int, int], actor: str) ->
     done = drain_cls.done_between(run.started_at, until or timezone.now())
     with transaction.atomic():
         row = DrainRun.objects.select_for_update().get(pk=run.pk)
-        if done is not None and done > row.items_done:
+        if done > row.items_done:
             DrainRun.objects.filter(pk=run.pk).update(items_done=done)
             row.items_done = done
         after = (row.items_done, row.items_failed)

@@ -3,8 +3,8 @@ StagedResult, and the replay of this host's journal of paid results into staging
 
 ``stage_result`` commits the raw extractor response in its own transaction the moment it
 arrives; ``promote_staged`` turns it into domain rows through the drain class's
-``promote(item_key, payload)`` and deletes the staged row in one transaction, and is a no-op when
-the row is already gone — so a promotion repeated after a crash never duplicates anything. A
+``promote(item_key, payload)``, marks the item done (drains/items.py) and deletes the staged row
+in one transaction, and is a no-op when the row is already gone or the item already done — so a promotion repeated after a crash never duplicates anything. A
 run promoting its own result is fenced: only while it is still running. Zero quota: nothing here
 imports or constructs an extractor.
 """
@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from drains import registry
+from drains import items, registry
 from drains.journal import Journal
 from drains.models import DrainRun, RunStatus, StagedResult
 from drains.runs import UNFINISHED, correct_run_counts
@@ -102,7 +102,7 @@ def promote_staged(
 
     ``payload`` may be passed by a caller that holds it (the runtime, right after staging) to
     save reading it back. Returns False when there was nothing to promote (already promoted, or
-    the drain's ``promote`` found the item already done). Raises ``PromotionError`` after
+    the item was done already). Raises ``PromotionError`` after
     recording the failure on the staged row, which is kept.
 
     With ``run`` (a run promoting its own result) the promotion is fenced: it happens only while
@@ -138,7 +138,10 @@ def promote_staged(
                         )
                 if not removed:
                     return False
-            return bool(drain_cls.promote(item_key, payload))
+            if not items.finish(drain, item_key):
+                return False  # done already (or gone): its result is never written twice
+            drain_cls.promote(item_key, payload)
+            return True
     except RunSuperseded:
         raise
     except Exception as exc:

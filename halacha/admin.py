@@ -1,12 +1,14 @@
-"""Court decisions and halachot in the Django admin: searchable, with the extraction state shown
-but not edited (the drains own it; a hand-set status would hide an item from the drain or make
-it pay twice)."""
+"""Court decisions and halachot in the Django admin: searchable, with each drain's state of the
+decision shown but not edited (the drains framework owns it, drains.Item; a hand-set status would
+hide an item from the drain or make it pay twice)."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 from django.db import models
 
+from drains import registry
+from drains.models import Item
 from halacha.models import CourtDecision, Halacha
 
 
@@ -24,20 +26,12 @@ class HalachaInline(admin.TabularInline):
 
 @admin.register(CourtDecision)
 class CourtDecisionAdmin(admin.ModelAdmin):
-    list_display = ["external_id", "title", "court", "decided_on", "language", "status",
-                    "metadata_status", "attempts"]
-    list_filter = ["status", "metadata_status", "language", "court", "decided_on"]
+    list_display = ["external_id", "title", "court", "decided_on", "language"]
+    list_filter = ["language", "court", "decided_on"]
     search_fields = ["external_id", "case_number", "title", "court"]
     readonly_fields = [
         "text_sha256",
-        "status",
-        "attempts",
-        "last_error",
-        "extracted_at",
-        "metadata_status",
-        "metadata_attempts",
-        "metadata_error",
-        "metadata_extracted_at",
+        "drain_state",
         "judges",
         "parties",
         "created_at",
@@ -47,6 +41,19 @@ class CourtDecisionAdmin(admin.ModelAdmin):
     show_full_result_count = False
     # Court sites are https; say so explicitly (Django 6 makes it the default).
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    @admin.display(description="drains")
+    def drain_state(self, decision: CourtDecision) -> str:
+        """Each drain's state of this decision: status, attempts, last error."""
+        if decision.pk is None:
+            return "—"
+        drains = [cls.name for cls in registry.classes() if cls.source.model is CourtDecision]
+        rows = Item.objects.filter(ref=decision.pk, drain__in=drains).order_by("drain")
+        return "; ".join(
+            f"{row.drain}: {row.status}"
+            + (f" after {row.attempts} attempt(s), last error: {row.last_error}"
+               if row.attempts else "")
+            for row in rows) or "—"
 
 
 @admin.register(Halacha)

@@ -1,13 +1,13 @@
 """The halacha and metadata drains, registered with the drains runtime.
 
-HalachaDrain works off decisions whose ``status`` is pending: one extractor call per decision
-(``HALACHA_EXTRACTOR``), the reply staged by the runtime, then promoted into Halacha rows and the
-decision marked done. Promotion and failure marking are classmethods that need no extractor, so
-the supervisor can promote leftovers at zero quota. This module imports no extractor backend at
+Both drains' items are the court decisions (a decision whose text changed is an item again); the
+framework keeps which are pending, done or failed (drains/items.py). HalachaDrain makes one
+extractor call per decision (``HALACHA_EXTRACTOR``), the reply staged by the runtime, then
+promoted into Halacha rows. Promotion is a classmethod that needs no extractor, so the
+supervisor can promote leftovers at zero quota. This module imports no extractor backend at
 import time: only ``make_extractor``/``process`` load one.
 
-MetadataDrain works off decisions whose ``metadata_status`` is pending through the same backends'
-one model call, with its own prompt, schema and offline rule (rules over the header lines): it
+MetadataDrain works off the same decisions through the same backends' one model call, with its own prompt, schema and offline rule (rules over the header lines): it
 fills court, case number and decision date where the import left them blank (an imported value
 comes from the source and is kept), and sets judges and parties.
 """
@@ -20,81 +20,28 @@ from dataclasses import asdict
 from datetime import date
 from typing import Any
 
-from django.db import connection, transaction
-from django.db.models import Case, Count, F, Value, When
+from django.db import connection
 from django.utils import timezone
 
 from drains import registry
-from drains.runner import Drain, FailedItem, ItemFailed, Processed
-from halacha.models import CourtDecision, ExtractionStatus, Halacha
+from drains.runner import Drain, ItemFailed, Processed, Source
+from halacha.models import CourtDecision, Halacha
 
-LAST_ERROR_MAX_CHARS = 4000
-
-
-# Promotion in one statement (one round trip): mark the decision done unless it already is, and
-# insert its halachot only if it was marked. Data-modifying CTEs always run to completion.
-_PROMOTE_SQL = (
-    f"WITH done AS (UPDATE {CourtDecision._meta.db_table} SET status = %s, extracted_at = %s, "
-    "last_error = '', updated_at = %s WHERE id = %s AND status <> %s RETURNING id)"
-    "{inserted} SELECT count(*) FROM done"
-)
-_INSERTED_CTE = (
-    f", inserted AS (INSERT INTO {Halacha._meta.db_table} "
+_INSERT_SQL = (
+    f"INSERT INTO {Halacha._meta.db_table} "
     "(decision_id, ordinal, rule, quote, topics, quote_spans, grounding, extractor, model, "
-    "created_at) SELECT done.id, v.ordinal, v.rule, v.quote, v.topics::jsonb, "
-    "v.quote_spans::jsonb, v.grounding, %s, %s, %s FROM done CROSS JOIN (VALUES {values}) "
-    "AS v(ordinal, rule, quote, topics, quote_spans, grounding) RETURNING 1)"
+    "created_at) SELECT %s, v.ordinal, v.rule, v.quote, v.topics::jsonb, v.quote_spans::jsonb, "
+    "v.grounding, %s, %s, %s FROM (VALUES {values}) "
+    "AS v(ordinal, rule, quote, topics, quote_spans, grounding) "
+    f"WHERE EXISTS (SELECT 1 FROM {CourtDecision._meta.db_table} WHERE id = %s)"
 )
-
-
-def _counts(field: str) -> dict[str, int]:
-    rows = CourtDecision.objects.values(field).annotate(n=Count("id")).order_by()
-    counts = {"pending": 0, "done": 0, "failed": 0}
-    for row in rows:
-        counts[row[field]] = row["n"]
-    return counts
 
 
 class _DecisionDrain(Drain):
-    """What both decision drains share: the backlog is every decision, its state one field."""
+    """What both decision drains share: every decision is an item, and a decision whose text
+    changed is one again."""
 
-    # The snapshot counts every drain's backlog in one UNION ALL from these two.
-    backlog_status_field: str
-    done_at_field: str  # when the item was finished: the digest counts from it
-    attempts_field: str
-    error_field: str
-    arrived_at_field = "created_at"
-
-    @classmethod
-    def _failed(cls):
-        return CourtDecision.objects.filter(**{cls.backlog_status_field: ExtractionStatus.FAILED})
-
-    @classmethod
-    def failed_items(cls, *, limit: int) -> list[FailedItem]:
-        rows = cls._failed().order_by("-updated_at", "-id").values(
-            "id", "external_id", cls.attempts_field, cls.error_field, "updated_at")[:limit]
-        return [FailedItem(key=str(r["id"]), label=r["external_id"],
-                           attempts=r[cls.attempts_field], error=r[cls.error_field],
-                           at=r["updated_at"]) for r in rows]
-
-    @classmethod
-    def failed_count(cls) -> int:
-        return cls._failed().count()
-
-    @classmethod
-    def retry_failed(cls, item_keys: list[str] | None) -> list[str]:
-        failed = cls._failed()
-        if item_keys is not None:
-            # A key that is no decision id matches no failed item (it is not an error).
-            failed = failed.filter(pk__in=[int(k) for k in item_keys
-                                           if k.isascii() and k.isdigit() and len(k) <= 18])
-        with transaction.atomic():
-            keys = [str(pk) for pk in failed.select_for_update().values_list("id", flat=True)]
-            CourtDecision.objects.filter(pk__in=[int(k) for k in keys]).update(
-                **{cls.backlog_status_field: ExtractionStatus.PENDING, cls.attempts_field: 0},
-                updated_at=timezone.now(),
-            )
-        return keys
+    source = Source(CourtDecision, version_field="text_sha256", label_field="external_id")
 
     @classmethod
     def extractor_label(cls) -> str:
@@ -104,55 +51,6 @@ class _DecisionDrain(Drain):
         model = {"anthropic": settings.HALACHA_MODEL,
                  "claude-cli": settings.HALACHA_CLI_MODEL}.get(name, "")
         return f"{name}:{model}" if model else name
-
-    @classmethod
-    def first_item_at(cls):
-        return CourtDecision.objects.order_by("created_at").values_list(
-            "created_at", flat=True).first()
-
-    @classmethod
-    def oldest_pending_at(cls):
-        first = cls.pending_queryset().order_by("created_at").values_list("created_at", flat=True)
-        return first.first()
-
-    @classmethod
-    def done_between(cls, since, until) -> int:
-        return CourtDecision.objects.filter(
-            **{
-                cls.backlog_status_field: ExtractionStatus.DONE,
-                f"{cls.done_at_field}__gte": since,
-                f"{cls.done_at_field}__lt": until,
-            }
-        ).count()
-
-    @classmethod
-    def backlog_queryset(cls):
-        return CourtDecision.objects.all()
-
-    @classmethod
-    def backlog_counts(cls) -> dict[str, int]:
-        return _counts(cls.backlog_status_field)
-
-    @classmethod
-    def pending_queryset(cls):
-        return CourtDecision.objects.filter(**{cls.backlog_status_field: ExtractionStatus.PENDING})
-
-    @classmethod
-    def mark_failed(cls, item_key: str, error: str, *, max_attempts: int) -> None:
-        """The drain's attempts + 1 and its error on the decision; failed for good once its
-        attempts reach ``max_attempts``. A decision this drain is done with is left alone."""
-        attempts, status = cls.attempts_field, cls.backlog_status_field
-        CourtDecision.objects.filter(pk=int(item_key)).exclude(
-            **{status: ExtractionStatus.DONE}
-        ).update(**{
-            attempts: F(attempts) + 1,
-            cls.error_field: error[:LAST_ERROR_MAX_CHARS],
-            status: Case(
-                When(**{f"{attempts}__gte": max_attempts - 1}, then=Value(ExtractionStatus.FAILED)),
-                default=Value(ExtractionStatus.PENDING),
-            ),
-            "updated_at": timezone.now(),
-        })
 
     def make_extractor(self):
         from halacha.extractors import get_extractor
@@ -183,10 +81,6 @@ class HalachaDrain(_DecisionDrain):
     name = "halacha"
     command = "drain_halacha"
     product_names = ("halacha", "halachot")
-    backlog_status_field = "status"
-    done_at_field = "extracted_at"
-    attempts_field = "attempts"
-    error_field = "last_error"
 
     @classmethod
     def produced_between(cls, since, until) -> int:
@@ -206,34 +100,28 @@ class HalachaDrain(_DecisionDrain):
         return Processed(payload=payload, usage=result.usage, quota=result.quota)
 
     @classmethod
-    def promote(cls, item_key: str, payload) -> bool:
-        """Halacha rows + decision done, in the caller's transaction.
+    def promote(cls, item_key: str, payload) -> None:
+        """The decision's Halacha rows, in the caller's transaction (the one marking it done).
 
-        A decision already done keeps what it has (False): a result promoted twice never
-        duplicates a halacha. A decision deleted since the call is skipped the same way.
         One plain statement: this is the per-decision hot path of every drain run (see
-        docs/performance.md), so it skips the ORM and saves a round trip.
+        docs/performance.md). A decision deleted since the call gets none.
         """
-        now = timezone.now()
-        status = ExtractionStatus.DONE
-        params: list = [status, now, now, int(item_key), status]
-        inserted = ""
         halachot = payload.get("halachot") or []
-        if halachot:
-            extractor = str(payload.get("extractor") or "")[:32]
-            model = str(payload.get("model") or "")[:100]
-            inserted = _INSERTED_CTE.format(
-                values=", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(halachot)))
-            params += [extractor, model, now]
-            for ordinal, item in enumerate(halachot, 1):
-                topics = json.dumps(item.get("topics") or [], ensure_ascii=False)
-                # A result staged before grounding was recorded has neither: it was exact.
-                spans = json.dumps(item.get("quote_spans") or [])
-                params += [ordinal, item["rule"], item["quote"], topics, spans,
-                           str(item.get("grounding") or "exact")[:16]]
+        if not halachot:
+            return
+        extractor = str(payload.get("extractor") or "")[:32]
+        model = str(payload.get("model") or "")[:100]
+        decision = int(item_key)
+        params: list = [decision, extractor, model, timezone.now()]
+        for ordinal, item in enumerate(halachot, 1):
+            topics = json.dumps(item.get("topics") or [], ensure_ascii=False)
+            # A result staged before grounding was recorded has neither: it was exact.
+            spans = json.dumps(item.get("quote_spans") or [])
+            params += [ordinal, item["rule"], item["quote"], topics, spans,
+                       str(item.get("grounding") or "exact")[:16]]
+        sql = _INSERT_SQL.format(values=", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(halachot)))
         with connection.cursor() as cursor:
-            cursor.execute(_PROMOTE_SQL.format(inserted=inserted), params)
-            return bool(cursor.fetchone()[0])
+            cursor.execute(sql, [*params, decision])
 
 
 @registry.register
@@ -242,14 +130,11 @@ class MetadataDrain(_DecisionDrain):
     command = "drain_metadata"
     product_names = ("metadata record", "metadata records")
 
+
     @classmethod
     def produced_between(cls, since, until) -> int:
         """One metadata record per decision it finished."""
         return cls.done_between(since, until)
-    backlog_status_field = "metadata_status"
-    done_at_field = "metadata_extracted_at"
-    attempts_field = "metadata_attempts"
-    error_field = "metadata_error"
 
     def process(self, decision) -> Processed:
         from halacha.extractors.protocol import ask_metadata
@@ -267,21 +152,16 @@ class MetadataDrain(_DecisionDrain):
         return Processed(payload=payload, usage=result.usage, quota=result.quota)
 
     @classmethod
-    def promote(cls, item_key: str, payload) -> bool:
-        """The decision's metadata filled and marked done, in the caller's transaction.
+    def promote(cls, item_key: str, payload) -> None:
+        """The decision's metadata, in the caller's transaction (the one marking it done).
 
-        Blank court / case number / date are filled; judges and parties are set. A decision
-        already done (or deleted) is left as it is (False), so promoting twice changes nothing.
+        Blank court / case number / date are filled (an imported value is kept); judges and
+        parties are set. A decision deleted since the call is left alone.
         """
-        decision = (
-            CourtDecision.objects.select_for_update()
-            .filter(pk=int(item_key))
-            .exclude(metadata_status=ExtractionStatus.DONE)
-            .first()
-        )
+        decision = CourtDecision.objects.select_for_update().filter(pk=int(item_key)).first()
         if decision is None:
-            return False
-        fields = ["metadata_status", "metadata_extracted_at", "metadata_error", "judges", "parties"]
+            return
+        fields = ["judges", "parties"]
         for field, limit in (("court", 200), ("case_number", 200)):
             value = (payload.get(field) or "").strip()[:limit]
             if value and not getattr(decision, field):
@@ -292,9 +172,4 @@ class MetadataDrain(_DecisionDrain):
             fields.append("decided_on")
         decision.judges = [str(name) for name in payload.get("judges") or []]
         decision.parties = [str(name) for name in payload.get("parties") or []]
-        decision.metadata_status = ExtractionStatus.DONE
-        decision.metadata_extracted_at = timezone.now()
-        decision.metadata_error = ""
         decision.save(update_fields=[*fields, "updated_at"])
-        return True
-

@@ -20,7 +20,7 @@ from typing import BinaryIO, Literal
 import psycopg
 from django.db import DataError, IntegrityError, OperationalError, transaction
 
-from halacha.models import CourtDecision, ExtractionStatus
+from halacha.models import CourtDecision
 from halacha.records import (  # the record format; re-exported for the importer's callers
     MAX_RECORD_BYTES,
     RECORD_FIELDS,
@@ -125,18 +125,9 @@ def import_record(clean: dict) -> Outcome:
         return outcome
 
 
-_RESET_ON_NEW_TEXT = {
-    "status": ExtractionStatus.PENDING,
-    "attempts": 0,
-    "last_error": "",
-    "extracted_at": None,
-    "metadata_status": ExtractionStatus.PENDING,
-    "metadata_attempts": 0,
-    "metadata_error": "",
-    "metadata_extracted_at": None,
-    "judges": [],
-    "parties": [],
-}
+# What a drain made of the old text that lives on the decision itself. (Its halachot are
+# deleted; each drain queues the decision again because its text_sha256 changed: drains/items.py.)
+_RESET_ON_NEW_TEXT: dict[str, list[str]] = {"judges": [], "parties": []}
 
 
 def _write(decision: CourtDecision | None, clean: dict) -> tuple[Outcome, CourtDecision]:
@@ -173,8 +164,8 @@ def _write(decision: CourtDecision | None, clean: dict) -> tuple[Outcome, CourtD
             decision.text = clean["text"]
             decision.text_sha256 = text_digest(clean["text"])
             # What was extracted described the old text: the rules, their quotes and the
-            # metadata no longer match it. Delete the halachot in this same transaction and
-            # queue the decision for both drains again, so no stale rule survives beside it.
+            # metadata no longer match it. Delete the halachot in this same transaction; the
+            # save queues the decision for every drain again, so no stale rule survives.
             decision.halachot.all().delete()
             for key, value in _RESET_ON_NEW_TEXT.items():
                 setattr(decision, key, value)

@@ -1,20 +1,14 @@
-"""Court decisions (the backlog) and the halachot extracted from them."""
+"""Court decisions (the backlog) and the halachot extracted from them. Which decisions each
+drain has done is the drains framework's to keep (drains.Item), not the decision's."""
 
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Q
 
 
 class Language(models.TextChoices):
     HEBREW = "he", "Hebrew"
     ENGLISH = "en", "English"
-
-
-class ExtractionStatus(models.TextChoices):
-    PENDING = "pending", "pending"
-    DONE = "done", "done"
-    FAILED = "failed", "failed"
 
 
 class CourtDecision(models.Model):
@@ -27,20 +21,6 @@ class CourtDecision(models.Model):
     text_sha256 = models.CharField(max_length=64, default="")
     language = models.CharField(max_length=2, choices=Language.choices, default=Language.ENGLISH)
     url = models.URLField(max_length=1000, blank=True, default="")
-    # Halacha extraction (the halacha drain)
-    status = models.CharField(
-        max_length=16, choices=ExtractionStatus.choices, default=ExtractionStatus.PENDING
-    )
-    attempts = models.IntegerField(default=0)
-    last_error = models.TextField(blank=True, default="")
-    extracted_at = models.DateTimeField(null=True, blank=True)
-    # Metadata extraction (the metadata drain)
-    metadata_status = models.CharField(
-        max_length=16, choices=ExtractionStatus.choices, default=ExtractionStatus.PENDING
-    )
-    metadata_attempts = models.IntegerField(default=0)
-    metadata_error = models.TextField(blank=True, default="")
-    metadata_extracted_at = models.DateTimeField(null=True, blank=True)
     judges = models.JSONField(default=list, blank=True)
     parties = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -48,14 +28,6 @@ class CourtDecision(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [
-            # "Next pending work" is an index range scan however large the done part grows.
-            models.Index(fields=["id"], condition=Q(status="pending"), name="decision_pending"),
-            models.Index(
-                fields=["id"], condition=Q(metadata_status="pending"), name="decision_meta_pending"
-            ),
-            models.Index(fields=["status"], name="decision_status"),
-        ]
 
     def __str__(self) -> str:
         return f"{self.external_id} {self.title}".strip()

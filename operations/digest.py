@@ -110,16 +110,13 @@ def build_digest(*, now: datetime | None = None) -> Digest:
     job_names = [job.name for job in scheduled_jobs() if job.drain is None]
     drains = {name: DrainDigest(name) for name in drain_names}
     jobs = {name: JobDigest(name) for name in job_names}
-    # How many items a drain finished in the window, from the items themselves when the drain
-    # can say (exact, however long the runs that did the work lasted); else its runs' sum.
-    done_exactly = {name: registry.get(name).done_between(since, until) for name in drain_names}
     _count_runs(drains, jobs, reads.runs_in_window([*drain_names, *job_names], since=since,
-                                                   until=until), done_exactly)
+                                                   until=until))
     for name, d in drains.items():
-        exact = done_exactly[name]
-        if exact is not None:
-            d.items_done = exact
         cls = registry.get(name)
+        # How many items it finished in the window, from the items themselves (exact, however
+        # long the runs that did the work lasted).
+        d.items_done = cls.done_between(since, until)
         d.produced, d.product = cls.produced_between(since, until), cls.product_names[1]
     _count_events(drains, reads.burst_events(drain_names, since=since, until=until))
     for control in reads.controls(drain_names):
@@ -130,15 +127,13 @@ def build_digest(*, now: datetime | None = None) -> Digest:
 
 
 def _count_runs(drains: dict[str, DrainDigest], jobs: dict[str, JobDigest],
-                runs: Iterable[DrainRun], done_exactly: dict[str, int | None]) -> None:
+                runs: Iterable[DrainRun]) -> None:
     """Each run in the window counted on its drain's or its job's digest."""
     for run in runs:
         if run.drain in drains:
             d = drains[run.drain]
             d.runs += 1
             d.items_failed += run.items_failed
-            if done_exactly[run.drain] is None:
-                d.items_done += run.items_done
             if run.status == RunStatus.RATE_LIMITED:
                 d.rate_limited_runs += 1
             if run.stop_reason == StopReason.BLOCKED:

@@ -11,6 +11,7 @@ from django.utils import timezone
 from drains.models import DrainRun, RunStatus
 from halacha.models import CourtDecision
 from tests.support.db import child_env
+from tests.support.items import sync_all
 
 # One halacha per decision by the offline rule (its cue "We hold that"), quoting the first sentence.
 HOLDS = "We hold that decision {i} binds. Rule {i} applies.{mark}"
@@ -27,7 +28,7 @@ def make_decisions(
     """``n`` pending decisions ``<prefix>-0001``…, each text ``text`` formatted with its number
     ``{i}`` and ``{mark}`` (``marks[i]``, e.g. a phrase a test extractor reacts to, or "")."""
     marks = marks or {}
-    return CourtDecision.objects.bulk_create(
+    made = CourtDecision.objects.bulk_create(
         [
             CourtDecision(
                 external_id=f"{prefix}-{i:04d}", text=text.format(i=i, mark=marks.get(i, ""))
@@ -35,6 +36,8 @@ def make_decisions(
             for i in range(start, start + n)
         ]
     )
+    sync_all()  # every drain's items, as a save would have queued them
+    return made
 
 
 def make_run(drain: str = "halacha", *, started_at=None, checkpoint=None, **fields) -> DrainRun:

@@ -1,8 +1,9 @@
 """The drain runner: the work loop around a paid extractor, and the ``Drain`` plugin API.
 
-A drain class (registered in ``drains.registry``) says what its work is: which items are
-pending, how to process one (call the extractor, return a JSON-able payload), how to promote a
-payload into domain rows, how to mark an item failed. The runtime owns everything else
+A drain class (registered in ``drains.registry``) says what its work is: which rows are its
+items (its ``Source``), how to process one (call the extractor, return a JSON-able payload) and
+how to promote a payload into domain rows. The runtime owns everything else, the items' state
+(drains/items.py) included
 (docs/architecture.md):
 
 - one runner per drain (``drains.locks``; a second copy returns ``already_running`` at once),
@@ -40,7 +41,7 @@ base of every ``manage.py drain_<name>``).
 """
 
 from drains.runner.ending import SKIPPED, DrainRunFailed, RunResult
-from drains.runner.plugin import Drain, FailedItem, HostFault, ItemFailed, Processed
+from drains.runner.plugin import Drain, FailedItem, HostFault, ItemFailed, Processed, Source
 from drains.runner.run import ALREADY_RUNNING, run_drain
 
 __all__ = [
@@ -53,5 +54,6 @@ __all__ = [
     "ItemFailed",
     "Processed",
     "RunResult",
+    "Source",
     "run_drain",
 ]

@@ -14,13 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from django.db.models import QuerySet
 from django.utils import timezone
 
+from drains import items
+from drains.items import FailedItem, Source
 from drains.quota.kinds import Kind, LimitKind
 from drains.quota.policy import HOST_PROBE_FIRST
 from drains.quota.resets import RateLimited
 from drains.quota.signals import QuotaSignal
+
+__all__ = ["Drain", "FailedItem", "HostFault", "ItemFailed", "Processed", "Source"]
 
 
 class ItemFailed(Exception):
@@ -67,17 +70,6 @@ class HostFault(RateLimited):
         self.args = (f"blocked by a host fault: {reason}",)
 
 
-@dataclass(frozen=True)
-class FailedItem:
-    """An item failed for good: its key, a label for people, attempts, last error and when."""
-
-    key: str
-    label: str
-    attempts: int
-    error: str
-    at: Any
-
-
 @dataclass
 class Processed:
     """What ``Drain.process`` returns: a JSON-able payload to stage, and the call's usage."""
@@ -88,22 +80,23 @@ class Processed:
 
 
 class Drain:
-    """Base class of a drain: subclass, set ``name``, fill in the five hooks, register it.
+    """Base class of a drain: subclass it, set ``name`` and ``source``, fill in the hooks,
+    register it (``drains.registry.register``). Every hook a drain must or may fill is here.
 
-    ``pending_queryset`` (items to do, in primary-key order), ``make_extractor``, ``process``
-    (one extractor call → ``Processed``; raise ``ItemFailed`` for an item-level failure, let
-    ``RateLimited`` through), ``promote`` (payload → domain rows, inside the caller's
-    transaction; must be idempotent and must not need an extractor) and ``mark_failed``. The
-    default item key is the primary key as text; override ``select_pending``/``item_key``/
-    ``item_cursor`` for another order.
+    Must: ``name`` (the drain's name), ``source`` (which rows are its items), ``make_extractor``
+    (the backend its calls go through), ``process`` (one item → one paid call → ``Processed``),
+    ``promote`` (a payload → domain rows). May: ``command``, ``product_names``,
+    ``produced_between``, ``extractor_label``, ``breaker_failures``.
+
+    The framework owns the items' state (drains/items.py): pending, done, failed, attempts, the
+    last error, retry, the counts. The classmethods below the hooks read it for everyone.
     """
 
     name: ClassVar[str] = ""
+    # Which domain rows are the drain's items, and what makes a done item stale again.
+    source: ClassVar[Source]
     command: ClassVar[str] = ""  # the management command that runs it; default drain_<name>
-    # The item field that says when it arrived (None: unknown): the snapshot reads the oldest
-    # pending item's age from it, in the backlog statement.
-    arrived_at_field: ClassVar[str | None] = None
-    # What ``produced_between`` counts, singular and plural, for a run's last line.
+    # What ``produced_between`` counts, singular and plural, for usage, the digest and the page.
     product_names: ClassVar[tuple[str, str]] = ("row", "rows")
     # The breaker (drains/runner/loop.py): this many items in a row failing with the same error
     # stop the run and block the drain; 0 turns it off.
@@ -112,29 +105,21 @@ class Drain:
     def __init__(self) -> None:
         self._extractor: Any = None
 
-    @classmethod
-    def command_name(cls) -> str:
-        return cls.command or f"drain_{cls.name}"
+    # --- hooks -------------------------------------------------------------------------------
+    def make_extractor(self) -> Any:
+        """The backend the drain's calls go through (built once per run, on first use)."""
+        raise NotImplementedError(f"{type(self).__name__}.make_extractor()")
 
-    # --- the backlog ---------------------------------------------------------------------
-    @classmethod
-    def pending_queryset(cls) -> QuerySet[Any]:
-        raise NotImplementedError(f"{cls.__name__}.pending_queryset()")
-
-    @classmethod
-    def pending_count(cls) -> int:
-        return cls.pending_queryset().count()
+    def process(self, item: Any) -> Processed:
+        """One source row → one paid call → its payload; raise ``ItemFailed`` for the item's
+        own failure, let ``RateLimited``/``HostFault`` through."""
+        raise NotImplementedError(f"{type(self).__name__}.process()")
 
     @classmethod
-    def backlog_counts(cls) -> dict[str, int]:
-        return {"pending": cls.pending_count()}
-
-    # --- the digest (optional) --------------------------------------------------------------
-    @classmethod
-    def done_between(cls, since: datetime, until: datetime) -> int | None:
-        """Items finished in [since, until), counted from the items themselves; None: the
-        digest sums its runs' ``items_done`` instead."""
-        return None
+    def promote(cls, item_key: str, payload: Any) -> None:
+        """Write ``payload`` as domain rows, inside the transaction that marks the item done;
+        called once per item (never for an item already done) and needs no extractor."""
+        raise NotImplementedError(f"{cls.__name__}.promote()")
 
     @classmethod
     def produced_between(cls, since: datetime, until: datetime) -> int | None:
@@ -142,22 +127,16 @@ class Drain:
         when it makes none of its own. Usage, the digest, the metrics and the page count it."""
         return None
 
-    def select_pending(self, *, after: Any, limit: int) -> list[Any]:
-        """The next ``limit`` pending items after the cursor ``after`` (None: from the start)."""
-        items = self.pending_queryset()
-        if after is not None:
-            items = items.filter(pk__gt=after)
-        return list(items.order_by("pk")[:limit])
+    @classmethod
+    def extractor_label(cls) -> str:
+        """The extractor and model configured now, from settings alone (no extractor is built):
+        a run records it, and the projection measures only runs with the same label."""
+        return ""
 
-    def item_key(self, item: Any) -> str:
-        return str(item.pk)
-
-    def item_cursor(self, item: Any) -> Any:
-        return item.pk
-
-    # --- the paid part ---------------------------------------------------------------------
-    def make_extractor(self) -> Any:
-        raise NotImplementedError(f"{type(self).__name__}.make_extractor()")
+    # --- the framework's -----------------------------------------------------------------------
+    @classmethod
+    def command_name(cls) -> str:
+        return cls.command or f"drain_{cls.name}"
 
     @property
     def extractor(self) -> Any:
@@ -170,48 +149,52 @@ class Drain:
         quota_key = getattr(self.extractor, "quota_key", None)
         return str(quota_key() if callable(quota_key) else self.extractor.__class__.__name__)
 
-    def process(self, item: Any) -> Processed:
-        raise NotImplementedError(f"{type(self).__name__}.process()")
+    def select_pending(self, *, after: int | None, limit: int) -> list[Any]:
+        """The next ``limit`` pending items (source rows) after the cursor ``after``."""
+        return items.next_pending(type(self), after=after, limit=limit)
 
-    # --- persistence (classmethods: no extractor needed) ----------------------------------
+    def item_key(self, item: Any) -> str:
+        return str(item.pk)
+
+    def item_cursor(self, item: Any) -> int:
+        return int(item.pk)
+
     @classmethod
-    def promote(cls, item_key: str, payload: Any) -> bool:
-        """Write ``payload`` as domain rows; False when the item needs nothing (already done)."""
-        raise NotImplementedError(f"{cls.__name__}.promote()")
+    def sync(cls) -> int:
+        return items.sync(cls)
+
+    @classmethod
+    def pending_count(cls) -> int:
+        return items.pending_count(cls.name)
+
+    @classmethod
+    def backlog_counts(cls) -> dict[str, int]:
+        return items.counts(cls.name)
 
     @classmethod
     def mark_failed(cls, item_key: str, error: str, *, max_attempts: int) -> None:
-        """Count a failed attempt; after ``max_attempts`` the item is failed for good."""
-        raise NotImplementedError(f"{cls.__name__}.mark_failed()")
+        items.fail(cls.name, item_key, error, max_attempts=max_attempts)
 
-    # --- failed items (optional: the operations page lists them and retries them) ------------
     @classmethod
     def failed_items(cls, *, limit: int) -> list[FailedItem]:
-        """Items failed for good, most recent first (at most ``limit``)."""
-        return []
+        return items.failed(cls, limit=limit)
 
     @classmethod
     def failed_count(cls) -> int:
-        return 0
+        return items.failed_count(cls.name)
 
     @classmethod
     def retry_failed(cls, item_keys: list[str] | None) -> list[str]:
-        """Put failed items (``None``: all) back in the backlog with their attempts reset;
-        returns the keys that moved. Only drains/retries.py calls it (it audits the change)."""
-        return []
+        return items.retry(cls.name, item_keys)
 
     @classmethod
-    def extractor_label(cls) -> str:
-        """The extractor and model configured now, from settings alone (no extractor is built):
-        a run records it, and the projection measures only runs with the same label."""
-        return ""
+    def done_between(cls, since: datetime, until: datetime) -> int:
+        return items.done_between(cls.name, since, until)
 
     @classmethod
     def first_item_at(cls) -> datetime | None:
-        """When the first item arrived (None: unknown): the burn-down starts there."""
-        return None
+        return items.first_arrived(cls.name)
 
     @classmethod
     def oldest_pending_at(cls) -> datetime | None:
-        """When the oldest pending item arrived (None: unknown or nothing pending)."""
-        return None
+        return items.oldest_pending(cls.name)

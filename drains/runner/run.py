@@ -211,6 +211,7 @@ class _Runner:
                 state.max_items = settings.DRAINS_DEFAULT_MAX_ITEMS
             if state.max_minutes is None:
                 state.max_minutes = settings.DRAINS_DEFAULT_MAX_MINUTES
+        state.drain.sync()  # rows written without a save (bulk inserts) become items first
         backlog = state.drain.pending_count()
         state.run_row = start_run(
             drain=state.name,

@@ -11,9 +11,8 @@ b. per run name, the newest running run and the newest finished one (``runs``): 
    ``pg_stat_get_activity(backend_pid)`` telling whether a running job's session is there;
 c. items done per drain per hour for the last ``HISTORY_HOURS`` hours (``done_per_hour``): a
    ``generate_series`` join over the runs that reach into the window;
-d. backlog counts of every drain plus staged rows (``backlogs``): ONE ``UNION ALL`` of
-   per-drain GROUP BYs. A drain class takes part by exposing ``backlog_queryset()`` and
-   ``backlog_status_field``; a class that only has ``backlog_counts()`` is asked separately;
+d. backlog counts of every drain plus staged rows (``backlogs``): ONE ``UNION ALL`` over the
+   framework's items table (drains/items.py) and staging, grouped by drain;
 e. per drain, the runs reaching into the projection's window (``recent_runs``), for its rate;
 f. notes (the newest ``NOTES_PER_SERVICE`` events per drain of the last day whose kind is one
    of ``NOTE_KINDS``) and the event timeline (``events``).
@@ -30,11 +29,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection
-from django.db.models import BigIntegerField, CharField, Count, F, Min, OuterRef, Subquery, Value
-from django.db.models.functions import Cast, Extract
+from django.db.models import OuterRef, Subquery
 
-from drains import registry
-from drains.models import NOTE_KINDS, DrainControl, DrainEvent, DrainRun, EventKind, StagedResult
+from drains.models import (
+    NOTE_KINDS,
+    DrainControl,
+    DrainEvent,
+    DrainRun,
+    EventKind,
+    Item,
+    StagedResult,
+)
 from drains.selectors.rows import Backlog, BackoffRow, ControlRow, CurrentRun, RunSpan
 
 HISTORY_HOURS = 12
@@ -237,36 +242,9 @@ def recent_runs(names: list[str], now: datetime, since: datetime) -> Statement:
     return Statement(sql, [names, since, now, names, since], read)
 
 
-def _backlog_parts(name: str, cls, label: CharField) -> list:
-    """A drain's backlog per status (and, when its items say when they arrived, the oldest
-    pending item's arrival, as Unix seconds; NULL: nothing pending), as ``(drain, status, n)``
-    rows to union."""
-    parts = [
-        cls.backlog_queryset()
-        .order_by()
-        .values(_s=F(cls.backlog_status_field))
-        .annotate(_n=Count("pk"), _d=Value(name, output_field=label))
-        .values_list("_d", "_s", "_n")
-    ]
-    if getattr(cls, "arrived_at_field", None):
-        parts.append(
-            cls.pending_queryset()
-            .order_by()
-            .values(_d=Value(name, output_field=label))
-            .annotate(_s=Value(OLDEST, output_field=label),
-                      _n=Cast(Min(Extract(cls.arrived_at_field, "epoch", tzinfo=UTC)),
-                              BigIntegerField()))
-            .values_list("_d", "_s", "_n")
-        )
-    return parts
-
-
-def _read_backlogs(rows, drain_names: list[str],
-                   separate: dict[str, dict[str, int]]) -> dict[str, Backlog]:
+def _read_backlogs(rows, drain_names: list[str]) -> dict[str, Backlog]:
     counts: dict[str, dict[str, int]] = {name: {} for name in drain_names}
     oldest: dict[str, datetime] = {}
-    for name, known in separate.items():
-        counts[name].update(known)
     for drain, status, n in rows:
         if drain not in counts:
             continue
@@ -284,29 +262,22 @@ def _read_backlogs(rows, drain_names: list[str],
 
 
 def backlogs(drain_names: list[str]) -> Statement:
-    """Backlog counts and staged rows of every drain: one UNION ALL of per-drain GROUP BYs.
-
-    A class without ``backlog_queryset()`` is asked for its ``backlog_counts()`` here and now
-    (its own query); the statement then only adds the staged rows to it.
+    """Every drain's items per status, its staged rows, and when its first pending item (in the
+    order it is worked, which is the order items arrive) arrived, as Unix seconds: one UNION
+    ALL over the items table (drains/items.py) and staging, whatever the drains' sources."""
+    items, staged = Item._meta.db_table, StagedResult._meta.db_table
+    sql = f"""
+        SELECT drain, status, count(*) FROM {items} WHERE drain = ANY(%s) GROUP BY drain, status
+        UNION ALL
+        SELECT drain, 'staged', count(*) FROM {staged} WHERE drain = ANY(%s) GROUP BY drain
+        UNION ALL
+        SELECT d.name, '{OLDEST}', (
+            SELECT extract(epoch FROM i.arrived_at)::bigint FROM {items} i
+            WHERE i.drain = d.name AND i.status = 'pending' ORDER BY i.ref LIMIT 1)
+        FROM unnest(%s::text[]) AS d(name)
     """
-    label = CharField()
-    separate = {}
-    parts = [
-        StagedResult.objects.filter(drain__in=drain_names)
-        .order_by()
-        .values(_d=F("drain"))
-        .annotate(_n=Count("pk"), _s=Value("staged", output_field=label))
-        .values_list("_d", "_s", "_n")
-    ]
-    for name in drain_names:
-        cls = registry.get(name)
-        if hasattr(cls, "backlog_queryset"):
-            parts += _backlog_parts(name, cls, label)
-        else:
-            separate[name] = cls.backlog_counts()  # not combinable (see the module docstring)
-    union = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
-    sql, params = union.query.sql_with_params()
-    return Statement(sql, list(params), lambda rows: _read_backlogs(rows, drain_names, separate))
+    return Statement(sql, [drain_names, drain_names, drain_names],
+                     lambda rows: _read_backlogs(rows, drain_names))
 
 
 def events(now: datetime, *, with_timeline: bool) -> Statement:

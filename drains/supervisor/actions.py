@@ -144,6 +144,7 @@ def correct(name: str, run_id: int) -> str | None:
 
 def start_if_backlog(name: str) -> str | None:
     drain_cls = registry.get(name)
+    drain_cls.sync()  # rows written without a save count too
     pending = drain_cls.pending_count()
     if not pending:
         raise NotStarted("burst active but not starting: the backlog is empty")

@@ -113,7 +113,7 @@ def test_only_the_lock_session_ends__no_further_paid_call_and_no_promotion(case)
     assert drain.returncode == 1 and "lock_lost" in err, out + err
     faults.assert_one_line(err)
     assert c.completed_calls() <= paid_then + 1  # at most the call that was in flight
-    done = c.query("SELECT count(*) FROM halacha_courtdecision WHERE status = 'done'")[0][0]
+    done = c.query("SELECT count(*) FROM drains_item WHERE drain = 'halacha' AND status = 'done'")[0][0]
     assert done <= paid_then  # the call in flight was staged, not promoted
     c.finish()
     c.assert_promise_kept()

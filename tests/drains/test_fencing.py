@@ -81,7 +81,8 @@ def test_a_hung_run_on_another_host_wakes_up_fenced_no_call_and_no_promotion(tmp
                     "SELECT d.external_id, count(h.id) FROM halacha_courtdecision d"
                     " LEFT JOIN halacha_halacha h ON h.decision_id = d.id GROUP BY d.external_id"
                 ).fetchall()
-                statuses = {s for (s,) in conn.execute("SELECT status FROM halacha_courtdecision")}
+                statuses = {s for (s,) in conn.execute(
+                    "SELECT status FROM drains_item WHERE drain = 'halacha'")}
                 staged = conn.execute("SELECT count(*) FROM drains_stagedresult").fetchone()[0]
         finally:
             if drain_b.poll() is None:

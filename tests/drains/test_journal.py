@@ -18,10 +18,11 @@ from drains.dbretry import database_failure_line, is_transient
 from drains.journal import Journal, JournalError, journal_path, open_journal
 from drains.models import DrainRun, StagedResult, Trigger
 from drains.runner import DrainRunFailed, run_drain
-from halacha.models import CourtDecision, Halacha
+from halacha.models import Halacha
 from tests import factories
 from tests.support.db import admin_connect
 from tests.support.extractors import HookExtractor, read_call_log
+from tests.support.items import count, statuses
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -73,7 +74,7 @@ class TableLock:
 def assert_each_decision_done_once(decisions, log) -> None:
     paid = called(log)
     assert sorted(paid) == sorted(d.pk for d in decisions), paid  # 0 extra calls
-    assert set(CourtDecision.objects.values_list("status", flat=True)) == {"done"}
+    assert set(statuses()) == {"done"}
     for d in decisions:
         assert Halacha.objects.filter(decision=d).count() == 1
     assert not StagedResult.objects.exists()
@@ -141,7 +142,7 @@ def test_a_journal_that_cannot_be_written_stops_the_run_before_the_next_call(
     assert "\n" not in message and "cannot write the journal of paid results" in message, message
     assert called(call_log) == [d.pk for d in decisions[:2]]
     # the result in hand was not lost: staged directly and promoted
-    assert CourtDecision.objects.filter(status="done").count() == 2
+    assert count("halacha", status="done") == 2
     assert DrainRun.objects.get().items_done == 2
 
 

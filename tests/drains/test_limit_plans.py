@@ -41,10 +41,10 @@ from drains.quota.backoff import record_backoff
 from drains.quota.kinds import Kind, LimitKind
 from drains.quota.notes import weekly_limit_message
 from halacha.extractors.anthropic_api import AnthropicExtractor
-from halacha.models import CourtDecision, ExtractionStatus
 from tests import factories
 from tests.support.anthropic_stub import AnthropicStub, error_body
 from tests.support.db import ROOT
+from tests.support.items import states, statuses
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -165,7 +165,7 @@ def test_per_minute_429__slowed_down_not_stopped(api, settings):
         RunStatus.SUCCEEDED, StopReason.BACKLOG_EMPTY, 6
     )
     assert "6 done, 0 failed" in out and "(slowed down 1 time)" in out, out
-    assert not CourtDecision.objects.exclude(status=ExtractionStatus.DONE).exists()
+    assert set(statuses()) <= {"done"}
     # No backoff: the quota was never stopped.
     assert DrainControl.objects.get(name="halacha").backoff_until is None
     assert events(EventKind.BACKOFF) == []
@@ -206,7 +206,7 @@ def test_per_minute_429s_that_keep_coming__a_long_backoff_after_the_repeats(api,
     assert control.backoff_until >= before + timedelta(seconds=300)
     assert "3 per-minute limits in a row" in control.backoff_reason
     # Nothing counted against the decisions: they were refused, not failed.
-    assert set(CourtDecision.objects.values_list("attempts", "status")) == {(0, "pending")}
+    assert states() == {(0, "pending")}
 
 
 def test_529__retried_inside_the_run(api, settings):
@@ -230,7 +230,7 @@ def test_529__retried_inside_the_run(api, settings):
     assert requests[1].at - requests[0].answered_at >= 0.2
     assert requests[2].at - requests[1].answered_at >= 0.4
     assert DrainControl.objects.get(name="halacha").backoff_until is None
-    assert set(CourtDecision.objects.values_list("attempts", flat=True)) == {0}
+    assert {attempts for attempts, _ in states()} == {0}
 
 
 def test_529_that_outlasts_the_retries__a_short_backoff_and_the_item_not_failed(api, settings):
@@ -252,7 +252,7 @@ def test_529_that_outlasts_the_retries__a_short_backoff_and_the_item_not_failed(
     assert control.backoff_kind == LimitKind.OVERLOADED
     assert before + timedelta(seconds=300) <= control.backoff_until
     assert control.backoff_until <= timezone.now() + timedelta(seconds=300)
-    assert set(CourtDecision.objects.values_list("attempts", "status")) == {(0, "pending")}
+    assert states() == {(0, "pending")}
 
 
 def spend_cap_message(regain: datetime) -> str:

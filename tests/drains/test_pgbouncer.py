@@ -14,6 +14,7 @@ from halacha.models import CourtDecision, Halacha
 from tests.support.db import admin_connect, child_env, manage, popen_manage
 from tests.support.extractors import read_call_log
 from tests.support.gate_db import fresh_database, schema_problems
+from tests.support.items import statuses
 from tests.support.pgbouncer import pgbouncer
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -76,7 +77,7 @@ def test_session_mode__sigkill_at_random_moments__every_decision_promoted_exactl
         assert final.returncode == 0, err
         assert bouncer.logins(connection.settings_dict["NAME"]) >= 2 * (kills + 1)
     calls = read_call_log(call_log)
-    assert set(CourtDecision.objects.values_list("status", flat=True)) == {"done"}
+    assert set(statuses()) == {"done"}
     assert {d.halachot.count() for d in decisions} == {1}
     assert Halacha.objects.count() == len(decisions)
     assert not StagedResult.objects.exists()

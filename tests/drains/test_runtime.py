@@ -41,10 +41,11 @@ from drains.quota.backoff import backoff_in_force, record_backoff
 from drains.runner import ALREADY_RUNNING, SKIPPED, DrainRunFailed, run_drain
 from drains.runs import finish_run, start_run
 from drains.staging import promote_leftovers, promote_staged, stage_result
-from halacha.models import CourtDecision, ExtractionStatus, Halacha
+from halacha.models import CourtDecision, Halacha
 from tests import factories
 from tests.support.db import admin_connect
 from tests.support.extractors import USAGE, HookExtractor, first_sentence, read_call_log
+from tests.support.items import count, state, statuses
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -143,7 +144,7 @@ def test_drain__works_off_the_backlog_and_records_the_run(call_log, use_extracto
     assert run.cache_read_input_tokens == 25 * USAGE["cache_read_input_tokens"]
     assert run.cost_usd == Decimal("0.0375")
     assert sorted(called_pks(call_log)) == [d.pk for d in decisions]
-    assert set(CourtDecision.objects.values_list("status", flat=True)) == {"done"}
+    assert set(statuses()) == {"done"}
     assert not StagedResult.objects.exists()
     halachot = list(Halacha.objects.select_related("decision"))
     assert len(halachot) == 25
@@ -223,7 +224,7 @@ def test_drain__each_response_is_staged_and_committed_before_promotion(
         assert item_key == str(refused) and attempts == 1 and "refused" in error
         assert payload["halachot"][0]["quote"] == first_sentence(decisions[3].text)
         assert first_sentence(decisions[3].text) in payload["raw"]["reply"]  # that call's reply
-        assert CourtDecision.objects.get(pk=refused).status == "pending"
+        assert state("halacha", refused)[0] == "pending"
         assert run.items_done == 3  # the three before it, checkpointed on the way out
     finally:
         with connection.cursor() as cursor:
@@ -252,7 +253,7 @@ def test_drain__leftover_staged_rows_are_promoted_before_any_new_call(
         payload=halacha_payload("Staged rule.", first_sentence(left.text)),
     )
     states_at_calls = []
-    hook(lambda d: states_at_calls.append(CourtDecision.objects.get(pk=left.pk).status))
+    hook(lambda d: states_at_calls.append(state("halacha", left)[0]))
 
     result = drain()
 
@@ -278,7 +279,7 @@ def test_drain__unpromotable_leftover_is_kept_noted_and_never_paid_again(call_lo
     assert "KeyError" in row.promote_error
     note = DrainEvent.objects.get(kind="note")
     assert f"item {broken.pk} cannot be promoted" in note.message
-    assert CourtDecision.objects.get(pk=broken.pk).status == "pending"
+    assert state("halacha", broken)[0] == "pending"
 
     drain()  # tried again, still failing: counted on the row, noted once
     assert StagedResult.objects.get().promote_attempts == 2
@@ -363,9 +364,10 @@ def test_item_failure__counts_attempts_then_fails_and_the_run_goes_on(
     run = DrainRun.objects.get(pk=first.run_id)
     assert (run.items_done, run.items_failed) == (3, 2)
     assert run.input_tokens == 5 * USAGE["input_tokens"]  # the failed calls were paid too
-    for decision in CourtDecision.objects.filter(pk__in=failing):
-        assert (decision.status, decision.attempts) == ("pending", 1)
-        assert "is not JSON" in decision.last_error
+    for pk in failing:
+        status, attempts, last_error = state("halacha", pk)
+        assert (status, attempts) == ("pending", 1)
+        assert "is not JSON" in last_error
     raw = DrainEvent.objects.filter(kind="item_failed", run_id=first.run_id)
     assert raw.count() == 2 and "I cannot help with that." in raw.first().data["raw"]
 
@@ -375,8 +377,8 @@ def test_item_failure__counts_attempts_then_fails_and_the_run_goes_on(
             drain()
     third = DrainRun.objects.latest("pk")
     assert (third.status, third.items_done, third.items_failed) == ("failed", 0, 2)
-    for decision in CourtDecision.objects.filter(pk__in=failing):
-        assert (decision.status, decision.attempts) == ("failed", 3)
+    for pk in failing:
+        assert state("halacha", pk)[:2] == ("failed", 3)
     calls_before = len(read_call_log(call_log))
     fourth = drain()
     assert (fourth.done, fourth.failed) == (0, 0)
@@ -391,7 +393,7 @@ def test_normal_mode__stops_at_max_items(call_log, use_extractor):
     result = drain(max_items=12)
     assert (result.status, result.reason, result.done) == ("succeeded", "max_items", 12)
     assert len(read_call_log(call_log)) == 12
-    assert CourtDecision.objects.filter(status="pending").count() == 18
+    assert count("halacha", status="pending") == 18
 
 
 def test_normal_mode__default_cap_from_settings(settings, call_log, use_extractor):
@@ -488,7 +490,7 @@ def test_concurrency__no_queued_item_is_called_after_the_deadline(
     stamps = [stamp for stamp, *_ in read_call_log(call_log)]
     assert len(stamps) == result.done == 2
     assert max(stamps) < state.burst_until.timestamp()
-    assert CourtDecision.objects.filter(status="done").count() == 2
+    assert count("halacha", status="done") == 2
 
 
 def test_burst_mode__turned_off_mid_run_stops_at_the_next_checkpoint(
@@ -637,7 +639,7 @@ def test_signal__finishes_the_current_item_checkpoints_and_stops(call_log, use_e
     assert (result.status, result.reason, result.done) == ("stopped", "signal", 3)
     run = DrainRun.objects.get()
     assert run.items_done == 3 and run.status == "stopped"
-    assert CourtDecision.objects.filter(status="done").count() == 3
+    assert count("halacha", status="done") == 3
     assert not StagedResult.objects.exists()
     assert signal.getsignal(signal.SIGTERM) is before
 
@@ -792,7 +794,7 @@ def test_concurrency__a_rate_limit_stops_every_worker(call_log, use_extractor, m
     result = drain(concurrency=4)
     assert result.status == "rate_limited"
     assert result.done == 6
-    assert CourtDecision.objects.filter(status="done").count() == 6
+    assert count("halacha", status="done") == 6
     assert Halacha.objects.count() == 6 and not StagedResult.objects.exists()
 
 
@@ -936,7 +938,7 @@ def test_debug_query_log_does_not_grow_during_the_run(settings, call_log, use_ex
 
     with connection.execute_wrapper(watch):
         drain(max_items=60)
-    assert CourtDecision.objects.filter(status=ExtractionStatus.DONE).count() == 60
+    assert count("halacha", status="done") == 60
     # Measured: 23 (the run's start-up, then one item at a time); 171 with the per-item reset
     # removed, when only the checkpoint empties the log (30 items a chunk).
     assert 0 < longest < 40

@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from drains.bursts import set_drain_burst
 from drains.models import DrainEvent, DrainRun, EventKind, RunStatus, StopReason
-from halacha.models import CourtDecision, ExtractionStatus
 from tests import factories
 from tests.support.anthropic_stub import AnthropicStub, QuotaModel, StubResponse, message_body
+from tests.support.items import statuses
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -73,7 +73,7 @@ def test_burst__session_limit__the_run_waits_and_calls_again_within_seconds_of_t
     assert (run.status, run.stop_reason, run.items_done) == (
         RunStatus.SUCCEEDED, StopReason.BACKLOG_EMPTY, 8
     )
-    assert not CourtDecision.objects.exclude(status=ExtractionStatus.DONE).exists()
+    assert set(statuses()) <= {"done"}
     [reset] = [r for r in quota.resets if r.window == "five_hour"]
     requests = sorted(stub.messages(), key=lambda r: r.at)
     refused = [r for r in requests if r.status == 429]

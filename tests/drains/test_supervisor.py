@@ -24,12 +24,13 @@ from freezegun import freeze_time
 from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
 from drains.clock import format_local
 from drains.locks import DrainLock, SupervisorLock, drain_lock_holders
-from drains.models import DrainControl, DrainEvent, DrainRun, RunStatus, StagedResult
+from drains.models import DrainControl, DrainEvent, DrainRun, Item, RunStatus, StagedResult
 from drains.staging import stage_result
 from halacha.models import CourtDecision, Halacha
 from tests import factories
 from tests.factories import make_run
 from tests.support.db import ROOT, child_env, database_url, manage
+from tests.support.items import state
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -302,8 +303,7 @@ def test_staged_rows_of_dead_runs_are_promoted_and_unpromotable_ones_are_notes(s
     stage_result(drain="halacha", item_key=str(good.pk), payload=payload, run=dead)
     stage_result(drain="halacha", item_key=str(bad.pk), payload={"halachot": [{}]}, run=dead)
     out = tick()
-    good.refresh_from_db()
-    assert good.status == "done" and Halacha.objects.filter(decision=good).count() == 1
+    assert state("halacha", good)[0] == "done" and Halacha.objects.filter(decision=good).count() == 1
     assert list(StagedResult.objects.values_list("item_key", flat=True)) == [str(bad.pk)]
     assert "halacha  promote  2 staged result(s) left by dead runs: promoted 1" in out
     assert f"halacha  note  staged result for item {bad.pk} cannot be promoted" in out
@@ -433,7 +433,7 @@ def _dump() -> dict:
     return {
         model.__name__: list(model.objects.order_by("pk").values())
         for model in (DrainControl, DrainRun, DrainEvent, StagedResult)
-    } | {"decisions": list(CourtDecision.objects.order_by("pk").values("pk", "status"))}
+    } | {"items": list(Item.objects.order_by("pk").values())}
 
 
 def test_dry_run_prints_every_planned_action_and_changes_nothing(held_lock, child_world, settings):

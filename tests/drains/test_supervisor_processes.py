@@ -26,6 +26,7 @@ from halacha.models import CourtDecision
 from tests import factories
 from tests.support.db import child_env, database_url, popen_manage
 from tests.support.extractors import read_call_log
+from tests.support.items import statuses
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -146,7 +147,7 @@ def test_hung_run_is_stopped_marked_and_restarted_and_resumes_from_its_checkpoin
     assert again.status == RunStatus.SUCCEEDED and again.items_done == 2
     calls = Counter(pk for _, _, pk, _ in read_call_log(world / "calls.log"))
     assert calls == Counter({d.pk: 2 if d.external_id == "h-0005" else 1 for d in decisions})
-    assert set(CourtDecision.objects.values_list("status", flat=True)) == {"done"}
+    assert set(statuses()) == {"done"}
     # The run's row is finished before its process writes the last line: wait for the line.
     log = world / "log" / "halacha-supervisor.log"
     wait_until(lambda: f"run {again.pk} succeeded" in log.read_text(), "the run's last line")

@@ -20,6 +20,7 @@ from drains.quota.backoff import record_backoff
 from halacha.models import CourtDecision
 from tests.e2e.test_operations_layout import WATCH_CSP
 from tests.e2e.test_operations_page import ARGS, CHROMIUM
+from tests.support.items import set_state, sync_all
 
 pytestmark = [
     pytest.mark.slow,
@@ -37,11 +38,12 @@ def state(transactional_db, django_user_model):
         olga.user_permissions.add(Permission.objects.get(codename=codename))
     vera.user_permissions.add(Permission.objects.get(codename="view_draincontrol"))
     CourtDecision.objects.bulk_create(
-        [CourtDecision(external_id=f"p-{i}", text="text", status="pending", text_sha256=f"{i:064d}")
-         for i in range(3)]
-        + [CourtDecision(external_id=f"f-{i}", text="text", status="failed", attempts=3,
-                         last_error="the reply is not JSON", text_sha256=f"{100 + i:064d}")
-           for i in range(2)])
+        [CourtDecision(external_id=f"p-{i}", text="text", text_sha256=f"{i:064d}")
+         for i in range(3)])
+    failed = CourtDecision.objects.bulk_create(
+        [CourtDecision(external_id=f"f-{i}", text="text", text_sha256=f"{100 + i:064d}")
+         for i in range(2)])
+    set_state("halacha", failed, "failed", attempts=3, last_error="the reply is not JSON")
     now = timezone.now()
     run = DrainRun.objects.create(
         drain="halacha", host="host-a", pid=1, status="failed", stop_reason="error",
@@ -231,7 +233,8 @@ def runnable(transactional_db, django_user_model, monkeypatch, settings, tmp_pat
     def decisions(n):
         CourtDecision.objects.bulk_create(
             [CourtDecision(external_id=f"r-{i}", text="We hold that the rule binds.",
-                           status="pending", text_sha256=f"{200 + i:064d}") for i in range(n)])
+                           text_sha256=f"{200 + i:064d}") for i in range(n)])
+        sync_all()
 
     return decisions
 

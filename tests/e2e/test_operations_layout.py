@@ -18,6 +18,7 @@ from drains.controls import set_drain_enabled
 from drains.models import DrainControl, DrainRun
 from halacha.models import CourtDecision
 from tests.e2e.test_operations_page import ARGS, CHROMIUM, JERUSALEM, pick
+from tests.support.items import sync_all
 
 pytestmark = [
     pytest.mark.slow,
@@ -42,8 +43,9 @@ def state(transactional_db, django_user_model):
     for codename in ("view_draincontrol", "change_draincontrol"):
         user.user_permissions.add(Permission.objects.get(codename=codename))
     CourtDecision.objects.bulk_create(
-        CourtDecision(external_id=f"e2e-{i}", text="text", status="pending") for i in range(7)
+        CourtDecision(external_id=f"e2e-{i}", text="text") for i in range(7)
     )
+    sync_all()
     now = timezone.now()
     DrainRun.objects.create(drain="halacha", host="host-a", pid=1, status="failed",
                             started_at=now - timedelta(minutes=30),

@@ -19,6 +19,7 @@ from drains.bursts import upcoming_week_boundary
 from drains.models import DrainControl, DrainEvent, DrainRun
 from drains.selectors.usage import quota_weeks
 from halacha.models import CourtDecision
+from tests.support.items import sync_all
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -59,8 +60,9 @@ def operator_login(transactional_db, django_user_model):
     for codename in ("view_draincontrol", "change_draincontrol"):
         user.user_permissions.add(Permission.objects.get(codename=codename))
     CourtDecision.objects.bulk_create(
-        CourtDecision(external_id=f"e2e-{i}", text="text", status="pending") for i in range(7)
+        CourtDecision(external_id=f"e2e-{i}", text="text") for i in range(7)
     )
+    sync_all()
     now = timezone.now()
     # Inside the current quota week, whenever the test runs (the usage line counts that week).
     started = max(now - timedelta(hours=2), quota_weeks(now, 1)[0].start + timedelta(seconds=1))

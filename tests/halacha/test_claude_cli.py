@@ -33,6 +33,7 @@ from halacha.extractors.protocol import ask_halachot, ask_metadata
 from halacha.models import CourtDecision
 from tests.drains.quota.test_resets import FALLBACK, TEXT_CASES
 from tests.support.db import ROOT
+from tests.support.items import state
 
 FAKE = ROOT / "tests" / "support" / "fake_claude" / "claude"
 TEXT = (
@@ -445,8 +446,7 @@ def test_a_refused_extra_arg_fails_the_drain_run_without_spending_a_decisions_at
     run = DrainRun.objects.get()
     assert run.status == RunStatus.FAILED
     assert "HALACHA_CLI_EXTRA_ARGS: --allowedTools could give the model tools" in run.error
-    decision.refresh_from_db()
-    assert (decision.status, decision.attempts) == ("pending", 0)
+    assert state("halacha", decision) == ("pending", 0, "")
     assert not (record / "argv.json").exists()
 
 

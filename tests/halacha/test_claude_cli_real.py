@@ -21,9 +21,10 @@ from halacha.extractors.base import ExtractionError
 from halacha.extractors.claude_cli import ClaudeCliExtractor
 from halacha.extractors.prompts import METADATA_SYSTEM_PROMPT, SYSTEM_PROMPT
 from halacha.extractors.protocol import ask_halachot, ask_metadata
-from halacha.models import CourtDecision, ExtractionStatus, Halacha
+from halacha.models import CourtDecision, Halacha
 from tests.support.anthropic_stub import AnthropicStub, error_body, message_body, tool_use_body
 from tests.support.db import ROOT
+from tests.support.items import count
 from tests.support.real_claude import PINNED, real_cli, request_overhead, use_real_cli
 
 TEXT = (
@@ -251,7 +252,7 @@ def test_drain__a_real_429_backs_off_the_drain_after_one_call_and_the_run_keeps_
     assert [(h.quote, h.extractor, h.model) for h in Halacha.objects.all()] == [
         (QUOTE, "claude-cli", MODEL)
     ] * 2
-    assert CourtDecision.objects.filter(status=ExtractionStatus.PENDING).count() == 2
+    assert count("halacha", status="pending") == 2
 
 
 # --- the quota's windows, read from the real CLI's stream-json as a subscriber -------------------

@@ -12,13 +12,14 @@ import json
 import pytest
 from django.core.management import call_command
 
-from drains.models import DrainRun, StagedResult
+from drains.models import DrainRun, Item, StagedResult
 from drains.runner import Processed
 from drains.staging import promote_staged, stage_result
 from halacha.drain import HalachaDrain
 from halacha.importer import import_paths
-from halacha.models import CourtDecision, ExtractionStatus, Halacha
+from halacha.models import CourtDecision, Halacha
 from tests.support.db import ROOT, child_env, manage
+from tests.support.items import count, set_state, state, statuses
 
 SAMPLES = ROOT / "halacha" / "samples"
 EXPECTED = json.loads((SAMPLES / "expected_offline.json").read_text(encoding="utf-8"))
@@ -53,7 +54,7 @@ def test_drain_halacha__offline_extracts_every_sample_once():
     for halacha in Halacha.objects.select_related("decision"):
         assert halacha.quote in halacha.decision.text  # verbatim
         assert (halacha.extractor, halacha.model) == ("offline", "cue-rules-1")
-    assert set(CourtDecision.objects.values_list("status", flat=True)) == {"done"}
+    assert set(statuses()) == {"done"}
     assert not StagedResult.objects.exists()
     run = DrainRun.objects.get()
     assert (run.items_done, run.backlog_at_start, run.trigger) == (33, 33, "manual")
@@ -68,7 +69,7 @@ def test_drain_halacha__the_default_batch_cap_bounds_a_cron_run(settings):
     import_paths([SAMPLES])
     out = drain()
     assert "succeeded (max_items): 10 done" in out
-    assert CourtDecision.objects.filter(status=ExtractionStatus.PENDING).count() == 23
+    assert count("halacha", status="pending") == 23
 
 
 def test_drain_halacha__as_cron_runs_it_in_a_child_process():
@@ -116,7 +117,8 @@ def test_process__returns_a_json_payload_of_the_extraction(settings):
 
 
 def test_promote__writes_ordered_halachot_and_marks_the_decision_done():
-    decision = CourtDecision.objects.create(external_id="x-2", text="T.", attempts=2)
+    decision = CourtDecision.objects.create(external_id="x-2", text="T.")
+    HalachaDrain.mark_failed(str(decision.pk), "an earlier reply was not JSON", max_attempts=3)
     payload = {
         "extractor": "anthropic",
         "model": "claude-sonnet-4-6",
@@ -125,10 +127,11 @@ def test_promote__writes_ordered_halachot_and_marks_the_decision_done():
             {"rule": "Second.", "quote": "q2", "topics": []},
         ],
     }
-    assert HalachaDrain.promote(str(decision.pk), payload) is True
-    assert HalachaDrain.promote(str(decision.pk), payload) is False  # already done
-    decision.refresh_from_db()
-    assert decision.status == "done" and decision.extracted_at is not None
+    for promoted in (True, False):  # the second time: already done, nothing written again
+        assert stage_result(drain="halacha", item_key=str(decision.pk), payload=payload)
+        assert promote_staged(drain="halacha", item_key=str(decision.pk)) is promoted
+    assert state("halacha", decision) == ("done", 1, "")
+    assert Item.objects.get(drain="halacha", ref=decision.pk).done_at is not None
     assert list(decision.halachot.values_list("ordinal", "rule", "extractor", "model")) == [
         (1, "First.", "anthropic", "claude-sonnet-4-6"),
         (2, "Second.", "anthropic", "claude-sonnet-4-6"),
@@ -141,30 +144,28 @@ def test_promote__a_decision_with_no_halacha_is_done_with_none():
         drain="halacha", item_key=str(decision.pk), payload={"extractor": "offline", "halachot": []}
     )
     assert promote_staged(drain="halacha", item_key=str(decision.pk)) is True
-    decision.refresh_from_db()
-    assert decision.status == "done" and decision.halachot.count() == 0
+    assert state("halacha", decision)[0] == "done" and decision.halachot.count() == 0
 
 
 def test_mark_failed__counts_attempts_and_fails_at_the_limit():
     decision = CourtDecision.objects.create(external_id="x-4", text="T.")
     for attempt in (1, 2, 3):
         HalachaDrain.mark_failed(str(decision.pk), f"boom {attempt}", max_attempts=3)
-        decision.refresh_from_db()
-        assert decision.attempts == attempt and decision.last_error == f"boom {attempt}"
-        assert decision.status == ("failed" if attempt == 3 else "pending")
+        status = "failed" if attempt == 3 else "pending"
+        assert state("halacha", decision) == (status, attempt, f"boom {attempt}")
 
 
 def test_mark_failed__never_touches_a_done_decision():
-    decision = CourtDecision.objects.create(external_id="x-5", text="T.", status="done")
+    decision = CourtDecision.objects.create(external_id="x-5", text="T.")
+    set_state("halacha", [decision], "done")
     HalachaDrain.mark_failed(str(decision.pk), "late failure", max_attempts=1)
-    decision.refresh_from_db()
-    assert (decision.status, decision.attempts, decision.last_error) == ("done", 0, "")
+    assert state("halacha", decision) == ("done", 0, "")
 
 
 def test_backlog_counts_and_pending():
     CourtDecision.objects.create(external_id="a", text="T.")
-    CourtDecision.objects.create(external_id="b", text="T.", status="done")
-    CourtDecision.objects.create(external_id="c", text="T.", status="failed")
+    set_state("halacha", [CourtDecision.objects.create(external_id="b", text="T.")], "done")
+    set_state("halacha", [CourtDecision.objects.create(external_id="c", text="T.")], "failed")
     CourtDecision.objects.create(external_id="d", text="T.")
     assert HalachaDrain.backlog_counts() == {"pending": 2, "done": 1, "failed": 1}
     assert HalachaDrain.pending_count() == 2

@@ -10,14 +10,15 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from drains.models import DrainRun, RunStatus, StagedResult
+from drains.models import DrainRun, Item, RunStatus, StagedResult
 from drains.staging import promote_staged, stage_result
 from halacha.extractors.base import ExtractionError
 from halacha.extractors.offline import OfflineExtractor
 from halacha.extractors.prompts import METADATA_SYSTEM_PROMPT
 from halacha.importer import import_lines
-from halacha.models import CourtDecision, ExtractionStatus
+from halacha.models import CourtDecision
 from tests.support.db import ROOT, manage
+from tests.support.items import state, statuses
 
 SAMPLES = ROOT / "halacha" / "samples"
 EXPECTED = json.loads((SAMPLES / "expected_offline.json").read_text())
@@ -64,10 +65,10 @@ def test_drain_metadata_fills_every_sample_from_the_text():
     assert {d.external_id: metadata(d) for d in decisions} == {
         key: value["metadata"] for key, value in EXPECTED.items()
     }
-    assert {d.metadata_status for d in decisions} == {ExtractionStatus.DONE}
-    assert all(d.metadata_extracted_at is not None for d in decisions)
+    assert statuses("metadata") == ["done"] * 33
+    assert not Item.objects.filter(drain="metadata", done_at__isnull=True).exists()
     # the other drain's work is untouched: no halacha was extracted on the way
-    assert {d.status for d in decisions} == {ExtractionStatus.PENDING}
+    assert statuses("halacha") == ["pending"] * 33
     run = DrainRun.objects.get(drain="metadata")
     assert (run.status, run.items_done, run.items_failed) == (RunStatus.SUCCEEDED, 33, 0)
 
@@ -119,7 +120,7 @@ def test_drain_metadata_as_cron_runs_it(transactional_db):
     run = DrainRun.objects.get(drain="metadata")
     assert (run.trigger, run.status) == ("cron", RunStatus.SUCCEEDED)
     assert run.items_done == 33  # the default batch cap (DRAINS_DEFAULT_MAX_ITEMS=50) covers them
-    assert not CourtDecision.objects.exclude(metadata_status=ExtractionStatus.DONE).exists()
+    assert set(statuses("metadata")) <= {"done"}
 
 
 class UnreadableMetadata(OfflineExtractor):
@@ -139,14 +140,12 @@ def test_an_unusable_reply_is_counted_and_fails_the_decision_after_max_attempts(
     with pytest.raises(CommandError, match="every item failed"):  # its only item failed
         drain()
     decision = CourtDecision.objects.get(external_id="x-1")
-    assert (decision.metadata_status, decision.metadata_attempts) == (ExtractionStatus.PENDING, 1)
-    assert decision.metadata_error == "the reply was not JSON"
+    assert state("metadata", decision) == ("pending", 1, "the reply was not JSON")
     with pytest.raises(CommandError):
         drain()
-    decision.refresh_from_db()
-    assert (decision.metadata_status, decision.metadata_attempts) == (ExtractionStatus.FAILED, 2)
+    assert state("metadata", decision)[:2] == ("failed", 2)
     runs = DrainRun.objects.filter(drain="metadata").order_by("id")
     assert [(r.status, r.items_failed) for r in runs] == [("failed", 1), ("failed", 1)]
     assert runs[0].error_kind == "extractor"
     assert runs[0].input_tokens == 7  # the paid call's usage is kept
-    assert decision.status == ExtractionStatus.PENDING  # the halacha drain's state is its own
+    assert state("halacha", decision) == ("pending", 0, "")  # the halacha drain's is its own

@@ -26,10 +26,11 @@ from django.test import Client
 from django.utils import timezone
 from freezegun import freeze_time
 
-from drains.models import DrainControl, DrainEvent, DrainRun, EventKind, StopReason
+from drains.models import DrainControl, DrainEvent, DrainRun, EventKind, Item, StopReason
 from drains.quota.kinds import LimitKind
-from halacha.models import CourtDecision, ExtractionStatus, Halacha
+from halacha.models import CourtDecision, Halacha
 from tests.support.anthropic_stub import AnthropicStub, StubResponse, error_body, message_body
+from tests.support.items import count, state, states
 from tests.support.real_claude import use_real_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -157,9 +158,7 @@ def test_a_host_fault_blocks_the_drain_charges_no_item_and_a_probe_finishes_afte
             for minutes in (0, 2, 5):
                 clock.move_to(start + timedelta(minutes=minutes))
                 _drain()
-            decisions = CourtDecision.objects.all()
-            assert [(d.status, d.attempts) for d in decisions] == [
-                (ExtractionStatus.PENDING, 0)] * DECISIONS
+            assert states() == {(0, "pending")} and count("halacha") == DECISIONS
             runs = list(DrainRun.objects.filter(drain="halacha").order_by("id"))
             assert [(r.stop_reason, r.items_failed) for r in runs] == [
                 (StopReason.BLOCKED, 0)] * 3, [(r.stop_reason, r.error) for r in runs]
@@ -185,7 +184,7 @@ def test_a_host_fault_blocks_the_drain_charges_no_item_and_a_probe_finishes_afte
             clock.move_to(start + timedelta(minutes=10))
             call_command("supervise_drains", stdout=io.StringIO(), stderr=io.StringIO())
             out = _drain()
-        assert CourtDecision.objects.filter(status=ExtractionStatus.DONE).count() == DECISIONS, out
+        assert count("halacha", status="done") == DECISIONS, out
         assert Halacha.objects.count() == DECISIONS
         assert _service(client)["state"] != "blocked"
 
@@ -213,9 +212,8 @@ def test_the_breaker__garbage_for_every_item_stops_the_run_after_five_and_blocks
         assert len(stub.messages()) == 5  # the sixth item was never called
     run = DrainRun.objects.get(drain="halacha")
     assert (run.stop_reason, run.items_failed, run.items_done) == (StopReason.BLOCKED, 5, 0)
-    charged = CourtDecision.objects.filter(attempts=1)
-    assert charged.count() == 5  # those five stay charged: their calls were paid for
-    assert CourtDecision.objects.filter(attempts=0, status=ExtractionStatus.PENDING).count() == 3
+    assert count("halacha", attempts=1) == 5  # those five stay charged: they were paid for
+    assert count("halacha", attempts=0, status="pending") == 3
     control = DrainControl.objects.get(name="halacha")
     assert control.backoff_kind == LimitKind.HOST_FAULT
     assert "5 items in a row failed with the same error" in control.backoff_reason
@@ -235,8 +233,8 @@ def test_an_items_own_fault_among_good_items_is_charged_to_that_item_only(monkey
     run = DrainRun.objects.get(drain="halacha")
     assert (run.stop_reason, run.items_done, run.items_failed) == (StopReason.BACKLOG_EMPTY, 4, 1)
     broken = CourtDecision.objects.get(external_id="own-2")
-    assert broken.attempts == 1 and broken.last_error
-    assert CourtDecision.objects.filter(status=ExtractionStatus.DONE).count() == 4
+    assert state("halacha", broken)[1] == 1 and state("halacha", broken)[2]
+    assert count("halacha", status="done") == 4
     assert not DrainControl.objects.filter(name="halacha", backoff_until__isnull=False).exists()
 
 
@@ -262,7 +260,7 @@ def test_an_operator_unblocks_by_hand_and_the_next_run_probes(monkeypatch, setti
         # lifted on every drain of the quota, not only on the one that observed it
         assert not DrainControl.objects.filter(backoff_until__isnull=False).exists()
         _drain()
-    assert CourtDecision.objects.filter(status=ExtractionStatus.DONE).count() == 3
+    assert count("halacha", status="done") == 3
     event = DrainEvent.objects.get(drain="halacha", kind=EventKind.RETRY_NOW)
     assert event.actor == "ops:dana"
     with pytest.raises(CommandError, match="no backoff to clear"):
@@ -299,7 +297,8 @@ def test_the_breakers_block_is_not_lifted_by_a_probe_that_fails_the_same_way(mon
             _drain()  # the probe fails the same way: blocked again, for twice as long
             calls = len(stub.messages())
     assert calls == 6  # the probe was one call, alone (the first item again)
-    assert sorted(CourtDecision.objects.values_list("attempts", flat=True)) == [0] * 7 + [1] * 4 + [2]
+    attempts = sorted(Item.objects.filter(drain="halacha").values_list("attempts", flat=True))
+    assert attempts == [0] * 7 + [1] * 4 + [2]
     blocks = DrainEvent.objects.filter(
         drain="halacha", kind=EventKind.BACKOFF, data__breaker=True).order_by("id")
     lengths = [round((datetime.fromisoformat(e.data["until"]) - e.at).total_seconds() / 60)
@@ -329,14 +328,14 @@ def test_a_fault_only_one_item_meets_is_charged_to_it_once_other_items_went_thro
         start = timezone.now()
         with freeze_time(start, tick=True) as clock:
             _drain()  # the poisoned decision first: blocked for a minute, nothing charged
-            poison.refresh_from_db()
-            assert (poison.attempts, DrainRun.objects.get().stop_reason) == (0, StopReason.BLOCKED)
+            assert (state("halacha", poison)[1], DrainRun.objects.get().stop_reason) == (
+                0, StopReason.BLOCKED)
             clock.move_to(start + timedelta(minutes=2))
             # The probe takes another decision; once it went through, the poisoned one meets the
             # fault again in the same run, now the item's own: charged, and the run goes on.
             _drain()
-    assert CourtDecision.objects.filter(status=ExtractionStatus.DONE).count() == 3
-    poison.refresh_from_db()
-    assert poison.attempts == 1 and "while other items went through" in poison.last_error
+    assert count("halacha", status="done") == 3
+    _, attempts, last_error = state("halacha", poison)
+    assert attempts == 1 and "while other items went through" in last_error
     assert DrainEvent.objects.filter(drain="halacha", kind=EventKind.BACKOFF).count() == 1
     assert DrainRun.objects.order_by("-id").first().stop_reason != StopReason.BLOCKED

@@ -16,7 +16,8 @@ from halacha.importer import (
     text_digest,
     validate_record,
 )
-from halacha.models import CourtDecision, ExtractionStatus, Halacha
+from halacha.models import CourtDecision, Halacha
+from tests.support.items import set_state, state
 
 GOOD = {
     "external_id": "sc-1",
@@ -33,7 +34,7 @@ GOOD = {
 def _rows() -> list[tuple]:
     return list(
         CourtDecision.objects.order_by("external_id").values_list(
-            "external_id", "text", "title", "status", "updated_at"
+            "external_id", "text", "title", "updated_at"
         )
     )
 
@@ -103,13 +104,13 @@ def test_import_record__language_guessed_on_create():
 def test_import_record__other_field_changed_keeps_extraction(make_decision):
     import_record(validate_record(GOOD))
     decision = CourtDecision.objects.get()
-    CourtDecision.objects.filter(pk=decision.pk).update(status=ExtractionStatus.DONE, attempts=1)
+    set_state("halacha", [decision], "done", attempts=1)
     Halacha.objects.create(decision=decision, ordinal=1, rule="r", quote="q", extractor="offline")
 
     assert import_record(validate_record(dict(GOOD, title="Levi v. Cohen (corrected)"))) == "updated"
     decision.refresh_from_db()
     assert decision.title == "Levi v. Cohen (corrected)"
-    assert decision.status == ExtractionStatus.DONE
+    assert state("halacha", decision) == ("done", 1, "")
     assert decision.halachot.count() == 1
 
 
@@ -117,13 +118,9 @@ def test_import_record__other_field_changed_keeps_extraction(make_decision):
 def test_import_record__changed_text_resets_extraction_and_drops_halachot():
     import_record(validate_record(GOOD))
     decision = CourtDecision.objects.get()
-    CourtDecision.objects.filter(pk=decision.pk).update(
-        status=ExtractionStatus.FAILED,
-        attempts=3,
-        last_error="boom",
-        metadata_status=ExtractionStatus.DONE,
-        judges=["Justice A"],
-    )
+    set_state("halacha", [decision], "failed", attempts=3, last_error="boom")
+    set_state("metadata", [decision], "done")
+    CourtDecision.objects.filter(pk=decision.pk).update(judges=["Justice A"])
     Halacha.objects.create(decision=decision, ordinal=1, rule="r", quote="q", extractor="offline")
 
     new_text = "We hold that silence may be acceptance where the parties so agreed."
@@ -131,8 +128,8 @@ def test_import_record__changed_text_resets_extraction_and_drops_halachot():
     decision.refresh_from_db()
     assert decision.text == new_text
     assert decision.text_sha256 == text_digest(new_text)
-    assert (decision.status, decision.attempts, decision.last_error) == ("pending", 0, "")
-    assert (decision.metadata_status, decision.judges) == ("pending", [])
+    assert state("halacha", decision) == ("pending", 0, "")
+    assert (state("metadata", decision)[0], decision.judges) == ("pending", [])
     assert not Halacha.objects.filter(decision=decision).exists()
 
 

@@ -14,8 +14,10 @@ from rest_framework.test import APIClient
 from drains import registry
 from drains.models import DrainRun
 from drains.runner import Drain
+from halacha.drain import HalachaDrain
 from halacha.models import CourtDecision
 from operations.models import ApiToken
+from tests.support.items import copy_items, set_state, sync_all
 from tests.support.users import make_user
 
 JERUSALEM = ZoneInfo("Asia/Jerusalem")
@@ -122,25 +124,24 @@ def decisions(db):
     counter = itertools.count(1)
 
     def make(pending=0, done=0, failed=0):
-        rows = []
+        rows = {}
         for status, n in (("pending", pending), ("done", done), ("failed", failed)):
-            for _ in range(n):
-                i = next(counter)
-                rows.append(CourtDecision(external_id=f"d-{status}-{i}", text="text", status=status,
-                                          text_sha256=f"{i:064d}"))
-        CourtDecision.objects.bulk_create(rows)
+            rows[status] = [CourtDecision(external_id=f"d-{status}-{next(counter)}", text="text")
+                            for _ in range(n)]
+            for row in rows[status]:
+                row.text_sha256 = f"{row.external_id:0>64}"
+        CourtDecision.objects.bulk_create([row for made in rows.values() for row in made])
+        sync_all()
+        set_state("halacha", rows["done"], "done")
+        set_state("halacha", rows["failed"], "failed", attempts=3, last_error="boom")
 
     return make
 
 
 class _FakeDrain(Drain):
-    """A small drain for tests and benches: its backlog is the decisions' halacha status."""
+    """A small drain for tests and benches: its items are the decisions, like halacha's."""
 
-    backlog_status_field = "status"
-
-    @classmethod
-    def backlog_queryset(cls):
-        return CourtDecision.objects.all()
+    source = HalachaDrain.source
 
 
 @pytest.fixture
@@ -152,6 +153,7 @@ def extra_drains():
         for i in range(len(added), len(added) + n):
             cls = type(f"Drain{i}", (_FakeDrain,), {"name": f"x{i:02d}"})
             registry.register(cls)
+            copy_items("halacha", cls.name)  # the same backlog as halacha's
             added.append(cls.name)
         return list(added)
 

@@ -14,10 +14,11 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from drains.models import DrainControl, DrainEvent, DrainRun
+from drains.models import DrainControl, DrainEvent, DrainRun, Item
 from drains.quota.backoff import record_backoff
 from drains.selectors import probe_evidence
 from halacha.models import CourtDecision
+from tests.support.items import state
 
 DRAIN = "/api/operations/drains/halacha/{}"
 ACTIONS = ["enabled", "run-now", "retry-now", "retry-failed"]
@@ -135,7 +136,7 @@ def test_retry_now__clears_the_backoff_the_next_run_probes_and_again_is_409(api,
 
 
 def test_run_now__refused_while_a_backoff_is_in_force(api, backoff):
-    CourtDecision.objects.create(external_id="d1", text="t", status="pending")
+    CourtDecision.objects.create(external_id="d1", text="t")
     response = post(api, DRAIN.format("run-now"))
     assert response.status_code == 409
     assert "a backoff is in force until Wed 2026-12-02 12:00 IST" in response.json()["error"]["message"]
@@ -236,7 +237,7 @@ def test_stop_run__unknown_run_is_404(api, frozen):
 
 def test_retry_failed__one_then_all_then_nothing(api, decisions, frozen):
     decisions(failed=3)
-    CourtDecision.objects.update(attempts=3, last_error="the reply is not JSON")
+    Item.objects.filter(drain="halacha").update(last_error="the reply is not JSON")
     listed = api.get("/api/operations/failed?drain=halacha").json()["drains"][0]
     assert listed["count"] == 3
     assert listed["items"][0]["attempts"] == 3
@@ -244,8 +245,7 @@ def test_retry_failed__one_then_all_then_nothing(api, decisions, frozen):
     first = listed["items"][0]["key"]
     one = post(api, DRAIN.format("retry-failed"), {"items": [first]})
     assert one.status_code == 200 and one.json()["data"]["items"] == [first]
-    moved = CourtDecision.objects.get(pk=int(first))
-    assert (moved.status, moved.attempts) == ("pending", 0)
+    assert state("halacha", int(first)) == ("pending", 0, "the reply is not JSON")
     rest = post(api, DRAIN.format("retry-failed"))
     assert rest.json()["message"] == "halacha: 2 failed items back in the backlog"
     nothing = post(api, DRAIN.format("retry-failed"))

@@ -16,8 +16,9 @@ from freezegun import freeze_time
 
 from drains.events import record_event
 from drains.models import DrainControl, DrainRun, RunMode, RunStatus
-from halacha.models import CourtDecision, ExtractionStatus, Halacha
+from halacha.models import CourtDecision, Halacha
 from operations.digest import build_digest, render_digest, send_digest
+from tests.support.items import set_state
 
 TLV = ZoneInfo("Asia/Jerusalem")
 NOW = datetime(2026, 3, 3, 7, 12, tzinfo=TLV)  # the digest's own minute, Tuesday
@@ -67,14 +68,14 @@ def halachot(d, count, when):
 
 @pytest.fixture
 def prepared_day(db):
-    done = ExtractionStatus.DONE
     # halacha: 3 decisions done in the window, 1 the day before
     for n, when in enumerate([at(9), at(13), at(6, day=3), BEFORE]):
-        d = decision(n, status=done, extracted_at=when)
+        d = decision(n)
+        set_state("halacha", [d], "done", done_at=when)
         halachot(d, 2, when)
     # metadata: 2 in the window, 1 pending
-    decision(10, metadata_status=done, metadata_extracted_at=at(10))
-    decision(11, metadata_status=done, metadata_extracted_at=at(23))
+    set_state("metadata", [decision(10)], "done", done_at=at(10))
+    set_state("metadata", [decision(11)], "done", done_at=at(23))
     decision(12)
     # runs
     run("halacha", at(8, 55), RunStatus.SUCCEEDED, items_done=2)

@@ -257,7 +257,7 @@ def test_snapshot__constant_number_of_queries_for_1_vs_many_drains_and_runs(
     assert len(services) == len(scheduled_jobs()) + 30
     assert services["x29"]["last_run"]["items_done"] == 3
     assert services["x29"]["backlog"] == {"pending": 2, "staged": 0, "done": 1, "failed": 0,
-                                          "oldest_pending_at": None}
+                                          "oldest_pending_at": "2026-12-02T10:00:00+02:00"}
     assert services["x29"]["schedule"] is None
     assert "not scheduled" in services["x29"]["reason"]
 

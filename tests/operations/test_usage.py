@@ -17,6 +17,7 @@ from operations.digest import build_digest, render_digest
 from operations.metrics import render_metrics
 from tests.operations.conftest import BOUNDARY, JERUSALEM
 from tests.operations.test_metrics import samples, value
+from tests.support.items import set_state
 
 URL = "/api/operations/"
 API_KEY = "anthropic:aaaa1111"
@@ -30,8 +31,9 @@ def at(day: int, hour: int, minute: int = 0, month: int = 11) -> datetime:
 
 
 def _halachot(n: int, created_at: datetime, tag: str) -> None:
-    decision = CourtDecision.objects.create(external_id=f"d-{tag}", text="t", status="done",
+    decision = CourtDecision.objects.create(external_id=f"d-{tag}", text="t",
                                             text_sha256=tag.rjust(64, "0"))
+    set_state("halacha", [decision], "done")
     Halacha.objects.bulk_create(
         Halacha(decision=decision, ordinal=i, rule="r", quote="q", extractor="x")
         for i in range(1, n + 1))
@@ -224,9 +226,9 @@ def test_two_drains_on_one_key_count_and_price_each_its_own_product(frozen, make
     make_run("metadata", started_at=at(1, 10, month=12), cost_usd=Decimal("0.60"), items_done=3)
     _halachot(45, at(1, 9, month=12), "both")
     for i in range(3):
-        CourtDecision.objects.create(external_id=f"meta-{i}", text="t", metadata_status="done",
-                                     metadata_extracted_at=at(1, 10, month=12),
-                                     text_sha256=f"m{i}".rjust(64, "0"))
+        meta = CourtDecision.objects.create(external_id=f"meta-{i}", text="t",
+                                            text_sha256=f"m{i}".rjust(64, "0"))
+        set_state("metadata", [meta], "done", done_at=at(1, 10, month=12))
     (week,) = [u for u in usage_by_week(weeks=1) if u.quota_key == API_KEY]
     assert [(p.drain, p.product, p.count, p.cost_usd, p.cost_each) for p in week.products] == [
         ("halacha", "halachot", 45, Decimal("9.00"), Decimal("0.2")),

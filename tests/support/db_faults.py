@@ -135,8 +135,9 @@ class Case:
     def assert_promise_kept(self) -> None:
         assert self.completed_calls() == self.decisions  # 0 extra paid calls
         per_decision = self.query(
-            "SELECT d.status, count(h.id) FROM halacha_courtdecision d"
-            " LEFT JOIN halacha_halacha h ON h.decision_id = d.id GROUP BY d.id, d.status")
+            "SELECT i.status, count(h.id) FROM halacha_courtdecision d"
+            " JOIN drains_item i ON i.drain = 'halacha' AND i.ref = d.id"
+            " LEFT JOIN halacha_halacha h ON h.decision_id = d.id GROUP BY d.id, i.status")
         assert len(per_decision) == self.decisions, per_decision
         assert set(per_decision) == {("done", 1)}, per_decision
         assert self.query("SELECT count(*) FROM drains_stagedresult") == [(0,)]

@@ -24,7 +24,6 @@ from drains.quota.models import QuotaSample, QuotaWindow
 from drains.quota.signals import QuotaSignal, WindowReading
 from drains.quota.store import record_signal
 from halacha.extractors.anthropic_api import AnthropicExtractor
-from halacha.models import CourtDecision, ExtractionStatus
 from tests.factories import make_decisions
 from tests.support.anthropic_stub import (
     AnthropicStub,
@@ -33,6 +32,7 @@ from tests.support.anthropic_stub import (
     message_body,
     owner_steady,
 )
+from tests.support.items import count
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -137,7 +137,7 @@ def test_concurrency_4__at_most_3_calls_past_the_ceiling_and_none_refused(api):
     assert len(past(model, "seven_day", 0.90)) <= 3
     assert DrainRun.objects.get().status == RunStatus.RATE_LIMITED
     # Every call made was kept (staged and promoted), also those that finished past it.
-    assert CourtDecision.objects.filter(status=ExtractionStatus.DONE).count() == len(model.calls)
+    assert count("halacha", status="done") == len(model.calls)
 
 
 def test_the_reserve_holds_while_the_owner_spends(api):
