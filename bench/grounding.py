@@ -1,139 +1,161 @@
 """What the grounding ladder keeps of the halachot a model was paid for, against exact matching,
 and what it costs per quote as the decision grows.
 
-The corpus is the project's sample decisions (halacha/samples), set as a court's text arrives:
-lines wrapped at 72 characters, Hebrew abbreviations with the gershayim (ע״א), compounds with the
-maqaf (בעל־הבית), English with curly quotes and a no-break space after "s." and "No.". The paid
-halachot are the quotes the offline rules find in that text (each an exact slice of it); the
-model's copy of each gets the variants models really write, drawn with a fixed seed: the line
-breaks unwrapped (always: a model answers in one line), the gershayim and geresh as " and ',
-the maqaf as -, curly quotes straight, the no-break space plain, and one quote in four joined to
-the next one by "..." (a shortened quote). Kept = grounded to the decision's own text.
+The corpus is the gold set (halacha/gold, docs/quality.md "The gold set"): decisions written as a
+court's text arrives, with wrapped lines, gershayim, geresh and maqaf, a few pointed words,
+curly quotes, em dashes, no-break spaces and a right-to-left mark or two. Each gold halacha's
+quote is an exact slice of its decision; a paid halacha is that quote as a model copies it,
+drawn with a fixed seed: the line breaks unwrapped 4 times in 5 (a model mostly answers in one
+line), and each of these 1 time in 2: the gershayim and geresh as " and ', the maqaf as -,
+curly quotes and apostrophes straight, dashes as -, the no-break space plain, the points
+(niqqud) dropped, the bidirectional marks dropped; and one quote in four shortened to its first
+and last thirds joined by "...". Kept = grounded to the decision's own text; "at the gold
+passage" scores the kept spans against the gold by halacha.gold.score (one to one, by overlap).
+Then each variant alone, on every gold quote it changes.
 
     .venv/bin/python bench/grounding.py [--seed 7] [--rounds 5]
 
-Prints the share kept by exact matching (the baseline, measured in the same run) and by the
-ladder, the ratio, the tiers that matched, then the time per quote for decisions of 10 k to
-1 M characters (a quote found at the end, and one found nowhere: every tier's pass) and the time
-per character, which stays flat if grounding is linear.
+Prints the share kept by exact matching (``quote.strip() in text``, the baseline, measured in
+the same run) and by the ladder, the ratio, the tiers that matched and the score at the gold
+passages; the same per variant; then the time per quote for decisions of 10 k to 1 M characters
+(the longest Hebrew gold decision repeated; a quote found at the end, and one found nowhere:
+every tier's pass) and the time per character, which stays flat if grounding is linear.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
 import re
 import statistics
 import sys
-import textwrap
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-import django  # noqa: E402
+from halacha.gold import GoldDecision, Score, load, score  # noqa: E402
+from halacha.grounding import Decision, Tier  # noqa: E402
 
-django.setup()  # the offline rules' module loads the model-call interface (no database is used)
-
-from halacha.extractors.offline import find_rules  # noqa: E402
-from halacha.grounding import Decision, Tier, ground  # noqa: E402
-
-MAQAF, GERSHAYIM, GERESH, NBSP = "\u05be", "\u05f4", "\u05f3", "\u00a0"
-HEBREW = "\u05d0-\u05ea"
+GERSHAYIM, GERESH, MAQAF, NBSP = "\u05f4", "\u05f3", "\u05be", "\u00a0"
+POINTS = re.compile("[\u0591-\u05bd\u05bf\u05c1\u05c2\u05c4\u05c5\u05c7]")
+BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
-def typeset(text: str, language: str) -> str:
-    """The decision as a court's text arrives: wrapped lines and its own typography."""
-    if language == "he":
-        text = re.sub(rf"([{HEBREW}])\"([{HEBREW}])", rf"\1{GERSHAYIM}\2", text)
-        text = re.sub(rf"([{HEBREW}])'", rf"\1{GERESH}", text)
-        text = re.sub(rf"([{HEBREW}])-([{HEBREW}])", rf"\1{MAQAF}\2", text)
-        text = re.sub(rf"\b(בעל|בית|אי|תת) ([{HEBREW}])", rf"\1{MAQAF}\2", text)
-    else:
-        text = re.sub(r'"([^"\n]{1,80})"', "\u201c\\1\u201d", text)
-        text = re.sub(r"\b(s\.|No\.|para\.) ", rf"\1{NBSP}", text)
-    paragraphs = text.split("\n")
-    return "\n".join(textwrap.fill(p, 72) if len(p) > 72 else p for p in paragraphs)
+def _unwrap(quote: str) -> str:
+    return re.sub(r"\s*\n\s*", " ", quote)
+
+
+# (what a model does to the quote, how often, the change); the order is the order applied
+VARIANTS: list[tuple[str, float, Callable[[str], str]]] = [
+    ("line breaks as spaces", 0.8, _unwrap),
+    ("gershayim and geresh as \" and '", 0.5,
+     lambda q: q.replace(GERSHAYIM, '"').replace(GERESH, "'")),
+    ("maqaf as -", 0.5, lambda q: q.replace(MAQAF, "-")),
+    ("curly quotes straight", 0.5,
+     lambda q: re.sub("[\u201c\u201d]", '"', re.sub("[\u2018\u2019]", "'", q))),
+    ("dashes as -", 0.5, lambda q: re.sub("[\u2013\u2014]", "-", q)),
+    ("no-break space plain", 0.5, lambda q: q.replace(NBSP, " ")),
+    ("points (niqqud) dropped", 0.5, lambda q: POINTS.sub("", q)),
+    ("bidi marks dropped", 0.5, lambda q: BIDI.sub("", q)),
+]
+SHORTENED = 0.25  # one quote in four cut to its first and last thirds, joined by "..."
+
+
+def shortened(copy: str) -> str:
+    """The first and last thirds of ``copy``, cut at spaces and joined by "..." (the copy
+    itself when it is too short to cut)."""
+    spaces = [m.start() for m in re.finditer(r"\s+", copy)]
+    first = next((at for at in spaces if at >= len(copy) / 3), None)
+    last = next((at for at in reversed(spaces) if at <= 2 * len(copy) / 3), None)
+    if first is None or last is None or last <= first:
+        return copy
+    return copy[:first].rstrip() + " ... " + copy[last:].strip()
 
 
 def copied_by_a_model(quote: str, rng: random.Random) -> str:
-    """What a model writes for ``quote``: each variant drawn on its own (a model mostly answers
-    in one line, and mostly, not always, in plain typography)."""
+    """What a model writes for ``quote``: each variant drawn on its own."""
     copy = quote
-    if rng.random() < 0.8:
-        copy = re.sub(r"\s*\n\s*", " ", copy)
-    if rng.random() < 0.5:
-        copy = copy.replace(GERSHAYIM, '"').replace(GERESH, "'")
-    if rng.random() < 0.5:
-        copy = copy.replace(MAQAF, "-")
-    if rng.random() < 0.5:
-        copy = copy.replace("\u201c", '"').replace("\u201d", '"')
-    if rng.random() < 0.5:
-        copy = copy.replace(NBSP, " ")
+    for _name, often, change in VARIANTS:
+        if rng.random() < often:
+            copy = change(copy)
+    if rng.random() < SHORTENED:
+        copy = shortened(copy)
     return copy
 
 
-def corpus() -> list[tuple[str, str]]:
-    """(the sample's own text, the same decision as a court's text arrives) per sample."""
-    decisions = []
-    for name in ("decisions-en.jsonl", "decisions-he.jsonl"):
-        for line in (ROOT / "halacha" / "samples" / name).read_text().splitlines():
-            record = json.loads(line)
-            decisions.append((record["text"], typeset(record["text"], record.get("language", "en"))))
-    return decisions
+Paid = list[tuple[GoldDecision, list[str]]]  # each decision with a model's copy of each quote
 
 
-def _as_typeset(quote: str, text: str) -> str | None:
-    """Where ``quote`` (found in the sample's own text) is in the typeset text: its slice there."""
-    pattern = re.escape(quote)
-    for plain, typeset_as in ((r"\ ", r"\s+"), ('"', '["\u05f4\u201c\u201d]'),
-                              ("'", "['\u05f3]"), (r"\-", "[-\u05be]")):
-        pattern = pattern.replace(plain, typeset_as)
-    found = re.search(pattern, text)
-    return found.group() if found else None
+def measure(paid: Paid) -> tuple[int, int, Counter[str], Score, Score]:
+    """(kept by exact matching, kept by the ladder, the ladder's tiers, exact matching's score
+    at the gold passages, the ladder's)."""
+    exact = laddered = 0
+    tiers: Counter[str] = Counter()
+    exact_score = ladder_score = Score()
+    for decision, copies in paid:
+        text, grounding = decision.text, Decision(decision.text)
+        exact_spans, ladder_spans = [], []
+        for copy in copies:
+            if copy.strip() in text:
+                exact += 1
+                at = text.find(copy.strip())
+                exact_spans.append([(at, at + len(copy.strip()))])
+            grounded = grounding.ground(copy)
+            tiers[grounded.tier.label if grounded else "rejected"] += 1
+            if grounded:
+                laddered += 1
+                ladder_spans.append(list(grounded.spans))
+        exact_score += score(decision.spans, exact_spans)
+        ladder_score += score(decision.spans, ladder_spans)
+    return exact, laddered, tiers, exact_score, ladder_score
 
 
-def paid_quotes(rng: random.Random) -> list[tuple[str, str]]:
-    """(decision text as it arrives, the model's copy) for every halacha the offline rules find:
-    a quote is the passage as it stands in the decision (wrapped, in its typography)."""
-    pairs = []
-    for own, text in corpus():
-        quotes = [q for q in (_as_typeset(rule["quote"], text) for rule in find_rules(own)) if q]
-        i = 0
-        while i < len(quotes):
-            if i + 1 < len(quotes) and rng.random() < 0.25:  # a shortened quote of two passages
-                first, second = quotes[i], quotes[i + 1]
-                pairs.append((text, copied_by_a_model(first, rng) + " ... "
-                              + copied_by_a_model(second, rng)))
-                i += 2
-                continue
-            pairs.append((text, copied_by_a_model(quotes[i], rng)))
-            i += 1
-    return pairs
+def _tiers(tiers: Counter[str]) -> str:
+    order = [t.label for t in Tier] + ["rejected"]
+    return ", ".join(f"{t} {tiers[t]}" for t in order if tiers[t])
 
 
-def kept(pairs) -> tuple[int, int, Counter]:
-    exact = sum(copy.strip() in text for text, copy in pairs)
-    tiers: Counter = Counter()
-    for text, copy in pairs:
-        grounded = ground(copy, text)
-        tiers[grounded.tier.label if grounded else "rejected"] += 1
-    return exact, len(pairs) - tiers["rejected"], tiers
+def report_drawn(gold: list[GoldDecision], seed: int) -> None:
+    rng = random.Random(seed)
+    paid = [(d, [copied_by_a_model(h.quote, rng) for h in d.halachot]) for d in gold]
+    n = sum(len(copies) for _d, copies in paid)
+    exact, laddered, tiers, exact_score, ladder_score = measure(paid)
+    languages = Counter(d.language for d in gold)
+    print(f"paid halachot: {n} (the gold set: {len(gold)} decisions, {languages['he']} Hebrew, "
+          f"{languages['en']} English; seed {seed})")
+    print(f"kept by exact matching (baseline): {exact}/{n} = {exact / n:.1%}")
+    print(f"kept by the grounding ladder:      {laddered}/{n} = {laddered / n:.1%}"
+          f"  ({laddered / max(exact, 1):.2f}x the baseline)")
+    print(f"tiers: {_tiers(tiers)}")
+    for name, result in (("exact matching", exact_score), ("the ladder", ladder_score)):
+        print(f"at the gold passage, {name}: P {result.precision:.2f}, R {result.recall:.2f}, "
+              f"F1 {result.f1:.2f}")
 
 
-def per_quote_seconds(size: int, rounds: int) -> tuple[float, float]:
+def report_each_variant(gold: list[GoldDecision]) -> None:
+    print("each variant alone, on the gold quotes it changes:")
+    variants = [(name, change) for name, _often, change in VARIANTS]
+    variants.append(('shortened with "..." (first and last thirds)', shortened))
+    for name, change in variants:
+        paid = [(d, [change(h.quote) for h in d.halachot if change(h.quote) != h.quote])
+                for d in gold]
+        n = sum(len(copies) for _d, copies in paid)
+        exact, laddered, tiers, _exact_score, ladder_score = measure(
+            [(d, copies) for d, copies in paid if copies])
+        print(f"  {name:<46} {n:>3} quotes: exact keeps {exact:>3}, the ladder {laddered:>3} "
+              f"({_tiers(tiers)})")
+
+
+def per_quote_seconds(text: str, size: int, rounds: int) -> tuple[float, float]:
     """Median seconds to ground a quote found at the end of a ``size``-character decision, and
     one found nowhere (a fresh Decision each time: its normalised forms are made anew)."""
-    _own, text = corpus()[-1]
-    body = (text + "\n") * (size // (len(text) + 1) + 1)
-    body = body[:size]
-    tail = body[-300:-200]
-    late_copy = re.sub(r"\s+", " ", tail).strip()
+    body = ((text + "\n") * (size // (len(text) + 1) + 1))[:size]
+    words = body[-300:-200].split()[1:-1]  # whole words only
+    late_copy = " ".join(words)
     nowhere = "ההלכה הזאת אינה מופיעה בשום מקום בפסק הדין הזה ולא תימצא"
     found, missed = [], []
     for _ in range(rounds):
@@ -151,19 +173,14 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7, help="the variants' seed (default 7)")
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds per size (default 5)")
     args = parser.parse_args()
-    pairs = paid_quotes(random.Random(args.seed))
-    exact, laddered, tiers = kept(pairs)
-    n = len(pairs)
-    print(f"paid halachot: {n} (from {len(corpus())} decisions, seed {args.seed})")
-    print(f"kept by exact matching (baseline): {exact}/{n} = {exact / n:.1%}")
-    print(f"kept by the grounding ladder:      {laddered}/{n} = {laddered / n:.1%}"
-          f"  ({laddered / max(exact, 1):.2f}x the baseline)")
-    order = [t.label for t in Tier] + ["rejected"]
-    print("tiers: " + ", ".join(f"{t} {tiers[t]}" for t in order if tiers[t]))
-    print("time per quote (median):")
+    gold = load()
+    report_drawn(gold, args.seed)
+    report_each_variant(gold)
+    longest = max((d for d in gold if d.language == "he"), key=lambda d: len(d.text))
+    print(f"time per quote (median; {longest.id} repeated):")
     per_char = []
     for size in (10_000, 100_000, 1_000_000):
-        found, missed = per_quote_seconds(size, args.rounds)
+        found, missed = per_quote_seconds(longest.text, size, args.rounds)
         per_char.append(missed / size)
         print(f"  {size:>9,} chars: found at the end {found * 1000:8.1f} ms, "
               f"found nowhere {missed * 1000:8.1f} ms ({missed / size * 1e9:.0f} ns/char)")
