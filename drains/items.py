@@ -25,14 +25,18 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Case, Count, F, Max, Min, Model, Q, QuerySet, Value, When
+from django.db.models import Case, Count, F, Min, Model, Q, QuerySet, Subquery, Value, When
+from django.db.models.functions import Coalesce
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
-from drains.models import Item, ItemStatus
+from drains.models import Item, ItemStatus, ItemSync
 
 LAST_ERROR_MAX_CHARS = 4000
+VERSION_MAX_CHARS = 128  # Item.version
 _TABLE = Item._meta.db_table
+_SYNC_TABLE = ItemSync._meta.db_table
+_SMALLEST_REF = -(2**63)
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,15 @@ class Source:
     label_field: str = "pk"
     where: Q | None = None
 
+    def __post_init__(self) -> None:
+        if self.version_field is not None:
+            field = self.model._meta.get_field(self.version_field)
+            if field.get_internal_type() not in ("CharField", "TextField", "SlugField"):
+                raise TypeError(
+                    f"{self.model.__name__}.{self.version_field} is a "
+                    f"{field.get_internal_type()}: a version field must be text (a digest, a "
+                    "revision id), read the same way in Python and in SQL")
+
     def rows(self) -> QuerySet[Any]:
         """The source rows that are items."""
         rows = self.model._default_manager.all()
@@ -60,7 +73,9 @@ class Source:
         return self.where is None or self.rows().filter(pk=row.pk).exists()
 
     def version_of(self, row: Any) -> str:
-        return "" if self.version_field is None else str(getattr(row, self.version_field) or "")
+        if self.version_field is None:
+            return ""
+        return str(getattr(row, self.version_field) or "")[:VERSION_MAX_CHARS]
 
 
 @dataclass(frozen=True)
@@ -104,23 +119,47 @@ def queue(drain: str, source: Source, rows: Iterable[Any]) -> None:
                                      [source.version_of(row) for row in rows]])
 
 
+SYNC_BATCH = 20_000
+"""Source rows queued per statement by ``sync``: a first sync of a large table is many short
+statements (each well inside the runner's statement timeout), not one long one."""
+
+
 def sync(drain_cls: Any) -> int:
-    """Queue every source row above the highest item ``drain_cls`` knows (rows written without a
-    save); returns how many. An index range scan on both sides, however many items there are."""
+    """Queue every source row past the drain's sync mark (``ItemSync``: rows written without a
+    save, e.g. ``bulk_create``; on a drain's first sync, every row of its source), in batches;
+    returns how many were queued. Rows saved through the ORM were queued when saved, so the
+    mark is the sync's own, never the highest item: a drain added to a table that has rows
+    gets all of them. One statement per batch (the batch, its items and the mark moved past
+    it); an index range scan on the source past the mark, so one statement when nothing is new.
+    """
     source: Source = drain_cls.source
-    known = Item.objects.filter(drain=drain_cls.name).aggregate(top=Max("ref"))["top"] or 0
-    rows = source.rows().filter(pk__gt=known).order_by("pk")
+    mark = ItemSync.objects.filter(drain=drain_cls.name).values("through")
     version = F(source.version_field) if source.version_field else Value("")
-    select, params = rows.values_list("pk", version).query.sql_with_params()
-    now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {_TABLE} (drain, ref, status, attempts, last_error, version, arrived_at, "
-            "updated_at) SELECT %s, s.ref, 'pending', 0, '', coalesce(s.version::text, ''), %s, %s "
-            f"FROM ({select}) AS s(ref, version) ON CONFLICT (drain, ref) DO NOTHING",
-            [drain_cls.name, now, now, *params],
-        )
-        return int(cursor.rowcount)
+    queued = 0
+    while True:
+        rows = (source.rows().filter(pk__gt=Coalesce(Subquery(mark), Value(_SMALLEST_REF)))
+                .order_by("pk")[:SYNC_BATCH])
+        select, params = rows.values_list("pk", version).query.sql_with_params()
+        now = timezone.now()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH batch AS ({select}), queued AS ("
+                f"INSERT INTO {_TABLE} (drain, ref, status, attempts, last_error, version, "
+                "arrived_at, updated_at) SELECT %s, b.ref, 'pending', 0, '', "
+                f"left(coalesce(b.version::text, ''), {VERSION_MAX_CHARS}), %s, %s "
+                "FROM batch AS b(ref, version) ON CONFLICT (drain, ref) DO NOTHING RETURNING 1), "
+                f"marked AS (INSERT INTO {_SYNC_TABLE} AS m (drain, through, synced_at) "
+                "SELECT %s, coalesce(max(b.ref), 0), %s FROM batch AS b(ref, version) "
+                "ON CONFLICT (drain) DO UPDATE SET through = greatest(m.through, "
+                "EXCLUDED.through), synced_at = EXCLUDED.synced_at RETURNING 1) "
+                "SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM queued), "
+                "(SELECT count(*) FROM marked)",
+                [*params, drain_cls.name, now, now, drain_cls.name, now],
+            )
+            seen, added, _ = cursor.fetchone()
+        queued += int(added)
+        if seen < SYNC_BATCH:
+            return queued
 
 
 def watch(model: type[Model], drains: Callable[[], Iterable[Any]]) -> None:
@@ -151,7 +190,6 @@ def watch(model: type[Model], drains: Callable[[], Iterable[Any]]) -> None:
 # --- the runner's side ---------------------------------------------------------------------------
 
 
-_SMALLEST_REF = -(2**63)
 
 
 def next_pending(drain_cls: Any, *, after: int | None, limit: int) -> list[Any]:
@@ -169,30 +207,39 @@ def next_pending(drain_cls: Any, *, after: int | None, limit: int) -> list[Any]:
         rows = list(model._default_manager.raw(sql, [drain_cls.name, start, limit]))
         if len(rows) == limit:
             return rows
-        refs = list(Item.objects.filter(drain=drain_cls.name, status=ItemStatus.PENDING,
-                                        ref__gt=start).order_by("ref")
-                    .values_list("ref", flat=True)[:limit])
-        gone = set(refs) - {row.pk for row in rows}
-        if not gone:
-            return rows
-        Item.objects.filter(drain=drain_cls.name, ref__in=gone).delete()
+        # A short chunk: drop the pending items past the cursor whose row is gone (deleted
+        # without a signal), deciding and deleting in one statement; if any was, read again.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {_TABLE} i WHERE i.drain = %s AND i.status = 'pending' "
+                f"AND i.ref > %s AND NOT EXISTS (SELECT 1 FROM "
+                f"{connection.ops.quote_name(model._meta.db_table)} s WHERE s.{pk} = i.ref)",
+                [drain_cls.name, start])
+            if not cursor.rowcount:
+                return rows
 
 
 _FINISH_SQL = (
+    # The source row first (KEY SHARE: a writer holding it, e.g. the importer, goes first), then
+    # the item: the order every writer of both takes, so a promotion never deadlocks with them.
+    "WITH source AS (SELECT 1 FROM {source} WHERE {pk} = %s FOR KEY SHARE) "
     f"UPDATE {_TABLE} SET status = 'done', done_at = %s, last_error = '', updated_at = %s "
-    "WHERE drain = %s AND ref = %s AND status <> 'done'"
+    "WHERE drain = %s AND ref = %s AND status <> 'done' AND EXISTS (SELECT 1 FROM source)"
 )
 
 
-def finish(drain: str, key: str) -> bool:
-    """Mark the item done, in the caller's transaction; False when it already was (or is gone):
-    then its result must not be written again."""
+def finish(drain_cls: Any, key: str) -> bool:
+    """Mark the item done, in the caller's transaction; False when it already was, or when its
+    source row is gone: then its result must not be written (again)."""
     refs = _refs([key])
     if not refs:
         return False
+    model = drain_cls.source.model
+    sql = _FINISH_SQL.format(source=connection.ops.quote_name(model._meta.db_table),
+                             pk=connection.ops.quote_name(model._meta.pk.column))
     now = timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute(_FINISH_SQL, [now, now, drain, refs[0]])
+        cursor.execute(sql, [refs[0], now, now, drain_cls.name, refs[0]])
         return bool(cursor.rowcount == 1)
 
 

@@ -54,6 +54,7 @@ class EventKind(models.TextChoices):
     BURST_EXPIRED = "burst_expired", "burst expired"
     ENABLED = "enabled", "enabled"
     DISABLED = "disabled", "disabled"
+    MODEL_CHOSEN = "model_chosen", "model and effort chosen"  # an operator's, for the drains
     QUOTA_POLICY = "quota_policy", "quota policy changed"  # drains/quota/reserve.py
     # the runtime (drains/runner)
     BACKOFF = "backoff", "backoff recorded"
@@ -334,3 +335,15 @@ class Item(models.Model):
 
     def __str__(self) -> str:
         return f"{self.drain} #{self.ref} {self.status}"
+
+
+class ItemSync(models.Model):
+    """How far ``drains.items.sync`` has queued a drain's source: every row up to ``through``
+    has been seen (a drain never synced has no row, and its first sync sees every row)."""
+
+    drain = models.CharField(max_length=64, unique=True)
+    through = models.BigIntegerField(default=0)
+    synced_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.drain} through #{self.through}"

@@ -56,7 +56,7 @@ class SwitchCommand(validate.CheckedCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "name", type=validate.choice(registry.names, "drain"),
-            help="The drain, e.g. halacha or metadata.",
+            help="The drain (manage.py schedule lists them).",
         )
         parser.add_argument("action", choices=list(ACTIONS), help=self.action_help)
         self.add_options(parser)

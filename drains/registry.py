@@ -16,7 +16,7 @@ _DRAINS: dict[str, type[Drain]] = {}
 class UnknownDrain(LookupError):
     def __init__(self, name: str):
         self.name = name
-        known = ", ".join(sorted(_DRAINS)) or "none registered"
+        known = ", ".join(names()) or "none registered"
         super().__init__(f"There is no drain named {name!r}; known drains: {known}.")
 
 
@@ -48,11 +48,15 @@ def get(name: str) -> type[Drain]:
 
 
 def classes() -> list[type[Drain]]:
+    """Every registered drain class, on-demand ones included."""
     return [_DRAINS[name] for name in sorted(_DRAINS)]
 
 
 def names() -> list[str]:
-    return sorted(_DRAINS)
+    """The drains the operations surfaces list, schedule, supervise and count: every registered
+    one but those run only on demand (``Drain.on_demand``: ``manage.py evaluate``), which
+    ``get`` still finds."""
+    return sorted(name for name, cls in _DRAINS.items() if not cls.on_demand)
 
 
 def drain_for_command(command: str) -> str | None:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # the settings import this module: no models at import time
 
 @dataclass(frozen=True)
 class ScheduledJob:
-    name: str  # the management command, e.g. "drain_halacha"
+    name: str  # the management command, e.g. "drain_<name>" or "send_digest"
     expression: str  # five-field cron expression
     args: tuple[str, ...]
     kwargs: dict

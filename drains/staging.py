@@ -138,7 +138,7 @@ def promote_staged(
                         )
                 if not removed:
                     return False
-            if not items.finish(drain, item_key):
+            if not items.finish(drain_cls, item_key):
                 return False  # done already (or gone): its result is never written twice
             drain_cls.promote(item_key, payload)
             return True

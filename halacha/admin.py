@@ -4,12 +4,16 @@ hide an item from the drain or make it pay twice)."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from drains import registry
 from drains.models import Item
-from halacha.models import CourtDecision, Halacha
+from halacha import gold_entries
+from halacha.gold import GoldSetError
+from halacha.models import CourtDecision, GoldEntry, Halacha
 
 
 class HalachaInline(admin.TabularInline):
@@ -38,9 +42,20 @@ class CourtDecisionAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     inlines = [HalachaInline]
+    actions = ["add_to_gold_set"]
     show_full_result_count = False
     # Court sites are https; say so explicitly (Django 6 makes it the default).
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    @admin.action(description="Add to the gold set (its stored halachot as the answer to check)")
+    def add_to_gold_set(self, request, queryset):
+        added, skipped = gold_entries.add_decisions(queryset, actor=request.user.get_username())
+        if added:
+            self.message_user(request, f"Added to the gold set: {', '.join(added)}. Check each "
+                              "rule and span by hand in Gold set decisions before you evaluate.",
+                              messages.SUCCESS)
+        for line in skipped:
+            self.message_user(request, line, messages.WARNING)
 
     @admin.display(description="drains")
     def drain_state(self, decision: CourtDecision) -> str:
@@ -70,3 +85,33 @@ class HalachaAdmin(admin.ModelAdmin):
     @admin.display(description="rule")
     def short_rule(self, obj: Halacha) -> str:
         return obj.rule if len(obj.rule) <= 120 else obj.rule[:119] + "…"
+
+
+class GoldEntryForm(forms.ModelForm):
+    class Meta:
+        model = GoldEntry
+        fields = ["external_id", "language", "title", "court", "case_number", "decided_on", "text",
+                  "halachot", "notes"]
+        help_texts = {"halachot": 'A list of {"rule": ..., "quote": ..., "span": [start, end]}: '
+                      "each quote exactly the text's characters start to end."}
+
+    def clean(self):
+        cleaned = super().clean() or {}
+        if not self.errors:
+            try:
+                gold_entries.check(cleaned)
+            except GoldSetError as exc:
+                raise ValidationError(str(exc)) from None
+        return cleaned
+
+
+@admin.register(GoldEntry)
+class GoldEntryAdmin(admin.ModelAdmin):
+    """Decisions an operator checked by hand and added to the gold set, beside the shipped
+    files (halacha/gold/); ``manage.py evaluate`` scores against both."""
+
+    form = GoldEntryForm
+    list_display = ["external_id", "language", "title", "added_by", "created_at"]
+    list_filter = ["language"]
+    search_fields = ["external_id", "title"]
+    readonly_fields = ["added_by", "created_at"]

@@ -7,4 +7,4 @@ class HalachaConfig(AppConfig):
 
     def ready(self):
         # The halacha drain registers itself with the drains runtime (drains imports no sibling).
-        from halacha import drain  # noqa: F401
+        from halacha import drain, evaluation  # noqa: F401

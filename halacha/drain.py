@@ -27,13 +27,21 @@ from drains import registry
 from drains.runner import Drain, ItemFailed, Processed, Source
 from halacha.models import CourtDecision, Halacha
 
-_INSERT_SQL = (
+# The decision's halachot replaced in one statement, if the decision is still there: its new
+# ones written over any an earlier version of its text had (an item queued again), ordinal by
+# ordinal, and those past the new count deleted.
+_REPLACE_SQL = (
+    f"WITH gone AS (DELETE FROM {Halacha._meta.db_table} WHERE decision_id = %s AND ordinal > %s) "
     f"INSERT INTO {Halacha._meta.db_table} "
     "(decision_id, ordinal, rule, quote, topics, quote_spans, grounding, extractor, model, "
     "created_at) SELECT %s, v.ordinal, v.rule, v.quote, v.topics::jsonb, v.quote_spans::jsonb, "
     "v.grounding, %s, %s, %s FROM (VALUES {values}) "
     "AS v(ordinal, rule, quote, topics, quote_spans, grounding) "
-    f"WHERE EXISTS (SELECT 1 FROM {CourtDecision._meta.db_table} WHERE id = %s)"
+    f"WHERE EXISTS (SELECT 1 FROM {CourtDecision._meta.db_table} WHERE id = %s) "
+    "ON CONFLICT (decision_id, ordinal) DO UPDATE SET rule = EXCLUDED.rule, "
+    "quote = EXCLUDED.quote, topics = EXCLUDED.topics, quote_spans = EXCLUDED.quote_spans, "
+    "grounding = EXCLUDED.grounding, extractor = EXCLUDED.extractor, model = EXCLUDED.model, "
+    "created_at = EXCLUDED.created_at"
 )
 
 
@@ -47,15 +55,24 @@ class _DecisionDrain(Drain):
     def extractor_label(cls) -> str:
         from django.conf import settings
 
+        from halacha.evaluation import chosen
+
         name = settings.HALACHA_EXTRACTOR
-        model = {"anthropic": settings.HALACHA_MODEL,
-                 "claude-cli": settings.HALACHA_CLI_MODEL}.get(name, "")
-        return f"{name}:{model}" if model else name
+        choice = chosen()
+        model = (choice.model if choice and choice.model else
+                 {"anthropic": settings.HALACHA_MODEL,
+                  "claude-cli": settings.HALACHA_CLI_MODEL}.get(name, ""))
+        effort = choice.effort if choice else ""
+        return ":".join(part for part in (name, model, effort) if part)
 
     def make_extractor(self):
+        from halacha.evaluation import chosen
         from halacha.extractors import get_extractor
 
-        return get_extractor()
+        choice = chosen()  # the model and effort an operator chose from an evaluation
+        if choice is None:
+            return get_extractor()
+        return get_extractor(choice.backend, model=choice.model, effort=choice.effort)
 
     def _ask(self, ask: Callable[[Any, Any], Any], decision) -> tuple[Any, dict[str, str]]:
         """``ask`` (protocol's ``ask_halachot`` or ``ask_metadata``: the drain's prompt, schema,
@@ -101,13 +118,15 @@ class HalachaDrain(_DecisionDrain):
 
     @classmethod
     def promote(cls, item_key: str, payload) -> None:
-        """The decision's Halacha rows, in the caller's transaction (the one marking it done).
+        """The decision's Halacha rows, in the caller's transaction (the one marking it done),
+        in place of any an earlier version of the decision had.
 
         One plain statement: this is the per-decision hot path of every drain run (see
         docs/performance.md). A decision deleted since the call gets none.
         """
         halachot = payload.get("halachot") or []
         if not halachot:
+            Halacha.objects.filter(decision_id=int(item_key)).delete()
             return
         extractor = str(payload.get("extractor") or "")[:32]
         model = str(payload.get("model") or "")[:100]
@@ -119,9 +138,9 @@ class HalachaDrain(_DecisionDrain):
             spans = json.dumps(item.get("quote_spans") or [])
             params += [ordinal, item["rule"], item["quote"], topics, spans,
                        str(item.get("grounding") or "exact")[:16]]
-        sql = _INSERT_SQL.format(values=", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(halachot)))
+        sql = _REPLACE_SQL.format(values=", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(halachot)))
         with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, decision])
+            cursor.execute(sql, [decision, len(halachot), *params, decision])
 
 
 @registry.register

@@ -54,7 +54,7 @@ class GoldDecision:
     title: str
     court: str
     case_number: str
-    decided_on: date
+    decided_on: date | None
     text: str
     halachot: tuple[GoldHalacha, ...]
     notes: str  # how the decision and its halachot were made and checked
@@ -105,17 +105,30 @@ def load_file(path: Path) -> GoldDecision:
                            f"{exc.colno})") from None
     if not isinstance(data, dict):
         raise GoldSetError(f"{path}: holds a JSON {type(data).__name__}, not an object")
+    return from_data(data, where=path)
+
+
+def from_data(data: dict[str, Any], *, where: Path | str) -> GoldDecision:
+    """A gold decision from its fields (a file's object, or an operator's entry: ``where``
+    names it in the errors), validated as ``load`` says; ``decided_on`` may be null there."""
+    path = where
     _check_fields(path, "", data, FIELDS)
-    strings = {name: _string(path, name, data[name])
+    # An operator's entry may leave the header fields blank (the decision's own may be).
+    blank = () if isinstance(where, Path) else ("title", "court", "case_number")
+    strings = {name: (data[name] if name in blank and data[name] == "" else
+                      _string(path, name, data[name]))
                for name in FIELDS if name not in ("halachot", "decided_on")}
     if strings["language"] not in LANGUAGES:
         raise GoldSetError(f"{path}: language: {strings['language']!r} is not one of "
                            f"{', '.join(LANGUAGES)}")
-    decided = _string(path, "decided_on", data["decided_on"])
-    try:
-        decided_on = date.fromisoformat(decided)
-    except ValueError:
-        raise GoldSetError(f"{path}: decided_on: {decided!r} is not a YYYY-MM-DD date") from None
+    decided_on = None
+    if data["decided_on"] is not None or isinstance(where, Path):
+        decided = _string(path, "decided_on", data["decided_on"])
+        try:
+            decided_on = date.fromisoformat(decided)
+        except ValueError:
+            raise GoldSetError(f"{path}: decided_on: {decided!r} is not a YYYY-MM-DD "
+                               "date") from None
     text = strings["text"]
     items = data["halachot"]
     if not isinstance(items, list) or not items:
@@ -130,7 +143,7 @@ def load_file(path: Path) -> GoldDecision:
     )
 
 
-def _check_fields(path: Path, where: str, data: dict[str, Any], fields: Sequence[str]) -> None:
+def _check_fields(path: Path | str, where: str, data: dict[str, Any], fields: Sequence[str]) -> None:
     prefix = f"{where}." if where else ""
     missing = [name for name in fields if name not in data]
     if missing:
@@ -142,13 +155,13 @@ def _check_fields(path: Path, where: str, data: dict[str, Any], fields: Sequence
                            f"{'halacha' if where else 'file'} has {', '.join(fields)})")
 
 
-def _string(path: Path, field: str, value: object) -> str:
+def _string(path: Path | str, field: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise GoldSetError(f"{path}: {field}: must be a non-empty string, not {value!r}")
     return value
 
 
-def _halacha(path: Path, where: str, item: object, text: str) -> GoldHalacha:
+def _halacha(path: Path | str, where: str, item: object, text: str) -> GoldHalacha:
     if not isinstance(item, dict):
         raise GoldSetError(f"{path}: {where}: must be an object with rule, quote and span")
     _check_fields(path, where, item, HALACHA_FIELDS)
@@ -175,7 +188,7 @@ def _halacha(path: Path, where: str, item: object, text: str) -> GoldHalacha:
     return GoldHalacha(rule=rule, quote=quote, span=(start, end))
 
 
-def _check_disjoint(path: Path, halachot: Sequence[GoldHalacha]) -> None:
+def _check_disjoint(path: Path | str, halachot: Sequence[GoldHalacha]) -> None:
     order = sorted(range(len(halachot)), key=lambda i: halachot[i].span)
     for before, after in zip(order, order[1:], strict=False):
         if halachot[after].span[0] < halachot[before].span[1]:

@@ -62,3 +62,111 @@ class Halacha(models.Model):
 
     def __str__(self) -> str:
         return f"{self.decision.external_id} #{self.ordinal}"
+
+
+class GoldEntry(models.Model):
+    """A decision an operator checked by hand and added to the gold set (the admin's "add to the
+    gold set"), beside the shipped files of halacha/gold/. ``halachot``: [{rule, quote, span}],
+    each quote the exact slice text[span[0]:span[1]] (checked on save, as the files are)."""
+
+    external_id = models.CharField(max_length=200, unique=True)
+    language = models.CharField(max_length=2, choices=Language.choices)
+    title = models.CharField(max_length=500, blank=True, default="")
+    court = models.CharField(max_length=200, blank=True, default="")
+    case_number = models.CharField(max_length=200, blank=True, default="")
+    decided_on = models.DateField(null=True, blank=True)
+    text = models.TextField()
+    halachot = models.JSONField(default=list)
+    notes = models.TextField(blank=True, default="")
+    added_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["external_id"]
+        verbose_name = "gold set decision"
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class Evaluation(models.Model):
+    """One run of ``manage.py evaluate``: a configuration (backend, model, effort) over the gold
+    set, scored against it, with what it cost; the figures are filled in from its cases."""
+
+    backend = models.CharField(max_length=200)
+    model = models.CharField(max_length=100, blank=True, default="")
+    effort = models.CharField(max_length=16, blank=True, default="")
+    quota_key = models.CharField(max_length=200, blank=True, default="")
+    actor = models.CharField(max_length=150, blank=True, default="")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True, default="", help_text="Why it stopped short, if it did.")
+    decisions = models.IntegerField(default=0, help_text="Gold decisions asked.")
+    answered = models.IntegerField(default=0, help_text="Of them, answered with a usable reply.")
+    gold = models.IntegerField(default=0)
+    predicted = models.IntegerField(default=0)
+    true_positives = models.IntegerField(default=0)
+    rejected = models.IntegerField(default=0, help_text="Quotes no tier could ground.")
+    tiers = models.JSONField(default=dict, blank=True)
+    readings_before = models.JSONField(
+        default=dict, blank=True,
+        help_text="The quota's readings before its first call: {window: [utilization, resets]}.")
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    five_hour_moved = models.FloatField(null=True, blank=True,
+                                        help_text="Utilization of the 5-hour window it moved (0-1).")
+    week_moved = models.FloatField(null=True, blank=True,
+                                   help_text="Utilization of the weekly window it moved (0-1).")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"evaluation {self.pk}: {self.label}"
+
+    @property
+    def label(self) -> str:
+        return ":".join(part for part in (self.backend, self.model, self.effort) if part)
+
+
+class EvaluationCase(models.Model):
+    """One gold decision of one evaluation: a copy of it (the evaluation stays readable however
+    the gold set changes), and what the model made of it. The evaluation drain's items."""
+
+    evaluation = models.ForeignKey(Evaluation, on_delete=models.CASCADE, related_name="cases")
+    external_id = models.CharField(max_length=200)
+    language = models.CharField(max_length=2, choices=Language.choices)
+    title = models.CharField(max_length=500, blank=True, default="")
+    court = models.CharField(max_length=200, blank=True, default="")
+    case_number = models.CharField(max_length=200, blank=True, default="")
+    decided_on = models.DateField(null=True, blank=True)
+    text = models.TextField()
+    gold = models.JSONField(default=list, help_text="The gold halachot's spans.")
+    result = models.JSONField(null=True, blank=True,
+                              help_text="Predicted spans, tiers, rejections, usage, quota readings.")
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.evaluation_id}/{self.external_id}"
+
+
+class ExtractorChoice(models.Model):
+    """The model and effort an operator chose for the drains from an evaluation (the latest row
+    is in force while its backend is HALACHA_EXTRACTOR's); audited by an event on each drain."""
+
+    backend = models.CharField(max_length=200)
+    model = models.CharField(max_length=100, blank=True, default="")
+    effort = models.CharField(max_length=16, blank=True, default="")
+    evaluation = models.ForeignKey(Evaluation, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    actor = models.CharField(max_length=150)
+    chosen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-chosen_at", "-id"]
+
+    def __str__(self) -> str:
+        return ":".join(part for part in (self.backend, self.model, self.effort) if part)

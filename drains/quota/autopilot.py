@@ -298,7 +298,7 @@ def run_autopilot(*, quota_key: str, now: datetime, dry_run: bool = False) -> li
                       deadline=deadline)
     for d in drains:
         name = d["name"]
-        if not d["enabled"] or name not in registry.names():
+        if not d["enabled"] or name not in registry.names() or registry.get(name).on_demand:
             continue
         if not registry.get(name).pending_count():
             lines.append(f"{name}: autopilot due, but the backlog is empty")

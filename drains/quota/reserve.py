@@ -161,7 +161,7 @@ def resolve_quota_key(quota_key: str | None) -> str:
         if not known:
             raise QuotaPolicyError(
                 "no quota key is known yet: a drain records its key at its first run "
-                "(e.g. manage.py drain_halacha)", field="quota"
+                "(e.g. manage.py drain NAME)", field="quota"
             )
         raise QuotaPolicyError(
             f"{len(known)} quota keys are known; name one with --quota: {', '.join(known)}",

@@ -35,7 +35,7 @@ class DrainCommand(validate.CheckedCommand):
         if not self.drain_name:
             parser.add_argument(
                 "name", type=validate.choice(registry.names, "drain"),
-                help="The drain to run, e.g. halacha or metadata.",
+                help="The drain to run: one of manage.py schedule's drains.",
             )
         # From a shell it is an operator's run; cron lines and the supervisor say who they are.
         add_trigger_argument(parser, default=Trigger.MANUAL)

@@ -86,7 +86,8 @@ class Drain:
     Must: ``name`` (the drain's name), ``source`` (which rows are its items), ``make_extractor``
     (the backend its calls go through), ``process`` (one item → one paid call → ``Processed``),
     ``promote`` (a payload → domain rows). May: ``command``, ``product_names``,
-    ``produced_between``, ``extractor_label``, ``breaker_failures``.
+    ``produced_between``, ``extractor_label``, ``breaker_failures``, ``max_attempts``,
+    ``on_demand``.
 
     The framework owns the items' state (drains/items.py): pending, done, failed, attempts, the
     last error, retry, the counts. The classmethods below the hooks read it for everyone.
@@ -101,6 +102,10 @@ class Drain:
     # The breaker (drains/runner/loop.py): this many items in a row failing with the same error
     # stop the run and block the drain; 0 turns it off.
     breaker_failures: ClassVar[int] = 5
+    # Attempts before an item is failed for good (None: DRAINS_MAX_ATTEMPTS).
+    max_attempts: ClassVar[int | None] = None
+    # Run only when asked (``manage.py evaluate``): the quota autopilot never starts a burst on it.
+    on_demand: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._extractor: Any = None
@@ -117,8 +122,9 @@ class Drain:
 
     @classmethod
     def promote(cls, item_key: str, payload: Any) -> None:
-        """Write ``payload`` as domain rows, inside the transaction that marks the item done;
-        called once per item (never for an item already done) and needs no extractor."""
+        """Write ``payload`` as domain rows, inside the transaction that marks the item done,
+        replacing what an earlier version of the item wrote (an item whose version changed is
+        worked again); never called for an item already done, and needs no extractor."""
         raise NotImplementedError(f"{cls.__name__}.promote()")
 
     @classmethod

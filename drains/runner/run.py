@@ -117,7 +117,7 @@ class _Runner:
             max_minutes=max_minutes,
             concurrency=concurrency,
             chunk_size=chunk_size,
-            max_attempts=settings.DRAINS_MAX_ATTEMPTS,
+            max_attempts=drain.max_attempts or settings.DRAINS_MAX_ATTEMPTS,
             progress_stream=progress_stream,
             tty=tty,
         )

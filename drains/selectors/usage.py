@@ -76,8 +76,8 @@ class Produced:
     """What one drain made in a quota week: its product's name, how many, and its runs' cost."""
 
     drain: str
-    product: str  # plural, e.g. "halachot"
-    singular: str  # e.g. "halacha"
+    product: str  # plural, the drain's product_names[1]
+    singular: str  # product_names[0]
     count: int
     cost_usd: Decimal
 

@@ -43,6 +43,9 @@ def extractor_class(name: str | None = None):
     return cls
 
 
-def get_extractor(name: str | None = None):
-    """A ready extractor instance for ``name`` (default: settings.HALACHA_EXTRACTOR)."""
-    return extractor_class(name)()
+def get_extractor(name: str | None = None, *, model: str = "", effort: str = ""):
+    """A ready extractor instance for ``name`` (default: settings.HALACHA_EXTRACTOR); ``model``
+    and ``effort`` configure it otherwise than the settings ("": as set). A class of one's own
+    that takes no configuration is built without one."""
+    cls = extractor_class(name)
+    return cls(model=model, effort=effort) if model or effort else cls()

@@ -40,9 +40,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import warnings
+from typing import Any, cast
 
 import anthropic
-from anthropic.types import TextBlockParam
+from anthropic.types import OutputConfigParam, TextBlockParam
 from django.conf import settings
 from django.utils import timezone
 
@@ -85,6 +86,7 @@ def key_fingerprint(api_key: str) -> str:
 class AnthropicExtractor(Extractor):
     name = "anthropic"
     model_setting = "HALACHA_MODEL"
+    efforts = ("low", "medium", "high", "xhigh", "max")  # the Messages API's output_config
 
     def quota_key(self) -> str:
         api_key = settings.ANTHROPIC_API_KEY
@@ -107,6 +109,13 @@ class AnthropicExtractor(Extractor):
         # base_url is left to the SDK, which reads ANTHROPIC_BASE_URL itself.
         return anthropic.Anthropic(api_key=api_key, max_retries=0, timeout=timeout)
 
+    def _output_config(self, schema: dict) -> OutputConfigParam:
+        """The reply's JSON schema, and the configured effort when there is one."""
+        config: OutputConfigParam = {"format": {"type": "json_schema", "schema": schema}}
+        if self.effort:
+            config["effort"] = cast(Any, self.effort)  # one of ``efforts``, checked at init
+        return config
+
     def _call(self, *, system: str, user: str, schema: dict):
         """One Messages API request; returns (message, reply text, raw, usage, quota) or raises
         (the exception's ``quota`` what the refusal's headers said)."""
@@ -122,7 +131,7 @@ class AnthropicExtractor(Extractor):
                     max_tokens=int(settings.HALACHA_MAX_TOKENS),
                     system=[system_block(system)],
                     messages=[{"role": "user", "content": user}],
-                    output_config={"format": {"type": "json_schema", "schema": schema}},
+                    output_config=self._output_config(schema),
                 )
                 quota = from_unified_headers(response.headers, now=timezone.now())
                 message = response.parse()

@@ -81,6 +81,10 @@ class ModelReply:
     quota: QuotaSignal = field(default_factory=QuotaSignal)
 
 
+class ExtractionConfigError(ValueError):
+    """A configuration a backend cannot run (an effort it takes not): the operator's to fix."""
+
+
 def empty_usage() -> dict[str, Any]:
     """The usage keys every backend reports (the drain runtime sums them onto DrainRun)."""
     return {
@@ -101,12 +105,28 @@ class Extractor:
 
     name = "base"
     model_setting = ""  # the setting naming the model, read at call time ("": none)
+    # The effort levels the backend can pass on (empty: it takes no effort).
+    efforts: tuple[str, ...] = ()
+
+    def __init__(self, *, model: str = "", effort: str = "") -> None:
+        """``model`` and ``effort``: a configuration other than the settings' (an evaluation's,
+        or the one an operator chose); "" keeps the setting (and the backend's default effort).
+        """
+        if effort and effort not in self.efforts:
+            raise ExtractionConfigError(
+                f"the {self.name} backend takes no effort {effort!r}"
+                + (f"; use one of {', '.join(self.efforts)}" if self.efforts else
+                   "; leave --effort out for it"))
+        self.model_choice = model
+        self.effort = effort
 
     @property
     def model(self) -> str:
-        """The model it uses ("": none): a backend whose model is a setting names it in
-        ``model_setting``, read at call time like every setting; one with a fixed model sets
-        ``model`` as a class attribute."""
+        """The model it uses ("": none): the configured one, else a backend whose model is a
+        setting names it in ``model_setting``, read at call time like every setting; one with a
+        fixed model sets ``model`` as a class attribute."""
+        if getattr(self, "model_choice", ""):
+            return self.model_choice
         return getattr(settings, self.model_setting) if self.model_setting else ""
 
     def quota_key(self) -> str:

@@ -189,6 +189,7 @@ class CliAnswer:
 class ClaudeCliExtractor(Extractor):
     name = "claude-cli"
     model_setting = "HALACHA_CLI_MODEL"
+    efforts = ("low", "medium", "high", "xhigh", "max")  # the CLI's --effort
 
     def executable(self) -> str:
         configured = settings.CLAUDE_CLI or "claude"
@@ -225,6 +226,8 @@ class ClaudeCliExtractor(Extractor):
         return [
             self.executable(),
             *cli_args(model=model, system_prompt_file=system_prompt_file, extra=extra_args()),
+            # The configured effort last: the CLI takes the last --effort it is given.
+            *(["--effort", self.effort] if self.effort else []),
         ]
 
     def run(self, system_prompt: str, user: str) -> tuple[int, str, str]:

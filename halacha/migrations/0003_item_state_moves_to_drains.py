@@ -13,18 +13,24 @@ _COLUMNS = {  # drain: (status, attempts, error, done at)
     "metadata": ("metadata_status", "metadata_attempts", "metadata_error", "metadata_extracted_at"),
 }
 
-FORWARD = "\n".join(
+# Writers wait while the state is copied (a run of the old code marking a decision done between
+# the copy and the columns' removal would otherwise be lost, and its decision paid for twice).
+FORWARD = f"LOCK TABLE {_DECISIONS} IN SHARE MODE;\n" + "\n".join(
     f"INSERT INTO {_ITEMS} (drain, ref, status, attempts, last_error, version, arrived_at, "
     f"done_at, updated_at) SELECT '{drain}', id, {status}, {attempts}, {error}, text_sha256, "
     f"created_at, {done_at}, updated_at FROM {_DECISIONS} ON CONFLICT (drain, ref) DO NOTHING;"
     for drain, (status, attempts, error, done_at) in _COLUMNS.items()
 )
-BACKWARD = "\n".join(
-    f"UPDATE {_DECISIONS} d SET {status} = i.status, {attempts} = i.attempts, "
-    f"{error} = i.last_error, {done_at} = i.done_at FROM {_ITEMS} i "
-    f"WHERE i.drain = '{drain}' AND i.ref = d.id;"
-    for drain, (status, attempts, error, done_at) in _COLUMNS.items()
-) + f"\nDELETE FROM {_ITEMS} WHERE drain IN ('halacha', 'metadata');"
+# Back: one UPDATE over both drains' items (each decision's row rewritten once, not twice).
+_H, _M = _COLUMNS["halacha"], _COLUMNS["metadata"]
+BACKWARD = (
+    f"LOCK TABLE {_ITEMS} IN SHARE MODE;\n"
+    f"UPDATE {_DECISIONS} d SET {_H[0]} = h.status, {_H[1]} = h.attempts, {_H[2]} = h.last_error, "
+    f"{_H[3]} = h.done_at, {_M[0]} = m.status, {_M[1]} = m.attempts, {_M[2]} = m.last_error, "
+    f"{_M[3]} = m.done_at FROM {_ITEMS} h, {_ITEMS} m WHERE h.drain = 'halacha' AND h.ref = d.id "
+    "AND m.drain = 'metadata' AND m.ref = d.id;\n"
+    f"DELETE FROM {_ITEMS} WHERE drain IN ('halacha', 'metadata');"
+)
 
 
 class Migration(migrations.Migration):

@@ -72,7 +72,9 @@ class WordCountDrain(Drain):
 
     @classmethod
     def promote(cls, item_key: str, payload) -> None:
-        WordCount.objects.create(decision_id=int(item_key), words=payload["words"])
+        # An item worked again (its text changed) replaces what its earlier version wrote.
+        WordCount.objects.update_or_create(decision_id=int(item_key),
+                                           defaults={"words": payload["words"]})
 
     @classmethod
     def produced_between(cls, since, until) -> int:
@@ -141,6 +143,11 @@ def test_the_word_count_drain_through_a_run_the_snapshot_a_burst_the_supervisor_
     assert WordCount.objects.get(decision_id=decisions[2].pk).words == 3
     assert set(Item.objects.filter(drain="word_count").values_list("status", flat=True)) == {
         "done"}
+    # A decision whose text changed is counted again, its count replaced.
+    decisions[1].text, decisions[1].text_sha256 = "Appeal dismissed with costs.", "changed"
+    decisions[1].save()
+    run_drain("word_count", trigger="manual", tty=False)
+    assert WordCount.objects.get(decision_id=decisions[1].pk).words == 4
     # The other drains' items were never touched by it.
     assert set(Item.objects.filter(drain="halacha").values_list("status", flat=True)) == {
         "pending"}

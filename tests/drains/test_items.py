@@ -118,9 +118,9 @@ def test_next_pending_is_in_ref_order_after_the_cursor_and_drops_items_whose_row
 def test_finish_is_once_and_fail_counts_to_failed_and_retry_puts_back():
     decision, other = _decision(1), _decision(2)
     key = str(decision.pk)
-    assert items.finish("halacha", key) is True
-    assert items.finish("halacha", key) is False
-    assert items.finish("halacha", "not-a-key") is False
+    assert items.finish(HalachaDrain, key) is True
+    assert items.finish(HalachaDrain, key) is False
+    assert items.finish(HalachaDrain, "not-a-key") is False
     for attempt in (1, 2):
         items.fail("metadata", key, f"boom {attempt}", max_attempts=2)
     items.fail("metadata", str(other.pk), "x" * 5000, max_attempts=2)
@@ -132,6 +132,9 @@ def test_finish_is_once_and_fail_counts_to_failed_and_retry_puts_back():
     assert MetadataDrain.retry_failed(["junk", str(other.pk)]) == []  # other is not failed
     assert MetadataDrain.retry_failed(None) == [key]
     assert state("metadata", decision) == ("pending", 0, "boom 2")
+    gone = _decision(3)
+    CourtDecision.objects.filter(pk=gone.pk)._raw_delete(connection.alias)  # no signal
+    assert items.finish(HalachaDrain, str(gone.pk)) is False  # its result is never written
 
 
 @pytest.mark.django_db
@@ -155,6 +158,133 @@ def test_a_drain_without_a_source_is_refused_at_registration():
     with pytest.raises(TypeError, match="needs a name and a source"):
         registry.register(NoSource)
     assert "nosource" not in registry.names()
+
+
+@pytest.mark.django_db
+def test_a_drain_added_to_a_table_with_rows_gets_all_of_them_though_a_row_was_saved_first():
+    for n in range(5):
+        _decision(n)
+
+    class Third(Drain):
+        name = "third"
+        source = Source(CourtDecision, version_field="text_sha256")
+
+    registry.register(Third)
+    try:
+        _decision(99)  # the importer adds one before the new drain's first run: queued at once
+        assert Third.pending_count() == 1
+        assert Third.sync() == 5 and Third.pending_count() == 6
+        assert Third.sync() == 0
+    finally:
+        registry.unregister("third")
+
+
+@pytest.mark.django_db
+def test_a_first_sync_of_a_large_source_is_many_short_statements(monkeypatch):
+    monkeypatch.setattr(items, "SYNC_BATCH", 3)
+    CourtDecision.objects.bulk_create(
+        [CourtDecision(external_id=f"many-{i}", text="t") for i in range(10)])
+    assert HalachaDrain.sync() == 10 and HalachaDrain.pending_count() == 10
+
+
+def test_a_version_field_must_be_text():
+    with pytest.raises(TypeError, match="a version field must be text"):
+        Source(CourtDecision, version_field="decided_on")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("meanwhile", ["a new decision commits", "an operator retries"])
+def test_a_short_chunk_never_drops_an_item_that_became_pending_meanwhile(monkeypatch, meanwhile):
+    first = _decision(1)
+    failed = _decision(2)
+    items.fail("halacha", str(failed.pk), "boom", max_attempts=1)
+    made = []
+    raw = CourtDecision._default_manager.raw
+
+    def raw_then_meanwhile(*args, **kwargs):
+        rows = list(raw(*args, **kwargs))
+        if not made:  # between the chunk's read and the check for rows that are gone
+            made.append(_decision(3) if meanwhile == "a new decision commits"
+                        else HalachaDrain.retry_failed(None))
+        return rows
+
+    monkeypatch.setattr(CourtDecision._default_manager, "raw", raw_then_meanwhile)
+    assert [d.pk for d in HalachaDrain().select_pending(after=None, limit=10)] == [first.pk]
+    assert HalachaDrain.pending_count() == 2  # nothing was taken for gone
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_promotion_and_a_text_change_at_once_queue_instead_of_deadlocking(monkeypatch):
+    import threading
+    import time
+
+    from django.db import connections
+
+    from drains import staging
+    from drains.staging import promote_staged, stage_result
+
+    record = {"external_id": "dl-1", "text": "We hold that notice is written."}
+    import_record(validate_record(record))
+    decision = CourtDecision.objects.get()
+    stage_result(drain="halacha", item_key=str(decision.pk),
+                 payload={"halachot": [{"rule": "old rule", "quote": "notice is written"}]})
+    marked = threading.Event()
+    finish = staging.items.finish
+
+    def finish_then_wait(drain_cls, key):
+        done = finish(drain_cls, key)
+        marked.set()
+        time.sleep(1.0)  # the importer now wants the decision's row, and the promotion the item
+        return done
+
+    monkeypatch.setattr(staging.items, "finish", finish_then_wait)
+    outcome = {}
+
+    def promote():
+        try:
+            outcome["promote"] = promote_staged(drain="halacha", item_key=str(decision.pk))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            outcome["promote"] = repr(exc)
+        finally:
+            connections.close_all()
+
+    def change_text():
+        marked.wait(5)
+        try:
+            outcome["import"] = import_record(validate_record(dict(record, text="Now oral.")))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            outcome["import"] = repr(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=promote), threading.Thread(target=change_text)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert outcome == {"promote": True, "import": "updated"}
+    # The text changed after the promotion: the decision is pending again, its old rule gone.
+    assert state("halacha", decision)[0] == "pending"
+    assert not decision.halachot.exists()
+
+
+@pytest.mark.django_db
+def test_an_item_worked_again_replaces_what_its_earlier_version_wrote():
+    from drains.staging import promote_staged, stage_result
+
+    decision = _decision(1, text="We hold that notice is written. And that it is signed.")
+    for rule in ("first", "second"):
+        payload = {"halachot": [{"rule": rule, "quote": "notice is written"},
+                                {"rule": rule + " too", "quote": "it is signed"}]}
+        assert stage_result(drain="halacha", item_key=str(decision.pk), payload=payload)
+        assert promote_staged(drain="halacha", item_key=str(decision.pk)) is True
+        decision.text_sha256 = f"v-{rule}"
+        decision.save()  # a new version: the item is pending again
+    assert list(decision.halachot.order_by("ordinal").values_list("rule", flat=True)) == [
+        "second", "second too"]
+    assert stage_result(drain="halacha", item_key=str(decision.pk), payload={"halachot": []})
+    assert promote_staged(drain="halacha", item_key=str(decision.pk)) is True
+    assert not decision.halachot.exists()
 
 
 # --- the data migration --------------------------------------------------------------------------

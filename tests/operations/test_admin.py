@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 
@@ -180,3 +181,48 @@ def test_admin__runs_show_the_models_their_calls_used(admin_client_, db):
         )
     )
     assert cells == {"halacha": "claude-sonnet-4-6", "metadata": "—"}
+
+
+# --- the gold set: "add to the gold set" from a decision, checked on every save --------------
+
+GOLD_TEXT = ("Tel Aviv District Court\nCA 12/24\n\nWe hold that notice must be\nwritten. "
+             "The tenant argued otherwise. Appeal dismissed.")
+
+
+def test_admin__a_decision_goes_to_the_gold_set_with_its_halachot_and_evaluate_reads_it(
+    admin_client_, db, admin_user
+):
+    from halacha.evaluation import gold_set
+    from halacha.models import GoldEntry
+
+    decision = CourtDecision.objects.create(external_id="ISR-9", text=GOLD_TEXT, language="en")
+    start = GOLD_TEXT.index("We hold")
+    end = GOLD_TEXT.index("written.") + len("written.")
+    Halacha.objects.create(decision=decision, ordinal=1, rule="Notice must be written.",
+                           quote=GOLD_TEXT[start:end], quote_spans=[[start, end]],
+                           extractor="offline")
+    empty = CourtDecision.objects.create(external_id="ISR-10", text="No rule here.")
+    response = admin_client_.post("/admin/halacha/courtdecision/", {
+        "action": "add_to_gold_set", "_selected_action": [decision.pk, empty.pk]}, follow=True)
+    said = [str(m) for m in response.context["messages"]]
+    assert any("Added to the gold set: ISR-9" in m for m in said), said
+    assert any("ISR-10 was not added: gold entry ISR-10: halachot: must be a non-empty" in m
+               for m in said), said
+    entry = GoldEntry.objects.get()
+    assert entry.halachot == [{"rule": "Notice must be written.", "quote": GOLD_TEXT[start:end],
+                               "span": [start, end]}]
+    assert entry.added_by == admin_user.username
+    assert [d.id for d in gold_set()][-1] == "ISR-9"
+
+    # An edit that breaks a span is refused, saying which and why; a good one is kept.
+    url = f"/admin/halacha/goldentry/{entry.pk}/change/"
+    form = {"external_id": "ISR-9", "language": "en", "title": "", "court": "",
+            "case_number": "", "decided_on": "", "text": GOLD_TEXT, "notes": "checked",
+            "halachot": json.dumps([{"rule": "r", "quote": "We hold", "span": [0, 7]}])}
+    refused = admin_client_.post(url, form)
+    assert refused.status_code == 200
+    assert "halachot[0]" in refused.content.decode() and not GoldEntry.objects.filter(
+        notes="checked").exists()
+    form["halachot"] = json.dumps([{"rule": "r", "quote": "We hold", "span": [start, start + 7]}])
+    assert admin_client_.post(url, form).status_code == 302
+    assert GoldEntry.objects.get().notes == "checked"

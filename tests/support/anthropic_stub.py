@@ -301,8 +301,12 @@ class QuotaModel:
         overage: bool = False,
         warn_at: float = 0.9,
         clock=time.time,
+        weight=None,
     ):
         self.clock = clock
+        # weight(request body) -> how many calls' worth one request spends (a model's price):
+        # None, every request one.
+        self.weight = weight
         now = clock()
         self.windows = {
             "five_hour": StubWindow(
@@ -369,8 +373,9 @@ class QuotaModel:
     def _full(self) -> list[StubWindow]:
         return [w for w in self.windows.values() if w.utilization >= 1.0]
 
-    def call(self) -> tuple[bool, dict[str, str]]:
-        """One Messages call arriving now: (answered, the unified headers of its answer)."""
+    def call(self, body=None) -> tuple[bool, dict[str, str]]:
+        """One Messages call arriving now: (answered, the unified headers of its answer); its
+        ``body`` weighs it (``weight``)."""
         with self._lock:
             now = self.clock()
             self._advance(now)
@@ -378,7 +383,7 @@ class QuotaModel:
             full = self._full()
             answered = not full or self.overage
             if not full:
-                self._spend(1.0, now)
+                self._spend(self.weight(body) if self.weight else 1.0, now)
             self.calls.append(
                 QuotaCall(now, answered, bool(full) and self.overage, before,
                           {name: w.utilization for name, w in self.windows.items()})
@@ -507,7 +512,7 @@ class AnthropicStub:
                     return
                 quota_headers: dict[str, str] = {}
                 if stub.quota is not None:
-                    answered, quota_headers = stub.quota.call()
+                    answered, quota_headers = stub.quota.call(recorded.body)
                     if not answered:  # a full window: refused, no queued response taken
                         recorded.answered_at = time.monotonic()
                         recorded.status = 429

@@ -18,7 +18,7 @@ class Command(validate.CheckedCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "name", type=validate.choice(registry.names, "drain"),
-            help="The drain, e.g. halacha or metadata.",
+            help="The drain (manage.py schedule lists them).",
         )
         add_actor_argument(parser)
 
