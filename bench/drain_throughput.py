@@ -167,14 +167,12 @@ def raw_pass(n: int, database: str) -> dict:
                 ).fetchone()
                 with conn.transaction():
                     conn.execute(
-                        "DELETE FROM drains_stagedresult WHERE drain = 'halacha' AND item_key = %s",
-                        (str(pk),),
-                    )
-                    conn.execute(
-                        "UPDATE drains_item SET status = 'done', done_at = now(), "
-                        "last_error = '', updated_at = now() WHERE drain = 'halacha' AND ref = %s "
-                        "AND status <> 'done'",
-                        (pk,),
+                        "WITH gone AS (DELETE FROM drains_stagedresult WHERE drain = 'halacha' "
+                        "AND item_key = %s RETURNING 1) UPDATE drains_item SET status = 'done', "
+                        "done_at = now(), last_error = '', updated_at = now() "
+                        "WHERE drain = 'halacha' AND ref = %s AND status <> 'done' "
+                        "AND EXISTS (SELECT 1 FROM gone)",
+                        (str(pk), pk),
                     )
                     for ordinal, h in enumerate(payload["halachot"], 1):
                         conn.execute(

@@ -222,25 +222,35 @@ def next_pending(drain_cls: Any, *, after: int | None, limit: int) -> list[Any]:
 _FINISH_SQL = (
     # The source row first (KEY SHARE: a writer holding it, e.g. the importer, goes first), then
     # the item: the order every writer of both takes, so a promotion never deadlocks with them.
-    "WITH source AS (SELECT 1 FROM {source} WHERE {pk} = %s FOR KEY SHARE) "
-    f"UPDATE {_TABLE} SET status = 'done', done_at = %s, last_error = '', updated_at = %s "
-    "WHERE drain = %s AND ref = %s AND status <> 'done' AND EXISTS (SELECT 1 FROM source)"
+    "source AS (SELECT 1 FROM {source} WHERE {pk} = %s FOR KEY SHARE), "
+    f"done AS (UPDATE {_TABLE} SET status = 'done', done_at = %s, last_error = '', "
+    "updated_at = %s WHERE drain = %s AND ref = %s AND status <> 'done' "
+    "AND EXISTS (SELECT 1 FROM source){after} RETURNING 1)"
 )
 
 
 def finish(drain_cls: Any, key: str) -> bool:
     """Mark the item done, in the caller's transaction; False when it already was, or when its
     source row is gone: then its result must not be written (again)."""
+    sql, params = finish_ctes(drain_cls, key)
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {sql} SELECT count(*) FROM done", params)
+        return bool(cursor.fetchone()[0] == 1)
+
+
+def finish_ctes(drain_cls: Any, key: str, *, after: str = "") -> tuple[str, list[Any]]:
+    """``finish`` as two common table expressions, ``source`` and ``done`` (a row per item
+    marked), for a caller's statement; with ``after`` (the name of another CTE of it) the item
+    is marked only when that CTE returned a row (staging: only when its staged row was removed).
+    """
     refs = _refs([key])
-    if not refs:
-        return False
+    ref = refs[0] if refs else None  # no such item: nothing is marked
     model = drain_cls.source.model
     sql = _FINISH_SQL.format(source=connection.ops.quote_name(model._meta.db_table),
-                             pk=connection.ops.quote_name(model._meta.pk.column))
+                             pk=connection.ops.quote_name(model._meta.pk.column),
+                             after=f" AND EXISTS (SELECT 1 FROM {after})" if after else "")
     now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [refs[0], now, now, drain_cls.name, refs[0]])
-        return bool(cursor.rowcount == 1)
+    return sql, [ref, now, now, drain_cls.name, ref]
 
 
 def fail(drain: str, key: str, error: str, *, max_attempts: int) -> None:

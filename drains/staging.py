@@ -57,17 +57,19 @@ _STAGE_SQL = (
 )
 
 
-_UNSTAGE_SQL = f"DELETE FROM {StagedResult._meta.db_table} WHERE drain = %s AND item_key = %s"
-# The fenced form, for a promotion by a run: in one statement, the run row is locked (FOR SHARE,
-# so the supervisor's status change waits for this transaction) and checked to still be running,
-# and the staged row is removed only then. A conditional write, never a read and then a write.
-_FENCED_UNSTAGE_SQL = (
-    f"WITH fence AS (SELECT id FROM {DrainRun._meta.db_table} WHERE id = %s AND status = %s "
-    "FOR SHARE), "
+# In one statement: the staged row removed and the item marked done (drains/items.py
+# ``finish_ctes``: only when the row was removed). A promotion by a run is fenced: its run row is
+# locked (FOR SHARE, so the supervisor's status change waits for this transaction) and checked to
+# still be running, and only then is anything removed or marked. A conditional write, never a
+# read and then a write. Returns (the run still running, the row removed, the item marked).
+_UNSTAGE_SQL = (
+    "WITH fence AS ({fence}), "
     f"gone AS (DELETE FROM {StagedResult._meta.db_table} WHERE drain = %s AND item_key = %s "
-    "AND EXISTS (SELECT 1 FROM fence) RETURNING 1) "
-    "SELECT (SELECT count(*) FROM fence), (SELECT count(*) FROM gone)"
+    "AND EXISTS (SELECT 1 FROM fence) RETURNING 1), {done} "
+    "SELECT (SELECT count(*) FROM fence), (SELECT count(*) FROM gone), (SELECT count(*) FROM done)"
 )
+_FENCE = f"SELECT id FROM {DrainRun._meta.db_table} WHERE id = %s AND status = %s FOR SHARE"
+_NO_FENCE = "SELECT 1"
 
 
 def stage_result(*, drain: str, item_key: str, payload: Any, run: DrainRun | None = None) -> bool:
@@ -121,25 +123,24 @@ def promote_staged(
                 if row is None:
                     return False
                 payload = row.payload
-            # Deleting the row first makes a concurrent or repeated promotion a no-op.
+            # Deleting the row first makes a concurrent or repeated promotion a no-op; the item
+            # already done (or its source row gone) is never written twice.
+            done, done_params = items.finish_ctes(drain_cls, item_key, after="gone")
+            fence_params: list[Any]
+            fence, fence_params = ((_NO_FENCE, []) if run is None
+                                   else (_FENCE, [run.pk, str(RunStatus.RUNNING)]))
             with connection.cursor() as cursor:
-                if run is None:
-                    cursor.execute(_UNSTAGE_SQL, [drain, item_key])
-                    removed = cursor.rowcount
-                else:
-                    cursor.execute(
-                        _FENCED_UNSTAGE_SQL, [run.pk, RunStatus.RUNNING, drain, item_key]
-                    )
-                    current, removed = cursor.fetchone()
-                    if not current:
-                        raise RunSuperseded(
-                            f"{drain} run {run.pk} is no longer running (marked by the "
-                            f"supervisor): its result for {item_key} stays staged"
-                        )
-                if not removed:
-                    return False
-            if not items.finish(drain_cls, item_key):
-                return False  # done already (or gone): its result is never written twice
+                cursor.execute(_UNSTAGE_SQL.format(fence=fence, done=done),
+                               [*fence_params, drain, item_key, *done_params])
+                current, removed, marked = cursor.fetchone()
+            if not current:
+                assert run is not None
+                raise RunSuperseded(
+                    f"{drain} run {run.pk} is no longer running (marked by the "
+                    f"supervisor): its result for {item_key} stays staged"
+                )
+            if not (removed and marked):
+                return False
             drain_cls.promote(item_key, payload)
             return True
     except RunSuperseded:

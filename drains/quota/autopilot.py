@@ -136,7 +136,8 @@ def _plan(inputs: _Inputs, quota_key: str, now: datetime) -> _Planned | None:
         return None
     ceiling_now, at_reset = _ceilings(inputs.reserves, weekly.resets_at, now)
     rate = measure_spend_rate(
-        quota_key=quota_key, now=now, session_ceiling=1.0 - inputs.reserves.session
+        quota_key=quota_key, now=now, session_ceiling=1.0 - inputs.reserves.session,
+        extractors=labels_in_use(quota_key),
     )
     plan = plan_start(
         utilization=weekly.utilization,
@@ -186,6 +187,15 @@ def forecast(*, quota_key: str, now: datetime) -> Forecast | None:
         spend_rate=rate.per_hour,
         planned_start=plan.planned_start,
     )
+
+
+def labels_in_use(quota_key: str) -> list[str]:
+    """The configurations (``Drain.extractor_label``) the drains on ``quota_key`` run now."""
+    from drains import registry
+
+    names = set(registry.names())
+    return sorted({registry.get(d["name"]).extractor_label() for d in quota_drains(quota_key)
+                   if d["name"] in names} - {""})
 
 
 def quota_drains(quota_key: str) -> list[ControlRow]:

@@ -24,12 +24,14 @@ Reads only; one query. Never calls an extractor.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
 
+from drains.models import DrainRun
 from drains.quota.models import QuotaSample
 
 WEEKLY = "seven_day"
@@ -39,22 +41,24 @@ LOOKBACK_DAYS = 14  # samples older than this say little about today's prompts a
 
 _SAMPLE = QuotaSample._meta.db_table
 
-# Consecutive samples of each run and window; the gains and the times between them.
+# Consecutive samples of each run and window; the gains and the times between them, apart for
+# the runs made with a configuration in use now (their extractor label) and the others.
 _PAIRS = f"""
 WITH s AS (
-    SELECT "window", run_id, utilization, observed_at,
-           utilization - lag(utilization) OVER w AS gain,
-           EXTRACT(EPOCH FROM observed_at - lag(observed_at) OVER w) AS seconds
-    FROM {_SAMPLE}
-    WHERE quota_key = %s AND run_id IS NOT NULL AND "window" IN (%s, %s)
-      AND observed_at >= %s AND observed_at <= %s
-    WINDOW w AS (PARTITION BY run_id, "window" ORDER BY observed_at, id)
+    SELECT q."window", q.run_id, q.utilization, q.observed_at,
+           COALESCE(r.extractor = ANY(%s::text[]), false) AS current,
+           q.utilization - lag(q.utilization) OVER w AS gain,
+           EXTRACT(EPOCH FROM q.observed_at - lag(q.observed_at) OVER w) AS seconds
+    FROM {_SAMPLE} q LEFT JOIN {DrainRun._meta.db_table} r ON r.id = q.run_id
+    WHERE q.quota_key = %s AND q.run_id IS NOT NULL AND q."window" IN (%s, %s)
+      AND q.observed_at >= %s AND q.observed_at <= %s
+    WINDOW w AS (PARTITION BY q.run_id, q."window" ORDER BY q.observed_at, q.id)
 )
-SELECT "window",
+SELECT "window", current,
        COALESCE(sum(gain), 0), COALESCE(sum(seconds), 0), count(*) FILTER (WHERE gain > 0)
 FROM s
 WHERE gain IS NOT NULL AND gain >= 0 AND seconds <= %s
-GROUP BY "window"
+GROUP BY "window", current
 """
 
 
@@ -99,13 +103,26 @@ def bounded_rate(
     return SpendRate(measured, measured, bound, hours, "measured")
 
 
-def measure_spend_rate(*, quota_key: str, now: datetime, session_ceiling: float = 1.0) -> SpendRate:
-    """The spend rate of ``quota_key`` measured up to ``now`` (one query)."""
+def measure_spend_rate(*, quota_key: str, now: datetime, session_ceiling: float = 1.0,
+                       extractors: Sequence[str] = ()) -> SpendRate:
+    """The spend rate of ``quota_key`` measured up to ``now`` (one query). With ``extractors``
+    (the labels of the configurations in use, ``Drain.extractor_label``), only the runs made
+    with them count once they measured enough: a model or an effort just chosen is planned with
+    its own spend (its evaluation's runs measured it), not the last one's."""
     since = now - timedelta(days=LOOKBACK_DAYS)
     gap = float(settings.DRAINS_QUOTA_RATE_MAX_GAP_SECONDS)
     with connection.cursor() as cursor:
-        cursor.execute(_PAIRS, [quota_key, WEEKLY, SESSION, since, now, gap])
-        rows = {window: (gain, seconds, pairs) for window, gain, seconds, pairs in cursor.fetchall()}
+        cursor.execute(_PAIRS, [list(extractors), quota_key, WEEKLY, SESSION, since, now, gap])
+        found = cursor.fetchall()
+    current_pairs = sum(pairs for window, current, _, _, pairs in found
+                        if current and window == WEEKLY)
+    only_current = current_pairs >= MIN_PAIRS
+    rows: dict[str, tuple[float, float, int]] = {}
+    for window, current, gain, seconds, pairs in found:
+        if only_current and not current:
+            continue
+        before = rows.get(window, (0.0, 0.0, 0))
+        rows[window] = (before[0] + float(gain), before[1] + float(seconds), before[2] + pairs)
     weekly_gain, weekly_seconds, weekly_pairs = rows.get(WEEKLY, (0.0, 0.0, 0))
     session_gain = rows.get(SESSION, (0.0, 0.0, 0))[0]
     return bounded_rate(

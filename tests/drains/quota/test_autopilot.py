@@ -118,6 +118,31 @@ def test_spend_rate__from_the_runs_samples_left_out_waits_resets_and_other_keys(
 
 
 @pytest.mark.django_db
+def test_spend_rate__the_configuration_in_use_counts_alone_once_it_measured_enough(settings):
+    """A model just chosen (its evaluation measured it) is planned with its own spend."""
+    settings.DRAINS_QUOTA_RATE_MAX_GAP_SECONDS = 600
+    t0 = R - timedelta(days=2)
+    old = make_run(started_at=t0, extractor="claude-cli:opus")
+    for i in range(5):  # the old model: +1 % of the week each 6 minutes, 10 %/h
+        record(t0 + timedelta(minutes=6 * i), 0.30 + 0.01 * i, 0.01 * i, old)
+    new = make_run(started_at=t0 + timedelta(hours=1), extractor="claude-cli:haiku:low")
+    now = R - timedelta(days=1)
+
+    def rate_in_use() -> float:
+        return measure_spend_rate(quota_key=KEY, now=now,
+                                  extractors=["claude-cli:haiku:low"]).measured
+
+    for i in range(3):  # the chosen one: +0.25 % each 6 minutes, 2.5 %/h; 2 pairs: too few
+        record(t0 + timedelta(hours=1, minutes=6 * i), 0.40 + 0.0025 * i, 0.1 + 0.001 * i, new)
+    assert rate_in_use() == pytest.approx((0.04 + 0.005) / 0.6)  # both, over 6 pairs
+    record(t0 + timedelta(hours=1, minutes=18), 0.4075, 0.103, new)  # the third pair
+    assert rate_in_use() == pytest.approx(0.025)  # the chosen one's alone
+    # Without the labels (or with one no run used), every run of the quota counts.
+    assert measure_spend_rate(quota_key=KEY, now=now).measured == pytest.approx(
+        (0.04 + 0.0075) / 0.7)
+
+
+@pytest.mark.django_db
 def test_spend_rate__nothing_measured__the_default(settings):
     settings.DRAINS_QUOTA_DEFAULT_SPEND_RATE = 0.01
     assert spend_rate(quota_key=KEY, now=R) == 0.01
