@@ -9,9 +9,14 @@ How items come to be:
   ``post_save`` handler queues the row for every drain whose source it is, in the same
   transaction, and queues it again (pending, attempts 0) when its version field changed.
   A deleted row's items are deleted with it (``post_delete``).
-* **Written without a save** (``bulk_create``, SQL): ``sync`` queues every source row above the
-  highest item the drain knows. A run calls it before it counts its backlog, and so does the
-  supervisor before it starts one in a burst.
+* **Written without a save** (``bulk_create``, SQL): ``sync`` queues every source row past the
+  drain's own sync mark (``ItemSync``; on its first sync, every row). A run calls it before it
+  counts its backlog, and so does the supervisor before it starts one in a burst. (A row given
+  an id below the mark by a bulk insert that commits after a later sync is not queued: write
+  a source's rows through the ORM, or in id order.)
+
+A ``Source``'s ``where`` is checked when a row is saved new or with a new version: a row that
+comes to match it later is not queued by a save (``sync`` queues it if it is past the mark).
 
 An item's key is its source row's primary key as text (an integer: ``ref``). Nothing here reads
 a drain's domain rows except to find its items.

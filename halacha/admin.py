@@ -47,7 +47,8 @@ class CourtDecisionAdmin(admin.ModelAdmin):
     # Court sites are https; say so explicitly (Django 6 makes it the default).
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
-    @admin.action(description="Add to the gold set (its stored halachot as the answer to check)")
+    @admin.action(description="Add to the gold set (its stored halachot as the answer to check)",
+                  permissions=["add_gold"])
     def add_to_gold_set(self, request, queryset):
         added, skipped = gold_entries.add_decisions(queryset, actor=request.user.get_username())
         if added:
@@ -56,6 +57,10 @@ class CourtDecisionAdmin(admin.ModelAdmin):
                               messages.SUCCESS)
         for line in skipped:
             self.message_user(request, line, messages.WARNING)
+
+    def has_add_gold_permission(self, request) -> bool:
+        """The action writes gold set decisions: who may add those may use it."""
+        return bool(request.user.has_perm("halacha.add_goldentry"))
 
     @admin.display(description="drains")
     def drain_state(self, decision: CourtDecision) -> str:

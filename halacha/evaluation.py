@@ -17,13 +17,15 @@ covers every call between, failed ones included.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -131,16 +133,24 @@ def choose(evaluation_id: int | None, *, actor: str) -> str:
             raise EvaluationError(
                 f"evaluation {picked.pk} ran on the {picked.backend} backend and the drains run "
                 f"on {backend} (HALACHA_EXTRACTOR): evaluate --backend {backend} and choose that")
+        if not picked.complete or not picked.answered:
+            raise EvaluationError(
+                f"evaluation {picked.pk} answered {picked.answered} of {picked.decisions} "
+                f"decisions ({picked.note or 'stopped short'}): choose a complete evaluation, "
+                "or run it again")
         config = Configuration(backend, picked.model, picked.effort)
         what = f"{config.label} (evaluation {picked.pk})"
     config.extractor()  # a configuration the backend cannot run is refused here, not at 3 a.m.
-    ExtractorChoice.objects.create(backend=backend, model=config.model, effort=config.effort,
-                                   evaluation=picked, actor=actor, chosen_at=timezone.now())
-    message = f"the drains now run {what}"
-    for drain in ("halacha", "metadata"):
-        record_event(drain=drain, kind=EventKind.MODEL_CHOSEN, actor=actor, message=message,
-                     data={"backend": backend, "model": config.model, "effort": config.effort,
-                           "evaluation": picked.pk if picked else None})
+    message = f"the drains now run {what} from their next run"
+    with transaction.atomic():
+        ExtractorChoice.objects.create(backend=backend, model=config.model,
+                                       effort=config.effort, evaluation=picked, actor=actor,
+                                       chosen_at=timezone.now())
+        for drain in ("halacha", "metadata"):
+            record_event(drain=drain, kind=EventKind.MODEL_CHOSEN, actor=actor, message=message,
+                         data={"backend": backend, "model": config.model,
+                               "effort": config.effort,
+                               "evaluation": picked.pk if picked else None})
     return message
 
 
@@ -161,6 +171,10 @@ class EvaluationDrain(Drain):
     product_names = ("scored decision", "scored decisions")
     on_demand = True
     max_attempts = 1  # an unusable reply is a wrong answer: scored, never paid for again
+    # A configuration the service refuses (an unknown model, an effort it does not take) fails
+    # every case the same way: that is the evaluation's finding, not the quota's fault, so the
+    # breaker (which would block every drain on the quota) stays off.
+    breaker_failures = 0
 
     def make_extractor(self) -> Any:
         evaluation = current()
@@ -207,10 +221,36 @@ class EvaluationError(ValueError):
     """An evaluation that cannot start: what was wrong and what to do."""
 
 
+# One evaluation at a time on a database: a session-level advisory lock (crc32 of "evaluate").
+LOCK_KEY = 1_903_618_523
+# A reading of the windows older than this before the first call is not its "before": the
+# owner's and other drains' calls since would be charged to the evaluation.
+FRESH_BEFORE_SECONDS = 120
+
+
+@contextmanager
+def one_at_a_time() -> Iterator[None]:
+    """Hold the evaluations' lock for an evaluation's whole life (start, run, finish), or
+    EvaluationError when another holds it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY])
+        if not cursor.fetchone()[0]:
+            raise EvaluationError("another evaluation is running on this database; wait for it "
+                                  "(manage.py evaluate --compare shows it when it is done)")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
+
+
 def start(config: Configuration, *, limit: int | None, actor: str) -> Evaluation:
     """A new evaluation of ``config`` over the first ``limit`` gold decisions (None: all), its
     cases queued; an earlier one left unfinished is closed (its calls are kept, its figures are
-    what it got through)."""
+    what it got through). Refused while the quota backs off: every case would be left unasked.
+    Call it holding ``one_at_a_time``."""
+    from drains.quota.backoff import backoff_in_force
+
     decisions = interleaved(gold_set())
     if limit is not None:
         decisions = decisions[:limit]
@@ -218,12 +258,20 @@ def start(config: Configuration, *, limit: int | None, actor: str) -> Evaluation
     config = Configuration(config.backend, config.model or str(getattr(extractor, "model", "")),
                            config.effort)
     quota_key = str(extractor.quota_key())
+    backoff = backoff_in_force(drain=NAME, quota_key=quota_key)
+    if backoff is not None:
+        raise EvaluationError(
+            f"the quota {quota_key} backs off until {when(backoff.until)} ({backoff.reason}): "
+            "an evaluation now would ask nothing; run it after that")
+    now = timezone.now()
+    fresh = now.timestamp() - FRESH_BEFORE_SECONDS
     before = {w.window: [w.utilization, w.resets_at.isoformat() if w.resets_at else None]
-              for w in latest_windows(quota_key) if w.window in WINDOWS}
+              for w in latest_windows(quota_key)
+              if w.window in WINDOWS and w.observed_at.timestamp() >= fresh}
     with transaction.atomic():
+        # Whatever an earlier evaluation left pending is never asked under this one's model.
+        Item.objects.filter(drain=NAME, status="pending").delete()
         for stale in Evaluation.objects.filter(finished_at__isnull=True):
-            Item.objects.filter(drain=NAME, status="pending",
-                                ref__in=stale.cases.values("pk")).delete()
             finish(stale, note="left unfinished: a newer evaluation started")
         evaluation = Evaluation.objects.create(
             backend=config.backend, model=config.model, effort=config.effort,
@@ -240,21 +288,35 @@ def start(config: Configuration, *, limit: int | None, actor: str) -> Evaluation
 
 def run(evaluation: Evaluation, **run_options: Any) -> tuple[Evaluation, RunResult]:
     """Work the evaluation's cases off in one run, then score it. A run stopped short (a rate
-    limit, the ceiling, a host fault) is said in the evaluation's note."""
-    result = run_drain(NAME, trigger="manual", **run_options)
-    left = Item.objects.filter(drain=NAME, status="pending",
-                               ref__in=evaluation.cases.values("pk")).count()
+    limit, the ceiling, a host fault) is said in the evaluation's note; a run that failed is
+    finished with its error and raised. Either way no case of it stays pending."""
+    from drains.runner import DrainRunFailed
+
+    pending = Item.objects.filter(drain=NAME, status="pending",
+                                  ref__in=evaluation.cases.values("pk"))
+    try:
+        result = run_drain(NAME, trigger="manual", **run_options)
+    except DrainRunFailed as exc:
+        pending.delete()
+        finish(evaluation, note=f"the run failed: {exc}",
+               runs=[exc.run_id] if exc.run_id else [])
+        raise
+    left = pending.count()
     note = ""
     if left:
         note = f"{left} of {evaluation.decisions} decisions not asked: {result.message}"
-        Item.objects.filter(drain=NAME, status="pending",
-                            ref__in=evaluation.cases.values("pk")).delete()
+        pending.delete()
     return finish(evaluation, note=note, runs=[result.run_id] if result.run_id else []), result
 
 
 def finish(evaluation: Evaluation, *, note: str = "", runs: list[int] | None = None) -> Evaluation:
     """Score the evaluation's cases and sum what its runs cost; it is finished."""
-    cases = list(evaluation.cases.order_by("id"))
+    failed = set(Item.objects.filter(drain=NAME, status="failed",
+                                     ref__in=evaluation.cases.values("pk"))
+                 .values_list("ref", flat=True))
+    # The decisions asked: answered, or answered unusably (a wrong answer, scored as none).
+    cases = [case for case in evaluation.cases.order_by("id")
+             if case.result is not None or case.pk in failed]
     total = goldset.Score()
     tiers: Counter[str] = Counter()
     rejected = answered = 0
@@ -265,12 +327,18 @@ def finish(evaluation: Evaluation, *, note: str = "", runs: list[int] | None = N
             answered += 1
             tiers.update(case.result.get("tiers", {}))
             rejected += int(case.result.get("rejected", 0))
+    others = _overlapping_runs(evaluation, runs or [])
+    if others:
+        note = "; ".join(part for part in (note, (
+            f"{others} run(s) of other drains on the quota overlapped it: the windows' figures "
+            "include their calls") ) if part)
     spent = DrainRun.objects.filter(pk__in=runs or []).aggregate(
         i=Sum("input_tokens"), o=Sum("output_tokens"), c=Sum("cost_usd"))
     before = evaluation.readings_before or {}
     moved = {window: _moved(before.get(window), cases, window) for window in WINDOWS}
     evaluation.finished_at = timezone.now()
     evaluation.note = note
+    evaluation.asked = len(cases)
     evaluation.answered = answered
     evaluation.gold, evaluation.predicted = total.gold, total.predicted
     evaluation.true_positives, evaluation.rejected = total.true_positives, rejected
@@ -281,6 +349,19 @@ def finish(evaluation: Evaluation, *, note: str = "", runs: list[int] | None = N
     evaluation.five_hour_moved, evaluation.week_moved = moved["five_hour"], moved["seven_day"]
     evaluation.save()
     return evaluation
+
+
+def _overlapping_runs(evaluation: Evaluation, runs: list[int]) -> int:
+    """Runs of other drains on the evaluation's quota that ran while it did."""
+    from drains.models import DrainControl
+
+    if not evaluation.quota_key:
+        return 0
+    names = DrainControl.objects.filter(quota_key=evaluation.quota_key).exclude(
+        name=NAME).values("name")
+    started = evaluation.started_at
+    return DrainRun.objects.filter(drain__in=names, started_at__lt=timezone.now()).exclude(
+        finished_at__lt=started).exclude(pk__in=runs).count()
 
 
 def _moved(before: list[Any] | None, cases: list[EvaluationCase], window: str) -> float | None:
@@ -333,25 +414,27 @@ def compare() -> list[Row]:
     except Exception:  # noqa: BLE001 - a broken setting marks nothing as in use; evaluate says why
         using = ""
     rows = [_row(evaluation, using) for evaluation in latest.values()]
-    by_week = [r for r in rows if r.found_per_pct_week]
-    by_dollar = [r for r in rows if r.cost_each]
+    # Only a complete evaluation can be the best: one stopped short measured fewer decisions.
+    complete = [r for r in rows if r.evaluation.complete]
+    by_week = [r for r in complete if r.found_per_pct_week]
+    by_dollar = [r for r in complete if r.cost_each]
     best: Row | None = None
     if by_week:
         best = max(by_week, key=lambda r: r.found_per_pct_week or 0)
     elif by_dollar:
         best = max(by_dollar, key=lambda r: r.score.true_positives / float(
-            (r.cost_each or 1) * r.evaluation.decisions))
+            (r.cost_each or 1) * r.evaluation.asked))
     return [Row(**{**r.__dict__, "best": r is best}) for r in rows]
 
 
 def _row(evaluation: Evaluation, using: str) -> Row:
     score = goldset.Score(evaluation.true_positives, evaluation.predicted, evaluation.gold)
     per_pct = found_per_pct = None
-    if evaluation.week_moved and evaluation.decisions:
-        per_pct = evaluation.decisions / (evaluation.week_moved * 100)
+    asked = evaluation.asked
+    if evaluation.week_moved and asked:
+        per_pct = asked / (evaluation.week_moved * 100)
         found_per_pct = evaluation.true_positives / (evaluation.week_moved * 100)
-    cost_each = (evaluation.cost_usd / evaluation.decisions
-                 if evaluation.cost_usd and evaluation.decisions else None)
+    cost_each = evaluation.cost_usd / asked if evaluation.cost_usd and asked else None
     return Row(evaluation, score, per_pct, found_per_pct, cost_each,
                in_use=evaluation.label == using)
 
@@ -362,16 +445,18 @@ def as_json(row: Row) -> dict[str, Any]:
     return {
         "id": e.pk, "configuration": e.label, "backend": e.backend, "model": e.model,
         "effort": e.effort, "started_at": e.started_at, "finished_at": e.finished_at,
-        "decisions": e.decisions, "answered": e.answered, "gold": e.gold,
+        "decisions": e.decisions, "asked": e.asked, "answered": e.answered,
+        "complete": e.complete, "gold": e.gold,
         "predicted": e.predicted, "found": e.true_positives,
         "precision": round(row.score.precision, 4), "recall": round(row.score.recall, 4),
         "f1": round(row.score.f1, 4), "rejected": e.rejected,
         "tiers": e.tiers or {},
         "input_tokens": e.input_tokens, "output_tokens": e.output_tokens,
         "cost_usd": float(e.cost_usd) if e.cost_usd is not None else None,
+        "cost_each": float(row.cost_each) if row.cost_each is not None else None,
         "five_hour_moved": e.five_hour_moved, "week_moved": e.week_moved,
-        "week_pct_each": (e.week_moved * 100 / e.decisions
-                          if e.week_moved is not None and e.decisions else None),
+        "week_pct_each": (e.week_moved * 100 / e.asked
+                          if e.week_moved is not None and e.asked else None),
         "decisions_per_pct_week": row.per_pct_week,
         "found_per_pct_week": row.found_per_pct_week,
         "in_use": row.in_use, "best": row.best, "note": e.note,

@@ -101,7 +101,9 @@ class Evaluation(models.Model):
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
     note = models.TextField(blank=True, default="", help_text="Why it stopped short, if it did.")
-    decisions = models.IntegerField(default=0, help_text="Gold decisions asked.")
+    decisions = models.IntegerField(default=0, help_text="Gold decisions it was to ask.")
+    asked = models.IntegerField(default=0, help_text="Of them, asked (answered or not): what "
+                                "it is scored and priced over.")
     answered = models.IntegerField(default=0, help_text="Of them, answered with a usable reply.")
     gold = models.IntegerField(default=0)
     predicted = models.IntegerField(default=0)
@@ -128,6 +130,11 @@ class Evaluation(models.Model):
     @property
     def label(self) -> str:
         return ":".join(part for part in (self.backend, self.model, self.effort) if part)
+
+    @property
+    def complete(self) -> bool:
+        """Every decision it was to ask was asked."""
+        return self.finished_at is not None and self.asked == self.decisions
 
 
 class EvaluationCase(models.Model):

@@ -39,7 +39,10 @@ class EvaluationRowSerializer(serializers.Serializer):
     effort = serializers.CharField()
     started_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField()
-    decisions = serializers.IntegerField(help_text="Gold decisions asked.")
+    decisions = serializers.IntegerField(help_text="Gold decisions it was to ask.")
+    asked = serializers.IntegerField(help_text="Of them, asked: what it is scored and priced over.")
+    complete = serializers.BooleanField(help_text="Every decision asked (only then can it be the "
+                                        "best, or be chosen).")
     answered = serializers.IntegerField(help_text="Of them, answered with a usable reply.")
     gold = serializers.IntegerField(help_text="Gold halachot of those decisions.")
     predicted = serializers.IntegerField()
@@ -52,7 +55,8 @@ class EvaluationRowSerializer(serializers.Serializer):
                                   help_text="Kept quotes per grounding tier.")
     input_tokens = serializers.IntegerField()
     output_tokens = serializers.IntegerField()
-    cost_usd = serializers.FloatField(allow_null=True)
+    cost_usd = serializers.FloatField(allow_null=True, help_text="Where the backend says.")
+    cost_each = serializers.FloatField(allow_null=True, help_text="Dollars per decision asked.")
     five_hour_moved = serializers.FloatField(allow_null=True, help_text="0-1 of the window.")
     week_moved = serializers.FloatField(allow_null=True, help_text="0-1 of the weekly window.")
     week_pct_each = serializers.FloatField(allow_null=True,

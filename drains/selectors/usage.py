@@ -182,7 +182,7 @@ def usage_by_week(*, now: datetime | None = None, weeks: int = 2) -> list[QuotaW
     """
     now = now or timezone.now()
     span = quota_weeks(now, weeks)
-    names = registry.names()
+    names = [cls.name for cls in registry.classes()]  # on-demand drains spend the quota too
     sums, costs = _run_sums(span, names)
     products = _products(span, names, costs)
     result = []

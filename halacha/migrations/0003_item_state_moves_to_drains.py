@@ -21,14 +21,20 @@ FORWARD = f"LOCK TABLE {_DECISIONS} IN SHARE MODE;\n" + "\n".join(
     f"created_at, {done_at}, updated_at FROM {_DECISIONS} ON CONFLICT (drain, ref) DO NOTHING;"
     for drain, (status, attempts, error, done_at) in _COLUMNS.items()
 )
-# Back: one UPDATE over both drains' items (each decision's row rewritten once, not twice).
+# Back: one UPDATE over both drains' items (each decision's row rewritten once, not twice); a
+# decision one drain has no item of keeps that drain's columns as re-added (pending).
 _H, _M = _COLUMNS["halacha"], _COLUMNS["metadata"]
 BACKWARD = (
     f"LOCK TABLE {_ITEMS} IN SHARE MODE;\n"
-    f"UPDATE {_DECISIONS} d SET {_H[0]} = h.status, {_H[1]} = h.attempts, {_H[2]} = h.last_error, "
-    f"{_H[3]} = h.done_at, {_M[0]} = m.status, {_M[1]} = m.attempts, {_M[2]} = m.last_error, "
-    f"{_M[3]} = m.done_at FROM {_ITEMS} h, {_ITEMS} m WHERE h.drain = 'halacha' AND h.ref = d.id "
-    "AND m.drain = 'metadata' AND m.ref = d.id;\n"
+    f"UPDATE {_DECISIONS} d SET "
+    f"{_H[0]} = coalesce(s.hs, d.{_H[0]}), {_H[1]} = coalesce(s.ha, d.{_H[1]}), "
+    f"{_H[2]} = coalesce(s.he, d.{_H[2]}), {_H[3]} = s.hd, "
+    f"{_M[0]} = coalesce(s.ms, d.{_M[0]}), {_M[1]} = coalesce(s.ma, d.{_M[1]}), "
+    f"{_M[2]} = coalesce(s.me, d.{_M[2]}), {_M[3]} = s.md "
+    "FROM (SELECT x.id, h.status hs, h.attempts ha, h.last_error he, h.done_at hd, "
+    "m.status ms, m.attempts ma, m.last_error me, m.done_at md "
+    f"FROM {_DECISIONS} x LEFT JOIN {_ITEMS} h ON h.drain = 'halacha' AND h.ref = x.id "
+    f"LEFT JOIN {_ITEMS} m ON m.drain = 'metadata' AND m.ref = x.id) s WHERE s.id = d.id;\n"
     f"DELETE FROM {_ITEMS} WHERE drain IN ('halacha', 'metadata');"
 )
 

@@ -220,7 +220,6 @@ def test_a_promotion_and_a_text_change_at_once_queue_instead_of_deadlocking(monk
 
     from django.db import connections
 
-    from drains import staging
     from drains.staging import promote_staged, stage_result
 
     record = {"external_id": "dl-1", "text": "We hold that notice is written."}
@@ -229,15 +228,16 @@ def test_a_promotion_and_a_text_change_at_once_queue_instead_of_deadlocking(monk
     stage_result(drain="halacha", item_key=str(decision.pk),
                  payload={"halachot": [{"rule": "old rule", "quote": "notice is written"}]})
     marked = threading.Event()
-    finish = staging.items.finish
+    write = HalachaDrain.promote.__func__
 
-    def finish_then_wait(drain_cls, key):
-        done = finish(drain_cls, key)
+    def marked_then_wait(cls, key, payload):
+        # The item is marked done and the decision's row KEY SHARE-locked, in the promotion's
+        # open transaction: the importer now wants the decision's row, and then the item.
         marked.set()
-        time.sleep(1.0)  # the importer now wants the decision's row, and the promotion the item
-        return done
+        time.sleep(1.0)
+        return write(cls, key, payload)
 
-    monkeypatch.setattr(staging.items, "finish", finish_then_wait)
+    monkeypatch.setattr(HalachaDrain, "promote", classmethod(marked_then_wait))
     outcome = {}
 
     def promote():

@@ -10,17 +10,25 @@ import io
 import json
 import math
 import re
+import time
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from drains.models import DrainRun, Item
+from drains.models import DrainControl, DrainRun, Item
 from halacha import evaluation
 from halacha import gold as goldset
+from halacha.extractors.anthropic_api import AnthropicExtractor
 from halacha.grounding import Tier, ground
 from halacha.models import CourtDecision, Evaluation, Halacha
-from tests.support.anthropic_stub import AnthropicStub, QuotaModel, StubResponse, message_body
+from tests.support.anthropic_stub import (
+    AnthropicStub,
+    QuotaModel,
+    StubResponse,
+    error_body,
+    message_body,
+)
 from tests.support.real_claude import use_real_cli
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -141,6 +149,9 @@ def test_evaluate_through_the_sdk_scores_each_model_and_reads_what_it_used_of_th
     settings.HALACHA_EXTRACTOR = "anthropic"
     settings.ANTHROPIC_API_KEY = "sk-ant-test-key"
     CourtDecision.objects.create(external_id="backlog-1", text="We hold that water flows.")
+    # A reading seen a day ago (the week at 10 %; the account is at 20 % now): not the first
+    # evaluation's "before", or the owner's use since would be charged to it.
+    _stale_reading(AnthropicExtractor().quota_key(), week=0.10)
     before = _world()
 
     for model in MODELS:
@@ -173,6 +184,82 @@ def test_evaluate_through_the_real_cli_as_a_subscriber(
     _check(gold, stand_in.quota, backend="claude-cli")
     _compare_marks_the_best()
     assert _world() == before
+
+
+def _stale_reading(quota_key: str, *, week: float) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from drains.quota.signals import QuotaSignal, WindowReading
+    from drains.quota.store import record_signal
+
+    at = timezone.now() - timedelta(days=1)
+    record_signal(quota_key=quota_key, drain="halacha", run_id=None, now=at, signal=QuotaSignal(
+        windows=(WindowReading("seven_day", week, at + timedelta(days=3), "allowed"),
+                 WindowReading("five_hour", 0.0, at + timedelta(hours=3), "allowed")),
+        source="api"))
+
+
+def _sdk(monkeypatch, settings, stub) -> None:
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", stub.url)
+    settings.HALACHA_EXTRACTOR = "anthropic"
+    settings.ANTHROPIC_API_KEY = "sk-ant-test-key"
+
+
+def test_a_model_the_service_refuses_is_the_evaluations_finding_and_blocks_no_drain(
+    monkeypatch, settings
+):
+    refuse = StubResponse(404, error_body("not_found_error", "model: claude-typo"))
+    with AnthropicStub(responder=lambda request: refuse) as stub:
+        _sdk(monkeypatch, settings, stub)
+        with pytest.raises(CommandError, match="every item failed"):
+            call_command("evaluate", "--limit", "8", "--model", "claude-typo",
+                         stdout=io.StringIO(), stderr=io.StringIO())
+    assert len(stub.requests) == 8  # every case asked once: no breaker stopped it
+    row = Evaluation.objects.get()
+    assert (row.decisions, row.asked, row.answered, row.true_positives) == (8, 8, 0, 0)
+    assert row.complete and "the run failed" in row.note
+    # The drains on the same quota are not blocked, and nothing of it is left pending.
+    assert not DrainControl.objects.exclude(name="evaluate").filter(
+        backoff_until__isnull=False).exists()
+    assert not Item.objects.filter(drain="evaluate", status="pending").exists()
+    with pytest.raises(CommandError, match="answered 0 of 8"):
+        call_command("evaluate", "--use", str(row.pk), stdout=io.StringIO())
+
+
+def test_an_evaluation_stopped_short_is_scored_on_what_it_asked_and_never_the_best(
+    monkeypatch, settings, gold
+):
+    answered = []
+
+    def respond(request) -> StubResponse:
+        prompt = json.dumps(request.body["messages"], ensure_ascii=False)
+        if len(answered) >= 2:  # the week is full after two answers
+            return StubResponse(429, error_body("rate_limit_error", "weekly limit"), {
+                "anthropic-ratelimit-unified-status": "rejected",
+                "anthropic-ratelimit-unified-reset": str(int(time.time()) + 86400)})
+        (external_id,) = re.findall(r"external id: (gold-[a-z]{2}-\d+)", prompt)
+        answered.append(external_id)
+        return StubResponse(200, message_body(goldset.reply_for(gold[external_id]),
+                                              model=request.body["model"]))
+
+    with AnthropicStub(responder=respond) as stub:
+        _sdk(monkeypatch, settings, stub)
+        out = _evaluate("--backend", "anthropic")
+        # While the quota backs off, another evaluation is refused: it would ask nothing.
+        with pytest.raises(CommandError, match="backs off until"):
+            _evaluate("--backend", "anthropic", "--model", "claude-haiku-4-5")
+    row = Evaluation.objects.get()
+    asked_gold = sum(len(gold[i].halachot) for i in answered)
+    assert (row.decisions, row.asked, row.answered) == (LIMIT, 2, 2)
+    assert (row.true_positives, row.gold) == (asked_gold, asked_gold)  # not the unasked ones
+    assert not row.complete and f"{LIMIT - 2} of {LIMIT} decisions not asked" in row.note
+    assert "(partial)" in _compare_table() and not any(r.best for r in evaluation.compare())
+    assert "not asked" in out
+    with pytest.raises(CommandError, match=f"answered 2 of {LIMIT}"):
+        call_command("evaluate", "--use", str(row.pk), stdout=io.StringIO())
+    assert not Item.objects.filter(drain="evaluate", status="pending").exists()
 
 
 def test_bad_input_is_one_line_and_starts_nothing(settings):

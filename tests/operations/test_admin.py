@@ -226,3 +226,21 @@ def test_admin__a_decision_goes_to_the_gold_set_with_its_halachot_and_evaluate_r
     form["halachot"] = json.dumps([{"rule": "r", "quote": "We hold", "span": [start, start + 7]}])
     assert admin_client_.post(url, form).status_code == 302
     assert GoldEntry.objects.get().notes == "checked"
+
+
+def test_admin__only_who_may_add_gold_set_decisions_may_add_to_the_gold_set(db, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    from halacha.models import GoldEntry
+
+    clerk = django_user_model.objects.create_user("clerk", password="pw-clerk", is_staff=True)
+    clerk.user_permissions.add(*Permission.objects.filter(
+        codename__in=["view_courtdecision", "change_courtdecision"]))
+    decision = CourtDecision.objects.create(external_id="ISR-11", text=GOLD_TEXT, language="en")
+    client = Client()
+    client.force_login(clerk)
+    listing = client.get("/admin/halacha/courtdecision/").content.decode()
+    assert "add_to_gold_set" not in listing
+    client.post("/admin/halacha/courtdecision/", {
+        "action": "add_to_gold_set", "_selected_action": [decision.pk]})
+    assert not GoldEntry.objects.exists()

@@ -64,7 +64,7 @@ def test_the_api_lists_each_configuration_and_choosing_one_changes_what_the_drai
     done = api.post(USE, {"evaluation": haiku.pk}, format="json")
     assert done.status_code == 200, done.content
     assert done.json()["message"] == (f"the drains now run anthropic:claude-haiku-4-5:low "
-                                      f"(evaluation {haiku.pk})")
+                                      f"(evaluation {haiku.pk}) from their next run")
     events = DrainEvent.objects.filter(kind=EventKind.MODEL_CHOSEN).order_by("drain")
     assert [(e.drain, e.actor, e.data["model"], e.data["effort"]) for e in events] == [
         ("halacha", "olga", "claude-haiku-4-5", "low"), ("metadata", "olga", "claude-haiku-4-5",
@@ -83,7 +83,8 @@ def test_the_api_lists_each_configuration_and_choosing_one_changes_what_the_drai
     # Back to the settings' model, by the command this time.
     out = io.StringIO()
     call_command("evaluate", "--use-settings", "--actor", "olga", stdout=out)
-    assert out.getvalue().strip() == "the drains now run the settings' model and effort"
+    assert out.getvalue().strip() == ("the drains now run the settings' model and effort from "
+                                      "their next run")
     assert HalachaDrain.extractor_label() == "anthropic:claude-sonnet-4-6"
     assert sonnet.label == "anthropic:claude-sonnet-4-6"
 
@@ -100,4 +101,8 @@ def test_the_page_shows_the_table_with_the_best_and_the_one_in_use_and_a_viewer_
     client.force_login(viewer)
     page = client.get("/operations/evaluations").content.decode()
     assert "You can view only" in page
+    refused = client.post(USE, {"evaluation": Evaluation.objects.get().pk},
+                          content_type="application/json")
+    assert refused.status_code == 403 and not DrainEvent.objects.filter(
+        kind=EventKind.MODEL_CHOSEN).exists()
     assert Client().get("/operations/evaluations").status_code == 302  # login first

@@ -84,19 +84,20 @@ class Command(validate.CheckedCommand):
             options["backend"] or evaluation.in_use().backend, options["model"] or "",
             options["effort"] or "")
         try:
-            started = evaluation.start(config, limit=options["limit"],
-                                       actor=command_actor(options["actor"]))
-        except (ImproperlyConfigured, ExtractionConfigError, GoldSetError) as exc:
+            with evaluation.one_at_a_time():
+                started = evaluation.start(config, limit=options["limit"],
+                                           actor=command_actor(options["actor"]))
+                self.stdout.write(f"evaluation {started.pk}: {started.label} over "
+                                  f"{started.decisions} gold decisions")
+                try:
+                    done, result = evaluation.run(started, max_items=started.decisions,
+                                                  max_minutes=validate_minutes(),
+                                                  progress_stream=sys.stderr)
+                except DrainRunFailed as exc:
+                    raise CommandError(f"evaluation {started.pk}: {exc}") from exc
+        except (ImproperlyConfigured, ExtractionConfigError, GoldSetError,
+                evaluation.EvaluationError) as exc:
             raise validate.BadInput(str(exc)) from None
-        self.stdout.write(f"evaluation {started.pk}: {started.label} over {started.decisions} "
-                          "gold decisions")
-        try:
-            done, result = evaluation.run(started, max_items=started.decisions,
-                                          max_minutes=validate_minutes(),
-                                          progress_stream=sys.stderr)
-        except DrainRunFailed as exc:
-            evaluation.finish(started, note=f"the run failed: {exc}")
-            raise CommandError(f"evaluation {started.pk}: {exc}") from exc
         self.stdout.write(result.message)
         self._summary(done)
         self._table()
@@ -106,8 +107,9 @@ class Command(validate.CheckedCommand):
             evaluation._row(done, "")]
         data = evaluation.as_json(row)
         self.stdout.write(
-            f"found {data['found']} of {data['gold']} gold halachot in {data['answered']} of "
-            f"{data['decisions']} answers: precision {data['precision']:.2f}, recall "
+            f"found {data['found']} of {data['gold']} gold halachot; {data['answered']} of "
+            f"{data['asked']} decisions asked answered usably ({data['decisions']} to ask): "
+            f"precision {data['precision']:.2f}, recall "
             f"{data['recall']:.2f}, F1 {data['f1']:.2f}; quotes by tier: "
             + (", ".join(f"{k} {v}" for k, v in sorted(data["tiers"].items())) or "none")
             + f"; rejected {data['rejected']}")
@@ -127,20 +129,21 @@ class Command(validate.CheckedCommand):
             self.stdout.write("No evaluation yet: run manage.py evaluate [--model M] [--effort E].")
             return
         self.stdout.write(
-            f"{'':2}{'configuration':34}{'F1':>6}{'P':>6}{'R':>6}{'found':>9}"
+            f"{'':3}{'configuration':34}{'F1':>6}{'P':>6}{'R':>6}{'found':>9}"
             f"{'week %/dec':>12}{'dec/1% week':>13}{'$/dec':>9}  evaluated")
         for row in rows:
             d = evaluation.as_json(row)
-            mark = ("*" if row.best else " ") + ("u" if row.in_use else " ")
+            mark = ("*" if row.best else " ") + ("u" if row.in_use else " ") + " "
             per_dec = f"{d['week_pct_each']:.3f}" if d["week_pct_each"] is not None else "—"
             per_pct = f"{d['decisions_per_pct_week']:.1f}" if d["decisions_per_pct_week"] else "—"
             dollars = f"{float(row.cost_each):.4f}" if row.cost_each is not None else "—"
             self.stdout.write(
-                f"{mark}{d['configuration'][:33]:34}{d['f1']:6.2f}{d['precision']:6.2f}"
+                f"{mark}{(d['configuration'] + ('' if d['complete'] else ' (partial)'))[:33]:34}{d['f1']:6.2f}{d['precision']:6.2f}"
                 f"{d['recall']:6.2f}{d['found']:>5}/{d['gold']:<3}{per_dec:>12}{per_pct:>13}"
                 f"{dollars:>9}  {evaluation.when(row.evaluation.finished_at)}")
         self.stdout.write("* the most gold halachot per 1 % of the week (per dollar when no "
-                          "call reported the week); u the configuration the drains use now")
+                          "call reported the week), among complete evaluations; u the "
+                          "configuration the drains use now; (partial) stopped short")
 
 
 def validate_minutes() -> float:
