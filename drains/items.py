@@ -38,6 +38,9 @@ from django.utils import timezone
 from drains.models import Item, ItemStatus, ItemSync
 
 LAST_ERROR_MAX_CHARS = 4000
+# The key under which a staged payload keeps the version of the item its call was made on: a
+# result for a version the item no longer has is never promoted (the item is worked again).
+VERSION_KEY = "_item_version"
 VERSION_MAX_CHARS = 128  # Item.version
 _TABLE = Item._meta.db_table
 _SYNC_TABLE = ItemSync._meta.db_table
@@ -243,19 +246,33 @@ def finish(drain_cls: Any, key: str) -> bool:
         return bool(cursor.fetchone()[0] == 1)
 
 
-def finish_ctes(drain_cls: Any, key: str, *, after: str = "") -> tuple[str, list[Any]]:
+def finish_ctes(drain_cls: Any, key: str, *, after: str = "",
+                payload: Any = None) -> tuple[str, list[Any]]:
     """``finish`` as two common table expressions, ``source`` and ``done`` (a row per item
     marked), for a caller's statement; with ``after`` (the name of another CTE of it) the item
     is marked only when that CTE returned a row (staging: only when its staged row was removed).
+    A ``payload`` stamped with the version its call was made on (``stamped``) marks the item only
+    while it still has that version.
     """
     refs = _refs([key])
     ref = refs[0] if refs else None  # no such item: nothing is marked
     model = drain_cls.source.model
+    version = payload.get(VERSION_KEY) if isinstance(payload, dict) else None
     sql = _FINISH_SQL.format(source=connection.ops.quote_name(model._meta.db_table),
                              pk=connection.ops.quote_name(model._meta.pk.column),
-                             after=f" AND EXISTS (SELECT 1 FROM {after})" if after else "")
+                             after=(f" AND EXISTS (SELECT 1 FROM {after})" if after else "")
+                             + (" AND version = %s" if version is not None else ""))
     now = timezone.now()
-    return sql, [ref, now, now, drain_cls.name, ref]
+    return sql, [ref, now, now, drain_cls.name, ref,
+                 *([str(version)] if version is not None else [])]
+
+
+def stamped(drain_cls: Any, item: Any, payload: Any) -> Any:
+    """``payload`` with the version of ``item`` its call was made on (a drain whose source has
+    a version field and whose payload is a JSON object), for ``finish_ctes``."""
+    if drain_cls.source.version_field is None or not isinstance(payload, dict):
+        return payload
+    return {**payload, VERSION_KEY: drain_cls.source.version_of(item)}
 
 
 def fail(drain: str, key: str, error: str, *, max_attempts: int) -> None:

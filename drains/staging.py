@@ -125,7 +125,8 @@ def promote_staged(
                 payload = row.payload
             # Deleting the row first makes a concurrent or repeated promotion a no-op; the item
             # already done (or its source row gone) is never written twice.
-            done, done_params = items.finish_ctes(drain_cls, item_key, after="gone")
+            done, done_params = items.finish_ctes(drain_cls, item_key, after="gone",
+                                                  payload=payload)
             fence_params: list[Any]
             fence, fence_params = ((_NO_FENCE, []) if run is None
                                    else (_FENCE, [run.pk, str(RunStatus.RUNNING)]))

@@ -19,7 +19,7 @@ from typing import Any
 from django.db import connections, reset_queries
 from django.utils import timezone
 
-from drains import selectors
+from drains import items, selectors
 from drains.bursts import get_drain_burst
 from drains.dbretry import describe
 from drains.failures import one_line
@@ -217,6 +217,9 @@ class WorkLoop:
                 )
                 return ItemOutcome(Outcome.FAILED, key, usage=exc.usage, error=exc,
                                    journaled=journaled, fatal=journal_error)
+            # The version the call was made on goes with the result: a result for a version the
+            # item no longer has (its text changed meanwhile) is never promoted onto the new one.
+            processed.payload = items.stamped(type(state.drain), item, processed.payload)
             return keep_paid(state, key, processed)
         except Exception as exc:
             return ItemOutcome(Outcome.ERROR, key, error=exc)

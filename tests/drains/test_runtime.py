@@ -265,6 +265,35 @@ def test_drain__leftover_staged_rows_are_promoted_before_any_new_call(
     assert event.data == {"promoted": 1, "already_done": 0}
 
 
+def test_drain__a_result_for_a_text_that_changed_during_its_call_is_never_promoted_onto_the_new(
+    call_log, use_extractor, hook
+):
+    from halacha.importer import import_record, validate_record
+
+    use_extractor("HookExtractor")
+    record = {"external_id": "moving", "text": "We hold that notice is written. First text."}
+    import_record(validate_record(record))
+    decision = CourtDecision.objects.get(external_id="moving")
+    changed = []
+
+    def change_the_text(item):
+        if not changed:  # the importer brings a new text while the model reads the old one
+            changed.append(import_record(validate_record(
+                dict(record, text="We hold that notice may be oral. Second text."))))
+
+    hook(change_the_text)
+    drain()
+    assert changed == ["updated"]
+    # The old text's result was not written onto the new text: the decision is pending again.
+    assert state("halacha", decision)[0] == "pending" and not decision.halachot.exists()
+    hook(None)
+    drain()
+    decision.refresh_from_db()
+    assert state("halacha", decision)[0] == "done"
+    assert [h.quote for h in decision.halachot.all()] == ["We hold that notice may be oral."]
+    assert called_pks(call_log).count(decision.pk) == 2  # once per version of its text
+
+
 def test_drain__unpromotable_leftover_is_kept_noted_and_never_paid_again(call_log, use_extractor):
     decisions = make_decisions(3)
     broken = decisions[1]
