@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from django.utils import timezone
 
@@ -23,7 +23,8 @@ from drains.quota.policy import HOST_PROBE_FIRST
 from drains.quota.resets import RateLimited
 from drains.quota.signals import QuotaSignal
 
-__all__ = ["Drain", "FailedItem", "HostFault", "ItemFailed", "Processed", "Source"]
+__all__ = ["Drain", "FailedItem", "HostFault", "ItemFailed", "ModelBackend", "Processed",
+           "Source"]
 
 
 class ItemFailed(Exception):
@@ -79,6 +80,15 @@ class Processed:
     quota: QuotaSignal | None = None  # the call's QuotaSignal (drains/quota/signals.py): the runner records it
 
 
+class ModelBackend(Protocol):
+    """What the framework asks of a drain's backend (``make_extractor``): which quota it draws
+    on, so that a rate limit backs off every drain sharing it. The call itself is the drain's."""
+
+    def quota_key(self) -> str:
+        """The quota (an API key's, a CLI account's) the backend's calls spend."""
+        ...
+
+
 class Drain:
     """Base class of a drain: subclass it, set ``name`` and ``source``, fill in the hooks,
     register it (``drains.registry.register``). Every hook a drain must or may fill is here.
@@ -108,10 +118,10 @@ class Drain:
     on_demand: ClassVar[bool] = False
 
     def __init__(self) -> None:
-        self._extractor: Any = None
+        self._extractor: ModelBackend | None = None
 
     # --- hooks -------------------------------------------------------------------------------
-    def make_extractor(self) -> Any:
+    def make_extractor(self) -> ModelBackend:
         """The backend the drain's calls go through (built once per run, on first use)."""
         raise NotImplementedError(f"{type(self).__name__}.make_extractor()")
 
@@ -146,14 +156,15 @@ class Drain:
 
     @property
     def extractor(self) -> Any:
+        """The backend, built on first use: what ``make_extractor`` returned (a ``ModelBackend``;
+        typed as the drain's own backend class is, since its ``process`` calls it)."""
         if self._extractor is None:
             self._extractor = self.make_extractor()
         return self._extractor
 
     def quota_key(self) -> str:
         """The quota the extractor draws on: a rate limit backs off every drain sharing it."""
-        quota_key = getattr(self.extractor, "quota_key", None)
-        return str(quota_key() if callable(quota_key) else self.extractor.__class__.__name__)
+        return str(self.extractor.quota_key())
 
     def select_pending(self, *, after: int | None, limit: int) -> list[Any]:
         """The next ``limit`` pending items (source rows) after the cursor ``after``."""
