@@ -198,8 +198,6 @@ def watch(model: type[Model], drains: Callable[[], Iterable[Any]]) -> None:
 # --- the runner's side ---------------------------------------------------------------------------
 
 
-
-
 def next_pending(drain_cls: Any, *, after: int | None, limit: int) -> list[Any]:
     """The next ``limit`` pending items after ``after`` (a ref; None: from the start), as source
     rows in ref order: one plain statement, the pending refs a subquery on the partial index.
@@ -237,19 +235,11 @@ _FINISH_SQL = (
 )
 
 
-def finish(drain_cls: Any, key: str) -> bool:
-    """Mark the item done, in the caller's transaction; False when it already was, or when its
-    source row is gone: then its result must not be written (again)."""
-    sql, params = finish_ctes(drain_cls, key)
-    with connection.cursor() as cursor:
-        cursor.execute(f"WITH {sql} SELECT count(*) FROM done", params)
-        return bool(cursor.fetchone()[0] == 1)
-
-
 def finish_ctes(drain_cls: Any, key: str, *, after: str = "",
                 payload: Any = None) -> tuple[str, list[Any]]:
-    """``finish`` as two common table expressions, ``source`` and ``done`` (a row per item
-    marked), for a caller's statement; with ``after`` (the name of another CTE of it) the item
+    """The item marked done, as two common table expressions, ``source`` and ``done`` (a row per
+    item marked), for a caller's statement (drains/staging.py's promotion); nothing is marked
+    when the item already was done, or when its source row is gone; with ``after`` (the name of another CTE of it) the item
     is marked only when that CTE returned a row (staging: only when its staged row was removed).
     A ``payload`` stamped with the version its call was made on (``stamped``) marks the item only
     while it still has that version.

@@ -4,7 +4,8 @@ StagedResult, and the replay of this host's journal of paid results into staging
 ``stage_result`` commits the raw extractor response in its own transaction the moment it
 arrives; ``promote_staged`` turns it into domain rows through the drain class's
 ``promote(item_key, payload)``, marks the item done (drains/items.py) and deletes the staged row
-in one transaction, and is a no-op when the row is already gone or the item already done — so a promotion repeated after a crash never duplicates anything. A
+in one transaction, and is a no-op when the row is already gone or the item already done — so
+a promotion repeated after a crash never duplicates anything. A
 run promoting its own result is fenced: only while it is still running. Zero quota: nothing here
 imports or constructs an extractor.
 """

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from drains import registry
 from drains.runner import Drain, ItemFailed, Processed, Source
-from halacha.models import CourtDecision, Halacha
+from halacha.models import CourtDecision, Halacha, configuration_label
 
 # The decision's halachot replaced in one statement, if the decision is still there: its new
 # ones written over any an earlier version of its text had (an item queued again), ordinal by
@@ -62,8 +62,7 @@ class _DecisionDrain(Drain):
         model = (choice.model if choice and choice.model else
                  {"anthropic": settings.HALACHA_MODEL,
                   "claude-cli": settings.HALACHA_CLI_MODEL}.get(name, ""))
-        effort = choice.effort if choice else ""
-        return ":".join(part for part in (name, model, effort) if part)
+        return configuration_label(name, model, choice.effort if choice else "")
 
     def make_extractor(self):
         from halacha.evaluation import chosen

@@ -34,7 +34,13 @@ from drains.models import DrainRun, Item
 from drains.quota.store import latest_windows
 from drains.runner import Drain, ItemFailed, Processed, RunResult, Source, run_drain
 from halacha import gold as goldset
-from halacha.models import Evaluation, EvaluationCase, ExtractorChoice, GoldEntry
+from halacha.models import (
+    Evaluation,
+    EvaluationCase,
+    ExtractorChoice,
+    GoldEntry,
+    configuration_label,
+)
 
 NAME = "evaluate"
 WINDOWS = ("five_hour", "seven_day")
@@ -83,7 +89,7 @@ class Configuration:
 
     @property
     def label(self) -> str:
-        return ":".join(part for part in (self.backend, self.model, self.effort) if part)
+        return configuration_label(self.backend, self.model, self.effort)
 
     def extractor(self) -> Any:
         """The backend, configured; ImproperlyConfigured or ExtractionConfigError if it cannot
@@ -329,9 +335,9 @@ def finish(evaluation: Evaluation, *, note: str = "", runs: list[int] | None = N
             rejected += int(case.result.get("rejected", 0))
     others = _overlapping_runs(evaluation, runs or [])
     if others:
-        note = "; ".join(part for part in (note, (
-            f"{others} run(s) of other drains on the quota overlapped it: the windows' figures "
-            "include their calls") ) if part)
+        overlap = (f"{others} run(s) of other drains on the quota overlapped it: the windows' "
+                   "figures include their calls")
+        note = f"{note}; {overlap}" if note else overlap
     spent = DrainRun.objects.filter(pk__in=runs or []).aggregate(
         i=Sum("input_tokens"), o=Sum("output_tokens"), c=Sum("cost_usd"))
     before = evaluation.readings_before or {}
@@ -422,8 +428,7 @@ def compare() -> list[Row]:
     if by_week:
         best = max(by_week, key=lambda r: r.found_per_pct_week or 0)
     elif by_dollar:
-        best = max(by_dollar, key=lambda r: r.score.true_positives / float(
-            (r.cost_each or 1) * r.evaluation.asked))
+        best = max(by_dollar, key=lambda r: r.score.true_positives / float(r.cost_each or 1))
     return [Row(**{**r.__dict__, "best": r is best}) for r in rows]
 
 

@@ -6,6 +6,12 @@ from __future__ import annotations
 from django.db import models
 
 
+def configuration_label(backend: str, model: str = "", effort: str = "") -> str:
+    """A model configuration as runs, evaluations and choices name it: ``backend:model:effort``,
+    the parts left empty left out (``claude-cli:sonnet``, ``anthropic:claude-haiku-4-5:low``)."""
+    return ":".join(part for part in (backend, model, effort) if part)
+
+
 class Language(models.TextChoices):
     HEBREW = "he", "Hebrew"
     ENGLISH = "en", "English"
@@ -129,7 +135,7 @@ class Evaluation(models.Model):
 
     @property
     def label(self) -> str:
-        return ":".join(part for part in (self.backend, self.model, self.effort) if part)
+        return configuration_label(self.backend, self.model, self.effort)
 
     @property
     def complete(self) -> bool:
@@ -176,4 +182,4 @@ class ExtractorChoice(models.Model):
         ordering = ["-chosen_at", "-id"]
 
     def __str__(self) -> str:
-        return ":".join(part for part in (self.backend, self.model, self.effort) if part)
+        return configuration_label(self.backend, self.model, self.effort)

@@ -89,7 +89,7 @@ def test_the_api_lists_each_configuration_and_choosing_one_changes_what_the_drai
     assert sonnet.label == "anthropic:claude-sonnet-4-6"
 
 
-def test_the_page_shows_the_table_with_the_best_and_the_one_in_use_and_a_viewer_cannot_choose(
+def test_the_page_shows_the_table_with_the_one_in_use_and_a_viewer_cannot_choose(
     operator, viewer, settings
 ):
     settings.HALACHA_EXTRACTOR = "offline"
