@@ -152,7 +152,7 @@ class ProductSerializer(serializers.Serializer):
     """What one drain made in a quota week, and what its runs cost."""
 
     drain = serializers.CharField()
-    product = serializers.CharField(help_text='Its plural name, e.g. "halachot".')
+    product = serializers.CharField(help_text='Its plural name, as the drain names it (e.g. "records").')
     count = serializers.IntegerField(help_text="How many it made in the week.")
     cost_usd = serializers.FloatField(help_text="What the drain's runs in the week cost.")
     cost_each = serializers.FloatField(allow_null=True,
@@ -183,7 +183,7 @@ class UsageSerializer(serializers.Serializer):
         many=True, help_text="What each drain on this key made in the week, in its own words "
         "(empty when none of them produces anything of its own).")
     text = serializers.CharField(
-        help_text='For people: "this week: 412 items, 1.3 M input tokens, $18.20; 455 halachot '
+        help_text='For people: "this week: 412 items, 1.3 M input tokens, $18.20; 455 records '
         'at $0.04 each".')
 
 

@@ -135,7 +135,7 @@ class ProductEntry(TypedDict):
     """What one drain made in a quota week (``drains.selectors.usage.Produced``)."""
 
     drain: str
-    product: str  # its plural name, e.g. "halachot", "metadata records"
+    product: str  # its plural name, as the drain names it (e.g. "records")
     count: int
     cost_usd: float  # the drain's runs' cost in the week
     cost_each: float | None  # cost_usd / count; None when it made none

@@ -18,7 +18,7 @@ def _tokens(n: int) -> str:
 
 
 def usage_text(u: QuotaWeekUsage) -> str:
-    """``this week: 412 items, 1.3 M input tokens, $18.20; 455 halachot at $0.04 each``."""
+    """``this week: 412 items, 1.3 M input tokens, $18.20; 455 records at $0.04 each``."""
     when = "this week" if u.current else f"week to {format_local(u.week.end, '%a %d %b')}"
     text = f"{when}: {u.items_done} items, {_tokens(u.input_tokens)} input tokens, ${u.cost_usd:.2f}"
     if u.refused_calls:
