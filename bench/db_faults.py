@@ -5,7 +5,7 @@ binaries), ``--decisions`` pending decisions, the real ``drain_halacha`` with th
 backend running the fake CLI (0.2 s calls, a call log). The fault hits the drain; then the next
 run drains the rest. Extra calls = calls the fake CLI completed − decisions. Run twice in the
 same process: the baseline with the journal and the reconnect switched off
-(DRAINS_JOURNAL_UNSAFE_OFF=1, DRAINS_DB_RETRY_SECONDS=0, test-only), then as shipped. Also
+(the settings DRAINS_JOURNAL_UNSAFE_OFF = True, DRAINS_DB_RETRY_SECONDS = 0, test-only), then as shipped. Also
 printed: whether the run rows' items_done add up to the decisions. Goal: 0 extra calls for
 every fault. Needs root (a tmpfs for the full disk; the server runs as ``pgserver``).
 
@@ -24,32 +24,34 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support import db_faults as faults  # noqa: E402
+from tests.support.db import with_settings  # noqa: E402
 from tests.support.private_pg import PrivatePostgres  # noqa: E402
 
 FAULTS = ("fast_restart", "immediate_c4", "locked_staging", "full_disk", "kill_9")
 
 
-def run_fault(name: str, pg: PrivatePostgres, folder: Path, decisions: int, extra: dict) -> dict:
+def run_fault(name: str, pg: PrivatePostgres, folder: Path, decisions: int, tuned: dict) -> dict:
     started = time.monotonic()
-    db = f"bench_{name}_{'base' if extra else 'journal'}"
+    db = f"bench_{name}_{'base' if tuned else 'journal'}"
     if name == "full_disk":
         with faults.small_tablespace(pg) as (tablespace, mount):
             c = faults.Case(pg, folder, db, decisions, tablespace=tablespace,
                             FAKE_CLAUDE_STDOUT=faults.big_answer(),
-                            **{"DRAINS_DB_RETRY_SECONDS": "4", **extra})
+                            settings={"DRAINS_DB_RETRY_SECONDS": 4, **tuned})
             status, err = faults.fault_full_disk(c, mount, at_call=10)
             report = _finish(c, err)
             with pg.admin() as conn:
                 conn.execute(f'DROP DATABASE "{db}"')
                 conn.execute(f"DROP TABLESPACE {tablespace}")
     else:
-        c = faults.Case(pg, folder, db, decisions, **extra)
+        c = faults.Case(pg, folder, db, decisions, settings=tuned)
         if name == "fast_restart":
             status, err = faults.fault_fast_restart(c, at_call=decisions // 4)
         elif name == "immediate_c4":
             status, err = faults.fault_immediate_shutdown(c, at_call=decisions // 4)
         elif name == "locked_staging":
-            c.env.update(DRAINS_DB_STATEMENT_TIMEOUT_MS="3000", DRAINS_DB_LOCK_TIMEOUT_MS="0")
+            c.env = with_settings(c.env, DRAINS_DB_STATEMENT_TIMEOUT_MS=3000,
+                                  DRAINS_DB_LOCK_TIMEOUT_MS=0)
             status, err, _ = faults.fault_locked_staging(c, at_call=decisions // 4, hold=5.0)
         else:
             record = folder / "record"
@@ -89,10 +91,10 @@ def main() -> None:
     results: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-db-faults-") as tmp, PrivatePostgres() as pg:
         faults.make_template(pg, Path(tmp) / "template", args.decisions)
-        for mode, extra in (("baseline", faults.BASELINE), ("journal", {})):
+        for mode, tuned in (("baseline", faults.BASELINE), ("journal", {})):
             for name in chosen:
                 folder = Path(tmp) / mode / name
-                results.setdefault(name, {})[mode] = run_fault(name, pg, folder, args.decisions, extra)
+                results.setdefault(name, {})[mode] = run_fault(name, pg, folder, args.decisions, tuned)
                 r = results[name][mode]
                 sys.stdout.write(f"  {mode:8} {name:15} extra calls {r['extra']:+d}, "
                                  f"counted {r['counted']}/{args.decisions}, {r['seconds']:.0f} s\n")

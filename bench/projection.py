@@ -65,12 +65,13 @@ GOAL = 15.0  # per cent of the remaining time
 def setup_django(database: str, window_seconds: float) -> None:
     os.environ["DATABASE_URL"] = server_url(database)
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    os.environ["DRAINS_PROJECTION_WINDOW_MINUTES"] = repr(window_seconds / 60)
     # This module's extractor; the runtime loads it by name, as it loads any backend.
     os.environ["HALACHA_EXTRACTOR"] = "__main__:BurstExtractor"
     import django
+    from django.conf import settings
 
     django.setup()
+    settings.DRAINS_PROJECTION_WINDOW_MINUTES = window_seconds / 60
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)

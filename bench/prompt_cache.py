@@ -7,8 +7,8 @@ the first call with a cache_control'd prefix writes it, later calls with the sam
 read it; tokens estimated as characters / 4; nothing cached below ``--min-cacheable``). Each
 mode gets a fresh stub, so its cache starts empty, as after five idle minutes:
 
-- off (the baseline): HALACHA_PROMPT_CACHE=0, no cache_control, the whole prompt at full price;
-- on: HALACHA_PROMPT_CACHE=1 (the default).
+- off (the baseline): the setting HALACHA_PROMPT_CACHE = False, no cache_control, the whole prompt at full price;
+- on: HALACHA_PROMPT_CACHE = True (the default).
 
 It prints, per mode: the input tokens billed at the full price, the cache writes (billed at
 1.25x) and reads (0.1x), and the input cost in full-price-token equivalents; then the ratios on /

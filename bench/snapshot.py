@@ -11,7 +11,7 @@
     alternating rounds on the same server.
 
 Uses DATABASE_URL's server when set, else the embedded PostgreSQL; creates and drops its own
-database (bench_snapshot_<pid>). The API throttles are off in the bench (DRAINS_API_THROTTLE_*=off):
+database (bench_snapshot_<pid>). The API throttles are off in the bench (DRAINS_API_THROTTLE_RATES all None):
 a load test from one address is exactly what they exist to refuse.
 
     .venv/bin/python bench/snapshot.py [--runs 1000] [--drains 50] [--repeat 30] [--seconds 5]
@@ -37,8 +37,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-for _scope in ("ADDRESS", "AUTH_FAILURE", "USER", "BURST"):
-    os.environ[f"DRAINS_API_THROTTLE_{_scope}"] = "off"
 
 from bench._harness import admin_execute, server_url  # noqa: E402
 
@@ -75,10 +73,17 @@ def use_drains(total: int) -> list[str]:
 # --- the server (child process) -------------------------------------------------------------------
 
 
-def serve(drains: int) -> None:
+def setup_without_throttles() -> None:
+    """django.setup(), then every API throttle off: the bench measures the snapshot, not them."""
     import django
+    from django.conf import settings
 
     django.setup()
+    settings.DRAINS_API_THROTTLE_RATES = dict.fromkeys(settings.DRAINS_API_THROTTLE_RATES)
+
+
+def serve(drains: int) -> None:
+    setup_without_throttles()
     from django.conf import settings
     from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
     from django.core.wsgi import get_wsgi_application
@@ -253,9 +258,7 @@ def main() -> None:
     admin_execute(f'CREATE DATABASE "{database}"')
     os.environ["DATABASE_URL"] = server_url(database)
     try:
-        import django
-
-        django.setup()
+        setup_without_throttles()
         from django.core.management import call_command
 
         from drains.schedule import scheduled_jobs

@@ -15,8 +15,6 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.env import (
     VAR_DIR,
-    env_aware_datetime,
-    env_bool,
     env_cron_zone,
     env_emails,
     env_float,
@@ -36,110 +34,106 @@ def env_text(name: str, default: str) -> str:
 # --- Drains -----------------------------------------------------------------------------------
 DRAINS_VAR_DIR = VAR_DIR
 DRAINS_LOG_DIR = VAR_DIR / "log"
-# Schema gate (drains/schema/)
-DRAINS_MIGRATE_LOCK_WAIT_SECONDS = env_float("DRAINS_MIGRATE_LOCK_WAIT_SECONDS", 600.0, minimum=0)
-DRAINS_MIGRATE_LOCK_REPORT_SECONDS = env_float("DRAINS_MIGRATE_LOCK_REPORT_SECONDS", 10.0, minimum=0.1)
-DRAINS_MIGRATE_LOCK_TIMEOUT_MS = env_int("DRAINS_MIGRATE_LOCK_TIMEOUT_MS", 5000, minimum=1)
-DRAINS_MIGRATE_DDL_RETRIES = env_int("DRAINS_MIGRATE_DDL_RETRIES", 5, minimum=0)
-DRAINS_MIGRATE_DDL_BACKOFF_SECONDS = env_float("DRAINS_MIGRATE_DDL_BACKOFF_SECONDS", 1.0, minimum=0)
-# TEST-ONLY: runs the gate without its lock so a test can show the race it prevents. Never set it.
-DRAINS_SCHEMA_GATE_UNSAFE_NO_LOCK = env_bool("DRAINS_SCHEMA_GATE_UNSAFE_NO_LOCK", False)
-# Runtime
-DRAINS_DEFAULT_MAX_ITEMS = env_int("DRAINS_DEFAULT_MAX_ITEMS", 50, minimum=1)
-DRAINS_DEFAULT_MAX_MINUTES = env_float("DRAINS_DEFAULT_MAX_MINUTES", 12.0, minimum=0.1)
-DRAINS_CHUNK_SIZE = env_int("DRAINS_CHUNK_SIZE", 10, minimum=1)
-# An item whose extraction failed this many times is marked failed and no longer retried.
-DRAINS_MAX_ATTEMPTS = env_int("DRAINS_MAX_ATTEMPTS", 3, minimum=1)
-DRAINS_FALLBACK_BACKOFF_SECONDS = env_int("DRAINS_FALLBACK_BACKOFF_SECONDS", 900, minimum=1)
+# The local journal of paid results (drains/journal.py): one SQLite file per host in this folder.
+# Put it on a disk of the host's own that survives a restart (docs/operations.md, "The journal").
+DRAINS_JOURNAL_DIR = Path(env_text("DRAINS_JOURNAL_DIR", str(VAR_DIR / "journal")))
+# The zone in which operators think and in which human reset times without a zone are read.
+DRAINS_OPERATOR_TZ = env_zone("DRAINS_OPERATOR_TZ", "Asia/Jerusalem")
+# The quota's ceiling (docs/quota.md): no drain starts a call once a window's latest utilization
+# is at 1 minus its reserve: what the account's owner keeps for themselves. A quota key's
+# QuotaPolicy row overrides these (manage.py quota set).
+DRAINS_QUOTA_WEEKLY_RESERVE = env_float("DRAINS_QUOTA_WEEKLY_RESERVE", 0.10, minimum=0, maximum=0.9)
+DRAINS_QUOTA_SESSION_RESERVE = env_float("DRAINS_QUOTA_SESSION_RESERVE", 0.0, minimum=0, maximum=0.9)
+
+# --- The runtime's constants ---------------------------------------------------------------------
+# Not read from the environment: no deployment needs another value. A host's own settings module
+# (`from config.settings import *`, docs/deploy.md) may still change one; tests do so too.
+#
+# Schema gate (drains/schema/): a migrator waits this long for the schema lock, then exits 1
+# naming the holder, reporting the holder every REPORT seconds while it waits; migration DDL never
+# queues behind a long transaction for more than LOCK_TIMEOUT_MS, and a DDL that hit it is retried
+# DDL_RETRIES times, the backoff doubling from DDL_BACKOFF_SECONDS (capped at 30 s).
+DRAINS_MIGRATE_LOCK_WAIT_SECONDS = 600.0
+DRAINS_MIGRATE_LOCK_REPORT_SECONDS = 10.0
+DRAINS_MIGRATE_LOCK_TIMEOUT_MS = 5000
+DRAINS_MIGRATE_DDL_RETRIES = 5
+DRAINS_MIGRATE_DDL_BACKOFF_SECONDS = 1.0
+# TEST-ONLY: runs the gate without its lock so a test can show the race it prevents.
+DRAINS_SCHEMA_GATE_UNSAFE_NO_LOCK = False
+# A cron run stops after this many items and starts none after this many minutes, so that it ends
+# well before the next cron line; a burst has no item cap.
+DRAINS_DEFAULT_MAX_ITEMS = 50
+DRAINS_DEFAULT_MAX_MINUTES = 12.0
+# Items per committed checkpoint: the liveness signal the supervisor reads.
+DRAINS_CHUNK_SIZE = 10
+# An item whose call failed this many times is failed and no longer retried (a drain class may
+# set its own max_attempts).
+DRAINS_MAX_ATTEMPTS = 3
+# The backoff after a rate limit that names no usable reset: one supervisor interval.
+DRAINS_FALLBACK_BACKOFF_SECONDS = 900
 # A drain whose quota another drain is probing after a reset holds this long at most before it
 # exits without a call (the next cron run or supervisor start looks again).
-DRAINS_PROBE_WAIT_SECONDS = env_float("DRAINS_PROBE_WAIT_SECONDS", 600.0, minimum=0)
-# The plan by limit kind (docs/rate-limits.md). A per-minute API limit (HTTP 429 with an
-# exhausted anthropic-ratelimit-* budget) slows the run down: half the calls in flight and a
-# short wait with jitter (the parsed reset, at most DRAINS_SLOW_DOWN_MAX_WAIT_SECONDS); one more
-# call in flight again after every DRAINS_SLOW_DOWN_RECOVER_CALLS calls that went through. Only
-# when DRAINS_SLOW_DOWN_REPEATS limits come in a row with no call going through in between does
-# the run stop with a backoff of at least DRAINS_SLOW_DOWN_BACKOFF_SECONDS.
-DRAINS_SLOW_DOWN_MAX_WAIT_SECONDS = env_float("DRAINS_SLOW_DOWN_MAX_WAIT_SECONDS", 60.0, minimum=0.1)
-DRAINS_SLOW_DOWN_RECOVER_CALLS = env_int("DRAINS_SLOW_DOWN_RECOVER_CALLS", 5, minimum=1)
-DRAINS_SLOW_DOWN_REPEATS = env_int("DRAINS_SLOW_DOWN_REPEATS", 5, minimum=1)
-DRAINS_SLOW_DOWN_BACKOFF_SECONDS = env_int("DRAINS_SLOW_DOWN_BACKOFF_SECONDS", 300, minimum=1)
-# HTTP 529 (overloaded) is no limit: the call is retried inside the run, up to
-# DRAINS_OVERLOAD_RETRIES times, waiting DRAINS_OVERLOAD_RETRY_SECONDS, then twice that, ...
-# (with jitter). Still overloaded after that: the run stops with a short backoff of
-# DRAINS_OVERLOAD_BACKOFF_SECONDS, and the item is not counted as failed.
-DRAINS_OVERLOAD_RETRIES = env_int("DRAINS_OVERLOAD_RETRIES", 3, minimum=0)
-DRAINS_OVERLOAD_RETRY_SECONDS = env_float("DRAINS_OVERLOAD_RETRY_SECONDS", 2.0, minimum=0)
-DRAINS_OVERLOAD_BACKOFF_SECONDS = env_int("DRAINS_OVERLOAD_BACKOFF_SECONDS", 300, minimum=1)
-# The quota's ceiling (docs/quota.md): no drain starts a call once a window's latest utilization
-# is at 1 minus its reserve. The weekly reserve is released linearly to 0 over the last
-# DRAINS_QUOTA_RESERVE_RELEASE_HOURS before the weekly reset (0 = never); the session (5-hour)
-# reserve never is. A quota key's QuotaPolicy row overrides these (manage.py quota set).
-DRAINS_QUOTA_WEEKLY_RESERVE = env_float("DRAINS_QUOTA_WEEKLY_RESERVE", 0.10, minimum=0)
-DRAINS_QUOTA_SESSION_RESERVE = env_float("DRAINS_QUOTA_SESSION_RESERVE", 0.0, minimum=0)
-DRAINS_QUOTA_RESERVE_RELEASE_HOURS = env_float("DRAINS_QUOTA_RESERVE_RELEASE_HOURS", 6.0, minimum=0)
-for _name in ("DRAINS_QUOTA_WEEKLY_RESERVE", "DRAINS_QUOTA_SESSION_RESERVE"):
-    if globals()[_name] > 0.9:
-        raise ImproperlyConfigured(f"{_name}={globals()[_name]} is above the maximum of 0.9.")
-if DRAINS_QUOTA_RESERVE_RELEASE_HOURS > 168:
-    raise ImproperlyConfigured(
-        f"DRAINS_QUOTA_RESERVE_RELEASE_HOURS={DRAINS_QUOTA_RESERVE_RELEASE_HOURS} is longer than "
-        "the week (168 hours)."
-    )
+DRAINS_PROBE_WAIT_SECONDS = 600.0
+# The plan by limit kind (docs/rate-limits.md). A per-minute API limit slows the run down: half
+# the calls in flight and a wait for the parsed reset (at most MAX_WAIT); one more call in flight
+# after every RECOVER_CALLS calls that went through; REPEATS limits in a row with no call through
+# stop the run with a backoff of at least BACKOFF_SECONDS.
+DRAINS_SLOW_DOWN_MAX_WAIT_SECONDS = 60.0
+DRAINS_SLOW_DOWN_RECOVER_CALLS = 5
+DRAINS_SLOW_DOWN_REPEATS = 5
+DRAINS_SLOW_DOWN_BACKOFF_SECONDS = 300
+# HTTP 529 (overloaded) is no limit: the call is retried inside the run RETRIES times, waiting
+# RETRY_SECONDS, then twice that, ... (with jitter); still overloaded, the run stops with a
+# short backoff, and the item is not counted as failed.
+DRAINS_OVERLOAD_RETRIES = 3
+DRAINS_OVERLOAD_RETRY_SECONDS = 2.0
+DRAINS_OVERLOAD_BACKOFF_SECONDS = 300
+# The weekly reserve is released linearly to 0 over this many hours before the weekly reset, so
+# that what would lapse is spent (0 = never); the session reserve never is.
+DRAINS_QUOTA_RESERVE_RELEASE_HOURS = 6.0
 # Quota samples (the spend rate's history) older than this many days are pruned by the supervisor.
-DRAINS_QUOTA_SAMPLE_DAYS = env_int("DRAINS_QUOTA_SAMPLE_DAYS", 28, minimum=1)
+DRAINS_QUOTA_SAMPLE_DAYS = 28
 # The projection's rate (operations/projection.py): items done over the last this-many minutes
 # of counted time (working time in a burst; wall time without backoffs otherwise).
-DRAINS_PROJECTION_WINDOW_MINUTES = env_float("DRAINS_PROJECTION_WINDOW_MINUTES", 180.0, minimum=0.01)
-# A quota window's reading shown as stale once this old (drains/quota/freshness.py): the owner may
-# have spent from the same windows since no call of ours looked. A window past its reset is stale too.
-DRAINS_QUOTA_STALE_MINUTES = env_float("DRAINS_QUOTA_STALE_MINUTES", 60.0, minimum=1)
-DRAINS_HUNG_AFTER_SECONDS = env_int("DRAINS_HUNG_AFTER_SECONDS", 1800, minimum=1)
-# SIGTERM to SIGKILL for a hung run: a SIGTERMed run finishes the call in flight (its result goes
-# to the journal), so the default is at least the CLI's timeout; an operator may set it lower.
-DRAINS_HUNG_KILL_GRACE_SECONDS = env_float(
-    "DRAINS_HUNG_KILL_GRACE_SECONDS",
-    max(10.0, env_float("HALACHA_CLI_TIMEOUT_SECONDS", 300.0, minimum=1) + 5.0),
-    minimum=0,
-)
+DRAINS_PROJECTION_WINDOW_MINUTES = 180.0
+# A quota window's reading shown as stale once this old: the owner may have spent from the same
+# windows since no call of ours looked. A window past its reset is stale too.
+DRAINS_QUOTA_STALE_MINUTES = 60.0
+# No checkpoint for this long means a run is hung: its chunk of 10 items takes minutes at most.
+DRAINS_HUNG_AFTER_SECONDS = 1800
 # The runner's and the supervisor's own statements (SET on their sessions, so it works through
 # PgBouncer in session mode; migrations and the web keep the server's settings). 0 = no limit.
-DRAINS_DB_STATEMENT_TIMEOUT_MS = env_int("DRAINS_DB_STATEMENT_TIMEOUT_MS", 30000, minimum=0)
-DRAINS_DB_LOCK_TIMEOUT_MS = env_int("DRAINS_DB_LOCK_TIMEOUT_MS", 10000, minimum=0)
+DRAINS_DB_STATEMENT_TIMEOUT_MS = 30000
+DRAINS_DB_LOCK_TIMEOUT_MS = 10000
 # A transient database error (connection lost, server restarting, serialization failure,
 # statement or lock timeout) while the runner stages, checkpoints or finishes is retried with a
 # jittered backoff for at most this many seconds in all, reconnecting each time. 0 = no retry.
-DRAINS_DB_RETRY_SECONDS = env_float("DRAINS_DB_RETRY_SECONDS", 60.0, minimum=0)
-# The local journal of paid results (drains/journal.py): one SQLite file per host in this folder.
-DRAINS_JOURNAL_DIR = Path(env_text("DRAINS_JOURNAL_DIR", str(VAR_DIR / "journal")))
-# Test and bench only: no journal (and, with DRAINS_DB_RETRY_SECONDS=0, no reconnect), to show
-# the paid results a database fault loses without them. Never set it anywhere else.
-DRAINS_JOURNAL_UNSAFE_OFF = env_bool("DRAINS_JOURNAL_UNSAFE_OFF", False)
-# The zone in which operators think and in which human reset times without a zone are read.
-DRAINS_OPERATOR_TZ = env_zone("DRAINS_OPERATOR_TZ", "Asia/Jerusalem")
+DRAINS_DB_RETRY_SECONDS = 60.0
+# TEST AND BENCH ONLY: no journal (and, with DRAINS_DB_RETRY_SECONDS = 0, no reconnect), to show
+# the paid results a database fault loses without them.
+DRAINS_JOURNAL_UNSAFE_OFF = False
 
-# --- The quota autopilot (drains/quota/rate.py, drains/quota/autopilot.py; docs/quota.md) -----
+# The quota autopilot (drains/quota/rate.py, drains/quota/autopilot.py; docs/quota.md).
 # The spend rate's default before anything is measured: weekly utilization per hour of drain
 # work (0.01 = 1 %/h). Low on purpose: too low only starts an autopilot burst early.
-DRAINS_QUOTA_DEFAULT_SPEND_RATE = env_float("DRAINS_QUOTA_DEFAULT_SPEND_RATE", 0.01, minimum=1e-6)
+DRAINS_QUOTA_DEFAULT_SPEND_RATE = 0.01
 # Two samples of one run further apart than this are a wait, not work (left out of the rate).
-DRAINS_QUOTA_RATE_MAX_GAP_SECONDS = env_float("DRAINS_QUOTA_RATE_MAX_GAP_SECONDS", 600.0, minimum=1)
-# The 5-hour window's length and the weekly window's (the forecast's week start is R minus it).
-DRAINS_QUOTA_SESSION_HOURS = env_float("DRAINS_QUOTA_SESSION_HOURS", 5.0, minimum=0.001)
-DRAINS_QUOTA_WEEK_HOURS = env_float("DRAINS_QUOTA_WEEK_HOURS", 168.0, minimum=0.01)
+DRAINS_QUOTA_RATE_MAX_GAP_SECONDS = 600.0
+# The 5-hour window's length and the weekly window's: the service's (the forecast's week start is
+# the weekly reset minus it).
+DRAINS_QUOTA_SESSION_HOURS = 5.0
+DRAINS_QUOTA_WEEK_HOURS = 168.0
 # The autopilot starts a burst when the time left to the weekly reset is at most
-# room / rate x DRAINS_AUTOPILOT_SAFETY_MARGIN + one supervisor interval.
-DRAINS_AUTOPILOT_SAFETY_MARGIN = env_float("DRAINS_AUTOPILOT_SAFETY_MARGIN", 1.25, minimum=1.0)
+# room / rate x this margin + one supervisor interval: a quarter more time than the rate says.
+DRAINS_AUTOPILOT_SAFETY_MARGIN = 1.25
 # In a burst, a run that hit a session (5-hour) limit waits for its reset and goes on this many
 # seconds after it (drains/runner/quota_steps.py): no open window left idle.
-DRAINS_SESSION_RESUME_SECONDS = env_float("DRAINS_SESSION_RESUME_SECONDS", 2.0, minimum=0)
+DRAINS_SESSION_RESUME_SECONDS = 2.0
 # The longest such wait inside a run (a session limit, a weekly ceiling the reserve's release
 # lifts); a longer one ends the run and the supervisor starts the drain again after it.
-DRAINS_BURST_WAIT_MAX_HOURS = env_float("DRAINS_BURST_WAIT_MAX_HOURS", 6.0, minimum=0)
-# How often the supervisor ticks (its cron line is every 15 minutes).
-DRAINS_SUPERVISOR_INTERVAL_MINUTES = env_float(
-    "DRAINS_SUPERVISOR_INTERVAL_MINUTES", 15.0, minimum=0.001
-)
+DRAINS_BURST_WAIT_MAX_HOURS = 6.0
+# How often the supervisor ticks: its cron line's interval.
+DRAINS_SUPERVISOR_INTERVAL_MINUTES = 15.0
 
 # --- Halacha extraction -----------------------------------------------------------------------
 HALACHA_EXTRACTOR = env_text("HALACHA_EXTRACTOR", "offline")
@@ -151,10 +145,8 @@ if not re.fullmatch(r"offline|anthropic|claude-cli|[A-Za-z_][\w.]*:[A-Za-z_]\w*"
     )
 # claude-sonnet-4-5 reaches end-of-life on 2026-11-30 (the SDK's deprecation table); 4-6 follows it.
 HALACHA_MODEL = env_str("HALACHA_MODEL", "claude-sonnet-4-6")
-HALACHA_MAX_TOKENS = env_int("HALACHA_MAX_TOKENS", 4096, minimum=256)
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
 CLAUDE_CLI = env_str("CLAUDE_CLI", "claude")
-HALACHA_CLI_TIMEOUT_SECONDS = env_float("HALACHA_CLI_TIMEOUT_SECONDS", 300.0, minimum=1)
 # The model the CLI runs (--model): an alias or a full name. Sonnet, not the CLI's own default
 # (the most expensive model, with its own weekly limit); see the README.
 HALACHA_CLI_MODEL = env_str("HALACHA_CLI_MODEL", "sonnet")
@@ -162,11 +154,19 @@ HALACHA_CLI_MODEL = env_str("HALACHA_CLI_MODEL", "sonnet")
 HALACHA_CLI_EXTRA_ARGS = env_str("HALACHA_CLI_EXTRA_ARGS", "")
 # The CLI's account lives in its config dir; part of the quota key (and passed to the CLI).
 CLAUDE_CONFIG_DIR = env_str("CLAUDE_CONFIG_DIR")
-# One Messages API call may take this long before it counts as failed (the SDK never retries).
-HALACHA_API_TIMEOUT_SECONDS = env_float("HALACHA_API_TIMEOUT_SECONDS", 300.0, minimum=1)
+# Constants (see "The runtime's constants" above). A reply's token limit: far above any
+# decision's rules, so a reply cut off there is an error, not a short answer.
+HALACHA_MAX_TOKENS = 4096
+# One CLI call or Messages API call may take this long before it counts as failed (the SDK never
+# retries); a decision's extraction takes under two minutes.
+HALACHA_CLI_TIMEOUT_SECONDS = 300.0
+HALACHA_API_TIMEOUT_SECONDS = 300.0
 # Mark the anthropic backend's system prompt for prompt caching (cache_control, ephemeral): later
 # calls within the cache's lifetime read it at a tenth of the input price (bench/prompt_cache.py).
-HALACHA_PROMPT_CACHE = env_bool("HALACHA_PROMPT_CACHE", True)
+HALACHA_PROMPT_CACHE = True
+# SIGTERM to SIGKILL for a hung run: a SIGTERMed run finishes the call in flight (its result goes
+# to the journal), so the grace outlasts the CLI's timeout.
+DRAINS_HUNG_KILL_GRACE_SECONDS = HALACHA_CLI_TIMEOUT_SECONDS + 5.0
 
 # --- Schedule: the one schedule (django-crontab); `run_scheduler` reads the same list ---------
 # Each job fires in a minute no other job uses (see drains/schedule.py and `manage.py check`):
@@ -193,9 +193,6 @@ CRONJOBS = [
     _job("17 * * * *", "fetch_decisions"),
 ]
 CRONTAB_LOCK_JOBS = True
-# The fire time a job started by run_scheduler serves (it sets this in the job's environment);
-# unset, a cron-started job derives its slot from CRONJOBS and the clock.
-DRAINS_SCHEDULED_FOR = env_aware_datetime("DRAINS_SCHEDULED_FOR")
 # The zone cron reads the expressions in, so the zone run_scheduler, `manage.py schedule`, the
 # page and the slots read them in too: the host's (TZ, else /etc/localtime). Set it only when the
 # cron daemon runs in another zone than the host (TZ in its service unit, cronie's CRON_TZ).
@@ -205,14 +202,14 @@ CRONTAB_DJANGO_PROJECT_NAME = "config"
 CRONTAB_DJANGO_SETTINGS_MODULE = settings_module_if_not("config.settings")
 # `manage.py crontab add` shells out to this (found on PATH); a prefix such as
 # "set -a; . /etc/drains.env; set +a;" gives the jobs the environment cron does not.
-CRONTAB_EXECUTABLE = env_str("CRONTAB_EXECUTABLE", "crontab")
+CRONTAB_EXECUTABLE = "crontab"
 CRONTAB_COMMAND_PREFIX = env_str("CRONTAB_COMMAND_PREFIX", "")
 
 # --- Court fetch (fetch_decisions) ------------------------------------------------------------
 # JSON/JSONL files dropped here are imported and moved to imported/ (or failed/).
 FETCH_INBOX_DIR = Path(env_text("FETCH_INBOX_DIR", str(VAR_DIR / "inbox")))
 FETCH_FEED_URL = env_http_url("FETCH_FEED_URL")  # optional HTTP(S) feed: a JSON array or JSONL
-FETCH_FEED_TIMEOUT_SECONDS = env_float("FETCH_FEED_TIMEOUT_SECONDS", 60.0, minimum=1)
+FETCH_FEED_TIMEOUT_SECONDS = 60.0  # a constant: a feed slower than a minute is down
 
 # --- Email (send_digest): console unless EMAIL_HOST is set ------------------------------------
 EMAIL_HOST = env_str("EMAIL_HOST")
@@ -221,14 +218,14 @@ if EMAIL_HOST:
     EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1, maximum=65535)
     EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
     EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
-    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)  # implicit TLS, usually port 465
-    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", not EMAIL_USE_SSL)  # STARTTLS, usually port 587
-    EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
+    # The port says the protocol: 465 is implicit TLS, any other STARTTLS (587, 25).
+    EMAIL_USE_SSL = EMAIL_PORT == 465
+    EMAIL_USE_TLS = not EMAIL_USE_SSL
+    EMAIL_TIMEOUT = 30
 else:
     EMAIL_HOST = "localhost"
-    EMAIL_BACKEND = env_text("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
-    # For EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend: one file per message.
-    EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+    # The digest goes to the console: the job's log.
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"drains@{socket.gethostname()}")
 env_emails("DEFAULT_FROM_EMAIL", [])  # checked when set
 DIGEST_RECIPIENTS = env_emails("DIGEST_RECIPIENTS", [])

@@ -12,7 +12,6 @@ import math
 import os
 import re
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import overload
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -23,6 +22,9 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("DRAINS_VAR_DIR", BASE_DIR / "var"))
 
+READ: set[str] = {"DRAINS_VAR_DIR"}
+"""The variables this process's settings asked for (config/checks.py names those set but unread)."""
+
 POSTGRES_SCHEMES = {"postgres", "postgresql", "pgsql", "postgis"}
 
 
@@ -32,6 +34,7 @@ and not filled in, and is refused rather than run with."""
 
 
 def _raw(name: str) -> str | None:
+    READ.add(name)
     value = os.environ.get(name)
     if value is None:
         return None
@@ -174,38 +177,6 @@ def env_http_url(name: str) -> str | None:
             "https://courts.example/feed."
         )
     return value.strip()
-
-
-def env_aware_datetime(name: str) -> str | None:
-    value = env_str(name)
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.utcoffset() is None:
-        raise ImproperlyConfigured(
-            f"{name}={value!r} is not an ISO 8601 time with a UTC offset, e.g. "
-            "2026-12-05T18:00:00+02:00."
-        )
-    return value
-
-
-_RATE = re.compile(r"[0-9]+/(s|sec|second|m|min|minute|h|hour|d|day)", re.ASCII)
-
-
-def env_rate(name: str, default: str) -> str | None:
-    """A throttle rate as DRF reads it ("300/min"), or "off"."""
-    value = env_str(name, default).strip()
-    if value.lower() == "off":
-        return None
-    if not _RATE.fullmatch(value):
-        raise ImproperlyConfigured(
-            f"{name}={value!r} is not a rate; write N/s, N/min, N/hour or N/day (e.g. 300/min), "
-            "or off."
-        )
-    return value
 
 
 def env_emails(name: str, default: list[str]) -> list[str]:

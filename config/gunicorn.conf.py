@@ -3,8 +3,10 @@
     gunicorn -c config/gunicorn.conf.py config.wsgi
 
 The app is small and database-bound: a few synchronous workers with threads are plenty (the page
-polls the snapshot every 15 s; each snapshot is a handful of queries). Every value can be changed
-from the environment, which is also how the systemd unit and `make run` set the bind address.
+polls the snapshot every 15 s; each snapshot is a handful of queries). The address and the workers
+come from the environment (DRAINS_WEB_BIND, WEB_CONCURRENCY), which is how the systemd unit and
+`make run` set them; gunicorn's own command-line options override the rest (`make run` writes the
+access log to a file with --access-logfile).
 """
 
 import sys
@@ -17,13 +19,13 @@ try:
     bind = env_str("DRAINS_WEB_BIND", "127.0.0.1:8000")
     # WEB_CONCURRENCY is gunicorn's own convention for the worker count.
     workers = env_int("WEB_CONCURRENCY", 2, minimum=1, maximum=64)
-    threads = env_int("DRAINS_WEB_THREADS", 4, minimum=1, maximum=256)
-    # No request here takes long; a worker stuck for this long is killed and replaced.
-    timeout = env_int("DRAINS_WEB_TIMEOUT_SECONDS", 30, minimum=1, maximum=3600)
 except ImproperlyConfigured as exc:  # one line, as manage.py says it (config/startup.py)
     sys.stderr.write(f"Configuration error: {exc}\n")
     sys.exit(2)
 worker_class = "gthread"
+threads = 4
+# No request here takes long; a worker stuck for this long is killed and replaced.
+timeout = 30
 # On SIGTERM (Ctrl-C in `make run`, `systemctl stop`): finish requests in flight, then exit.
 graceful_timeout = 10
 keepalive = 5
@@ -31,7 +33,7 @@ keepalive = 5
 max_requests = 2000
 max_requests_jitter = 200
 # Access log: "-" is stdout (the journal under systemd); `make run` writes it to var/log.
-accesslog = env_str("DRAINS_WEB_ACCESS_LOG", "-")
+accesslog = "-"
 errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s" user=%(u)s'
 # X-Forwarded-* headers are trusted from these addresses only (gunicorn reads

@@ -21,10 +21,8 @@ from config.env import (
     dead_peer_options,
     env_bool,
     env_choice,
-    env_float,
     env_int,
     env_list,
-    env_rate,
     env_str,
     parse_database_url,
     refuse_placeholder,
@@ -46,16 +44,18 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 # --- Behind TLS or a proxy (docs/deploy.md) ---------------------------------------------------
 # DJANGO_HTTPS=1: the site is served over HTTPS only (by this host or a proxy in front of it):
-# secure cookies, a redirect from http://, and HSTS. Each can be set on its own too.
+# secure cookies, a redirect from http://, and HSTS for a year, subdomains included, marked for
+# the browsers' preload list (submitting the domain is the owner's step). A host's own settings
+# module may change any of them (docs/deploy.md).
 HTTPS = env_bool("DJANGO_HTTPS", False)
-SESSION_COOKIE_SECURE = env_bool("DJANGO_SESSION_COOKIE_SECURE", HTTPS)
-CSRF_COOKIE_SECURE = env_bool("DJANGO_CSRF_COOKIE_SECURE", HTTPS)
-SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", HTTPS)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
 # A load balancer probing plain HTTP must still reach the health check.
 SECURE_REDIRECT_EXEMPT = [r"^api/health/$"]
-SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
-SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+SECURE_HSTS_SECONDS = 31_536_000 if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS
 # A TLS-terminating proxy says the original scheme in a header; name it (X-Forwarded-Proto)
 # only when the proxy always sets it, or any client could claim https.
 _proxy_header = env_str("DJANGO_PROXY_SSL_HEADER")
@@ -131,7 +131,7 @@ if _database_url:
 else:
     _default_db = {
         "ENGINE": "config.embedded_pg",
-        "NAME": env_str("DRAINS_EMBEDDED_DB_NAME", "drains"),
+        "NAME": "drains",
         "USER": "postgres",
         "PASSWORD": "",
         "HOST": "",  # filled with the socket directory when the server is started
@@ -141,7 +141,7 @@ else:
 _default_db["OPTIONS"].setdefault(
     # Names the process in pg_stat_activity, so that lock reports say who holds what.
     "application_name",
-    env_str("DRAINS_APPLICATION_NAME", f"drains@{socket.gethostname()}"),
+    f"drains@{socket.gethostname()}",
 )
 # A vanished host's sessions end, and its advisory locks are freed, within this bound
 # (TCP keepalives on both ends; docs/deploy.md). 0 turns it off, e.g. behind a PgBouncer that
@@ -149,8 +149,9 @@ _default_db["OPTIONS"].setdefault(
 DRAINS_DB_DEAD_PEER_SECONDS = env_int("DRAINS_DB_DEAD_PEER_SECONDS", 60, minimum=0, maximum=86_400)
 _default_db["OPTIONS"] = dead_peer_options(DRAINS_DB_DEAD_PEER_SECONDS, _default_db["OPTIONS"])
 # Every connection (Django's and each lock session, which take these parameters) gives up on a
-# server that accepts the TCP connection and never answers after this many seconds.
-DRAINS_DB_CONNECT_TIMEOUT_SECONDS = env_int("DRAINS_DB_CONNECT_TIMEOUT_SECONDS", 10, minimum=1)
+# server that accepts the TCP connection and never answers after this many seconds (a constant:
+# a server that does not answer in 10 s is down for a job that runs every 15 minutes).
+DRAINS_DB_CONNECT_TIMEOUT_SECONDS = 10
 _default_db["OPTIONS"].setdefault("connect_timeout", str(DRAINS_DB_CONNECT_TIMEOUT_SECONDS))
 _default_db["CONN_MAX_AGE"] = 0
 DATABASES = {"default": _default_db}
@@ -273,19 +274,16 @@ else:
                           "LOCATION": "django_cache"}}
 
 # --- API throttles (operations/throttles.py): answered 429 with Retry-After ------------------
-def _throttle_rate(name: str, default: str) -> str | None:
-    """A DRF rate such as "300/min"; "off" turns that throttle off (benchmarks)."""
-    return env_rate(name, default)
-
-
-DRAINS_API_THROTTLE_RATES = {
+# DRF rates; None turns one off. Ten times what the page and a script need (the page polls every
+# 15 s), far below what guessing tokens or a runaway client would send.
+DRAINS_API_THROTTLE_RATES: dict[str, str | None] = {
     # every request from one client address, counted before authentication
-    "address": _throttle_rate("DRAINS_API_THROTTLE_ADDRESS", "300/min"),
+    "address": "300/min",
     # rejected tokens from one client address (guessing tokens)
-    "auth_failure": _throttle_rate("DRAINS_API_THROTTLE_AUTH_FAILURE", "10/min"),
+    "auth_failure": "10/min",
     # one user's requests, and one user's burst toggles
-    "user": _throttle_rate("DRAINS_API_THROTTLE_USER", "120/min"),
-    "burst": _throttle_rate("DRAINS_API_THROTTLE_BURST", "20/min"),
+    "user": "120/min",
+    "burst": "20/min",
 }
 # How many reverse proxies add X-Forwarded-For in front of the app; 0 = use the peer address
 # (a client could otherwise pick its own address by sending the header).
@@ -296,12 +294,10 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_FAILURE_LIMIT = env_int("DRAINS_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_FAILURE_LIMIT = 5  # failed logins before the lockout: a person mistypes fewer
 # A username is locked from the address that failed; other addresses are locked on their own.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_COOLOFF_TIME = timedelta(
-    minutes=env_float("DRAINS_LOGIN_LOCKOUT_MINUTES", 60.0, minimum=1, maximum=10 * 365 * 24 * 60)
-)
+AXES_COOLOFF_TIME = timedelta(hours=1)  # slows guessing to 5 passwords an hour
 AXES_RESET_ON_SUCCESS = True
 AXES_IPWARE_PROXY_COUNT = REST_FRAMEWORK["NUM_PROXIES"] or None
 AXES_IPWARE_META_PRECEDENCE_ORDER = (
@@ -318,8 +314,8 @@ KNOX_TOKEN_MODEL = "operations.ApiToken"
 # the model is swapped for operations.ApiToken; the app has nothing else to migrate.
 MIGRATION_MODULES = {"knox": None}
 REST_KNOX = {
-    # The same bounds as mint_token --days (operations/tokens.py).
-    "TOKEN_TTL": timedelta(days=env_float("DRAINS_TOKEN_DAYS", 90.0, minimum=0.01, maximum=3650)),
+    # The default lifetime; mint_token --days gives another (operations/tokens.py).
+    "TOKEN_TTL": timedelta(days=90),
     "AUTH_HEADER_PREFIX": "Token",
     "AUTO_REFRESH": False,
 }
@@ -337,8 +333,9 @@ for _network in DRAINS_METRICS_ALLOWED_IPS:
         ) from None
 DRAINS_METRICS_TOKEN = env_str("DRAINS_METRICS_TOKEN")
 
-# The largest request body the API reads (bytes); larger ones get a JSON 413.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 64 * 1024, minimum=1024)
+# The largest request body the API reads (bytes); larger ones get a JSON 413. The API's largest
+# body (a burst with its reason) is under 2 KiB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 
 # --- The project's own settings (drains, halacha, schedule, fetch, email) -----------------
 from config.app_settings import *  # noqa: E402, F403

@@ -9,7 +9,7 @@ the slot does the work, the others are told "already done for the 07:12 slot by 
 and is never refused.
 
 The slot comes from the schedule, not from the moment the process happened to start: the fire
-time ``run_scheduler`` passes in (``DRAINS_SCHEDULED_FOR``), else the job's latest fire time in
+time ``run_scheduler`` passes in (``--scheduled-for``), else the job's latest fire time in
 ``CRONJOBS`` at or before now. A host whose clock runs up to ``EARLY_TOLERANCE`` ahead, or one
 that starts late, still names the same slot as the others. The claim is a check and an insert
 under a transaction-scoped advisory lock on (job, slot), with a unique constraint on the run
@@ -23,14 +23,12 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from croniter import croniter
-from django.conf import settings
 from django.core.management.base import CommandParser
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from drains import schedule
 from drains.failures import describe_failure
@@ -62,16 +60,13 @@ class SlotTaken(Exception):
         )
 
 
-def current_slot(name: str, *, now: datetime | None = None) -> datetime | None:
-    """The fire time that a cron start of the job whose runs are named ``name`` serves."""
-    given = settings.DRAINS_SCHEDULED_FOR
-    if given:
-        parsed = parse_datetime(given)
-        if parsed is None or timezone.is_naive(parsed):
-            raise ValueError(
-                f"DRAINS_SCHEDULED_FOR={given!r} is not an ISO 8601 time with a UTC offset."
-            )
-        return parsed.replace(second=0, microsecond=0)
+def current_slot(
+    name: str, *, now: datetime | None = None, scheduled_for: datetime | None = None
+) -> datetime | None:
+    """The fire time that a cron start of the job whose runs are named ``name`` serves:
+    ``scheduled_for`` when the start was told it, else found in the schedule."""
+    if scheduled_for is not None:
+        return scheduled_for.replace(second=0, microsecond=0)
     job = next((j for j in schedule.scheduled_jobs() if schedule.run_name(j) == name), None)
     if job is None:
         return None  # not in the schedule: nothing to share with other hosts
@@ -105,7 +100,9 @@ def claims_a_slot(trigger: str) -> bool:
 
 
 @contextmanager
-def job_run(*, name: str, trigger: str = Trigger.CRON) -> Iterator[DrainRun]:
+def job_run(
+    *, name: str, trigger: str = Trigger.CRON, scheduled_for: datetime | None = None
+) -> Iterator[DrainRun]:
     """Record a sibling job (not a drain) as a DrainRun with mode ``job``.
 
     ``with job_run(name="fetch_decisions", trigger="cron") as run: ...`` — the run ends ``succeeded``, or
@@ -116,7 +113,7 @@ def job_run(*, name: str, trigger: str = Trigger.CRON) -> Iterator[DrainRun]:
     A cron start claims the job's slot first (below): when another host, or an
     earlier start, already has it, ``SlotTaken`` is raised before anything is done.
     """
-    slot = current_slot(name) if claims_a_slot(trigger) else None
+    slot = current_slot(name, scheduled_for=scheduled_for) if claims_a_slot(trigger) else None
     if slot is not None:
         run = claim(name=name, trigger=trigger, slot=slot)
     else:
@@ -157,6 +154,11 @@ class JobCommand(CheckedCommand):
     job_name: ClassVar[str]
     requires_system_checks = JOB_CHECKS
     trigger_choices: ClassVar[list[Trigger] | None] = None  # None: every trigger
+    scheduled_for: datetime | None = None
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        self.scheduled_for = options.get("scheduled_for")
+        return super().execute(*args, **options)
 
     def add_arguments(self, parser: CommandParser) -> None:
         add_trigger_argument(parser, default=Trigger.MANUAL, choices=self.trigger_choices)
@@ -168,7 +170,9 @@ class JobCommand(CheckedCommand):
         when ``schema_progress``); None, after its one line, when the slot is taken."""
         ensure_schema(stdout=self.stdout if schema_progress else None)
         try:
-            with job_run(name=self.job_name, trigger=trigger) as run:
+            with job_run(
+                name=self.job_name, trigger=trigger, scheduled_for=self.scheduled_for
+            ) as run:
                 return work(run)
         except SlotTaken as taken:
             self.stdout.write(f"{self.job_name}: {taken}")

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from django.utils import timezone
 
 from drains.clock import format_local
 from drains.schedule import ScheduledJob, cron_tz
+from drains.trigger import scheduled_for_args
 
 logger = logging.getLogger("drains.scheduler")
 
@@ -63,12 +63,10 @@ def job_argv(job: ScheduledJob) -> list[str]:
 def spawn_job(job: ScheduledJob, fire: datetime) -> subprocess.Popen:
     """Start one job as ``manage.py <command>`` in a session of its own, so that a Ctrl-C in
     the terminal reaches the scheduler only and each job gets exactly one SIGTERM from it."""
-    env = dict(os.environ)
-    env["DRAINS_SCHEDULED_FOR"] = fire.isoformat()
     return subprocess.Popen(
-        [sys.executable, str(settings.BASE_DIR / "manage.py"), *job_argv(job)],
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), *job_argv(job),
+         *scheduled_for_args(fire)],
         cwd=settings.BASE_DIR,
-        env=env,
         start_new_session=True,
     )
 

@@ -18,7 +18,7 @@ from operations.models import ApiToken
 MAX_NAME = 100  # ApiToken.name
 USERNAME_MAX = 150  # auth.User.username
 TOKEN_KEY_MAX = 15  # knox's token_key: the prefix list_tokens shows
-MIN_DAYS = 0.01  # about a quarter of an hour, as DRAINS_TOKEN_DAYS
+MIN_DAYS = 0.01  # about a quarter of an hour
 MAX_DAYS = 3650.0  # ten years: a token always expires, and the expiry stays in the calendar
 
 

@@ -89,9 +89,9 @@ def start_web(port: str, log_dir: Path) -> subprocess.Popen:
     """gunicorn, as in production; its access log goes to var/log, not over the terminal."""
     env = dict(os.environ)
     env["DRAINS_WEB_BIND"] = f"{HOST}:{port}"
-    env.setdefault("DRAINS_WEB_ACCESS_LOG", str(log_dir / "web-access.log"))
     config = ROOT / "config" / "gunicorn.conf.py"
-    return start("-m", "gunicorn", "-c", str(config), "config.wsgi", env=env)
+    return start("-m", "gunicorn", "-c", str(config),
+                 "--access-logfile", str(log_dir / "web-access.log"), "config.wsgi", env=env)
 
 
 def port_problem(port: str) -> str | None:

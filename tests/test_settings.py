@@ -1,10 +1,14 @@
+import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import NotPostgres, parse_database_url
-from tests.support.db import child_env, manage
+from tests.support.db import ROOT, child_env, manage
 
 
 @pytest.mark.parametrize("url", ["sqlite:///var/db.sqlite3", "mysql://root@localhost/x", "db.sqlite3"])
@@ -68,7 +72,6 @@ def test_every_connection_carries_the_keepalives(settings):
     [
         ("DRAINS_QUOTA_WEEKLY_RESERVE", "0.95", "DRAINS_QUOTA_WEEKLY_RESERVE=0.95 is above the maximum of 0.9"),
         ("DRAINS_QUOTA_SESSION_RESERVE", "-0.1", "DRAINS_QUOTA_SESSION_RESERVE=-0.1 is below the minimum"),
-        ("DRAINS_QUOTA_RESERVE_RELEASE_HOURS", "200", "longer than the week (168 hours)"),
         ("DRAINS_QUOTA_WEEKLY_RESERVE", "lots", "DRAINS_QUOTA_WEEKLY_RESERVE='lots' is not a number"),
     ],
 )
@@ -90,19 +93,9 @@ def test_every_connection_has_a_connect_timeout_and_each_lock_session_too(settin
         assert lock_session.info.get_parameters()["connect_timeout"] == params["connect_timeout"]
 
 
-def _printed_settings(*names: str, **env: str) -> list[str]:
-    code = "from django.conf import settings; print(" + ", ".join(
-        f"settings.{name}" for name in names) + ")"
-    done = manage("shell", "-c", code, env=child_env(**env))
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1].split()
-
-
-def test_the_hung_kill_grace_is_at_least_the_cli_timeout_unless_set_lower():
-    assert _printed_settings("DRAINS_HUNG_KILL_GRACE_SECONDS", HALACHA_CLI_TIMEOUT_SECONDS="400",
-                             DRAINS_HUNG_KILL_GRACE_SECONDS="") == ["405.0"]
-    assert _printed_settings("DRAINS_HUNG_KILL_GRACE_SECONDS", HALACHA_CLI_TIMEOUT_SECONDS="400",
-                             DRAINS_HUNG_KILL_GRACE_SECONDS="3") == ["3.0"]
+def test_the_hung_kill_grace_outlasts_the_cli_timeout(settings):
+    # a SIGTERMed run finishes the call in flight: its result reaches the journal before SIGKILL
+    assert settings.DRAINS_HUNG_KILL_GRACE_SECONDS > settings.HALACHA_CLI_TIMEOUT_SECONDS
 
 
 @pytest.mark.django_db(transaction=True)
@@ -144,3 +137,67 @@ def test_a_copied_zone_file_is_known_by_its_bytes(monkeypatch, tmp_path):
     copy.write_bytes(Path("/usr/share/zoneinfo/Asia/Jerusalem").read_bytes())
     monkeypatch.setenv("TZ", f":{copy}")
     assert host_zone() in {"Asia/Jerusalem", "Asia/Tel_Aviv", "Israel"}  # the same zone's names
+
+
+# --- The variables read at start-up are the README's table --------------------------------------
+_RECORD = r"""
+import json, os, runpy, sys
+seen = set()
+ROOT = os.getcwd()
+
+
+class Recording(type(os.environ)):
+    def __getitem__(self, key):
+        frame = sys._getframe(1)
+        while frame and frame.f_code.co_filename.endswith(("os.py", "os>", "_collections_abc.py", "abc>")):
+            frame = frame.f_back
+        where = frame.f_code.co_filename if frame else ""
+        if where.startswith(ROOT) and "/.venv/" not in where or where.endswith("/conf/__init__.py"):
+            seen.add(key)  # read by the project's code, or Django's DJANGO_SETTINGS_MODULE
+        return super().__getitem__(key)
+
+
+os.environ.__class__ = Recording  # os.environ.get and `in` go through __getitem__
+from django.conf import settings
+
+settings.INSTALLED_APPS  # loads config.settings and config.app_settings
+import config.embedded_pg  # noqa: E402
+runpy.run_path("config/gunicorn.conf.py")
+print(json.dumps(sorted(seen)))
+"""
+_README_ROW = re.compile(r"^\| ([^|]*`[A-Z][A-Z0-9_]+`[^|]*) \|", re.MULTILINE)
+
+
+def _read_at_start_up(**env: str) -> set[str]:
+    child = child_env(**env)
+    child.pop("DRAINS_CRON_TZ", None)  # the settings write it back for children; unset, TZ is read
+    done = subprocess.run([sys.executable, "-c", _RECORD], cwd=ROOT, env=child,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _documented() -> set[str]:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    return {name for cell in _README_ROW.findall(table)
+            for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cell)}
+
+
+def test_the_readme_documents_every_variable_read_at_start_up_and_no_other():
+    # Both branches of the settings: SMTP (EMAIL_HOST set, its login read) and the console.
+    read = _read_at_start_up() | _read_at_start_up(EMAIL_HOST="smtp.example.org")
+    assert "EMAIL_HOST_PASSWORD" in read and "DATABASE_URL" in read  # the recorder records
+    assert read == _documented()
+    assert len(read) <= 40, sorted(read)
+
+
+def test_a_variable_of_ours_that_nothing_reads_is_named_by_check():
+    # A tuning knob that became a constant, and a typo: named; a variable that is read: not.
+    done = manage("check", env=child_env(DRAINS_CHUNK_SIZE="4", DRAINS_QUOTA_WEEKLY_RESERV="0.2",
+                                          DJANGO_HSTS_PRELOAD="1", DRAINS_QUOTA_WEEKLY_RESERVE="0.2"))
+    assert done.returncode == 0, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if "config.W002" in line]
+    assert line.endswith("read by nothing: DJANGO_HSTS_PRELOAD, DRAINS_CHUNK_SIZE, "
+                         "DRAINS_QUOTA_WEEKLY_RESERV.")
+    assert "config.W002" not in manage("check", env=child_env()).stderr

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from config.env import VAR_DIR
 
-PGDATA = Path(os.environ.get("DRAINS_PGDATA", VAR_DIR / "pgdata"))
+PGDATA = VAR_DIR / "pgdata"
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
 from drains import registry, validate
@@ -42,14 +43,15 @@ class DrainCommand(validate.CheckedCommand):
         parser.add_argument(
             "--max-items",
             type=validate.whole_number(1, MAX_ITEMS),
-            help=f"Stop after this many items (1 to {MAX_ITEMS:,}). Default in normal mode: DRAINS_DEFAULT_MAX_ITEMS; "
-            "a burst has no item cap unless this is given.",
+            help=f"Stop after this many items (1 to {MAX_ITEMS:,}). Default in normal mode: "
+            f"{settings.DRAINS_DEFAULT_MAX_ITEMS}; a burst has no item cap unless this is given.",
         )
         parser.add_argument(
             "--max-minutes",
             type=validate.decimal_number(0.01, MAX_MINUTES, "minutes"),
-            help=f"Start no item after this many minutes (0.01 to {MAX_MINUTES:g}). Default in normal mode: "
-            "DRAINS_DEFAULT_MAX_MINUTES; a burst runs until its deadline unless this is given.",
+            help=f"Start no item after this many minutes (0.01 to {MAX_MINUTES:g}). Default in normal "
+            f"mode: {settings.DRAINS_DEFAULT_MAX_MINUTES:g}; a burst runs until its deadline unless "
+            "this is given.",
         )
         parser.add_argument(
             "--concurrency",

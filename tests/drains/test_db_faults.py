@@ -33,7 +33,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 def case(server, tmp_path, request):
-    def make(**extra) -> faults.Case:
+    def make(**extra) -> faults.Case:  # settings={...} for the drains' settings
         return faults.Case(server, tmp_path, f"f_{request.node.name[5:40]}", DECISIONS, **extra)
 
     yield make
@@ -59,7 +59,7 @@ def test_immediate_shutdown_at_concurrency_4__the_calls_in_flight_are_kept(case)
 
 
 def test_statement_timeout_on_a_locked_staging_table__retried_then_done(case):
-    c = case(DRAINS_DB_STATEMENT_TIMEOUT_MS="1000", DRAINS_DB_LOCK_TIMEOUT_MS="0")
+    c = case(settings={"DRAINS_DB_STATEMENT_TIMEOUT_MS": 1000, "DRAINS_DB_LOCK_TIMEOUT_MS": 0})
     status, err, tick_err = faults.fault_locked_staging(c)
     assert status == 0, err  # the same run went on once the lock was gone
     faults.assert_one_line(tick_err)
@@ -69,7 +69,7 @@ def test_statement_timeout_on_a_locked_staging_table__retried_then_done(case):
 
 def test_full_disk__the_paid_item_waits_in_the_journal(case, server):
     with faults.small_tablespace(server) as (tablespace, mount):
-        c = case(tablespace=tablespace, DRAINS_DB_RETRY_SECONDS="4",
+        c = case(tablespace=tablespace, settings={"DRAINS_DB_RETRY_SECONDS": 4},
                  FAKE_CLAUDE_STDOUT=faults.big_answer())
         status, err = faults.fault_full_disk(c, mount)
         assert status == 1, err  # the disk stayed full past the retries
@@ -100,7 +100,7 @@ def test_kill_9_of_the_drain_alone__its_cli_child_dies_with_it(case, tmp_path):
 
 def test_only_the_lock_session_ends__no_further_paid_call_and_no_promotion(case):
     """pg_terminate_backend on the run's lock session alone; its other connection stays."""
-    c = case(FAKE_CLAUDE_HANG="0.3", DRAINS_CHUNK_SIZE="50")
+    c = case(FAKE_CLAUDE_HANG="0.3", settings={"DRAINS_CHUNK_SIZE": 50})
     drain = c.drain()
     c.wait_calls(3)
     (lock_pid,) = c.query("SELECT backend_pid FROM drains_drainrun WHERE status = 'running'")[0]
@@ -137,7 +137,7 @@ def test_a_server_that_accepts_and_never_answers__one_line_within_the_bound(tmp_
     acceptor = threading.Thread(target=accept, daemon=True)
     acceptor.start()
     url = f"postgresql://postgres@127.0.0.1:{listener.getsockname()[1]}/silent"
-    env = faults.base_env(url, tmp_path, DRAINS_DB_CONNECT_TIMEOUT_SECONDS="2")
+    env = faults.base_env(url, tmp_path, {"DRAINS_DB_CONNECT_TIMEOUT_SECONDS": 2})
     try:
         for command in (["drain_halacha", "--trigger", "manual"], ["supervise_drains"]):
             started = time.monotonic()

@@ -43,14 +43,15 @@ def test_a_hung_run_on_another_host_wakes_up_fenced_no_call_and_no_promotion(tmp
         + "\n" for i in range(1, DECISIONS + 1)
     ))
     calls, release = tmp_path / "calls.log", tmp_path / "release"
-    common = {"TEST_EXTRACTOR_CALL_LOG": str(calls), "TEST_EXTRACTOR_SLEEP": "0.3", "DRAINS_CHUNK_SIZE": "4"}
+    common = {"TEST_EXTRACTOR_CALL_LOG": str(calls), "TEST_EXTRACTOR_SLEEP": "0.3"}
     with django_db_blocker.unblock(), fresh_database("fence") as dbname:
         url = database_url(dbname)
         host_a = Host("host-a", tmp_path, url, HALACHA_EXTRACTOR="tests.support.extractors:SleepingExtractor",
-                      DRAINS_HUNG_AFTER_SECONDS="2", **common)
+                      settings={"DRAINS_CHUNK_SIZE": 4, "DRAINS_HUNG_AFTER_SECONDS": 2}, **common)
         host_b = Host("host-b", tmp_path, url,
                       HALACHA_EXTRACTOR="tests.support.supervisor_extractors:BlockUntilReleasedExtractor",
-                      TEST_EXTRACTOR_BLOCK_MARK="BLOCKHERE", TEST_EXTRACTOR_RELEASE=str(release), **common)
+                      TEST_EXTRACTOR_BLOCK_MARK="BLOCKHERE", TEST_EXTRACTOR_RELEASE=str(release),
+                      settings={"DRAINS_CHUNK_SIZE": 4}, **common)
         for step in (["migrate"], ["import_decisions", str(decisions)], ["burst", "halacha", "on"]):
             done = host_a.run(*step)
             assert done.returncode == 0, done.stdout + done.stderr

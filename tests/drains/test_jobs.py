@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.core import mail
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import override_settings
 from freezegun import freeze_time
 
@@ -43,12 +43,15 @@ def test_the_slot_is_the_jobs_latest_fire_time_from_the_schedule(name, now, slot
     assert current_slot(name, now=now) == slot
 
 
-def test_a_slot_passed_in_by_the_scheduler_wins_and_a_malformed_one_is_refused(settings):
-    settings.DRAINS_SCHEDULED_FOR = "2026-12-03T07:12:00+02:00"
-    assert current_slot("send_digest", now=at(12, 0)) == at(7, 12)
-    settings.DRAINS_SCHEDULED_FOR = "07:12"
-    with pytest.raises(ValueError, match="DRAINS_SCHEDULED_FOR='07:12' is not an ISO 8601 time"):
-        current_slot("send_digest")
+def test_a_slot_passed_in_by_the_scheduler_wins():
+    given = datetime.fromisoformat("2026-12-03T07:12:00+02:00")
+    assert current_slot("send_digest", now=at(12, 0), scheduled_for=given) == at(7, 12)
+
+
+@pytest.mark.django_db
+def test_a_malformed_scheduled_for_is_one_line_naming_the_option():
+    with pytest.raises(CommandError, match=r"--scheduled-for.*'07:12' is not a date and time"):
+        call_command("send_digest", "--dry-run", "--scheduled-for", "07:12")
 
 
 def test_a_job_that_is_not_scheduled_has_no_slot():

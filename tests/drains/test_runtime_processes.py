@@ -23,7 +23,7 @@ from drains.models import DrainControl, DrainRun, StagedResult
 from drains.runner import run_drain
 from halacha.models import CourtDecision, Halacha
 from tests import factories
-from tests.support.db import popen_manage
+from tests.support.db import popen_manage, with_settings
 from tests.support.extractors import read_call_log
 from tests.support.items import count, statuses
 
@@ -119,7 +119,8 @@ def test_burst_deadline_mid_run__stopped_and_no_call_started_after_it(call_log):
     deadline to 1.5 s from now. The run reads it at its next checkpoint (one item per chunk
     here), calls until it, and stops there."""
     make_decisions(200)
-    env = env_for(call_log, "SleepingExtractor", TEST_EXTRACTOR_SLEEP="0.2", DRAINS_CHUNK_SIZE="1")
+    env = with_settings(env_for(call_log, "SleepingExtractor", TEST_EXTRACTOR_SLEEP="0.2"),
+                        DRAINS_CHUNK_SIZE=1)
     first = set_drain_burst(name="halacha", until=timezone.now() + timedelta(minutes=10), actor="test")
     child = drain_child(env)
     assert wait_for_calls(call_log, 2, child)
@@ -229,12 +230,13 @@ def test_kill_9_before_the_first_checkpoint__the_dead_runs_row_is_corrected_from
 
     factories.make_decisions(30, prefix="p", text="Decision {i} holds. We hold that rule {i} binds.{mark}",
                              marks={2: " FAIL-ME", 4: " FAIL-ME"})
-    extra = {"DRAINS_CHUNK_SIZE": "1000", "TEST_EXTRACTOR_FAIL_MARK": "FAIL-ME",
-             "TEST_EXTRACTOR_SLEEP": "0.2"}
+    extra = {"TEST_EXTRACTOR_FAIL_MARK": "FAIL-ME", "TEST_EXTRACTOR_SLEEP": "0.2"}
+    tuned: dict[str, object] = {"DRAINS_CHUNK_SIZE": 1000}
     if journal == "no journal":
-        extra["DRAINS_JOURNAL_UNSAFE_OFF"] = "1"
+        tuned["DRAINS_JOURNAL_UNSAFE_OFF"] = True
         settings.DRAINS_JOURNAL_UNSAFE_OFF = True
-    child = drain_child(env_for(call_log, "SleepingExtractor", **extra), "--max-items", "1000")
+    env = with_settings(env_for(call_log, "SleepingExtractor", **extra), **tuned)
+    child = drain_child(env, "--max-items", "1000")
     assert wait_for_calls(call_log, 9, child)  # 8 calls came back (2 failed), the 9th in flight
     child.send_signal(signal.SIGKILL)
     child.communicate(timeout=60)

@@ -135,14 +135,14 @@ def test_on_a_host_in_another_zone_schedule_shows_when_cron_fires_the_daily_line
 # --- refusals: one line, exit 2, nothing installed ---------------------------------------------
 
 
-def test_crontab_add_without_a_crontab_program_is_one_line_and_exit_2(crontab_env):
+def test_crontab_add_without_a_crontab_program_is_one_line_and_exit_2(crontab_env, tmp_path):
     env, store, _ = crontab_env
-    env["CRONTAB_EXECUTABLE"] = "/nonexistent/crontab"
+    env["PATH"] = str(tmp_path / "no-programs")  # manage.py runs as sys.executable, found anyway
     result = manage("crontab", "add", env=env)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "BadInput: CRONTAB_EXECUTABLE: '/nonexistent/crontab' is not a program found on PATH; "
-        "install cron (its crontab program) or set CRONTAB_EXECUTABLE to it."
+        "BadInput: 'crontab' is not a program found on PATH; install cron (its crontab "
+        "program), or put the folder that holds it on PATH."
     ]
     assert "adding cronjob" not in result.stdout
     assert store.read_text() == EXISTING
@@ -150,11 +150,10 @@ def test_crontab_add_without_a_crontab_program_is_one_line_and_exit_2(crontab_en
 
 def test_crontab_add_whose_install_does_not_take_is_exit_2(crontab_env, tmp_path):
     env, store, _ = crontab_env
-    ignoring = tmp_path / "bin" / "crontab-that-ignores"
+    ignoring = tmp_path / "bin" / "crontab"  # in place of the fixture's, first on PATH
     # lists the table, and "installs" by exiting 0 without writing anything
     ignoring.write_text('#!/bin/sh\n[ "$1" = "-l" ] && exec cat "$FAKE_CRONTAB_STORE"\nexit 0\n')
     ignoring.chmod(0o755)
-    env["CRONTAB_EXECUTABLE"] = str(ignoring)
     result = manage("crontab", "add", env=env)
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
@@ -164,11 +163,10 @@ def test_crontab_add_whose_install_does_not_take_is_exit_2(crontab_env, tmp_path
 
 def test_crontab_add_whose_program_refuses_the_table_is_exit_2(crontab_env, tmp_path):
     env, store, _ = crontab_env
-    refusing = tmp_path / "bin" / "crontab-denied"
+    refusing = tmp_path / "bin" / "crontab"  # in place of the fixture's, first on PATH
     refusing.write_text('#!/bin/sh\n[ "$1" = "-l" ] && exit 1\n'
                         'echo "You (drains) are not allowed to use this program" >&2\nexit 1\n')
     refusing.chmod(0o755)
-    env["CRONTAB_EXECUTABLE"] = str(refusing)
     result = manage("crontab", "add", env=env)
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()

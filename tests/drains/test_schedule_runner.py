@@ -39,13 +39,16 @@ class Command(BaseCommand):
     help = "Test probe: records its start and end; sleeps SLEEP seconds."
     requires_system_checks = []
 
+    def add_arguments(self, parser):
+        parser.add_argument("--scheduled-for", default="-")
+
     def handle(self, *args, **options):
         log = os.environ["PROBE_LOG"]
 
         def record(what):
             with open(log, "a") as f:
                 f.write(f"{{what}} {{NAME}} {{os.getpid()}} {{time.time():.3f}} "
-                        f"{{os.environ.get('DRAINS_SCHEDULED_FOR', '-')}}\\n")
+                        f"{{options['scheduled_for']}}\\n")
 
         def on_term(signum, frame):
             record("term")

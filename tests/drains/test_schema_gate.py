@@ -39,7 +39,7 @@ COLLISION_SIGNS = ("already exists", "duplicate key", "deadlock detected", "does
 
 def run_racers(dbname: str, *, unsafe: bool = False) -> list[tuple[tuple, int, str, str]]:
     """Start RACERS gates at once on ``dbname``: half `migrate`, half `ensure_schema`."""
-    env = gate_env(dbname, DRAINS_SCHEMA_GATE_UNSAFE_NO_LOCK="1" if unsafe else "0")
+    env = gate_env(dbname, DRAINS_SCHEMA_GATE_UNSAFE_NO_LOCK=unsafe)
     started = []
     for i in range(RACERS):
         args = ("migrate", "--noinput", "-v0") if unsafe or i % 2 else ("ensure_schema",)
@@ -150,7 +150,7 @@ def has_colour_column(dbname: str) -> bool:
 
 
 # A migrator that is held at the latch must not give up on its own meanwhile.
-PATIENT = {"DRAINS_MIGRATE_LOCK_TIMEOUT_MS": "600000"}
+PATIENT = {"DRAINS_MIGRATE_LOCK_TIMEOUT_MS": 600000}
 
 
 def test_sigkill_of_the_holder__the_next_migrator_proceeds_at_once(transactional_db):
@@ -161,7 +161,7 @@ def test_sigkill_of_the_holder__the_next_migrator_proceeds_at_once(transactional
             wait_blocked_at_latch(dbname, holder)
             waiter = Child(
                 "ensure_schema",
-                env=gate_env(dbname, gate_app=True, DRAINS_MIGRATE_LOCK_WAIT_SECONDS="120"),
+                env=gate_env(dbname, gate_app=True, DRAINS_MIGRATE_LOCK_WAIT_SECONDS=120),
             )
             wait_until(
                 lambda: lock_session_of(dbname, waiter), timeout=60, what="the waiter to poll"
@@ -209,8 +209,8 @@ def test_a_holder_that_never_finishes__waiter_exits_nonzero_after_the_bound_nami
                 env=gate_env(
                     dbname,
                     gate_app=True,
-                    DRAINS_MIGRATE_LOCK_WAIT_SECONDS=str(bound),
-                    DRAINS_MIGRATE_LOCK_REPORT_SECONDS="1",
+                    DRAINS_MIGRATE_LOCK_WAIT_SECONDS=bound,
+                    DRAINS_MIGRATE_LOCK_REPORT_SECONDS=1,
                 ),
             )
             wait_until(
@@ -299,9 +299,9 @@ def test_ddl_behind_a_long_transaction__fails_clearly__then_retried_until_the_bl
                 env=gate_env(
                     dbname,
                     gate_app=True,
-                    DRAINS_MIGRATE_LOCK_TIMEOUT_MS="100",
-                    DRAINS_MIGRATE_DDL_RETRIES="2",
-                    DRAINS_MIGRATE_DDL_BACKOFF_SECONDS="0.05",
+                    DRAINS_MIGRATE_LOCK_TIMEOUT_MS=100,
+                    DRAINS_MIGRATE_DDL_RETRIES=2,
+                    DRAINS_MIGRATE_DDL_BACKOFF_SECONDS=0.05,
                 ),
             )
             gave_up_after = time.monotonic() - started
@@ -315,9 +315,9 @@ def test_ddl_behind_a_long_transaction__fails_clearly__then_retried_until_the_bl
                 env=gate_env(
                     dbname,
                     gate_app=True,
-                    DRAINS_MIGRATE_LOCK_TIMEOUT_MS="100",
-                    DRAINS_MIGRATE_DDL_RETRIES="200",
-                    DRAINS_MIGRATE_DDL_BACKOFF_SECONDS="0.05",
+                    DRAINS_MIGRATE_LOCK_TIMEOUT_MS=100,
+                    DRAINS_MIGRATE_DDL_RETRIES=200,
+                    DRAINS_MIGRATE_DDL_BACKOFF_SECONDS=0.05,
                 ),
             )
             try:

@@ -24,7 +24,7 @@ from drains.locks import drain_lock_holders
 from drains.models import DrainControl, DrainRun, RunStatus
 from halacha.models import CourtDecision
 from tests import factories
-from tests.support.db import child_env, database_url, popen_manage
+from tests.support.db import child_env, database_url, popen_manage, with_settings
 from tests.support.extractors import read_call_log
 from tests.support.items import statuses
 
@@ -62,7 +62,8 @@ def world(monkeypatch, settings, tmp_path):
         "TEST_EXTRACTOR_CALL_LOG": str(tmp_path / "calls.log"),
         "TEST_EXTRACTOR_BLOCK_MARK": "BLOCKHERE",
         "TEST_EXTRACTOR_BLOCK_FLAG": str(tmp_path / "block-once"),
-        "DRAINS_CHUNK_SIZE": "2",
+        # the drains the supervisor starts run with a chunk of 2 (tests/support/settings.py)
+        **with_settings({}, DRAINS_CHUNK_SIZE=2),
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
@@ -74,7 +75,7 @@ def world(monkeypatch, settings, tmp_path):
 
 def test_run_killed_with_sigkill_is_marked_crashed(world):
     make_decisions(3, block_at=2)
-    child = popen_manage("drain_halacha", "--trigger", "manual", env=child_env())
+    child = popen_manage("drain_halacha", "--trigger", "manual", env=with_settings(child_env()))
     try:
         wait_until(
             lambda: any(o == "block" for *_, o in read_call_log(world / "calls.log")),
@@ -107,7 +108,7 @@ def test_hung_run_is_stopped_marked_and_restarted_and_resumes_from_its_checkpoin
     decisions = make_decisions(6, block_at=5)
     set_drain_burst(name="halacha", until=DEFAULT_DEADLINE, actor="op")
     DrainControl.objects.filter(name="halacha").update(hung_after_seconds=5)
-    child = popen_manage("drain_halacha", "--trigger", "manual", env=child_env())
+    child = popen_manage("drain_halacha", "--trigger", "manual", env=with_settings(child_env()))
     try:
         wait_until(
             lambda: any(o == "block" for *_, o in read_call_log(world / "calls.log")),

@@ -150,10 +150,10 @@ def test_a_vanished_hosts_drain_lock_is_freed_within_the_bound_and_the_drain_mov
 
 
 def test_a_vanished_hosts_schema_lock_is_freed_within_the_bound_and_migrate_goes_on(database, tmp_path):
-    env = {"DRAINS_DB_DEAD_PEER_SECONDS": str(BOUND), "DJANGO_SETTINGS_MODULE": "tests.support.gate_settings",
-           "DRAINS_MIGRATE_LOCK_WAIT_SECONDS": "120"}
-    host_a = Host("host-a", tmp_path, database, **env)
-    host_b = Host("host-b", tmp_path, database, **env)
+    env = {"DRAINS_DB_DEAD_PEER_SECONDS": str(BOUND), "DJANGO_SETTINGS_MODULE": "tests.support.gate_settings"}
+    patient = {"DRAINS_MIGRATE_LOCK_WAIT_SECONDS": 120}
+    host_a = Host("host-a", tmp_path, database, settings=patient, **env)
+    host_b = Host("host-b", tmp_path, database, settings=patient, **env)
     with psycopg.connect(database, autocommit=True) as watch:
         oid = watch.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()[0]
         latch = psycopg.connect(database)  # holds the latch migration 0002 waits for

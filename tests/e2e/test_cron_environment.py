@@ -9,6 +9,7 @@ the database and the schema), and with DATABASE_URL supplied through CRONTAB_COM
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import stat
@@ -48,7 +49,7 @@ def install(copy, tmp_path, **extra):
     recorder.parent.mkdir()
     recorder.write_text(RECORDER)
     recorder.chmod(recorder.stat().st_mode | stat.S_IXUSR)
-    env = user_env(CRONTAB_EXECUTABLE=str(recorder), **extra)
+    env = user_env(PATH=f"{recorder.parent}{os.pathsep}{os.environ['PATH']}", **extra)
     done = subprocess.run(
         [sys.executable, "manage.py", "crontab", "add"],
         cwd=copy, env=env, capture_output=True, text=True, timeout=120,

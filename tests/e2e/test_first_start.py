@@ -79,7 +79,7 @@ def test_several_first_starters_as_root_on_a_host_without_the_pgserver_user_all_
     env = user_env(
         FAKE_ETC=str(_private_etc(tmp_path)),
         PATH=f"{_slow_useradd(tmp_path)}:{os.environ['PATH']}",
-        DRAINS_PGDATA=str(pgdata),
+        DRAINS_VAR_DIR=str(tmp_path / "var"),
         PYTHON=sys.executable,
         OUT=str(out),
         STARTERS=str(STARTERS),

@@ -19,6 +19,7 @@ import pytest
 from croniter import croniter
 from django.conf import settings
 
+from drains.trigger import scheduled_for_args
 from tests.support.db import ROOT, database_url
 from tests.support.gate_db import fresh_database
 from tests.support.hosts import Host
@@ -41,8 +42,8 @@ def test_three_hosts_fire_every_job_together_for_20_slots(tmp_path, django_db_bl
         url = database_url(dbname)
         hosts = [
             Host(name, tmp_path, url,
-                 EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
-                 EMAIL_FILE_PATH=str(tmp_path / name / "outbox"),
+                 settings={"EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+                           "EMAIL_FILE_PATH": str(tmp_path / name / "outbox")},
                  DIGEST_RECIPIENTS="ops@example.com")
             for name in HOSTS
         ]
@@ -56,7 +57,7 @@ def test_three_hosts_fire_every_job_together_for_20_slots(tmp_path, django_db_bl
         for n in range(SLOTS):
             started = [
                 (host.name, command, host.popen(command, "--trigger", "cron", "--skip-checks",
-                                                DRAINS_SCHEDULED_FOR=slots[command][n].isoformat()))
+                                                *scheduled_for_args(slots[command][n])))
                 for command, _ in jobs
                 for host in hosts
             ]

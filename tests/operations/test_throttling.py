@@ -14,12 +14,13 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.core.management import call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
-from tests.support.db import ROOT, child_env
+from tests.support.db import ROOT, child_env, with_settings
 
 SNAPSHOT = "/api/operations/"
 
@@ -137,7 +138,8 @@ def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 60) -> N
 @pytest.mark.slow
 def test_api__429_with_retry_after_across_two_server_processes(transactional_db):
     cache.clear()  # the cache table outlives transactional tests' flushes
-    env = child_env(DRAINS_API_THROTTLE_ADDRESS="6/min")
+    env = with_settings(child_env(), DRAINS_API_THROTTLE_RATES={
+        **django_settings.DRAINS_API_THROTTLE_RATES, "address": "6/min"})
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     ports, procs = [_free_port(), _free_port()], []
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -59,6 +60,17 @@ def child_env(database: str | None = None, **extra: str) -> dict[str, str]:
     env["DJANGO_SETTINGS_MODULE"] = "config.settings"
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
+    return env
+
+
+def with_settings(env: dict[str, str], **values: object) -> dict[str, str]:
+    """``env`` for a child that runs with the settings ``values`` on top of the project's
+    (tests/support/settings.py); a test settings module already chosen (the gate's) keeps them
+    too, as it star-imports that one."""
+    merged = {**json.loads(env.get("TEST_SETTINGS", "{}")), **values}
+    env = {**env, "TEST_SETTINGS": json.dumps(merged)}
+    if env.get("DJANGO_SETTINGS_MODULE", "config.settings") == "config.settings":
+        env["DJANGO_SETTINGS_MODULE"] = "tests.support.settings"
     return env
 
 

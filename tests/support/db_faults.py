@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psycopg
 
+from tests.support.db import with_settings
 from tests.support.private_pg import PrivatePostgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,8 +32,8 @@ QUOTE = "It is held that a promise made in writing binds."
 RESULT = json.dumps({"halachot": [{"rule": "A written promise binds.", "quote": QUOTE,
                                    "topics": ["contract"]}]})
 TEMPLATE = "faults_template"
-# The journal and the reconnect switched off: what a fault cost before them.
-BASELINE = {"DRAINS_JOURNAL_UNSAFE_OFF": "1", "DRAINS_DB_RETRY_SECONDS": "0"}
+# The journal and the reconnect switched off: what a fault cost before them (settings).
+BASELINE = {"DRAINS_JOURNAL_UNSAFE_OFF": True, "DRAINS_DB_RETRY_SECONDS": 0}
 
 
 def write_decisions(folder: Path, n: int) -> Path:
@@ -46,19 +47,22 @@ def write_decisions(folder: Path, n: int) -> Path:
     return path
 
 
-def base_env(url: str, folder: Path, **extra: str) -> dict[str, str]:
+def base_env(url: str, folder: Path, settings: dict[str, object] | None = None,
+             **extra: str) -> dict[str, str]:
+    """The drain's environment (``extra`` on top) and its settings (``settings`` on top of a chunk
+    of 5 and a connect timeout of 3 s)."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("FAKE_CLAUDE_", "DRAINS_", "HALACHA_", "TEST_EXTRACTOR_"))}
+           if not k.startswith(("FAKE_CLAUDE_", "DRAINS_", "HALACHA_", "TEST_EXTRACTOR_", "TEST_SETTINGS"))}
     env.update(
         DATABASE_URL=url, DJANGO_SETTINGS_MODULE="config.settings", PYTHONUNBUFFERED="1",
         DRAINS_VAR_DIR=str(folder / "var"), DRAINS_JOURNAL_DIR=str(folder / "journal"),
         HALACHA_EXTRACTOR="claude-cli", CLAUDE_CLI=str(FAKE), CLAUDE_CONFIG_DIR=str(folder / "claude"),
         HALACHA_CLI_EXTRA_ARGS="", FAKE_CLAUDE_RESULT=RESULT, FAKE_CLAUDE_HANG="0.2",
-        FAKE_CLAUDE_CALL_LOG=str(folder / "calls.log"), DRAINS_CHUNK_SIZE="5",
-        DRAINS_DB_CONNECT_TIMEOUT_SECONDS="3",
+        FAKE_CLAUDE_CALL_LOG=str(folder / "calls.log"),
     )
     env.update(extra)
-    return env
+    return with_settings(env, **{"DRAINS_CHUNK_SIZE": 5, "DRAINS_DB_CONNECT_TIMEOUT_SECONDS": 3,
+                                 **(settings or {})})
 
 
 def manage(env, *args, timeout=300) -> subprocess.CompletedProcess:
@@ -83,7 +87,8 @@ class Case:
     """One fault's database (a copy of the template) and its folder."""
 
     def __init__(self, pg: PrivatePostgres, folder: Path, name: str, decisions: int, *,
-                 tablespace: str | None = None, **extra: str):
+                 tablespace: str | None = None, settings: dict[str, object] | None = None,
+                 **extra: str):
         self.pg = pg
         self.decisions = decisions
         with pg.admin() as conn:
@@ -94,7 +99,7 @@ class Case:
         self.url = pg.url(name)
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        self.env = base_env(self.url, folder, **extra)
+        self.env = base_env(self.url, folder, settings, **extra)
         self.calls = folder / "calls.log"
 
     def drain(self, *args: str, **extra: str) -> subprocess.Popen:

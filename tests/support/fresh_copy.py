@@ -23,7 +23,7 @@ from tests.support.db import ROOT
 
 # Variables that would point a child at this test run's database or settings instead of the
 # copy's own defaults.
-NOT_INHERITED = ("DATABASE_URL", "DJANGO_SETTINGS_MODULE", "DRAINS_VAR_DIR", "DRAINS_PGDATA")
+NOT_INHERITED = ("DATABASE_URL", "DJANGO_SETTINGS_MODULE", "DRAINS_VAR_DIR", "TEST_SETTINGS")
 
 
 def user_env(**extra: str) -> dict[str, str]:

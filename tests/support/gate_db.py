@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 from psycopg import sql
 
-from tests.support.db import admin_connect, child_env, popen_manage
+from tests.support.db import admin_connect, child_env, popen_manage, with_settings
 
 GATE_SETTINGS = "tests.support.gate_settings"
 _counter = itertools.count()
@@ -36,13 +36,13 @@ def fresh_database(tag: str = "gate"):
             )
 
 
-def gate_env(database: str, *, gate_app: bool = False, **extra: str) -> dict[str, str]:
-    """Child environment for ``database``; with ``gate_app`` the test-only app is installed."""
-    extra.setdefault("DRAINS_SCHEMA_GATE_UNSAFE_NO_LOCK", "0")
-    env = child_env(database, **extra)
+def gate_env(database: str, *, gate_app: bool = False, **settings: object) -> dict[str, str]:
+    """Child environment for ``database`` with ``settings`` on the project's; with ``gate_app``
+    the test-only app is installed."""
+    env = child_env(database)
     if gate_app:
         env["DJANGO_SETTINGS_MODULE"] = GATE_SETTINGS
-    return env
+    return with_settings(env, **settings) if settings else env
 
 
 def wait_until(condition: Callable[[], object], *, timeout: float, what: str, poll: float = 0.02):

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.db import ROOT, child_env
+from tests.support.db import ROOT, child_env, with_settings
 
 _CHECKED: list[bool] = []
 
@@ -35,12 +35,15 @@ def require_namespaces() -> None:
 
 
 class Host:
-    def __init__(self, name: str, root: Path, database_url: str, **env: str):
+    def __init__(self, name: str, root: Path, database_url: str,
+                 settings: dict[str, object] | None = None, **env: str):
         require_namespaces()
         self.name = name
         self.var = root / name / "var"
         self.var.mkdir(parents=True, exist_ok=True)
         self.env = child_env(DRAINS_VAR_DIR=str(self.var), **env)
+        if settings:
+            self.env = with_settings(self.env, **settings)
         self.env["DATABASE_URL"] = database_url
 
     def popen(self, *args: str, **extra: str) -> subprocess.Popen:

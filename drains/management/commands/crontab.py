@@ -3,7 +3,7 @@
 The installed lines append each job's output to ``DRAINS_LOG_DIR/<job>.log``. cron runs the
 shell redirection before the job, so into a missing folder the job would never start; ``add``
 therefore creates the folder first. django-crontab ignores the crontab program's exit status,
-so ``add`` and ``remove`` check first that ``CRONTAB_EXECUTABLE`` exists and afterwards that the
+so ``add`` and ``remove`` check first that ``CRONTAB_EXECUTABLE`` (``crontab``) exists and afterwards that the
 table reads back as meant; ``run`` refuses a hash that is not one of ``CRONJOBS``. ``add`` ends
 by naming the zone cron reads the times in (the host's, or ``DRAINS_CRON_TZ``) and when the
 daily job fires in the operator's zone, as the page and ``manage.py schedule`` show it.
@@ -37,8 +37,8 @@ def _crontab_program() -> list[str]:
     words = shlex.split(settings.CRONTAB_EXECUTABLE or "")
     if not words or shutil.which(words[0]) is None:
         raise validate.BadInput(
-            f"CRONTAB_EXECUTABLE: {validate.shown(settings.CRONTAB_EXECUTABLE)} is not a program "
-            "found on PATH; install cron (its crontab program) or set CRONTAB_EXECUTABLE to it."
+            f"{validate.shown(settings.CRONTAB_EXECUTABLE)} is not a program found on PATH; "
+            "install cron (its crontab program), or put the folder that holds it on PATH."
         )
     return words
 

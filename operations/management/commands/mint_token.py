@@ -32,8 +32,7 @@ class Command(TokenCommand):
         )
         parser.add_argument(
             "--days", type=validate.decimal_number(MIN_DAYS, MAX_DAYS, "days"), default=None,
-            help=f"Days until it expires, {MIN_DAYS:g} to {MAX_DAYS:g} (default: "
-            "DRAINS_TOKEN_DAYS, 90).",
+            help=f"Days until it expires, {MIN_DAYS:g} to {MAX_DAYS:g} (default: 90).",
         )
         parser.add_argument(
             "--rotate", action="store_true",
