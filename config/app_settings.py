@@ -7,11 +7,12 @@ from config/settings.py.
 from __future__ import annotations
 
 import re
-import shlex
 import socket
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 from config.env import (
     VAR_DIR,
@@ -168,30 +169,43 @@ HALACHA_PROMPT_CACHE = True
 # to the journal), so the grace outlasts the CLI's timeout.
 DRAINS_HUNG_KILL_GRACE_SECONDS = HALACHA_CLI_TIMEOUT_SECONDS + 5.0
 
-# --- Schedule: the one schedule (django-crontab); `run_scheduler` reads the same list ---------
-# Each job fires in a minute no other job uses (see drains/schedule.py and `manage.py check`):
-# metadata :00, supervisor :05/:20/:35/:50, halacha :10/:25/:40/:55, digest 07:12, fetch :17.
-# Expressions are read in the host's cron time zone; the schedule's minutes never depend on it.
+# --- Schedule ---------------------------------------------------------------------------------
+class _Declared(Sequence):
+    """CRONJOBS as the drains and jobs declare their cron slots (``Drain.schedule``,
+    ``registry.register_job``), built by ``drains.schedule.declared_cronjobs`` each time it is
+    read: after the apps have loaded, never at settings load. django-crontab, run_scheduler,
+    ``manage.py schedule`` and the page all read it; a host's settings module may replace it
+    with a list of its own."""
 
-def _job(expression: str, command: str) -> tuple:
-    return (
-        expression,
-        "django.core.management.call_command",
-        [command],
-        # Says on the run that cron started it; a cron start of a job that is not a drain also
-        # claims its slot, so that with the crontab on several hosts it runs once (drains/jobs.py).
-        {"trigger": "cron"},
-        f">> {shlex.quote(str(DRAINS_LOG_DIR / (command + '.log')))} 2>&1",
-    )
+    def __init__(self, builder: str) -> None:
+        self._builder = builder
+
+    def _entries(self) -> list:
+        from django.apps import apps
+
+        if not apps.ready:
+            raise ImproperlyConfigured(
+                "CRONJOBS is built from the cron slots the drains and jobs declare, once the apps "
+                "have loaded: a settings module cannot read it. Declare a job with "
+                "drains.registry.register_job in an app's ready(), or assign CRONJOBS a list of "
+                "your own."
+            )
+        return import_string(self._builder)()
+
+    def __getitem__(self, index):
+        return self._entries()[index]
+
+    def __len__(self) -> int:
+        return len(self._entries())
+
+    def __iter__(self) -> Iterator:
+        return iter(self._entries())
+
+    def __repr__(self) -> str:
+        return f"CRONJOBS declared by the drains and jobs ({self._builder})"
 
 
-CRONJOBS = [
-    _job("0 * * * *", "drain_metadata"),
-    _job("5-59/15 * * * *", "supervise_drains"),
-    _job("10-59/15 * * * *", "drain_halacha"),
-    _job("12 7 * * *", "send_digest"),
-    _job("17 * * * *", "fetch_decisions"),
-]
+CRONJOBS = _Declared("drains.schedule.declared_cronjobs")
 CRONTAB_LOCK_JOBS = True
 # The zone cron reads the expressions in, so the zone run_scheduler, `manage.py schedule`, the
 # page and the slots read them in too: the host's (TZ, else /etc/localtime). Set it only when the

@@ -73,9 +73,8 @@ def start_refusal(*, enabled: bool, backoff_until, backoff_drain: str, name: str
 def _why_not_start(name: str, now) -> str | None:
     control = DrainControl.objects.filter(name=name).first()
     backoff = backoff_in_force(drain=name, now=now)
-    command = registry.get(name).command_name()
     fire = next((schedule.next_fire_times(job.expression, 1, now)[0]
-                 for job in schedule.scheduled_jobs() if job.name == command), None)
+                 for job in schedule.scheduled_jobs() if job.drain == name), None)
     return start_refusal(
         enabled=control is None or control.enabled,
         backoff_until=backoff.until if backoff else None,
@@ -98,7 +97,7 @@ def run_now(*, name: str, actor: str) -> Done:
     if why:
         raise Refused(f"{name}: not started: {why}.")
     pid, log_path = spawn_drain(name, trigger=Trigger.MANUAL)
-    message = f"run now: started {registry.get(name).command_name()} (pid {pid} on " \
+    message = f"run now: started {' '.join(registry.get(name).command_line())} (pid {pid} on " \
               f"{socket.gethostname()}), output to {log_path}"
     record_event(drain=name, kind=EventKind.RUN_NOW, message=message, actor=actor,
                  data={"pid": pid, "host": socket.gethostname(), "log": log_path})

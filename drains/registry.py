@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from drains.runner.plugin import Drain
 
 _DRAINS: dict[str, type[Drain]] = {}
+_JOBS: dict[str, str] = {}
 
 
 class UnknownDrain(LookupError):
@@ -60,5 +61,21 @@ def names() -> list[str]:
 
 
 def drain_for_command(command: str) -> str | None:
-    """The drain that the management command ``command`` runs, or None for another job."""
-    return next((name for name, cls in _DRAINS.items() if cls.command_name() == command), None)
+    """The drain that its own management command ``command`` runs, or None for another job."""
+    return next((name for name, cls in _DRAINS.items() if cls.command == command), None)
+
+
+def register_job(command: str, *, schedule: str) -> None:
+    """A scheduled job that is not a drain (the supervisor tick, the digest, the court fetch):
+    the management command and its cron slot. The app that owns the command calls this in its
+    ``ready()``, as it registers its drains; the schedule is built from both
+    (drains/schedule.py ``declared_cronjobs``)."""
+    existing = _JOBS.get(command)
+    if existing is not None and existing != schedule:
+        raise ValueError(f"The job {command!r} is registered twice, at {existing!r} and {schedule!r}.")
+    _JOBS[command] = schedule
+
+
+def jobs() -> dict[str, str]:
+    """Each registered job's command and its cron expression."""
+    return dict(_JOBS)

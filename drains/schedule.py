@@ -1,17 +1,24 @@
-"""Reading the one schedule (``settings.CRONJOBS``): which jobs exist, when they fire next,
-and whether two of them can ever share a minute (drains/scheduler.py runs it in the foreground).
+"""The one schedule: built from what the drains and jobs declare, then read — which jobs exist,
+when they fire next, and whether two of them can ever share a minute (drains/scheduler.py runs
+it in the foreground).
 
-Everything that shows or runs the schedule — the snapshot, ``manage.py schedule``,
-``run_scheduler`` and the collision check — reads it through here; there is no second schedule.
-This module never changes the schedule.
+Each drain declares its cron slot (``Drain.schedule``), each other job its own
+(``registry.register_job``); ``declared_cronjobs`` builds ``settings.CRONJOBS`` from them when it
+is read, after the apps have registered both. Everything that shows or runs the schedule — the
+snapshot, ``manage.py schedule``, ``crontab add``, ``run_scheduler``, the collision check, the
+docs' table and deploy/crontab.example (checked by their tests) — reads it through here; there is
+no second schedule.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -26,9 +33,39 @@ if TYPE_CHECKING:  # the settings import this module: no models at import time
     from drains.models import DrainRun
 
 
+def declared_cronjobs() -> list[tuple]:
+    """CRONJOBS as declared: each registered drain with a ``schedule`` runs its command line at
+    it, each registered job its command; in django-crontab's form, by the minute of the hour
+    they fire at. A cron line says ``--trigger cron`` (a cron start of a job that is not a drain
+    claims its slot, so that with the crontab on several hosts it runs once: drains/jobs.py) and
+    appends its output to ``DRAINS_LOG_DIR/<command>.log``."""
+    declared = [(cls.schedule, cls.command_line()) for cls in registry.classes() if cls.schedule]
+    declared += [(expression, [command]) for command, expression in registry.jobs().items()]
+    entries = [
+        (expression, "django.core.management.call_command", argv, {"trigger": "cron"},
+         f">> {shlex.quote(str(Path(settings.DRAINS_LOG_DIR) / cron_log_name(argv)))} 2>&1")
+        for expression, argv in declared
+    ]
+    return sorted(entries, key=lambda entry: (_first_minute(entry[0]), entry[2]))
+
+
+def cron_log_name(argv: list[str]) -> str:
+    """The file a cron line appends to: ``drain_halacha.log``, ``drain_word_count.log``."""
+    return "_".join(argv) + ".log"
+
+
+@lru_cache(maxsize=64)
+def _first_minute(expression: str) -> tuple[int, int]:
+    try:
+        week = week_minutes(expression)
+    except BadExpression:  # the check reports it; the order does not matter then
+        return (0, 0)
+    return min((m % 60, m) for m in week) if week else (0, 0)
+
+
 @dataclass(frozen=True)
 class ScheduledJob:
-    name: str  # the management command, e.g. "drain_<name>" or "send_digest"
+    name: str  # the management command, e.g. "drain_halacha", "drain" or "send_digest"
     expression: str  # five-field cron expression
     args: tuple[str, ...]
     kwargs: dict
@@ -44,6 +81,8 @@ class ScheduledJob:
 
     @property
     def drain(self) -> str | None:
+        if self.name == "drain" and self.args:  # manage.py drain NAME
+            return self.args[0]
         return registry.drain_for_command(self.name)
 
 

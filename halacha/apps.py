@@ -7,4 +7,8 @@ class HalachaConfig(AppConfig):
 
     def ready(self):
         # The halacha drain registers itself with the drains runtime (drains imports no sibling).
+        from drains import registry
         from halacha import drain, evaluation  # noqa: F401
+
+        # The court fetch, hourly, between the drains' minutes.
+        registry.register_job("fetch_decisions", schedule="17 * * * *")

@@ -95,6 +95,7 @@ class _DecisionDrain(Drain):
 @registry.register
 class HalachaDrain(_DecisionDrain):
     name = "halacha"
+    schedule = "10-59/15 * * * *"  # four cron runs an hour; a burst runs between them
     command = "drain_halacha"
     product_names = ("halacha", "halachot")
 
@@ -145,6 +146,7 @@ class HalachaDrain(_DecisionDrain):
 @registry.register
 class MetadataDrain(_DecisionDrain):
     name = "metadata"
+    schedule = "0 * * * *"  # hourly: a new decision's metadata within the hour
     command = "drain_metadata"
     product_names = ("metadata record", "metadata records")
 

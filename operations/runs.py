@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from drains import failures, registry
+from drains import failures, registry, schedule
 from drains.models import DrainEvent, DrainRun, EventKind, RunStatus, StagedResult, Trigger
 from drains.operator import why_not_stop
 from operations.snapshot_types import EventFields, RunFields
@@ -57,12 +57,11 @@ def log_path(run: DrainRun) -> Path | None:
     supervisor or "run now" started it with. A run started in a shell wrote to that shell."""
     log_dir = Path(settings.DRAINS_LOG_DIR)
     try:
-        drain = registry.get(run.drain)
-        command = drain.command_name()
+        argv = registry.get(run.drain).command_line()
     except registry.UnknownDrain:
-        command = run.drain
+        argv = [run.drain]
     if run.trigger == Trigger.CRON:
-        return log_dir / f"{command}.log"
+        return log_dir / schedule.cron_log_name(argv)
     if run.trigger == Trigger.SUPERVISOR:
         return log_dir / f"{run.drain}-supervisor.log"
     if run.trigger == Trigger.MANUAL and DrainEvent.objects.filter(

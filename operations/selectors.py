@@ -86,7 +86,7 @@ def _services() -> list[_Job]:
         drain = job.drain if job.drain in drains else None
         kind = job.kind if (job.kind != "drain" or drain) else "job"
         name = drain or job.name
-        jobs.append(_Job(name, job.name, kind, job.expression, drain))
+        jobs.append(_Job(name, " ".join([job.name, *job.args]), kind, job.expression, drain))
         seen.add(name)
     # Registered drains that cron does not start (a burst / the supervisor runs them) still
     # belong in the snapshot.
@@ -343,8 +343,7 @@ def drain_chart(name: str, *, now: datetime | None = None) -> DrainChart:
         reads.recent_runs([name], now, now - _window() - proj.SESSION_BOUND),
         reads.controls([name]), reads.runs([name])])
     drain = registry.get(name)
-    command = drain.command_name()
-    expression = next((j.expression for j in schedule.scheduled_jobs() if j.name == command), None)
+    expression = next((j.expression for j in schedule.scheduled_jobs() if j.drain == name), None)
     p, history = proj.drain_projection(backlog=backlogs[name], burst=burst,
                                        done_per_hour=done[name], runs=runs[name], now=now,
                                        window=_window(),

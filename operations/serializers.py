@@ -114,7 +114,9 @@ class EventSerializer(serializers.Serializer):
 
 class ServiceSerializer(serializers.Serializer):
     name = serializers.CharField(help_text="The drain name for drains, else the command.")
-    command = serializers.CharField(allow_null=True)
+    command = serializers.CharField(
+        allow_null=True,
+        help_text="The manage.py command line its cron line runs; null when cron does not.")
     kind = serializers.ChoiceField(choices=["drain", "supervisor", "job"])
     schedule = serializers.CharField(allow_null=True, help_text="Cron expression, or null.")
     next_fire_at = serializers.DateTimeField(allow_null=True)

@@ -95,7 +95,7 @@ class Drain:
 
     Must: ``name`` (the drain's name), ``source`` (which rows are its items), ``make_extractor``
     (the backend its calls go through), ``process`` (one item → one paid call → ``Processed``),
-    ``promote`` (a payload → domain rows). May: ``command``, ``product_names``,
+    ``promote`` (a payload → domain rows). May: ``schedule``, ``command``, ``product_names``,
     ``produced_between``, ``extractor_label``, ``breaker_failures``, ``max_attempts``,
     ``on_demand``.
 
@@ -106,7 +106,12 @@ class Drain:
     name: ClassVar[str] = ""
     # Which domain rows are the drain's items, and what makes a done item stale again.
     source: ClassVar[Source]
-    command: ClassVar[str] = ""  # the management command that runs it; default drain_<name>
+    # Its cron slot: five fields, in minutes no other job uses (``manage.py check`` says when two
+    # meet). CRONJOBS, ``manage.py schedule``, the page and run_scheduler read it; None: started
+    # only by bursts, the supervisor and operators.
+    schedule: ClassVar[str | None] = None
+    # A management command of its own that runs it; "" (the default): ``manage.py drain NAME``.
+    command: ClassVar[str] = ""
     # What ``produced_between`` counts, singular and plural, for usage, the digest and the page.
     product_names: ClassVar[tuple[str, str]] = ("row", "rows")
     # The breaker (drains/runner/loop.py): this many items in a row failing with the same error
@@ -151,8 +156,9 @@ class Drain:
 
     # --- the framework's -----------------------------------------------------------------------
     @classmethod
-    def command_name(cls) -> str:
-        return cls.command or f"drain_{cls.name}"
+    def command_line(cls) -> list[str]:
+        """The ``manage.py`` words that run it: its own command, else ``drain NAME``."""
+        return [cls.command] if cls.command else ["drain", cls.name]
 
     @property
     def extractor(self) -> Any:

@@ -149,14 +149,16 @@ def start_if_backlog(name: str) -> str | None:
     if not pending:
         raise NotStarted("burst active but not starting: the backlog is empty")
     pid, log_path = spawn_drain(name, trigger=Trigger.SUPERVISOR)
-    return f"started {drain_cls.command_name()} (pid {pid}, backlog {pending}), output to {log_path}"
+    return (f"started {' '.join(drain_cls.command_line())} (pid {pid}, backlog {pending}), "
+            f"output to {log_path}")
 
 
 def spawn_drain(name: str, *, trigger: Trigger) -> tuple[int, str]:
-    """Start ``manage.py drain_<name> --trigger <trigger>`` detached (its own session, output
-    appended to ``DRAINS_LOG_DIR/<name>-<trigger>.log``); returns (pid, log path). The one start
-    path: the supervisor's burst start and an operator's "run now" (drains/operator.py)."""
-    command = registry.get(name).command_name()
+    """Start the drain's command (``Drain.command_line``) with ``--trigger <trigger>`` detached
+    (its own session, output appended to ``DRAINS_LOG_DIR/<name>-<trigger>.log``); returns (pid,
+    log path). The one start path: the supervisor's burst start and an operator's "run now"
+    (drains/operator.py)."""
+    command = registry.get(name).command_line()
     log_dir = settings.DRAINS_LOG_DIR
     os.makedirs(log_dir, exist_ok=True)
     log_path = os.path.join(log_dir, f"{name}-{trigger}.log")
@@ -165,7 +167,7 @@ def spawn_drain(name: str, *, trigger: Trigger) -> tuple[int, str]:
     # in its own session so the end of the supervisor (or of cron's job) never reaches it.
     pid = os.posix_spawn(
         sys.executable,
-        [sys.executable, str(manage_py), command, *trigger_args(trigger)],
+        [sys.executable, str(manage_py), *command, *trigger_args(trigger)],
         os.environ,
         file_actions=[
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),

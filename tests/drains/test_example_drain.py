@@ -15,6 +15,7 @@ from django.test.utils import isolate_apps
 
 from drains import registry
 from drains.bursts import DEFAULT_DEADLINE, set_drain_burst
+from drains.checks import check_schedule
 from drains.models import DrainRun, Item
 from drains.retries import retry_failed_items
 from drains.runner import Drain, ItemFailed, Processed, Source, run_drain
@@ -49,6 +50,7 @@ SCHEMA = {"type": "object", "properties": {"words": {"type": "integer"}}, "requi
 
 class WordCountDrain(Drain):
     name = "word_count"
+    schedule = "45 * * * *"  # its cron slot: CRONJOBS, the page and run_scheduler read it here
     source = Source(CourtDecision, version_field="text_sha256", label_field="external_id")
     product_names = ("word count", "word counts")
 
@@ -114,9 +116,12 @@ def test_the_word_count_drain_through_a_run_the_snapshot_a_burst_the_supervisor_
         decisions[0].pk: 6, decisions[1].pk: 2}
     assert "2 done" in out.getvalue()
 
-    # The snapshot counts its backlog and names its product in the usage.
+    # The snapshot counts its backlog and shows its cron slot; the schedule has its line.
     service = next(s for s in snapshot()["services"] if s["name"] == "word_count")
     assert (service["backlog"]["pending"], service["backlog"]["done"]) == (2, 2)
+    assert (service["schedule"], service["command"]) == ("45 * * * *", "drain word_count")
+    assert ("45 * * * *", ["drain", "word_count"]) in [(e[0], e[2]) for e in settings.CRONJOBS]
+    assert check_schedule() == []  # in a minute of its own
 
     # A burst: the supervisor starts it (in this process: the drain exists only in this test).
     set_drain_burst(name="word_count", until=DEFAULT_DEADLINE, actor="test")

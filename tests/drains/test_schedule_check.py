@@ -1,9 +1,11 @@
-"""The schedule check: the shipped CRONJOBS pass; any two jobs that can share a minute fail
-`manage.py check` with both names and the minute; jobs under 2 minutes apart warn."""
+"""The schedule is what the drains and jobs declare, and its check: the shipped CRONJOBS pass;
+any two jobs that can share a minute fail `manage.py check` with both names and the minute; jobs
+under 2 minutes apart warn."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 from croniter import croniter
@@ -15,11 +17,12 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from drains import schedule
+from drains import registry, schedule
 from drains.checks import check_schedule
 from tests.support.db import child_env, manage
 
 CALL = "django.core.management.call_command"
+PROJECT_APPS = {"drains", "halacha", "operations"}
 
 
 def jobs(*pairs):
@@ -40,30 +43,31 @@ def warnings(cronjobs):
     return [p for p in problems(cronjobs) if p.id == "drains.W001"]
 
 
-def test_shipped_schedule_passes_the_check():
+def test_the_schedule_is_what_the_drains_and_the_jobs_declare():
+    jobs = schedule.scheduled_jobs()
+    assert list(settings.CRONJOBS) == schedule.declared_cronjobs()
+    # Every drain of the project's apps but one run on demand declares a slot...
+    ours = [cls for cls in registry.classes() if cls.__module__.split(".")[0] in PROJECT_APPS]
+    assert ours and all(cls.schedule for cls in ours if not cls.on_demand)
+    # ...and every drain with one has exactly one line, running its command; others have none.
+    for cls in registry.classes():
+        lines = [(job.expression, [job.name, *job.args]) for job in jobs if job.drain == cls.name]
+        assert lines == ([(cls.schedule, cls.command_line())] if cls.schedule else []), cls.name
+    # Every registered job has exactly one line; nothing else is scheduled.
+    for command, expression in registry.jobs().items():
+        assert [job.expression for job in jobs if job.name == command] == [expression]
+    assert len(jobs) == sum(1 for cls in registry.classes() if cls.schedule) + len(registry.jobs())
+
+
+def test_shipped_schedule_passes_the_check_no_two_jobs_in_one_minute():
     assert problems(settings.CRONJOBS) == []
-    names = [job.name for job in schedule.scheduled_jobs()]
-    assert names == [
-        "drain_metadata",
-        "supervise_drains",
-        "drain_halacha",
-        "send_digest",
-        "fetch_decisions",
-    ]
-
-
-def test_shipped_schedule_uses_the_staggered_minutes():
-    minutes = {
-        job.name: sorted({m % 60 for m in schedule.week_minutes(job.expression)})
-        for job in schedule.scheduled_jobs()
-    }
-    assert minutes == {
-        "drain_metadata": [0],
-        "supervise_drains": [5, 20, 35, 50],
-        "drain_halacha": [10, 25, 40, 55],
-        "send_digest": [12],
-        "fetch_decisions": [17],
-    }
+    weeks = [schedule.week_minutes(job.expression) for job in schedule.scheduled_jobs()]
+    assert all(not (a & b) for i, a in enumerate(weeks) for b in weeks[i + 1:])
+    # and the supervisor ticks at the interval the runtime plans with
+    (tick,) = [job for job in schedule.scheduled_jobs() if job.kind == "supervisor"]
+    minutes = sorted(schedule.week_minutes(tick.expression))
+    assert {b - a for a, b in pairwise(minutes)} == {
+        settings.DRAINS_SUPERVISOR_INTERVAL_MINUTES}
 
 
 def test_hourly_vs_every_15_minutes_on_the_same_minute_is_an_error():
@@ -156,9 +160,11 @@ def test_aliases_are_expanded():
 
 
 def test_manage_py_check_fails_on_a_colliding_schedule(tmp_path):
+    # a host's settings module replacing the declared schedule with a list of its own
     (tmp_path / "colliding_settings.py").write_text(
         "from config.settings import *  # noqa\n"
-        "CRONJOBS = [CRONJOBS[0], ('0 */2 * * *', 'django.core.management.call_command', "
+        "CRONJOBS = [('0 * * * *', 'django.core.management.call_command', ['drain_metadata'], "
+        "{}, ''), ('0 */2 * * *', 'django.core.management.call_command', "
         "['fetch_decisions'], {}, '')]\n"
     )
     env = child_env(DJANGO_SETTINGS_MODULE="colliding_settings", PYTHONPATH=str(tmp_path))
@@ -166,6 +172,20 @@ def test_manage_py_check_fails_on_a_colliding_schedule(tmp_path):
     assert result.returncode == 1
     assert "drains.E001" in result.stderr
     assert "drain_metadata and fetch_decisions both fire at Mon 00:00" in result.stderr
+
+
+def test_a_settings_module_reading_the_declared_schedule_is_told_where_to_declare_a_job(tmp_path):
+    # CRONJOBS is built once the apps have registered their drains and jobs: not at settings load.
+    (tmp_path / "reading_settings.py").write_text(
+        "from config.settings import *  # noqa\nCRONJOBS = [*CRONJOBS]\n")
+    env = child_env(DJANGO_SETTINGS_MODULE="reading_settings", PYTHONPATH=str(tmp_path))
+    result = manage("check", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "Configuration error: CRONJOBS is built from the cron slots the drains and jobs declare, "
+        "once the apps have loaded: a settings module cannot read it. Declare a job with "
+        "drains.registry.register_job in an app's ready(), or assign CRONJOBS a list of your own."
+    ]
 
 
 def test_manage_py_check_passes_on_the_shipped_schedule():

@@ -19,6 +19,7 @@ import sys
 import psycopg
 import pytest
 
+from drains import schedule
 from tests.support.db import ROOT, database_url
 from tests.support.fresh_copy import embedded_url, fresh_copy, user_env
 from tests.support.gate_db import fresh_database
@@ -32,16 +33,14 @@ if [ "$1" = "-l" ]; then [ -f "$store" ] && cat "$store"; exit 0; fi
 cp "$1" "$store"
 """
 COMMENT = " # django-cronjobs for config"
-# Which run row each job writes (drains record under the drain's name, other jobs their own).
-RUN_NAME = {
-    "drain_metadata": "metadata",
-    "drain_halacha": "halacha",
-    "supervise_drains": "supervise_drains",
-    "send_digest": "send_digest",
-    "fetch_decisions": "fetch_decisions",
-}
-# fetch first, so that the drains after it have decisions to work on
-ORDER = ["fetch_decisions", "drain_metadata", "drain_halacha", "supervise_drains", "send_digest"]
+
+
+def scheduled() -> list[tuple[str, str]]:
+    """(its log's name, the run row's name) of every scheduled job, as the drains and jobs declare
+    them; the court fetch first, so that the drains after it have decisions to work on."""
+    jobs = sorted(schedule.scheduled_jobs(), key=lambda job: job.name != "fetch_decisions")
+    return [(schedule.cron_log_name([job.name, *job.args]).removesuffix(".log"),
+             schedule.run_name(job)) for job in jobs]
 
 
 def install(copy, tmp_path, **extra):
@@ -59,7 +58,7 @@ def install(copy, tmp_path, **extra):
         line for line in (recorder.parent / "crontab.txt").read_text().splitlines()
         if line.endswith(COMMENT)
     ]
-    assert len(lines) == 5, lines
+    assert len(lines) == len(scheduled()), lines
     return lines
 
 
@@ -84,8 +83,8 @@ def check_every_job(copy, lines, home, url_of) -> None:
     inbox.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "halacha" / "samples" / "decisions-en.jsonl", inbox)
     jobs = dict(job_of(line, copy) for line in lines)
-    assert sorted(jobs) == sorted(ORDER)
-    for name in ORDER:
+    assert sorted(jobs) == sorted(name for name, _ in scheduled())
+    for name, _ in scheduled():
         run_as_cron(jobs[name], home)
         log = (copy / "var" / "log" / f"{name}.log").read_text()
         assert "Traceback" not in log and "Failed to complete" not in log, f"{name}:\n{log}"
@@ -94,9 +93,9 @@ def check_every_job(copy, lines, home, url_of) -> None:
         runs = conn.execute("SELECT drain, status, trigger, items_done FROM drains_drainrun").fetchall()
         decisions = conn.execute("SELECT count(*) FROM halacha_courtdecision").fetchone()[0]
     by_name = {drain: (status, trigger, done) for drain, status, trigger, done in runs}
-    assert len(runs) == 5, runs
-    for name in ORDER:
-        status, trigger, _ = by_name[RUN_NAME[name]]
+    assert len(runs) == len(scheduled()), runs
+    for name, run_name in scheduled():
+        status, trigger, _ = by_name[run_name]
         assert (status, trigger) == ("succeeded", "cron"), (name, runs)
     assert decisions > 0  # the fetch imported the inbox file
     assert by_name["halacha"][2] == decisions  # and the halacha drain worked through it

@@ -169,4 +169,4 @@ def test_backlog_counts_and_pending():
     CourtDecision.objects.create(external_id="d", text="T.")
     assert HalachaDrain.backlog_counts() == {"pending": 2, "done": 1, "failed": 1}
     assert HalachaDrain.pending_count() == 2
-    assert HalachaDrain.command_name() == "drain_halacha"
+    assert HalachaDrain.command_line() == ["drain_halacha"]

@@ -5,6 +5,7 @@ import json
 import pytest
 from django.test import Client
 
+from drains import registry
 from drains.bursts import set_drain_burst
 
 
@@ -42,7 +43,7 @@ def test_page__shows_every_service_with_picker_defaulting_to_saturday_18(operato
     response = _client(operator).get("/operations")
     assert response.status_code == 200
     html = response.content.decode()
-    for name in ("halacha", "metadata", "supervise_drains", "send_digest", "fetch_decisions"):
+    for name in [*registry.names(), *registry.jobs()]:
         assert f'data-service="{name}"' in html
     assert html.count('type="date"') == 2  # one picker per drain
     assert 'min="2026-12-02"' in html and 'max="2026-12-05"' in html  # today .. the boundary

@@ -13,6 +13,7 @@ from drains.events import record_event
 from drains.locks import DrainLock
 from drains.models import DrainControl, StagedResult
 from drains.schedule import scheduled_jobs
+from halacha.drain import HalachaDrain
 from tests.operations.conftest import BOUNDARY
 
 URL = "/api/operations/"
@@ -33,7 +34,7 @@ def test_snapshot__one_entry_per_scheduled_job_with_schedule_and_next_fire(api, 
     halacha = services["halacha"]
     assert halacha["kind"] == "drain"
     assert halacha["command"] == "drain_halacha"
-    assert halacha["schedule"] == "10-59/15 * * * *"
+    assert halacha["schedule"] == HalachaDrain.schedule
     assert halacha["next_fire_at"] == "2026-12-02T10:10:00+02:00"
     assert services["supervise_drains"]["kind"] == "supervisor"
     assert services["supervise_drains"]["next_fire_at"] == "2026-12-02T10:05:00+02:00"

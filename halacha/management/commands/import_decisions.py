@@ -23,7 +23,7 @@ class Command(validate.CheckedCommand):
     help = (
         "Import court decisions from JSONL files (one decision per line) or folders of them.\n"
         "Not scheduled by cron: run it by hand (`make run` imports halacha/samples); the\n"
-        "court-fetch cron job (:17) feeds its downloads through the same importer.\n"
+        "court-fetch cron job (fetch_decisions) feeds its downloads through the same importer.\n"
         "Idempotent: records are upserted by external_id. Bad lines are reported with their\n"
         "line numbers and skipped; the good ones are imported. Exit status 1 if any line\n"
         "was bad.\n\n" + RECORD_HELP
