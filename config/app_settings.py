@@ -128,7 +128,7 @@ DRAINS_QUOTA_WEEK_HOURS = 168.0
 # room / rate x this margin + one supervisor interval: a quarter more time than the rate says.
 DRAINS_AUTOPILOT_SAFETY_MARGIN = 1.25
 # In a burst, a run that hit a session (5-hour) limit waits for its reset and goes on this many
-# seconds after it (drains/runner/quota_steps.py): no open window left idle.
+# seconds after it (drains/runner/session_wait.py): no open window left idle.
 DRAINS_SESSION_RESUME_SECONDS = 2.0
 # The longest such wait inside a run (a session limit, a weekly ceiling the reserve's release
 # lifts); a longer one ends the run and the supervisor starts the drain again after it.
@@ -174,11 +174,15 @@ class _Declared(Sequence):
     """CRONJOBS as the drains and jobs declare their cron slots (``Drain.schedule``,
     ``registry.register_job``), built by ``drains.schedule.declared_cronjobs`` each time it is
     read: after the apps have loaded, never at settings load. django-crontab, run_scheduler,
-    ``manage.py schedule`` and the page all read it; a host's settings module may replace it
-    with a list of its own."""
+    ``manage.py schedule`` and the page all read it. A host's settings module may add lines of
+    its own (``CRONJOBS + [...]``, still read late) or replace it with a list."""
 
-    def __init__(self, builder: str) -> None:
+    def __init__(self, builder: str, extra: tuple = ()) -> None:
         self._builder = builder
+        self._extra = extra
+
+    def __add__(self, other: Sequence) -> _Declared:
+        return _Declared(self._builder, (*self._extra, *other))
 
     def _entries(self) -> list:
         from django.apps import apps
@@ -187,10 +191,10 @@ class _Declared(Sequence):
             raise ImproperlyConfigured(
                 "CRONJOBS is built from the cron slots the drains and jobs declare, once the apps "
                 "have loaded: a settings module cannot read it. Declare a job with "
-                "drains.registry.register_job in an app's ready(), or assign CRONJOBS a list of "
-                "your own."
+                "drains.registry.register_job in an app's ready(), add lines with "
+                "CRONJOBS + [...], or assign CRONJOBS a list of your own."
             )
-        return import_string(self._builder)()
+        return [*import_string(self._builder)(), *self._extra]
 
     def __getitem__(self, index):
         return self._entries()[index]

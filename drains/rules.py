@@ -1,7 +1,7 @@
 """The drain rules: pure functions over plain data, the one place each rule is decided.
 
-Run liveness (alive / dead / hung), a burst being active, a backoff being in force and a
-backoff going stale are asked here by every reader — the runtime, the supervisor, the
+Run liveness (alive / dead / hung), a burst being active, a backoff being in force, a
+backoff going stale and a quota window's reading going stale are asked here by every reader — the runtime, the supervisor, the
 operations snapshot and the digest — instead of each re-deriving them from raw fields.
 
 Nothing here touches the database, reads settings or looks at a clock: the caller reads the
@@ -12,6 +12,18 @@ clock, in a dry run and in production.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+
+
+def reading_stale(*, observed_at: datetime, resets_at: datetime | None, now: datetime,
+                  stale_after: timedelta) -> bool:
+    """A quota window's reading says nothing any more once the window has reset since it was
+    taken (its real utilization is lower now; the next call will say by how much), or once it
+    is older than ``stale_after`` (``DRAINS_QUOTA_STALE_MINUTES``: the account's owner may have
+    spent from the same windows meanwhile). It is still shown, marked so; what the ceiling does
+    with it is drains/quota/ceiling.py's business."""
+    if resets_at is not None and resets_at <= now:
+        return True
+    return now - observed_at > stale_after
 
 
 def holds_lock(*, backend_pid: int | None, holder: int | None) -> bool:

@@ -50,7 +50,7 @@ def declared_cronjobs() -> list[tuple]:
 
 
 def cron_log_name(argv: list[str]) -> str:
-    """The file a cron line appends to: ``drain_halacha.log``, ``drain_word_count.log``."""
+    """The file a cron line appends to: ``<command>.log``, ``drain_<name>.log`` for ``drain NAME``."""
     return "_".join(argv) + ".log"
 
 
@@ -65,7 +65,7 @@ def _first_minute(expression: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class ScheduledJob:
-    name: str  # the management command, e.g. "drain_halacha", "drain" or "send_digest"
+    name: str  # the management command, e.g. a drain's own, "drain" (with its name) or "send_digest"
     expression: str  # five-field cron expression
     args: tuple[str, ...]
     kwargs: dict

@@ -24,8 +24,7 @@ from django.utils import timezone
 from drains import items, registry
 from drains.journal import Journal
 from drains.models import DrainRun, RunStatus, StagedResult
-from drains.runs import UNFINISHED, correct_run_counts
-from drains.usage import Usage
+from drains.runs import UNFINISHED, Usage, correct_run_counts
 
 ERROR_MAX_CHARS = 4000
 

@@ -32,8 +32,7 @@ from drains.controls import set_drain_enabled
 from drains.events import record_event
 from drains.models import DrainControl, EventKind
 from drains.quota import policy
-from drains.quota.kinds import Kind, describe_kind
-from drains.quota.notes import weekly_limit_message
+from drains.quota.kinds import Kind, describe_kind, weekly_limit_message
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,24 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import models
+
+from drains.clock import short_time
+
+
+def weekly_limit_message(*, kind: Kind, reset_at: datetime, burst_until: datetime) -> str:
+    what = (
+        f"weekly limit of {kind.model}"
+        if kind.kind == LimitKind.WEEKLY_MODEL and kind.model
+        else "weekly limit"
+    )
+    return (
+        f"{what} reached; it resets {short_time(reset_at)}, after the burst deadline "
+        f"{short_time(burst_until)}: the burst ended early"
+    )
 
 
 class LimitKind(models.TextChoices):

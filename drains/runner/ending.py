@@ -6,7 +6,6 @@ failure recorded on the run before it is raised (``DrainRunFailed``). ``RunEnd``
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from django.db import DatabaseError, connections
 from django.utils import timezone
@@ -21,12 +20,12 @@ from drains.progress import format_duration
 from drains.quota.kinds import LimitKind, limit_verb
 from drains.runner.loop import WorkLoop
 from drains.runner.pacing import Pacing
-from drains.runner.state import RunState
+from drains.runner.state import SKIPPED, RunResult, RunState
+
+__all__ = ["SKIPPED", "DrainRunFailed", "RunEnd", "RunResult"]
 from drains.runs import finish_run, start_run
 
 logger = logging.getLogger(__name__)
-
-SKIPPED = "skipped"
 
 # Why a run ended (DrainRun.stop_reason) and the status each reason gives.
 REASON_STATUS: dict[str, str] = {
@@ -52,18 +51,6 @@ class DrainRunFailed(RuntimeError):
     def __init__(self, message: str, run_id: int | None):
         super().__init__(message)
         self.run_id = run_id
-
-
-@dataclass
-class RunResult:
-    drain: str
-    status: str  # a RunStatus value, or ALREADY_RUNNING / SKIPPED
-    reason: str
-    message: str
-    run_id: int | None = None
-    done: int = 0
-    failed: int = 0
-    elapsed: float = 0.0
 
 
 class RunEnd:

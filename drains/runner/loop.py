@@ -29,14 +29,13 @@ from drains.quota.actions import act_on_limit
 from drains.quota.backoff import record_backoff
 from drains.quota.kinds import LimitKind
 from drains.quota.resets import RateLimited
-from drains.runner.ceiling import QuotaCeiling
 from drains.runner.pacing import Halted, Pacing, SlowedDown
 from drains.runner.paid import journal_failure, keep_paid
 from drains.runner.plugin import HostFault, ItemFailed
 from drains.runner.probe import ProbeClaim
+from drains.runner.spending import Autopilot, QuotaCeiling
 from drains.runner.state import ItemOutcome, Outcome, RunState
-from drains.runs import record_checkpoint
-from drains.usage import Usage
+from drains.runs import Usage, record_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +59,13 @@ class WorkLoop:
         pacing: Pacing,
         probe: ProbeClaim,
         ceiling: QuotaCeiling,
-        between_chunks: Callable[[], None] = lambda: None,
+        autopilot: Autopilot,
     ):
         self.state = state
         self.pacing = pacing
         self.probe = probe
         self.ceiling = ceiling
-        self.between_chunks = between_chunks
+        self.autopilot = autopilot
 
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> None:
@@ -387,7 +386,7 @@ class WorkLoop:
     # --- checkpoints ----------------------------------------------------------------------
     def checkpoint(self, *, final: bool = False) -> None:
         state = self.state
-        self.ceiling.record()  # the calls' quota signals (drains/runner/ceiling.py)
+        self.ceiling.record()  # the calls' quota signals
         counted = state.chunk_done + state.chunk_failed
         still_running = state.db.call(
             f"the checkpoint of run {state.row.pk}",
@@ -439,7 +438,7 @@ class WorkLoop:
             drain=state.name, quota_key=state.quota_key, controls=rows, now=now
         ):
             state.stop(StopReason.BACKOFF)
-        self.between_chunks()  # the autopilot (drains/runner/quota_steps.py)
+        self.autopilot.between_chunks()
 
 
 def _breaker_fault(what: str, reason: str) -> HostFault:

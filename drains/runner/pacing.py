@@ -40,6 +40,7 @@ from drains.quota import policy
 from drains.quota.kinds import describe_kind
 from drains.quota.resets import RateLimited
 from drains.runner.plugin import Processed
+from drains.runner.spending import QuotaCeiling
 from drains.runner.state import ItemOutcome, RunState
 
 logger = logging.getLogger(__name__)
@@ -166,11 +167,11 @@ class Pacing:
         self,
         state: RunState,
         *,
-        process: Callable[[Any], Processed],
+        ceiling: QuotaCeiling,
         rng: random.Random | None = None,
     ):
         self.state = state
-        self.process = process  # one paid call: the quota ceiling's check, then the drain's
+        self.ceiling = ceiling  # one paid call: the quota ceiling's check, then the drain's
         self.rng = rng or random.Random()
         self.gate = CallGate(
             concurrency=state.concurrency,
@@ -207,7 +208,7 @@ class Pacing:
         retry = 0
         while True:
             try:
-                return self.process(item)  # the ceiling, then the call (drains/runner/ceiling.py)
+                return self.ceiling.call(item)  # the ceiling, then the call
             except RateLimited as exc:
                 plan = policy.limit_plan(exc.kind.kind)
                 if plan != policy.LimitPlan.RETRY or retry >= settings.DRAINS_OVERLOAD_RETRIES:

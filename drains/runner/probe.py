@@ -21,7 +21,7 @@ from drains.locks import probe_holder
 from drains.models import StopReason
 from drains.quota import policy
 from drains.quota.backoff import record_probe, record_probe_wait
-from drains.runner.state import ItemOutcome, Outcome, RunState
+from drains.runner.state import ItemOutcome, Outcome, RunResult, RunState
 
 logger = logging.getLogger(__name__)
 
@@ -36,15 +36,14 @@ class ProbeClaim:
         self.after_breaker = False  # the block being probed is the runner's breaker's
         self.faulted_item = ""  # the item the host-fault block being probed met
 
-    def claim_or_hold(self, *, backoff_skip: Callable[[], object | None],
-                      skip: Callable[..., object]) -> object | None:
+    def claim_or_hold(self) -> RunResult | None:
         """A probe after a reset (``policy.probe_due``): one per quota, not one per drain.
 
         The run that takes the quota's probe claim makes its first call alone (the loop sees
         ``state.probing``). A drain whose quota another drain is probing holds, with no call,
         until the claim is released, then looks again: the probe went through (go on at full
         concurrency, no probe of its own) or was refused (the new backoff skips this run:
-        ``backoff_skip``). Returns what skips the run, or None to go on.
+        ``RunState.backoff_skip``). Returns what skips the run, or None to go on.
         """
         state = self.state
         claim = state.quota_key or f"drain:{state.name}"
@@ -52,7 +51,7 @@ class ProbeClaim:
         polls = max(1, int(settings.DRAINS_PROBE_WAIT_SECONDS / PROBE_POLL_SECONDS))
         for _ in range(polls):
             if not self.due():
-                return backoff_skip() if waited else None
+                return state.backoff_skip() if waited else None
             if state.lock.try_claim_probe(claim):
                 if self.due():  # under the claim: a probe may have ended just now
                     state.probing, self.claim = True, claim
@@ -73,7 +72,7 @@ class ProbeClaim:
                     drain=state.name, quota_key=state.quota_key, prober=prober, actor=state.actor
                 )
             time.sleep(PROBE_POLL_SECONDS)
-        return skip(
+        return state.skip(
             StopReason.PROBE_WAIT,
             f"{state.name}: quota {state.quota_key!r} is still being probed after its reset by "
             f"another drain ({settings.DRAINS_PROBE_WAIT_SECONDS:g} s waited); no extractor call.",

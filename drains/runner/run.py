@@ -18,20 +18,18 @@ from drains import registry, selectors
 from drains.bursts import ensure_control, get_drain_burst
 from drains.clock import format_local
 from drains.dbretry import describe, ensure_session_timeouts
-from drains.failures import one_line
 from drains.journal import open_journal
 from drains.locks import DrainLock
 from drains.models import EventKind, RunMode, StopReason, Trigger
 from drains.progress import Progress
-from drains.quota.backoff import backoff_in_force, set_quota_key
-from drains.quota.kinds import LimitKind
-from drains.runner.ceiling import QuotaCeiling
-from drains.runner.ending import SKIPPED, DrainRunFailed, RunEnd, RunResult
+from drains.quota.backoff import set_quota_key
+from drains.runner.ending import DrainRunFailed, RunEnd, RunResult
 from drains.runner.loop import WorkLoop
 from drains.runner.pacing import Pacing
 from drains.runner.plugin import Drain
 from drains.runner.probe import ProbeClaim
-from drains.runner.quota_steps import QuotaSteps
+from drains.runner.session_wait import SessionWait
+from drains.runner.spending import Autopilot, QuotaCeiling
 from drains.runner.state import RunState
 from drains.runs import mark_dead_runs, start_run
 from drains.schema import ensure_schema
@@ -92,9 +90,10 @@ def run_drain(
 
 
 class _Runner:
-    """One run: its state, and the parts that work on it (the loop, the call gate, the probe
-    claim, the quota ceiling, the quota steps). This class owns the run's start and end, the
-    skips and the signals."""
+    """One run: its state, and the parts that work on it, each given the state and the parts
+    it drives (the quota ceiling and the autopilot, the call gate, the probe claim, the loop,
+    the session wait, the end). This class owns the run's start, its order of skips and the
+    signals."""
 
     def __init__(
         self,
@@ -121,17 +120,14 @@ class _Runner:
             progress_stream=progress_stream,
             tty=tty,
         )
-        self.ceiling = QuotaCeiling(self.state)  # the quota's ceiling and readings
-        self.pacing = Pacing(self.state, process=self.ceiling.call)  # per-minute, overloads
-        self.probe = ProbeClaim(self.state)
-        self.loop = WorkLoop(self.state, pacing=self.pacing, probe=self.probe, ceiling=self.ceiling)
-        self.quota = QuotaSteps(
-            self.state, loop=self.loop, probe=self.probe, backoff_skip=self._backoff_skip,
-            skip=self._skip, signalled=lambda: self._signalled,
-        )
-        self.loop.between_chunks = self.quota.between_chunks  # the autopilot
-        self.end = RunEnd(self.state, loop=self.loop, pacing=self.pacing)
-        self._signalled = False
+        state = self.state
+        self.ceiling = QuotaCeiling(state)  # the quota's ceiling and readings
+        self.pacing = Pacing(state, ceiling=self.ceiling)  # per-minute limits, overloads
+        self.probe = ProbeClaim(state)
+        self.loop = WorkLoop(state, pacing=self.pacing, probe=self.probe, ceiling=self.ceiling,
+                             autopilot=Autopilot(state))
+        self.session_wait = SessionWait(state, loop=self.loop, probe=self.probe)
+        self.end = RunEnd(state, loop=self.loop, pacing=self.pacing)
         self._old_handlers: dict[int, Any] = {}
 
     # --- the run --------------------------------------------------------------------------
@@ -142,7 +138,7 @@ class _Runner:
             ensure_session_timeouts()
             control = ensure_control(name=state.name)
             if not control.enabled:
-                return self._skip(
+                return state.skip(
                     StopReason.DISABLED,
                     f"{state.name}: disabled (DrainControl.enabled is off); no extractor call.",
                 )
@@ -154,14 +150,8 @@ class _Runner:
             self._promote_leftovers()
             state.quota_key = state.drain.quota_key()  # constructs the extractor; no call yet
             set_quota_key(drain=state.name, quota_key=state.quota_key)
-            skipped = (
-                self._backoff_skip()
-                or self.ceiling.skip_at_start(limit_reached=self.loop.limit_reached,
-                                              skip=self._skip)
-                or self.probe.claim_or_hold(backoff_skip=self._backoff_skip, skip=self._skip)
-            )
+            skipped = state.backoff_skip() or self._ceiling_skip() or self.probe.claim_or_hold()
             if skipped is not None:
-                assert isinstance(skipped, RunResult)
                 return skipped
             self._start()
             self._install_signals()
@@ -169,7 +159,7 @@ class _Runner:
                 while True:
                     self.loop.run()
                     # In a burst, a session limit is waited out, not a reason to end.
-                    if not self.quota.wait_for_session_reset():
+                    if not self.session_wait.wait_for_session_reset():
                         break
             finally:
                 self._restore_signals()
@@ -184,20 +174,21 @@ class _Runner:
             which = f"run {run_id}" if run_id is not None else "run (before it started)"
             raise DrainRunFailed(f"{state.name} {which} failed: {describe(exc)}", run_id) from exc
 
-    def _backoff_skip(self) -> RunResult | None:
-        """No call while a backoff on the quota is in force: the run is skipped."""
+    def _ceiling_skip(self) -> RunResult | None:
+        """A window already at its ceiling: its backoff is recorded as its refusal's would have
+        been, and the run is skipped before any call."""
         state = self.state
-        backoff = backoff_in_force(drain=state.name, quota_key=state.quota_key)
-        if backoff is None:
+        limit = self.ceiling.reached_at_start()
+        if limit is None:
             return None
-        source = "" if backoff.drain == state.name else f" (observed by {backoff.drain})"
-        if backoff.kind == LimitKind.HOST_FAULT:
-            said = (f"{state.name}: blocked by a host fault until {format_local(backoff.until)}"
-                    f"{source}, then one probe call: {one_line(backoff.reason)}")
-        else:
-            said = (f"{state.name}: quota {state.quota_key!r} backs off until "
-                    f"{format_local(backoff.until)}{source}; no extractor call.")
-        return self._skip(StopReason.BACKOFF, said, until=backoff.until.isoformat())
+        self.loop.limit_reached(limit)
+        return state.skip(
+            StopReason.BACKOFF,
+            f"{state.name}: quota {state.quota_key!r}: {limit.breach.reason}; backing off until "
+            f"{limit.reset_at.isoformat()}; no extractor call.",
+            until=limit.reset_at.isoformat(),
+            window=limit.breach.window,
+        )
 
     def _start(self) -> None:
         """Choose the mode (a burst runs until its deadline, a normal run is capped), record the
@@ -242,17 +233,6 @@ class _Runner:
             backlog,
             f", deadline {format_local(state.deadline)}" if state.deadline else "",
         )
-
-    def _skip(self, reason: str, message: str, **data: Any) -> RunResult:
-        """Exit without a run and without any extractor call; say why once in the timeline."""
-        state = self.state
-        logger.info(message)
-        # Once per episode: cron retries every 15 minutes and the timeline must stay readable.
-        last = selectors.latest_event(drain=state.name, kind=EventKind.SKIPPED)
-        last_run = selectors.latest_run_start(drain=state.name)
-        if last is None or last["message"] != message or (last_run and last["at"] < last_run):
-            state.record_event(EventKind.SKIPPED, message, {"reason": reason, **data})
-        return RunResult(drain=state.name, status=SKIPPED, reason=reason, message=message)
 
     def _promote_leftovers(self) -> None:
         state = self.state
@@ -303,9 +283,9 @@ class _Runner:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
-        if self._signalled:
+        if self.state.signalled:
             raise KeyboardInterrupt(f"{name} received twice: stopping without finishing the item")
-        self._signalled = True
+        self.state.signalled = True
         self.state.stop(StopReason.SIGNAL)
         logger.warning(
             "%s: %s received; finishing the current item, then stopping", self.state.name, name

@@ -6,6 +6,7 @@ the stop flags and the deadline, and the call gate has its own lock for what wor
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -16,15 +17,20 @@ from typing import Any, TextIO
 
 from django.utils import timezone
 
+from drains import selectors
+from drains.clock import format_local
 from drains.dbretry import DbRetry
 from drains.events import record_event
+from drains.failures import one_line
 from drains.journal import Journal
 from drains.locks import DrainLock, LockLost
-from drains.models import DrainEvent, DrainRun, RunMode, StopReason
+from drains.models import DrainEvent, DrainRun, EventKind, RunMode, StopReason
 from drains.progress import Progress
+from drains.quota.backoff import backoff_in_force
+from drains.quota.kinds import LimitKind
 from drains.quota.resets import RateLimited
 from drains.runner.plugin import Drain
-from drains.usage import Usage
+from drains.runs import Usage
 
 
 class Outcome(StrEnum):
@@ -49,6 +55,23 @@ class ItemOutcome:
     seconds: float = 0.0  # time the worker spent on it: the run's busy time (the projection)
     journaled: bool = False  # its paid result (or failed call) has an entry in the local journal
     fatal: BaseException | None = None  # done, but the run stops (the journal cannot be written)
+
+
+logger = logging.getLogger(__name__)
+
+SKIPPED = "skipped"
+
+
+@dataclass
+class RunResult:
+    drain: str
+    status: str  # a RunStatus value, or ALREADY_RUNNING / SKIPPED
+    reason: str
+    message: str
+    run_id: int | None = None
+    done: int = 0
+    failed: int = 0
+    elapsed: float = 0.0
 
 
 @dataclass
@@ -100,6 +123,7 @@ class RunState:
     rate_limit: RateLimited | None = None
     # a probe after a reset: the first call runs alone
     probing: bool = False
+    signalled: bool = False  # SIGTERM or SIGINT came: the item in hand is finished, then it stops
     progress: Progress | None = None
     _stop_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -136,6 +160,30 @@ class RunState:
                 self.stop_reason = reason
             if hard:
                 self.halted = True
+
+    def skip(self, reason: str, message: str, **data: Any) -> RunResult:
+        """Exit without a run and without any extractor call; say why once in the timeline."""
+        logger.info(message)
+        # Once per episode: cron retries every 15 minutes and the timeline must stay readable.
+        last = selectors.latest_event(drain=self.name, kind=EventKind.SKIPPED)
+        last_run = selectors.latest_run_start(drain=self.name)
+        if last is None or last["message"] != message or (last_run and last["at"] < last_run):
+            self.record_event(EventKind.SKIPPED, message, {"reason": reason, **data})
+        return RunResult(drain=self.name, status=SKIPPED, reason=reason, message=message)
+
+    def backoff_skip(self) -> RunResult | None:
+        """No call while a backoff on the quota is in force: the run is skipped."""
+        backoff = backoff_in_force(drain=self.name, quota_key=self.quota_key)
+        if backoff is None:
+            return None
+        source = "" if backoff.drain == self.name else f" (observed by {backoff.drain})"
+        if backoff.kind == LimitKind.HOST_FAULT:
+            said = (f"{self.name}: blocked by a host fault until {format_local(backoff.until)}"
+                    f"{source}, then one probe call: {one_line(backoff.reason)}")
+        else:
+            said = (f"{self.name}: quota {self.quota_key!r} backs off until "
+                    f"{format_local(backoff.until)}{source}; no extractor call.")
+        return self.skip(StopReason.BACKOFF, said, until=backoff.until.isoformat())
 
     def before_deadline(self) -> bool:
         if self.deadline is not None and timezone.now() >= self.deadline:

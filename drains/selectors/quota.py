@@ -4,7 +4,7 @@ now, the autopilot's state and the week's forecast.
 
 What the numbers mean is asked of their owners, never re-derived here: the reserves of a key
 (drains/quota/reserve.py), a window's ceiling now (drains/quota/ceiling.py), whether a reading is
-stale (drains/quota/freshness.py), the forecast and the autopilot's state
+stale (drains/rules.py ``reading_stale``), the forecast and the autopilot's state
 (drains/quota/autopilot.py). Queries: the windows, the policies and the drains' quota keys in
 one round trip (``drains.selectors.snapshot.fetch``), plus what the autopilot reads per quota key
 (its forecast and state) — a handful per quota key, never one per window, sample or run.
@@ -23,8 +23,8 @@ from django.utils import timezone
 from drains import registry
 from drains.models import DrainControl
 from drains.quota import autopilot, ceiling, reserve
-from drains.quota.freshness import reading_stale
 from drains.quota.models import QuotaPolicy, QuotaWindow
+from drains.rules import reading_stale
 from drains.selectors.snapshot import Statement, fetch
 
 SESSION_WINDOW = "five_hour"

@@ -18,8 +18,7 @@ from drains import rules
 from drains.clock import format_local
 from drains.models import DrainRun, EventKind, RunStatus
 from drains.quota import policy
-from drains.quota.kinds import Kind
-from drains.quota.notes import weekly_limit_message
+from drains.quota.kinds import Kind, weekly_limit_message
 from drains.selectors import ControlValues, DrainState
 from drains.supervisor import actions
 from drains.supervisor.decision import Decision

@@ -38,8 +38,7 @@ from drains.models import (
 )
 from drains.quota import policy
 from drains.quota.backoff import record_backoff
-from drains.quota.kinds import Kind, LimitKind
-from drains.quota.notes import weekly_limit_message
+from drains.quota.kinds import Kind, LimitKind, weekly_limit_message
 from halacha.extractors.anthropic_api import AnthropicExtractor
 from tests import factories
 from tests.support.anthropic_stub import AnthropicStub, error_body

@@ -184,7 +184,8 @@ def test_a_settings_module_reading_the_declared_schedule_is_told_where_to_declar
     assert result.stderr.strip().splitlines() == [
         "Configuration error: CRONJOBS is built from the cron slots the drains and jobs declare, "
         "once the apps have loaded: a settings module cannot read it. Declare a job with "
-        "drains.registry.register_job in an app's ready(), or assign CRONJOBS a list of your own."
+        "drains.registry.register_job in an app's ready(), add lines with CRONJOBS + [...], or "
+        "assign CRONJOBS a list of your own."
     ]
 
 

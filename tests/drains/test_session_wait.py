@@ -1,5 +1,5 @@
 """Item 7, no idle open window: in a burst, after a session (5-hour) limit, the first call after
-the reset starts within 60 s of it (drains/runner/quota_steps.py: the run waits at zero calls,
+the reset starts within 60 s of it (drains/runner/session_wait.py: the run waits at zero calls,
 checkpointing, and goes on with the probe). Real ``drain_halacha`` runs in this process, the
 real SDK against the API stand-in with its quota model (the 5-hour window scaled to seconds)."""
 
@@ -77,7 +77,7 @@ def test_burst__session_limit__the_run_waits_and_calls_again_within_seconds_of_t
     [reset] = [r for r in quota.resets if r.window == "five_hour"]
     requests = sorted(stub.messages(), key=lambda r: r.at)
     refused = [r for r in requests if r.status == 429]
-    # The ceiling (drains/runner/ceiling.py) stops the run at the full window; with calls in
+    # The ceiling (drains/runner/spending.py) stops the run at the full window; with calls in
     # flight, those started on an older reading may still be refused, all before the reset.
     assert len(refused) <= (0 if concurrency == 1 else 2 * concurrency)
     # The stub's clock is epoch seconds, the requests' monotonic: convert the reset.

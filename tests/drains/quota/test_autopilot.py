@@ -12,8 +12,7 @@ from freezegun import freeze_time
 from drains.bursts import DEFAULT_DEADLINE, get_drain_burst, set_drain_burst
 from drains.models import DrainControl, DrainEvent, EventKind
 from drains.quota import autopilot
-from drains.quota.autopilot import AutopilotState
-from drains.quota.autopilot_rule import plan_start
+from drains.quota.autopilot import AutopilotState, plan_start
 from drains.quota.controls import set_quota_policy
 from drains.quota.models import QuotaPolicy
 from drains.quota.rate import bounded_rate, measure_spend_rate, spend_rate

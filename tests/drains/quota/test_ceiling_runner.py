@@ -107,7 +107,7 @@ def test_concurrency_1__stops_at_the_ceiling_with_the_weekly_backoff_and_no_refu
     week_reset = datetime.fromtimestamp(math.ceil(model.state()["seven_day"][1]), UTC)
     # The reserve's release (6 h here) lifts the ceiling past 89 % + the 1 % headroom 6 h
     # before the reset (6 h x 10 % / 10 %): the backoff lasts until then, not to the reset
-    # (quota_steps.py).
+    # (session_wait.py).
     assert control.backoff_kind == "weekly"
     assert abs(control.backoff_until - (week_reset - timedelta(hours=6))) < timedelta(seconds=1)
     # Every call's reading is stored: the rows in place, a sample per window per call.

@@ -1,7 +1,7 @@
 """The weekly reserve is released over its last hours before the reset and never before, end to
 end: a burst ``drain_halacha`` run with the real ``anthropic`` SDK against the stand-in's quota
 model, the week compressed to seconds (the release over the last 6 s). At the ceiling before the
-release the run waits at zero calls (drains/runner/quota_steps.py); in the release it follows the
+release the run waits at zero calls (drains/runner/session_wait.py); in the release it follows the
 ceiling as it rises, without a refused call and without a call past the ceiling then in force."""
 
 from __future__ import annotations

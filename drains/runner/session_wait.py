@@ -1,13 +1,10 @@
-"""The runner's quota steps that keep a burst spending: the autopilot between chunks, and no idle
-open window after a session (5-hour) limit.
+"""No idle open window in a burst: the run waits out a session (5-hour) limit, or a weekly
+ceiling the reserve's release lifts, at zero calls, and goes on at the reset.
 
-``QuotaSteps`` takes the run's ``RunState`` and the parts it drives (the loop, the probe claim).
+``SessionWait`` takes the run's ``RunState`` and the parts it drives (the loop, the probe claim).
 
-- Between chunks (``between_chunks``): a normal run on a quota whose autopilot is on
-  asks ``drains.quota.autopilot.run_autopilot``; when that starts the burst on this drain, the
-  run goes on as a burst run (deadline the weekly reset, the normal run's default caps lifted).
 - At a weekly ceiling that the reserve's release will lift before the reset
-  (drains/runner/ceiling.py ``QuotaCeiling.lift``): the backoff lasts until the ceiling rises past the week's utilization
+  (drains/runner/spending.py ``QuotaCeiling.lift``): the backoff lasts until the ceiling rises past the week's utilization
   (drains/quota/ceiling.py ``weekly_ceiling_rises_past``), not until the reset, so the released
   reserve is spent; without the release it lasts to the reset and the burst ends there.
 - After a session limit in a burst, or such a weekly ceiling (``wait_for_session_reset``): a
@@ -27,12 +24,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 
 from django.conf import settings
 from django.utils import timezone
 
-from drains.bursts import get_drain_burst
 from drains.models import RunMode, StopReason
 from drains.quota.backoff import backoff_in_force
 from drains.quota.kinds import LimitKind
@@ -46,48 +41,11 @@ WAIT_STEP_SECONDS = 0.5  # how often the wait looks at a stop (a signal, the bur
 PREPARE_SECONDS = 0.5  # the checks before the first call after the reset are made this early
 
 
-class QuotaSteps:
-    def __init__(
-        self,
-        state: RunState,
-        *,
-        loop: WorkLoop,
-        probe: ProbeClaim,
-        backoff_skip: Callable[[], object | None],
-        skip: Callable[..., object],
-        signalled: Callable[[], bool],
-    ):
+class SessionWait:
+    def __init__(self, state: RunState, *, loop: WorkLoop, probe: ProbeClaim) -> None:
         self.state = state
         self.loop = loop
         self.probe = probe
-        self.backoff_skip = backoff_skip
-        self.skip = skip
-        self.signalled = signalled
-
-    # --- the autopilot between chunks ------------------------------------------------------
-    def between_chunks(self) -> None:
-        if self.state.mode != RunMode.NORMAL or not self.state.quota_key or self.state.stop_reason is not None:
-            return
-        from drains.quota.autopilot import autopilot_enabled, run_autopilot
-        from drains.runs import switch_to_burst
-
-        if not autopilot_enabled(self.state.quota_key):
-            return
-        for line in run_autopilot(quota_key=self.state.quota_key, now=timezone.now()):
-            logger.info("%s: %s", self.state.name, line)
-        burst = get_drain_burst(self.state.name)
-        until = burst.burst_until
-        if not burst.active or until is None:  # an active burst has a deadline
-            return
-        self.state.mode, self.state.deadline = RunMode.BURST, until
-        self.state.shown.deadline = until
-        if self.state.max_items == settings.DRAINS_DEFAULT_MAX_ITEMS and not self.state.explicit_caps[0]:
-            self.state.max_items = None
-        if self.state.max_minutes == settings.DRAINS_DEFAULT_MAX_MINUTES and not self.state.explicit_caps[1]:
-            self.state.max_minutes = None
-        switch_to_burst(run=self.state.row, deadline=until)
-        logger.info("%s: the autopilot's burst is on: this run goes on until %s",
-                    self.state.name, until.isoformat())
 
     # --- no idle open window -------------------------------------------------------------
     def _session_wait_due(self) -> bool:
@@ -101,7 +59,7 @@ class QuotaSteps:
             and waitable
             and (limit.reset_at - timezone.now()).total_seconds() <= max_wait
             and self.state.error is None
-            and not self.signalled()
+            and not self.state.signalled
             and self.state.deadline is not None
             and limit.reset_at < self.state.deadline
             and self.state.stop_reason in (StopReason.RATE_LIMITED, None)
@@ -148,7 +106,7 @@ class QuotaSteps:
         self.state.rate_limit = None
         if claimed:  # the probe after the reset is this run's first call, alone
             self.state.probing, self.probe.claim = True, claim
-        elif self.probe.claim_or_hold(backoff_skip=self.backoff_skip, skip=self.skip) is not None:
+        elif self.probe.claim_or_hold() is not None:
             # another drain probes it: held, then skipped
             self.state.rate_limit = limit
             self.state.stop(StopReason.RATE_LIMITED)

@@ -1,5 +1,8 @@
-"""The runner's half of the quota ceiling (drains/quota/ceiling.py): never start a call that the
-latest reading says would be past a window's ceiling, and keep every call's reading.
+"""What a run may spend: the runner's half of the quota ceiling (drains/quota/ceiling.py), and
+the autopilot between chunks (``Autopilot``).
+
+The ceiling: never start a call that the latest reading says would be past a window's ceiling,
+and keep every call's reading.
 
 ``QuotaCeiling`` takes the run's ``RunState``:
 
@@ -11,7 +14,7 @@ latest reading says would be past a window's ceiling, and keep every call's read
   and read with the rows; ``call_step``) for the call to start and each one already in flight;
   a breach raises ``CeilingReached``, a ``RateLimited`` of the breached window's kind until its reset, so
   the run stops with exactly the backoff a refusal would have written, without the refused call.
-  A breach already known at the start skips the run the same way (``skip_at_start``);
+  A breach already known at the start skips the run the same way (``reached_at_start``);
 - every call's signal (answered, failed or refused) is kept in memory at once (so the next call
   in any worker sees it) and written by ``record`` (``record_signals``) at the next checkpoint, from the main
   thread, all of the chunk's in one statement: the paid call's staging never waits on it, and a
@@ -27,14 +30,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.conf import settings
 from django.utils import timezone
 
-from drains.models import StopReason
+from drains.bursts import get_drain_burst
+from drains.models import RunMode
 from drains.quota.ceiling import (
     Breach,
     call_step,
@@ -180,25 +183,13 @@ class QuotaCeiling:
             self.note(signal, finished=True)
         return processed
 
-    def skip_at_start(self, *, limit_reached: Callable[[RateLimited], None],
-                      skip: Callable[..., object]) -> object | None:
-        """At the start: a window already at its ceiling stops the run before any call, with
-        the backoff its refusal would have written (``limit_reached`` records it)."""
-        state = self.state
+    def reached_at_start(self) -> CeilingReached | None:
+        """At the start: a window already at its ceiling is the limit its refusal would have
+        been; the run records its backoff and is skipped before any call."""
         self.load()
         now = timezone.now()
         breach = self.breach(now)
-        if breach is None:
-            return None
-        limit = CeilingReached(breach, now=now)
-        limit_reached(limit)
-        return skip(
-            StopReason.BACKOFF,
-            f"{state.name}: quota {state.quota_key!r}: {breach.reason}; backing off until "
-            f"{limit.reset_at.isoformat()}; no extractor call.",
-            until=limit.reset_at.isoformat(),
-            window=breach.window,
-        )
+        return None if breach is None else CeilingReached(breach, now=now)
 
     def lift(self, exc: RateLimited) -> None:
         """A weekly ceiling that the reserve's release lifts before the reset: the backoff lasts
@@ -216,3 +207,36 @@ class QuotaCeiling:
         if rises is not None and rises < exc.reset_at:
             exc.reset_at, exc.lifted = rises, True
             exc.message += f"; the reserve's release lifts the ceiling at {rises.isoformat()}"
+
+
+class Autopilot:
+    """Between chunks: a normal run on a quota whose autopilot is on asks
+    ``drains.quota.autopilot.run_autopilot``; when that starts the burst on this drain, the run
+    goes on as a burst run (deadline the weekly reset, the normal run's default caps lifted)."""
+
+    def __init__(self, state: RunState) -> None:
+        self.state = state
+
+    def between_chunks(self) -> None:
+        if self.state.mode != RunMode.NORMAL or not self.state.quota_key or self.state.stop_reason is not None:
+            return
+        from drains.quota.autopilot import autopilot_enabled, run_autopilot
+        from drains.runs import switch_to_burst
+
+        if not autopilot_enabled(self.state.quota_key):
+            return
+        for line in run_autopilot(quota_key=self.state.quota_key, now=timezone.now()):
+            logger.info("%s: %s", self.state.name, line)
+        burst = get_drain_burst(self.state.name)
+        until = burst.burst_until
+        if not burst.active or until is None:  # an active burst has a deadline
+            return
+        self.state.mode, self.state.deadline = RunMode.BURST, until
+        self.state.shown.deadline = until
+        if self.state.max_items == settings.DRAINS_DEFAULT_MAX_ITEMS and not self.state.explicit_caps[0]:
+            self.state.max_items = None
+        if self.state.max_minutes == settings.DRAINS_DEFAULT_MAX_MINUTES and not self.state.explicit_caps[1]:
+            self.state.max_minutes = None
+        switch_to_burst(run=self.state.row, deadline=until)
+        logger.info("%s: the autopilot's burst is on: this run goes on until %s",
+                    self.state.name, until.isoformat())
