@@ -3,14 +3,16 @@ drains itself imports no sibling app."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from drains.items import Source, watch
 
 if TYPE_CHECKING:
-    from drains.runner.plugin import Drain
+    from drains.runner.plugin import AnyDrain
 
-_DRAINS: dict[str, type[Drain]] = {}
+    D = TypeVar("D", bound=type[AnyDrain])
+
+_DRAINS: dict[str, type[AnyDrain]] = {}
 _JOBS: dict[str, str] = {}
 
 
@@ -21,7 +23,7 @@ class UnknownDrain(LookupError):
         super().__init__(f"There is no drain named {name!r}; known drains: {known}.")
 
 
-def register(drain_cls: type[Drain]) -> type[Drain]:
+def register(drain_cls: D) -> D:
     """Class decorator: make a drain known by its ``name``, and keep its source's rows queued
     as its items (drains/items.py)."""
     name = drain_cls.name
@@ -41,14 +43,14 @@ def unregister(name: str) -> None:
     _DRAINS.pop(name, None)
 
 
-def get(name: str) -> type[Drain]:
+def get(name: str) -> type[AnyDrain]:
     try:
         return _DRAINS[name]
     except KeyError:
         raise UnknownDrain(name) from None
 
 
-def classes() -> list[type[Drain]]:
+def classes() -> list[type[AnyDrain]]:
     """Every registered drain class, on-demand ones included."""
     return [_DRAINS[name] for name in sorted(_DRAINS)]
 

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict
-from datetime import date
-from typing import Any
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Generic, TypedDict, TypeVar
 
 from django.db import connection
 from django.utils import timezone
@@ -26,6 +25,48 @@ from django.utils import timezone
 from drains import registry
 from drains.runner import Drain, ItemFailed, Processed, Source
 from halacha.models import CourtDecision, Halacha, configuration_label
+
+if TYPE_CHECKING:
+    from halacha.extractors.base import Extractor
+    from halacha.extractors.protocol import ExtractedHalacha, ExtractionResult, MetadataResult
+
+
+class HalachaFields(TypedDict):
+    """One extracted halacha as staged (halacha/extractors/protocol.py ``ExtractedHalacha``)."""
+
+    rule: str
+    quote: str
+    topics: list[str]
+    quote_spans: list[list[int]]
+    grounding: str
+
+
+class HalachaPayload(TypedDict):
+    """What the halacha drain stages for a decision: its halachot, who made them, the reply."""
+
+    extractor: str
+    model: str
+    halachot: list[HalachaFields]
+    rejected: int
+    problems: list[str]
+    raw: object
+
+
+class MetadataPayload(TypedDict):
+    """What the metadata drain stages for a decision."""
+
+    extractor: str
+    model: str
+    court: str | None
+    case_number: str | None
+    decided_on: str | None  # ISO date
+    judges: list[str]
+    parties: list[str]
+    raw: object
+
+
+P = TypeVar("P", HalachaPayload, MetadataPayload)
+R = TypeVar("R", "ExtractionResult", "MetadataResult")
 
 # The decision's halachot replaced in one statement, if the decision is still there: its new
 # ones written over any an earlier version of its text had (an item queued again), ordinal by
@@ -45,7 +86,7 @@ _REPLACE_SQL = (
 )
 
 
-class _DecisionDrain(Drain):
+class _DecisionDrain(Drain[CourtDecision, P, "Extractor"], Generic[P]):
     """What both decision drains share: every decision is an item, and a decision whose text
     changed is one again."""
 
@@ -64,7 +105,7 @@ class _DecisionDrain(Drain):
                   "claude-cli": settings.HALACHA_CLI_MODEL}.get(name, ""))
         return configuration_label(name, model, choice.effort if choice else "")
 
-    def make_extractor(self):
+    def make_extractor(self) -> Extractor:
         from halacha.evaluation import chosen
         from halacha.extractors import get_extractor
 
@@ -73,7 +114,8 @@ class _DecisionDrain(Drain):
             return get_extractor()
         return get_extractor(choice.backend, model=choice.model, effort=choice.effort)
 
-    def _ask(self, ask: Callable[[Any, Any], Any], decision) -> tuple[Any, dict[str, str]]:
+    def _ask(self, ask: Callable[[Extractor, CourtDecision], R],
+             decision: CourtDecision) -> tuple[R, dict[str, str]]:
         """``ask`` (protocol's ``ask_halachot`` or ``ask_metadata``: the drain's prompt, schema,
         parser and offline rule) through the extractor for ``decision``: its result and who made
         it (the payload's "extractor" and "model"). An ExtractionError is the item's failure,
@@ -93,31 +135,29 @@ class _DecisionDrain(Drain):
 
 
 @registry.register
-class HalachaDrain(_DecisionDrain):
+class HalachaDrain(_DecisionDrain[HalachaPayload]):
     name = "halacha"
     schedule = "10-59/15 * * * *"  # four cron runs an hour; a burst runs between them
     command = "drain_halacha"
     product_names = ("halacha", "halachot")
 
     @classmethod
-    def produced_between(cls, since, until) -> int:
+    def produced_between(cls, since: datetime, until: datetime) -> int:
         return Halacha.objects.filter(created_at__gte=since, created_at__lt=until).count()
 
-    def process(self, decision) -> Processed:
+    def process(self, decision: CourtDecision) -> Processed[HalachaPayload]:
         from halacha.extractors.protocol import ask_halachot
 
         result, made_by = self._ask(ask_halachot, decision)
-        payload = {
-            **made_by,
-            "halachot": [asdict(halacha) for halacha in result.halachot],
-            "rejected": result.rejected,
-            "problems": result.problems,
-            "raw": result.raw,
-        }
+        payload = HalachaPayload(
+            extractor=made_by["extractor"], model=made_by["model"],
+            halachot=[_fields(halacha) for halacha in result.halachot],
+            rejected=result.rejected, problems=result.problems, raw=result.raw,
+        )
         return Processed(payload=payload, usage=result.usage, quota=result.quota)
 
     @classmethod
-    def promote(cls, item_key: str, payload) -> None:
+    def promote(cls, item_key: str, payload: HalachaPayload) -> None:
         """The decision's Halacha rows, in the caller's transaction (the one marking it done),
         in place of any an earlier version of the decision had.
 
@@ -131,7 +171,7 @@ class HalachaDrain(_DecisionDrain):
         extractor = str(payload.get("extractor") or "")[:32]
         model = str(payload.get("model") or "")[:100]
         decision = int(item_key)
-        params: list = [decision, extractor, model, timezone.now()]
+        params: list[int | str | datetime] = [decision, extractor, model, timezone.now()]
         for ordinal, item in enumerate(halachot, 1):
             topics = json.dumps(item.get("topics") or [], ensure_ascii=False)
             # A result staged before grounding was recorded has neither: it was exact.
@@ -144,7 +184,7 @@ class HalachaDrain(_DecisionDrain):
 
 
 @registry.register
-class MetadataDrain(_DecisionDrain):
+class MetadataDrain(_DecisionDrain[MetadataPayload]):
     name = "metadata"
     schedule = "0 * * * *"  # hourly: a new decision's metadata within the hour
     command = "drain_metadata"
@@ -152,27 +192,24 @@ class MetadataDrain(_DecisionDrain):
 
 
     @classmethod
-    def produced_between(cls, since, until) -> int:
+    def produced_between(cls, since: datetime, until: datetime) -> int:
         """One metadata record per decision it finished."""
         return cls.done_between(since, until)
 
-    def process(self, decision) -> Processed:
+    def process(self, decision: CourtDecision) -> Processed[MetadataPayload]:
         from halacha.extractors.protocol import ask_metadata
 
         result, made_by = self._ask(ask_metadata, decision)
-        payload = {
-            **made_by,
-            "court": result.court,
-            "case_number": result.case_number,
-            "decided_on": result.decided_on.isoformat() if result.decided_on else None,
-            "judges": list(result.judges),
-            "parties": list(result.parties),
-            "raw": result.raw,
-        }
+        payload = MetadataPayload(
+            extractor=made_by["extractor"], model=made_by["model"],
+            court=result.court, case_number=result.case_number,
+            decided_on=result.decided_on.isoformat() if result.decided_on else None,
+            judges=list(result.judges), parties=list(result.parties), raw=result.raw,
+        )
         return Processed(payload=payload, usage=result.usage, quota=result.quota)
 
     @classmethod
-    def promote(cls, item_key: str, payload) -> None:
+    def promote(cls, item_key: str, payload: MetadataPayload) -> None:
         """The decision's metadata, in the caller's transaction (the one marking it done).
 
         Blank court / case number / date are filled (an imported value is kept); judges and
@@ -182,14 +219,21 @@ class MetadataDrain(_DecisionDrain):
         if decision is None:
             return
         fields = ["judges", "parties"]
-        for field, limit in (("court", 200), ("case_number", 200)):
-            value = (payload.get(field) or "").strip()[:limit]
+        for field, given in (("court", payload.get("court")),
+                             ("case_number", payload.get("case_number"))):
+            value = (given or "").strip()[:200]
             if value and not getattr(decision, field):
                 setattr(decision, field, value)
                 fields.append(field)
-        if payload.get("decided_on") and decision.decided_on is None:
-            decision.decided_on = date.fromisoformat(payload["decided_on"])
+        if (decided := payload.get("decided_on")) and decision.decided_on is None:
+            decision.decided_on = date.fromisoformat(decided)
             fields.append("decided_on")
         decision.judges = [str(name) for name in payload.get("judges") or []]
         decision.parties = [str(name) for name in payload.get("parties") or []]
         decision.save(update_fields=[*fields, "updated_at"])
+
+
+def _fields(halacha: ExtractedHalacha) -> HalachaFields:
+    return HalachaFields(rule=halacha.rule, quote=halacha.quote, topics=list(halacha.topics),
+                         quote_spans=[list(span) for span in halacha.quote_spans],
+                         grounding=halacha.grounding)

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -44,6 +44,20 @@ from halacha.models import (
 
 NAME = "evaluate"
 WINDOWS = ("five_hour", "seven_day")
+
+if TYPE_CHECKING:
+    from halacha.extractors.base import Extractor
+
+
+class CasePayload(TypedDict):
+    """What one case's call stages: the predicted quote spans, their tiers, the readings."""
+
+    predicted: list[list[list[int]]]  # per halacha, its [start, end] spans
+    tiers: dict[str, int]
+    rejected: int
+    model: str
+    readings: dict[str, list[float | str | None]]  # window: [utilization, resets_at]
+    at: str
 
 
 # --- the gold set: the shipped files and the operator's entries ----------------------------------
@@ -91,7 +105,7 @@ class Configuration:
     def label(self) -> str:
         return configuration_label(self.backend, self.model, self.effort)
 
-    def extractor(self) -> Any:
+    def extractor(self) -> Extractor:
         """The backend, configured; ImproperlyConfigured or ExtractionConfigError if it cannot
         be (an unknown backend, an effort it does not take)."""
         from halacha.extractors import get_extractor
@@ -168,7 +182,7 @@ def current() -> Evaluation | None:
 
 
 @registry.register
-class EvaluationDrain(Drain):
+class EvaluationDrain(Drain[EvaluationCase, CasePayload, "Extractor"]):
     """The evaluation's cases, each one call through the same runner as every drain's."""
 
     name = NAME
@@ -182,7 +196,7 @@ class EvaluationDrain(Drain):
     # breaker (which would block every drain on the quota) stays off.
     breaker_failures = 0
 
-    def make_extractor(self) -> Any:
+    def make_extractor(self) -> Extractor:
         evaluation = current()
         if evaluation is None:  # a run with nothing to evaluate: the settings' backend
             return Configuration(str(settings.HALACHA_EXTRACTOR)).extractor()
@@ -193,7 +207,7 @@ class EvaluationDrain(Drain):
         evaluation = current()
         return evaluation.label if evaluation else ""
 
-    def process(self, case: Any) -> Processed:
+    def process(self, case: EvaluationCase) -> Processed[CasePayload]:
         from halacha.extractors.base import ExtractionError
         from halacha.extractors.protocol import ask_halachot
 
@@ -202,21 +216,21 @@ class EvaluationDrain(Drain):
         except ExtractionError as exc:
             raise ItemFailed(str(exc), raw=exc.raw, usage=exc.usage, quota=exc.quota) from exc
         tiers = Counter(halacha.grounding for halacha in result.halachot)
-        payload = {
-            "predicted": [halacha.quote_spans for halacha in result.halachot],
-            "tiers": dict(tiers),
-            "rejected": result.rejected,
-            "model": result.model,
-            "readings": {reading.window: [reading.utilization,
-                                          reading.resets_at.isoformat()
-                                          if reading.resets_at else None]
-                         for reading in result.quota.windows if reading.window in WINDOWS},
-            "at": timezone.now().isoformat(),
-        }
+        payload = CasePayload(
+            predicted=[halacha.quote_spans for halacha in result.halachot],
+            tiers=dict(tiers),
+            rejected=result.rejected,
+            model=result.model,
+            readings={reading.window: [reading.utilization,
+                                       reading.resets_at.isoformat()
+                                       if reading.resets_at else None]
+                      for reading in result.quota.windows if reading.window in WINDOWS},
+            at=timezone.now().isoformat(),
+        )
         return Processed(payload=payload, usage=result.usage, quota=result.quota)
 
     @classmethod
-    def promote(cls, item_key: str, payload: Any) -> None:
+    def promote(cls, item_key: str, payload: CasePayload) -> None:
         EvaluationCase.objects.filter(pk=int(item_key)).update(result=payload)
 
 

@@ -184,7 +184,7 @@ class Pacing:
         self.slow_downs = 0
         self.overload_retries = 0  # an int add in workers; read in the main thread at the end
 
-    def call(self, item: Any) -> Processed:
+    def call(self, item: Any) -> Processed[Any]:
         """The paid call, through the gate: it waits while a slow-down pauses the calls or while
         the calls in flight are at the slowed limit; then the last checks before money is spent
         (a stop, the deadline, the drain lock) and the call, retrying an overloaded one."""
@@ -202,7 +202,7 @@ class Pacing:
         finally:
             self.gate.leave()
 
-    def _retrying_overloads(self, item: Any) -> Processed:
+    def _retrying_overloads(self, item: Any) -> Processed[Any]:
         """``drain.process(item)``, retrying an overloaded call (in this worker)."""
         state = self.state
         retry = 0

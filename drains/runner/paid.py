@@ -16,7 +16,7 @@ from drains.runner.state import ItemOutcome, Outcome, RunState
 from drains.staging import RunSuperseded, promote_staged, stage_result
 
 
-def keep_paid(state: RunState, key: str, processed: Processed) -> ItemOutcome:
+def keep_paid(state: RunState, key: str, processed: Processed[Any]) -> ItemOutcome:
     """Journal, stage and promote the paid result of item ``key``. Raises only what the
     journal's write raises besides ``JournalError`` (the caller makes it the item's error)."""
     # Paid for: on local disk first (drains/journal.py), then staged in PostgreSQL.
@@ -56,7 +56,7 @@ def keep_paid(state: RunState, key: str, processed: Processed) -> ItemOutcome:
 
 
 def journal_paid(
-    state: RunState, key: str, processed: Processed
+    state: RunState, key: str, processed: Processed[Any]
 ) -> tuple[bool, JournalError | None]:
     """(journaled, the error when the journal cannot be written). A journal that fails does
     not lose this result (it is staged directly); the run stops before its next call."""

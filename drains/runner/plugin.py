@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeAlias, TypeVar
 
+from django.db import models
 from django.utils import timezone
 
 from drains import items
@@ -23,8 +24,8 @@ from drains.quota.policy import HOST_PROBE_FIRST
 from drains.quota.resets import RateLimited
 from drains.quota.signals import QuotaSignal
 
-__all__ = ["Drain", "FailedItem", "HostFault", "ItemFailed", "ModelBackend", "Processed",
-           "Source"]
+__all__ = ["AnyDrain", "Drain", "FailedItem", "HostFault", "ItemFailed", "ModelBackend",
+           "Processed", "Source"]
 
 
 class ItemFailed(Exception):
@@ -38,7 +39,7 @@ class ItemFailed(Exception):
         self,
         message: str,
         *,
-        raw: Any = None,
+        raw: object = None,
         usage: Mapping[str, Any] | None = None,
         quota: QuotaSignal | None = None,
     ) -> None:
@@ -71,11 +72,16 @@ class HostFault(RateLimited):
         self.args = (f"blocked by a host fault: {reason}",)
 
 
+#: A payload: what ``process`` stages and ``promote`` writes, JSON-able (a drain names its own
+#: TypedDict); staged as JSON, it comes back to ``promote`` as the same mapping.
+PayloadT = TypeVar("PayloadT", bound=Mapping[str, object])
+
+
 @dataclass
-class Processed:
+class Processed(Generic[PayloadT]):
     """What ``Drain.process`` returns: a JSON-able payload to stage, and the call's usage."""
 
-    payload: Any
+    payload: PayloadT
     usage: Mapping[str, Any] | None = None
     quota: QuotaSignal | None = None  # the call's QuotaSignal (drains/quota/signals.py): the runner records it
 
@@ -89,9 +95,15 @@ class ModelBackend(Protocol):
         ...
 
 
-class Drain:
-    """Base class of a drain: subclass it, set ``name`` and ``source``, fill in the hooks,
-    register it (``drains.registry.register``). Every hook a drain must or may fill is here.
+ItemT = TypeVar("ItemT", bound=models.Model)  # an item: a row of the drain's source model
+BackendT = TypeVar("BackendT", bound=ModelBackend)  # the backend its calls go through
+
+
+class Drain(Generic[ItemT, PayloadT, BackendT]):
+    """Base class of a drain: subclass it as ``Drain[Item, Payload, Backend]`` (its source
+    model, its payload's TypedDict, its backend class), set ``name`` and ``source``, fill in the
+    hooks, register it (``drains.registry.register``). Every hook a drain must or may fill is
+    here, typed by those three: mypy checks a drain's hooks against them.
 
     Must: ``name`` (the drain's name), ``source`` (which rows are its items), ``make_extractor``
     (the backend its calls go through), ``process`` (one item → one paid call → ``Processed``),
@@ -123,20 +135,20 @@ class Drain:
     on_demand: ClassVar[bool] = False
 
     def __init__(self) -> None:
-        self._extractor: ModelBackend | None = None
+        self._extractor: BackendT | None = None
 
     # --- hooks -------------------------------------------------------------------------------
-    def make_extractor(self) -> ModelBackend:
+    def make_extractor(self) -> BackendT:
         """The backend the drain's calls go through (built once per run, on first use)."""
         raise NotImplementedError(f"{type(self).__name__}.make_extractor()")
 
-    def process(self, item: Any) -> Processed:
+    def process(self, item: ItemT) -> Processed[PayloadT]:
         """One source row → one paid call → its payload; raise ``ItemFailed`` for the item's
         own failure, let ``RateLimited``/``HostFault`` through."""
         raise NotImplementedError(f"{type(self).__name__}.process()")
 
     @classmethod
-    def promote(cls, item_key: str, payload: Any) -> None:
+    def promote(cls, item_key: str, payload: PayloadT) -> None:
         """Write ``payload`` as domain rows, inside the transaction that marks the item done,
         replacing what an earlier version of the item wrote (an item whose version changed is
         worked again); never called for an item already done, and needs no extractor."""
@@ -161,9 +173,8 @@ class Drain:
         return [cls.command] if cls.command else ["drain", cls.name]
 
     @property
-    def extractor(self) -> Any:
-        """The backend, built on first use: what ``make_extractor`` returned (a ``ModelBackend``;
-        typed as the drain's own backend class is, since its ``process`` calls it)."""
+    def extractor(self) -> BackendT:
+        """The backend, built on first use: what ``make_extractor`` returned."""
         if self._extractor is None:
             self._extractor = self.make_extractor()
         return self._extractor
@@ -172,14 +183,14 @@ class Drain:
         """The quota the extractor draws on: a rate limit backs off every drain sharing it."""
         return str(self.extractor.quota_key())
 
-    def select_pending(self, *, after: int | None, limit: int) -> list[Any]:
+    def select_pending(self, *, after: int | None, limit: int) -> list[ItemT]:
         """The next ``limit`` pending items (source rows) after the cursor ``after``."""
         return items.next_pending(type(self), after=after, limit=limit)
 
-    def item_key(self, item: Any) -> str:
+    def item_key(self, item: ItemT) -> str:
         return str(item.pk)
 
-    def item_cursor(self, item: Any) -> int:
+    def item_cursor(self, item: ItemT) -> int:
         return int(item.pk)
 
     @classmethod
@@ -221,3 +232,8 @@ class Drain:
     @classmethod
     def oldest_pending_at(cls) -> datetime | None:
         return items.oldest_pending(cls.name)
+
+
+#: Any drain, as the framework sees it: it runs every drain's items and payloads without
+#: knowing their types (each drain's own hooks are checked against its own).
+AnyDrain: TypeAlias = Drain[Any, Any, Any]

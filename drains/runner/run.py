@@ -26,7 +26,7 @@ from drains.quota.backoff import set_quota_key
 from drains.runner.ending import DrainRunFailed, RunEnd, RunResult
 from drains.runner.loop import WorkLoop
 from drains.runner.pacing import Pacing
-from drains.runner.plugin import Drain
+from drains.runner.plugin import AnyDrain
 from drains.runner.probe import ProbeClaim
 from drains.runner.session_wait import SessionWait
 from drains.runner.spending import Autopilot, QuotaCeiling
@@ -97,7 +97,7 @@ class _Runner:
 
     def __init__(
         self,
-        drain: Drain,
+        drain: AnyDrain,
         lock: DrainLock,
         *,
         trigger: str,

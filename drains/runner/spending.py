@@ -162,7 +162,7 @@ class QuotaCeiling:
             steps=self._steps, calls=calls,
         )
 
-    def call(self, item: Any) -> Processed:
+    def call(self, item: Any) -> Processed[Any]:
         """The paid call, if the quota leaves room for it (and for those in flight) below its
         ceiling; its signal noted either way."""
         now = timezone.now()

@@ -29,7 +29,7 @@ from drains.progress import Progress
 from drains.quota.backoff import backoff_in_force
 from drains.quota.kinds import LimitKind
 from drains.quota.resets import RateLimited
-from drains.runner.plugin import Drain
+from drains.runner.plugin import AnyDrain
 from drains.runs import Usage
 
 
@@ -76,7 +76,7 @@ class RunResult:
 
 @dataclass
 class RunState:
-    drain: Drain
+    drain: AnyDrain
     lock: DrainLock
     trigger: str
     max_items: int | None

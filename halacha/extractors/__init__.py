@@ -20,7 +20,7 @@ BACKENDS = {
 }
 
 
-def extractor_class(name: str | None = None):
+def extractor_class(name: str | None = None) -> type[Extractor]:
     name = name or str(settings.HALACHA_EXTRACTOR)
     target = BACKENDS.get(name, name)
     if ":" not in target:
@@ -43,7 +43,7 @@ def extractor_class(name: str | None = None):
     return cls
 
 
-def get_extractor(name: str | None = None, *, model: str = "", effort: str = ""):
+def get_extractor(name: str | None = None, *, model: str = "", effort: str = "") -> Extractor:
     """A ready extractor instance for ``name`` (default: settings.HALACHA_EXTRACTOR); ``model``
     and ``effort`` configure it otherwise than the settings ("": as set). A class of one's own
     that takes no configuration is built without one."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import datetime
+from typing import TypedDict
 
 import pytest
 from django.core.management import call_command
@@ -22,7 +24,7 @@ from drains.runner import Drain, ItemFailed, Processed, Source, run_drain
 from drains.supervisor import actions
 from drains.supervisor.tick import supervise
 from halacha.extractors import get_extractor
-from halacha.extractors.base import ModelCall
+from halacha.extractors.base import Extractor, ModelCall
 from halacha.models import CourtDecision
 from operations.selectors import snapshot
 
@@ -48,16 +50,22 @@ with isolate_apps("halacha"):  # a model of the test suite only: no migration lo
 SCHEMA = {"type": "object", "properties": {"words": {"type": "integer"}}, "required": ["words"]}
 
 
-class WordCountDrain(Drain):
+class Counted(TypedDict):
+    """Its payload: what a call staged, and what ``promote`` writes."""
+
+    words: int
+
+
+class WordCountDrain(Drain[CourtDecision, Counted, Extractor]):  # its item, payload, backend
     name = "word_count"
     schedule = "45 * * * *"  # its cron slot: CRONJOBS, the page and run_scheduler read it here
     source = Source(CourtDecision, version_field="text_sha256", label_field="external_id")
     product_names = ("word count", "word counts")
 
-    def make_extractor(self):
+    def make_extractor(self) -> Extractor:
         return get_extractor()  # HALACHA_EXTRACTOR: offline, anthropic, claude-cli or a class
 
-    def process(self, decision) -> Processed:
+    def process(self, decision: CourtDecision) -> Processed[Counted]:
         reply = self.extractor.call(ModelCall(
             system="Count the words of the decision. Answer as JSON.",
             user=decision.text, schema=SCHEMA, item=decision,
@@ -70,16 +78,16 @@ class WordCountDrain(Drain):
         except (ValueError, KeyError, TypeError) as exc:
             raise ItemFailed(f"the reply has no word count: {reply.text[:80]!r}",
                              raw=reply.raw, usage=reply.usage) from exc
-        return Processed(payload={"words": words}, usage=reply.usage, quota=reply.quota)
+        return Processed(payload=Counted(words=words), usage=reply.usage, quota=reply.quota)
 
     @classmethod
-    def promote(cls, item_key: str, payload) -> None:
+    def promote(cls, item_key: str, payload: Counted) -> None:
         # An item worked again (its text changed) replaces what its earlier version wrote.
         WordCount.objects.update_or_create(decision_id=int(item_key),
                                            defaults={"words": payload["words"]})
 
     @classmethod
-    def produced_between(cls, since, until) -> int:
+    def produced_between(cls, since: datetime, until: datetime) -> int:
         return cls.done_between(since, until)
 
 
