@@ -184,6 +184,9 @@ class _Declared(Sequence):
     def __add__(self, other: Sequence) -> _Declared:
         return _Declared(self._builder, (*self._extra, *other))
 
+    def __radd__(self, other: Sequence) -> _Declared:
+        return self + other
+
     def _entries(self) -> list:
         from django.apps import apps
 
@@ -210,6 +213,9 @@ class _Declared(Sequence):
 
 
 CRONJOBS = _Declared("drains.schedule.declared_cronjobs")
+# A host's own slot for a declared job, by its command line, in place of the declared one, e.g.
+# {"drain_halacha": "12-59/15 * * * *"}; `manage.py check` holds it to the same rules.
+DRAINS_SCHEDULE: dict[str, str] = {}
 CRONTAB_LOCK_JOBS = True
 # The zone cron reads the expressions in, so the zone run_scheduler, `manage.py schedule`, the
 # page and the slots read them in too: the host's (TZ, else /etc/localtime). Set it only when the
@@ -236,9 +242,10 @@ if EMAIL_HOST:
     EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1, maximum=65535)
     EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
     EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
-    # The port says the protocol: 465 is implicit TLS, any other STARTTLS (587, 25).
+    # The port says the protocol: 465 implicit TLS; 25 plain SMTP, to a relay on the host or the
+    # private network; any other (587, the submission port) STARTTLS.
     EMAIL_USE_SSL = EMAIL_PORT == 465
-    EMAIL_USE_TLS = not EMAIL_USE_SSL
+    EMAIL_USE_TLS = EMAIL_PORT not in (25, 465)
     EMAIL_TIMEOUT = 30
 else:
     EMAIL_HOST = "localhost"

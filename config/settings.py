@@ -7,6 +7,7 @@ var/pgdata is used and started on first use. docs/deploy.md lists the production
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
 from datetime import timedelta
@@ -124,6 +125,15 @@ TEMPLATES = [
 ]
 
 # --- Database: PostgreSQL only ----------------------------------------------------------------
+# Where the data lives never changes silently: these once moved the embedded server's data and
+# database and are read no more. Only their names are looked at.
+_moved = sorted({"DRAINS_PGDATA", "DRAINS_EMBEDDED_DB_NAME"}.intersection(os.environ))
+if _moved:
+    raise ImproperlyConfigured(
+        f"{' and '.join(_moved)} is no longer read: the embedded PostgreSQL keeps database "
+        "'drains' in DRAINS_VAR_DIR/pgdata. Set DRAINS_VAR_DIR to the folder holding your pgdata "
+        "(or DATABASE_URL to your server), then unset it (docs/deploy.md, 'Upgrades')."
+    )
 _database_url = env_str("DATABASE_URL")
 refuse_placeholder("DATABASE_URL", _database_url)
 if _database_url:

@@ -23,7 +23,8 @@ HINT_NEAR_MISS = (
 
 
 def check_schedule(app_configs=None, **kwargs) -> list:
-    """drains.E001 collision, drains.W001 near miss, drains.E002 bad entry, drains.E003 duplicate."""
+    """drains.E001 collision, drains.W001 near miss, drains.E002 bad entry, drains.E003 duplicate,
+    drains.E004 a DRAINS_SCHEDULE entry for no declared job."""
     try:
         jobs = schedule.scheduled_jobs(getattr(settings, "CRONJOBS", []))
     except (ValueError, TypeError, IndexError) as exc:
@@ -36,6 +37,15 @@ def check_schedule(app_configs=None, **kwargs) -> list:
             id="drains.E003",
         )
         for name in schedule.duplicate_jobs(jobs)
+    ]
+    problems += [
+        Error(
+            f"DRAINS_SCHEDULE moves {name!r}, which no drain or job declares.",
+            hint="Name a job by its command line, as manage.py schedule lists it.",
+            obj="settings.DRAINS_SCHEDULE",
+            id="drains.E004",
+        )
+        for name in schedule.unknown_moves()
     ]
     try:
         clashes = schedule.find_clashes(jobs)

@@ -30,7 +30,7 @@ from django.core.management.base import CommandParser
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from drains import schedule
+from drains import schedule, validate
 from drains.failures import describe_failure
 from drains.models import DrainRun, RunMode, RunStatus, StopReason, Trigger
 from drains.runs import finish_even_after_db_error, finish_run, start_run
@@ -154,9 +154,10 @@ class JobCommand(CheckedCommand):
     job_name: ClassVar[str]
     requires_system_checks = JOB_CHECKS
     trigger_choices: ClassVar[list[Trigger] | None] = None  # None: every trigger
-    scheduled_for: datetime | None = None
+    scheduled_for: datetime | str | None = None
 
     def execute(self, *args: Any, **options: Any) -> Any:
+        # As given (a call_command keyword may be text); checked by the time run_job reads it.
         self.scheduled_for = options.get("scheduled_for")
         return super().execute(*args, **options)
 
@@ -170,9 +171,9 @@ class JobCommand(CheckedCommand):
         when ``schema_progress``); None, after its one line, when the slot is taken."""
         ensure_schema(stdout=self.stdout if schema_progress else None)
         try:
-            with job_run(
-                name=self.job_name, trigger=trigger, scheduled_for=self.scheduled_for
-            ) as run:
+            given = self.scheduled_for
+            scheduled_for = None if given is None else validate.aware_datetime(given)
+            with job_run(name=self.job_name, trigger=trigger, scheduled_for=scheduled_for) as run:
                 return work(run)
         except SlotTaken as taken:
             self.stdout.write(f"{self.job_name}: {taken}")

@@ -63,8 +63,10 @@ def names() -> list[str]:
 
 
 def drain_for_command(command: str) -> str | None:
-    """The drain that its own management command ``command`` runs, or None for another job."""
-    return next((name for name, cls in _DRAINS.items() if cls.command == command), None)
+    """The drain that its own management command ``command`` runs (``command``, or a
+    ``drain_<name>`` command of a drain that names none), or None for another job."""
+    return next((name for name, cls in _DRAINS.items()
+                 if command == (cls.command or f"drain_{name}")), None)
 
 
 def register_job(command: str, *, schedule: str) -> None:

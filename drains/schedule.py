@@ -41,12 +41,21 @@ def declared_cronjobs() -> list[tuple]:
     appends its output to ``DRAINS_LOG_DIR/<command>.log``."""
     declared = [(cls.schedule, cls.command_line()) for cls in registry.classes() if cls.schedule]
     declared += [(expression, [command]) for command, expression in registry.jobs().items()]
+    moved = getattr(settings, "DRAINS_SCHEDULE", {})  # a host's own slots (config/app_settings.py)
+    declared = [(moved.get(" ".join(argv), expression), argv) for expression, argv in declared]
     entries = [
         (expression, "django.core.management.call_command", argv, {"trigger": "cron"},
          f">> {shlex.quote(str(Path(settings.DRAINS_LOG_DIR) / cron_log_name(argv)))} 2>&1")
         for expression, argv in declared
     ]
     return sorted(entries, key=lambda entry: (_first_minute(entry[0]), entry[2]))
+
+
+def unknown_moves() -> list[str]:
+    """The command lines ``DRAINS_SCHEDULE`` names that no drain or job declares."""
+    known = {" ".join(cls.command_line()) for cls in registry.classes() if cls.schedule}
+    known |= set(registry.jobs())
+    return sorted(set(getattr(settings, "DRAINS_SCHEDULE", {})) - known)
 
 
 def cron_log_name(argv: list[str]) -> str:
@@ -70,6 +79,12 @@ class ScheduledJob:
     args: tuple[str, ...]
     kwargs: dict
     suffix: str
+
+    @property
+    def label(self) -> str:
+        """The job's identity: its command line (``drain_metadata``, ``drain word_count``); two
+        drains run by ``manage.py drain NAME`` are two jobs."""
+        return " ".join([self.name, *self.args])
 
     @property
     def kind(self) -> str:
@@ -242,9 +257,9 @@ def find_clashes(jobs: Iterable[ScheduledJob]) -> list[Clash]:
     expanded: list[tuple[str, frozenset[int]]] = []
     for job in jobs:
         try:
-            expanded.append((job.name, week_minutes(job.expression)))
+            expanded.append((job.label, week_minutes(job.expression)))
         except BadExpression as exc:
-            raise BadExpression(f"{job.name}: {exc}") from None
+            raise BadExpression(f"{job.label}: {exc}") from None
     clashes = []
     for i, (first, a) in enumerate(expanded):
         for second, b in expanded[i + 1 :]:
@@ -268,9 +283,9 @@ def duplicate_jobs(jobs: Iterable[ScheduledJob]) -> list[str]:
     seen: set[str] = set()
     duplicates = []
     for job in jobs:
-        if job.name in seen and job.name not in duplicates:
-            duplicates.append(job.name)
-        seen.add(job.name)
+        if job.label in seen and job.label not in duplicates:
+            duplicates.append(job.label)
+        seen.add(job.label)
     return duplicates
 
 

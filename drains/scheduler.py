@@ -63,9 +63,11 @@ def job_argv(job: ScheduledJob) -> list[str]:
 def spawn_job(job: ScheduledJob, fire: datetime) -> subprocess.Popen:
     """Start one job as ``manage.py <command>`` in a session of its own, so that a Ctrl-C in
     the terminal reaches the scheduler only and each job gets exactly one SIGTERM from it."""
+    # A job that takes --trigger (drains/trigger.py) takes --scheduled-for too: the fire time it
+    # serves; a command of a host's own that takes neither is started as cron starts it.
+    told = scheduled_for_args(fire) if "trigger" in job.kwargs else []
     return subprocess.Popen(
-        [sys.executable, str(settings.BASE_DIR / "manage.py"), *job_argv(job),
-         *scheduled_for_args(fire)],
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), *job_argv(job), *told],
         cwd=settings.BASE_DIR,
         start_new_session=True,
     )
@@ -119,11 +121,11 @@ class Scheduler:
             )
 
     def _fire(self, job: ScheduledJob, fire: datetime) -> None:
-        current = self.running.get(job.name)
+        current = self.running.get(job.label)
         if current is not None:
             logger.warning(
                 "skip %s for %s: the run for %s (pid %s) is still going",
-                job.name,
+                job.label,
                 self._fmt(fire),
                 self._fmt(current.fire),
                 current.process.pid,
@@ -132,12 +134,12 @@ class Scheduler:
         try:
             process = self.spawn(job, fire)
         except OSError as exc:
-            logger.error("could not start %s for %s: %s", job.name, self._fmt(fire), exc)
+            logger.error("could not start %s for %s: %s", job.label, self._fmt(fire), exc)
             return
-        self.running[job.name] = _Running(process, fire, time.monotonic())
+        self.running[job.label] = _Running(process, fire, time.monotonic())
         logger.info(
             "start %s pid %s for %s at %s",
-            job.name,
+            job.label,
             process.pid,
             self._fmt(fire),
             self._fmt(self.clock.now()),
@@ -145,8 +147,8 @@ class Scheduler:
 
     def run(self) -> None:
         now = self.clock.now()
-        due = {job.name: self._next(job, now) for job in self.jobs}
-        by_name = {job.name: job for job in self.jobs}
+        due = {job.label: self._next(job, now) for job in self.jobs}
+        by_name = {job.label: job for job in self.jobs}
         logger.info(
             "scheduler started: %d jobs, clock %s%s",
             len(self.jobs),
@@ -154,7 +156,7 @@ class Scheduler:
             f" x{self.clock.scale:g}" if self.clock.virtual else "",
         )
         for job in self.jobs:
-            logger.info("  %-18s %-18s next %s", job.name, job.expression, self._fmt(due[job.name]))
+            logger.info("  %-18s %-18s next %s", job.label, job.expression, self._fmt(due[job.label]))
         try:
             while not self.stop_requested.is_set():
                 self._reap()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Generic, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Generic, NotRequired, TypedDict, TypeVar
 
 from django.db import connection
 from django.utils import timezone
@@ -37,8 +37,8 @@ class HalachaFields(TypedDict):
     rule: str
     quote: str
     topics: list[str]
-    quote_spans: list[list[int]]
-    grounding: str
+    quote_spans: NotRequired[list[list[int]]]  # staged before grounding: neither, it was exact
+    grounding: NotRequired[str]
 
 
 class HalachaPayload(TypedDict):

@@ -201,3 +201,27 @@ def test_a_variable_of_ours_that_nothing_reads_is_named_by_check():
     assert line.endswith("read by nothing: DJANGO_HSTS_PRELOAD, DRAINS_CHUNK_SIZE, "
                          "DRAINS_QUOTA_WEEKLY_RESERV.")
     assert "config.W002" not in manage("check", env=child_env()).stderr
+
+
+@pytest.mark.parametrize(("port", "ssl", "starttls"), [
+    ("465", True, False),  # implicit TLS
+    ("25", False, False),  # plain, to a relay of the host's own
+    ("587", False, True),  # submission: STARTTLS
+    ("2525", False, True),
+])
+def test_the_smtp_port_says_the_protocol(monkeypatch, port, ssl, starttls):
+    import runpy
+
+    monkeypatch.setenv("EMAIL_HOST", "smtp.example.org")
+    monkeypatch.setenv("EMAIL_PORT", port)
+    loaded = runpy.run_path(str(ROOT / "config" / "app_settings.py"))
+    assert (loaded["EMAIL_USE_SSL"], loaded["EMAIL_USE_TLS"]) == (ssl, starttls)
+
+
+@pytest.mark.parametrize("name", ["DRAINS_PGDATA", "DRAINS_EMBEDDED_DB_NAME"])
+def test_a_variable_that_once_moved_the_data_is_refused_not_ignored(name):
+    # Ignored, it would start an empty embedded database elsewhere: refused, in one line.
+    done = manage("check", env=child_env(**{name: "/srv/drains/pgdata"}))
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"Configuration error: {name} is no longer read: ") and "DRAINS_VAR_DIR" in line

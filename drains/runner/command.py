@@ -1,7 +1,7 @@
 """The command base every drain command uses: ``manage.py drain NAME`` runs any registered drain
-(drains/management/commands/drain.py), and ``manage.py drain_<name>`` (the names cron and
-operators use) is a subclass that sets ``drain_name`` and ``help`` and nothing else (thin:
-argument parsing, one service call)."""
+(drains/management/commands/drain.py), and a drain's own command (``Drain.command``, e.g.
+``drain_<name>``, the names cron and operators use) is a subclass that sets ``drain_name`` and
+``help`` and nothing else (thin: argument parsing, one service call)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ below the run row's smallint column (32767), which a typo would otherwise overfl
 
 
 class DrainCommand(validate.CheckedCommand):
-    """``manage.py drain_<name>``: set ``drain_name`` and ``help`` in a subclass; nothing else.
+    """A drain's own command: set ``drain_name`` and ``help`` in a subclass; nothing else.
     Without a ``drain_name`` the command takes the drain as its first argument."""
 
     drain_name = ""

@@ -103,7 +103,7 @@ class ProbeClaim:
             outcome.kind == Outcome.ERROR and outcome.usage is not None
         )
         if outcome.kind == Outcome.RATE_LIMITED and getattr(outcome.error, "breach", None):
-            pass  # the quota's ceiling stopped it before the call (ceiling.py): no probe made
+            pass  # the quota's ceiling stopped it before the call (spending.py): no probe made
         elif outcome.kind == Outcome.RATE_LIMITED:
             record_limit()
             self._record(ok=False, until=outcome.error.reset_at)

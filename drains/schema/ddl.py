@@ -144,5 +144,6 @@ def _blocked_message(*, what, attempts, timeout_ms, elapsed, using, lock) -> str
         f"everyone behind a long transaction. {found} Ask the owner to finish (commit or roll "
         "back), or end it with SELECT pg_terminate_backend(<pid>), then run `manage.py "
         "migrate` again. Migrations before this one are applied and recorded. "
-        "(DRAINS_MIGRATE_LOCK_TIMEOUT_MS and DRAINS_MIGRATE_DDL_RETRIES tune the wait.)"
+        "(DRAINS_MIGRATE_LOCK_TIMEOUT_MS and DRAINS_MIGRATE_DDL_RETRIES tune the wait: a host's "
+        "own settings module, docs/deploy.md.)"
     )

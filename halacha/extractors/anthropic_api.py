@@ -155,7 +155,7 @@ class AnthropicExtractor(Extractor):
         if message.stop_reason == "max_tokens":
             raise ExtractionError(
                 f"the reply was cut off at HALACHA_MAX_TOKENS={settings.HALACHA_MAX_TOKENS}; "
-                "raise it for long decisions",
+                "a host's own settings module raises it for long decisions (docs/deploy.md)",
                 raw=raw,
                 usage=usage,
                 quota=quota,

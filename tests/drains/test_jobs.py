@@ -49,6 +49,14 @@ def test_a_slot_passed_in_by_the_scheduler_wins():
 
 
 @pytest.mark.django_db
+def test_a_scheduled_for_given_as_text_to_call_command_claims_that_slot():
+    call_command("send_digest", "--dry-run", trigger="cron",
+                 scheduled_for="2026-12-03T07:12:00+02:00", stdout=io.StringIO())
+    (run,) = DrainRun.objects.filter(drain="send_digest")
+    assert run.slot == at(7, 12)
+
+
+@pytest.mark.django_db
 def test_a_malformed_scheduled_for_is_one_line_naming_the_option():
     with pytest.raises(CommandError, match=r"--scheduled-for.*'07:12' is not a date and time"):
         call_command("send_digest", "--dry-run", "--scheduled-for", "07:12")

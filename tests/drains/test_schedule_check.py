@@ -222,3 +222,72 @@ def test_week_expansion_equals_stepping_croniter_through_a_week(minute, hour, do
     while (moment := it.get_next(datetime)) < monday + timedelta(days=7):
         stepped.add(int((moment - monday).total_seconds()) // 60)
     assert schedule.week_minutes(expression) == stepped
+
+
+@pytest.mark.django_db
+def test_two_drains_run_by_manage_py_drain_are_two_jobs_for_the_check_and_the_scheduler():
+    import threading
+    import time as clock
+
+    from drains.runner import Drain, Source
+    from drains.scheduler import Clock, Scheduler
+    from halacha.models import CourtDecision
+
+    drains = [type(name, (Drain,), {"name": name, "schedule": expression,
+                                    "source": Source(CourtDecision)})
+              for name, expression in (("alpha", "45 * * * *"), ("beta", "47 * * * *"))]
+    for cls in drains:
+        registry.register(cls)
+    try:
+        jobs = schedule.scheduled_jobs()
+        assert {"drain alpha", "drain beta"} <= {job.label for job in jobs}
+        assert check_schedule() == []  # two jobs, not one command twice
+        started: list[str] = []
+
+        class Done:
+            pid = 1
+
+            def poll(self):
+                return 0
+
+        def spawn(job, fire):
+            started.append(job.label)
+            return Done()
+
+        # An hour of the schedule in about 1.2 s: each of them fires once.
+        ours = [job for job in jobs if job.drain in ("alpha", "beta")]
+        runner = Scheduler(ours, clock=Clock(scale=3600, start=datetime(2026, 12, 3, 9, 30,
+                                                                         tzinfo=UTC)),
+                           spawn=spawn, poll_seconds=0.01)
+        thread = threading.Thread(target=runner.run)
+        thread.start()
+        clock.sleep(1.2)
+        runner.stop()
+        thread.join(timeout=10)
+        assert sorted(started) == ["drain alpha", "drain beta"]
+    finally:
+        for cls in drains:
+            registry.unregister(cls.name)
+
+
+def test_a_host_moves_a_declared_slot_and_is_held_to_the_same_rules(settings):
+    settings.DRAINS_SCHEDULE = {"drain_metadata": "2 * * * *"}
+    (moved,) = [job for job in schedule.scheduled_jobs() if job.name == "drain_metadata"]
+    assert moved.expression == "2 * * * *"
+    assert check_schedule() == []
+    settings.DRAINS_SCHEDULE = {"drain_metadata": "5 * * * *"}  # the supervisor's minute
+    assert [e.id for e in check_schedule()] == ["drains.E001"]
+    settings.DRAINS_SCHEDULE = {"drain_metadatta": "2 * * * *"}
+    (error,) = check_schedule()
+    assert (error.id, error.msg) == (
+        "drains.E004", "DRAINS_SCHEDULE moves 'drain_metadatta', which no drain or job declares.")
+
+
+def test_a_host_settings_module_may_add_lines_before_or_after_the_declared_ones(tmp_path):
+    extra = "('30 3 * * *', 'django.core.management.call_command', ['clearsessions'], {}, '')"
+    for n, line in enumerate((f"CRONJOBS = CRONJOBS + [{extra}]", f"CRONJOBS = [{extra}] + CRONJOBS")):
+        (tmp_path / f"adding{n}.py").write_text(f"from config.settings import *  # noqa\n{line}\n")
+        env = child_env(DJANGO_SETTINGS_MODULE=f"adding{n}", PYTHONPATH=str(tmp_path))
+        shown = manage("schedule", env=env)
+        assert shown.returncode == 0, shown.stderr
+        assert "clearsessions" in shown.stdout and "supervise_drains" in shown.stdout

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 
@@ -39,7 +39,8 @@ class Command(BaseCommand):
     help = "Test probe: records its start and end; sleeps SLEEP seconds."
     requires_system_checks = []
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser):  # as every job of ours takes them (drains/trigger.py)
+        parser.add_argument("--trigger")
         parser.add_argument("--scheduled-for", default="-")
 
     def handle(self, *args, **options):
@@ -66,9 +67,9 @@ from config.settings import *  # noqa
 INSTALLED_APPS = [*INSTALLED_APPS, "schedprobe"]
 CALL = "django.core.management.call_command"
 CRONJOBS = [
-    ("*/8 * * * *", CALL, ["probe_tick"], {}, ""),
-    ("4-59/8 * * * *", CALL, ["probe_slow"], {}, ""),
-    ("10 10 * * *", CALL, ["probe_daily"], {}, ""),
+    ("*/8 * * * *", CALL, ["probe_tick"], {"trigger": "cron"}, ""),
+    ("4-59/8 * * * *", CALL, ["probe_slow"], {"trigger": "cron"}, ""),
+    ("10 10 * * *", CALL, ["probe_daily"], {"trigger": "cron"}, ""),
 ]
 """
 
@@ -281,3 +282,18 @@ def test_help_names_the_command_and_every_option():
     assert "replaces cron" in result.stdout
     for option in ("--grace", "--time-scale", "--start-at"):
         assert option in result.stdout
+
+
+def test_the_fire_time_is_passed_to_a_job_of_ours_and_not_to_a_hosts_own_command(monkeypatch):
+    # A job that takes --trigger takes --scheduled-for (drains/trigger.py); a command of a host's
+    # own (CRONJOBS + [...], e.g. clearsessions) is started as cron starts it.
+    from drains import scheduler
+    from drains.schedule import ScheduledJob
+
+    started = []
+    monkeypatch.setattr(scheduler.subprocess, "Popen", lambda argv, **kw: started.append(argv[2:]))
+    fire = datetime(2026, 12, 3, 7, 12, tzinfo=UTC)
+    scheduler.spawn_job(ScheduledJob("send_digest", "12 7 * * *", (), {"trigger": "cron"}, ""), fire)
+    scheduler.spawn_job(ScheduledJob("clearsessions", "30 3 * * *", (), {}, ""), fire)
+    assert started == [["send_digest", "--trigger=cron", "--scheduled-for=2026-12-03T07:12:00+00:00"],
+                       ["clearsessions"]]

@@ -2,7 +2,7 @@
 
 Time rules run under a frozen clock. Lock liveness is real: a run counts as live only while a
 real session holds its drain lock (a ``DrainLock`` this test takes). Starting a drain spawns a
-real detached ``manage.py drain_<name>`` whose environment (database, extractor) is this test's.
+real detached ``manage.py`` with the drain's command line, whose environment (database, extractor) is this test's.
 """
 
 from __future__ import annotations

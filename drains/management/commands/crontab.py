@@ -47,7 +47,7 @@ def _zone_line() -> str:
     """Which zone cron reads the installed times in, and what that means in the operator's."""
     jobs = schedule.scheduled_jobs()
     fires = ", ".join(
-        f"{job.name} next {format_local(schedule.next_fire_times(job.expression)[0])}"
+        f"{job.label} next {format_local(schedule.next_fire_times(job.expression)[0])}"
         for job in jobs
         if schedule.fires_daily(job.expression)
     )

@@ -37,7 +37,7 @@ class Command(validate.CheckedCommand):
                 status = run.status
                 if run.error:
                     status += ": " + reason_line(error=run.error, error_kind=run.error_kind)
-            table.append((row.job.name, row.job.expression, nexts, last, status))
+            table.append((row.job.label, row.job.expression, nexts, last, status))
         widths = [max(len(r[i]) for r in table) for i in range(4)]
         for i, r in enumerate(table):
             cells = [r[c].ljust(widths[c]) for c in range(4)] + [r[4]]

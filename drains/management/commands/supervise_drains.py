@@ -21,7 +21,7 @@ class Command(JobCommand):
     help = (
         "Supervise every drain once: expire bursts, mark crashed and hung runs, clear stale "
         "backoffs, promote leftover staged results, and restart a drain a burst wants running. "
-        "Cron runs it every 15 minutes, at its slots (manage.py schedule); zero quota."
+        "Cron runs it at its slots (manage.py schedule); zero quota."
     )
 
     def add_arguments(self, parser):
