@@ -166,6 +166,10 @@ BASE = {
     ("migrate", "app_label"): ["{}", "--plan"],
     ("migrate", "migration_name"): ["halacha", "{}", "--plan"],
     ("migrate", "*"): ["--plan"],
+    # A valid value runs an evaluation: of one gold decision, not the whole set (an option swept
+    # itself, --limit among them, still comes last and wins).
+    **{("evaluate", option): ["--limit=1"] for option in ("--backend", "--model", "--effort",
+                                                           "--actor")},
 }
 
 
