@@ -1,7 +1,8 @@
 """The project's own settings: the drains, halacha extraction, the schedule, the court fetch
-and email, all read from the environment through config/env.py (config/settings.py reads the
-rest, Django's and its libraries', and star-imports these). Loaded on its own, it needs nothing
-from config/settings.py.
+and email. What differs between deployments is read from the environment through config/env.py
+(the README's table); the runtime's constants are written here with their reasons
+(config/settings.py holds Django's and its libraries', and star-imports these). Loaded on its
+own, it needs nothing from config/settings.py.
 """
 
 from __future__ import annotations

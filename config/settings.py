@@ -1,4 +1,5 @@
-"""Django settings, all read from the environment through config/env.py.
+"""Django settings: what differs between deployments from the environment (config/env.py),
+the rest constants with their reasons.
 
 DATABASE_URL selects the database (PostgreSQL only); unset, the embedded PostgreSQL in
 var/pgdata is used and started on first use. docs/deploy.md lists the production variables.
