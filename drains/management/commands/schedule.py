@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from django.core.management.base import CommandError
+from django.db import connection
+
 from drains import schedule, validate
 from drains.clock import format_local
 from drains.failures import reason_line
+from drains.schema import missing_migrations
 
 MAX_COUNT = 100
 
@@ -25,6 +29,12 @@ class Command(validate.CheckedCommand):
         )
 
     def handle(self, *args, count: int, **options):
+        missing = missing_migrations(connection)
+        if missing:  # the last runs are read from the database: say so, not a traceback
+            raise CommandError(
+                f"The schema lacks {len(missing)} migration(s), so no run can be read; run "
+                "manage.py migrate first (it applies none here)."
+            )
         rows = schedule.schedule_rows(count=count)
         table = [("job", "expression", f"next {count} (Asia/Jerusalem)", "last run", "status")]
         for row in rows:
