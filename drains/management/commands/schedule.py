@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import psycopg
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import DatabaseError
 
 from drains import schedule, validate
 from drains.clock import format_local
 from drains.failures import reason_line
-from drains.schema import missing_migrations
 
 MAX_COUNT = 100
 
@@ -29,13 +29,15 @@ class Command(validate.CheckedCommand):
         )
 
     def handle(self, *args, count: int, **options):
-        missing = missing_migrations(connection)
-        if missing:  # the last runs are read from the database: say so, not a traceback
+        try:
+            rows = schedule.schedule_rows(count=count)
+        except DatabaseError as exc:  # the last runs are read from the database
+            if not isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
+                raise
             raise CommandError(
-                f"The schema lacks {len(missing)} migration(s), so no run can be read; run "
-                "manage.py migrate first (it applies none here)."
-            )
-        rows = schedule.schedule_rows(count=count)
+                "The database has no drains tables yet, so no run can be read; run manage.py "
+                "migrate first (this command applies no migration)."
+            ) from None
         table = [("job", "expression", f"next {count} (Asia/Jerusalem)", "last run", "status")]
         for row in rows:
             nexts = ", ".join(format_local(t) for t in row.next_fires)
