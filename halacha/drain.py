@@ -96,23 +96,18 @@ class _DecisionDrain(Drain[CourtDecision, P, "Extractor"], Generic[P]):
     def extractor_label(cls) -> str:
         from django.conf import settings
 
-        from halacha.evaluation import chosen
+        from halacha.evaluation import configured
 
-        name = settings.HALACHA_EXTRACTOR
-        choice = chosen()
-        model = (choice.model if choice and choice.model else
-                 {"anthropic": settings.HALACHA_MODEL,
-                  "claude-cli": settings.HALACHA_CLI_MODEL}.get(name, ""))
-        return configuration_label(name, model, choice.effort if choice else "")
+        config = configured()  # the settings' model named without building a backend
+        model = config.model or {"anthropic": settings.HALACHA_MODEL,
+                                 "claude-cli": settings.HALACHA_CLI_MODEL}.get(config.backend, "")
+        return configuration_label(config.backend, model, config.effort)
 
     def make_extractor(self) -> Extractor:
-        from halacha.evaluation import chosen
-        from halacha.extractors import get_extractor
+        from halacha.evaluation import configured
 
-        choice = chosen()  # the model and effort an operator chose from an evaluation
-        if choice is None:
-            return get_extractor()
-        return get_extractor(choice.backend, model=choice.model, effort=choice.effort)
+        # HALACHA_EXTRACTOR, with the model and effort an operator chose from an evaluation
+        return configured().extractor()
 
     def _ask(self, ask: Callable[[Extractor, CourtDecision], R],
              decision: CourtDecision) -> tuple[R, dict[str, str]]:

@@ -126,12 +126,17 @@ def chosen() -> ExtractorChoice | None:
     return choice if choice.model or choice.effort else None
 
 
-def in_use() -> Configuration:
+def configured() -> Configuration:
     """The configuration the decision drains run with now: HALACHA_EXTRACTOR, with the model
-    and effort an operator chose from an evaluation (else the settings')."""
+    and effort an operator chose from an evaluation ("": the settings')."""
     choice = chosen()
     return Configuration(str(settings.HALACHA_EXTRACTOR), choice.model if choice else "",
-                         choice.effort if choice else "").resolved()
+                         choice.effort if choice else "")
+
+
+def in_use() -> Configuration:
+    """``configured()`` with its model spelled out."""
+    return configured().resolved()
 
 
 def choose(evaluation_id: int | None, *, actor: str) -> str:
